@@ -1,0 +1,33 @@
+// util.h: the few helpers every file shares: error messages, whole-file I/O,
+// atomic writes, a seeded RNG.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// Errors travel as text in a caller-owned buffer of ERR_MAX bytes. A function
+// that can fail returns 0 on success and -1 after filling err with a message
+// that names the file, tensor or key and what was expected. main() prints it as
+// "seal: <message>". Nothing below main() exits or prints on its own.
+#define ERR_MAX 512
+int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Reads a whole file into a fresh NUL-terminated buffer (*len excludes the NUL).
+char *read_file(const char *path, size_t *len, char *err);
+
+// Writes data to path atomically: a temp file beside it, fsync, rename, fsync dir.
+int write_file_atomic(const char *path, const void *data, size_t len, char *err);
+
+// mkdir -p; existing directories are fine.
+int make_dirs(const char *path, char *err);
+
+// path joined with name into out (size n); fails when it does not fit.
+int path_join(char *out, size_t n, const char *dir, const char *name, char *err);
+
+// xoshiro-style seeded RNG: same seed, same stream on every machine.
+typedef struct { uint64_t s[4]; } Rng;
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_next(Rng *r);
+float rng_uniform(Rng *r);   // [0, 1)
+float rng_normal(Rng *r);    // mean 0, std 1
+
+double now_seconds(void);
