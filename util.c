@@ -1,5 +1,4 @@
 // util.c: see util.h.
-#define _GNU_SOURCE
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int fail(char *err, const char *fmt, ...) {
+int errf(char *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     if (err) vsnprintf(err, ERR_MAX, fmt, ap);
@@ -23,14 +22,14 @@ int fail(char *err, const char *fmt, ...) {
 
 char *read_file(const char *path, size_t *len, char *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fail(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (!f) { errf(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
     char *buf = NULL;
     size_t cap = 0, n = 0;
     for (;;) {
         if (n + 1 >= cap) {
             cap = cap ? cap * 2 : 65536;
             char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); fail(err, "%s: out of memory", path); return NULL; }
+            if (!nb) { free(buf); fclose(f); errf(err, "%s: out of memory", path); return NULL; }
             buf = nb;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
@@ -39,7 +38,7 @@ char *read_file(const char *path, size_t *len, char *err) {
     }
     int bad = ferror(f);
     fclose(f);
-    if (bad) { free(buf); fail(err, "%s: read error", path); return NULL; }
+    if (bad) { free(buf); errf(err, "%s: read error", path); return NULL; }
     buf[n] = 0;
     if (len) *len = n;
     return buf;
@@ -55,45 +54,64 @@ static int fsync_dir_of(const char *path) {
     return rc;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, char *err) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd); unlink(tmp);
-            return fail(err, "%s: write failed: %s", path, strerror(e));
-        }
-        p += w; left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return fail(err, "%s: fsync failed: %s", path, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return fail(err, "%s: rename failed: %s", path, strerror(e));
-    }
-    fsync_dir_of(path);
+int af_open(AtomicFile *f, const char *path, char *err) {
+    if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path) return errf(err, "%s: path too long", path);
+    snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%d", path, (int)getpid());
+    f->failed = 0;
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f->fd < 0) return errf(err, "%s: cannot create: %s", f->tmp, strerror(errno));
     return 0;
+}
+
+int af_write(AtomicFile *f, const void *data, size_t len, char *err) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(f->fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) { f->failed = 1; return errf(err, "%s: write failed: %s", f->path, strerror(errno)); }
+        p += w; len -= (size_t)w;
+    }
+    return 0;
+}
+
+void af_abort(AtomicFile *f) {
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+    unlink(f->tmp);
+}
+
+int af_commit(AtomicFile *f, char *err) {
+    if (fsync(f->fd) != 0 || close(f->fd) != 0) {
+        int e = errno;
+        f->fd = -1;
+        unlink(f->tmp);
+        return errf(err, "%s: fsync failed: %s", f->path, strerror(e));
+    }
+    f->fd = -1;
+    if (rename(f->tmp, f->path) != 0) {
+        int e = errno;
+        unlink(f->tmp);
+        return errf(err, "%s: rename failed: %s", f->path, strerror(e));
+    }
+    fsync_dir_of(f->path);
+    return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, char *err) {
+    AtomicFile f;
+    if (af_open(&f, path, err)) return -1;
+    if (af_write(&f, data, len, err)) { af_abort(&f); return -1; }
+    return af_commit(&f, err);
 }
 
 int make_dirs(const char *path, char *err) {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return fail(err, "%s: path too long", path);
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return errf(err, "%s: path too long", path);
     for (char *p = tmp + 1; ; p++) {
         if (*p == '/' || *p == 0) {
             char c = *p;
             *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return fail(err, "%s: cannot create directory: %s", tmp, strerror(errno));
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return errf(err, "%s: cannot create directory: %s", tmp, strerror(errno));
             *p = c;
             if (!c) break;
         }
@@ -102,7 +120,7 @@ int make_dirs(const char *path, char *err) {
 }
 
 int path_join(char *out, size_t n, const char *dir, const char *name, char *err) {
-    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n) return fail(err, "%s/%s: path too long", dir, name);
+    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n) return errf(err, "%s/%s: path too long", dir, name);
     return 0;
 }
 

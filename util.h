@@ -9,7 +9,7 @@
 // that names the file, tensor or key and what was expected. main() prints it as
 // "seal: <message>". Nothing below main() exits or prints on its own.
 #define ERR_MAX 512
-int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Reads a whole file into a fresh NUL-terminated buffer (*len excludes the NUL).
 char *read_file(const char *path, size_t *len, char *err);
@@ -31,3 +31,11 @@ float rng_uniform(Rng *r);   // [0, 1)
 float rng_normal(Rng *r);    // mean 0, std 1
 
 double now_seconds(void);
+
+// A file written piece by piece and made visible only by af_commit (temp file,
+// fsync, rename); af_abort (or a crash) leaves any existing file untouched.
+typedef struct { int fd; char path[4096], tmp[4200]; int failed; } AtomicFile;
+int af_open(AtomicFile *f, const char *path, char *err);
+int af_write(AtomicFile *f, const void *data, size_t len, char *err);
+int af_commit(AtomicFile *f, char *err);
+void af_abort(AtomicFile *f);

@@ -1,0 +1,947 @@
+// model.c: Llama on the CPU, in fp32. Loading (config.json, safetensors),
+// forward, backward, LoRA. This file is the reference every other path is
+// checked against, so it favours plain loops with shape comments over tricks.
+//
+// The math is Hugging Face LlamaForCausalLM: pre-norm RMSNorm, RoPE in the
+// rotate_half layout (dimension j pairs with j + hd/2) with optional llama3
+// frequency scaling, grouped-query causal attention, SwiGLU MLP, final norm,
+// tied or untied LM head, cross-entropy on labels shifted by one.
+#include "model.h"
+#include "safetensors.h"
+#include "util.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef USE_BLAS
+#include <cblas.h>
+#endif
+
+const char *const PROJ_NAME[N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char *const PROJ_BLOCK[N_PROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+
+// ----------------------------------------------------------------------------
+// config.json
+
+static int json_number(const cJSON *root, const char *key, double *out, int required, const char *path, char *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return errf(err, "%s: missing required key \"%s\"", path, key);
+        return 1;   // absent: caller keeps its default
+    }
+    if (!cJSON_IsNumber(v)) return errf(err, "%s: \"%s\" must be a number", path, key);
+    *out = v->valuedouble;
+    return 0;
+}
+
+// An integer key in [lo, hi]; absent optional keys keep *out.
+static int json_int(const cJSON *root, const char *key, int *out, int required, int lo, int hi, const char *path, char *err) {
+    double d = 0;
+    int rc = json_number(root, key, &d, required, path, err);
+    if (rc) return rc < 0 ? -1 : 0;
+    if (d != floor(d) || d < lo || d > hi) return errf(err, "%s: \"%s\" = %g, expected an integer in [%d, %d]", path, key, d, lo, hi);
+    *out = (int)d;
+    return 0;
+}
+
+static int json_float(const cJSON *root, const char *key, float *out, int required, double lo, double hi, const char *path, char *err) {
+    double d = 0;
+    int rc = json_number(root, key, &d, required, path, err);
+    if (rc) return rc < 0 ? -1 : 0;
+    if (!(d > lo && d <= hi)) return errf(err, "%s: \"%s\" = %g, expected a number in (%g, %g]", path, key, d, lo, hi);
+    *out = (float)d;
+    return 0;
+}
+
+static int parse_rope_scaling(Config *c, const cJSON *rs, const char *path, char *err) {
+    if (!rs || cJSON_IsNull(rs)) return 0;
+    if (!cJSON_IsObject(rs)) return errf(err, "%s: \"rope_scaling\" must be null or an object", path);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!kind) kind = cJSON_GetObjectItemCaseSensitive(rs, "type");   // older spelling
+    if (!cJSON_IsString(kind)) return errf(err, "%s: rope_scaling needs a \"rope_type\" string", path);
+    if (!strcmp(kind->valuestring, "default")) return 0;
+    if (strcmp(kind->valuestring, "llama3"))
+        return errf(err, "%s: rope_scaling type \"%s\" is not supported (expected \"llama3\" or \"default\")", path, kind->valuestring);
+    c->rope_llama3 = 1;
+    char p[4200];
+    snprintf(p, sizeof p, "%s: rope_scaling", path);
+    if (json_float(rs, "factor", &c->rope_factor, 1, 0, 1e6, p, err) ||
+        json_float(rs, "low_freq_factor", &c->rope_low_freq, 1, 0, 1e6, p, err) ||
+        json_float(rs, "high_freq_factor", &c->rope_high_freq, 1, 0, 1e6, p, err) ||
+        json_int(rs, "original_max_position_embeddings", &c->rope_orig_max_pos, 1, 1, 1 << 30, p, err))
+        return -1;
+    if (c->rope_high_freq <= c->rope_low_freq) return errf(err, "%s: high_freq_factor must exceed low_freq_factor", p);
+    return 0;
+}
+
+static int parse_eos(Config *c, const cJSON *e, const char *path, char *err) {
+    if (!e || cJSON_IsNull(e)) return 0;
+    const cJSON *one = e;
+    int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : 1;
+    if (n > 8) return errf(err, "%s: \"eos_token_id\" lists %d ids, at most 8 supported", path, n);
+    c->n_eos = 0;
+    for (int i = 0; i < n; i++) {
+        if (cJSON_IsArray(e)) one = cJSON_GetArrayItem(e, i);
+        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble != floor(one->valuedouble))
+            return errf(err, "%s: \"eos_token_id\" must be an id or a list of ids", path);
+        c->eos[c->n_eos++] = (int)one->valuedouble;
+    }
+    return 0;
+}
+
+static int config_check(const Config *c, const char *path, char *err) {
+    if (c->n_heads % c->n_kv_heads)
+        return errf(err, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2) return errf(err, "%s: head_dim (%d) must be even for RoPE", path, c->head_dim);
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos[i] >= c->vocab) return errf(err, "%s: eos_token_id %d outside the vocabulary (%d)", path, c->eos[i], c->vocab);
+    return 0;
+}
+
+int config_parse(Config *c, const char *json, const char *path, char *err) {
+    memset(c, 0, sizeof *c);
+    cJSON *root = cJSON_Parse(json);
+    if (!cJSON_IsObject(root)) { cJSON_Delete(root); return errf(err, "%s: not a JSON object", path); }
+    const int BIG = 1 << 24;
+    // Hugging Face LlamaConfig defaults for the optional keys.
+    c->norm_eps = 1e-6f; c->rope_theta = 10000.0f; c->max_pos = 2048; c->bos = 1; c->eos[0] = 2; c->n_eos = 1;
+    int rc = json_int(root, "hidden_size", &c->dim, 1, 1, BIG, path, err) ||
+             json_int(root, "intermediate_size", &c->hidden, 1, 1, BIG, path, err) ||
+             json_int(root, "num_hidden_layers", &c->n_layers, 1, 1, 4096, path, err) ||
+             json_int(root, "num_attention_heads", &c->n_heads, 1, 1, 4096, path, err) ||
+             json_int(root, "vocab_size", &c->vocab, 1, 1, BIG, path, err);
+    if (!rc) {
+        c->n_kv_heads = c->n_heads;
+        c->head_dim = c->dim / c->n_heads;
+        rc = json_int(root, "num_key_value_heads", &c->n_kv_heads, 0, 1, 4096, path, err) ||
+             json_int(root, "head_dim", &c->head_dim, 0, 1, 65536, path, err) ||
+             json_float(root, "rms_norm_eps", &c->norm_eps, 0, 0, 1, path, err) ||
+             json_float(root, "rope_theta", &c->rope_theta, 0, 0, 1e12, path, err) ||
+             json_int(root, "max_position_embeddings", &c->max_pos, 0, 1, 1 << 30, path, err) ||
+             json_int(root, "bos_token_id", &c->bos, 0, 0, BIG, path, err) ||
+             parse_eos(c, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"), path, err) ||
+             parse_rope_scaling(c, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), path, err);
+    }
+    if (!rc) {
+        const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
+        if (tie && !cJSON_IsBool(tie)) rc = errf(err, "%s: \"tie_word_embeddings\" must be true or false", path);
+        c->tied = cJSON_IsTrue(tie);
+    }
+    if (!rc && c->head_dim == 0) rc = errf(err, "%s: hidden_size %d is smaller than num_attention_heads %d; set head_dim", path, c->dim, c->n_heads);
+    if (!rc) rc = config_check(c, path, err);
+    cJSON_Delete(root);
+    return rc ? -1 : 0;
+}
+
+int config_load(Config *c, const char *path, char *err) {
+    char *json = read_file(path, NULL, err);
+    if (!json) return -1;
+    int rc = config_parse(c, json, path, err);
+    free(json);
+    return rc;
+}
+
+int config_save(const Config *c, const char *path, char *err) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(r, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddStringToObject(r, "model_type", "llama");
+    cJSON_AddNumberToObject(r, "hidden_size", c->dim);
+    cJSON_AddNumberToObject(r, "intermediate_size", c->hidden);
+    cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(r, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(r, "num_key_value_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(r, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(r, "vocab_size", c->vocab);
+    cJSON_AddNumberToObject(r, "rms_norm_eps", c->norm_eps);
+    cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
+    if (c->rope_llama3) {
+        cJSON *rs = cJSON_AddObjectToObject(r, "rope_scaling");
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq);
+        cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_orig_max_pos);
+    } else cJSON_AddNullToObject(r, "rope_scaling");
+    cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tied);
+    cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_pos);
+    cJSON_AddNumberToObject(r, "bos_token_id", c->bos);
+    cJSON *eos = cJSON_AddArrayToObject(r, "eos_token_id");
+    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos[i]));
+    cJSON_AddStringToObject(r, "torch_dtype", "float32");
+    char *s = cJSON_Print(r);
+    cJSON_Delete(r);
+    int rc = write_file_atomic(path, s, strlen(s), err);
+    free(s);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// Tables of named tensors
+
+void table_add(Table *t, const char *name, int rows, int cols) {
+    if (strlen(name) >= sizeof t->t[0].name) abort();   // names are ours, never from input
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->t = realloc(t->t, t->cap * sizeof(Tensor));
+    }
+    Tensor *x = &t->t[t->n++];
+    memcpy(x->name, name, strlen(name) + 1);
+    x->rows = rows;
+    x->cols = cols;
+    x->size = (size_t)rows * cols;
+    x->data = NULL;
+}
+
+int table_alloc(Table *t) {
+    t->total = 0;
+    for (int i = 0; i < t->n; i++) t->total += t->t[i].size;
+    t->mem = calloc(t->total ? t->total : 1, sizeof(float));
+    if (!t->mem) return -1;
+    float *p = t->mem;
+    for (int i = 0; i < t->n; i++) { t->t[i].data = p; p += t->t[i].size; }
+    return 0;
+}
+
+void table_like(Table *dst, const Table *src) {
+    memset(dst, 0, sizeof *dst);
+    for (int i = 0; i < src->n; i++) table_add(dst, src->t[i].name, src->t[i].rows, src->t[i].cols);
+    table_alloc(dst);
+}
+
+void table_free(Table *t) {
+    free(t->t);
+    free(t->mem);
+    memset(t, 0, sizeof *t);
+}
+
+Tensor *table_get(const Table *t, const char *name) {
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->t[i].name, name)) return &t->t[i];
+    return NULL;
+}
+
+void table_zero(Table *t) { memset(t->mem, 0, t->total * sizeof(float)); }
+
+static void shape_str(char *s, size_t n, const Tensor *x) {
+    if (x->rows == 1) snprintf(s, n, "[%d]", x->cols);
+    else snprintf(s, n, "[%d, %d]", x->rows, x->cols);
+}
+
+static int shape_matches(const StTensor *f, const Tensor *x) {
+    if (x->rows == 1 && f->ndim == 1) return f->shape[0] == x->cols;
+    return f->ndim == 2 && f->shape[0] == x->rows && f->shape[1] == x->cols;
+}
+
+int table_load(Table *t, const char *const *files, const char *prefix, char *err) {
+    int nf = 0;
+    while (files[nf]) nf++;
+    StFile *st = calloc(nf, sizeof(StFile));
+    int rc = 0, opened = 0;
+    for (; opened < nf && !rc; opened++) rc = st_open(&st[opened], files[opened], err);
+    if (rc) opened--;
+    for (int i = 0; i < t->n && !rc; i++) {
+        Tensor *x = &t->t[i];
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, x->name);
+        const StTensor *f = NULL;
+        int k = 0;
+        for (; k < nf && !f; k++) f = st_find(&st[k], key);
+        char want[48], got[160] = "";
+        shape_str(want, sizeof want, x);
+        if (!f) { rc = errf(err, "%s: tensor %s is missing (expected shape %s)", files[0], key, want); break; }
+        if (!shape_matches(f, x)) {
+            for (int d = 0; d < f->ndim; d++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)f->shape[d]);
+            rc = errf(err, "%s: tensor %s has shape [%s], expected %s from the config", st[k - 1].path, key, got, want);
+            break;
+        }
+        rc = st_read_f32(&st[k - 1], f, x->data, (int64_t)x->size, err);
+    }
+    for (int k = 0; k < opened; k++) st_close(&st[k]);
+    free(st);
+    return rc;
+}
+
+int table_save(const Table *t, const char *path, const char *prefix, char *err) {
+    StOut *out = calloc(t->n, sizeof(StOut));
+    char (*names)[256] = calloc(t->n, sizeof *names);
+    for (int i = 0; i < t->n; i++) {
+        const Tensor *x = &t->t[i];
+        snprintf(names[i], sizeof names[i], "%s%s", prefix, x->name);
+        out[i] = (StOut){.name = names[i], .dtype = DT_F32, .data = x->data};
+        if (x->rows == 1) { out[i].ndim = 1; out[i].shape[0] = x->cols; }
+        else { out[i].ndim = 2; out[i].shape[0] = x->rows; out[i].shape[1] = x->cols; }
+    }
+    int rc = st_write(path, out, t->n, NULL, 0, err);
+    free(out);
+    free(names);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// The model's parameter table and the pointers into it
+
+static void layer_name(char *s, size_t n, int l, const char *what) {
+    snprintf(s, n, "model.layers.%d.%s", l, what);
+}
+
+static void proj_name(char *s, size_t n, int l, int p) {
+    snprintf(s, n, "model.layers.%d.%s.%s.weight", l, PROJ_BLOCK[p], PROJ_NAME[p]);
+}
+
+static void proj_shape(const Config *c, int p, int *out, int *in) {
+    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    const int outs[N_PROJ] = {q, kv, kv, c->dim, c->hidden, c->hidden, c->dim};
+    const int ins[N_PROJ] = {c->dim, c->dim, c->dim, q, c->dim, c->dim, c->hidden};
+    *out = outs[p];
+    *in = ins[p];
+}
+
+static float *data_of(const Table *t, const char *name) {
+    if (!t->mem) return NULL;
+    Tensor *x = table_get(t, name);
+    return x ? x->data : NULL;
+}
+
+// Point every Layer field at its tensor (and gradient, when allocated).
+static void model_bind(Model *m) {
+    const Config *c = &m->c;
+    char s[160];
+    m->embed = data_of(&m->params, "model.embed_tokens.weight");
+    m->d_embed = data_of(&m->grads, "model.embed_tokens.weight");
+    m->norm = data_of(&m->params, "model.norm.weight");
+    m->d_norm = data_of(&m->grads, "model.norm.weight");
+    m->lm_head = c->tied ? m->embed : data_of(&m->params, "lm_head.weight");
+    m->d_lm_head = c->tied ? m->d_embed : data_of(&m->grads, "lm_head.weight");
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &m->layers[l];
+        layer_name(s, sizeof s, l, "input_layernorm.weight");
+        L->attn_norm = data_of(&m->params, s);
+        L->d_attn_norm = data_of(&m->grads, s);
+        layer_name(s, sizeof s, l, "post_attention_layernorm.weight");
+        L->mlp_norm = data_of(&m->params, s);
+        L->d_mlp_norm = data_of(&m->grads, s);
+        for (int p = 0; p < N_PROJ; p++) {
+            Linear *x = &L->proj[p];
+            proj_shape(c, p, &x->out, &x->in);
+            proj_name(s, sizeof s, l, p);
+            x->w = data_of(&m->params, s);
+            x->dw = data_of(&m->grads, s);
+        }
+    }
+}
+
+int model_init(Model *m, const Config *c, char *err) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    char s[160];
+    table_add(&m->params, "model.embed_tokens.weight", c->vocab, c->dim);
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_name(s, sizeof s, l, "input_layernorm.weight");
+        table_add(&m->params, s, 1, c->dim);
+        for (int p = 0; p < N_PROJ; p++) {
+            int out, in;
+            proj_shape(c, p, &out, &in);
+            proj_name(s, sizeof s, l, p);
+            table_add(&m->params, s, out, in);
+            if (p == PROJ_O) {   // Hugging Face order: norm, attention, norm, MLP
+                layer_name(s, sizeof s, l, "post_attention_layernorm.weight");
+                table_add(&m->params, s, 1, c->dim);
+            }
+        }
+    }
+    table_add(&m->params, "model.norm.weight", 1, c->dim);
+    if (!c->tied) table_add(&m->params, "lm_head.weight", c->vocab, c->dim);
+    if (table_alloc(&m->params)) {
+        size_t gb = m->params.total * 4 >> 30;
+        table_free(&m->params);
+        return errf(err, "out of memory allocating %zu GiB of parameters", gb);
+    }
+    m->layers = calloc(c->n_layers, sizeof(Layer));
+    model_bind(m);
+    return 0;
+}
+
+int model_train_full(Model *m) {
+    table_like(&m->grads, &m->params);
+    if (!m->grads.mem) return -1;
+    model_bind(m);
+    return 0;
+}
+
+void model_free(Model *m) {
+    table_free(&m->params);
+    table_free(&m->grads);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+void model_random(Model *m, uint64_t seed, float std) {
+    Rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < m->params.n; i++) {
+        Tensor *x = &m->params.t[i];
+        int is_norm = x->rows == 1;
+        for (size_t j = 0; j < x->size; j++) x->data[j] = is_norm ? 1.0f + 0.1f * rng_normal(&r) : std * rng_normal(&r);
+    }
+}
+
+// The safetensors files of a model directory: one file, or the shards that
+// model.safetensors.index.json names. Returns a NULL-terminated list.
+static char **model_files(const char *dir, char *err) {
+    char path[4096];
+    if (path_join(path, sizeof path, dir, "model.safetensors", err)) return NULL;
+    char **files = calloc(2, sizeof(char *));
+    if (access(path, R_OK) == 0) { files[0] = strdup(path); return files; }
+    free(files);
+    if (path_join(path, sizeof path, dir, "model.safetensors.index.json", err)) return NULL;
+    char *json = read_file(path, NULL, NULL);
+    if (!json) { errf(err, "%s: no model.safetensors or model.safetensors.index.json", dir); return NULL; }
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) { cJSON_Delete(root); errf(err, "%s: missing \"weight_map\" object", path); return NULL; }
+    int n = 0;
+    files = calloc(cJSON_GetArraySize(map) + 1, sizeof(char *));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map) {
+        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) {
+            errf(err, "%s: weight_map.%s must name a shard file in the same folder", path, e->string);
+            for (int i = 0; i < n; i++) free(files[i]);
+            free(files);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        char shard[4096];
+        snprintf(shard, sizeof shard, "%s/%s", dir, e->valuestring);
+        int seen = 0;
+        for (int i = 0; i < n && !seen; i++) seen = !strcmp(files[i], shard);
+        if (!seen) files[n++] = strdup(shard);
+    }
+    cJSON_Delete(root);
+    return files;
+}
+
+static void free_list(char **list) {
+    for (int i = 0; list && list[i]; i++) free(list[i]);
+    free(list);
+}
+
+int model_load(Model *m, const char *dir, char *err) {
+    char path[4096];
+    Config c;
+    if (path_join(path, sizeof path, dir, "config.json", err) || config_load(&c, path, err)) return -1;
+    char **files = model_files(dir, err);
+    if (!files) return -1;
+    int rc = model_init(m, &c, err);
+    if (!rc) rc = table_load(&m->params, (const char *const *)files, "", err);
+    if (rc && m->layers) model_free(m);
+    free_list(files);
+    return rc;
+}
+
+int model_save(const Model *m, const char *dir, char *err) {
+    char path[4096];
+    if (make_dirs(dir, err)) return -1;
+    if (path_join(path, sizeof path, dir, "config.json", err) || config_save(&m->c, path, err)) return -1;
+    if (path_join(path, sizeof path, dir, "model.safetensors", err)) return -1;
+    return table_save(&m->params, path, "", err);
+}
+
+// ----------------------------------------------------------------------------
+// LoRA adapters
+
+unsigned lora_targets_parse(const char *list, char *err) {
+    unsigned mask = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        int p = 0;
+        while (p < N_PROJ && strcmp(tok, PROJ_NAME[p])) p++;
+        if (p == N_PROJ) { errf(err, "unknown LoRA target \"%s\" (expected q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)", tok); return 0; }
+        mask |= 1u << p;
+    }
+    if (!mask) errf(err, "empty LoRA target list");
+    return mask;
+}
+
+static void lora_name(char *s, size_t n, int l, int p, char ab) {
+    snprintf(s, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, PROJ_BLOCK[p], PROJ_NAME[p], ab);
+}
+
+int lora_init(Lora *lo, const Config *c, int r, float alpha, unsigned targets) {
+    memset(lo, 0, sizeof *lo);
+    lo->r = r;
+    lo->alpha = alpha;
+    lo->targets = targets;
+    char s[160];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            if (!(targets >> p & 1)) continue;
+            int out, in;
+            proj_shape(c, p, &out, &in);
+            lora_name(s, sizeof s, l, p, 'A');
+            table_add(&lo->params, s, r, in);
+            lora_name(s, sizeof s, l, p, 'B');
+            table_add(&lo->params, s, out, r);
+        }
+    if (table_alloc(&lo->params)) return -1;
+    table_like(&lo->grads, &lo->params);
+    return lo->grads.mem ? 0 : -1;
+}
+
+void lora_reset(Lora *lo, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < lo->params.n; i++) {
+        Tensor *x = &lo->params.t[i];
+        int is_a = strstr(x->name, "lora_A") != NULL;
+        float bound = 1.0f / sqrtf((float)x->cols);   // kaiming_uniform(a=sqrt(5)) on [r, in]
+        for (size_t j = 0; j < x->size; j++) x->data[j] = is_a ? bound * (2 * rng_uniform(&r) - 1) : 0.0f;
+    }
+}
+
+void lora_free(Lora *lo) {
+    table_free(&lo->params);
+    table_free(&lo->grads);
+}
+
+void model_attach_lora(Model *m, Lora *lo) {
+    m->lora = lo;
+    char s[160];
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            Linear *x = &m->layers[l].proj[p];
+            x->r = 0;
+            x->a = x->b = x->da = x->db = NULL;
+            if (!lo || !(lo->targets >> p & 1)) continue;
+            x->r = lo->r;
+            x->scale = lo->alpha / lo->r;
+            lora_name(s, sizeof s, l, p, 'A');
+            x->a = data_of(&lo->params, s);
+            x->da = data_of(&lo->grads, s);
+            lora_name(s, sizeof s, l, p, 'B');
+            x->b = data_of(&lo->params, s);
+            x->db = data_of(&lo->grads, s);
+        }
+}
+
+void lora_merge(Model *m, const Lora *lo, float sign) {
+    char s[160];
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            if (!(lo->targets >> p & 1)) continue;
+            Linear *x = &m->layers[l].proj[p];
+            lora_name(s, sizeof s, l, p, 'A');
+            const float *a = data_of(&lo->params, s);
+            lora_name(s, sizeof s, l, p, 'B');
+            const float *b = data_of(&lo->params, s);
+            // W (out,in) += sign * s * B (out,r) A (r,in)
+            gemm(0, 0, x->out, x->in, lo->r, sign * lo->alpha / lo->r, b, lo->r, a, x->in, 1.0f, x->w, x->in);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// Matrix multiply: OpenBLAS when built with it, else plain loops.
+
+#ifdef USE_BLAS
+void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+const char *gemm_backend(void) { return "openblas"; }
+#else
+void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc) {
+    #pragma omp parallel for if ((long)M * N * K > 1L << 18)
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+            // beta == 0 ignores C entirely, as BLAS does (C may hold garbage)
+            C[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+        }
+}
+const char *gemm_backend(void) { return "reference loops"; }
+#endif
+
+// ----------------------------------------------------------------------------
+// Activations
+
+int acts_init(Acts *a, const Model *m, int B, int T, char *err) {
+    memset(a, 0, sizeof *a);
+    const Config *c = &m->c;
+    const int L = c->n_layers, N = B * T, D = c->dim, F = c->hidden, hd = c->head_dim;
+    const int Dq = c->n_heads * hd, Dkv = c->n_kv_heads * hd, att = B * c->n_heads * T * T;
+    a->B = B;
+    a->T = T;
+    a->n_layers = L;
+    Table *t = &a->mem;
+    char s[64];
+    table_add(t, "rope_cos", T, hd / 2);
+    table_add(t, "rope_sin", T, hd / 2);
+    for (int l = 0; l <= L; l++) { snprintf(s, sizeof s, "res.%d", l); table_add(t, s, N, D); }
+    // Per layer, in this order: what backward needs to see again.
+    const char *names[] = {"ln1", "rstd1", "q", "k", "v", "att", "atty", "mid", "ln2", "rstd2", "gate", "up", "hmlp"};
+    const int rows[] = {N, 1, N, N, N, 1, N, N, N, 1, N, N, N};
+    const int cols[] = {D, N, Dq, Dkv, Dkv, att, Dq, D, D, N, F, F, F};
+    const int nn = sizeof names / sizeof names[0];
+    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->mid, &a->ln2, &a->rstd2, &a->gate, &a->up, &a->hmlp};
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < nn; i++) { snprintf(s, sizeof s, "%s.%d", names[i], l); table_add(t, s, rows[i], cols[i]); }
+    int r = 0;
+    for (int l = 0; l < L; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const Linear *x = &m->layers[l].proj[p];
+            if (!x->r) continue;
+            snprintf(s, sizeof s, "lora_u.%d.%d", l, p);
+            table_add(t, s, N, x->r);
+            if (x->r > r) r = x->r;
+        }
+    const char *tail[] = {"lnf", "rstdf", "logits", "d_res", "d_mid", "d_ln", "d_q", "d_k", "d_v", "d_atty", "d_gate", "d_up", "d_h", "d_u", "d_lnf", "d_att"};
+    const size_t tail_cols[] = {D, 1, c->vocab, D, D, D, Dq, Dkv, Dkv, Dq, F, F, F, r, D, 0};
+    float **tail_slots[] = {&a->lnf, &a->rstdf, &a->logits, &a->d_res, &a->d_mid, &a->d_ln, &a->d_q, &a->d_k, &a->d_v, &a->d_atty, &a->d_gate, &a->d_up, &a->d_h, &a->d_u, &a->d_lnf, &a->d_att};
+    const int nt = sizeof tail / sizeof tail[0];
+    for (int i = 0; i < nt - 1; i++) table_add(t, tail[i], N, (int)tail_cols[i]);
+    table_add(t, "d_att", 1, att);
+    if (table_alloc(t)) {
+        table_free(t);
+        return errf(err, "out of memory allocating activations for batch %d x %d", B, T);
+    }
+    // Bind the pointers in the order the names were added.
+    int i = 2;
+    a->rope_cos = t->t[0].data;
+    a->rope_sin = t->t[1].data;
+    a->res = calloc(L + 1, sizeof(float *));
+    for (int l = 0; l <= L; l++) a->res[l] = t->t[i++].data;
+    for (int k = 0; k < nn; k++) *slots[k] = calloc(L, sizeof(float *));
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < nn; k++) (*slots[k])[l] = t->t[i++].data;
+    a->lora_u = calloc(L, sizeof(float **));
+    for (int l = 0; l < L; l++) {
+        a->lora_u[l] = calloc(N_PROJ, sizeof(float *));
+        for (int p = 0; p < N_PROJ; p++)
+            if (m->layers[l].proj[p].r) a->lora_u[l][p] = t->t[i++].data;
+    }
+    for (int k = 0; k < nt; k++) *tail_slots[k] = t->t[i++].data;
+    // RoPE angles for positions 0..T-1
+    float *inv = malloc(hd / 2 * sizeof(float));
+    rope_inv_freq(c, inv);
+    for (int pos = 0; pos < T; pos++)
+        for (int j = 0; j < hd / 2; j++) {
+            float ang = (float)pos * inv[j];   // fp32 product, as Hugging Face computes it
+            a->rope_cos[pos * hd / 2 + j] = cosf(ang);
+            a->rope_sin[pos * hd / 2 + j] = sinf(ang);
+        }
+    free(inv);
+    return 0;
+}
+
+void acts_free(Acts *a) {
+    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->mid, &a->ln2, &a->rstd2, &a->gate, &a->up, &a->hmlp};
+    for (size_t k = 0; k < sizeof slots / sizeof slots[0]; k++) free(*slots[k]);
+    for (int l = 0; a->lora_u && l < a->n_layers; l++) free(a->lora_u[l]);
+    free(a->lora_u);
+    free(a->res);
+    table_free(&a->mem);
+    memset(a, 0, sizeof *a);
+}
+
+// ----------------------------------------------------------------------------
+// Layers, forward and backward. Each forward has its backward right below it.
+
+void rope_inv_freq(const Config *c, float *inv) {
+    const int hd = c->head_dim;
+    for (int j = 0; j < hd / 2; j++) {
+        float f = 1.0f / powf(c->rope_theta, (float)(2 * j) / (float)hd);
+        if (c->rope_llama3) {   // keep high frequencies, divide low ones, blend between
+            float wavelen = 2.0f * (float)M_PI / f;
+            float low_wl = c->rope_orig_max_pos / c->rope_low_freq, high_wl = c->rope_orig_max_pos / c->rope_high_freq;
+            if (wavelen > low_wl) f = f / c->rope_factor;
+            else if (wavelen >= high_wl) {
+                float smooth = (c->rope_orig_max_pos / wavelen - c->rope_low_freq) / (c->rope_high_freq - c->rope_low_freq);
+                f = (1.0f - smooth) * f / c->rope_factor + smooth * f;
+            }
+        }
+        inv[j] = f;
+    }
+}
+
+// out, x are (N, D); rstd is (N); w is (D)
+static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * D;
+        float ss = 0.0f;
+        for (int i = 0; i < D; i++) ss += xn[i] * xn[i];
+        float r = 1.0f / sqrtf(ss / D + eps);
+        rstd[n] = r;
+        for (int i = 0; i < D; i++) out[(size_t)n * D + i] = xn[i] * r * w[i];
+    }
+}
+
+// dx (N,D) += d rmsnorm; dw (D) += when not NULL
+static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd, int N, int D) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * D, *dn = dout + (size_t)n * D;
+        float r = rstd[n], dot = 0.0f;
+        for (int i = 0; i < D; i++) dot += dn[i] * w[i] * xn[i];
+        float k = dot * r * r * r / D;
+        for (int i = 0; i < D; i++) dx[(size_t)n * D + i] += dn[i] * w[i] * r - xn[i] * k;
+    }
+    if (dw)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < D; i++) dw[i] += dout[(size_t)n * D + i] * x[(size_t)n * D + i] * rstd[n];
+}
+
+// y (N,out) = x (N,in) W^T + s * u B^T where u (N,r) = x A^T is kept for backward
+static void linear_forward(const Linear *l, const float *x, float *y, float *u, int N) {
+    gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    if (!l->r) return;
+    gemm(0, 1, N, l->r, l->in, 1.0f, x, l->in, l->a, l->in, 0.0f, u, l->r);
+    gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
+}
+
+// dx (N,in) = (or += when accumulate) dy W + (s dy B) A; the trainable
+// gradients accumulate: dW += dy^T x, dA += (s dy B)^T x, dB += s dy^T u.
+// du (N,r) is scratch.
+static void linear_backward(const Linear *l, const float *dy, const float *x, const float *u, float *dx, float *du, int N, int accumulate) {
+    gemm(0, 0, N, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, accumulate ? 1.0f : 0.0f, dx, l->in);
+    if (l->dw) gemm(1, 0, l->out, l->in, N, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
+    if (!l->r) return;
+    gemm(0, 0, N, l->r, l->out, l->scale, dy, l->out, l->b, l->r, 0.0f, du, l->r);
+    gemm(0, 0, N, l->in, l->r, 1.0f, du, l->r, l->a, l->in, 1.0f, dx, l->in);
+    if (l->da) gemm(1, 0, l->r, l->in, N, 1.0f, du, l->r, x, l->in, 1.0f, l->da, l->in);
+    if (l->db) gemm(1, 0, l->out, l->r, N, l->scale, dy, l->out, u, l->r, 1.0f, l->db, l->r);
+}
+
+// x (B*T, nh*hd) rotated in place at positions 0..T-1: rotate_half layout,
+// dimension j pairs with j + hd/2. sign = -1 applies the inverse (backward).
+static void rope(float *x, const float *cosv, const float *sinv, int N, int T, int nh, int hd, float sign) {
+    const int half = hd / 2;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *cs = cosv + (size_t)(n % T) * half, *sn = sinv + (size_t)(n % T) * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + ((size_t)n * nh + h) * hd;
+            for (int j = 0; j < half; j++) {
+                float x1 = v[j], x2 = v[j + half], s = sign * sn[j];
+                v[j] = x1 * cs[j] - x2 * s;
+                v[j + half] = x2 * cs[j] + x1 * s;
+            }
+        }
+    }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// q (B,T,H,hd), k and v (B,T,KV,hd) -> out (B,T,H,hd); att (B,H,T,T) keeps the
+// softmax probabilities. Query head h reads key/value head h / (H/KV).
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                              int B, int T, int H, int KV, int hd) {
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int g = H / KV, Dq = H * hd, Dkv = KV * hd;
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qt = q + ((size_t)b * T + t) * Dq + h * hd;
+                float *p = att + (((size_t)b * H + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int s = 0; s <= t; s++) {
+                    p[s] = dot(qt, k + ((size_t)b * T + s) * Dkv + (h / g) * hd, hd) * scale;
+                    if (p[s] > mx) mx = p[s];
+                }
+                float sum = 0.0f;
+                for (int s = 0; s <= t; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
+                for (int s = 0; s <= t; s++) p[s] /= sum;
+                for (int s = t + 1; s < T; s++) p[s] = 0.0f;
+                float *o = out + ((size_t)b * T + t) * Dq + h * hd;
+                memset(o, 0, hd * sizeof(float));
+                for (int s = 0; s <= t; s++) axpy(o, p[s], v + ((size_t)b * T + s) * Dkv + (h / g) * hd, hd);
+            }
+}
+
+// Gradients of attention_forward: dq (B,T,H,hd); dk, dv (B,T,KV,hd) are
+// overwritten. datt (B,H,T,T) is scratch. Work is split by (batch, kv head) so
+// the query heads that share a kv head add into it from one thread.
+static void attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout, const float *q,
+                               const float *k, const float *v, const float *att, int B, int T, int H, int KV, int hd) {
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int g = H / KV, Dq = H * hd, Dkv = KV * hd;
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int kh = 0; kh < KV; kh++) {
+            for (int t = 0; t < T; t++) {
+                memset(dk + ((size_t)b * T + t) * Dkv + kh * hd, 0, hd * sizeof(float));
+                memset(dv + ((size_t)b * T + t) * Dkv + kh * hd, 0, hd * sizeof(float));
+            }
+            for (int h = kh * g; h < (kh + 1) * g; h++)
+                for (int t = 0; t < T; t++) {
+                    const float *p = att + (((size_t)b * H + h) * T + t) * T;
+                    const float *dot_ = dout + ((size_t)b * T + t) * Dq + h * hd, *qt = q + ((size_t)b * T + t) * Dq + h * hd;
+                    float *dp = datt + (((size_t)b * H + h) * T + t) * T, *dqt = dq + ((size_t)b * T + t) * Dq + h * hd;
+                    float sum = 0.0f;
+                    for (int s = 0; s <= t; s++) {
+                        size_t kv = ((size_t)b * T + s) * Dkv + kh * hd;
+                        dp[s] = dot(dot_, v + kv, hd);
+                        sum += dp[s] * p[s];
+                        axpy(dv + kv, p[s], dot_, hd);
+                    }
+                    memset(dqt, 0, hd * sizeof(float));
+                    for (int s = 0; s <= t; s++) {   // softmax backward, then the scaled dot product
+                        size_t kv = ((size_t)b * T + s) * Dkv + kh * hd;
+                        float ds = p[s] * (dp[s] - sum) * scale;
+                        axpy(dqt, ds, k + kv, hd);
+                        axpy(dk + kv, ds, qt, hd);
+                    }
+                }
+        }
+}
+
+// hmlp (N,F) = silu(gate) * up
+static void swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float sig = 1.0f / (1.0f + expf(-gate[i]));
+        dup[i] = dh[i] * gate[i] * sig;
+        dgate[i] = dh[i] * up[i] * sig * (1.0f + gate[i] * (1.0f - sig));
+    }
+}
+
+static void add(float *y, const float *x, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void layer_forward(const Model *m, Acts *a, int l) {
+    const Config *c = &m->c;
+    const Layer *L = &m->layers[l];
+    const int N = a->B * a->T, D = c->dim;
+    float **u = a->lora_u[l];
+    rmsnorm_forward(a->ln1[l], a->rstd1[l], a->res[l], L->attn_norm, N, D, c->norm_eps);
+    linear_forward(&L->proj[PROJ_Q], a->ln1[l], a->q[l], u[PROJ_Q], N);
+    linear_forward(&L->proj[PROJ_K], a->ln1[l], a->k[l], u[PROJ_K], N);
+    linear_forward(&L->proj[PROJ_V], a->ln1[l], a->v[l], u[PROJ_V], N);
+    rope(a->q[l], a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, 1.0f);
+    rope(a->k[l], a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, 1.0f);
+    attention_forward(a->atty[l], a->att[l], a->q[l], a->k[l], a->v[l], a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
+    linear_forward(&L->proj[PROJ_O], a->atty[l], a->mid[l], u[PROJ_O], N);
+    add(a->mid[l], a->res[l], (size_t)N * D);
+    rmsnorm_forward(a->ln2[l], a->rstd2[l], a->mid[l], L->mlp_norm, N, D, c->norm_eps);
+    linear_forward(&L->proj[PROJ_GATE], a->ln2[l], a->gate[l], u[PROJ_GATE], N);
+    linear_forward(&L->proj[PROJ_UP], a->ln2[l], a->up[l], u[PROJ_UP], N);
+    swiglu_forward(a->hmlp[l], a->gate[l], a->up[l], (size_t)N * c->hidden);
+    linear_forward(&L->proj[PROJ_DOWN], a->hmlp[l], a->res[l + 1], u[PROJ_DOWN], N);
+    add(a->res[l + 1], a->mid[l], (size_t)N * D);
+}
+
+// d_res holds d loss / d res[l+1] on entry and d loss / d res[l] on return.
+static void layer_backward(Model *m, Acts *a, int l) {
+    const Config *c = &m->c;
+    Layer *L = &m->layers[l];
+    const int N = a->B * a->T, D = c->dim;
+    const size_t ND = (size_t)N * D;
+    float **u = a->lora_u[l];
+    linear_backward(&L->proj[PROJ_DOWN], a->d_res, a->hmlp[l], u[PROJ_DOWN], a->d_h, a->d_u, N, 0);
+    swiglu_backward(a->d_gate, a->d_up, a->d_h, a->gate[l], a->up[l], (size_t)N * c->hidden);
+    linear_backward(&L->proj[PROJ_GATE], a->d_gate, a->ln2[l], u[PROJ_GATE], a->d_ln, a->d_u, N, 0);
+    linear_backward(&L->proj[PROJ_UP], a->d_up, a->ln2[l], u[PROJ_UP], a->d_ln, a->d_u, N, 1);
+    memcpy(a->d_mid, a->d_res, ND * sizeof(float));
+    rmsnorm_backward(a->d_mid, L->d_mlp_norm, a->d_ln, a->mid[l], L->mlp_norm, a->rstd2[l], N, D);
+    linear_backward(&L->proj[PROJ_O], a->d_mid, a->atty[l], u[PROJ_O], a->d_atty, a->d_u, N, 0);
+    attention_backward(a->d_q, a->d_k, a->d_v, a->d_att, a->d_atty, a->q[l], a->k[l], a->v[l], a->att[l],
+                       a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
+    rope(a->d_q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, -1.0f);
+    rope(a->d_k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, -1.0f);
+    linear_backward(&L->proj[PROJ_Q], a->d_q, a->ln1[l], u[PROJ_Q], a->d_ln, a->d_u, N, 0);
+    linear_backward(&L->proj[PROJ_K], a->d_k, a->ln1[l], u[PROJ_K], a->d_ln, a->d_u, N, 1);
+    linear_backward(&L->proj[PROJ_V], a->d_v, a->ln1[l], u[PROJ_V], a->d_ln, a->d_u, N, 1);
+    memcpy(a->d_res, a->d_mid, ND * sizeof(float));
+    rmsnorm_backward(a->d_res, L->d_attn_norm, a->d_ln, a->res[l], L->attn_norm, a->rstd1[l], N, D);
+}
+
+// Mean cross-entropy of logits (B,T,V) against labels shifted by one: position
+// t is scored on labels[t+1]; -100 is ignored.
+static float cross_entropy(const float *logits, const int *labels, int B, int T, int V, int *n_valid) {
+    double total = 0.0;
+    int count = 0;
+    #pragma omp parallel for collapse(2) reduction(+ : total, count)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T - 1; t++) {
+            int y = labels[b * T + t + 1];
+            if (y == -100) continue;
+            const float *x = logits + ((size_t)b * T + t) * V;
+            float mx = -INFINITY;
+            for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+            double sum = 0.0;
+            for (int i = 0; i < V; i++) sum += expf(x[i] - mx);
+            total += mx + log(sum) - x[y];
+            count++;
+        }
+    *n_valid = count;
+    return count ? (float)(total / count) : 0.0f;
+}
+
+// logits (B,T,V) become d loss / d logits, in place.
+static void cross_entropy_backward(float *logits, const int *labels, int B, int T, int V, int n_valid) {
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *x = logits + ((size_t)b * T + t) * V;
+            int y = t < T - 1 ? labels[b * T + t + 1] : -100;
+            if (y == -100) { memset(x, 0, V * sizeof(float)); continue; }
+            float mx = -INFINITY, sum = 0.0f;
+            for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+            for (int i = 0; i < V; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+            for (int i = 0; i < V; i++) x[i] = x[i] / sum / n_valid;
+            x[y] -= 1.0f / n_valid;
+        }
+}
+
+float model_forward(const Model *m, Acts *a, const int *ids, const int *labels) {
+    const Config *c = &m->c;
+    const int N = a->B * a->T, D = c->dim;
+    a->ids = ids;
+    a->labels = labels;
+    for (int n = 0; n < N; n++) memcpy(a->res[0] + (size_t)n * D, m->embed + (size_t)ids[n] * D, D * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) layer_forward(m, a, l);
+    rmsnorm_forward(a->lnf, a->rstdf, a->res[c->n_layers], m->norm, N, D, c->norm_eps);
+    gemm(0, 1, N, c->vocab, D, 1.0f, a->lnf, D, m->lm_head, D, 0.0f, a->logits, c->vocab);
+    a->n_valid = 0;
+    return labels ? cross_entropy(a->logits, labels, a->B, a->T, c->vocab, &a->n_valid) : 0.0f;
+}
+
+// Overwrites a->logits with their gradient.
+void model_backward(Model *m, Acts *a) {
+    const Config *c = &m->c;
+    const int N = a->B * a->T, D = c->dim, V = c->vocab;
+    if (!a->labels || !a->n_valid) return;   // nothing carries loss: every gradient is zero
+    cross_entropy_backward(a->logits, a->labels, a->B, a->T, V, a->n_valid);
+    gemm(0, 0, N, D, V, 1.0f, a->logits, V, m->lm_head, D, 0.0f, a->d_lnf, D);
+    if (m->d_lm_head) gemm(1, 0, V, D, N, 1.0f, a->logits, V, a->lnf, D, 1.0f, m->d_lm_head, D);
+    memset(a->d_res, 0, (size_t)N * D * sizeof(float));
+    rmsnorm_backward(a->d_res, m->d_norm, a->d_lnf, a->res[c->n_layers], m->norm, a->rstdf, N, D);
+    for (int l = c->n_layers - 1; l >= 0; l--) layer_backward(m, a, l);
+    if (m->d_embed)
+        for (int n = 0; n < N; n++) axpy(m->d_embed + (size_t)a->ids[n] * D, 1.0f, a->d_res + (size_t)n * D, D);
+}

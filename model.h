@@ -1,0 +1,142 @@
+// model.h: the one public interface of the Llama model: configuration, the
+// tables of named tensors, and the backend-neutral entry points.
+//
+// Shapes use B = batch, T = sequence length, N = B*T rows, D = hidden size,
+// H / KV = query / key-value heads, hd = head_dim, F = MLP size, V = vocab.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int dim, hidden, n_layers, n_heads, n_kv_heads, head_dim, vocab;
+    float norm_eps, rope_theta;
+    int rope_llama3;              // rope_scaling = {"rope_type": "llama3", ...}
+    float rope_factor, rope_low_freq, rope_high_freq;
+    int rope_orig_max_pos;
+    int tied, max_pos, bos;
+    int eos[8], n_eos;
+} Config;
+
+// config.json of a Hugging Face Llama checkpoint; a missing required key or a
+// value of the wrong kind is an error naming the key.
+int config_load(Config *c, const char *path, char *err);
+int config_parse(Config *c, const char *json, const char *path, char *err);
+int config_save(const Config *c, const char *path, char *err);
+
+// ---------------------------------------------------------------------------
+// Tables of named tensors: every tensor of a model or adapter lives in one
+// allocation (mem) and is addressed by its Hugging Face / PEFT name. Loaders,
+// savers, optimizers, gradient checks and fixture comparisons walk tables.
+typedef struct {
+    char name[112];
+    int rows, cols;               // a vector has rows = 1
+    size_t size;                  // rows * cols
+    float *data;
+} Tensor;
+
+typedef struct {
+    int n, cap;
+    Tensor *t;
+    float *mem;
+    size_t total;                 // floats in mem
+} Table;
+
+void table_add(Table *t, const char *name, int rows, int cols);
+int table_alloc(Table *t);                       // one zeroed allocation for all
+void table_like(Table *dst, const Table *src);   // same names and shapes, zeroed
+void table_free(Table *t);
+Tensor *table_get(const Table *t, const char *name);   // NULL when absent
+void table_zero(Table *t);
+
+// Load / save a table from / to safetensors. `prefix` is prepended to each
+// name in the file (the PEFT adapter prefix, or ""). Loading fills every tensor
+// and fails, naming the tensor, if one is missing or has the wrong shape.
+// `files` is a NULL-terminated list: a model sharded over several files.
+int table_load(Table *t, const char *const *files, const char *prefix, char *err);
+int table_save(const Table *t, const char *path, const char *prefix, char *err);
+
+// ---------------------------------------------------------------------------
+// A linear layer y = x W^T (+ s * (x A^T) B^T with a LoRA adapter), W [out,in].
+enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, N_PROJ };
+extern const char *const PROJ_NAME[N_PROJ];     // "q_proj", ... (PEFT names)
+extern const char *const PROJ_BLOCK[N_PROJ];    // "self_attn" or "mlp"
+
+typedef struct {
+    int in, out;
+    float *w, *dw;                // dw only when the base is trainable
+    int r;                        // 0: no adapter
+    float scale;                  // lora_alpha / r
+    float *a, *b, *da, *db;       // lora_A [r,in], lora_B [out,r]
+} Linear;
+
+typedef struct {
+    float *attn_norm, *mlp_norm, *d_attn_norm, *d_mlp_norm;
+    Linear proj[N_PROJ];
+} Layer;
+
+typedef struct {
+    int r;
+    float alpha;
+    unsigned targets;             // bit p set: PROJ p is adapted
+    Table params, grads;
+} Lora;
+
+typedef struct {
+    Config c;
+    Table params, grads;          // grads allocated only when training the full model
+    Layer *layers;
+    float *embed, *norm, *lm_head, *d_embed, *d_norm, *d_lm_head;
+    Lora *lora;                   // attached adapter, or NULL
+} Model;
+
+// The parameter table for a config, with Hugging Face names, zeroed.
+int model_init(Model *m, const Config *c, char *err);
+// A Hugging Face model directory: config.json + model.safetensors or
+// model.safetensors.index.json with shards; F32, BF16 or F16 on disk.
+int model_load(Model *m, const char *dir, char *err);
+int model_save(const Model *m, const char *dir, char *err);
+void model_free(Model *m);
+void model_random(Model *m, uint64_t seed, float std);   // for tests and benchmarks
+int model_train_full(Model *m);     // allocate base gradients: every tensor trains
+
+// LoRA adapters (PEFT layout). targets is a bitmask of PROJ_* values.
+unsigned lora_targets_parse(const char *list, char *err);   // "q_proj,v_proj"; 0 on error
+int lora_init(Lora *l, const Config *c, int r, float alpha, unsigned targets);
+void lora_reset(Lora *l, uint64_t seed);       // PEFT init: A kaiming-uniform, B = 0
+void lora_free(Lora *l);
+void model_attach_lora(Model *m, Lora *l);     // NULL detaches
+void lora_merge(Model *m, const Lora *l, float sign);   // W += sign * s * B A
+
+// ---------------------------------------------------------------------------
+// Activations for one (B, T) shape: everything backward needs, one allocation.
+typedef struct {
+    int B, T, n_layers;
+    Table mem;
+    float *rope_cos, *rope_sin;   // (T, hd/2)
+    float **res;                  // L+1 residual streams (N, D): res[l] enters layer l
+    float **ln1, **rstd1, **q, **k, **v, **att, **atty, **mid, **ln2, **rstd2, **gate, **up, **hmlp;
+    float ***lora_u;              // [l][p]: x A^T (N, r) of each adapted projection
+    float *lnf, *rstdf, *logits;  // final norm (N, D), (N), logits (N, V)
+    float *d_res, *d_mid, *d_ln, *d_q, *d_k, *d_v, *d_atty, *d_gate, *d_up, *d_h, *d_u, *d_lnf, *d_att;
+    const int *ids, *labels;      // the batch the last forward saw
+    int n_valid;                  // positions that carry loss
+} Acts;
+
+// RoPE inverse frequencies (hd/2 of them), llama3-scaled when the config says so.
+void rope_inv_freq(const Config *c, float *inv);
+
+int acts_init(Acts *a, const Model *m, int B, int T, char *err);
+void acts_free(Acts *a);
+
+// Forward on ids (B,T); with labels (B,T, -100 ignored, shifted inside as in
+// Hugging Face) it returns the mean cross-entropy, else 0. Logits land in a->logits.
+float model_forward(const Model *m, Acts *a, const int *ids, const int *labels);
+// Backward of the last forward's loss: accumulates into every trainable
+// gradient (model grads when training full, the adapter's grads with LoRA).
+void model_backward(Model *m, Acts *a);
+
+// Matrix multiply in row-major storage, BLAS sgemm semantics:
+// C (M,N) = alpha * op(A) op(B) + beta * C, op(X) = X or X^T.
+void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+const char *gemm_backend(void);   // "openblas" or "reference loops"

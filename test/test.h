@@ -1,0 +1,12 @@
+// test/test.h: the suites and the helpers they share.
+#pragma once
+#include <check.h>
+#include "model.h"
+
+Suite *model_suite(void);
+Suite *tokenizer_suite(void);
+
+// A tiny random config: GQA ratio `group`, llama3 RoPE when llama3 is set.
+Config tiny_config(int tied, int group, int llama3);
+// Makes a fresh empty directory under /tmp and returns its path (static buffer per call site is the caller's).
+void temp_dir(char *out, size_t n, const char *tag);

@@ -1,0 +1,327 @@
+// test/test_model.c: the CPU model against finite differences, the committed
+// PyTorch fixtures, and every kind of bad input file.
+#include "test.h"
+#include "safetensors.h"
+#include "train.h"
+#include "util.h"
+#include "verify.h"
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIXTURES "test/fixtures"
+
+// A batch of 2 x 7 with a few ignored labels.
+enum { TB = 2, TT = 7 };
+static void tiny_batch(const Config *c, int *ids, int *labels) {
+    for (int i = 0; i < TB * TT; i++) {
+        ids[i] = (i * 7 + 3) % c->vocab;
+        labels[i] = (i % 5 == 2) ? -100 : ids[i];
+    }
+}
+
+static float loss_of(Model *m, Acts *a, const int *ids, const int *labels) {
+    return model_forward(m, a, ids, labels);
+}
+
+// Directional finite difference on every trainable tensor: compares
+// g . d with (L(p + h d) - L(p - h d)) / 2h for a random direction d.
+static void check_gradients(Model *m, const char *what) {
+    int ids[TB * TT], labels[TB * TT];
+    tiny_batch(&m->c, ids, labels);
+    Acts a;
+    char err[ERR_MAX];
+    ck_assert_msg(acts_init(&a, m, TB, TT, err) == 0, "%s", err);
+    Table *params = trainable_params(m), *grads = trainable_grads(m);
+    table_zero(grads);
+    loss_of(m, &a, ids, labels);
+    model_backward(m, &a);
+    Rng r;
+    rng_seed(&r, 7);
+    for (int i = 0; i < params->n; i++) {
+        Tensor *p = &params->t[i], *g = &grads->t[i];
+        float *d = malloc(p->size * sizeof(float)), *save = malloc(p->size * sizeof(float));
+        memcpy(save, p->data, p->size * sizeof(float));
+        double gd = 0, dn = 0;
+        for (size_t j = 0; j < p->size; j++) { d[j] = rng_normal(&r); gd += (double)g->data[j] * d[j]; dn += (double)d[j] * d[j]; }
+        const float h = 1e-2f / sqrtf((float)dn);   // a step of norm 1e-2
+        for (size_t j = 0; j < p->size; j++) p->data[j] = save[j] + h * d[j];
+        double up = loss_of(m, &a, ids, labels);
+        for (size_t j = 0; j < p->size; j++) p->data[j] = save[j] - h * d[j];
+        double down = loss_of(m, &a, ids, labels);
+        memcpy(p->data, save, p->size * sizeof(float));
+        double fd = (up - down) / (2 * h);
+        ck_assert_msg(fabs(fd - gd) <= 2e-3 + 2e-2 * fabs(gd), "%s: %s: finite difference %.6g, backward %.6g", what, p->name, fd, gd);
+        free(d);
+        free(save);
+    }
+    acts_free(&a);
+}
+
+static void random_model(Model *m, int tied, int group, int llama3) {
+    Config c = tiny_config(tied, group, llama3);
+    char err[ERR_MAX];
+    ck_assert_msg(model_init(m, &c, err) == 0, "%s", err);
+    model_random(m, 42, 0.2f);
+}
+
+static void random_lora(Lora *l, const Model *m, unsigned targets) {
+    ck_assert_int_eq(lora_init(l, &m->c, 4, 8.0f, targets), 0);
+    Rng r;
+    rng_seed(&r, 5);
+    for (size_t i = 0; i < l->params.total; i++) l->params.mem[i] = 0.3f * rng_normal(&r);   // B != 0
+}
+
+START_TEST(grad_full) {
+    // _i: 0 tied, GQA 2, llama3 RoPE; 1 untied, GQA 1; 2 untied, GQA 4, llama3
+    const int tied[] = {1, 0, 0}, group[] = {2, 1, 4}, llama3[] = {1, 0, 1};
+    Model m;
+    random_model(&m, tied[_i], group[_i], llama3[_i]);
+    ck_assert_int_eq(model_train_full(&m), 0);
+    check_gradients(&m, "full");
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(grad_lora) {
+    const unsigned targets[] = {0x7f, (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN)};
+    Model m;
+    Lora l;
+    random_model(&m, _i, 2, 1);
+    random_lora(&l, &m, targets[_i]);
+    model_attach_lora(&m, &l);
+    check_gradients(&m, "lora");
+    ck_assert_ptr_null(m.grads.mem);   // a frozen base has no gradient buffers
+    lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(lora_merge_equals_adapter) {
+    Model m;
+    Lora l;
+    random_model(&m, 0, 2, 0);
+    random_lora(&l, &m, 0x7f);
+    int ids[TB * TT], labels[TB * TT];
+    tiny_batch(&m.c, ids, labels);
+    char err[ERR_MAX];
+    Acts a;
+    model_attach_lora(&m, &l);
+    ck_assert_int_eq(acts_init(&a, &m, TB, TT, err), 0);
+    model_forward(&m, &a, ids, NULL);
+    size_t n = (size_t)TB * TT * m.c.vocab;
+    float *with_adapter = malloc(n * sizeof(float)), *base = malloc(m.params.total * sizeof(float));
+    memcpy(with_adapter, a.logits, n * sizeof(float));
+    acts_free(&a);
+    memcpy(base, m.params.mem, m.params.total * sizeof(float));
+    model_attach_lora(&m, NULL);
+    lora_merge(&m, &l, 1.0f);
+    ck_assert_int_eq(acts_init(&a, &m, TB, TT, err), 0);
+    model_forward(&m, &a, ids, NULL);
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq_tol(a.logits[i], with_adapter[i], 1e-4);
+    lora_merge(&m, &l, -1.0f);   // unmerge restores the base
+    for (size_t i = 0; i < m.params.total; i++) ck_assert_float_eq_tol(m.params.mem[i], base[i], 1e-5);
+    free(with_adapter);
+    free(base);
+    acts_free(&a);
+    lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(save_load_roundtrip) {
+    char dir[256], adir[300], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "roundtrip");
+    Model m, m2;
+    Lora l, l2;
+    random_model(&m, _i, 2, 1);
+    random_lora(&l, &m, (1u << PROJ_Q) | (1u << PROJ_DOWN));
+    ck_assert_msg(model_save(&m, dir, err) == 0, "%s", err);
+    ck_assert_msg(model_load(&m2, dir, err) == 0, "%s", err);
+    ck_assert_int_eq(memcmp(&m.c, &m2.c, sizeof m.c), 0);
+    ck_assert_int_eq(m.params.total, m2.params.total);
+    ck_assert_int_eq(memcmp(m.params.mem, m2.params.mem, m.params.total * sizeof(float)), 0);
+    snprintf(adir, sizeof adir, "%s/adapter", dir);
+    ck_assert_msg(lora_save(&l, adir, "tiny", err) == 0, "%s", err);
+    ck_assert_msg(lora_load(&l2, &m.c, adir, err) == 0, "%s", err);
+    ck_assert_int_eq(l2.r, l.r);
+    ck_assert_int_eq(l2.targets, l.targets);
+    ck_assert_float_eq(l2.alpha, l.alpha);
+    ck_assert_int_eq(memcmp(l.params.mem, l2.params.mem, l.params.total * sizeof(float)), 0);
+    lora_free(&l); lora_free(&l2);
+    model_free(&m); model_free(&m2);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Fixtures from test/reference.py
+
+static int list_fixtures(char names[][256], int max) {
+    DIR *d = opendir(FIXTURES);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) && n < max;)
+        if (e->d_name[0] != '.') snprintf(names[n++], 256, "%s/%s", FIXTURES, e->d_name);
+    if (d) closedir(d);
+    return n;
+}
+
+START_TEST(fixtures_pass) {
+    char names[32][256], err[ERR_MAX] = "";
+    int n = list_fixtures(names, 32);
+    ck_assert_msg(n >= 4, "expected the committed fixtures under " FIXTURES ", found %d", n);
+    for (int i = 0; i < n; i++) {
+        char *buf;
+        size_t len;
+        FILE *out = open_memstream(&buf, &len);
+        int rc = verify_fixture(names[i], out, err);
+        fclose(out);
+        ck_assert_msg(rc == 0, "%s: rc %d: %s\n%s", names[i], rc, err, buf);
+        free(buf);
+    }
+}
+END_TEST
+
+// Copies fixture src to a temp dir, then rewrites expected.safetensors with
+// one number of tensor `victim` changed by `delta`.
+static void perturbed_copy(const char *src, char *dst, size_t n, const char *victim, float delta) {
+    temp_dir(dst, n, "perturbed");
+    char cmd[1024], path[512], err[ERR_MAX];
+    snprintf(cmd, sizeof cmd, "cp -r %s/. %s/", src, dst);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/expected.safetensors", dst);
+    StFile f;
+    ck_assert_msg(st_open(&f, path, err) == 0, "%s", err);
+    StOut *out = calloc(f.n, sizeof(StOut));
+    void **bufs = calloc(f.n, sizeof(void *));
+    for (int i = 0; i < f.n; i++) {
+        const StTensor *t = &f.t[i];
+        bufs[i] = malloc(t->numel * 4 + 4);
+        if (t->dtype == DT_I32) st_read_i32(&f, t, bufs[i], t->numel, err);
+        else st_read_f32(&f, t, bufs[i], t->numel, err);
+        if (!strcmp(t->name, victim)) ((float *)bufs[i])[t->numel / 2] += delta;
+        out[i] = (StOut){.name = t->name, .dtype = t->dtype == DT_I32 ? DT_I32 : DT_F32, .ndim = t->ndim, .data = bufs[i]};
+        for (int d = 0; d < t->ndim; d++) out[i].shape[d] = t->shape[d];
+    }
+    const char **meta = calloc(2 * f.n_meta, sizeof(char *));
+    for (int i = 0; i < f.n_meta; i++) { meta[2 * i] = f.meta_keys[i]; meta[2 * i + 1] = f.meta_vals[i]; }
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    ck_assert_msg(st_write(tmp, out, f.n, meta, f.n_meta, err) == 0, "%s", err);
+    for (int i = 0; i < f.n; i++) free(bufs[i]);
+    free(bufs); free(out); free(meta);
+    st_close(&f);
+    ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+START_TEST(perturbed_fixture_fails) {
+    // each victim is a different stage: forward, backward, optimizer
+    const char *victims[] = {"logits", "loss", "steps.loss"};
+    char names[32][256], dir[256], err[ERR_MAX];
+    ck_assert_int_ge(list_fixtures(names, 32), 1);
+    perturbed_copy(names[0], dir, sizeof dir, victims[_i], 0.05f);
+    FILE *out = fopen("/dev/null", "w");
+    int rc = verify_fixture(dir, out, err);
+    fclose(out);
+    ck_assert_msg(rc == 1, "perturbing %s: verify returned %d, expected 1", victims[_i], rc);
+}
+END_TEST
+
+START_TEST(perturbed_gradient_fails) {
+    char names[32][256], dir[256], err[ERR_MAX], victim[200] = "";
+    int n = list_fixtures(names, 32);
+    ck_assert_int_ge(n, 1);
+    StFile f;
+    char path[400];
+    snprintf(path, sizeof path, "%s/expected.safetensors", names[0]);
+    ck_assert_msg(st_open(&f, path, err) == 0, "%s", err);
+    for (int i = 0; i < f.n && !victim[0]; i++)
+        if (!strncmp(f.t[i].name, "grad.", 5)) snprintf(victim, sizeof victim, "%s", f.t[i].name);
+    st_close(&f);
+    perturbed_copy(names[0], dir, sizeof dir, victim, 1.0f);
+    FILE *out = fopen("/dev/null", "w");
+    ck_assert_int_eq(verify_fixture(dir, out, err), 1);
+    fclose(out);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Optimizer and schedule
+
+START_TEST(adamw_matches_formula) {
+    Table p = {0}, g = {0};
+    table_add(&p, "w", 1, 2);
+    table_alloc(&p);
+    table_like(&g, &p);
+    p.mem[0] = 1.0f; p.mem[1] = -2.0f;
+    AdamW o;
+    adamw_init(&o, &p, 0.9f, 0.999f, 1e-8f, 0.1f);
+    double w = 1.0, m = 0, v = 0;
+    for (int t = 1; t <= 3; t++) {
+        g.mem[0] = 0.5f * t; g.mem[1] = -0.25f;
+        adamw_step(&o, &p, &g, 0.01f);
+        double gr = 0.5 * t;   // torch.optim.AdamW, written out
+        w *= 1 - 0.01 * 0.1;
+        m = 0.9 * m + 0.1 * gr;
+        v = 0.999 * v + 0.001 * gr * gr;
+        w -= 0.01 * (m / (1 - pow(0.9, t))) / (sqrt(v / (1 - pow(0.999, t))) + 1e-8);
+    }
+    ck_assert_double_eq_tol(p.mem[0], w, 1e-6);
+    adamw_free(&o);
+    table_free(&p); table_free(&g);
+}
+END_TEST
+
+START_TEST(schedule_and_clipping) {
+    ck_assert_float_eq(lr_at(1.0f, 0, 10, 100), 0.0f);
+    ck_assert_float_eq_tol(lr_at(1.0f, 5, 10, 100), 0.5f, 1e-6);
+    ck_assert_float_eq_tol(lr_at(1.0f, 10, 10, 100), 1.0f, 1e-6);
+    ck_assert_float_eq_tol(lr_at(1.0f, 55, 10, 100), 0.5f, 1e-6);
+    ck_assert_float_eq_tol(lr_at(1.0f, 100, 10, 100), 0.0f, 1e-6);
+    Table g = {0};
+    table_add(&g, "g", 1, 2);
+    table_alloc(&g);
+    g.mem[0] = 3; g.mem[1] = 4;
+    ck_assert_float_eq_tol(clip_grad_norm(&g, 1.0f), 5.0f, 1e-6);
+    ck_assert_float_eq_tol(g.mem[0], 0.6f, 1e-5);
+    ck_assert_float_eq_tol(clip_grad_norm(&g, 10.0f), 1.0f, 1e-5);
+    ck_assert_float_eq_tol(g.mem[1], 0.8f, 1e-5);   // under the limit: untouched
+    table_free(&g);
+}
+END_TEST
+
+START_TEST(rope_llama3_regimes) {
+    Config c = tiny_config(0, 1, 1);
+    float inv[4];
+    rope_inv_freq(&c, inv);
+    const float base[4] = {1.0f, powf(500000.0f, -0.25f), powf(500000.0f, -0.5f), powf(500000.0f, -0.75f)};
+    ck_assert_float_eq_tol(inv[0], base[0], 1e-7);                  // high frequency: kept
+    ck_assert_float_eq_tol(inv[1], base[1], 1e-7);
+    ck_assert_float_eq_tol(inv[3], base[3] / 8.0f, 1e-10);          // low: divided by factor
+    float wl = 2 * (float)M_PI / base[2], smooth = (8192.0f / wl - 1.0f) / 3.0f;
+    ck_assert_float_eq_tol(inv[2], (1 - smooth) * base[2] / 8 + smooth * base[2], 1e-9);
+    ck_assert(inv[2] < base[2] && inv[2] > base[2] / 8);
+}
+END_TEST
+
+Suite *model_suite(void) {
+    Suite *s = suite_create("model");
+    TCase *t = tcase_create("math");
+    tcase_set_timeout(t, 120);
+    tcase_add_loop_test(t, grad_full, 0, 3);
+    tcase_add_loop_test(t, grad_lora, 0, 2);
+    tcase_add_test(t, lora_merge_equals_adapter);
+    tcase_add_loop_test(t, save_load_roundtrip, 0, 2);
+    tcase_add_test(t, adamw_matches_formula);
+    tcase_add_test(t, schedule_and_clipping);
+    tcase_add_test(t, rope_llama3_regimes);
+    suite_add_tcase(s, t);
+    TCase *f = tcase_create("fixtures");
+    tcase_set_timeout(f, 120);
+    tcase_add_test(f, fixtures_pass);
+    tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
+    tcase_add_test(f, perturbed_gradient_fails);
+    suite_add_tcase(s, f);
+    return s;
+}

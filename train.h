@@ -1,0 +1,32 @@
+// train.h: the inner loop's pieces: AdamW, the learning-rate schedule,
+// gradient clipping, and LoRA adapters on disk in the PEFT format.
+#pragma once
+#include "model.h"
+
+// torch.optim.AdamW: decoupled weight decay, bias-corrected moments.
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+    int t;                        // steps taken
+    Table m, v;                   // moments, shaped like the trainable table
+} AdamW;
+
+void adamw_init(AdamW *o, const Table *params, float beta1, float beta2, float eps, float weight_decay);
+void adamw_step(AdamW *o, Table *params, const Table *grads, float lr);
+void adamw_free(AdamW *o);
+
+// Scales grads so their global L2 norm is at most max_norm (as
+// torch.nn.utils.clip_grad_norm_); returns the norm before clipping.
+float clip_grad_norm(Table *grads, float max_norm);
+
+// Linear warm-up from 0 to lr over `warmup` steps, then cosine decay to 0 at
+// `total` (transformers' get_cosine_schedule_with_warmup). step counts from 0.
+float lr_at(float lr, int step, int warmup, int total);
+
+// The trainable tables of a model: the adapter when one is attached, else the
+// whole model (which must have had model_train_full).
+Table *trainable_params(Model *m);
+Table *trainable_grads(Model *m);
+
+// PEFT adapter folder: adapter_config.json + adapter_model.safetensors.
+int lora_load(Lora *l, const Config *c, const char *dir, char *err);
+int lora_save(const Lora *l, const char *dir, const char *base_model, char *err);
