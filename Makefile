@@ -9,7 +9,7 @@ PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
 SRC := util.c safetensors.c model.c train.c verify.c
-TEST_SRC := test/test_main.c test/test_model.c
+TEST_SRC := test/test_main.c test/test_model.c test/test_io.c
 
 ifeq ($(BLAS),1)
 VARIANT := blas

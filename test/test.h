@@ -4,6 +4,7 @@
 #include "model.h"
 
 Suite *model_suite(void);
+Suite *io_suite(void);
 Suite *tokenizer_suite(void);
 
 // A tiny random config: GQA ratio `group`, llama3 RoPE when llama3 is set.

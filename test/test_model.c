@@ -158,11 +158,11 @@ END_TEST
 // ---------------------------------------------------------------------------
 // Fixtures from test/reference.py
 
-static int list_fixtures(char names[][256], int max) {
+static int list_fixtures(char names[][256], int max) {   // names: FIXTURES/<entry>
     DIR *d = opendir(FIXTURES);
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d)) && n < max;)
-        if (e->d_name[0] != '.') snprintf(names[n++], 256, "%s/%s", FIXTURES, e->d_name);
+        if (e->d_name[0] != '.') snprintf(names[n++], 256, FIXTURES "/%.200s", e->d_name);
     if (d) closedir(d);
     return n;
 }
