@@ -308,6 +308,22 @@ def run(spec, model, adapter, ids, labels, dtype=F64):
     return res
 
 
+def greedy(cfg, model, adapter, scale, prompt, n_new=12, margin=1e-3):
+    """Greedy continuation by full forwards (no cache). Stops early where the top two logits are
+    within `margin`, so a float32 implementation cannot pick the other one by rounding."""
+    P = {k: v.to(F64) for k, v in model.items()}
+    A = {k: v.to(F64) for k, v in adapter.items()} if adapter else None
+    seq, out = prompt.tolist(), []
+    for _ in range(n_new):
+        logits = forward(cfg, P, torch.tensor([seq]), A, scale)[0, -1]
+        top = torch.topk(logits, 2).values
+        if (top[0] - top[1]).item() < margin:
+            break
+        out.append(int(logits.argmax()))
+        seq.append(out[-1])
+    return torch.tensor(out, dtype=torch.int32)
+
+
 def metadata(spec):
     return {"trainable": spec["trainable"], "optimizer": "adamw", "lr": repr(spec["lr"]),
             "beta1": repr(spec["betas"][0]), "beta2": repr(spec["betas"][1]), "eps": repr(spec["eps"]),
@@ -340,8 +356,12 @@ def generate(outdir, name):
         write_safetensors(os.path.join(d, "adapter", "adapter_model.safetensors"), adapter, {"format": "pt"})
     expected = {"input_ids": ids, "labels": labels}
     expected.update({k: v.float() for k, v in res.items()})
+    # Greedy continuation of the first half of row 0 (before any training step), for KV-cache decoding.
+    prompt = ids[0, : spec["T"] // 2].clone()
+    expected["generate.prompt"] = prompt
+    expected["generate.greedy"] = greedy(cfg, model, adapter, spec["alpha"] / spec["r"] if adapter else 0.0, prompt)
     order = ["input_ids", "labels", "logits", "loss"] + [k for k in expected if k.startswith("grad.")] + \
-        ["steps.loss"] + [k for k in expected if k.startswith("after.")]
+        ["steps.loss"] + [k for k in expected if k.startswith("after.")] + ["generate.prompt", "generate.greedy"]
     write_safetensors(os.path.join(d, "expected.safetensors"), {k: expected[k] for k in order}, metadata(spec))
 
     grads = [v for k, v in res.items() if k.startswith("grad.")]
@@ -353,6 +373,7 @@ def generate(outdir, name):
           f"kept labels={int((labels[:, 1:] != -100).sum())}/{labels[:, 1:].numel()}")
     print(f"  loss={res['loss'].item():.6f} steps.loss={[round(x, 6) for x in res['steps.loss'].tolist()]} "
           f"|logits|max={res['logits'].abs().max().item():.3f} min nonzero |grad|={nz.min().item():.3g}")
+    print(f"  greedy: {len(expected['generate.greedy'])} tokens after a {len(prompt)}-token prompt")
     if cfg.get("rope_scaling"):
         inv, regimes = rope_inv_freq(cfg)
         base = 1.0 / cfg["rope_theta"] ** (torch.arange(0, head_dim(cfg), 2, dtype=F64) / head_dim(cfg))

@@ -1,0 +1,92 @@
+// generate.c: see generate.h.
+#include "generate.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { float logit; int id; } Cand;
+
+static int by_logit_desc(const void *a, const void *b) {
+    const Cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id - y->id;
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+int sample_token(float *logits, int V, const SampleOpts *o, Rng *r) {
+    if (o->temperature <= 0.0f) return argmax(logits, V);
+    Cand *c = malloc(V * sizeof(Cand));
+    for (int i = 0; i < V; i++) c[i] = (Cand){logits[i] / o->temperature, i};
+    qsort(c, V, sizeof(Cand), by_logit_desc);
+    int keep = o->top_k > 0 && o->top_k < V ? o->top_k : V;
+    double sum = 0.0;
+    for (int i = 0; i < keep; i++) sum += exp((double)c[i].logit - c[0].logit);
+    if (o->top_p < 1.0f) {   // keep a token while the tokens above it hold less than top_p
+        double above = 0.0;
+        int n = 0;
+        while (n < keep && above < o->top_p) above += exp((double)c[n++].logit - c[0].logit) / sum;
+        keep = n > 0 ? n : 1;
+        sum = 0.0;
+        for (int i = 0; i < keep; i++) sum += exp((double)c[i].logit - c[0].logit);
+    }
+    double u = rng_uniform(r) * sum, acc = 0.0;
+    int pick = c[keep - 1].id;
+    for (int i = 0; i < keep; i++) {
+        acc += exp((double)c[i].logit - c[0].logit);
+        if (u < acc) { pick = c[i].id; break; }
+    }
+    free(c);
+    return pick;
+}
+
+static int is_stop(int tok, const int *stop, int n) {
+    for (int i = 0; i < n; i++)
+        if (stop[i] == tok) return 1;
+    return 0;
+}
+
+int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
+             const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
+    const int V = m->c.vocab;
+    int max_len = 0;
+    for (int b = 0; b < B; b++) {
+        if (prompt_lens[b] < 1) return errf(err, "prompt %d is empty", b);
+        if (prompt_lens[b] > max_len) max_len = prompt_lens[b];
+    }
+    KVCache kv;
+    if (kv_init(&kv, m, B, max_len + o->max_new, err)) return -1;
+    float *logits = malloc((size_t)B * V * sizeof(float));
+    int *seqs = malloc(B * sizeof(int)), *toks = malloc(B * sizeof(int)), rc = 0;
+    Rng *rng = malloc(B * sizeof(Rng));
+    for (int b = 0; b < B; b++) {
+        rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
+        out[b] = malloc((o->max_new + 1) * sizeof(int));
+        out_lens[b] = 0;
+    }
+    for (int b = 0; b < B && !rc; b++) {
+        rc = kv_append(m, &kv, b, prompts[b], prompt_lens[b], logits + (size_t)b * V, err);
+    }
+    // active[0..n) lists the sequences still going; logits row i belongs to active[i]
+    int n = rc ? 0 : B;
+    for (int b = 0; b < n; b++) seqs[b] = b;
+    for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            int b = seqs[i], tok = sample_token(logits + (size_t)i * V, V, o, &rng[b]);
+            out[b][out_lens[b]++] = tok;
+            int stop = is_stop(tok, stop_ids, n_stop) || (on_token && on_token(b, tok, ctx)) || out_lens[b] == o->max_new;
+            if (!stop) { seqs[kept] = b; toks[kept++] = tok; }
+        }
+        n = kept;
+        if (n) rc = kv_step(m, &kv, n, seqs, toks, logits, err);
+    }
+    free(logits); free(seqs); free(toks); free(rng);
+    kv_free(&kv);
+    return rc;
+}

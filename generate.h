@@ -1,0 +1,28 @@
+// generate.h: sampling and batched generation with the KV cache.
+#pragma once
+#include "model.h"
+#include "util.h"
+
+typedef struct {
+    int max_new;                  // tokens to generate at most
+    float temperature;            // 0: greedy (argmax)
+    int top_k;                    // 0: off
+    float top_p;                  // 1: off
+    uint64_t seed;
+} SampleOpts;
+
+// Picks a token from logits (V): temperature, then top-k, then top-p, as the
+// Hugging Face logits warpers apply them. Greedy ties go to the lowest id.
+// logits are modified.
+int sample_token(float *logits, int V, const SampleOpts *o, Rng *r);
+
+// Called for each generated token; return nonzero to stop that sequence
+// (a stop string was seen, say).
+typedef int (*TokenFn)(int seq, int token, void *ctx);
+
+// Continues B prompts at once. Sequence b samples from its own RNG stream,
+// seeded by (seed, b), so a prompt's continuation does not depend on the
+// others in the batch. Stops at any of the stop ids (which are emitted),
+// at max_new tokens, or when on_token asks. out[b] (malloc'd) gets the new tokens.
+int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
+             const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err);
