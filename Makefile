@@ -8,7 +8,7 @@ LDLIBS  := -lcjson -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c
+SRC := util.c safetensors.c model.c train.c verify.c generate.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c
 
 ifeq ($(BLAS),1)

@@ -945,3 +945,143 @@ void model_backward(Model *m, Acts *a) {
     if (m->d_embed)
         for (int n = 0; n < N; n++) axpy(m->d_embed + (size_t)a->ids[n] * D, 1.0f, a->d_res + (size_t)n * D, D);
 }
+
+// ----------------------------------------------------------------------------
+// KV-cache decoding: the same layers, one new row per token, keys and values
+// of earlier tokens read from the cache instead of recomputed.
+
+int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
+    memset(c, 0, sizeof *c);
+    const Config *cf = &m->c;
+    const int R = KV_ROWS, D = cf->dim, F = cf->hidden, hd = cf->head_dim;
+    const int Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
+    int r = 0;
+    for (int l = 0; l < cf->n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) r = m->layers[l].proj[p].r > r ? m->layers[l].proj[p].r : r;
+    c->B = B;
+    c->max_T = max_T;
+    Table *t = &c->mem;
+    table_add(t, "k", cf->n_layers * B, max_T * Dkv);
+    table_add(t, "v", cf->n_layers * B, max_T * Dkv);
+    table_add(t, "inv_freq", 1, hd / 2);
+    const char *names[] = {"x", "xn", "q", "kn", "vn", "atty", "tmp", "gate", "up", "h", "u", "scores", "logits"};
+    const int cols[] = {D, D, Dq, Dkv, Dkv, Dq, D, F, F, F, r ? r : 1, cf->n_heads * max_T, cf->vocab};
+    for (int i = 0; i < 13; i++) table_add(t, names[i], R, cols[i]);
+    if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
+    float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->q, &c->kn, &c->vn, &c->atty, &c->tmp,
+                       &c->gate, &c->up, &c->h, &c->u, &c->scores, &c->logits};
+    for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
+    c->len = calloc(B, sizeof(int));
+    rope_inv_freq(cf, c->inv_freq);
+    return 0;
+}
+
+void kv_free(KVCache *c) {
+    table_free(&c->mem);
+    free(c->len);
+    memset(c, 0, sizeof *c);
+}
+
+// x (R, nh*hd) rotated in place, row i at position pos[i].
+static void rope_at(float *x, const int *pos, const float *inv, int R, int nh, int hd) {
+    const int half = hd / 2;
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < half; j++) {
+            float ang = (float)pos[i] * inv[j], cs = cosf(ang), sn = sinf(ang);
+            for (int h = 0; h < nh; h++) {
+                float *v = x + ((size_t)i * nh + h) * hd;
+                float x1 = v[j], x2 = v[j + half];
+                v[j] = x1 * cs - x2 * sn;
+                v[j + half] = x2 * cs + x1 * sn;
+            }
+        }
+}
+
+// Row i (sequence seq[i], position pos[i]) attends to cached positions 0..pos[i].
+static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos) {
+    const Config *cf = &m->c;
+    const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    #pragma omp parallel for collapse(2)
+    for (int i = 0; i < R; i++)
+        for (int h = 0; h < H; h++) {
+            const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
+            const float *q = c->q + ((size_t)i * H + h) * hd;
+            float *p = c->scores + ((size_t)i * H + h) * c->max_T, mx = -INFINITY, sum = 0.0f;
+            for (int s = 0; s <= pos[i]; s++) {
+                p[s] = dot(q, c->k + base + (size_t)s * Dkv, hd) * scale;
+                if (p[s] > mx) mx = p[s];
+            }
+            for (int s = 0; s <= pos[i]; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
+            float *o = c->atty + ((size_t)i * H + h) * hd;
+            memset(o, 0, hd * sizeof(float));
+            for (int s = 0; s <= pos[i]; s++) axpy(o, p[s] / sum, c->v + base + (size_t)s * Dkv, hd);
+        }
+}
+
+// R rows (R <= KV_ROWS): token tok[i] of sequence seq[i] at position pos[i].
+// Their keys and values enter the cache; logits of every row land in c->logits.
+static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos) {
+    const Config *cf = &m->c;
+    const int D = cf->dim, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd;
+    for (int i = 0; i < R; i++) memcpy(c->x + (size_t)i * D, m->embed + (size_t)tok[i] * D, D * sizeof(float));
+    float rstd[KV_ROWS];
+    for (int l = 0; l < cf->n_layers; l++) {
+        const Layer *L = &m->layers[l];
+        rmsnorm_forward(c->xn, rstd, c->x, L->attn_norm, R, D, cf->norm_eps);
+        linear_forward(&L->proj[PROJ_Q], c->xn, c->q, c->u, R);
+        linear_forward(&L->proj[PROJ_K], c->xn, c->kn, c->u, R);
+        linear_forward(&L->proj[PROJ_V], c->xn, c->vn, c->u, R);
+        rope_at(c->q, pos, c->inv_freq, R, cf->n_heads, hd);
+        rope_at(c->kn, pos, c->inv_freq, R, cf->n_kv_heads, hd);
+        for (int i = 0; i < R; i++) {
+            size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv;
+            memcpy(c->k + at, c->kn + (size_t)i * Dkv, Dkv * sizeof(float));
+            memcpy(c->v + at, c->vn + (size_t)i * Dkv, Dkv * sizeof(float));
+        }
+        kv_attention(m, c, l, R, seq, pos);
+        linear_forward(&L->proj[PROJ_O], c->atty, c->tmp, c->u, R);
+        add(c->x, c->tmp, (size_t)R * D);
+        rmsnorm_forward(c->xn, rstd, c->x, L->mlp_norm, R, D, cf->norm_eps);
+        linear_forward(&L->proj[PROJ_GATE], c->xn, c->gate, c->u, R);
+        linear_forward(&L->proj[PROJ_UP], c->xn, c->up, c->u, R);
+        swiglu_forward(c->h, c->gate, c->up, (size_t)R * cf->hidden);
+        linear_forward(&L->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
+        add(c->x, c->tmp, (size_t)R * D);
+    }
+    rmsnorm_forward(c->xn, rstd, c->x, m->norm, R, D, cf->norm_eps);
+    gemm(0, 1, R, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
+}
+
+int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float *logits, char *err) {
+    if (b < 0 || b >= c->B) return errf(err, "sequence %d outside the cache's batch of %d", b, c->B);
+    if (c->len[b] + n > c->max_T) return errf(err, "sequence %d would reach %d tokens, more than the cache holds (%d)", b, c->len[b] + n, c->max_T);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->c.vocab) return errf(err, "token id %d outside the vocabulary (%d)", tokens[i], m->c.vocab);
+    int seq[KV_ROWS], pos[KV_ROWS], R = 0;
+    for (int done = 0; done < n; done += R) {
+        R = n - done < KV_ROWS ? n - done : KV_ROWS;
+        for (int i = 0; i < R; i++) { seq[i] = b; pos[i] = c->len[b] + i; }
+        kv_rows(m, c, R, tokens + done, seq, pos);
+        c->len[b] += R;
+    }
+    if (logits && n) memcpy(logits, c->logits + (size_t)(R - 1) * m->c.vocab, m->c.vocab * sizeof(float));
+    return 0;
+}
+
+int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *tokens, float *logits, char *err) {
+    for (int i = 0; i < n; i++) {   // check everything before touching the cache
+        if (seqs[i] < 0 || seqs[i] >= c->B) return errf(err, "sequence %d outside the cache's batch of %d", seqs[i], c->B);
+        if (c->len[seqs[i]] >= c->max_T) return errf(err, "sequence %d is full (%d tokens)", seqs[i], c->max_T);
+        if (tokens[i] < 0 || tokens[i] >= m->c.vocab) return errf(err, "token id %d outside the vocabulary (%d)", tokens[i], m->c.vocab);
+    }
+    int pos[KV_ROWS];
+    for (int done = 0; done < n; done += KV_ROWS) {
+        int R = n - done < KV_ROWS ? n - done : KV_ROWS;
+        for (int i = 0; i < R; i++) pos[i] = c->len[seqs[done + i]];
+        kv_rows(m, c, R, tokens + done, seqs + done, pos);
+        for (int i = 0; i < R; i++) c->len[seqs[done + i]]++;
+        memcpy(logits + (size_t)done * m->c.vocab, c->logits, (size_t)R * m->c.vocab * sizeof(float));
+    }
+    return 0;
+}

@@ -140,3 +140,24 @@ void model_backward(Model *m, Acts *a);
 void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc);
 const char *gemm_backend(void);   // "openblas" or "reference loops"
+
+// ---------------------------------------------------------------------------
+// KV cache: incremental decoding of up to B sequences of up to max_T tokens.
+// Logits equal those of model_forward on the whole sequence.
+#define KV_ROWS 64                // tokens per pass; longer prompts go in chunks
+typedef struct {
+    int B, max_T;
+    int *len;                     // tokens cached per sequence (set to 0 to reuse a slot)
+    Table mem;
+    float *k, *v;                 // (L, B, max_T, KV*hd)
+    float *inv_freq;              // (hd/2)
+    float *x, *xn, *q, *kn, *vn, *atty, *tmp, *gate, *up, *h, *u, *scores, *logits;   // (KV_ROWS, ...) scratch
+} KVCache;
+
+int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err);
+void kv_free(KVCache *c);
+// Appends n tokens to sequence b (a prompt, or one generated token); the
+// logits (V) of the last one are written to logits when it is not NULL.
+int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float *logits, char *err);
+// One token for each of n sequences at once (batched decode): logits (n, V).
+int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *tokens, float *logits, char *err);

@@ -5,6 +5,7 @@
 #include "train.h"
 #include "util.h"
 #include "verify.h"
+#include "generate.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -305,6 +306,107 @@ START_TEST(rope_llama3_regimes) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------
+// KV-cache decoding and generation
+
+// Logits of every position through the cache (a prompt, then one token at a
+// time, two sequences interleaved in one cache) equal the full forward.
+START_TEST(kv_cache_matches_forward) {
+    Model m;
+    Lora l;
+    random_model(&m, _i, 2, 1);
+    random_lora(&l, &m, 0x7f);
+    model_attach_lora(&m, &l);
+    int ids[TB * TT], labels[TB * TT];
+    tiny_batch(&m.c, ids, labels);
+    char err[ERR_MAX];
+    Acts a;
+    ck_assert_int_eq(acts_init(&a, &m, TB, TT, err), 0);
+    model_forward(&m, &a, ids, NULL);
+    KVCache kv;
+    ck_assert_int_eq(kv_init(&kv, &m, TB, TT, err), 0);
+    const int V = m.c.vocab, prompt[TB] = {3, 1};
+    float *logits = malloc(TB * V * sizeof(float));
+    for (int b = 0; b < TB; b++) {
+        ck_assert_msg(kv_append(&m, &kv, b, ids + b * TT, prompt[b], logits, err) == 0, "%s", err);
+        for (int v = 0; v < V; v++) ck_assert_float_eq_tol(logits[v], a.logits[(b * TT + prompt[b] - 1) * V + v], 1e-4);
+    }
+    for (int t = 1; t < TT; t++) {   // both sequences step together while they have tokens left
+        int seqs[TB], toks[TB], n = 0;
+        for (int b = 0; b < TB; b++)
+            if (kv.len[b] < TT) { seqs[n] = b; toks[n++] = ids[b * TT + kv.len[b]]; }
+        if (!n) break;
+        ck_assert_msg(kv_step(&m, &kv, n, seqs, toks, logits, err) == 0, "%s", err);
+        for (int i = 0; i < n; i++)
+            for (int v = 0; v < V; v++)
+                ck_assert_float_eq_tol(logits[i * V + v], a.logits[(seqs[i] * TT + kv.len[seqs[i]] - 1) * V + v], 1e-4);
+    }
+    int bad = V;
+    ck_assert_int_eq(kv_step(&m, &kv, 1, (int[]){0}, &bad, logits, err), -1);   // full, and a bad id
+    free(logits);
+    kv_free(&kv);
+    acts_free(&a);
+    lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(sampling) {
+    float logits[6] = {0.1f, 2.0f, 1.9f, -1.0f, 2.0f, 0.0f};
+    SampleOpts greedy = {.temperature = 0};
+    Rng r;
+    rng_seed(&r, 1);
+    ck_assert_int_eq(sample_token(logits, 6, &greedy, &r), 1);   // ties go to the lowest id
+    SampleOpts top2 = {.temperature = 1.0f, .top_k = 2, .top_p = 1.0f};
+    SampleOpts nucleus = {.temperature = 1.0f, .top_p = 0.5f};
+    int seen[6] = {0}, seen_p[6] = {0};
+    for (int i = 0; i < 2000; i++) {
+        float l1[6], l2[6];
+        memcpy(l1, logits, sizeof l1);
+        memcpy(l2, logits, sizeof l2);
+        seen[sample_token(l1, 6, &top2, &r)]++;
+        seen_p[sample_token(l2, 6, &nucleus, &r)]++;
+    }
+    ck_assert_int_eq(seen[0] + seen[2] + seen[3] + seen[5], 0);   // only the two best
+    ck_assert(seen[1] > 800 && seen[4] > 800);
+    // top-p 0.5: ids 1 and 4 hold 0.31 each, so 1 alone is < 0.5 and 4 joins; 2 does not
+    ck_assert_int_eq(seen_p[0] + seen_p[2] + seen_p[3] + seen_p[5], 0);
+    ck_assert(seen_p[1] > 800 && seen_p[4] > 800);
+}
+END_TEST
+
+// Greedy continuations through the KV cache equal the PyTorch reference's.
+START_TEST(greedy_matches_reference) {
+    char names[32][256], path[400], err[ERR_MAX];
+    int n = list_fixtures(names, 32);
+    ck_assert_int_ge(n, 4);
+    for (int f = 0; f < n; f++) {
+        Model m;
+        Lora l = {0};
+        ck_assert_msg(model_load(&m, names[f], err) == 0, "%s", err);
+        snprintf(path, sizeof path, "%.300s/adapter", names[f]);
+        if (lora_load(&l, &m.c, path, err) == 0) model_attach_lora(&m, &l);
+        StFile st;
+        snprintf(path, sizeof path, "%.300s/expected.safetensors", names[f]);
+        ck_assert_msg(st_open(&st, path, err) == 0, "%s", err);
+        const StTensor *p = st_find(&st, "generate.prompt"), *g = st_find(&st, "generate.greedy");
+        ck_assert_msg(p && g, "%s: no generate.prompt / generate.greedy", path);
+        int prompt[64], want[64], *out, out_len;
+        ck_assert_int_eq(st_read_i32(&st, p, prompt, p->numel, err), 0);
+        ck_assert_int_eq(st_read_i32(&st, g, want, g->numel, err), 0);
+        SampleOpts o = {.max_new = (int)g->numel, .temperature = 0};
+        const int *prompts[1] = {prompt}, lens[1] = {(int)p->numel};
+        ck_assert_msg(generate(&m, prompts, lens, 1, &o, NULL, 0, NULL, NULL, &out, &out_len, err) == 0, "%s", err);
+        ck_assert_int_eq(out_len, g->numel);
+        for (int i = 0; i < out_len; i++) ck_assert_msg(out[i] == want[i], "%s: token %d: %d, reference %d", names[f], i, out[i], want[i]);
+        free(out);
+        st_close(&st);
+        if (l.params.mem) lora_free(&l);
+        model_free(&m);
+    }
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *t = tcase_create("math");
@@ -322,6 +424,11 @@ Suite *model_suite(void) {
     tcase_add_test(f, fixtures_pass);
     tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
     tcase_add_test(f, perturbed_gradient_fails);
+    tcase_add_test(f, greedy_matches_reference);
     suite_add_tcase(s, f);
+    TCase *g = tcase_create("generation");
+    tcase_add_loop_test(g, kv_cache_matches_forward, 0, 2);
+    tcase_add_test(g, sampling);
+    suite_add_tcase(s, g);
     return s;
 }
