@@ -3,9 +3,15 @@
 // Results go to stdout; progress and messages to stderr. Errors read
 // "seal: <file or flag>: <what was wrong>". Exit status: 0 success, 1 bad
 // input or failed check, 2 usage.
+#include "generate.h"
 #include "model.h"
+#include "tokenizer.h"
+#include "train.h"
 #include "util.h"
 #include "verify.h"
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +21,81 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } Command;
 
-static int usage_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "seal: %s: %s (see seal %s --help)\n", cmd, msg, cmd);
+// ----------------------------------------------------------------------------
+// Flags: one table per subcommand gives parsing, validation and --help.
+
+typedef enum { F_STR, F_INT, F_FLOAT, F_U64, F_BOOL, F_LIST } FlagKind;
+#define MAX_LIST 64
+typedef struct { const char *items[MAX_LIST]; int n; } StrList;
+
+typedef struct {
+    const char *name;             // "--max-new"
+    FlagKind kind;
+    void *dst;                    // char **, int *, float *, uint64_t *, int *, StrList *
+    const char *help;
+} Flag;
+
+static int usage_error(const char *cmd, const char *msg, const char *arg) {
+    fprintf(stderr, "seal %s: %s%s%s (see seal %s --help)\n", cmd, msg, arg ? ": " : "", arg ? arg : "", cmd);
     return 2;
+}
+
+static void print_flags(const Flag *f, int n) {
+    for (int i = 0; i < n; i++) {
+        char def[64] = "";
+        switch (f[i].kind) {
+        case F_STR: if (*(char **)f[i].dst) snprintf(def, sizeof def, " (default %s)", *(char **)f[i].dst); break;
+        case F_INT: snprintf(def, sizeof def, " (default %d)", *(int *)f[i].dst); break;
+        case F_FLOAT: snprintf(def, sizeof def, " (default %g)", *(float *)f[i].dst); break;
+        case F_U64: snprintf(def, sizeof def, " (default %llu)", (unsigned long long)*(uint64_t *)f[i].dst); break;
+        default: break;
+        }
+        const char *arg = f[i].kind == F_BOOL ? "" : f[i].kind == F_STR || f[i].kind == F_LIST ? " TEXT" : " N";
+        char left[64];
+        snprintf(left, sizeof left, "%s%s", f[i].name, arg);
+        printf("  %-22s %s%s\n", left, f[i].help, def);
+    }
+}
+
+static int parse_number(const char *cmd, const Flag *f, const char *v) {
+    char *end;
+    errno = 0;
+    if (f->kind == F_FLOAT) {
+        double d = strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(d)) return usage_error(cmd, "expected a number", f->name);
+        *(float *)f->dst = (float)d;
+        return 0;
+    }
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || errno || x < 0 || (f->kind == F_INT && x > INT32_MAX)) return usage_error(cmd, "expected a non-negative integer", f->name);
+    if (f->kind == F_INT) *(int *)f->dst = (int)x;
+    else *(uint64_t *)f->dst = (uint64_t)x;
+    return 0;
+}
+
+// Parses argv[1..] into flags; other words go to pos (at most max_pos).
+static int parse_flags(const char *cmd, int argc, char **argv, const Flag *f, int nf, const char **pos, int max_pos, int *npos) {
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] != '-' || !argv[i][1]) {
+            if (*npos == max_pos) return usage_error(cmd, "unexpected argument", argv[i]);
+            pos[(*npos)++] = argv[i];
+            continue;
+        }
+        int k = 0;
+        while (k < nf && strcmp(argv[i], f[k].name)) k++;
+        if (k == nf) return usage_error(cmd, "unknown flag", argv[i]);
+        if (f[k].kind == F_BOOL) { *(int *)f[k].dst = 1; continue; }
+        if (i + 1 >= argc) return usage_error(cmd, "missing value", argv[i]);
+        const char *v = argv[++i];
+        if (f[k].kind == F_STR) *(const char **)f[k].dst = v;
+        else if (f[k].kind == F_LIST) {
+            StrList *l = f[k].dst;
+            if (l->n == MAX_LIST) return usage_error(cmd, "given too many times", f[k].name);
+            l->items[l->n++] = v;
+        } else if (parse_number(cmd, &f[k], v)) return 2;
+    }
+    return 0;
 }
 
 static int wants_help(int argc, char **argv) {
@@ -26,37 +104,155 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
+static int check_backend(const char *cmd, const char *backend) {
+    if (strcmp(backend, "cpu")) return usage_error(cmd, "only the cpu backend is built into this binary", backend);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// seal verify
+
 static int cmd_verify(int argc, char **argv) {
+    const char *backend = "cpu", *dirs[256];
+    Flag flags[] = {{"--backend", F_STR, &backend, "backend to check: cpu"}};
+    const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
-        printf("usage: seal verify FIXTURE... [--backend cpu]\n\n"
+        printf("usage: seal verify FIXTURE... [flags]\n\n"
                "Reproduces verification fixtures written by a PyTorch reference (FORMATS.md):\n"
                "forward, backward and the fixture's AdamW steps, then prints one line per\n"
-               "compared tensor with its max absolute and max relative error.\n\n"
-               "  --backend cpu   the backend to check (default cpu; the only one in this build)\n\n"
-               "Exit status: 0 when every tensor is within |ours-ref| <= %g + %g*max|ref|,\n"
+               "compared tensor with its max absolute and max relative error.\n\n");
+        print_flags(flags, nf);
+        printf("\nExit status: 0 when every tensor is within |ours-ref| <= %g + %g*max|ref|,\n"
                "1 when one is not or a fixture is malformed, 2 on usage errors.\n", VERIFY_ATOL, VERIFY_RTOL);
         return 0;
     }
-    int n = 0, worst = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--backend")) {
-            if (i + 1 >= argc) return usage_error("verify", "--backend needs a value");
-            if (strcmp(argv[++i], "cpu")) return usage_error("verify", "--backend: only \"cpu\" is built in this binary");
-            continue;
-        }
-        if (argv[i][0] == '-') return usage_error("verify", "unknown flag");
+    int n, worst = 0;
+    if (parse_flags("verify", argc, argv, flags, nf, dirs, 256, &n) || check_backend("verify", backend)) return 2;
+    if (!n) return usage_error("verify", "give at least one fixture directory", NULL);
+    for (int i = 0; i < n; i++) {
         char err[ERR_MAX];
-        int rc = verify_fixture(argv[i], stdout, err);
+        int rc = verify_fixture(dirs[i], stdout, err);
         if (rc < 0) fprintf(stderr, "seal: %s\n", err);
         if (rc) worst = 1;
-        n++;
     }
-    if (!n) return usage_error("verify", "give at least one fixture directory");
     return worst;
 }
 
+// ----------------------------------------------------------------------------
+// seal generate
+
+typedef struct {
+    const Tokenizer *tok;
+    const char *stop;             // stop string, or NULL
+    int stream;                   // print tokens as they come (one prompt)
+    char **text;                  // per sequence: decoded so far
+    size_t *len;
+} GenState;
+
+static int on_token(int seq, int token, void *ctx) {
+    GenState *g = ctx;
+    const char *bytes;
+    int n = tok_token_bytes(g->tok, token, &bytes);
+    if (n < 0) return 1;
+    g->text[seq] = realloc(g->text[seq], g->len[seq] + n + 1);
+    memcpy(g->text[seq] + g->len[seq], bytes, n);
+    g->len[seq] += n;
+    g->text[seq][g->len[seq]] = 0;
+    if (g->stream) { fwrite(bytes, 1, n, stdout); fflush(stdout); }
+    return g->stop && strstr(g->text[seq], g->stop) != NULL;
+}
+
+// Prompt ids: raw text gets <|begin_of_text|> in front (as Hugging Face's
+// tokenizer does by default); a chat message goes through the chat template.
+static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text, int chat, int **ids, char *err) {
+    if (chat) {
+        ChatMsg msg = {"user", text};
+        char *rendered = chat_render_llama3(&msg, 1, 1);
+        int n = tok_encode(tok, rendered, strlen(rendered), 1, ids, err);
+        free(rendered);
+        return n;
+    }
+    int *body, n = tok_encode(tok, text, strlen(text), 0, &body, err);
+    if (n < 0) return -1;
+    *ids = malloc((n + 1) * sizeof(int));
+    (*ids)[0] = c->bos;
+    memcpy(*ids + 1, body, n * sizeof(int));
+    free(body);
+    return n + 1;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "cpu", *pos[1];
+    StrList prompts = {0}, chats = {0};
+    SampleOpts o = {.max_new = 128, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    Flag flags[] = {
+        {"--model", F_STR, &model_dir, "Hugging Face model folder (config.json, safetensors)"},
+        {"--adapter", F_STR, &adapter, "PEFT LoRA adapter folder to apply"},
+        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json)"},
+        {"--prompt", F_LIST, &prompts, "raw text to continue (repeat for a batch)"},
+        {"--chat", F_LIST, &chats, "a user message, rendered with the Llama-3 chat template (repeatable)"},
+        {"--max-new", F_INT, &o.max_new, "tokens to generate at most"},
+        {"--temperature", F_FLOAT, &o.temperature, "0 is greedy"},
+        {"--top-k", F_INT, &o.top_k, "keep the k most likely tokens, 0 = off"},
+        {"--top-p", F_FLOAT, &o.top_p, "nucleus sampling mass, 1 = off"},
+        {"--seed", F_U64, &o.seed, "sampling seed"},
+        {"--stop", F_STR, &stop, "stop a sequence when its text contains this string"},
+        {"--backend", F_STR, &backend, "cpu"},
+    };
+    const int nf = sizeof flags / sizeof flags[0];
+    if (wants_help(argc, argv)) {
+        printf("usage: seal generate --model DIR (--prompt TEXT | --chat TEXT)... [flags]\n\n"
+               "Continues prompts with the KV cache. One prompt streams its text to stdout as it\n"
+               "is produced; several are generated as one batch and printed in order. Stops at any\n"
+               "eos id of config.json, a --stop string, or --max-new tokens.\n\n");
+        print_flags(flags, nf);
+        return 0;
+    }
+    int npos;
+    if (parse_flags("generate", argc, argv, flags, nf, pos, 0, &npos) || check_backend("generate", backend)) return 2;
+    if (!model_dir) return usage_error("generate", "--model is required", NULL);
+    const int B = prompts.n + chats.n;
+    if (!B) return usage_error("generate", "give --prompt or --chat", NULL);
+    if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1) return usage_error("generate", "need --temperature >= 0 and 0 < --top-p <= 1", NULL);
+    char err[ERR_MAX], tpath[4096];
+    Model m;
+    Lora lora = {0};
+    Tokenizer *tok = NULL;
+    int rc = 1;
+    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
+    if (model_load(&m, model_dir, err)) { fprintf(stderr, "seal: %s\n", err); return 1; }
+    if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
+    if (adapter) model_attach_lora(&m, &lora);
+    if (!(tok = tok_load(tok_path, err))) goto done;
+    int **ids = calloc(B, sizeof(int *)), *lens = calloc(B, sizeof(int)), **out = calloc(B, sizeof(int *)), *out_lens = calloc(B, sizeof(int));
+    GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = calloc(B, sizeof(char *)), .len = calloc(B, sizeof(size_t))};
+    int ok = 1;
+    for (int b = 0; b < B && ok; b++) {
+        int chat = b >= prompts.n;
+        lens[b] = encode_prompt(tok, &m.c, chat ? chats.items[b - prompts.n] : prompts.items[b], chat, &ids[b], err);
+        ok = lens[b] > 0;
+    }
+    if (ok && generate(&m, (const int *const *)ids, lens, B, &o, m.c.eos, m.c.n_eos, on_token, &g, out, out_lens, err) == 0) {
+        for (int b = 0; B > 1 && b < B; b++) printf("=== %d ===\n%s\n", b, g.text[b] ? g.text[b] : "");
+        if (B == 1) printf("\n");
+        rc = 0;
+    }
+    for (int b = 0; b < B; b++) { free(ids[b]); free(out[b]); free(g.text[b]); }
+    free(ids); free(lens); free(out); free(out_lens); free(g.text); free(g.len);
+done:
+    if (rc) fprintf(stderr, "seal: %s\n", err);
+    tok_free(tok);
+    if (lora.params.mem) lora_free(&lora);
+    model_free(&m);
+    return rc;
+}
+
+static int cmd_tokenize(int argc, char **argv) { return tokenize_cmd(argc, argv); }
+
 static const Command COMMANDS[] = {
     {"verify", "check forward, backward and AdamW against PyTorch fixtures", cmd_verify},
+    {"generate", "continue prompts or chat messages with a model (KV cache, sampling)", cmd_generate},
+    {"tokenize", "encode JSON lines of text to token ids, or decode them back", cmd_tokenize},
 };
 
 static void print_help(void) {
