@@ -4,12 +4,12 @@
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -D_GNU_SOURCE -std=c11 -Wall -Wextra -fopenmp -I.
-LDLIBS  := -lcjson -lm
+LDLIBS  := -lcjson -lpcre2-8 -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c generate.c
-TEST_SRC := test/test_main.c test/test_model.c test/test_io.c
+SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c
+TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c
 
 ifeq ($(BLAS),1)
 VARIANT := blas

@@ -26,6 +26,7 @@ void temp_dir(char *out, size_t n, const char *tag) {
 int main(void) {
     SRunner *sr = srunner_create(model_suite());
     srunner_add_suite(sr, io_suite());
+    srunner_add_suite(sr, tokenizer_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -1,0 +1,977 @@
+// tokenizer.c: byte-level BPE as Hugging Face `tokenizers` runs it (see tokenizer.h).
+//
+// Encoding has four stages, each doing what HF does with a tokenizer.json:
+//   1. added tokens are found literally in the raw text (leftmost, then longest);
+//   2. the text between them is cut by the pre-tokenizer regexes (Split, Digits,
+//      ByteLevel's GPT-2 regex), each step cutting the pieces of the one before;
+//   3. with ignore_merges, a piece that is itself a vocab entry is emitted whole;
+//   4. otherwise its bytes are merged pair by pair, lowest merge rank first.
+// Everything works on raw bytes: the GPT-2 byte->unicode map is undone once, when
+// the vocab is loaded, so encode never builds mapped strings.
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L   // getline
+#endif
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tokenizer.h"
+#include "util.h"
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <pcre2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SPLITS 8
+// GPT-2's pre-tokenizer regex, used by a ByteLevel step with use_regex.
+#define GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+
+typedef struct { uint32_t off; int32_t len; } Span;   // bytes in Tokenizer.arena; len -1: none
+
+// Open addressing, load factor <= 1/2, sized once at load time.
+typedef struct { uint32_t hash, off; int32_t len, id; } StrSlot;     // id -1: empty
+typedef struct { StrSlot *slot; uint32_t mask; } StrMap;             // bytes -> id
+typedef struct { uint64_t key; int32_t rank, id; } PairSlot;         // key UINT64_MAX: empty
+typedef struct { PairSlot *slot; uint32_t mask; } PairMap;           // (left, right) -> rank, id
+
+typedef struct { int id, special, first, index; Span s; } Added;
+
+struct Tokenizer {
+    char *arena; size_t arena_n, arena_cap;   // the bytes of every token
+    int n_ids;
+    Span *tok;                 // per id: what decode writes
+    StrMap vocab;              // model.vocab as bytes
+    PairMap merges;
+    int byte_id[256];          // token of each single byte, -1 if none
+    int ignore_merges, unk_id;
+    Added *added; int n_added; // sorted by first byte, longest first
+    int added_first[257];      // added[added_first[c] .. added_first[c+1]) start with byte c
+    pcre2_code *split[MAX_SPLITS]; int n_splits;
+    short byte_of_cp[324];     // GPT-2 byte-level char -> byte, -1 if not one
+};
+
+// ---------------------------------------------------------------- small helpers
+
+// Decodes one UTF-8 character of s (n > 0 bytes left). Returns the code point, or
+// -1 for an invalid sequence, with *len its maximal invalid prefix (at least 1),
+// the unit that gets one U+FFFD, as Rust's from_utf8_lossy and Python do.
+static int utf8_next(const char *str, size_t n, int *len) {
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned c = s[0], lo = 0x80, hi = 0xBF, cp;
+    int need;
+    if (c < 0x80) { *len = 1; return (int)c; }
+    if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; lo = c == 0xE0 ? 0xA0 : 0x80; hi = c == 0xED ? 0x9F : 0xBF; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; lo = c == 0xF0 ? 0x90 : 0x80; hi = c == 0xF4 ? 0x8F : 0xBF; }
+    else { *len = 1; return -1; }
+    for (int i = 1; i <= need; i++) {
+        if ((size_t)i >= n || s[i] < lo || s[i] > hi) { *len = i; return -1; }
+        cp = (cp << 6) | (s[i] & 0x3F);
+        lo = 0x80; hi = 0xBF;
+    }
+    *len = need + 1;
+    return (int)cp;
+}
+
+// Writes cp as UTF-8 into out (NULL: just count); surrogates get their 3-byte form.
+static int utf8_put(char *out, unsigned cp) {
+    static const unsigned char lead[5] = {0, 0, 0xC0, 0xE0, 0xF0};
+    int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (out) {
+        for (int i = n - 1; i > 0; i--, cp >>= 6) out[i] = (char)(0x80 | (cp & 0x3F));
+        out[0] = (char)(lead[n] | cp);
+    }
+    return n;
+}
+
+static uint32_t hash_bytes(const char *s, size_t n) {   // FNV-1a
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static uint32_t table_size(size_t n) {   // power of two >= 2n
+    uint32_t cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    return cap;
+}
+
+// Makes room for `need` elements of `size` bytes in *buf, doubling; -1 when out of memory.
+static int reserve(void *bufp, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void **buf = bufp, *p = realloc(*buf, c * size);
+    if (!p) return -1;
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
+static int arena_add(Tokenizer *t, const char *s, size_t n, Span *out) {
+    if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n, 1)) return -1;
+    memcpy(t->arena + t->arena_n, s, n);
+    *out = (Span){(uint32_t)t->arena_n, (int32_t)n};
+    t->arena_n += n;
+    return 0;
+}
+
+// ---------------------------------------------------------------- hash maps
+
+static int strmap_get(const Tokenizer *t, const char *s, size_t n) {
+    const StrMap *m = &t->vocab;
+    uint32_t h = hash_bytes(s, n);
+    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        const StrSlot *e = &m->slot[i];
+        if (e->id < 0) return -1;
+        if (e->hash == h && (size_t)e->len == n && memcmp(t->arena + e->off, s, n) == 0) return e->id;
+    }
+}
+
+// Adds bytes span -> id; a repeated key takes the later id, as a JSON map does in HF.
+static void strmap_put(Tokenizer *t, Span s, int id) {
+    StrMap *m = &t->vocab;
+    uint32_t h = hash_bytes(t->arena + s.off, (size_t)s.len);
+    for (uint32_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        StrSlot *e = &m->slot[i];
+        if (e->id < 0 || (e->hash == h && e->len == s.len && memcmp(t->arena + e->off, t->arena + s.off, (size_t)s.len) == 0)) {
+            *e = (StrSlot){h, s.off, s.len, id};
+            return;
+        }
+    }
+}
+
+static uint32_t pair_hash(uint64_t key) { return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32); }
+
+static const PairSlot *pairmap_get(const PairMap *m, int a, int b) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    for (uint32_t i = pair_hash(key) & m->mask;; i = (i + 1) & m->mask) {
+        const PairSlot *e = &m->slot[i];
+        if (e->key == key) return e;
+        if (e->key == UINT64_MAX) return NULL;
+    }
+}
+
+static void pairmap_put(PairMap *m, int a, int b, int rank, int id) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    for (uint32_t i = pair_hash(key) & m->mask;; i = (i + 1) & m->mask) {
+        PairSlot *e = &m->slot[i];
+        if (e->key == key || e->key == UINT64_MAX) { *e = (PairSlot){key, rank, id}; return; }
+    }
+}
+
+// ---------------------------------------------------------------- loading
+
+// GPT-2's bytes_to_unicode: printable bytes stand for themselves; the other 68
+// (controls, space, DEL, NBSP, soft hyphen, ...) take U+0100 upward in byte order.
+static void init_byte_level(Tokenizer *t) {
+    for (int c = 0; c < 324; c++) t->byte_of_cp[c] = -1;
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        t->byte_of_cp[printable ? b : next++] = (short)b;
+    }
+}
+
+// A token as written in tokenizer.json (n bytes of UTF-8) -> its raw bytes in out
+// (never longer). A token with a character outside the byte-level alphabet keeps
+// its UTF-8 whole, as HF's ByteLevel decoder does.
+static size_t token_bytes_of(const Tokenizer *t, const char *s, size_t n, char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        int len, cp = utf8_next(s + i, n - i, &len);
+        if (cp < 0 || cp >= 324 || t->byte_of_cp[cp] < 0) {
+            memcpy(out, s, n);
+            return n;
+        }
+        out[k++] = (char)t->byte_of_cp[cp];
+        i += (size_t)len;
+    }
+    return k;
+}
+
+static const cJSON *member(const cJSON *obj, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+#define MAX_ID (1 << 24)   // far above any real vocab; keeps a typo from allocating gigabytes
+
+static int is_id(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < MAX_ID && (double)(int)v->valuedouble == v->valuedouble;
+}
+
+// A member that must be true/false when present; absent or null gives def.
+static int get_bool(const cJSON *obj, const char *key, int def, int *out, const char *name, const char *path, char *err) {
+    const cJSON *v = member(obj, key);
+    *out = def;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsBool(v)) return errf(err, "%s: %s.%s: expected true or false", name, path, key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+// Refuses model kinds and options this tokenizer does not implement.
+static int check_model(Tokenizer *t, const cJSON *m, const char *name, char *err) {
+    if (!cJSON_IsObject(m)) return errf(err, "%s: model: expected an object", name);
+    const cJSON *type = member(m, "type");
+    if (type && !cJSON_IsNull(type)) {
+        if (!cJSON_IsString(type)) return errf(err, "%s: model.type: expected a string", name);
+        if (strcmp(type->valuestring, "BPE") != 0)
+            return errf(err, "%s: model.type: \"%.64s\" is not supported (only byte-level BPE)", name, type->valuestring);
+    } else if (!member(m, "merges")) {
+        return errf(err, "%s: model.type: missing, and there is no model.merges (only BPE is supported)", name);
+    }
+    const cJSON *d = member(m, "dropout");
+    if (d && !cJSON_IsNull(d) && !(cJSON_IsNumber(d) && d->valuedouble == 0))
+        return errf(err, "%s: model.dropout: BPE dropout is not supported", name);
+    const char *affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *a = member(m, affixes[i]);
+        if (a && !cJSON_IsNull(a) && !(cJSON_IsString(a) && a->valuestring[0] == 0))
+            return errf(err, "%s: model.%s: not supported (byte-level BPE has none)", name, affixes[i]);
+    }
+    return get_bool(m, "ignore_merges", 0, &t->ignore_merges, name, "model", err);
+}
+
+static int check_normalizer(const cJSON *root, const char *name, char *err) {
+    const cJSON *n = member(root, "normalizer");
+    if (!n || cJSON_IsNull(n)) return 0;
+    const cJSON *type = member(n, "type"), *list = member(n, "normalizers");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0 && cJSON_IsArray(list) && cJSON_GetArraySize(list) == 0)
+        return 0;
+    return errf(err, "%s: normalizer: \"%.64s\" is not supported (only none)", name,
+                cJSON_IsString(type) ? type->valuestring : "?");
+}
+
+static int check_decoder(const cJSON *root, const char *name, char *err) {
+    const cJSON *d = member(root, "decoder");
+    if (!d || cJSON_IsNull(d)) return 0;
+    const cJSON *type = member(d, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "ByteLevel") == 0) return 0;
+    return errf(err, "%s: decoder: \"%.64s\" is not supported (only ByteLevel)", name,
+                cJSON_IsString(type) ? type->valuestring : "?");
+}
+
+static int add_split(Tokenizer *t, const char *pattern, int literal, const char *name, const char *path, char *err) {
+    if (t->n_splits == MAX_SPLITS) return errf(err, "%s: %s: more than %d pre-tokenizer splits", name, path, MAX_SPLITS);
+    // PCRE2_MATCH_INVALID_UTF: invalid UTF-8 in the text never matches, so it falls
+    // into the gaps between matches and becomes byte tokens instead of an error.
+    uint32_t opt = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+    int code;
+    PCRE2_SIZE at;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opt, &code, &at, NULL);
+    if (!re) {
+        char msg[256];
+        pcre2_get_error_message(code, (PCRE2_UCHAR *)msg, sizeof msg);
+        return errf(err, "%s: %s: regex does not compile at offset %zu: %s", name, path, (size_t)at, msg);
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   // without JIT, pcre2_match interprets
+    t->split[t->n_splits++] = re;
+    return 0;
+}
+
+static int add_pretokenizer(Tokenizer *t, const cJSON *p, const char *path, int *byte_level, const char *name, char *err) {
+    char sub[160];
+    const cJSON *type = member(p, "type");
+    if (!cJSON_IsObject(p) || !cJSON_IsString(type)) return errf(err, "%s: %s: expected an object with a \"type\"", name, path);
+    const char *ty = type->valuestring;
+    if (*byte_level) return errf(err, "%s: %s: a \"%.64s\" step after ByteLevel is not supported", name, path, ty);
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = member(p, "pretokenizers");
+        if (!cJSON_IsArray(list)) return errf(err, "%s: %s.pretokenizers: expected an array", name, path);
+        int i = 0;
+        for (const cJSON *q = list->child; q; q = q->next, i++) {
+            snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", path, i);
+            if (add_pretokenizer(t, q, sub, byte_level, name, err)) return -1;
+        }
+        return 0;
+    }
+    if (strcmp(ty, "Split") == 0) {
+        const cJSON *pat = member(p, "pattern"), *beh = member(p, "behavior");
+        const cJSON *re = member(pat, "Regex"), *lit = member(pat, "String");
+        int invert = 0;
+        if (!cJSON_IsString(re) && !cJSON_IsString(lit))
+            return errf(err, "%s: %s.pattern: expected {\"Regex\": ...} or {\"String\": ...}", name, path);
+        if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") != 0)
+            return errf(err, "%s: %s.behavior: only \"Isolated\" is supported", name, path);
+        if (get_bool(p, "invert", 0, &invert, name, path, err)) return -1;
+        if (invert) return errf(err, "%s: %s.invert: true is not supported", name, path);
+        snprintf(sub, sizeof sub, "%s.pattern", path);
+        return add_split(t, cJSON_IsString(re) ? re->valuestring : lit->valuestring, !cJSON_IsString(re), name, sub, err);
+    }
+    if (strcmp(ty, "Digits") == 0) {   // HF splits on char::is_numeric, i.e. \p{N}
+        int each = 0;
+        if (get_bool(p, "individual_digits", 0, &each, name, path, err)) return -1;
+        return add_split(t, each ? "\\p{N}" : "\\p{N}+", 0, name, path, err);
+    }
+    if (strcmp(ty, "ByteLevel") == 0) {
+        int prefix = 0, use_regex = 1;
+        if (get_bool(p, "add_prefix_space", 0, &prefix, name, path, err)) return -1;
+        if (prefix) return errf(err, "%s: %s.add_prefix_space: true is not supported", name, path);
+        if (get_bool(p, "use_regex", 1, &use_regex, name, path, err)) return -1;
+        *byte_level = 1;
+        return use_regex ? add_split(t, GPT2_REGEX, 0, name, path, err) : 0;
+    }
+    return errf(err, "%s: %s: pre-tokenizer \"%.64s\" is not supported", name, path, ty);
+}
+
+// Ids in model.vocab and added_tokens are checked here, before anything is stored.
+static int scan_ids(const cJSON *vocab, const cJSON *added, int *max_id, const char *name, char *err) {
+    if (!cJSON_IsObject(vocab)) return errf(err, "%s: model.vocab: expected an object of token: id", name);
+    *max_id = -1;
+    for (const cJSON *v = vocab->child; v; v = v->next) {
+        if (!is_id(v)) return errf(err, "%s: model.vocab[\"%.64s\"]: expected an integer id in [0, %d)", name, v->string, MAX_ID);
+        if (v->valueint > *max_id) *max_id = v->valueint;
+    }
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added)) return errf(err, "%s: added_tokens: expected an array", name);
+    int i = 0;
+    for (const cJSON *a = added ? added->child : NULL; a; a = a->next, i++) {
+        const cJSON *id = member(a, "id"), *content = member(a, "content"), *special = member(a, "special");
+        if (!is_id(id)) return errf(err, "%s: added_tokens[%d].id: expected an integer in [0, %d)", name, i, MAX_ID);
+        if (!cJSON_IsString(content)) return errf(err, "%s: added_tokens[%d].content: expected a string", name, i);
+        if (special && !cJSON_IsBool(special)) return errf(err, "%s: added_tokens[%d].special: expected true or false", name, i);
+        const char *flags[] = {"lstrip", "rstrip", "single_word"};   // whitespace rules HF applies around a match
+        for (int f = 0; f < 3; f++)
+            if (cJSON_IsTrue(member(a, flags[f]))) return errf(err, "%s: added_tokens[%d].%s: true is not supported", name, i, flags[f]);
+        if (id->valueint > *max_id) *max_id = id->valueint;
+    }
+    return 0;
+}
+
+static int load_vocab(Tokenizer *t, const cJSON *vocab, const char *name, char *err) {
+    t->vocab.mask = table_size((size_t)cJSON_GetArraySize(vocab)) - 1;
+    t->vocab.slot = malloc(((size_t)t->vocab.mask + 1) * sizeof *t->vocab.slot);
+    if (!t->vocab.slot) return errf(err, "%s: out of memory", name);
+    for (size_t i = 0; i <= t->vocab.mask; i++) t->vocab.slot[i].id = -1;
+    for (const cJSON *v = vocab->child; v; v = v->next) {
+        size_t n = strlen(v->string);
+        Span s;
+        if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n, 1))
+            return errf(err, "%s: out of memory", name);
+        s = (Span){(uint32_t)t->arena_n, (int32_t)token_bytes_of(t, v->string, n, t->arena + t->arena_n)};
+        t->arena_n += (size_t)s.len;
+        strmap_put(t, s, v->valueint);
+        t->tok[v->valueint] = s;
+    }
+    return 0;
+}
+
+// Sort order for matching: by first byte, then longest first (so the first hit
+// at a position is the longest), then file order.
+static int cmp_added(const void *pa, const void *pb) {
+    const Added *a = pa, *b = pb;
+    if (a->first != b->first) return a->first - b->first;
+    if (a->s.len != b->s.len) return b->s.len - a->s.len;
+    return a->index - b->index;
+}
+
+// Added tokens keep their content as raw text; decode gives it back as is.
+static int load_added(Tokenizer *t, const cJSON *added, const char *name, char *err) {
+    int n = cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0;
+    t->added = calloc((size_t)n + 1, sizeof *t->added);
+    if (!t->added) return errf(err, "%s: out of memory", name);
+    for (const cJSON *a = n ? added->child : NULL; a; a = a->next) {
+        const char *c = member(a, "content")->valuestring;
+        Added *x = &t->added[t->n_added];
+        x->id = member(a, "id")->valueint;
+        x->special = cJSON_IsTrue(member(a, "special"));
+        x->first = (unsigned char)c[0];
+        x->index = t->n_added;
+        if (arena_add(t, c, strlen(c), &x->s)) return errf(err, "%s: out of memory", name);
+        t->tok[x->id] = x->s;
+        if (x->s.len > 0) t->n_added++;   // an empty token can never match
+    }
+    qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
+    for (int c = 0, k = 0; c <= 256; c++) {
+        while (k < t->n_added && t->added[k].first < c) k++;
+        t->added_first[c] = k;
+    }
+    return 0;
+}
+
+// One entry of model.merges, in either form, as its two halves.
+static int merge_halves(const cJSON *e, const char **a, size_t *na, const char **b, size_t *nb) {
+    if (cJSON_IsString(e)) {
+        const char *sp = strchr(e->valuestring, ' ');
+        if (!sp || strchr(sp + 1, ' ')) return -1;
+        *a = e->valuestring; *na = (size_t)(sp - *a);
+        *b = sp + 1; *nb = strlen(*b);
+    } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) && cJSON_IsString(e->child->next)) {
+        *a = e->child->valuestring; *na = strlen(*a);
+        *b = e->child->next->valuestring; *nb = strlen(*b);
+    } else {
+        return -1;
+    }
+    return *na && *nb ? 0 : -1;
+}
+
+static int load_merges(Tokenizer *t, const cJSON *merges, const char *name, char *err) {
+    if (!cJSON_IsArray(merges)) return errf(err, "%s: model.merges: expected an array", name);
+    PairMap *m = &t->merges;
+    m->mask = table_size((size_t)cJSON_GetArraySize(merges)) - 1;
+    m->slot = malloc(((size_t)m->mask + 1) * sizeof *m->slot);
+    if (!m->slot) return errf(err, "%s: out of memory", name);
+    for (size_t i = 0; i <= m->mask; i++) m->slot[i].key = UINT64_MAX;
+    char *buf = NULL;
+    size_t cap = 0;
+    int rank = 0, rc = 0;
+    for (const cJSON *e = merges->child; e && rc == 0; e = e->next, rank++) {
+        const char *a, *b;
+        size_t na, nb;
+        if (merge_halves(e, &a, &na, &b, &nb)) {
+            rc = errf(err, "%s: model.merges[%d]: expected \"a b\" string or [a, b] pair", name, rank);
+            break;
+        }
+        if (reserve(&buf, &cap, na + nb, 1)) { rc = errf(err, "%s: out of memory", name); break; }
+        size_t la = token_bytes_of(t, a, na, buf), lb = token_bytes_of(t, b, nb, buf + la);
+        int ia = strmap_get(t, buf, la), ib = strmap_get(t, buf + la, lb), im = strmap_get(t, buf, la + lb);
+        if (ia < 0 || ib < 0)
+            rc = errf(err, "%s: model.merges[%d]: \"%.*s\" is not in model.vocab", name, rank,
+                      (int)(ia < 0 ? na : nb) < 64 ? (int)(ia < 0 ? na : nb) : 64, ia < 0 ? a : b);
+        else if (im < 0) rc = errf(err, "%s: model.merges[%d]: the merged token is not in model.vocab", name, rank);
+        else pairmap_put(m, ia, ib, rank, im);   // a repeated pair takes the later rank, as in HF
+    }
+    free(buf);
+    return rc;
+}
+
+static int load_all(Tokenizer *t, const cJSON *root, const char *name, char *err) {
+    if (!cJSON_IsObject(root)) return errf(err, "%s: expected a JSON object", name);
+    const cJSON *model = member(root, "model"), *pre = member(root, "pre_tokenizer");
+    const cJSON *added = member(root, "added_tokens");
+    int byte_level = 0, max_id = -1;
+    init_byte_level(t);
+    if (check_model(t, model, name, err) || check_normalizer(root, name, err) || check_decoder(root, name, err)) return -1;
+    if (!pre || cJSON_IsNull(pre)) return errf(err, "%s: pre_tokenizer: missing (only byte-level BPE is supported)", name);
+    if (add_pretokenizer(t, pre, "pre_tokenizer", &byte_level, name, err)) return -1;
+    if (!byte_level) return errf(err, "%s: pre_tokenizer: no ByteLevel step (only byte-level BPE is supported)", name);
+    if (scan_ids(member(model, "vocab"), added, &max_id, name, err)) return -1;
+    t->n_ids = max_id + 1;
+    t->tok = malloc((size_t)(t->n_ids + 1) * sizeof *t->tok);
+    if (!t->tok) return errf(err, "%s: out of memory", name);
+    for (int i = 0; i < t->n_ids; i++) t->tok[i] = (Span){0, -1};
+    if (load_vocab(t, member(model, "vocab"), name, err) || load_added(t, added, name, err)) return -1;
+    if (load_merges(t, member(model, "merges"), name, err)) return -1;
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        t->byte_id[b] = strmap_get(t, &c, 1);
+    }
+    const cJSON *unk = member(model, "unk_token");
+    t->unk_id = cJSON_IsString(unk) ? tok_find(t, unk->valuestring) : -1;
+    return 0;
+}
+
+Tokenizer *tok_load_json(const char *json_text, const char *name, char *err) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json_text, &end, 0);
+    if (!root) {
+        errf(err, "%s: not valid JSON (near byte %ld)", name, end ? (long)(end - json_text) : -1L);
+        return NULL;
+    }
+    Tokenizer *t = calloc(1, sizeof *t);
+    int rc = t ? load_all(t, root, name, err) : errf(err, "%s: out of memory", name);
+    cJSON_Delete(root);
+    if (rc) { tok_free(t); return NULL; }
+    return t;
+}
+
+Tokenizer *tok_load(const char *path, char *err) {
+    size_t n;
+    char *text = read_file(path, &n, err);
+    if (!text) return NULL;
+    Tokenizer *t = tok_load_json(text, path, err);
+    free(text);
+    return t;
+}
+
+void tok_free(Tokenizer *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_splits; i++) pcre2_code_free(t->split[i]);
+    free(t->arena); free(t->tok); free(t->vocab.slot); free(t->merges.slot); free(t->added);
+    free(t);
+}
+
+int tok_vocab_size(const Tokenizer *t) { return t->n_ids; }
+
+int tok_token_bytes(const Tokenizer *t, int id, const char **bytes) {
+    if (id < 0 || id >= t->n_ids || t->tok[id].len < 0) { *bytes = NULL; return -1; }
+    *bytes = t->arena + t->tok[id].off;
+    return t->tok[id].len;
+}
+
+int tok_find(const Tokenizer *t, const char *text) {
+    size_t n = strlen(text);
+    for (int i = 0; i < t->n_added; i++) {
+        const Added *a = &t->added[i];
+        if ((size_t)a->s.len == n && memcmp(t->arena + a->s.off, text, n) == 0) return a->id;
+    }
+    char *buf = malloc(n + 1);
+    if (!buf) return -1;
+    int id = strmap_get(t, buf, token_bytes_of(t, text, n, buf));
+    free(buf);
+    return id;
+}
+
+// ---------------------------------------------------------------- encoding
+
+typedef struct { int id, prev, next; } Sym;                // a symbol in the BPE list
+typedef struct { int rank, pos, left, right, merged; } Cand;  // a possible merge at pos
+
+typedef struct {   // per-call state, so one Tokenizer can serve many threads
+    const Tokenizer *t;
+    int *ids; size_t n, cap;
+    Sym *sym; size_t sym_cap;
+    Cand *heap; size_t heap_n, heap_cap;
+    pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    pcre2_jit_stack *jit;
+    char *err;
+} Enc;
+
+static int push_id(Enc *e, int id) {
+    if (e->n == INT_MAX || reserve(&e->ids, &e->cap, e->n + 1, sizeof *e->ids)) return errf(e->err, "encode: out of memory");
+    e->ids[e->n++] = id;
+    return 0;
+}
+
+static int cand_less(const Cand *a, const Cand *b) {   // lowest rank, then leftmost, as HF
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+// Pushes the merge of symbols i and j (j follows i) if the merges table has it.
+static int heap_push(Enc *e, int i, int j) {
+    const Sym *s = e->sym;
+    const PairSlot *p = pairmap_get(&e->t->merges, s[i].id, s[j].id);
+    if (!p) return 0;
+    if (reserve(&e->heap, &e->heap_cap, e->heap_n + 1, sizeof *e->heap)) return errf(e->err, "encode: out of memory");
+    Cand c = {p->rank, i, s[i].id, s[j].id, p->id}, *h = e->heap;
+    size_t k = e->heap_n++;
+    for (; k > 0 && cand_less(&c, &h[(k - 1) / 2]); k = (k - 1) / 2) h[k] = h[(k - 1) / 2];
+    h[k] = c;
+    return 0;
+}
+
+static Cand heap_pop(Enc *e) {
+    Cand *h = e->heap, top = h[0], last = h[--e->heap_n];
+    size_t k = 0, n = e->heap_n;
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= n) break;
+        if (c + 1 < n && cand_less(&h[c + 1], &h[c])) c++;
+        if (!cand_less(&h[c], &last)) break;
+        h[k] = h[c];
+        k = c;
+    }
+    if (n) h[k] = last;
+    return top;
+}
+
+// Byte-pair merging of one piece: a linked list of symbols and a heap of candidate
+// merges; a popped candidate whose symbols changed since it was pushed is stale.
+static int bpe(Enc *e, const char *s, size_t n) {
+    const Tokenizer *t = e->t;
+    if (n > INT_MAX || reserve(&e->sym, &e->sym_cap, n, sizeof *e->sym)) return errf(e->err, "encode: out of memory");
+    Sym *sym = e->sym;
+    for (size_t i = 0; i < n; i++) {
+        int id = t->byte_id[(unsigned char)s[i]];
+        if (id < 0) id = t->unk_id;
+        if (id < 0) return errf(e->err, "encode: byte 0x%02x has no token and there is no unk_token", (unsigned char)s[i]);
+        sym[i] = (Sym){id, (int)i - 1, i + 1 < n ? (int)i + 1 : -1};
+    }
+    e->heap_n = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (heap_push(e, (int)i, (int)i + 1)) return -1;
+    while (e->heap_n) {
+        Cand c = heap_pop(e);
+        Sym *a = &sym[c.pos];
+        if (a->id != c.left || a->next < 0 || sym[a->next].id != c.right) continue;
+        Sym *b = &sym[a->next];
+        a->id = c.merged;
+        a->next = b->next;
+        if (b->next >= 0) sym[b->next].prev = c.pos;
+        b->id = -1;
+        if (a->prev >= 0 && heap_push(e, a->prev, c.pos)) return -1;
+        if (a->next >= 0 && heap_push(e, c.pos, a->next)) return -1;
+    }
+    for (int i = 0; i >= 0; i = sym[i].next)
+        if (push_id(e, sym[i].id)) return -1;
+    return 0;
+}
+
+static int encode_piece(Enc *e, const char *s, size_t n) {
+    if (n == 1 || e->t->ignore_merges) {
+        int id = strmap_get(e->t, s, n);
+        if (id >= 0) return push_id(e, id);
+    }
+    return bpe(e, s, n);
+}
+
+static int regex_match(Enc *e, const pcre2_code *re, const char *s, size_t n, size_t off) {
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, 0, e->md, e->mctx);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !e->jit) {   // a huge piece: retry with a big stack
+        e->jit = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
+        if (!e->jit) return errf(e->err, "encode: out of memory");
+        pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
+        rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, 0, e->md, e->mctx);
+    }
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+        char msg[256];
+        pcre2_get_error_message(rc, (PCRE2_UCHAR *)msg, sizeof msg);
+        return errf(e->err, "encode: pre-tokenizer regex failed: %s", msg);
+    }
+    return rc == PCRE2_ERROR_NOMATCH ? 0 : 1;
+}
+
+// Cuts s by split regex `step` into matches and the gaps between them (HF's
+// "Isolated" behavior), handing each piece to the next step, the last to BPE.
+static int split_encode(Enc *e, int step, const char *s, size_t n) {
+    if (step == e->t->n_splits) return encode_piece(e, s, n);
+    size_t last = 0, off = 0;
+    while (off < n) {
+        int rc = regex_match(e, e->t->split[step], s, n, off);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+        size_t ms = ov[0], me = ov[1];
+        if (me == ms) {   // an empty match cuts nothing; step over one character
+            int len;
+            utf8_next(s + me, n - me, &len);
+            off = me + (size_t)len;
+            continue;
+        }
+        if (ms > last && split_encode(e, step + 1, s + last, ms - last)) return -1;
+        if (split_encode(e, step + 1, s + ms, me - ms)) return -1;
+        last = off = me;
+    }
+    return last < n ? split_encode(e, step + 1, s + last, n - last) : 0;
+}
+
+// The leftmost, then longest, added token in s[from..n); returns where it starts
+// (n if none). Without allow_special only non-special added tokens count.
+static size_t find_added(const Tokenizer *t, const char *s, size_t n, size_t from, int allow_special, const Added **hit) {
+    for (size_t i = from; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        for (int k = t->added_first[c]; k < t->added_first[c + 1]; k++) {
+            const Added *a = &t->added[k];
+            if ((a->special && !allow_special) || (size_t)a->s.len > n - i) continue;
+            if (memcmp(t->arena + a->s.off, s + i, (size_t)a->s.len) == 0) { *hit = a; return i; }
+        }
+    }
+    *hit = NULL;
+    return n;
+}
+
+static int encode_text(Enc *e, const char *text, size_t len, int allow_special) {
+    size_t pos = 0;
+    while (pos < len) {
+        const Added *a = NULL;
+        size_t at = find_added(e->t, text, len, pos, allow_special, &a);
+        if (at > pos && split_encode(e, 0, text + pos, at - pos)) return -1;
+        if (!a) break;
+        if (push_id(e, a->id)) return -1;
+        pos = at + (size_t)a->s.len;
+    }
+    return 0;
+}
+
+int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_special, int **ids, char *err) {
+    Enc e = {.t = t, .err = err};
+    *ids = NULL;
+    e.md = pcre2_match_data_create(1, NULL);
+    e.mctx = pcre2_match_context_create(NULL);
+    int rc = e.md && e.mctx ? encode_text(&e, text, len, allow_special) : errf(err, "encode: out of memory");
+    if (rc == 0 && !e.ids && !(e.ids = malloc(sizeof *e.ids))) rc = errf(err, "encode: out of memory");
+    pcre2_match_data_free(e.md);
+    pcre2_match_context_free(e.mctx);
+    pcre2_jit_stack_free(e.jit);
+    free(e.sym);
+    free(e.heap);
+    if (rc) { free(e.ids); return -1; }
+    *ids = e.ids;
+    return (int)e.n;
+}
+
+char *tok_decode(const Tokenizer *t, const int *ids, int n, size_t *len, char *err) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const char *b;
+        int k = tok_token_bytes(t, ids[i], &b);
+        if (k < 0) { errf(err, "decode: id %d (position %d) is not a token (vocab size %d)", ids[i], i, t->n_ids); return NULL; }
+        total += (size_t)k;
+    }
+    char *out = malloc(total + 1);
+    if (!out) { errf(err, "decode: out of memory"); return NULL; }
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        const Span *s = &t->tok[ids[i]];
+        memcpy(out + k, t->arena + s->off, (size_t)s->len);
+        k += (size_t)s->len;
+    }
+    out[total] = 0;
+    if (len) *len = total;
+    return out;
+}
+
+// ---------------------------------------------------------------- chat template
+
+typedef struct { char *s; size_t n, cap; int oom; } Buf;
+
+static void buf_add(Buf *b, const char *s, size_t n) {
+    if (b->oom || reserve(&b->s, &b->cap, b->n + n + 1, 1)) { b->oom = 1; return; }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+// Python's str.isspace(), which Jinja's trim filter (str.strip) goes by.
+static int py_space(int cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+static void buf_trimmed(Buf *b, const char *s) {
+    size_t n = strlen(s), i = 0;
+    int len;
+    while (i < n && py_space(utf8_next(s + i, n - i, &len))) i += (size_t)len;
+    while (n > i) {   // step back to the start of the last character
+        size_t j = n - 1;
+        while (j > i && n - j < 4 && ((unsigned char)s[j] & 0xC0) == 0x80) j--;
+        if (!py_space(utf8_next(s + j, n - j, &len)) || j + (size_t)len != n) break;
+        n = j;
+    }
+    buf_add(b, s + i, n - i);
+}
+
+char *chat_render_llama3(const ChatMsg *msgs, int n, int add_generation_prompt) {
+    Buf b = {0};
+    int i = 0;
+    buf_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    if (n > 0 && msgs[0].role && strcmp(msgs[0].role, "system") == 0) {   // only a leading one
+        buf_trimmed(&b, msgs[0].content ? msgs[0].content : "");
+        i = 1;
+    }
+    buf_str(&b, "<|eot_id|>");
+    for (; i < n; i++) {
+        const char *role = msgs[i].role ? msgs[i].role : "", *content = msgs[i].content ? msgs[i].content : "";
+        if (strcmp(role, "ipython") == 0 || strcmp(role, "tool") == 0) {   // tool output, untrimmed
+            buf_str(&b, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            buf_str(&b, content);
+        } else {
+            buf_str(&b, "<|start_header_id|>");
+            buf_str(&b, role);
+            buf_str(&b, "<|end_header_id|>\n\n");
+            buf_trimmed(&b, content);
+        }
+        buf_str(&b, "<|eot_id|>");
+    }
+    if (add_generation_prompt) buf_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    if (b.oom) { free(b.s); return NULL; }
+    return b.s;
+}
+
+// ---------------------------------------------------------------- JSON lines
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+static unsigned hex4(const char *p) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+// Unescapes the JSON string whose opening quote is p[-1] into out (NULL: skip),
+// *n its length; returns the position after the closing quote. cJSON has
+// already checked the syntax.
+static const char *json_unescape(const char *p, char *out, size_t *n) {
+    size_t k = 0;
+    while (*p != '"') {
+        if (*p != '\\') { if (out) out[k] = *p; k++; p++; continue; }
+        char c = p[1];
+        unsigned cp = (unsigned char)c;
+        p += 2;
+        if (c == 'b') cp = '\b';
+        else if (c == 'f') cp = '\f';
+        else if (c == 'n') cp = '\n';
+        else if (c == 'r') cp = '\r';
+        else if (c == 't') cp = '\t';
+        else if (c == 'u') {
+            cp = hex4(p);
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u' && hex4(p + 2) >= 0xDC00 && hex4(p + 2) < 0xE000) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(p + 2) - 0xDC00);
+                p += 6;
+            }
+        }
+        k += (size_t)utf8_put(out ? out + k : NULL, cp);
+    }
+    *n = k;
+    return p + 1;
+}
+
+static const char *json_skip_value(const char *p) {
+    size_t n;
+    if (*p == '"') return json_unescape(p + 1, NULL, &n);
+    if (*p != '{' && *p != '[') {
+        while (*p && !strchr(",}] \t\r\n", *p)) p++;
+        return p;
+    }
+    int depth = 0;
+    do {
+        if (*p == '"') { p = json_unescape(p + 1, NULL, &n); continue; }
+        if (*p == '{' || *p == '[') depth++;
+        if (*p == '}' || *p == ']') depth--;
+        p++;
+    } while (depth > 0);
+    return p;
+}
+
+char *json_string_member(const char *json, const char *key, size_t *len, char *err) {
+    cJSON *root = cJSON_ParseWithOpts(json, NULL, 1);
+    int ok = cJSON_IsObject(root), is_str = cJSON_IsString(member(root, key));
+    cJSON_Delete(root);
+    if (!ok) { errf(err, "expected a JSON object"); return NULL; }
+    if (!is_str) { errf(err, "\"%s\": expected a string member", key); return NULL; }
+    // cJSON found it; walk the members again to unescape it byte-exact.
+    char *buf = malloc(strlen(json) + 1);
+    if (!buf) { errf(err, "out of memory"); return NULL; }
+    const char *p = skip_ws(json) + 1;
+    for (;;) {
+        size_t n;
+        p = json_unescape(skip_ws(p) + 1, buf, &n);
+        int hit = n == strlen(key) && memcmp(buf, key, n) == 0;
+        p = skip_ws(skip_ws(p) + 1);   // past ':'
+        if (hit) {
+            json_unescape(p + 1, buf, &n);
+            buf[n] = 0;
+            if (len) *len = n;
+            return buf;
+        }
+        p = skip_ws(json_skip_value(p)) + 1;   // past ','
+    }
+}
+
+// Writes s as a JSON string; invalid UTF-8 becomes U+FFFD, as HF's decode does.
+static void put_json_string(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        int len, cp = utf8_next(s + i, n - i, &len);
+        if (cp < 0) fputs("\xEF\xBF\xBD", f);
+        else if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20 || cp == 0x85 || cp == 0x2028 || cp == 0x2029) fprintf(f, "\\u%04x", cp);   // line breaks to some readers
+        else fwrite(s + i, 1, (size_t)len, f);
+        i += (size_t)len;
+    }
+    fputc('"', f);
+}
+
+static void tokenize_usage(FILE *f) {
+    fputs("usage: seal tokenize TOKENIZER_JSON [--decode] [--no-special]\n"
+          "  Reads JSON lines {\"text\": \"...\"} on stdin, writes {\"ids\": [...]} lines (no BOS).\n"
+          "  --decode      read {\"ids\": [...]} lines, write {\"text\": \"...\"} lines\n"
+          "  --no-special  encode special-token text such as <|eot_id|> as plain text\n"
+          "  -h, --help    show this help\n", f);
+}
+
+static int encode_line(const Tokenizer *t, const char *line, int allow_special, char *err) {
+    size_t n;
+    char *text = json_string_member(line, "text", &n, err);
+    if (!text) return -1;
+    int *ids, k = tok_encode(t, text, n, allow_special, &ids, err);
+    free(text);
+    if (k < 0) return -1;
+    fputs("{\"ids\": [", stdout);
+    for (int i = 0; i < k; i++) printf(i ? ", %d" : "%d", ids[i]);
+    fputs("]}\n", stdout);
+    free(ids);
+    return 0;
+}
+
+static int is_int(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX &&
+           (double)(int)v->valuedouble == v->valuedouble;
+}
+
+// The ids of a {"ids": [...]} line, malloc'd into *ids; -1 when the line is not that.
+static int parse_ids(const char *line, int **ids, int *n) {
+    cJSON *root = cJSON_ParseWithOpts(line, NULL, 1);
+    const cJSON *arr = member(root, "ids");
+    int rc = cJSON_IsObject(root) && cJSON_IsArray(arr) ? 0 : -1;
+    *n = 0;
+    *ids = rc ? NULL : malloc(((size_t)cJSON_GetArraySize(arr) + 1) * sizeof **ids);
+    if (!*ids) rc = -1;
+    for (const cJSON *v = rc ? NULL : arr->child; v && rc == 0; v = v->next) {
+        if (is_int(v)) (*ids)[(*n)++] = v->valueint;
+        else rc = -1;
+    }
+    cJSON_Delete(root);
+    if (rc) { free(*ids); *ids = NULL; }
+    return rc;
+}
+
+static int decode_line(const Tokenizer *t, const char *line, char *err) {
+    int *ids, n;
+    if (parse_ids(line, &ids, &n)) return errf(err, "expected a JSON object {\"ids\": [integer, ...]}");
+    size_t len;
+    char *text = tok_decode(t, ids, n, &len, err);
+    free(ids);
+    if (!text) return -1;
+    fputs("{\"text\": ", stdout);
+    put_json_string(stdout, text, len);
+    fputs("}\n", stdout);
+    free(text);
+    return 0;
+}
+
+int tokenize_cmd(int argc, char **argv) {
+    const char *path = NULL;
+    int decode = 0, special = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { tokenize_usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--no-special")) special = 0;
+        else if (argv[i][0] == '-' || path) {
+            fprintf(stderr, "seal: tokenize: unexpected argument %s\n", argv[i]);
+            tokenize_usage(stderr);
+            return 2;
+        } else path = argv[i];
+    }
+    if (!path) {
+        fprintf(stderr, "seal: tokenize: missing TOKENIZER_JSON\n");
+        tokenize_usage(stderr);
+        return 2;
+    }
+    char err[ERR_MAX];
+    Tokenizer *t = tok_load(path, err);
+    if (!t) { fprintf(stderr, "seal: %s\n", err); return 1; }
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0;
+    int rc = 0;
+    while (getline(&line, &cap, stdin) >= 0) {
+        lineno++;
+        if (*skip_ws(line) == 0) continue;   // blank lines carry nothing
+        if ((decode ? decode_line(t, line, err) : encode_line(t, line, special, err)) != 0) {
+            fflush(stdout);
+            fprintf(stderr, "seal: line %ld: %s\n", lineno, err);
+            rc = 1;
+            break;
+        }
+    }
+    free(line);
+    tok_free(t);
+    return rc;
+}

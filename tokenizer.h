@@ -1,0 +1,49 @@
+// tokenizer.h: byte-level BPE from a Hugging Face tokenizer.json (Llama 3,
+// GPT-2, SmolLM2 kind), the Llama-3.x chat template, and `seal tokenize`.
+#pragma once
+#include <stddef.h>
+
+typedef struct Tokenizer Tokenizer;
+
+// Loads tokenizer.json (or the same text from memory). Unsupported kinds
+// (WordPiece, Unigram, normalizers, non-byte-level pre-tokenizers) are refused;
+// errors name the JSON path, e.g. "tokenizer.json: model.merges[12]: ...".
+Tokenizer *tok_load(const char *path, char *err);
+Tokenizer *tok_load_json(const char *json_text, const char *name_for_errors, char *err);
+void tok_free(Tokenizer *t);
+
+int tok_vocab_size(const Tokenizer *t);   // max id + 1, added tokens included
+
+// Encodes len bytes of text (any bytes: invalid UTF-8 becomes byte tokens).
+// allow_special=1 maps the literal text of a special added token to its id;
+// 0 treats it as plain text (non-special added tokens still match). No BOS.
+// Returns the number of ids written into a malloc'd *ids, or -1 with err.
+// Safe to call from several threads on one Tokenizer.
+int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_special, int **ids, char *err);
+
+// Concatenated token bytes (added tokens give their content), malloc'd and
+// NUL-terminated, *len set (it may hold NULs and invalid UTF-8). An id that is
+// not a token gives NULL and err.
+char *tok_decode(const Tokenizer *t, const int *ids, int n, size_t *len, char *err);
+
+// One token's raw bytes for streaming output: the length, with *bytes pointing
+// into the tokenizer; -1 (and *bytes = NULL) when id is not a token.
+int tok_token_bytes(const Tokenizer *t, int id, const char **bytes);
+
+// Id of an added token's content or a vocab entry written as in tokenizer.json
+// ("<|eot_id|>", "Ġthe"); -1 if none.
+int tok_find(const Tokenizer *t, const char *token_text);
+
+// Llama-3.x chat template (tokenizer_config.json "chat_template", no tools,
+// date "26 Jul 2024"), character for character. malloc'd; NULL when out of memory.
+typedef struct { const char *role, *content; } ChatMsg;
+char *chat_render_llama3(const ChatMsg *msgs, int n, int add_generation_prompt);
+
+// The string member `key` of a one-line JSON object, byte-exact (cJSON stops
+// at "\u0000"; this does not). malloc'd, *len set; NULL + err when the line is
+// not a JSON object or key is missing or not a string.
+char *json_string_member(const char *json, const char *key, size_t *len, char *err);
+
+// `seal tokenize TOKENIZER_JSON [--decode] [--no-special]` (argv[0] = "tokenize").
+// Returns the exit code: 0 ok, 1 bad input, 2 usage.
+int tokenize_cmd(int argc, char **argv);
