@@ -131,3 +131,81 @@ int lora_save(const Lora *l, const char *dir, const char *base_model, char *err)
     free(s);
     return rc ? -1 : 0;
 }
+
+// ----------------------------------------------------------------------------
+// Supervised fine-tuning
+
+SftOpts sft_defaults(void) {
+    return (SftOpts){.lr = 1e-4f, .epochs = 1, .batch = 1, .warmup = 0, .weight_decay = 0.0f, .max_grad_norm = 1.0f,
+                     .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .seed = 0};
+}
+
+int sft_steps(int n_examples, int batch, int epochs) {
+    return (n_examples + batch - 1) / batch * epochs;
+}
+
+static void shuffle(int *order, int n, Rng *r) {
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rng_next(r) % (uint64_t)(i + 1)), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+// Packs examples order[0..nb) into ids/labels (nb, T), right-padded.
+static void pack_batch(const Example *ex, const int *order, int nb, int T, int *ids, int *labels) {
+    for (int b = 0; b < nb; b++) {
+        const Example *e = &ex[order[b]];
+        for (int t = 0; t < T; t++) {
+            ids[b * T + t] = t < e->len ? e->ids[t] : 0;
+            labels[b * T + t] = t < e->len && e->loss[t] ? e->ids[t] : -100;
+        }
+    }
+}
+
+int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err) {
+    if (n <= 0 || o->batch <= 0 || o->epochs <= 0) return errf(err, "nothing to train: %d examples, batch %d, %d epochs", n, o->batch, o->epochs);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < ex[i].len; t++)
+            if (ex[i].ids[t] < 0 || ex[i].ids[t] >= m->c.vocab) return errf(err, "example %d: token id %d outside the vocabulary", i, ex[i].ids[t]);
+    double t0 = now_seconds();
+    Table *params = trainable_params(m), *grads = trainable_grads(m);
+    AdamW opt;
+    adamw_init(&opt, params, o->beta1, o->beta2, o->eps, o->weight_decay);
+    const int total = sft_steps(n, o->batch, o->epochs);
+    int *order = malloc(n * sizeof(int)), *ids = NULL, *labels = NULL, step = 0, rc = 0;
+    Acts a = {0};
+    Rng r;
+    rng_seed(&r, o->seed);
+    *stats = (SftStats){0};
+    for (int e = 0; e < o->epochs && !rc; e++) {
+        shuffle(order, n, &r);
+        double sum = 0.0;
+        for (int i = 0; i < n && !rc; i += o->batch, step++) {
+            int nb = n - i < o->batch ? n - i : o->batch, T = 0;
+            for (int b = 0; b < nb; b++) T = ex[order[i + b]].len > T ? ex[order[i + b]].len : T;
+            if (a.B != nb || a.T != T) {   // a new batch shape: new activations
+                acts_free(&a);
+                if ((rc = acts_init(&a, m, nb, T, err))) break;
+                ids = realloc(ids, nb * T * sizeof(int));
+                labels = realloc(labels, nb * T * sizeof(int));
+            }
+            pack_batch(ex, order + i, nb, T, ids, labels);
+            table_zero(grads);
+            sum += model_forward(m, &a, ids, labels);
+            model_backward(m, &a);
+            if (o->max_grad_norm > 0) clip_grad_norm(grads, o->max_grad_norm);
+            adamw_step(&opt, params, grads, lr_at(o->lr, step, o->warmup, total));
+        }
+        float mean = (float)(sum / ((n + o->batch - 1) / o->batch));
+        if (e == 0) stats->first_loss = mean;
+        stats->last_loss = mean;
+    }
+    stats->steps = step;
+    stats->seconds = now_seconds() - t0;
+    acts_free(&a);
+    adamw_free(&opt);
+    free(order); free(ids); free(labels);
+    return rc;
+}

@@ -30,3 +30,39 @@ Table *trainable_grads(Model *m);
 // PEFT adapter folder: adapter_config.json + adapter_model.safetensors.
 int lora_load(Lora *l, const Config *c, const char *dir, char *err);
 int lora_save(const Lora *l, const char *dir, const char *base_model, char *err);
+
+// ----------------------------------------------------------------------------
+// Supervised fine-tuning: the inner loop of SEAL and its M-step.
+
+// One training sequence; loss[t] = 1 when token t is a target (predicted from
+// the tokens before it). The loss follows Hugging Face: labels = ids where
+// loss is set, -100 elsewhere, shifted inside the model.
+typedef struct {
+    int *ids;
+    uint8_t *loss;
+    int len;
+} Example;
+
+typedef struct {
+    float lr;
+    int epochs, batch, warmup;    // warm-up steps, then cosine decay to 0
+    float weight_decay, max_grad_norm;   // max_grad_norm 0: no clipping
+    float beta1, beta2, eps;
+    uint64_t seed;                // order of examples in each epoch
+} SftOpts;
+
+SftOpts sft_defaults(void);       // AdamW(0.9, 0.999, 1e-8), no decay, clip 1.0, batch 1
+
+typedef struct {
+    int steps;
+    float first_loss, last_loss;  // mean loss of the first and the last epoch
+    double seconds;
+} SftStats;
+
+// Optimizer steps that sft() will take: epochs * ceil(n / batch).
+int sft_steps(int n_examples, int batch, int epochs);
+
+// Trains the model's trainable table (the attached adapter, else the full
+// model) on the examples with AdamW and the warm-up/cosine schedule. Batches
+// are padded on the right to their longest example. Returns 0 or -1 with err.
+int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err);
