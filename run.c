@@ -117,14 +117,23 @@ static int get_int(const cJSON *j, const char *key) {
     return cJSON_IsNumber(v) ? v->valueint : -1;
 }
 
+static int same_sample(const cJSON *e, const char *phase, int round, int task, int sample) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "phase");
+    return cJSON_IsString(p) && !strcmp(p->valuestring, phase) && get_int(e, "round") == round &&
+           get_int(e, "task") == task && get_int(e, "sample") == sample;
+}
+
 const cJSON *run_find_edit(const Run *r, const char *phase, int round, int task, int sample) {
-    for (int i = 0; i < r->n_edits; i++) {
-        const cJSON *e = r->edits[i], *p = cJSON_GetObjectItemCaseSensitive(e, "phase");
-        if (cJSON_IsString(p) && !strcmp(p->valuestring, phase) && get_int(e, "round") == round &&
-            get_int(e, "task") == task && get_int(e, "sample") == sample)
-            return e;
-    }
+    for (int i = 0; i < r->n_edits; i++)
+        if (same_sample(r->edits[i], phase, round, task, sample) && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r->edits[i], "final")))
+            return r->edits[i];
     return NULL;
+}
+
+int run_attempts(const Run *r, const char *phase, int round, int task, int sample) {
+    int n = 0;
+    for (int i = 0; i < r->n_edits; i++) n += same_sample(r->edits[i], phase, round, task, sample);
+    return n;
 }
 
 int run_log_event(const Run *r, cJSON *event, char *err) {

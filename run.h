@@ -29,8 +29,11 @@ void run_close(Run *r);
 
 // Appends one line to edits.jsonl (fsync'd) and keeps it in r->edits.
 int run_append_edit(Run *r, cJSON *line, char *err);   // takes ownership of line
-// The logged edit with these keys, or NULL: resume skips work already done.
+// The final logged line of this sample, or NULL: resume skips work already
+// done. Lines of earlier attempts (invalid edits that were resampled) carry
+// "final": false; run_attempts counts every line of the sample.
 const cJSON *run_find_edit(const Run *r, const char *phase, int round, int task, int sample);
+int run_attempts(const Run *r, const char *phase, int round, int task, int sample);
 int run_log_event(const Run *r, cJSON *event, char *err);   // events.jsonl; frees event
 
 int run_save_round(const Run *r, int k, const Lora *adapter, const cJSON *metrics, char *err);

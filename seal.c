@@ -5,6 +5,7 @@
 // input or failed check, 2 usage.
 #include "generate.h"
 #include "model.h"
+#include "run.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -249,10 +250,41 @@ done:
 
 static int cmd_tokenize(int argc, char **argv) { return tokenize_cmd(argc, argv); }
 
+// ----------------------------------------------------------------------------
+// seal runs show RUN | seal runs rollback RUN --to K
+
+static int cmd_runs(int argc, char **argv) {
+    int to = -1;
+    const char *pos[2];
+    Flag flags[] = {{"--to", F_INT, &to, "rollback: the round to make current (0 = the base policy)"}};
+    const int nf = sizeof flags / sizeof flags[0];
+    if (wants_help(argc, argv)) {
+        printf("usage: seal runs show RUN\n       seal runs rollback RUN --to K\n\n"
+               "show: rounds, self-edits sampled/valid/trained/accepted, rewards, metrics, the current round.\n"
+               "rollback: make round K's policy current again (the later rounds stay on disk).\n\n");
+        print_flags(flags, nf);
+        return 0;
+    }
+    int n;
+    if (parse_flags("runs", argc, argv, flags, nf, pos, 2, &n)) return 2;
+    if (n != 2) return usage_error("runs", "expected show RUN or rollback RUN --to K", NULL);
+    char err[ERR_MAX];
+    int rc;
+    if (!strcmp(pos[0], "show")) rc = run_show(pos[1], stdout, err);
+    else if (!strcmp(pos[0], "rollback")) {
+        if (to < 0) return usage_error("runs", "rollback needs --to K", NULL);
+        rc = run_rollback(pos[1], to, err);
+        if (!rc) printf("%s: round %d is current\n", pos[1], to);
+    } else return usage_error("runs", "unknown action", pos[0]);
+    if (rc) fprintf(stderr, "seal: %s\n", err);
+    return rc ? 1 : 0;
+}
+
 static const Command COMMANDS[] = {
     {"verify", "check forward, backward and AdamW against PyTorch fixtures", cmd_verify},
     {"generate", "continue prompts or chat messages with a model (KV cache, sampling)", cmd_generate},
     {"tokenize", "encode JSON lines of text to token ids, or decode them back", cmd_tokenize},
+    {"runs", "show a run directory, or roll its policy back to an earlier round", cmd_runs},
 };
 
 static void print_help(void) {

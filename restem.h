@@ -1,0 +1,58 @@
+// restem.h: SEAL's outer loop, ReST^EM, over any domain.
+#pragma once
+#include <cjson/cJSON.h>
+#include "generate.h"
+#include "model.h"
+#include "run.h"
+#include "tokenizer.h"
+
+// What the inner loop made of one self-edit.
+typedef struct {
+    int valid;                    // the self-edit parsed and passed every check
+    int trained;                  // the inner loop ran (a valid edit can still be refused: too many steps)
+    float reward;                 // downstream score after the update, in [0, 1]
+    char why[256];                // why the edit is invalid or untrained, else ""
+    cJSON *metrics;               // anything else worth logging (owned by the caller after return)
+} Outcome;
+
+// A domain: its tasks, the policy's prompt for each, and how a self-edit is
+// applied to the student and rewarded on the task's held-out queries.
+typedef struct Domain Domain;
+struct Domain {
+    const char *name;
+    int n_train, n_eval, n_probe;
+    void *ctx;
+    char *(*prompt)(const Domain *d, int split, int task);   // malloc'd chat text ending at the assistant header
+    const char *(*task_name)(const Domain *d, int split, int task);
+    // Applies the edit (inner loop) to student and scores it; edit NULL scores the
+    // student as it is (no adaptation). seed drives every random choice.
+    int (*evaluate)(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err);
+    const char *oracle_edit;      // the best fixed configuration, or NULL
+    double paper[4];              // the paper's numbers: no adaptation, untrained, SEAL, oracle (NaN: none)
+};
+enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_PROBE };
+
+typedef struct {
+    int rounds, samples, eval_samples, keep_per_task, max_attempts;
+    float threshold;              // accept rewards >= threshold (binary reward: 1)
+    SampleOpts sampling;          // how self-edits are drawn from the policy
+    int m_rank, m_epochs, m_batch;
+    float m_alpha, m_lr;
+    unsigned m_targets;
+    int replay;                   // M-step also trains on earlier rounds' accepted pairs
+    float max_retention_drop;     // a policy whose probe score drops more is not promoted
+    uint64_t seed;
+} RestemOpts;
+
+RestemOpts restem_defaults(void);
+void restem_opts_json(const RestemOpts *o, cJSON *into);   // recorded in run.json
+
+// Runs (or resumes) SEAL: baseline, untrained-policy and oracle evaluations,
+// then R rounds of E-step, filter, M-step, held-out evaluation and retention
+// check. policy writes self-edits (its adapter is the trained part); student
+// receives them. They may be the same model. Writes the report table to report.
+int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
+               const RestemOpts *o, cJSON *report, char *err);
+
+// The report as a Markdown table beside the paper's numbers.
+void restem_report_markdown(const cJSON *report, FILE *out);
