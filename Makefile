@@ -36,6 +36,15 @@ test: seal build/test-blas build/test-ref
 	@echo "== Check suite, OpenBLAS matmuls" && ./build/test-blas
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
 
+# CPU benchmarks beside PyTorch: bench/run.sh prints the table and writes
+# bench-results.json. Always the OpenBLAS build.
+build/bench_train: bench/bench_train.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/bench_train.c $(SRC) $(LDLIBS) -lopenblas
+
+bench: build/bench_train
+	PYTHON=$(PYTHON) bench/run.sh build/bench_train bench-results.json
+
 # Regenerate the committed fixtures (needs PyTorch: Debian's python3-torch).
 fixtures:
 	$(PYTHON) test/reference.py test/fixtures
@@ -43,4 +52,4 @@ fixtures:
 clean:
 	rm -rf seal build
 
-.PHONY: all test fixtures clean
+.PHONY: all test bench fixtures clean

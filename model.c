@@ -548,10 +548,45 @@ void lora_merge(Model *m, const Lora *lo, float sign) {
 // Matrix multiply: OpenBLAS when built with it, else plain loops.
 
 #ifdef USE_BLAS
+#include <omp.h>
+#include <pthread.h>
+
+// One pool of threads, OpenMP's, runs both the matmuls and the elementwise
+// loops: OpenBLAS is set to one thread and each OpenMP thread computes its own
+// block of C (rows, or columns when C is short and wide). OpenBLAS's own
+// threads would spin beside OpenMP's between calls and oversubscribe the
+// cores. Called inside a parallel region (attention's per-head products), the
+// product runs on the calling thread alone.
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single_threaded(void) { openblas_set_num_threads(1); }
+
+static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M > 0 && N > 0)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    pthread_once(&blas_once, blas_single_threaded);
+    if (omp_in_parallel() || (double)M * N * K < 1 << 20) {
+        sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    #pragma omp parallel
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        if (M >= N) {   // rows i0..i1 of C are rows i0..i1 of op(A)
+            int i0 = (int)((long)M * t / nt), i1 = (int)((long)M * (t + 1) / nt);
+            const float *a = ta ? A + i0 : A + (size_t)i0 * lda;
+            sgemm(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + (size_t)i0 * ldc, ldc);
+        } else {        // columns j0..j1 of C are columns j0..j1 of op(B)
+            int j0 = (int)((long)N * t / nt), j1 = (int)((long)N * (t + 1) / nt);
+            const float *b = tb ? B + (size_t)j0 * ldb : B + j0;
+            sgemm(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc);
+        }
+    }
 }
 const char *gemm_backend(void) { return "openblas"; }
 #else
@@ -678,6 +713,7 @@ static void rmsnorm_forward(float *out, float *rstd, const float *x, const float
     for (int n = 0; n < N; n++) {
         const float *xn = x + (size_t)n * D;
         float ss = 0.0f;
+        #pragma omp simd reduction(+ : ss)
         for (int i = 0; i < D; i++) ss += xn[i] * xn[i];
         float r = 1.0f / sqrtf(ss / D + eps);
         rstd[n] = r;
@@ -690,14 +726,19 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float *xn = x + (size_t)n * D, *dn = dout + (size_t)n * D;
-        float r = rstd[n], dot = 0.0f;
-        for (int i = 0; i < D; i++) dot += dn[i] * w[i] * xn[i];
-        float k = dot * r * r * r / D;
+        float r = rstd[n], dwx = 0.0f;
+        #pragma omp simd reduction(+ : dwx)
+        for (int i = 0; i < D; i++) dwx += dn[i] * w[i] * xn[i];
+        float k = dwx * r * r * r / D;
         for (int i = 0; i < D; i++) dx[(size_t)n * D + i] += dn[i] * w[i] * r - xn[i] * k;
     }
-    if (dw)
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < D; i++) dw[i] += dout[(size_t)n * D + i] * x[(size_t)n * D + i] * rstd[n];
+    if (!dw) return;
+    #pragma omp parallel for   // each thread owns a range of columns of dw
+    for (int i = 0; i < D; i++) {
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++) acc += dout[(size_t)n * D + i] * x[(size_t)n * D + i] * rstd[n];
+        dw[i] += acc;
+    }
 }
 
 // y (N,out) = x (N,in) W^T + s * u B^T where u (N,r) = x A^T is kept for backward
@@ -708,15 +749,15 @@ static void linear_forward(const Linear *l, const float *x, float *y, float *u, 
     gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
 }
 
-// dx (N,in) = (or += when accumulate) dy W + (s dy B) A; the trainable
-// gradients accumulate: dW += dy^T x, dA += (s dy B)^T x, dB += s dy^T u.
-// du (N,r) is scratch.
+// dx (N,in) = (or += when accumulate) dy W + (s dy B) A, skipped when dx is
+// NULL (nothing needs it); the trainable gradients accumulate: dW += dy^T x,
+// dA += (s dy B)^T x, dB += s dy^T u. du (N,r) is scratch.
 static void linear_backward(const Linear *l, const float *dy, const float *x, const float *u, float *dx, float *du, int N, int accumulate) {
-    gemm(0, 0, N, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, accumulate ? 1.0f : 0.0f, dx, l->in);
+    if (dx) gemm(0, 0, N, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, accumulate ? 1.0f : 0.0f, dx, l->in);
     if (l->dw) gemm(1, 0, l->out, l->in, N, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
     if (!l->r) return;
     gemm(0, 0, N, l->r, l->out, l->scale, dy, l->out, l->b, l->r, 0.0f, du, l->r);
-    gemm(0, 0, N, l->in, l->r, 1.0f, du, l->r, l->a, l->in, 1.0f, dx, l->in);
+    if (dx) gemm(0, 0, N, l->in, l->r, 1.0f, du, l->r, l->a, l->in, 1.0f, dx, l->in);
     if (l->da) gemm(1, 0, l->r, l->in, N, 1.0f, du, l->r, x, l->in, 1.0f, l->da, l->in);
     if (l->db) gemm(1, 0, l->out, l->r, N, l->scale, dy, l->out, u, l->r, 1.0f, l->db, l->r);
 }
@@ -739,14 +780,31 @@ static void rope(float *x, const float *cosv, const float *sinv, int N, int T, i
     }
 }
 
+// A float sum gcc vectorizes only when told it may reorder it (omp simd).
 static float dot(const float *a, const float *b, int n) {
     float s = 0.0f;
+    #pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
 static void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// Attention runs as matrix products per (batch, head), on blocks of ATT_BLOCK
+// query rows: the rows t0..t1 see keys 0..t1 only (causal), so the products
+// skip the upper-right blocks of the T x T score matrix.
+enum { ATT_BLOCK = 64 };
+
+// p[0..t] = softmax(p[0..t]); p[t+1..T-1] = 0 (masked)
+static void softmax_causal(float *p, int t, int T) {
+    float mx = -INFINITY, sum = 0.0f;
+    #pragma omp simd reduction(max : mx)
+    for (int s = 0; s <= t; s++) mx = p[s] > mx ? p[s] : mx;
+    for (int s = 0; s <= t; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
+    for (int s = 0; s <= t; s++) p[s] /= sum;
+    for (int s = t + 1; s < T; s++) p[s] = 0.0f;
 }
 
 // q (B,T,H,hd), k and v (B,T,KV,hd) -> out (B,T,H,hd); att (B,H,T,T) keeps the
@@ -757,23 +815,21 @@ static void attention_forward(float *out, float *att, const float *q, const floa
     const int g = H / KV, Dq = H * hd, Dkv = KV * hd;
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++) {
-                const float *qt = q + ((size_t)b * T + t) * Dq + h * hd;
-                float *p = att + (((size_t)b * H + h) * T + t) * T;
-                float mx = -INFINITY;
-                for (int s = 0; s <= t; s++) {
-                    p[s] = dot(qt, k + ((size_t)b * T + s) * Dkv + (h / g) * hd, hd) * scale;
-                    if (p[s] > mx) mx = p[s];
-                }
-                float sum = 0.0f;
-                for (int s = 0; s <= t; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
-                for (int s = 0; s <= t; s++) p[s] /= sum;
-                for (int s = t + 1; s < T; s++) p[s] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * Dq + h * hd;
-                memset(o, 0, hd * sizeof(float));
-                for (int s = 0; s <= t; s++) axpy(o, p[s], v + ((size_t)b * T + s) * Dkv + (h / g) * hd, hd);
+        for (int h = 0; h < H; h++) {
+            const float *qh = q + (size_t)b * T * Dq + h * hd;           // (T,hd), row stride Dq
+            const float *kh = k + (size_t)b * T * Dkv + (h / g) * hd;    // (T,hd), row stride Dkv
+            const float *vh = v + (size_t)b * T * Dkv + (h / g) * hd;
+            float *p = att + ((size_t)b * H + h) * T * T;                // (T,T)
+            float *o = out + (size_t)b * T * Dq + h * hd;                // (T,hd), row stride Dq
+            for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
+                const int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
+                // p[t0:t1, 0:t1] = scale * q[t0:t1] k[0:t1]^T
+                gemm(0, 1, t1 - t0, t1, hd, scale, qh + (size_t)t0 * Dq, Dq, kh, Dkv, 0.0f, p + (size_t)t0 * T, T);
+                for (int t = t0; t < t1; t++) softmax_causal(p + (size_t)t * T, t, T);
+                // o[t0:t1] = p[t0:t1, 0:t1] v[0:t1]
+                gemm(0, 0, t1 - t0, hd, t1, 1.0f, p + (size_t)t0 * T, T, vh, Dkv, 0.0f, o + (size_t)t0 * Dq, Dq);
             }
+        }
 }
 
 // Gradients of attention_forward: dq (B,T,H,hd); dk, dv (B,T,KV,hd) are
@@ -786,30 +842,37 @@ static void attention_backward(float *dq, float *dk, float *dv, float *datt, con
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < KV; kh++) {
+            const float *kk = k + (size_t)b * T * Dkv + kh * hd, *vv = v + (size_t)b * T * Dkv + kh * hd;
+            float *dkk = dk + (size_t)b * T * Dkv + kh * hd, *dvv = dv + (size_t)b * T * Dkv + kh * hd;
             for (int t = 0; t < T; t++) {
-                memset(dk + ((size_t)b * T + t) * Dkv + kh * hd, 0, hd * sizeof(float));
-                memset(dv + ((size_t)b * T + t) * Dkv + kh * hd, 0, hd * sizeof(float));
+                memset(dkk + (size_t)t * Dkv, 0, hd * sizeof(float));
+                memset(dvv + (size_t)t * Dkv, 0, hd * sizeof(float));
             }
-            for (int h = kh * g; h < (kh + 1) * g; h++)
-                for (int t = 0; t < T; t++) {
-                    const float *p = att + (((size_t)b * H + h) * T + t) * T;
-                    const float *dot_ = dout + ((size_t)b * T + t) * Dq + h * hd, *qt = q + ((size_t)b * T + t) * Dq + h * hd;
-                    float *dp = datt + (((size_t)b * H + h) * T + t) * T, *dqt = dq + ((size_t)b * T + t) * Dq + h * hd;
-                    float sum = 0.0f;
-                    for (int s = 0; s <= t; s++) {
-                        size_t kv = ((size_t)b * T + s) * Dkv + kh * hd;
-                        dp[s] = dot(dot_, v + kv, hd);
-                        sum += dp[s] * p[s];
-                        axpy(dv + kv, p[s], dot_, hd);
+            for (int h = kh * g; h < (kh + 1) * g; h++) {
+                const float *qh = q + (size_t)b * T * Dq + h * hd, *doh = dout + (size_t)b * T * Dq + h * hd;
+                const float *p = att + ((size_t)b * H + h) * T * T;
+                float *dp = datt + ((size_t)b * H + h) * T * T, *dqh = dq + (size_t)b * T * Dq + h * hd;
+                for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
+                    const int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T, n = t1 - t0;
+                    const float *pb = p + (size_t)t0 * T, *dob = doh + (size_t)t0 * Dq;
+                    float *dpb = dp + (size_t)t0 * T;
+                    // dp[t0:t1, 0:t1] = dout[t0:t1] v[0:t1]^T;  dv[0:t1] += p[t0:t1, 0:t1]^T dout[t0:t1]
+                    gemm(0, 1, n, t1, hd, 1.0f, dob, Dq, vv, Dkv, 0.0f, dpb, T);
+                    gemm(1, 0, t1, hd, n, 1.0f, pb, T, dob, Dq, 1.0f, dvv, Dkv);
+                    // softmax backward, into dp: ds = p (dp - sum_s p dp) * scale
+                    for (int t = t0; t < t1; t++) {
+                        const float *pt = p + (size_t)t * T;
+                        float *ds = dp + (size_t)t * T, sum = 0.0f;
+                        #pragma omp simd reduction(+ : sum)
+                        for (int s = 0; s <= t; s++) sum += pt[s] * ds[s];
+                        for (int s = 0; s <= t; s++) ds[s] = pt[s] * (ds[s] - sum) * scale;
+                        for (int s = t + 1; s < t1; s++) ds[s] = 0.0f;
                     }
-                    memset(dqt, 0, hd * sizeof(float));
-                    for (int s = 0; s <= t; s++) {   // softmax backward, then the scaled dot product
-                        size_t kv = ((size_t)b * T + s) * Dkv + kh * hd;
-                        float ds = p[s] * (dp[s] - sum) * scale;
-                        axpy(dqt, ds, k + kv, hd);
-                        axpy(dk + kv, ds, qt, hd);
-                    }
+                    // dq[t0:t1] = ds[t0:t1, 0:t1] k[0:t1];  dk[0:t1] += ds[t0:t1, 0:t1]^T q[t0:t1]
+                    gemm(0, 0, n, hd, t1, 1.0f, dpb, T, kk, Dkv, 0.0f, dqh + (size_t)t0 * Dq, Dq);
+                    gemm(1, 0, t1, hd, n, 1.0f, dpb, T, qh + (size_t)t0 * Dq, Dq, 1.0f, dkk, Dkv);
                 }
+            }
         }
 }
 
@@ -855,7 +918,9 @@ static void layer_forward(const Model *m, Acts *a, int l) {
     add(a->res[l + 1], a->mid[l], (size_t)N * D);
 }
 
-// d_res holds d loss / d res[l+1] on entry and d loss / d res[l] on return.
+// d_res holds d loss / d res[l+1] on entry and d loss / d res[l] on return,
+// except that layer 0 leaves it alone when nothing trains below it (LoRA over
+// a frozen embedding): then layer 0 computes only its own weights' gradients.
 static void layer_backward(Model *m, Acts *a, int l) {
     const Config *c = &m->c;
     Layer *L = &m->layers[l];
@@ -873,9 +938,11 @@ static void layer_backward(Model *m, Acts *a, int l) {
                        a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
     rope(a->d_q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, -1.0f);
     rope(a->d_k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, -1.0f);
-    linear_backward(&L->proj[PROJ_Q], a->d_q, a->ln1[l], u[PROJ_Q], a->d_ln, a->d_u, N, 0);
-    linear_backward(&L->proj[PROJ_K], a->d_k, a->ln1[l], u[PROJ_K], a->d_ln, a->d_u, N, 1);
-    linear_backward(&L->proj[PROJ_V], a->d_v, a->ln1[l], u[PROJ_V], a->d_ln, a->d_u, N, 1);
+    float *d_ln = l > 0 || m->d_embed || L->d_attn_norm ? a->d_ln : NULL;
+    linear_backward(&L->proj[PROJ_Q], a->d_q, a->ln1[l], u[PROJ_Q], d_ln, a->d_u, N, 0);
+    linear_backward(&L->proj[PROJ_K], a->d_k, a->ln1[l], u[PROJ_K], d_ln, a->d_u, N, 1);
+    linear_backward(&L->proj[PROJ_V], a->d_v, a->ln1[l], u[PROJ_V], d_ln, a->d_u, N, 1);
+    if (!d_ln) return;
     memcpy(a->d_res, a->d_mid, ND * sizeof(float));
     rmsnorm_backward(a->d_res, L->d_attn_norm, a->d_ln, a->res[l], L->attn_norm, a->rstd1[l], N, D);
 }
@@ -892,6 +959,7 @@ static float cross_entropy(const float *logits, const int *labels, int B, int T,
             if (y == -100) continue;
             const float *x = logits + ((size_t)b * T + t) * V;
             float mx = -INFINITY;
+            #pragma omp simd reduction(max : mx)
             for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
             double sum = 0.0;
             for (int i = 0; i < V; i++) sum += expf(x[i] - mx);
@@ -911,9 +979,11 @@ static void cross_entropy_backward(float *logits, const int *labels, int B, int 
             int y = t < T - 1 ? labels[b * T + t + 1] : -100;
             if (y == -100) { memset(x, 0, V * sizeof(float)); continue; }
             float mx = -INFINITY, sum = 0.0f;
+            #pragma omp simd reduction(max : mx)
             for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
             for (int i = 0; i < V; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
-            for (int i = 0; i < V; i++) x[i] = x[i] / sum / n_valid;
+            const float inv = 1.0f / (sum * n_valid);
+            for (int i = 0; i < V; i++) x[i] *= inv;
             x[y] -= 1.0f / n_valid;
         }
 }
