@@ -256,6 +256,12 @@ FIXTURES = {
             "original_max_position_embeddings": 64}),
         trainable="lora", r=8, alpha=16, targets=SEAL_MODULES,
         steps=2, lr=5e-3, betas=(0.9, 0.999), eps=1e-6, wd=0.01),
+    # T = 80: attention runs in several blocks of query rows, as it does for real sequence lengths.
+    "long_lora_kv2": dict(
+        seed=5005, B=2, T=80, labels="scattered",
+        cfg=config(32, 48, 4, 2, 48, True, 10000.0, hd=8),
+        trainable="lora", r=4, alpha=8, targets=ALL_MODULES,
+        steps=2, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, wd=0.0),
     # tied head, H 4 / KV 2, full training, rope_scaling null, no head_dim key (hidden/heads), no -100.
     "tied_full_kv2": dict(
         seed=4004, B=2, T=10, labels="all",

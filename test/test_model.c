@@ -292,6 +292,36 @@ START_TEST(schedule_and_clipping) {
 }
 END_TEST
 
+// gemm against a naive double-precision product, on sizes that take each of
+// its paths (tiny, split by rows, split by columns) and every transpose.
+START_TEST(gemm_matches_naive) {
+    const int sizes[][3] = {{3, 5, 7}, {300, 200, 50}, {2, 3000, 64}, {1, 1, 1}};
+    Rng r;
+    rng_seed(&r, 3);
+    for (int s = 0; s < 4; s++)
+        for (int tr = 0; tr < 4; tr++) {
+            const int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2], ta = tr & 1, tb = tr >> 1;
+            float *A = malloc((size_t)M * K * 4), *B = malloc((size_t)K * N * 4), *C = malloc((size_t)M * N * 4);
+            for (int i = 0; i < M * K; i++) A[i] = rng_normal(&r);
+            for (int i = 0; i < K * N; i++) B[i] = rng_normal(&r);
+            for (int i = 0; i < M * N; i++) C[i] = rng_normal(&r);
+            float *C0 = malloc((size_t)M * N * 4);
+            memcpy(C0, C, (size_t)M * N * 4);
+            const float beta = (s + tr) % 2 ? 0.5f : 0.0f;
+            gemm(ta, tb, M, N, K, 1.5f, A, ta ? M : K, B, tb ? K : N, beta, C, N);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++) acc += (double)(ta ? A[k * M + i] : A[i * K + k]) * (tb ? B[j * K + k] : B[k * N + j]);
+                    double want = 1.5 * acc + beta * C0[i * N + j];
+                    ck_assert_msg(fabs(C[i * N + j] - want) <= 1e-4 * (1 + fabs(want)) + 1e-5 * sqrt(K),
+                                  "M%d N%d K%d ta%d tb%d: C[%d,%d] = %g, want %g", M, N, K, ta, tb, i, j, C[i * N + j], want);
+                }
+            free(A); free(B); free(C); free(C0);
+        }
+}
+END_TEST
+
 START_TEST(rope_llama3_regimes) {
     Config c = tiny_config(0, 1, 1);
     float inv[4];
@@ -418,6 +448,7 @@ Suite *model_suite(void) {
     tcase_add_test(t, adamw_matches_formula);
     tcase_add_test(t, schedule_and_clipping);
     tcase_add_test(t, rope_llama3_regimes);
+    tcase_add_test(t, gemm_matches_naive);
     suite_add_tcase(s, t);
     TCase *f = tcase_create("fixtures");
     tcase_set_timeout(f, 120);
