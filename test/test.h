@@ -6,6 +6,9 @@
 Suite *model_suite(void);
 Suite *io_suite(void);
 Suite *tokenizer_suite(void);
+Suite *arc_suite(void);
+Suite *restem_suite(void);
+Suite *demo_suite(void);
 
 // A tiny random config: GQA ratio `group`, llama3 RoPE when llama3 is set.
 Config tiny_config(int tied, int group, int llama3);

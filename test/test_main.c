@@ -27,6 +27,7 @@ int main(void) {
     SRunner *sr = srunner_create(model_suite());
     srunner_add_suite(sr, io_suite());
     srunner_add_suite(sr, tokenizer_suite());
+    srunner_add_suite(sr, arc_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
