@@ -123,6 +123,7 @@ static int accepted_so_far(const Run *r, int round, int task) {
 
 static void progress(Seal *s, const char *phase, int round, int task, int sample, float reward) {
     s->done++;
+    if (s->o->quiet) return;
     double el = now_seconds() - s->t_start, per = el / s->done;
     int left = s->total - s->done;
     fprintf(stderr, "\r[%s round %d] task %d sample %d reward %.2f | %.1f s/edit, ~%.0f s left   ", phase, round, task, sample,
@@ -355,7 +356,7 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
         if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);
     }
     if (d->oracle_edit) report_row(rows, "oracle configuration", oracle, d->paper[3], d->n_eval);
-    fprintf(stderr, "\n");
+    if (!o->quiet) fprintf(stderr, "\n");
     set_adapter(&s, NULL);
     return rc;
 }

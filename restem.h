@@ -42,6 +42,7 @@ typedef struct {
     int replay;                   // M-step also trains on earlier rounds' accepted pairs
     float max_retention_drop;     // a policy whose probe score drops more is not promoted
     uint64_t seed;
+    int quiet;                    // no progress lines on stderr
 } RestemOpts;
 
 RestemOpts restem_defaults(void);

@@ -3,6 +3,7 @@
 // Results go to stdout; progress and messages to stderr. Errors read
 // "seal: <file or flag>: <what was wrong>". Exit status: 0 success, 1 bad
 // input or failed check, 2 usage.
+#include "fewshot.h"
 #include "generate.h"
 #include "model.h"
 #include "run.h"
@@ -251,6 +252,179 @@ done:
 static int cmd_tokenize(int argc, char **argv) { return tokenize_cmd(argc, argv); }
 
 // ----------------------------------------------------------------------------
+// seal fewshot
+
+// "a,b,c" -> up to max items (pointers into a copy the caller frees).
+static int split_list(const char *text, char **copy, const char **items, int max) {
+    *copy = strdup(text);
+    int n = 0;
+    for (char *save, *tok = strtok_r(*copy, ", ", &save); tok && n < max; tok = strtok_r(NULL, ", ", &save)) items[n++] = tok;
+    return n;
+}
+
+// Task ids for one split: --*-ids, else the "train"/"eval" list of a SEAL task file.
+static int task_ids(const char *list, const char *seal_file, const char *key, char **copy, const char **ids, int max, char *err) {
+    *copy = NULL;
+    if (list) return split_list(list, copy, ids, max);
+    if (!seal_file) return 0;   // every task in the folder
+    char *text = read_file(seal_file, NULL, err);
+    if (!text) return -1;
+    cJSON *j = cJSON_Parse(text), *arr = cJSON_GetObjectItemCaseSensitive(j, key);
+    free(text);
+    if (!cJSON_IsArray(arr)) { cJSON_Delete(j); return errf(err, "%s: expected a \"%s\" list of task ids", seal_file, key); }
+    size_t cap = 0;
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) if (cJSON_IsString(e)) cap += strlen(e->valuestring) + 1;
+    char *p = *copy = malloc(cap + 1);
+    cJSON_ArrayForEach(e, arr) {
+        if (!cJSON_IsString(e) || n == max) continue;
+        strcpy(p, e->valuestring);
+        ids[n++] = p;
+        p += strlen(p) + 1;
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
+static int load_split(const char *dir, const char *list, const char *seal_file, const char *key, Task **tasks, int *n, char *err) {
+    const char *ids[512];
+    char *copy;
+    int k = task_ids(list, seal_file, key, &copy, ids, 512, err);
+    int rc = k < 0 ? -1 : arc_load_dir(dir, k ? ids : NULL, k, tasks, n, err);
+    free(copy);
+    if (!rc && *n == 0) rc = errf(err, "%s: no tasks selected", dir);
+    return rc;
+}
+
+static void model_config_json(const Model *m, const char *path, cJSON *into, const char *key) {
+    cJSON *j = cJSON_AddObjectToObject(into, key);
+    cJSON_AddStringToObject(j, "path", path);
+    char h[20];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&m->params));
+    cJSON_AddStringToObject(j, "hash", h);
+}
+
+// Prints the report and saves it as RUN/report.json, RUN/report.md (and --json FILE).
+static int save_report(const cJSON *report, const char *run_dir, const char *json_path, char *err) {
+    char *md, *js = cJSON_Print(report), path[4200];
+    size_t len;
+    FILE *f = open_memstream(&md, &len);
+    restem_report_markdown(report, f);
+    fclose(f);
+    fputs(md, stdout);
+    snprintf(path, sizeof path, "%s/report.json", run_dir);
+    int rc = write_file_atomic(path, js, strlen(js), err);
+    snprintf(path, sizeof path, "%s/report.md", run_dir);
+    if (!rc) rc = write_file_atomic(path, md, len, err);
+    if (!rc && json_path) rc = write_file_atomic(json_path, js, strlen(js), err);
+    free(md);
+    free(js);
+    return rc;
+}
+
+static int cmd_fewshot(int argc, char **argv) {
+    const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_dir = NULL, *eval_dir = NULL, *train_ids = NULL,
+               *eval_ids = NULL, *seal_tasks = NULL, *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj,gate_proj,up_proj,down_proj",
+               *backend = "cpu", *pos[1];
+    int resume = 0;
+    RestemOpts o = restem_defaults();
+    FewShot fs = {0};
+    fewshot_defaults(&fs);
+    Flag flags[] = {
+        {"--model", F_STR, &model_dir, "the student: Hugging Face model folder (required)"},
+        {"--teacher", F_STR, &teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"},
+        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json)"},
+        {"--train-dir", F_STR, &train_dir, "folder of ARC task JSON files for the E-step (required)"},
+        {"--eval-dir", F_STR, &eval_dir, "folder of held-out ARC tasks (required)"},
+        {"--train-ids", F_STR, &train_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
+        {"--eval-ids", F_STR, &eval_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
+        {"--seal-tasks", F_STR, &seal_tasks, "a JSON file with \"train\" and \"eval\" id lists (SEAL's selection)"},
+        {"--out", F_STR, &out, "run directory (required)"},
+        {"--resume", F_BOOL, &resume, "continue the run in --out"},
+        {"--rounds", F_INT, &o.rounds, "ReST^EM rounds"},
+        {"--samples", F_INT, &o.samples, "self-edits per training task per round"},
+        {"--eval-samples", F_INT, &o.eval_samples, "self-edits per held-out task"},
+        {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most"},
+        {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones are invalid"},
+        {"--temperature", F_FLOAT, &o.sampling.temperature, "self-edit sampling temperature"},
+        {"--top-k", F_INT, &o.sampling.top_k, "self-edit top-k, 0 = off"},
+        {"--top-p", F_FLOAT, &o.sampling.top_p, "self-edit top-p"},
+        {"--max-edit-tokens", F_INT, &o.sampling.max_new, "longest self-edit"},
+        {"--lora-r", F_INT, &fs.lora_r, "inner-loop LoRA rank"},
+        {"--lora-alpha", F_FLOAT, &fs.lora_alpha, "inner-loop LoRA alpha"},
+        {"--lora-targets", F_STR, &targets, "inner-loop LoRA modules"},
+        {"--batch", F_INT, &fs.batch, "inner-loop batch size"},
+        {"--warmup", F_INT, &fs.warmup, "inner-loop warm-up steps"},
+        {"--max-tokens", F_INT, &fs.max_tokens, "drop TTT examples this long or longer"},
+        {"--max-views", F_INT, &fs.max_views, "inference views per reward, 0 = all"},
+        {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
+        {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
+        {"--m-rank", F_INT, &o.m_rank, "M-step LoRA rank"},
+        {"--m-alpha", F_FLOAT, &o.m_alpha, "M-step LoRA alpha"},
+        {"--m-lr", F_FLOAT, &o.m_lr, "M-step learning rate"},
+        {"--m-epochs", F_INT, &o.m_epochs, "M-step epochs"},
+        {"--replay", F_BOOL, &o.replay, "M-step also trains on earlier rounds' accepted self-edits"},
+        {"--max-retention-drop", F_FLOAT, &o.max_retention_drop, "largest probe-score drop a promoted policy may show"},
+        {"--seed", F_U64, &o.seed, "seed of every sample, shuffle and initialisation"},
+        {"--json", F_STR, &json_path, "also write the report here"},
+        {"--backend", F_STR, &backend, "cpu"},
+    };
+    const int nf = sizeof flags / sizeof flags[0];
+    if (wants_help(argc, argv)) {
+        printf("usage: seal fewshot --model DIR --train-dir DIR --eval-dir DIR --out RUN [flags]\n\n"
+               "SEAL's few-shot experiment on ARC tasks: self-edits choose test-time-training data and\n"
+               "settings, a fresh LoRA applies each, augmented voting rewards it, ReST^EM trains the\n"
+               "policy. Writes RUN/ (run.json, edits.jsonl, rounds/K/, current, report.md).\n\n");
+        print_flags(flags, nf);
+        return 0;
+    }
+    int npos;
+    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || check_backend("fewshot", backend)) return 2;
+    if (!model_dir || !train_dir || !eval_dir || !out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
+    char err[ERR_MAX], tpath[4096];
+    if (!(fs.lora_targets = lora_targets_parse(targets, err))) return usage_error("fewshot", err, "--lora-targets");
+    if (fs.lora_r < 1 || fs.batch < 1 || o.samples < 1 || o.rounds < 0) return usage_error("fewshot", "ranks, batch and samples must be positive", NULL);
+    Model student = {0}, teacher = {0};
+    Tokenizer *tok = NULL;
+    Run run = {0};
+    int rc = 1;
+    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
+    if (load_split(train_dir, train_ids, seal_tasks, "train", &fs.train, &fs.n_train, err) ||
+        load_split(eval_dir, eval_ids, seal_tasks, "eval", &fs.eval, &fs.n_eval, err) ||
+        model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) ||
+        !(tok = tok_load(tok_path, err)))
+        goto done;
+    fs.tok = tok;
+    fs.eot = tok_find(tok, "<|eot_id|>");
+    if (fs.eot < 0) { errf(err, "%s: no <|eot_id|> token", tok_path); goto done; }
+    cJSON *config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "command", "fewshot");
+    model_config_json(&student, model_dir, config, "model");
+    if (teacher_dir) model_config_json(&teacher, teacher_dir, config, "teacher");
+    fewshot_config_json(&fs, config);
+    restem_opts_json(&o, config);
+    rc = run_open(&run, out, config, resume, err);
+    cJSON_Delete(config);
+    if (rc) { rc = 1; goto done; }
+    fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, run %s%s\n", fs.n_train, fs.n_eval, o.rounds, out, resume ? " (resumed)" : "");
+    Domain d;
+    fewshot_domain(&d, &fs);
+    cJSON *report = cJSON_CreateObject();
+    rc = restem_run(&d, teacher_dir ? &teacher : &student, &student, tok, &run, &o, report, err) || save_report(report, out, json_path, err);
+    cJSON_Delete(report);
+done:
+    if (rc) fprintf(stderr, "seal: %s\n", err);
+    run_close(&run);
+    tok_free(tok);
+    if (teacher.layers) model_free(&teacher);
+    if (student.layers) model_free(&student);
+    arc_free_tasks(fs.train, fs.n_train);
+    arc_free_tasks(fs.eval, fs.n_eval);
+    return rc ? 1 : 0;
+}
+
+// ----------------------------------------------------------------------------
 // seal runs show RUN | seal runs rollback RUN --to K
 
 static int cmd_runs(int argc, char **argv) {
@@ -284,6 +458,7 @@ static const Command COMMANDS[] = {
     {"verify", "check forward, backward and AdamW against PyTorch fixtures", cmd_verify},
     {"generate", "continue prompts or chat messages with a model (KV cache, sampling)", cmd_generate},
     {"tokenize", "encode JSON lines of text to token ids, or decode them back", cmd_tokenize},
+    {"fewshot", "SEAL's few-shot ARC experiment: self-edits, TTT, voting reward, ReST^EM", cmd_fewshot},
     {"runs", "show a run directory, or roll its policy back to an earlier round", cmd_runs},
 };
 

@@ -975,3 +975,351 @@ int tokenize_cmd(int argc, char **argv) {
     tok_free(t);
     return rc;
 }
+
+// ---------------------------------------------------------------- making tokenizers
+// What `seal demo` uses to write its own tokenizer.json (see tokenizer.h).
+
+#define LLAMA3_REGEX "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+// GPT-2's bytes_to_unicode, the inverse of init_byte_level's table.
+static unsigned byte_level_cp(unsigned char b) {
+    unsigned next = 256;
+    for (unsigned c = 0; c < 256; c++) {
+        int printable = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174;
+        if (c == b) return printable ? c : next;
+        if (!printable) next++;
+    }
+    return 0;   // not reached
+}
+
+// na raw bytes a, then sep as is, then nb raw bytes b, with a and b written as
+// tokenizer.json writes tokens (GPT-2's byte-level form). malloc'd.
+static char *byte_level_join(const char *a, size_t na, const char *sep, const char *b, size_t nb) {
+    Buf out = {0};
+    char u[4];
+    for (size_t i = 0; i < na; i++) buf_add(&out, u, (size_t)utf8_put(u, byte_level_cp((unsigned char)a[i])));
+    buf_str(&out, sep);
+    for (size_t i = 0; i < nb; i++) buf_add(&out, u, (size_t)utf8_put(u, byte_level_cp((unsigned char)b[i])));
+    buf_add(&out, "", 1);
+    if (out.oom) { free(out.s); return NULL; }
+    return out.s;
+}
+
+static cJSON *add_object_to_array(cJSON *array) {   // NULL (nothing leaked) when out of memory
+    cJSON *o = cJSON_CreateObject();
+    if (o && !cJSON_AddItemToArray(array, o)) { cJSON_Delete(o); o = NULL; }
+    return o;
+}
+
+// Everything of a Llama-3-style tokenizer.json but the vocab, merges and added
+// tokens. Built from the root down, so running out of memory leaks nothing:
+// calls on a NULL parent do nothing, and the result then fails to load.
+static cJSON *tokenizer_skeleton(void) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = add_object_to_array(list);
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", LLAMA3_REGEX);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddFalseToObject(split, "invert");
+    cJSON *bl = add_object_to_array(list);
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddFalseToObject(bl, "add_prefix_space");
+    cJSON_AddTrueToObject(bl, "trim_offsets");
+    cJSON_AddFalseToObject(bl, "use_regex");
+    cJSON_AddNullToObject(root, "post_processor");
+    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddTrueToObject(dec, "add_prefix_space");
+    cJSON_AddTrueToObject(dec, "trim_offsets");
+    cJSON_AddTrueToObject(dec, "use_regex");
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddFalseToObject(model, "fuse_unk");
+    cJSON_AddFalseToObject(model, "byte_fallback");
+    cJSON_AddTrueToObject(model, "ignore_merges");
+    cJSON_AddObjectToObject(model, "vocab");
+    cJSON_AddArrayToObject(model, "merges");
+    return root;
+}
+
+char *tok_bytelevel_json(const char *const (*merges)[2], int n_merges, const char *const *specials, int n_special) {
+    cJSON *root = tokenizer_skeleton(), *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *mlist = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    int n_ids = 0, ok = vocab && mlist && added;
+    for (int c = 0; ok && c < 256; c++) {
+        char byte = (char)c, *tok = byte_level_join(&byte, 1, "", "", 0);
+        ok = tok && cJSON_AddNumberToObject(vocab, tok, n_ids++) != NULL;
+        free(tok);
+    }
+    for (int i = 0; ok && i < n_merges; i++) {
+        const char *a = merges[i][0], *b = merges[i][1];
+        size_t na = strlen(a), nb = strlen(b);
+        char *ta = byte_level_join(a, na, "", "", 0), *tb = byte_level_join(b, nb, "", "", 0);
+        char *pair = byte_level_join(a, na, " ", b, nb), *ab = byte_level_join(a, na, "", b, nb);
+        ok = ta && tb && pair && ab && na && nb && member(vocab, ta) && member(vocab, tb);   // halves are tokens
+        if (ok && !member(vocab, ab)) ok = cJSON_AddNumberToObject(vocab, ab, n_ids++) != NULL;
+        if (ok) ok = cJSON_AddItemToArray(mlist, cJSON_CreateString(pair));
+        free(ta); free(tb); free(pair); free(ab);
+    }
+    for (int i = 0; ok && i < n_special; i++) {
+        cJSON *t = cJSON_CreateObject();
+        ok = t && cJSON_AddItemToArray(added, t);
+        if (!ok) { cJSON_Delete(t); break; }
+        cJSON_AddNumberToObject(t, "id", n_ids++);
+        cJSON_AddStringToObject(t, "content", specials[i]);
+        cJSON_AddFalseToObject(t, "single_word");
+        cJSON_AddFalseToObject(t, "lstrip");
+        cJSON_AddFalseToObject(t, "rstrip");
+        cJSON_AddFalseToObject(t, "normalized");
+        ok = cJSON_AddTrueToObject(t, "special") != NULL;
+    }
+    char *text = ok ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    // What it promises is that the loader takes it; a member lost to a failed
+    // allocation on the way would show here.
+    char err[ERR_MAX];
+    Tokenizer *t = text ? tok_load_json(text, "tokenizer.json", err) : NULL;
+    if (!t) { free(text); return NULL; }
+    tok_free(t);
+    return text;
+}
+
+// ---------------------------------------------------------------- training
+
+typedef struct { const char *s; size_t n; } Piece;      // a pre-token, inside the caller's text
+typedef struct { Piece *p; size_t n, cap; int skip_digits, oom; } Pieces;
+typedef struct { int *sym, n; long count; } Word;         // a distinct pre-token as token ids
+typedef struct { uint64_t key; long count; } PairCount;  // key UINT64_MAX: empty
+
+static void add_piece(Pieces *ps, const char *s, size_t n) {
+    if (ps->skip_digits && *s >= '0' && *s <= '9') return;   // a \p{N}{1,3} piece: keep its digits apart
+    if (ps->oom || reserve(&ps->p, &ps->cap, ps->n + 1, sizeof *ps->p)) { ps->oom = 1; return; }
+    ps->p[ps->n++] = (Piece){s, n};
+}
+
+// The pieces of s, cut exactly as split_encode cuts them before BPE.
+static int cut_pieces(Enc *e, int step, const char *s, size_t n, Pieces *ps) {
+    if (step == e->t->n_splits) { add_piece(ps, s, n); return 0; }
+    size_t last = 0, off = 0;
+    while (off < n) {
+        int rc = regex_match(e, e->t->split[step], s, n, off);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+        size_t ms = ov[0], me = ov[1];
+        if (me == ms) {
+            int len;
+            utf8_next(s + me, n - me, &len);
+            off = me + (size_t)len;
+            continue;
+        }
+        if (ms > last && cut_pieces(e, step + 1, s + last, ms - last, ps)) return -1;
+        if (cut_pieces(e, step + 1, s + ms, me - ms, ps)) return -1;
+        last = off = me;
+    }
+    return last < n ? cut_pieces(e, step + 1, s + last, n - last, ps) : 0;
+}
+
+// Every piece of every text, special tokens cut out first as encode_text does.
+static int collect_pieces(const Tokenizer *t, const char *const *texts, int n_texts, Pieces *ps) {
+    char err[ERR_MAX];
+    Enc e = {.t = t, .err = err};
+    e.md = pcre2_match_data_create(1, NULL);
+    e.mctx = pcre2_match_context_create(NULL);
+    int rc = e.md && e.mctx ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n_texts; i++) {
+        size_t len = strlen(texts[i]), pos = 0;
+        while (rc == 0 && pos < len) {
+            const Added *a = NULL;
+            size_t at = find_added(t, texts[i], len, pos, 1, &a);
+            if (at > pos) rc = cut_pieces(&e, 0, texts[i] + pos, at - pos, ps);
+            if (!a) break;
+            pos = at + (size_t)a->s.len;
+        }
+    }
+    pcre2_match_data_free(e.md);
+    pcre2_match_context_free(e.mctx);
+    pcre2_jit_stack_free(e.jit);
+    return rc || ps->oom ? -1 : 0;
+}
+
+static int cmp_bytes(const char *a, size_t na, const char *b, size_t nb) {
+    int c = memcmp(a, b, na < nb ? na : nb);
+    return c ? c : (na > nb) - (na < nb);
+}
+
+static int cmp_piece(const void *pa, const void *pb) {
+    const Piece *a = pa, *b = pb;
+    return cmp_bytes(a->s, a->n, b->s, b->n);
+}
+
+// The tokens being built: bytes in one buffer, each token a span of it.
+typedef struct { Buf bytes; Span *tok; size_t n, cap; } Vocab;
+
+static int vocab_add(Vocab *v, const char *s, size_t n) {   // the id of s, added when new
+    for (size_t i = 0; i < v->n; i++)
+        if ((size_t)v->tok[i].len == n && memcmp(v->bytes.s + v->tok[i].off, s, n) == 0) return (int)i;
+    size_t off = v->bytes.n;
+    buf_add(&v->bytes, s, n);
+    if (v->bytes.oom || reserve(&v->tok, &v->cap, v->n + 1, sizeof *v->tok)) return -1;
+    v->tok[v->n] = (Span){(uint32_t)off, (int32_t)n};
+    return (int)v->n++;
+}
+
+static int cmp_pair(const Vocab *v, int a1, int b1, int a2, int b2) {   // by the halves' bytes
+    const Span *x = &v->tok[a1], *y = &v->tok[a2];
+    int c = cmp_bytes(v->bytes.s + x->off, (size_t)x->len, v->bytes.s + y->off, (size_t)y->len);
+    if (c) return c;
+    x = &v->tok[b1];
+    y = &v->tok[b2];
+    return cmp_bytes(v->bytes.s + x->off, (size_t)x->len, v->bytes.s + y->off, (size_t)y->len);
+}
+
+// Counts adjacent pairs over all words into table (mask + 1 slots); returns the
+// best: most frequent, ties to the smaller halves. count 0: no pair at all.
+static PairCount best_pair(const Vocab *v, const Word *w, size_t n_words, PairCount *table, uint32_t mask) {
+    for (uint32_t i = 0; i <= mask; i++) table[i] = (PairCount){UINT64_MAX, 0};
+    for (size_t k = 0; k < n_words; k++)
+        for (int i = 0; i + 1 < w[k].n; i++) {
+            uint64_t key = (uint64_t)(uint32_t)w[k].sym[i] << 32 | (uint32_t)w[k].sym[i + 1];
+            uint32_t j = pair_hash(key) & mask;
+            while (table[j].key != key && table[j].key != UINT64_MAX) j = (j + 1) & mask;
+            table[j].key = key;
+            table[j].count += w[k].count;
+        }
+    PairCount best = {UINT64_MAX, 0};
+    for (uint32_t i = 0; i <= mask; i++) {
+        const PairCount *p = &table[i];
+        if (p->key == UINT64_MAX || p->count < best.count) continue;
+        if (p->count > best.count ||
+            cmp_pair(v, (int)(p->key >> 32), (int)(uint32_t)p->key, (int)(best.key >> 32), (int)(uint32_t)best.key) < 0)
+            best = *p;
+    }
+    return best;
+}
+
+// Replaces each (a, b) in the word, left to right, by ab.
+static void merge_word(Word *w, int a, int b, int ab) {
+    int k = 0;
+    for (int i = 0; i < w->n; i++) {
+        if (i + 1 < w->n && w->sym[i] == a && w->sym[i + 1] == b) { w->sym[k++] = ab; i++; }
+        else w->sym[k++] = w->sym[i];
+    }
+    w->n = k;
+}
+
+// The distinct pieces as words of byte tokens, with how often each occurs.
+static Word *make_words(Pieces *ps, size_t *n_words, int **syms) {
+    size_t total = 0, n = 0;
+    qsort(ps->p, ps->n, sizeof *ps->p, cmp_piece);
+    for (size_t i = 0; i < ps->n; i++) total += ps->p[i].n;
+    Word *w = malloc((ps->n + 1) * sizeof *w);
+    int *sym = *syms = malloc((total + 1) * sizeof *sym);
+    if (!w || !sym) { free(w); free(sym); *syms = NULL; return NULL; }
+    for (size_t i = 0; i < ps->n; i++) {
+        if (n && cmp_piece(&ps->p[i], &ps->p[i - 1]) == 0) { w[n - 1].count++; continue; }
+        w[n] = (Word){sym, (int)ps->p[i].n, 1};
+        for (size_t k = 0; k < ps->p[i].n; k++) *sym++ = (unsigned char)ps->p[i].s[k];
+        n++;
+    }
+    *n_words = n;
+    return w;
+}
+
+// Runs the merges; fills *merges (pairs of token ids), returns how many, -1 when out of memory.
+static int learn_merges(Vocab *v, Word *w, size_t n_words, int n_merges, int (*merges)[2]) {
+    size_t syms = 0;
+    for (size_t k = 0; k < n_words; k++) syms += (size_t)w[k].n;
+    uint32_t mask = table_size(syms) - 1;
+    PairCount *table = malloc(((size_t)mask + 1) * sizeof *table);
+    if (!table) return -1;
+    int m = 0;
+    char *ab = NULL;
+    size_t ab_cap = 0;
+    for (; m < n_merges; m++) {
+        PairCount best = best_pair(v, w, n_words, table, mask);
+        if (best.count < 2) break;   // a pair seen once teaches nothing
+        int a = (int)(best.key >> 32), b = (int)(uint32_t)best.key;
+        size_t na = (size_t)v->tok[a].len, nb = (size_t)v->tok[b].len;
+        if (reserve(&ab, &ab_cap, na + nb, 1)) { m = -1; break; }
+        memcpy(ab, v->bytes.s + v->tok[a].off, na);
+        memcpy(ab + na, v->bytes.s + v->tok[b].off, nb);
+        int id = vocab_add(v, ab, na + nb);
+        if (id < 0) { m = -1; break; }
+        merges[m][0] = a;
+        merges[m][1] = b;
+        for (size_t k = 0; k < n_words; k++) merge_word(&w[k], a, b, id);
+    }
+    free(ab);
+    free(table);
+    return m;
+}
+
+// The learned merges as NUL-terminated byte strings, then tok_bytelevel_json.
+static char *merges_json(const Vocab *v, int (*ids)[2], int n, const char *const *specials, int n_special) {
+    Buf b = {0};
+    size_t (*off)[2] = malloc(((size_t)n + 1) * sizeof *off);
+    const char *(*m)[2] = malloc(((size_t)n + 1) * sizeof *m);
+    for (int i = 0; off && m && i < n; i++)
+        for (int h = 0; h < 2; h++) {
+            off[i][h] = b.n;
+            buf_add(&b, v->bytes.s + v->tok[ids[i][h]].off, (size_t)v->tok[ids[i][h]].len);
+            buf_add(&b, "", 1);
+        }
+    char *json = NULL;
+    if (off && m && !b.oom) {
+        for (int i = 0; i < n; i++) { m[i][0] = b.s + off[i][0]; m[i][1] = b.s + off[i][1]; }
+        json = tok_bytelevel_json((const char *const (*)[2])m, n, specials, n_special);
+    }
+    free(off);
+    free(m);
+    free(b.s);
+    return json;
+}
+
+char *tok_train_bytelevel_ex(const char *const *texts, int n_texts, int n_merges, const char *const *specials,
+                             int n_special, int flags) {
+    // A tokenizer with no merges gives the exact pre-tokenizer and special-token
+    // matching that encoding will use, so training sees the pieces encode sees.
+    char err[ERR_MAX], *json = tok_bytelevel_json(NULL, 0, specials, n_special), *out = NULL;
+    Tokenizer *t = json ? tok_load_json(json, "trainer", err) : NULL;
+    free(json);
+    Pieces ps = {.skip_digits = flags & TOK_TRAIN_SINGLE_DIGITS};
+    Vocab v = {0};
+    Word *w = NULL;
+    int *syms = NULL, (*merges)[2] = malloc(((size_t)(n_merges > 0 ? n_merges : 0) + 1) * sizeof *merges), n = -1;
+    size_t n_words = 0;
+    if (t && merges && collect_pieces(t, texts, n_texts, &ps) == 0 && (w = make_words(&ps, &n_words, &syms))) {
+        n = 0;
+        for (int c = 0; c < 256 && n == 0; c++) {   // ids 0..255: the bytes
+            char byte = (char)c;
+            if (vocab_add(&v, &byte, 1) < 0) n = -1;
+        }
+        if (n == 0) n = learn_merges(&v, w, n_words, n_merges, merges);
+    }
+    if (n >= 0) out = merges_json(&v, merges, n, specials, n_special);
+    tok_free(t);
+    free(ps.p);
+    free(w);
+    free(syms);
+    free(merges);
+    free(v.bytes.s);
+    free(v.tok);
+    return out;
+}
+
+char *tok_train_bytelevel(const char *const *texts, int n_texts, int n_merges, const char *const *specials, int n_special) {
+    return tok_train_bytelevel_ex(texts, n_texts, n_merges, specials, n_special, 0);
+}

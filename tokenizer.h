@@ -47,3 +47,34 @@ char *json_string_member(const char *json, const char *key, size_t *len, char *e
 // `seal tokenize TOKENIZER_JSON [--decode] [--no-special]` (argv[0] = "tokenize").
 // Returns the exit code: 0 ok, 1 bad input, 2 usage.
 int tokenize_cmd(int argc, char **argv);
+
+// ---------------------------------------------------------------- making tokenizers
+// `seal demo` writes its own tokenizer.json with these, so the demo runs the
+// same loader and encoder as a real checkpoint.
+
+// The text of a tokenizer.json (malloc'd; NULL when out of memory or when a
+// merge half is not a token). Llama-3's layout: a BPE model with ignore_merges,
+// the Llama-3 Split regex then ByteLevel (no prefix space, no regex), a
+// ByteLevel decoder. Ids: 0..255 are the single bytes, id = byte value; then
+// one token per merge, in merge order, for each merge whose result is new; then
+// the specials as special added tokens. merges[i] = {a, b} are raw bytes (not
+// the byte-level form), each a byte or an earlier merge's result.
+// Meant for small vocabularies: token lookups are linear.
+char *tok_bytelevel_json(const char *const (*merges)[2], int n_merges, const char *const *specials, int n_special);
+
+// Trains byte-level BPE on texts and returns tok_bytelevel_json of the result.
+// As the encoder does, special tokens in a text are cut out first, then each
+// stretch is cut by the Llama-3 regex (digits in runs of at most 3); the
+// pieces are counted, and the most frequent adjacent pair is merged, again and
+// again, up to n_merges times or until no pair occurs twice. Ties go to the
+// pair whose halves' bytes sort first, so the result depends on nothing else.
+// NULL when out of memory.
+char *tok_train_bytelevel(const char *const *texts, int n_texts, int n_merges, const char *const *specials, int n_special);
+
+// The same with flags. TOK_TRAIN_SINGLE_DIGITS leaves runs of ASCII digits out
+// of training, so every digit stays one token: an ARC grid written as rows of
+// digits then costs one token per cell and one per row end, the cell-aligned
+// form a tiny model learns geometry from.
+#define TOK_TRAIN_SINGLE_DIGITS 1
+char *tok_train_bytelevel_ex(const char *const *texts, int n_texts, int n_merges, const char *const *specials,
+                             int n_special, int flags);

@@ -28,6 +28,8 @@ int main(void) {
     srunner_add_suite(sr, io_suite());
     srunner_add_suite(sr, tokenizer_suite());
     srunner_add_suite(sr, arc_suite());
+    srunner_add_suite(sr, demo_suite());
+    srunner_add_suite(sr, restem_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

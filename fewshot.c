@@ -1,0 +1,202 @@
+// fewshot.c: see fewshot.h.
+#include "fewshot.h"
+#include "generate.h"
+#include "train.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fewshot_defaults(FewShot *fs) {
+    fs->lora_r = 128;
+    fs->lora_alpha = 16.0f;
+    fs->lora_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN);
+    fs->batch = 2;
+    fs->warmup = 11;
+    fs->max_tokens = 8192;
+    fs->max_views = 0;
+    fs->max_answer_tokens = 1024;
+    fs->oracle = "{\"data_generation\": {\"use_basic_augmentations\": true, \"use_size_augmentations\": true, "
+                 "\"use_chain_augmentations\": true, \"use_repeat_augmentations\": true}, "
+                 "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.0001, \"num_train_epochs\": 1}}";
+}
+
+void fewshot_config_json(const FewShot *fs, cJSON *j) {
+    cJSON *ids = cJSON_AddArrayToObject(j, "train_tasks");
+    for (int i = 0; i < fs->n_train; i++) cJSON_AddItemToArray(ids, cJSON_CreateString(fs->train[i].id));
+    ids = cJSON_AddArrayToObject(j, "eval_tasks");
+    for (int i = 0; i < fs->n_eval; i++) cJSON_AddItemToArray(ids, cJSON_CreateString(fs->eval[i].id));
+    cJSON_AddNumberToObject(j, "lora_r", fs->lora_r);
+    cJSON_AddNumberToObject(j, "lora_alpha", fs->lora_alpha);
+    cJSON_AddNumberToObject(j, "lora_targets", fs->lora_targets);
+    cJSON_AddNumberToObject(j, "batch", fs->batch);
+    cJSON_AddNumberToObject(j, "warmup", fs->warmup);
+    cJSON_AddNumberToObject(j, "max_tokens", fs->max_tokens);
+    cJSON_AddNumberToObject(j, "max_views", fs->max_views);
+    cJSON_AddNumberToObject(j, "max_answer_tokens", fs->max_answer_tokens);
+    cJSON_AddStringToObject(j, "oracle", fs->oracle ? fs->oracle : "");
+}
+
+static const Task *task_of(const FewShot *fs, int split, int i) {
+    return split == SPLIT_TRAIN ? &fs->train[i] : &fs->eval[i];
+}
+
+static char *fs_prompt(const Domain *d, int split, int task) {
+    return arc_selfedit_prompt(task_of(d->ctx, split, task));
+}
+
+static const char *fs_name(const Domain *d, int split, int task) {
+    return task_of(d->ctx, split, task)->id;
+}
+
+// prompt ids + answer ids + <|eot_id|>; loss on the answer and its end, or
+// on every token after the first.
+static int tokenize_example(const FewShot *fs, const TttExample *x, int output_only, Example *e, char *err) {
+    char *prompt = arc_prompt(x->demos, x->n_demos, &x->query.in), *answer = arc_answer(&x->query.out);
+    int *p, *a, np = tok_encode(fs->tok, prompt, strlen(prompt), 1, &p, err);
+    int na = np < 0 ? -1 : tok_encode(fs->tok, answer, strlen(answer), 0, &a, err);
+    free(prompt);
+    free(answer);
+    if (na < 0) { if (np >= 0) free(p); return -1; }
+    e->len = np + na + 1;
+    e->ids = malloc(e->len * sizeof(int));
+    e->loss = malloc(e->len);
+    memcpy(e->ids, p, np * sizeof(int));
+    memcpy(e->ids + np, a, na * sizeof(int));
+    e->ids[np + na] = fs->eot;
+    memset(e->loss, !output_only, np);
+    memset(e->loss + np, 1, na + 1);
+    free(p);
+    free(a);
+    return 0;
+}
+
+int fewshot_examples(const FewShot *fs, const TttExample *ex, int n, int output_only, Example **out, char *err) {
+    *out = calloc(n, sizeof(Example));
+    for (int i = 0; i < n; i++)
+        if (tokenize_example(fs, &ex[i], output_only, &(*out)[i], err)) return -1;
+    return 0;
+}
+
+static void free_examples(Example *ex, int n) {
+    for (int i = 0; ex && i < n; i++) { free(ex[i].ids); free(ex[i].loss); }
+    free(ex);
+}
+
+// SEAL drops training examples of max_tokens or more before the cap.
+static int short_enough(const TttExample *x, void *ctx) {
+    const FewShot *fs = ctx;
+    Example e;
+    char err[ERR_MAX];
+    if (tokenize_example(fs, x, 0, &e, err)) return 0;
+    int ok = e.len < fs->max_tokens;
+    free(e.ids);
+    free(e.loss);
+    return ok;
+}
+
+// Augmented greedy inference on the task's first test input: every view
+// answered in one batch, answers mapped back, voted to two attempts.
+static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outcome *out, char *err) {
+    View *views;
+    int nv;
+    if (arc_views(t, 0, r, &views, &nv)) return errf(err, "%s: cannot build inference views", t->id);
+    if (fs->max_views > 0 && nv > fs->max_views) nv = fs->max_views;
+    int **ids = calloc(nv, sizeof(int *)), *lens = calloc(nv, sizeof(int)), **ans = calloc(nv, sizeof(int *)), *ans_len = calloc(nv, sizeof(int));
+    int *group = calloc(nv, sizeof(int)), rc = 0;
+    for (int i = 0; i < nv && !rc; i++) {
+        char *prompt = arc_prompt(views[i].demos, views[i].n_demos, &views[i].query);
+        lens[i] = tok_encode(fs->tok, prompt, strlen(prompt), 1, &ids[i], err);
+        free(prompt);
+        if (lens[i] < 0) rc = -1;
+        group[i] = views[i].tf;
+    }
+    SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0};
+    if (!rc) rc = generate(m, (const int *const *)ids, lens, nv, &greedy, m->c.eos, m->c.n_eos, NULL, NULL, ans, ans_len, err);
+    Grid *answers = calloc(nv, sizeof(Grid)), top[2];
+    int valid = 0;
+    for (int i = 0; i < nv && !rc; i++) {
+        size_t len;
+        char *text = tok_decode(fs->tok, ans[i], ans_len[i] > 0 && ans[i][ans_len[i] - 1] == fs->eot ? ans_len[i] - 1 : ans_len[i], &len, err);
+        Grid g;
+        answers[i].h = 0;   // h = 0 marks an invalid answer
+        if (text && grid_parse(text, &g) == 0 && arc_unview(&views[i], &g, &answers[i]) == 0) valid++;
+        else answers[i].h = 0;
+        free(text);
+    }
+    if (!rc) {
+        int n_top = arc_vote(answers, group, nv, top);
+        out->reward = (float)arc_pass2(top, n_top, &t->test[0].out);
+        cJSON_AddNumberToObject(out->metrics, "views", nv);
+        cJSON_AddNumberToObject(out->metrics, "valid_answers", valid);
+    }
+    for (int i = 0; i < nv; i++) { free(ids[i]); free(ans[i]); }
+    free(ids); free(lens); free(ans); free(ans_len); free(group); free(answers);
+    arc_free_views(views, nv);
+    return rc;
+}
+
+// The inner loop: a fresh LoRA l on the student, trained on the self-edit's
+// data. It stays attached for the reward; the caller detaches and frees it.
+static int ttt(const FewShot *fs, Model *m, Lora *l, const SelfEdit *se, Example *ex, int n, uint64_t seed, Outcome *out, char *err) {
+    if (lora_init(l, &m->c, fs->lora_r, fs->lora_alpha, fs->lora_targets)) return errf(err, "out of memory for the TTT adapter");
+    lora_reset(l, seed);
+    SftOpts so = sft_defaults();
+    so.lr = se->lr;
+    so.epochs = se->epochs;
+    so.batch = fs->batch;
+    so.warmup = fs->warmup;
+    so.seed = seed;
+    SftStats st;
+    model_attach_lora(m, l);
+    int rc = sft(m, ex, n, &so, &st, err);
+    if (!rc) {
+        cJSON_AddNumberToObject(out->metrics, "steps", st.steps);
+        cJSON_AddNumberToObject(out->metrics, "first_loss", st.first_loss);
+        cJSON_AddNumberToObject(out->metrics, "last_loss", st.last_loss);
+        cJSON_AddNumberToObject(out->metrics, "seconds_train", st.seconds);
+    }
+    return rc;
+}
+
+static int fs_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+    const FewShot *fs = d->ctx;
+    const Task *t = task_of(fs, split, task);
+    Rng r;
+    rng_seed(&r, seed);
+    out->metrics = cJSON_CreateObject();
+    SelfEdit se;
+    if (!edit) { out->valid = 1; return infer_reward(fs, m, t, &r, out, err); }
+    if (selfedit_parse(edit, &se, out->why)) return 0;   // invalid: no training, reward 0
+    out->valid = 1;
+    TttExample *tx;
+    int n;
+    if (arc_ttt_examples_filtered(t, &se, &r, short_enough, (void *)fs, &tx, &n)) return errf(err, "%s: out of memory building TTT data", t->id);
+    cJSON_AddNumberToObject(out->metrics, "examples", n);
+    long steps = selfedit_steps(n, fs->batch, se.epochs);
+    if (n == 0 || steps > ARC_MAX_STEPS) {   // as in SEAL: no training; the unadapted model answers
+        snprintf(out->why, sizeof out->why, n ? "%ld optimizer steps, more than %d: not trained" : "no training examples", steps, ARC_MAX_STEPS);
+        arc_free_examples(tx, n);
+        return infer_reward(fs, m, t, &r, out, err);
+    }
+    Example *ex;
+    int rc = fewshot_examples(fs, tx, n, se.output_only, &ex, err);
+    arc_free_examples(tx, n);
+    Lora *before = m->lora, l = {0};
+    if (!rc) rc = ttt(fs, m, &l, &se, ex, n, seed, out, err);
+    free_examples(ex, n);
+    if (!rc) {
+        out->trained = 1;
+        double t0 = now_seconds();
+        rc = infer_reward(fs, m, t, &r, out, err);
+        cJSON_AddNumberToObject(out->metrics, "seconds_infer", now_seconds() - t0);
+    }
+    model_attach_lora(m, before);
+    lora_free(&l);
+    return rc;
+}
+
+void fewshot_domain(Domain *d, FewShot *fs) {
+    *d = (Domain){.name = "fewshot-arc", .n_train = fs->n_train, .n_eval = fs->n_eval, .n_probe = fs->n_eval, .ctx = fs,
+                  .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .oracle_edit = fs->oracle,
+                  .paper = {0.0, 0.20, 0.725, 1.0}};
+}
