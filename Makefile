@@ -8,7 +8,7 @@ LDLIBS  := -lcjson -lpcre2-8 -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c restem.c arc.c fewshot.c demo_tasks.c
+SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c restem.c arc.c fewshot.c demo_tasks.c demo.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c
 
 ifeq ($(BLAS),1)

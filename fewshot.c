@@ -15,6 +15,8 @@ void fewshot_defaults(FewShot *fs) {
     fs->max_tokens = 8192;
     fs->max_views = 0;
     fs->max_answer_tokens = 1024;
+    fs->max_examples = ARC_TTT_MAX;
+    fs->max_steps = ARC_MAX_STEPS;
     fs->oracle = "{\"data_generation\": {\"use_basic_augmentations\": true, \"use_size_augmentations\": true, "
                  "\"use_chain_augmentations\": true, \"use_repeat_augmentations\": true}, "
                  "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.0001, \"num_train_epochs\": 1}}";
@@ -33,6 +35,8 @@ void fewshot_config_json(const FewShot *fs, cJSON *j) {
     cJSON_AddNumberToObject(j, "max_tokens", fs->max_tokens);
     cJSON_AddNumberToObject(j, "max_views", fs->max_views);
     cJSON_AddNumberToObject(j, "max_answer_tokens", fs->max_answer_tokens);
+    cJSON_AddNumberToObject(j, "max_examples", fs->max_examples);
+    cJSON_AddNumberToObject(j, "max_steps", fs->max_steps);
     cJSON_AddStringToObject(j, "oracle", fs->oracle ? fs->oracle : "");
 }
 
@@ -171,10 +175,13 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
     TttExample *tx;
     int n;
     if (arc_ttt_examples_filtered(t, &se, &r, short_enough, (void *)fs, &tx, &n)) return errf(err, "%s: out of memory building TTT data", t->id);
+    if (n > fs->max_examples) {   // already shuffled: the first ones are a random subset
+        while (n > fs->max_examples) free(tx[--n].demos);
+    }
     cJSON_AddNumberToObject(out->metrics, "examples", n);
     long steps = selfedit_steps(n, fs->batch, se.epochs);
-    if (n == 0 || steps > ARC_MAX_STEPS) {   // as in SEAL: no training; the unadapted model answers
-        snprintf(out->why, sizeof out->why, n ? "%ld optimizer steps, more than %d: not trained" : "no training examples", steps, ARC_MAX_STEPS);
+    if (n == 0 || steps > fs->max_steps) {   // as in SEAL: no training; the unadapted model answers
+        snprintf(out->why, sizeof out->why, n ? "%ld optimizer steps, more than %d: not trained" : "no training examples", steps, fs->max_steps);
         arc_free_examples(tx, n);
         return infer_reward(fs, m, t, &r, out, err);
     }

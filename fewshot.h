@@ -14,6 +14,7 @@ typedef struct {
     int eot;                      // end-of-turn token closing each answer
     // inner loop (SEAL's values by default)
     int lora_r, batch, warmup, max_tokens, max_views, max_answer_tokens;
+    int max_examples, max_steps;  // SEAL: 250 examples, 375 optimizer steps
     float lora_alpha;
     unsigned lora_targets;
     const char *oracle;           // the fixed configuration reported as the oracle

@@ -193,10 +193,12 @@ int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, c
             }
             pack_batch(ex, order + i, nb, T, ids, labels);
             table_zero(grads);
-            sum += model_forward(m, &a, ids, labels);
+            float loss = model_forward(m, &a, ids, labels);
+            sum += loss;
             model_backward(m, &a);
             if (o->max_grad_norm > 0) clip_grad_norm(grads, o->max_grad_norm);
             adamw_step(&opt, params, grads, lr_at(o->lr, step, o->warmup, total));
+            if (o->progress) o->progress(step + 1, total, loss, o->progress_ctx);
         }
         float mean = (float)(sum / ((n + o->batch - 1) / o->batch));
         if (e == 0) stats->first_loss = mean;

@@ -49,6 +49,8 @@ typedef struct {
     float weight_decay, max_grad_norm;   // max_grad_norm 0: no clipping
     float beta1, beta2, eps;
     uint64_t seed;                // order of examples in each epoch
+    void (*progress)(int step, int total, float loss, void *ctx);   // after each step, or NULL
+    void *progress_ctx;
 } SftOpts;
 
 SftOpts sft_defaults(void);       // AdamW(0.9, 0.999, 1e-8), no decay, clip 1.0, batch 1

@@ -1,0 +1,334 @@
+// demo.c: see demo.h. Three phases, each with progress and an ETA:
+//   1. the world: procedural ARC-like tasks (demo_tasks.c), split into
+//      pretraining, SEAL-training and held-out tasks;
+//   2. the base model (cached): a tokenizer.json trained on the world's text
+//      and a tiny Llama pretrained on (a) ARC-like prompts and answers and (b)
+//      self-edit prompts followed by valid self-edits with random directives,
+//      so that the untrained policy writes valid but undirected self-edits;
+//   3. SEAL itself: the same fewshot domain and ReST^EM code as a real run.
+#include "demo.h"
+#include "demo_tasks.h"
+#include "fewshot.h"
+#include "restem.h"
+#include "train.h"
+#include "util.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// Everything that sets the size of the miniature.
+typedef struct {
+    const char *name;
+    int n_pretrain, n_train, n_eval;         // tasks per split
+    int n_merges;                            // tokenizer merges learned from the world's text
+    int dim, layers, heads, kv_heads, hidden;
+    int pre_epochs, pre_batch;
+    float pre_lr, selfedit_share;            // share of pretraining tasks that also teach the self-edit format
+    int rounds, samples, eval_samples;
+    int lora_r, max_examples, max_steps, max_views, max_answer_tokens;
+} Scale;
+
+static const Scale FULL = {"full", 1600, 6, 6, 400, 128, 4, 4, 2, 352, 2, 8, 2e-3f, 0.25f,
+                           1, 6, 3, 16, 24, 48, 6, 80};
+static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 0.5f,
+                            1, 2, 1, 4, 4, 8, 2, 40};
+
+static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+
+// A valid self-edit with directives drawn at random: what the base policy learns to write.
+static SelfEdit random_selfedit(Rng *r) {
+    static const float lrs[] = {1e-5f, 3e-5f, 1e-4f, 3e-4f, 1e-3f, 3e-3f};
+    SelfEdit se;
+    se.basic = rng_next(r) & 1;
+    se.size = rng_next(r) & 1;
+    se.chain = rng_next(r) & 1;
+    se.repeat = rng_next(r) & 1;
+    se.output_only = rng_next(r) & 1;
+    se.lr = lrs[rng_next(r) % 6];
+    se.epochs = 1 + (int)(rng_next(r) % 5);
+    return se;
+}
+
+// One pretraining sequence: prompt, then the target and <|eot_id|> (the loss).
+static int make_example(const Tokenizer *tok, int eot, const char *prompt, const char *target, Example *e, char *err) {
+    int *p, *q, np = tok_encode(tok, prompt, strlen(prompt), 1, &p, err);
+    int nq = np < 0 ? -1 : tok_encode(tok, target, strlen(target), 0, &q, err);
+    if (nq < 0) { if (np >= 0) free(p); return -1; }
+    e->len = np + nq + 1;
+    e->ids = malloc(e->len * sizeof(int));
+    e->loss = calloc(e->len, 1);
+    memcpy(e->ids, p, np * sizeof(int));
+    memcpy(e->ids + np, q, nq * sizeof(int));
+    e->ids[np + nq] = eot;
+    memset(e->loss + np, 1, nq + 1);
+    free(p);
+    free(q);
+    return 0;
+}
+
+// The pretraining texts of one task: every train pair as a query with the other
+// pairs as demonstrations, the test pair with all of them, and sometimes the
+// task's self-edit prompt with a random self-edit. prompts/targets grow.
+typedef struct { char **prompt, **target; int n, cap; } Texts;
+
+static void texts_add(Texts *t, char *prompt, char *target) {
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 1024;
+        t->prompt = realloc(t->prompt, t->cap * sizeof(char *));
+        t->target = realloc(t->target, t->cap * sizeof(char *));
+    }
+    t->prompt[t->n] = prompt;
+    t->target[t->n++] = target;
+}
+
+static void task_texts(const Task *t, Rng *r, float selfedit_share, Texts *out) {
+    Pair demos[8];
+    for (int q = 0; q < t->n_train; q++) {
+        int n = 0;
+        for (int i = 0; i < t->n_train; i++)
+            if (i != q) demos[n++] = t->train[i];
+        texts_add(out, arc_prompt(demos, n, &t->train[q].in), arc_answer(&t->train[q].out));
+    }
+    texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in), arc_answer(&t->test[0].out));
+    if (rng_uniform(r) < selfedit_share) {
+        SelfEdit se = random_selfedit(r);
+        texts_add(out, arc_selfedit_prompt(t), selfedit_to_json(&se));
+    }
+}
+
+static void texts_free(Texts *t) {
+    for (int i = 0; i < t->n; i++) { free(t->prompt[i]); free(t->target[i]); }
+    free(t->prompt);
+    free(t->target);
+}
+
+typedef struct { double t0; const char *what; } Progress;
+
+static void pretrain_progress(int step, int total, float loss, void *ctx) {
+    Progress *p = ctx;
+    double el = now_seconds() - p->t0;
+    if (step % 10 && step != total) return;
+    fprintf(stderr, "\r[2/3 %s] step %d/%d loss %.3f | %.0f s, ~%.0f s left   ", p->what, step, total, loss, el,
+            step ? el / step * (total - step) : 0.0);
+    if (step == total) fprintf(stderr, "\n");
+}
+
+static int write_text_file(const char *dir, const char *name, const char *text, char *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return write_file_atomic(path, text, strlen(text), err);
+}
+
+// Builds the base model (tokenizer.json, config.json, model.safetensors) into
+// dir, through a temporary folder renamed at the end: a half-built base is
+// never mistaken for a finished one.
+static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
+    double t0 = now_seconds();
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
+    if (make_dirs(tmp, err)) return -1;
+    Texts tx = {0};
+    Rng r;
+    rng_seed(&r, seed ^ 0x5eed);
+    for (int i = 0; i < sc->n_pretrain; i++) {
+        Task t;
+        if (demo_make_task(seed, DEMO_PRETRAIN, i, &t, err)) { texts_free(&tx); return -1; }
+        task_texts(&t, &r, sc->selfedit_share, &tx);
+        demo_free_task(&t);
+    }
+    fprintf(stderr, "[2/3 tokenizer] %d texts from %d pretraining tasks\n", tx.n, sc->n_pretrain);
+    const char **corpus = malloc(2 * tx.n * sizeof(char *));
+    for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
+    char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
+    free(corpus);
+    Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
+    int rc = tok ? write_text_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
+    free(tok_json);
+    Model m = {0};
+    Example *ex = NULL;
+    int n_ex = 0, eot = tok ? tok_find(tok, "<|eot_id|>") : -1;
+    if (!rc) {
+        Config c = {.dim = sc->dim, .hidden = sc->hidden, .n_layers = sc->layers, .n_heads = sc->heads, .n_kv_heads = sc->kv_heads,
+                    .head_dim = sc->dim / sc->heads, .vocab = tok_vocab_size(tok), .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                    .tied = 1, .max_pos = 4096, .bos = tok_find(tok, "<|begin_of_text|>"), .eos = {eot}, .n_eos = 1};
+        rc = model_init(&m, &c, err);
+        if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
+    }
+    ex = calloc(tx.n, sizeof(Example));
+    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = make_example(tok, eot, tx.prompt[i], tx.target[i], &ex[i], err);
+    texts_free(&tx);
+    if (!rc) {
+        long tokens = 0;
+        for (int i = 0; i < n_ex; i++) tokens += ex[i].len;
+        fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences, %.0f tokens on average, %d epochs\n",
+                m.params.total / 1e6, n_ex, (double)tokens / n_ex, sc->pre_epochs);
+        SftOpts so = sft_defaults();
+        so.lr = sc->pre_lr;
+        so.epochs = sc->pre_epochs;
+        so.batch = sc->pre_batch;
+        so.warmup = 20;
+        so.seed = seed;
+        Progress pr = {now_seconds(), "pretraining"};
+        so.progress = pretrain_progress;
+        so.progress_ctx = &pr;
+        SftStats st;
+        rc = sft(&m, ex, n_ex, &so, &st, err);
+        if (!rc) fprintf(stderr, "[2/3 pretraining] loss %.3f -> %.3f in %.0f s\n", st.first_loss, st.last_loss, st.seconds);
+    }
+    for (int i = 0; i < n_ex; i++) { free(ex[i].ids); free(ex[i].loss); }
+    free(ex);
+    if (!rc) rc = model_save(&m, tmp, err);
+    if (!rc && rename(tmp, dir) != 0) rc = errf(err, "%s: cannot move the built base into place: %s", dir, strerror(errno));
+    if (m.layers) model_free(&m);
+    tok_free(tok);
+    if (!rc) fprintf(stderr, "[2/3 base model] built in %.0f s, cached in %s\n", now_seconds() - t0, dir);
+    return rc;
+}
+
+static void default_cache(char *out, size_t n) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(out, n, "%s/seal/demo", xdg);
+    else snprintf(out, n, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
+}
+
+// Mean directives of the valid self-edits the policy wrote in a round's evaluation.
+static void directive_row(const Run *run, int round, FILE *out) {
+    double n = 0, b = 0, s = 0, c = 0, rp = 0, oo = 0, lr = 0, ep = 0, valid = 0, total = 0;
+    for (int i = 0; i < run->n_edits; i++) {
+        const cJSON *e = run->edits[i], *ph = cJSON_GetObjectItemCaseSensitive(e, "phase");
+        if (!cJSON_IsString(ph) || strcmp(ph->valuestring, "eval") || cJSON_GetObjectItemCaseSensitive(e, "round")->valueint != round) continue;
+        total++;
+        const cJSON *ed = cJSON_GetObjectItemCaseSensitive(e, "edit");
+        SelfEdit se;
+        char why[ERR_MAX];
+        if (!cJSON_IsString(ed) || selfedit_parse(ed->valuestring, &se, why)) continue;
+        valid++;
+        n++;
+        b += se.basic; s += se.size; c += se.chain; rp += se.repeat; oo += se.output_only; lr += log10(se.lr); ep += se.epochs;
+    }
+    if (!n) { fprintf(out, "| %d | 0/%.0f | - | - | - | - | - | - | - |\n", round, total); return; }
+    fprintf(out, "| %d | %.0f/%.0f | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %.1e | %.1f |\n", round, valid, total,
+            100 * b / n, 100 * s / n, 100 * c / n, 100 * rp / n, 100 * oo / n, pow(10, lr / n), ep / n);
+}
+
+static void print_directives(const Run *run, int rounds, FILE *out) {
+    fprintf(out, "\nDirectives in the self-edits the policy wrote for held-out tasks (valid ones):\n\n"
+                 "| round | valid | basic | size | chain | repeat | output tokens only | learning rate (geo. mean) | epochs |\n"
+                 "|---|---|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k <= rounds; k++) directive_row(run, k, out);
+}
+
+int demo_run(const DemoOpts *o, char *err) {
+    const Scale *sc = o->quick ? &QUICK : &FULL;
+    double t0 = now_seconds();
+    char cache[4000], base[4100], out[4100];
+    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else default_cache(cache, sizeof cache);
+    snprintf(base, sizeof base, "%s/base-v1-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
+    if (o->out) snprintf(out, sizeof out, "%s", o->out);
+    else {
+        char stamp[32];
+        time_t now = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(out, sizeof out, "seal-runs/demo-%s-seed%llu-%s", sc->name, (unsigned long long)o->seed, stamp);
+    }
+    // 1. the world
+    FewShot fs;
+    fewshot_defaults(&fs);
+    if (demo_make_tasks(o->seed, DEMO_TRAIN, sc->n_train, &fs.train, err) || demo_make_tasks(o->seed, DEMO_EVAL, sc->n_eval, &fs.eval, err)) return -1;
+    fs.n_train = sc->n_train;
+    fs.n_eval = sc->n_eval;
+    fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out ARC-like tasks (%s scale)\n",
+            (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
+    // 2. the base model
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", base);
+    int cached = !o->fresh && access(cfg_path, F_OK) == 0;
+    if (!cached && make_dirs(cache, err)) return -1;
+    if (o->fresh && access(cfg_path, F_OK) == 0) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s.old.%ld", base, (long)time(NULL));
+        if (rename(base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", base, strerror(errno));
+    }
+    if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
+    else if (build_base(sc, o->seed, base, err)) return -1;
+    // 3. SEAL
+    Model m;
+    char tpath[4200];
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", base);
+    Tokenizer *tok = NULL;
+    if (model_load(&m, base, err)) return -1;
+    if (!(tok = tok_load(tpath, err))) { model_free(&m); return -1; }
+    fs.tok = tok;
+    fs.eot = tok_find(tok, "<|eot_id|>");
+    fs.lora_r = sc->lora_r;
+    fs.lora_alpha = 2.0f * sc->lora_r;
+    fs.max_examples = sc->max_examples;
+    fs.max_steps = sc->max_steps;
+    fs.max_views = sc->max_views;
+    fs.max_answer_tokens = sc->max_answer_tokens;
+    fs.warmup = 2;
+    fs.oracle = "{\"data_generation\": {\"use_basic_augmentations\": true, \"use_size_augmentations\": false, "
+                "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, "
+                "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 3}}";
+    RestemOpts ro = restem_defaults();
+    ro.rounds = sc->rounds;
+    ro.samples = sc->samples;
+    ro.eval_samples = sc->eval_samples;
+    ro.keep_per_task = sc->samples;
+    ro.sampling.max_new = 120;
+    ro.m_rank = sc->lora_r;
+    ro.m_alpha = 2.0f * sc->lora_r;
+    ro.m_lr = 1e-3f;
+    ro.m_epochs = 4;
+    ro.seed = o->seed;
+    cJSON *config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "command", "demo");
+    cJSON_AddStringToObject(config, "scale", sc->name);
+    cJSON_AddStringToObject(config, "base", base);
+    char h[20];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&m.params));
+    cJSON_AddStringToObject(config, "base_hash", h);
+    fewshot_config_json(&fs, config);
+    restem_opts_json(&ro, config);
+    Run run;
+    int rc = run_open(&run, out, config, 0, err);
+    cJSON_Delete(config);
+    if (!rc) {
+        fprintf(stderr, "[3/3 SEAL] run directory %s\n", out);
+        Domain d;
+        fewshot_domain(&d, &fs);
+        cJSON *report = cJSON_CreateObject();
+        rc = restem_run(&d, &m, &m, tok, &run, &ro, report, err);
+        if (!rc) {
+            char *md;
+            size_t len;
+            FILE *f = open_memstream(&md, &len);
+            fprintf(f, "SEAL few-shot demo, seed %llu (%s scale): success on %d held-out tasks\n\n", (unsigned long long)o->seed, sc->name, sc->n_eval);
+            restem_report_markdown(report, f);
+            print_directives(&run, sc->rounds, f);
+            fprintf(f, "\nmeasured in %.0f s; inspect with: seal runs show %s\n", now_seconds() - t0, out);
+            fclose(f);
+            fputs(md, stdout);
+            char *js = cJSON_Print(report), path[4200];
+            snprintf(path, sizeof path, "%s/report.md", out);
+            rc = write_file_atomic(path, md, len, err);
+            snprintf(path, sizeof path, "%s/report.json", out);
+            if (!rc) rc = write_file_atomic(path, js, strlen(js), err);
+            if (!rc && o->json) rc = write_file_atomic(o->json, js, strlen(js), err);
+            free(js);
+            free(md);
+        }
+        cJSON_Delete(report);
+        run_close(&run);
+    }
+    tok_free(tok);
+    model_free(&m);
+    demo_free_tasks(fs.train, fs.n_train);
+    demo_free_tasks(fs.eval, fs.n_eval);
+    return rc;
+}

@@ -1,0 +1,15 @@
+// demo.h: `seal demo`: the whole SEAL few-shot loop on a built-in world of
+// ARC-like tasks, with a tiny Llama pretrained on the spot, on a laptop CPU.
+#pragma once
+#include <stdint.h>
+
+typedef struct {
+    uint64_t seed;
+    int quick;                    // a smaller world and model: CI's end-to-end check
+    int fresh;                    // rebuild the cached base model
+    const char *cache;            // base-model cache root (default ~/.cache/seal/demo)
+    const char *out;              // run directory (default seal-runs/demo-SEED-TIME)
+    const char *json;             // also write the report here
+} DemoOpts;
+
+int demo_run(const DemoOpts *o, char *err);
