@@ -35,6 +35,7 @@ build/test-ref: $(SRC) $(TEST_SRC) $(wildcard *.h test/*.h)
 test: seal build/test-blas build/test-ref
 	@echo "== Check suite, OpenBLAS matmuls" && ./build/test-blas
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
+	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
 
 # CPU benchmarks beside PyTorch: bench/run.sh prints the table and writes
 # bench-results.json. Always the OpenBLAS build.

@@ -33,8 +33,8 @@ typedef struct {
     int lora_r, max_examples, max_steps, max_views, max_answer_tokens;
 } Scale;
 
-static const Scale FULL = {"full", 1600, 6, 6, 400, 128, 4, 4, 2, 352, 2, 8, 2e-3f, 0.25f,
-                           1, 6, 3, 16, 24, 48, 6, 80};
+static const Scale FULL = {"full", 1200, 5, 5, 400, 128, 4, 4, 2, 352, 1, 8, 2e-3f, 0.25f,
+                           1, 4, 2, 16, 24, 48, 6, 60};
 static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 0.5f,
                             1, 2, 1, 4, 4, 8, 2, 40};
 
@@ -119,9 +119,8 @@ static void pretrain_progress(int step, int total, float loss, void *ctx) {
 }
 
 static int write_text_file(const char *dir, const char *name, const char *text, char *err) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return write_file_atomic(path, text, strlen(text), err);
+    char path[4400];
+    return path_join(path, sizeof path, dir, name, err) || write_file_atomic(path, text, strlen(text), err) ? -1 : 0;
 }
 
 // Builds the base model (tokenizer.json, config.json, model.safetensors) into
