@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define FIXTURES "test/fixtures"
+#define FIXTURES_HF "test/fixtures_hf"
 
 // A batch of 2 x 7 with a few ignored labels.
 enum { TB = 2, TT = 7 };
@@ -159,19 +160,24 @@ END_TEST
 // ---------------------------------------------------------------------------
 // Fixtures from test/reference.py
 
-static int list_fixtures(char names[][256], int max) {   // names: FIXTURES/<entry>
-    DIR *d = opendir(FIXTURES);
+// The fixture folders of a directory (FIXTURES: test/reference.py's, FIXTURES_HF:
+// the same models and batches run by Hugging Face transformers + peft in fp32).
+static int list_fixtures_in(const char *dir, char names[][256], int max) {
+    DIR *d = opendir(dir);
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d)) && n < max;)
-        if (e->d_name[0] != '.') snprintf(names[n++], 256, FIXTURES "/%.200s", e->d_name);
+        if (e->d_name[0] != '.') snprintf(names[n++], 256, "%s/%.200s", dir, e->d_name);
     if (d) closedir(d);
     return n;
 }
 
+static int list_fixtures(char names[][256], int max) { return list_fixtures_in(FIXTURES, names, max); }
+
 START_TEST(fixtures_pass) {
+    const char *dirs[] = {FIXTURES, FIXTURES_HF};
     char names[32][256], err[ERR_MAX] = "";
-    int n = list_fixtures(names, 32);
-    ck_assert_msg(n >= 4, "expected the committed fixtures under " FIXTURES ", found %d", n);
+    int n = list_fixtures_in(dirs[_i], names, 32);
+    ck_assert_msg(n >= 5, "expected the committed fixtures under %s, found %d", dirs[_i], n);
     for (int i = 0; i < n; i++) {
         char *buf;
         size_t len;
@@ -452,7 +458,7 @@ Suite *model_suite(void) {
     suite_add_tcase(s, t);
     TCase *f = tcase_create("fixtures");
     tcase_set_timeout(f, 120);
-    tcase_add_test(f, fixtures_pass);
+    tcase_add_loop_test(f, fixtures_pass, 0, 2);
     tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
     tcase_add_test(f, perturbed_gradient_fails);
     tcase_add_test(f, greedy_matches_reference);
