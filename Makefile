@@ -42,8 +42,13 @@ test: seal build/test-blas build/test-ref
 build/bench_train: bench/bench_train.c $(SRC) $(wildcard *.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/bench_train.c $(SRC) $(LDLIBS) -lopenblas
+build/bench_train: bench/bench_models.h
 
-bench: build/bench_train
+build/bench_infer: bench/bench_infer.c bench/bench_models.h $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/bench_infer.c $(SRC) $(LDLIBS) -lopenblas
+
+bench: build/bench_train build/bench_infer
 	PYTHON=$(PYTHON) bench/run.sh build/bench_train bench-results.json
 
 # Regenerate the committed fixtures (needs PyTorch: Debian's python3-torch).

@@ -54,23 +54,6 @@ static SelfEdit random_selfedit(Rng *r) {
     return se;
 }
 
-// One pretraining sequence: prompt, then the target and <|eot_id|> (the loss).
-static int make_example(const Tokenizer *tok, int eot, const char *prompt, const char *target, Example *e, char *err) {
-    int *p, *q, np = tok_encode(tok, prompt, strlen(prompt), 1, &p, err);
-    int nq = np < 0 ? -1 : tok_encode(tok, target, strlen(target), 0, &q, err);
-    if (nq < 0) { if (np >= 0) free(p); return -1; }
-    e->len = np + nq + 1;
-    e->ids = malloc(e->len * sizeof(int));
-    e->loss = calloc(e->len, 1);
-    memcpy(e->ids, p, np * sizeof(int));
-    memcpy(e->ids + np, q, nq * sizeof(int));
-    e->ids[np + nq] = eot;
-    memset(e->loss + np, 1, nq + 1);
-    free(p);
-    free(q);
-    return 0;
-}
-
 // The pretraining texts of one task: every train pair as a query with the other
 // pairs as demonstrations, the test pair with all of them, and sometimes the
 // task's self-edit prompt with a random self-edit. prompts/targets grow.
@@ -159,7 +142,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
     ex = calloc(tx.n, sizeof(Example));
-    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = make_example(tok, eot, tx.prompt[i], tx.target[i], &ex[i], err);
+    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
     texts_free(&tx);
     if (!rc) {
         long tokens = 0;
@@ -179,8 +162,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         rc = sft(&m, ex, n_ex, &so, &st, err);
         if (!rc) fprintf(stderr, "[2/3 pretraining] loss %.3f -> %.3f in %.0f s\n", st.first_loss, st.last_loss, st.seconds);
     }
-    for (int i = 0; i < n_ex; i++) { free(ex[i].ids); free(ex[i].loss); }
-    free(ex);
+    examples_free(ex, n_ex);
     if (!rc) rc = model_save(&m, tmp, err);
     if (!rc && rename(tmp, dir) != 0) rc = errf(err, "%s: cannot move the built base into place: %s", dir, strerror(errno));
     if (m.layers) model_free(&m);

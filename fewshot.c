@@ -52,26 +52,14 @@ static const char *fs_name(const Domain *d, int split, int task) {
     return task_of(d->ctx, split, task)->id;
 }
 
-// prompt ids + answer ids + <|eot_id|>; loss on the answer and its end, or
-// on every token after the first.
+// The prompt (demos and query input), then the answer and <|eot_id|>; loss on
+// the answer and its end, or on every token with "train_using_all_tokens".
 static int tokenize_example(const FewShot *fs, const TttExample *x, int output_only, Example *e, char *err) {
     char *prompt = arc_prompt(x->demos, x->n_demos, &x->query.in), *answer = arc_answer(&x->query.out);
-    int *p, *a, np = tok_encode(fs->tok, prompt, strlen(prompt), 1, &p, err);
-    int na = np < 0 ? -1 : tok_encode(fs->tok, answer, strlen(answer), 0, &a, err);
+    int rc = example_from_text(fs->tok, prompt, answer, fs->eot, !output_only, e, err);
     free(prompt);
     free(answer);
-    if (na < 0) { if (np >= 0) free(p); return -1; }
-    e->len = np + na + 1;
-    e->ids = malloc(e->len * sizeof(int));
-    e->loss = malloc(e->len);
-    memcpy(e->ids, p, np * sizeof(int));
-    memcpy(e->ids + np, a, na * sizeof(int));
-    e->ids[np + na] = fs->eot;
-    memset(e->loss, !output_only, np);
-    memset(e->loss + np, 1, na + 1);
-    free(p);
-    free(a);
-    return 0;
+    return rc;
 }
 
 int fewshot_examples(const FewShot *fs, const TttExample *ex, int n, int output_only, Example **out, char *err) {
@@ -79,11 +67,6 @@ int fewshot_examples(const FewShot *fs, const TttExample *ex, int n, int output_
     for (int i = 0; i < n; i++)
         if (tokenize_example(fs, &ex[i], output_only, &(*out)[i], err)) return -1;
     return 0;
-}
-
-static void free_examples(Example *ex, int n) {
-    for (int i = 0; ex && i < n; i++) { free(ex[i].ids); free(ex[i].loss); }
-    free(ex);
 }
 
 // SEAL drops training examples of max_tokens or more before the cap.
@@ -190,7 +173,7 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
     arc_free_examples(tx, n);
     Lora *before = m->lora, l = {0};
     if (!rc) rc = ttt(fs, m, &l, &se, ex, n, seed, out, err);
-    free_examples(ex, n);
+    examples_free(ex, n);
     if (!rc) {
         out->trained = 1;
         double t0 = now_seconds();

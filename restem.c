@@ -210,27 +210,13 @@ static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
         int task = cJSON_GetObjectItemCaseSensitive(e, "task")->valueint;
         char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, task);
         const char *edit = cJSON_GetObjectItemCaseSensitive(e, "edit")->valuestring;
-        int *p, *q, np = tok_encode(s->tok, prompt, strlen(prompt), 1, &p, err), nq = np < 0 ? -1 : tok_encode(s->tok, edit, strlen(edit), 0, &q, err);
-        free(prompt);
-        if (np < 0 || nq < 0) { if (np >= 0) free(p); return -1; }
         *ex = realloc(*ex, (*n + 1) * sizeof(Example));
-        Example *x = &(*ex)[(*n)++];
-        x->len = np + nq + 1;
-        x->ids = malloc(x->len * sizeof(int));
-        x->loss = calloc(x->len, 1);
-        memcpy(x->ids, p, np * sizeof(int));
-        memcpy(x->ids + np, q, nq * sizeof(int));
-        x->ids[np + nq] = eot;
-        memset(x->loss + np, 1, nq + 1);
-        free(p);
-        free(q);
+        int rc = example_from_text(s->tok, prompt, edit, eot, 0, &(*ex)[*n], err);
+        free(prompt);
+        if (rc) return -1;
+        (*n)++;
     }
     return 0;
-}
-
-static void free_examples(Example *ex, int n) {
-    for (int i = 0; i < n; i++) { free(ex[i].ids); free(ex[i].loss); }
-    free(ex);
 }
 
 // Trains round k's adapter (from the base policy) into *out. Returns 0 with
@@ -243,7 +229,7 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
     cJSON_AddNumberToObject(metrics, "mstep_examples", n);
     if (!n) return 0;
     Lora *l = calloc(1, sizeof(Lora));
-    if (lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) { free(l); free_examples(ex, n); return errf(err, "out of memory for the M-step adapter"); }
+    if (lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) { free(l); examples_free(ex, n); return errf(err, "out of memory for the M-step adapter"); }
     lora_reset(l, key_seed(s, "mstep", round, 0, 0, 0));
     SftOpts so = sft_defaults();
     so.lr = s->o->m_lr;
@@ -254,7 +240,7 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
     model_attach_lora(s->policy, l);
     int rc = sft(s->policy, ex, n, &so, &st, err);
     model_attach_lora(s->policy, NULL);
-    free_examples(ex, n);
+    examples_free(ex, n);
     if (rc) { lora_free(l); free(l); return -1; }
     cJSON_AddNumberToObject(metrics, "mstep_steps", st.steps);
     cJSON_AddNumberToObject(metrics, "mstep_first_loss", st.first_loss);

@@ -622,10 +622,13 @@ static int regex_match(Enc *e, const pcre2_code *re, const char *s, size_t n, si
     return rc == PCRE2_ERROR_NOMATCH ? 0 : 1;
 }
 
+// A pre-token's destination: BPE when encoding, a list when training merges.
+typedef int (*Leaf)(Enc *e, const char *s, size_t n, void *ctx);
+
 // Cuts s by split regex `step` into matches and the gaps between them (HF's
-// "Isolated" behavior), handing each piece to the next step, the last to BPE.
-static int split_encode(Enc *e, int step, const char *s, size_t n) {
-    if (step == e->t->n_splits) return encode_piece(e, s, n);
+// "Isolated" behavior), handing each piece to the next step, the last to leaf.
+static int split_walk(Enc *e, int step, const char *s, size_t n, Leaf leaf, void *ctx) {
+    if (step == e->t->n_splits) return leaf(e, s, n, ctx);
     size_t last = 0, off = 0;
     while (off < n) {
         int rc = regex_match(e, e->t->split[step], s, n, off);
@@ -639,11 +642,16 @@ static int split_encode(Enc *e, int step, const char *s, size_t n) {
             off = me + (size_t)len;
             continue;
         }
-        if (ms > last && split_encode(e, step + 1, s + last, ms - last)) return -1;
-        if (split_encode(e, step + 1, s + ms, me - ms)) return -1;
+        if (ms > last && split_walk(e, step + 1, s + last, ms - last, leaf, ctx)) return -1;
+        if (split_walk(e, step + 1, s + ms, me - ms, leaf, ctx)) return -1;
         last = off = me;
     }
-    return last < n ? split_encode(e, step + 1, s + last, n - last) : 0;
+    return last < n ? split_walk(e, step + 1, s + last, n - last, leaf, ctx) : 0;
+}
+
+static int encode_leaf(Enc *e, const char *s, size_t n, void *ctx) {
+    (void)ctx;
+    return encode_piece(e, s, n);
 }
 
 // The leftmost, then longest, added token in s[from..n); returns where it starts
@@ -666,7 +674,7 @@ static int encode_text(Enc *e, const char *text, size_t len, int allow_special) 
     while (pos < len) {
         const Added *a = NULL;
         size_t at = find_added(e->t, text, len, pos, allow_special, &a);
-        if (at > pos && split_encode(e, 0, text + pos, at - pos)) return -1;
+        if (at > pos && split_walk(e, 0, text + pos, at - pos, encode_leaf, NULL)) return -1;
         if (!a) break;
         if (push_id(e, a->id)) return -1;
         pos = at + (size_t)a->s.len;
@@ -1109,27 +1117,11 @@ static void add_piece(Pieces *ps, const char *s, size_t n) {
     ps->p[ps->n++] = (Piece){s, n};
 }
 
-// The pieces of s, cut exactly as split_encode cuts them before BPE.
-static int cut_pieces(Enc *e, int step, const char *s, size_t n, Pieces *ps) {
-    if (step == e->t->n_splits) { add_piece(ps, s, n); return 0; }
-    size_t last = 0, off = 0;
-    while (off < n) {
-        int rc = regex_match(e, e->t->split[step], s, n, off);
-        if (rc < 0) return -1;
-        if (rc == 0) break;
-        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
-        size_t ms = ov[0], me = ov[1];
-        if (me == ms) {
-            int len;
-            utf8_next(s + me, n - me, &len);
-            off = me + (size_t)len;
-            continue;
-        }
-        if (ms > last && cut_pieces(e, step + 1, s + last, ms - last, ps)) return -1;
-        if (cut_pieces(e, step + 1, s + ms, me - ms, ps)) return -1;
-        last = off = me;
-    }
-    return last < n ? cut_pieces(e, step + 1, s + last, n - last, ps) : 0;
+// Collects the pieces split_walk cuts, exactly those BPE would see.
+static int piece_leaf(Enc *e, const char *s, size_t n, void *ctx) {
+    (void)e;
+    add_piece(ctx, s, n);
+    return 0;
 }
 
 // Every piece of every text, special tokens cut out first as encode_text does.
@@ -1144,7 +1136,7 @@ static int collect_pieces(const Tokenizer *t, const char *const *texts, int n_te
         while (rc == 0 && pos < len) {
             const Added *a = NULL;
             size_t at = find_added(t, texts[i], len, pos, 1, &a);
-            if (at > pos) rc = cut_pieces(&e, 0, texts[i] + pos, at - pos, ps);
+            if (at > pos) rc = split_walk(&e, 0, texts[i] + pos, at - pos, piece_leaf, ps);
             if (!a) break;
             pos = at + (size_t)a->s.len;
         }

@@ -135,6 +135,28 @@ int lora_save(const Lora *l, const char *dir, const char *base_model, char *err)
 // ----------------------------------------------------------------------------
 // Supervised fine-tuning
 
+int example_from_text(const Tokenizer *tok, const char *prompt, const char *target, int end, int loss_on_prompt, Example *e, char *err) {
+    int *p, *q, np = tok_encode(tok, prompt, strlen(prompt), 1, &p, err);
+    int nq = np < 0 ? -1 : tok_encode(tok, target, strlen(target), 0, &q, err);
+    if (nq < 0) { if (np >= 0) free(p); return -1; }
+    e->len = np + nq + 1;
+    e->ids = malloc(e->len * sizeof(int));
+    e->loss = malloc(e->len);
+    memcpy(e->ids, p, np * sizeof(int));
+    memcpy(e->ids + np, q, nq * sizeof(int));
+    e->ids[np + nq] = end;
+    memset(e->loss, loss_on_prompt != 0, np);
+    memset(e->loss + np, 1, nq + 1);
+    free(p);
+    free(q);
+    return 0;
+}
+
+void examples_free(Example *ex, int n) {
+    for (int i = 0; ex && i < n; i++) { free(ex[i].ids); free(ex[i].loss); }
+    free(ex);
+}
+
 SftOpts sft_defaults(void) {
     return (SftOpts){.lr = 1e-4f, .epochs = 1, .batch = 1, .warmup = 0, .weight_decay = 0.0f, .max_grad_norm = 1.0f,
                      .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .seed = 0};

@@ -2,6 +2,7 @@
 // gradient clipping, and LoRA adapters on disk in the PEFT format.
 #pragma once
 #include "model.h"
+#include "tokenizer.h"
 
 // torch.optim.AdamW: decoupled weight decay, bias-corrected moments.
 typedef struct {
@@ -52,6 +53,11 @@ typedef struct {
     void (*progress)(int step, int total, float loss, void *ctx);   // after each step, or NULL
     void *progress_ctx;
 } SftOpts;
+
+// prompt, then target, then the end token `end`: loss on the target and end,
+// and on the prompt too when loss_on_prompt is set.
+int example_from_text(const Tokenizer *tok, const char *prompt, const char *target, int end, int loss_on_prompt, Example *e, char *err);
+void examples_free(Example *ex, int n);
 
 SftOpts sft_defaults(void);       // AdamW(0.9, 0.999, 1e-8), no decay, clip 1.0, batch 1
 

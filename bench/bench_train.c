@@ -12,6 +12,7 @@
 //       warm), peak resident memory, one LoRA step at 1 x 256.
 //
 // Output: one "key value" line per measure on stdout (bench/run.sh reads them).
+#include "bench/bench_models.h"
 #include "model.h"
 #include "safetensors.h"
 #include "train.h"
@@ -144,13 +145,6 @@ static void run_free(Run *s) {
 // ----------------------------------------------------------------------------
 // The ~25M training step
 
-static Config config_25m(void) {
-    Config c = {.dim = 512, .hidden = 1536, .n_layers = 8, .n_heads = 8, .n_kv_heads = 4, .head_dim = 64,
-                .vocab = 8192, .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = 1, .max_pos = 2048,
-                .bos = 1, .eos = {2}, .n_eos = 1};
-    return c;
-}
-
 static int bench_train(int threads, int steps, int warmup) {
     printf("threads %d\n", threads);
     openblas_set_num_threads(threads);
@@ -187,14 +181,6 @@ static int bench_train(int threads, int steps, int warmup) {
 
 // ----------------------------------------------------------------------------
 // The Llama-3.2-1B shape
-
-static Config config_1b(void) {
-    Config c = {.dim = 2048, .hidden = 8192, .n_layers = 16, .n_heads = 32, .n_kv_heads = 8, .head_dim = 64,
-                .vocab = 128256, .norm_eps = 1e-5f, .rope_theta = 500000.0f, .rope_llama3 = 1,
-                .rope_factor = 32.0f, .rope_low_freq = 1.0f, .rope_high_freq = 4.0f, .rope_orig_max_pos = 8192,
-                .tied = 1, .max_pos = 131072, .bos = 128000, .eos = {128001}, .n_eos = 1};
-    return c;
-}
 
 // A table as one BF16 safetensors file (the project's writer does F32 only).
 static int save_bf16(const Table *t, const char *path, char *err) {
@@ -234,19 +220,6 @@ static int save_bf16(const Table *t, const char *path, char *err) {
     free(buf);
     if (rc) { af_abort(&f); return -1; }
     return af_commit(&f, err);
-}
-
-// Random weights, faster than model_random for a billion of them: uniform
-// with std 0.02, norms 1, one RNG stream per tensor, tensors spread over threads.
-static void fill_random(Table *t) {
-    const float a = 0.02f * sqrtf(3.0f);
-    #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < t->n; i++) {
-        Tensor *x = &t->t[i];
-        Rng r;
-        rng_seed(&r, 1000 + i);
-        for (size_t j = 0; j < x->size; j++) x->data[j] = x->rows == 1 ? 1.0f : a * (2.0f * rng_uniform(&r) - 1.0f);
-    }
 }
 
 // Writes DIR/config.json and DIR/model.safetensors (random BF16 weights).
