@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# test/kill_resume.sh: `seal fewshot` killed with SIGKILL at random moments and
+# resumed each time ends with the same run directory as an uninterrupted run:
+# no torn, lost or duplicated lines. Uses the demo's quick base model and real
+# ARC tasks from ../shared/data (skipped when that is absent).
+set -u
+SEAL=${SEAL:-./seal}
+ARC=${SEAL_SHARED_DATA:-../shared/data}/arc
+KILLS=${KILLS:-20}
+if [ ! -d "$ARC/training" ]; then echo "SKIP: ../shared/data not found (kill_resume)"; exit 0; fi
+tmp=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "keeping $tmp"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+"$SEAL" demo --quick --seed 2 --cache "$tmp/cache" --out "$tmp/demo" >/dev/null 2>&1 || { echo "FAIL building the quick base"; exit 1; }
+base=$(ls -d "$tmp"/cache/base-*)
+oracle='{"data_generation": {"use_basic_augmentations": false, "use_size_augmentations": false, "use_chain_augmentations": false, "use_repeat_augmentations": false}, "training": {"strategy": "train_using_output_tokens", "learning_rate": 0.001, "num_train_epochs": 1}}'
+fewshot() {   # fewshot OUT [--resume]; exec, so that a background job's pid is seal's own
+    exec "$SEAL" fewshot --model "$base" --train-dir "$ARC/training" --eval-dir "$ARC/evaluation" \
+        --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 --out "$1" --samples 3 --eval-samples 2 --rounds 2 \
+        --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 16 --max-edit-tokens 40 --m-rank 2 --m-epochs 1 \
+        --oracle "$oracle" --seed 7 "${@:2}" >/dev/null 2>&1
+}
+stable() { LC_ALL=C sed -E 's/"seconds_[a-z]+":[^,}]*[,]?//g' "$1"; }   # timings differ run to run
+
+(fewshot "$tmp/A") || { echo "FAIL: the uninterrupted run failed"; exit 1; }
+killed=0
+for i in $(seq "$KILLS"); do
+    if [ -f "$tmp/B/run.json" ]; then (fewshot "$tmp/B" --resume) & else (fewshot "$tmp/B") & fi
+    pid=$!
+    sleep "0.$((RANDOM % 9 + 1))"
+    if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
+    wait "$pid" 2>/dev/null
+done
+[ -f "$tmp/B/run.json" ] && resume=--resume || resume=
+(fewshot "$tmp/B" $resume) || { echo "FAIL: the final resume failed"; exit 1; }
+fails=0
+if diff <(stable "$tmp/A/edits.jsonl") <(stable "$tmp/B/edits.jsonl") >/dev/null; then echo "ok   edits.jsonl identical after $killed kills"
+else echo "FAIL edits.jsonl differs after $killed kills"; fails=1; fi
+for f in current report.md rounds/1/metrics.json rounds/2/metrics.json; do
+    if cmp -s "$tmp/A/$f" "$tmp/B/$f"; then echo "ok   $f identical"; else echo "FAIL $f differs"; fails=1; fi
+done
+n=$(wc -l <"$tmp/B/edits.jsonl")
+if python3 - "$tmp/B/edits.jsonl" <<'PY' 2>/dev/null || [ $? = 127 ]; then echo "ok   every line of $n is JSON (UTF-8)"; else echo "FAIL a line is not JSON"; fails=1; fi
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"): json.loads(line)
+PY
+exit $fails
