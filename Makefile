@@ -36,6 +36,7 @@ test: seal build/test-blas build/test-ref
 	@echo "== Check suite, OpenBLAS matmuls" && ./build/test-blas
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
+	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run" && test/kill_resume.sh
 
 # CPU benchmarks beside PyTorch: bench/run.sh prints the table and writes
 # bench-results.json. Always the OpenBLAS build.

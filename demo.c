@@ -33,8 +33,8 @@ typedef struct {
     int lora_r, max_examples, max_steps, max_views, max_answer_tokens;
 } Scale;
 
-static const Scale FULL = {"full", 1200, 5, 5, 400, 128, 4, 4, 2, 352, 1, 8, 2e-3f, 0.25f,
-                           1, 4, 2, 16, 24, 48, 6, 60};
+static const Scale FULL = {"full", 1000, 5, 5, 400, 128, 4, 4, 2, 352, 2, 8, 3e-3f, 0.5f,
+                           1, 4, 2, 16, 16, 64, 6, 40};
 static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 0.5f,
                             1, 2, 1, 4, 4, 8, 2, 40};
 
@@ -42,15 +42,15 @@ static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|star
 
 // A valid self-edit with directives drawn at random: what the base policy learns to write.
 static SelfEdit random_selfedit(Rng *r) {
-    static const float lrs[] = {1e-5f, 3e-5f, 1e-4f, 3e-4f, 1e-3f, 3e-3f};
+    static const float lrs[] = {1e-4f, 3e-4f, 1e-3f, 3e-3f, 1e-2f};
     SelfEdit se;
     se.basic = rng_next(r) & 1;
     se.size = rng_next(r) & 1;
     se.chain = rng_next(r) & 1;
     se.repeat = rng_next(r) & 1;
     se.output_only = rng_next(r) & 1;
-    se.lr = lrs[rng_next(r) % 6];
-    se.epochs = 1 + (int)(rng_next(r) % 5);
+    se.lr = lrs[rng_next(r) % 5];
+    se.epochs = 1 + (int)(rng_next(r) % 8);
     return se;
 }
 
@@ -209,7 +209,7 @@ int demo_run(const DemoOpts *o, char *err) {
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
     if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else default_cache(cache, sizeof cache);
-    snprintf(base, sizeof base, "%s/base-v1-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
+    snprintf(base, sizeof base, "%s/base-v2-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
     if (o->out) snprintf(out, sizeof out, "%s", o->out);
     else {
         char stamp[32];
@@ -253,9 +253,9 @@ int demo_run(const DemoOpts *o, char *err) {
     fs.max_views = sc->max_views;
     fs.max_answer_tokens = sc->max_answer_tokens;
     fs.warmup = 2;
-    fs.oracle = "{\"data_generation\": {\"use_basic_augmentations\": true, \"use_size_augmentations\": false, "
+    fs.oracle = "{\"data_generation\": {\"use_basic_augmentations\": false, \"use_size_augmentations\": false, "
                 "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, "
-                "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 3}}";
+                "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.01, \"num_train_epochs\": 8}}";
     RestemOpts ro = restem_defaults();
     ro.rounds = sc->rounds;
     ro.samples = sc->samples;

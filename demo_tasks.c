@@ -223,13 +223,13 @@ typedef struct {
 } Family;
 
 static const Family FAM[DEMO_N_FAMILIES] = {
-    [DEMO_GEOM]    = {"geom", 1, {1}, {7}, NULL, apply_geom, fmt_geom, NULL, in_scatter, 3, 5, 0.25f, 0.5f},
-    [DEMO_CMAP]    = {"cmap", 4, {1, 1, 1, 1}, {9, 9, 9, 9}, ok_cmap, apply_cmap, fmt_cmap, col_cmap, in_scatter, 3, 5, 0.3f, 0.6f},
-    [DEMO_SHIFT]   = {"shift", 3, {-1, -1, 0}, {1, 1, 1}, ok_shift, apply_shift, fmt_shift, NULL, in_scatter, 3, 5, 0.2f, 0.4f},
-    [DEMO_GRAVITY] = {"gravity", 1, {0}, {3}, NULL, apply_gravity, fmt_gravity, NULL, in_scatter, 3, 5, 0.2f, 0.45f},
+    [DEMO_GEOM]    = {"geom", 1, {1}, {7}, NULL, apply_geom, fmt_geom, NULL, in_scatter, 2, 4, 0.25f, 0.5f},
+    [DEMO_CMAP]    = {"cmap", 4, {1, 1, 1, 1}, {9, 9, 9, 9}, ok_cmap, apply_cmap, fmt_cmap, col_cmap, in_scatter, 2, 4, 0.3f, 0.6f},
+    [DEMO_SHIFT]   = {"shift", 3, {-1, -1, 0}, {1, 1, 1}, ok_shift, apply_shift, fmt_shift, NULL, in_scatter, 3, 4, 0.2f, 0.4f},
+    [DEMO_GRAVITY] = {"gravity", 1, {0}, {3}, NULL, apply_gravity, fmt_gravity, NULL, in_scatter, 3, 4, 0.2f, 0.45f},
     [DEMO_TILE]    = {"tile", 3, {1, 1, 0}, {2, 2, 1}, ok_grow, apply_tile, fmt_tile, NULL, in_scatter, 2, 3, 0.3f, 0.6f},
-    [DEMO_CROP]    = {"crop", 1, {0}, {9}, NULL, apply_crop, fmt_crop, col_crop, in_crop, 4, 6, 0.1f, 0.25f},
-    [DEMO_OUTLINE] = {"outline", 2, {1, 0}, {9, 1}, NULL, apply_outline, fmt_outline, col_outline, in_scatter, 4, 5, 0.08f, 0.2f},
+    [DEMO_CROP]    = {"crop", 1, {0}, {9}, NULL, apply_crop, fmt_crop, col_crop, in_crop, 4, 5, 0.1f, 0.25f},
+    [DEMO_OUTLINE] = {"outline", 2, {1, 0}, {9, 1}, NULL, apply_outline, fmt_outline, col_outline, in_scatter, 3, 4, 0.08f, 0.2f},
     [DEMO_SCALE]   = {"scale", 2, {1, 1}, {2, 2}, ok_grow, apply_scale, fmt_scale, NULL, in_scatter, 2, 3, 0.3f, 0.6f},
 };
 
@@ -237,9 +237,9 @@ static const Family FAM[DEMO_N_FAMILIES] = {
 // One order per pair: a colour map commutes with geometry, so "cmap+rot90"
 // would be "rot90+cmap" under another name.
 static const struct { int a, b, side_lo, side_hi; } COMBO[] = {
-    {DEMO_GEOM, DEMO_CMAP, 3, 5},    {DEMO_GEOM, DEMO_GRAVITY, 3, 5}, {DEMO_GEOM, DEMO_TILE, 2, 3},
-    {DEMO_GEOM, DEMO_SCALE, 2, 3},   {DEMO_CROP, DEMO_GEOM, 4, 6},    {DEMO_CROP, DEMO_SCALE, 4, 6},
-    {DEMO_GRAVITY, DEMO_CMAP, 3, 5}, {DEMO_SHIFT, DEMO_CMAP, 3, 5},   {DEMO_OUTLINE, DEMO_GEOM, 4, 5},
+    {DEMO_GEOM, DEMO_CMAP, 2, 4},    {DEMO_GEOM, DEMO_GRAVITY, 3, 4}, {DEMO_GEOM, DEMO_TILE, 2, 3},
+    {DEMO_GEOM, DEMO_SCALE, 2, 3},   {DEMO_CROP, DEMO_GEOM, 4, 5},    {DEMO_CROP, DEMO_SCALE, 4, 5},
+    {DEMO_GRAVITY, DEMO_CMAP, 3, 4}, {DEMO_SHIFT, DEMO_CMAP, 3, 4},   {DEMO_OUTLINE, DEMO_GEOM, 3, 4},
 };
 #define N_COMBO ((int)(sizeof COMBO / sizeof *COMBO))
 #define SINGLE_WEIGHT 2   // each family appears this often per shuffled cycle of slots, each combo once

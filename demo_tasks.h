@@ -32,7 +32,7 @@ typedef struct { int n; DemoStep step[DEMO_MAX_STEPS]; } DemoRule;
 
 // Task `index` of a split: 3-4 demonstrations and one test pair, a function of
 // (seed, split, index) only, so demo_make_tasks(seed, s, n) is a prefix of
-// demo_make_tasks(seed, s, n + k). Inputs are 2x2 to 6x6 (mostly 3..5 a side),
+// demo_make_tasks(seed, s, n + k). Inputs are 2x2 to 5x5 (mostly 2..4 a side),
 // outputs 1x1 to 8x8; colours 0..9 with 0 the background; the test input shows
 // no colour the demonstrations do not. Fills *t; its pairs are malloc'd (free
 // them with demo_free_task). Task by task, a long pretraining stream never

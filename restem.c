@@ -161,7 +161,11 @@ static const cJSON *score_sample(Seal *s, const char *phase, int round, int spli
         cJSON_AddBoolToObject(line, "final", final);
         add_hex(line, "seed", seed);
         add_hex(line, "prompt_hash", text_hash(prompt));
-        if (edit) cJSON_AddStringToObject(line, "edit", edit); else cJSON_AddNullToObject(line, "edit");
+        if (edit) {   // model output may hold invalid UTF-8; the log stays JSON
+            char *clean = utf8_sanitize(edit);
+            cJSON_AddStringToObject(line, "edit", clean);
+            free(clean);
+        } else cJSON_AddNullToObject(line, "edit");
         cJSON_AddBoolToObject(line, "valid", out.valid);
         cJSON_AddStringToObject(line, "why", out.why);
         cJSON_AddBoolToObject(line, "trained", out.trained);

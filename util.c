@@ -155,3 +155,26 @@ double now_seconds(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+// Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one.
+static int utf8_valid_len(const unsigned char *s) {
+    if (s[0] < 0x80) return 1;
+    int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;   // overlong, surrogate
+    if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;   // overlong, > U+10FFFF
+    return n;
+}
+
+char *utf8_sanitize(const char *s) {
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int k = utf8_valid_len(p);
+        if (k) { memcpy(o, p, k); o += k; p += k; }
+        else { memcpy(o, "\xef\xbf\xbd", 3); o += 3; p++; }
+    }
+    *o = 0;
+    return out;
+}

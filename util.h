@@ -32,6 +32,10 @@ float rng_normal(Rng *r);    // mean 0, std 1
 
 double now_seconds(void);
 
+// A copy of s with every invalid UTF-8 sequence replaced by U+FFFD, so model
+// output can go into JSON logs (malloc'd).
+char *utf8_sanitize(const char *s);
+
 // A file written piece by piece and made visible only by af_commit (temp file,
 // fsync, rename); af_abort (or a crash) leaves any existing file untouched.
 typedef struct { int fd; char path[4096], tmp[4200]; int failed; } AtomicFile;

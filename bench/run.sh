@@ -5,17 +5,29 @@
 #
 # Runs BENCH_TRAIN (bench/bench_train.c built) for the sgemm rate, the ~25M
 # LoRA training step and the Llama-3.2-1B-shaped model, and bench/peer_torch.py
-# (PyTorch on the CPU, same config, same threads) beside it. Prints a Markdown
-# table (measure, ours, peer, ratio, unit) and writes the same rows to OUT.json
-# (default bench-results.json) atomically. A peer that cannot run is reported
-# as missing. Environment: THREADS (default: all cores), PYTHON (default
+# (PyTorch on the CPU, same config, same threads) beside it; then bench_infer
+# (bench/bench_infer.c built, beside BENCH_TRAIN) for the Llama-3 tokenizer
+# beside Hugging Face `tokenizers` (bench/peer_tokenizers.py) and KV-cache
+# decoding of the 25M and 1B shapes beside plain PyTorch
+# (bench/peer_torch_decode.py). Prints a Markdown table (measure, ours, peer,
+# ratio, unit) and writes the same rows to OUT.json (default
+# bench-results.json) atomically. A peer that cannot run is reported as
+# missing. Environment: THREADS (default: all cores), PYTHON (default
 # /usr/bin/python3: Debian's python3-torch), SKIP_1B=1 to leave out the 1B
-# model, BENCH_TMP (default TMPDIR or /tmp) for its 2.5 GB of weights.
+# model, BENCH_TMP (default TMPDIR or /tmp) for its 2.5 GB of weights,
+# BENCH_INFER (default: bench_infer beside BENCH_TRAIN), SEAL_DATA (default
+# ../shared/data beside the repository) for the tokenizer and its texts,
+# TOK_PYTHON (a python with `tokenizers`; default: PYTHON if it has it, else
+# bench/.venv, made with `pip install tokenizers` unless BENCH_NO_INSTALL=1),
+# PEER_1B_TIMEOUT (default 420 s) for the 1B PyTorch decode, SKIP_PEER_1B=1 to
+# leave it out.
 set -euo pipefail
 
 bin=${1:?usage: bench/run.sh BENCH_TRAIN [OUT.json]}
 out=${2:-bench-results.json}
 here=$(cd "$(dirname "$0")" && pwd)
+infer=${BENCH_INFER:-$(dirname "$bin")/bench_infer}
+data=${SEAL_DATA:-$here/../../shared/data}
 threads=${THREADS:-$(nproc)}
 python=${PYTHON:-/usr/bin/python3}
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -56,6 +68,79 @@ fi
 [ -f "$log/torch" ] && cat "$log/torch" >&2
 echo "peer: $peer_name" >&2
 
+# run_peer OUT LABEL TIMEOUT CMD...: runs a peer script, its "key value" lines
+# into OUT; OUT.status gets "LABEL VERSION" when it ran (", timed out" when
+# TIMEOUT seconds ended it: the rows it finished stand) or "missing (why)".
+run_peer() {
+    local o=$1 label=$2 limit=$3 rc=0
+    shift 3
+    timeout "$limit" "$@" > "$o" 2> "$o.err" || rc=$?
+    cat "$o" >&2
+    if [ -n "$(get "$o" peer_missing)" ]; then echo "missing ($(get "$o" peer_missing))"
+    elif [ "$rc" = 124 ]; then echo "$label $(get "$o" version), timed out after $limit s"
+    elif [ "$rc" != 0 ]; then echo "missing ($(basename "$2") failed: $(tail -n 1 "$o.err"))"
+    else echo "$label $(get "$o" version)"
+    fi > "$o.status"
+    echo "peer: $(cat "$o.status")" >&2
+}
+# peer_name FILE KEY: the peer column for a row: the peer's label when it
+# gave KEY, else "missing (why)"
+peer_name() {
+    local st
+    st=$(cat "$1.status" 2> /dev/null || echo "missing (not run)")
+    if [ -n "$(get "$1" "$2")" ]; then echo "${st%%, timed out*}"
+    else case $st in missing*) echo "$st" ;; *", timed out"*) echo "missing (${st#*, })" ;; *) echo "missing (no result)" ;; esac
+    fi
+}
+pdec_timeout=${PEER_1B_TIMEOUT:-420}
+for f in tok ptok dec_25m pdec_25m dec_1b pdec_1b; do touch "$log/$f"; done
+
+# Tokenizer encode, one thread: ours, then Hugging Face tokenizers
+tok_note=""
+if [ ! -f "$data/llama3/tokenizer.json" ] || [ ! -f "$data/squad/squad_val.json" ] || [ ! -d "$data/arc/training" ]; then
+    tok_note="skipped: $data (../shared/data) not found"
+    echo "== tokenizer $tok_note" >&2
+else
+    echo "== Llama-3 tokenizer encode, one thread (ours)" >&2
+    "$infer" tokenize "$data" "$log/texts" --reps 3 | tee "$log/tok" >&2
+    # a python with Hugging Face tokenizers: TOK_PYTHON, PYTHON, bench/.venv, or pip install into bench/.venv
+    tok_py=""
+    for py in "${TOK_PYTHON:-}" "$python" "$here/.venv/bin/python"; do
+        if [ -n "$py" ] && [ -x "$py" ] && "$py" -c 'import tokenizers' 2> /dev/null; then tok_py=$py; break; fi
+    done
+    why="tokenizers not installed (BENCH_NO_INSTALL=1)"
+    if [ -z "$tok_py" ] && [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
+        echo "== installing Hugging Face tokenizers into bench/.venv (pip install tokenizers)" >&2
+        if { [ -x "$here/.venv/bin/python" ] || "$python" -m venv "$here/.venv"; } >&2 2> "$log/pip.err" &&
+            "$here/.venv/bin/python" -m pip install -q tokenizers >&2 2>> "$log/pip.err" &&
+            "$here/.venv/bin/python" -c 'import tokenizers' 2>> "$log/pip.err"; then
+            tok_py=$here/.venv/bin/python
+        else
+            why="pip install tokenizers failed: $(tail -n 1 "$log/pip.err")"
+        fi
+    fi
+    if [ -n "$tok_py" ]; then
+        echo "== the same encode in Hugging Face tokenizers ($tok_py), RAYON_NUM_THREADS=1" >&2
+        RAYON_NUM_THREADS=1 run_peer "$log/ptok" "HF tokenizers" 300 "$tok_py" "$here/peer_tokenizers.py" \
+            "$data/llama3/tokenizer.json" "$log/texts" --reps 3
+        for t in squad arc; do
+            match=$(get "$log/ptok" "${t}_ids_match")
+            if [ "$match" = 1 ]; then echo "token ids identical to HF tokenizers on the $t text ($(get "$log/tok" "${t}_tokens") ids)" >&2
+            elif [ "$match" = 0 ]; then echo "WARNING: token ids differ from HF tokenizers on the $t text: $(get "$log/ptok" "${t}_first_diff")" >&2
+            fi
+        done
+    else
+        echo "missing ($why)" > "$log/ptok.status"
+        echo "peer: $(cat "$log/ptok.status")" >&2
+    fi
+fi
+
+# KV-cache decode of the 25M shape: ours, then PyTorch (the 1B one runs with the 1B model below)
+echo "== KV-cache decode, 25M (ours)" >&2
+"$infer" decode 25m --threads "$threads" --reps 3 | tee "$log/dec_25m" >&2
+echo "== the same decode in PyTorch" >&2
+run_peer "$log/pdec_25m" PyTorch 300 "$python" "$here/peer_torch_decode.py" 25m --threads "$threads" --reps 3
+
 touch "$log/1b"
 if [ "${SKIP_1B:-0}" = 1 ]; then
     echo "== 1B model skipped (SKIP_1B=1)" >&2
@@ -70,7 +155,17 @@ else
         dir=$(mktemp -d "$tmp/seal-bench-1b.XXXXXX")
         trap 'rm -rf "$log" "$dir"' EXIT
         "$bin" 1b "$dir" --threads "$threads" | tee "$log/1b" >&2
+        echo "== KV-cache decode, 1B shape, the weights just written (ours)" >&2
+        "$infer" decode 1b --dir "$dir" --threads "$threads" --reps 1 | tee "$log/dec_1b" >&2
         rm -rf "$dir"
+        if [ "${SKIP_PEER_1B:-0}" = 1 ]; then
+            echo "== the 1B decode in PyTorch skipped (SKIP_PEER_1B=1)" >&2
+            echo "missing (skipped: SKIP_PEER_1B=1)" > "$log/pdec_1b.status"
+        else
+            echo "== the same 1B decode in PyTorch (at most ${PEER_1B_TIMEOUT:-420} s)" >&2
+            run_peer "$log/pdec_1b" PyTorch "$pdec_timeout" "$python" "$here/peer_torch_decode.py" 1b \
+                --threads "$threads" --reps 1
+        fi
     fi
 fi
 
@@ -107,6 +202,49 @@ if [ -n "$(get "$B" 1b_params)" ]; then
     row "1B shape: second step model FLOP rate" "$(get "$B" 1b_step2_gflops)" "" "" "" "GFLOP/s"
 fi
 
+# Tokenizer rows. The ratio is always the speed-up (ours faster when above 1):
+# ours / peer for rates, peer / ours for times.
+K=$log/tok Q=$log/ptok
+if [ -n "$tok_note" ]; then
+    row "Tokenizer encode: $tok_note" "" "" "" "" "MB/s"
+else
+    row "Llama-3 tokenizer.json load (ratio: peer s / ours s)" "$(get "$K" load_s)" "$(peer_name "$Q" load_s)" \
+        "$(get "$Q" load_s)" "$(div "$(get "$Q" load_s)" "$(get "$K" load_s)")" "s"
+    for t in squad arc; do
+        case $t in
+            squad) what="SQuAD contexts, English" ;;
+            arc) what="ARC prompts, numpy grids + chat tokens" ;;
+        esac
+        mb=$(awk -v b="$(get "$K" "${t}_bytes")" 'BEGIN { printf "%.2f", b / 1e6 }')
+        same=""
+        case $(get "$Q" "${t}_ids_match") in 1) same=", ids identical" ;; 0) same=", IDS DIFFER" ;; esac
+        row "Tokenizer encode, $what ($mb MB, $(get "$K" "${t}_tokens") tokens$same), 1 thread, best of 3" \
+            "$(get "$K" "${t}_mb_per_s")" "$(peer_name "$Q" "${t}_mb_per_s")" "$(get "$Q" "${t}_mb_per_s")" \
+            "$(div "$(get "$K" "${t}_mb_per_s")" "$(get "$Q" "${t}_mb_per_s")")" "MB/s"
+    done
+fi
+
+# Decode rows
+for sz in 25m 1b; do
+    O=$log/dec_$sz R=$log/pdec_$sz
+    [ -n "$(get "$O" params)" ] || continue
+    name=$(echo "$sz" | tr a-z A-Z)
+    p=$(get "$O" prompt) g=$(get "$O" gen)
+    for b in 1 8; do
+        k=b${b}_decode_tokens_per_s
+        row "KV-cache decode, $name, batch $b: $g greedy steps after a $p-token prompt, $threads threads" \
+            "$(get "$O" "$k")" "$(peer_name "$R" "$k")" "$(get "$R" "$k")" "$(div "$(get "$O" "$k")" "$(get "$R" "$k")")" "tokens/s"
+    done
+    for b in 1 8; do
+        k=b${b}_prefill_tokens_per_s
+        row "KV-cache prefill, $name, batch $b x $p tokens (ours: one sequence at a time; peer: one batched forward)" \
+            "$(get "$O" "$k")" "$(peer_name "$R" "$k")" "$(get "$R" "$k")" "$(div "$(get "$O" "$k")" "$(get "$R" "$k")")" "tokens/s"
+    done
+done
+if [ "${SKIP_1B:-0}" = 1 ] || [ -z "$(get "$log/dec_1b" params)" ]; then
+    row "KV-cache decode, 1B: skipped (SKIP_1B=1 or not enough memory / disk)" "" "" "" "" "tokens/s"
+fi
+
 # ---------------------------------------------------------------------------
 # Markdown table on stdout
 echo
@@ -125,6 +263,15 @@ share_ours=$(get "$T" train_cpu_share)
 share_peer=$(get "$P" torch_cpu_share 2> /dev/null || true)
 echo "machine: $machine; cores busy before the run: $busy (0 = idle); share of the cores the 25M step" \
     "got: ours ${share_ours:-?}, peer ${share_peer:-?} (1 = all; lower means other processes interfered)"
+shares=""
+for sz in 25m 1b; do
+    for b in 1 8; do
+        o=$(get "$log/dec_$sz" "b${b}_decode_cpu_share") p=$(get "$log/pdec_$sz" "b${b}_decode_cpu_share")
+        [ -n "$o$p" ] && shares="$shares $sz b$b ${o:-?}/${p:-?};"
+    done
+done
+[ -n "$shares" ] && echo "share of the cores the decode got (ours/peer):${shares%;}"
+echo "ratio: the speed-up of ours over the peer (rates: ours / peer; times: peer / ours); tokenizer rows run on one thread"
 
 # ---------------------------------------------------------------------------
 # bench-results.json, atomically

@@ -43,4 +43,7 @@ if python3 - "$tmp/B/edits.jsonl" <<'PY' 2>/dev/null || [ $? = 127 ]; then echo 
 import json, sys
 for line in open(sys.argv[1], encoding="utf-8"): json.loads(line)
 PY
+# teacher-student: a second model proposes the self-edits; both are recorded
+if (fewshot "$tmp/T" --teacher "$base") && grep -q '"teacher"' "$tmp/T/run.json"; then echo "ok   --teacher run recorded"
+else echo "FAIL --teacher"; fails=1; fi
 exit $fails

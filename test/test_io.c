@@ -284,6 +284,18 @@ START_TEST(adapter_config_errors) {
 }
 END_TEST
 
+START_TEST(utf8_sanitize_replaces_invalid) {
+    const char *in[] = {"plain", "caf\xc3\xa9", "a\xc3", "\xed\xa0\x80x", "\xff\xfe", "\xf0\x9f\x98\x80!"};
+    const char *want[] = {"plain", "caf\xc3\xa9", "a\xef\xbf\xbd", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx",
+                          "\xef\xbf\xbd\xef\xbf\xbd", "\xf0\x9f\x98\x80!"};
+    for (int i = 0; i < 6; i++) {
+        char *out = utf8_sanitize(in[i]);
+        ck_assert_str_eq(out, want[i]);
+        free(out);
+    }
+}
+END_TEST
+
 Suite *io_suite(void) {
     Suite *s = suite_create("io");
     TCase *t = tcase_create("bad input");
@@ -296,6 +308,7 @@ Suite *io_suite(void) {
     tcase_add_test(t, sharded_and_half_precision);
     tcase_add_test(t, llama3_config);
     tcase_add_test(t, adapter_config_errors);
+    tcase_add_test(t, utf8_sanitize_replaces_invalid);
     suite_add_tcase(s, t);
     return s;
 }
