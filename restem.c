@@ -305,7 +305,14 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     cJSON_AddNumberToObject(metrics, "train_reward", train);
     Lora *l;
     if (mstep(s, k, &l, metrics, err)) { cJSON_Delete(metrics); return -1; }
-    if (l) set_adapter(s, l);   // else the previous policy carries over
+    if (l) set_adapter(s, l);
+    else {   // nothing passed the filter: the previous policy carries over
+        if (!o->quiet) fprintf(stderr, "\nround %d: no self-edit passed the filter; the policy is unchanged\n", k);
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "event", "mstep-skipped");
+        cJSON_AddNumberToObject(ev, "round", k);
+        if (run_log_event(s->run, ev, err)) { cJSON_Delete(metrics); return -1; }
+    }
     *eval = score_split(s, "eval", k, SPLIT_EVAL, d->n_eval, o->eval_samples, NULL, 0, err);
     double probe = score_split(s, "probe", k, SPLIT_PROBE, d->n_probe, 1, NULL, 1, err);
     if (isnan(*eval) || isnan(probe)) { cJSON_Delete(metrics); return -1; }
