@@ -72,6 +72,19 @@ static int write_json(const char *path, const cJSON *j, char *err) {
     return rc;
 }
 
+static int check_edit_line(const cJSON *e, const char *path, int line, char *err) {
+    const char *ints[] = {"round", "task", "sample", "attempt"};
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "phase"))) return errf(err, "%s: line %d: no \"phase\" string", path, line);
+    for (int k = 0; k < 4; k++)
+        if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, ints[k]))) return errf(err, "%s: line %d: no \"%s\" number", path, line, ints[k]);
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "reward"))) return errf(err, "%s: line %d: no \"reward\" number", path, line);
+    const cJSON *edit = cJSON_GetObjectItemCaseSensitive(e, "edit");
+    if (!cJSON_IsString(edit) && !cJSON_IsNull(edit)) return errf(err, "%s: line %d: \"edit\" must be a string or null", path, line);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "accepted")) && !cJSON_IsString(edit))
+        return errf(err, "%s: line %d: an accepted line needs its edit", path, line);
+    return 0;
+}
+
 int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err) {
     memset(r, 0, sizeof *r);
     if (snprintf(r->dir, sizeof r->dir, "%s", dir) >= (int)sizeof r->dir) return errf(err, "%s: path too long", dir);
@@ -94,8 +107,10 @@ int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err
     int same = cJSON_Compare(cJSON_GetObjectItemCaseSensitive(stored, "config"), config, 1);
     cJSON_Delete(stored);
     if (!same) return errf(err, "%s: a run directory from another configuration (run.json differs from these flags)", dir);
-    if (run_path(path, sizeof path, dir, "edits.jsonl", err)) return -1;
-    return read_lines(path, &r->edits, &r->n_edits, err);
+    if (run_path(path, sizeof path, dir, "edits.jsonl", err) || read_lines(path, &r->edits, &r->n_edits, err)) return -1;
+    for (int i = 0; i < r->n_edits; i++)   // what resume reads back must be there
+        if (check_edit_line(r->edits[i], path, i + 1, err)) return -1;
+    return 0;
 }
 
 void run_close(Run *r) {

@@ -20,6 +20,13 @@ import resource
 import sys
 import time
 
+# Debian's torch runs its own OpenMP threads beside OpenBLAS's pthreads, which
+# do the matmuls; with OpenMP's default (active) waiting, the idle OpenMP
+# threads spin on the cores OpenBLAS needs (the 25M training step ran at ~40%
+# of its speed that way on 2 cores). Passive waiting is the peer at its best;
+# set OMP_WAIT_POLICY to override. Read when torch loads libgomp, so set here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, VOCAB = 512, 1536, 8, 8, 4, 64, 8192
 EPS, THETA, RANK, ALPHA = 1e-5, 10000.0, 16, 32.0
 BATCH, SEQ = 4, 256

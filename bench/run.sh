@@ -271,7 +271,8 @@ for sz in 25m 1b; do
     done
 done
 [ -n "$shares" ] && echo "share of the cores the decode got (ours/peer):${shares%;}"
-echo "ratio: the speed-up of ours over the peer (rates: ours / peer; times: peer / ours); tokenizer rows run on one thread"
+echo "ratio: the speed-up of ours over the peer (rates: ours / peer; times: peer / ours); tokenizer rows run on one thread;" \
+    "PyTorch peers run with OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} (see bench/peer_torch.py)"
 
 # ---------------------------------------------------------------------------
 # bench-results.json, atomically

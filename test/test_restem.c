@@ -187,6 +187,20 @@ START_TEST(resume_matches_uninterrupted) {
     ck_assert_int_eq(run_mock(b, 1, 0, NULL), 0);
     char *la = stable_log(a), *lb = stable_log(b);
     ck_assert_str_eq(la, lb);
+    // a line without its keys is refused on resume, naming the file and line
+    snprintf(path, sizeof path, "%s/edits.jsonl", b);
+    FILE *f = fopen(path, "a");
+    fputs("{\"phase\":\"train\",\"round\":\"one\"}\n", f);
+    fclose(f);
+    Run r;
+    char err[ERR_MAX];
+    cJSON *cfg = cJSON_CreateObject();
+    RestemOpts o = tiny_opts();
+    restem_opts_json(&o, cfg);
+    ck_assert_int_eq(run_open(&r, b, cfg, 1, err), -1);
+    ck_assert_msg(strstr(err, "edits.jsonl: line") && strstr(err, "\"round\""), "%s", err);
+    cJSON_Delete(cfg);
+    ck_assert_str_eq(la, lb);
     free(la);
     free(lb);
 }
