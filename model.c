@@ -1090,8 +1090,9 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
 }
 
 // R rows (R <= KV_ROWS): token tok[i] of sequence seq[i] at position pos[i].
-// Their keys and values enter the cache; logits of every row land in c->logits.
-static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos) {
+// Their keys and values enter the cache; the logits of rows first..R-1 land in
+// c->logits (row first at the start). Prompt rows before the last need none.
+static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, int first) {
     const Config *cf = &m->c;
     const int D = cf->dim, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd;
     for (int i = 0; i < R; i++) memcpy(c->x + (size_t)i * D, m->embed + (size_t)tok[i] * D, D * sizeof(float));
@@ -1119,8 +1120,9 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         linear_forward(&L->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
         add(c->x, c->tmp, (size_t)R * D);
     }
-    rmsnorm_forward(c->xn, rstd, c->x, m->norm, R, D, cf->norm_eps);
-    gemm(0, 1, R, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
+    if (first >= R) return;
+    rmsnorm_forward(c->xn, rstd, c->x + (size_t)first * D, m->norm, R - first, D, cf->norm_eps);
+    gemm(0, 1, R - first, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
 }
 
 int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float *logits, char *err) {
@@ -1132,10 +1134,10 @@ int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float
     for (int done = 0; done < n; done += R) {
         R = n - done < KV_ROWS ? n - done : KV_ROWS;
         for (int i = 0; i < R; i++) { seq[i] = b; pos[i] = c->len[b] + i; }
-        kv_rows(m, c, R, tokens + done, seq, pos);
+        kv_rows(m, c, R, tokens + done, seq, pos, logits && done + R == n ? R - 1 : R);
         c->len[b] += R;
     }
-    if (logits && n) memcpy(logits, c->logits + (size_t)(R - 1) * m->c.vocab, m->c.vocab * sizeof(float));
+    if (logits && n) memcpy(logits, c->logits, m->c.vocab * sizeof(float));
     return 0;
 }
 
@@ -1149,7 +1151,7 @@ int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *token
     for (int done = 0; done < n; done += KV_ROWS) {
         int R = n - done < KV_ROWS ? n - done : KV_ROWS;
         for (int i = 0; i < R; i++) pos[i] = c->len[seqs[done + i]];
-        kv_rows(m, c, R, tokens + done, seqs + done, pos);
+        kv_rows(m, c, R, tokens + done, seqs + done, pos, 0);
         for (int i = 0; i < R; i++) c->len[seqs[done + i]]++;
         memcpy(logits + (size_t)done * m->c.vocab, c->logits, (size_t)R * m->c.vocab * sizeof(float));
     }
