@@ -287,7 +287,7 @@ static int promote(Seal *s, int k, double probe, double probe0, char *err) {
     cJSON_AddNumberToObject(ev, "round", k);
     cJSON_AddNumberToObject(ev, "probe", probe);
     cJSON_AddNumberToObject(ev, "probe_base", probe0);
-    if (!ok) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted (shadow)\n",
+    if (!ok && !s->o->quiet) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted (shadow)\n",
                      k, probe, s->o->max_retention_drop, probe0);
     if (run_log_event(s->run, ev, err)) return -1;
     return ok ? run_set_current(s->run, k, err) : 0;

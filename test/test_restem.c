@@ -12,6 +12,7 @@
 
 typedef struct {
     int calls, fail_after;        // evaluate fails (a simulated crash) on call fail_after; 0 = never
+    int forgetful;                // a trained policy scores 0 on the probe (it "forgot")
 } Mock;
 
 static char *mock_prompt(const Domain *d, int split, int task) {
@@ -35,11 +36,11 @@ static uint64_t fnv(const char *s, uint64_t h) {
 
 // Valid unless the edit hashes to 0 mod 4; reward 1 for half of the valid ones.
 static int mock_evaluate(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    (void)student; (void)split; (void)task;
+    (void)split; (void)task;
     Mock *m = d->ctx;
     if (++m->calls == m->fail_after) return errf(err, "injected failure");
     out->metrics = cJSON_CreateObject();
-    if (!edit) { out->valid = 1; out->reward = 0.5f; return 0; }
+    if (!edit) { out->valid = 1; out->reward = m->forgetful && student->lora ? 0.0f : 0.5f; return 0; }
     uint64_t h = fnv(edit, seed);
     out->valid = h % 4 != 0;
     out->trained = out->valid;
@@ -83,11 +84,10 @@ static RestemOpts tiny_opts(void) {
 }
 
 // Runs the mock SEAL into dir; fail_after > 0 stops it there. Returns restem_run's code.
-static int run_mock(const char *dir, int resume, int fail_after, cJSON **report_out) {
+static int run_mock_with(const char *dir, int resume, Mock mock, cJSON **report_out) {
     Tokenizer *t = byte_tokenizer();
     Model m;
     tiny_policy(&m, t);
-    Mock mock = {.fail_after = fail_after};
     Domain d = {.name = "mock", .n_train = 3, .n_eval = 2, .n_probe = 2, .ctx = &mock, .prompt = mock_prompt,
                 .task_name = mock_name, .evaluate = mock_evaluate, .oracle_edit = "oracle",
                 .paper = {0, 0.2, 0.725, 1.0}};
@@ -106,6 +106,10 @@ static int run_mock(const char *dir, int resume, int fail_after, cJSON **report_
     tok_free(t);
     model_free(&m);
     return rc;
+}
+
+static int run_mock(const char *dir, int resume, int fail_after, cJSON **report_out) {
+    return run_mock_with(dir, resume, (Mock){.fail_after = fail_after}, report_out);
 }
 
 // edits.jsonl without the timing fields, which differ between runs.
@@ -206,12 +210,30 @@ START_TEST(resume_matches_uninterrupted) {
 }
 END_TEST
 
+// A policy whose probe score falls is kept in shadow: not promoted, and said so.
+START_TEST(retention_guard_holds) {
+    char dir[256], path[400], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "restem-guard");
+    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){.forgetful = 1}, NULL), 0);
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    char *events = read_file(path, NULL, err);
+    ck_assert_ptr_nonnull(events);
+    ck_assert_msg(strstr(events, "\"event\":\"hold\""), "%s", events);
+    ck_assert_int_eq(run_get_current(dir), 0);   // the base policy stays current
+    free(events);
+    temp_dir(dir, sizeof dir, "restem-noguard");
+    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){0}, NULL), 0);
+    ck_assert_int_eq(run_get_current(dir), 2);   // the same run without forgetting promotes
+}
+END_TEST
+
 Suite *restem_suite(void) {
     Suite *s = suite_create("restem");
     TCase *t = tcase_create("run");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, complete_run_directory);
     tcase_add_test(t, resume_matches_uninterrupted);
+    tcase_add_test(t, retention_guard_holds);
     suite_add_tcase(s, t);
     return s;
 }
