@@ -69,9 +69,7 @@ int generate(const Model *m, const int *const *prompts, const int *prompt_lens, 
         out[b] = malloc((o->max_new + 1) * sizeof(int));
         out_lens[b] = 0;
     }
-    for (int b = 0; b < B && !rc; b++) {
-        rc = kv_append(m, &kv, b, prompts[b], prompt_lens[b], logits + (size_t)b * V, err);
-    }
+    rc = kv_prefill(m, &kv, B, prompts, prompt_lens, logits, err);
     // active[0..n) lists the sequences still going; logits row i belongs to active[i]
     int n = rc ? 0 : B;
     for (int b = 0; b < n; b++) seqs[b] = b;

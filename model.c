@@ -1090,9 +1090,9 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
 }
 
 // R rows (R <= KV_ROWS): token tok[i] of sequence seq[i] at position pos[i].
-// Their keys and values enter the cache; the logits of rows first..R-1 land in
-// c->logits (row first at the start). Prompt rows before the last need none.
-static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, int first) {
+// Their keys and values enter the cache; the logits of the rows with want[i]
+// set land in c->logits, in row order. Prompt rows need none but their last.
+static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, const uint8_t *want) {
     const Config *cf = &m->c;
     const int D = cf->dim, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd;
     for (int i = 0; i < R; i++) memcpy(c->x + (size_t)i * D, m->embed + (size_t)tok[i] * D, D * sizeof(float));
@@ -1120,9 +1120,43 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         linear_forward(&L->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
         add(c->x, c->tmp, (size_t)R * D);
     }
-    if (first >= R) return;
-    rmsnorm_forward(c->xn, rstd, c->x + (size_t)first * D, m->norm, R - first, D, cf->norm_eps);
-    gemm(0, 1, R - first, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
+    int nw = 0;
+    for (int i = 0; i < R; i++)
+        if (want[i]) memcpy(c->tmp + (size_t)nw++ * D, c->x + (size_t)i * D, D * sizeof(float));
+    if (!nw) return;
+    rmsnorm_forward(c->xn, rstd, c->tmp, m->norm, nw, D, cf->norm_eps);
+    gemm(0, 1, nw, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
+}
+
+// Prompts of n sequences (prompts[b] appended to sequence b), rows of several
+// sequences packed into each pass; the logits of each prompt's last token go
+// to logits (n, V).
+int kv_prefill(const Model *m, KVCache *c, int n, const int *const *prompts, const int *lens, float *logits, char *err) {
+    if (n > c->B) return errf(err, "%d sequences, the cache holds %d", n, c->B);
+    for (int b = 0; b < n; b++) {
+        if (lens[b] < 1 || c->len[b] + lens[b] > c->max_T) return errf(err, "prompt %d: %d tokens do not fit the cache (%d)", b, lens[b], c->max_T - c->len[b]);
+        for (int i = 0; i < lens[b]; i++)
+            if (prompts[b][i] < 0 || prompts[b][i] >= m->c.vocab) return errf(err, "token id %d outside the vocabulary (%d)", prompts[b][i], m->c.vocab);
+    }
+    int tok[KV_ROWS], seq[KV_ROWS], pos[KV_ROWS], R = 0, done = 0;   // done: logits rows written
+    uint8_t want[KV_ROWS];
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < lens[b]; i++) {
+            tok[R] = prompts[b][i];
+            seq[R] = b;
+            pos[R] = c->len[b] + i;
+            want[R++] = i == lens[b] - 1;
+            if (R == KV_ROWS || (b == n - 1 && i == lens[b] - 1)) {
+                kv_rows(m, c, R, tok, seq, pos, want);
+                int nw = 0;
+                for (int r = 0; r < R; r++) nw += want[r];
+                memcpy(logits + (size_t)done * m->c.vocab, c->logits, (size_t)nw * m->c.vocab * sizeof(float));
+                done += nw;
+                R = 0;
+            }
+        }
+    for (int b = 0; b < n; b++) c->len[b] += lens[b];
+    return 0;
 }
 
 int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float *logits, char *err) {
@@ -1131,10 +1165,11 @@ int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->c.vocab) return errf(err, "token id %d outside the vocabulary (%d)", tokens[i], m->c.vocab);
     int seq[KV_ROWS], pos[KV_ROWS], R = 0;
+    uint8_t want[KV_ROWS];
     for (int done = 0; done < n; done += R) {
         R = n - done < KV_ROWS ? n - done : KV_ROWS;
-        for (int i = 0; i < R; i++) { seq[i] = b; pos[i] = c->len[b] + i; }
-        kv_rows(m, c, R, tokens + done, seq, pos, logits && done + R == n ? R - 1 : R);
+        for (int i = 0; i < R; i++) { seq[i] = b; pos[i] = c->len[b] + i; want[i] = logits && done + i == n - 1; }
+        kv_rows(m, c, R, tokens + done, seq, pos, want);
         c->len[b] += R;
     }
     if (logits && n) memcpy(logits, c->logits, m->c.vocab * sizeof(float));
@@ -1148,10 +1183,12 @@ int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *token
         if (tokens[i] < 0 || tokens[i] >= m->c.vocab) return errf(err, "token id %d outside the vocabulary (%d)", tokens[i], m->c.vocab);
     }
     int pos[KV_ROWS];
+    uint8_t want[KV_ROWS];
+    memset(want, 1, sizeof want);
     for (int done = 0; done < n; done += KV_ROWS) {
         int R = n - done < KV_ROWS ? n - done : KV_ROWS;
         for (int i = 0; i < R; i++) pos[i] = c->len[seqs[done + i]];
-        kv_rows(m, c, R, tokens + done, seqs + done, pos, 0);
+        kv_rows(m, c, R, tokens + done, seqs + done, pos, want);
         for (int i = 0; i < R; i++) c->len[seqs[done + i]]++;
         memcpy(logits + (size_t)done * m->c.vocab, c->logits, (size_t)R * m->c.vocab * sizeof(float));
     }

@@ -159,5 +159,8 @@ void kv_free(KVCache *c);
 // Appends n tokens to sequence b (a prompt, or one generated token); the
 // logits (V) of the last one are written to logits when it is not NULL.
 int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float *logits, char *err);
+// The prompts of sequences 0..n-1 at once, rows of several sequences packed
+// into each pass; logits (n, V) of each prompt's last token.
+int kv_prefill(const Model *m, KVCache *c, int n, const int *const *prompts, const int *lens, float *logits, char *err);
 // One token for each of n sequences at once (batched decode): logits (n, V).
 int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *tokens, float *logits, char *err);
