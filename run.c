@@ -218,32 +218,38 @@ int run_show(const char *dir, FILE *out, char *err) {
     int n;
     if (path_join(path, sizeof path, dir, "edits.jsonl", err) || read_lines(path, &lines, &n, err)) return -1;
     fprintf(out, "run %s: %d self-edits logged, current round %d\n\n", dir, n, run_get_current(dir));
-    fprintf(out, "| round | phase | sampled | valid | trained | reward mean | accepted |\n|---|---|---|---|---|---|---|\n");
-    const char *phases[] = {"train", "eval"};
+    fprintf(out, "| round | phase | sampled | valid | trained | reward mean | accepted | s/edit | of which: sampling, training, inference |\n"
+                 "|---|---|---|---|---|---|---|---|---|\n");
+    const char *phases[] = {"baseline", "oracle", "probe", "train", "eval"};
     for (int k = 0; k < 1000; k++) {
         int any = 0;
-        for (int ph = 0; ph < 2; ph++) {
+        for (int ph = 0; ph < 5; ph++) {
             int sampled = 0, valid = 0, trained = 0, accepted = 0;
-            double reward = 0;
+            double reward = 0, t_all = 0, t_sample = 0, t_train = 0, t_infer = 0;
             for (int i = 0; i < n; i++) {
-                const cJSON *e = lines[i], *p = cJSON_GetObjectItemCaseSensitive(e, "phase");
+                const cJSON *e = lines[i], *p = cJSON_GetObjectItemCaseSensitive(e, "phase"), *m = cJSON_GetObjectItemCaseSensitive(e, "metrics");
                 if (!cJSON_IsString(p) || strcmp(p->valuestring, phases[ph]) || get_int(e, "round") != k) continue;
                 sampled++;
                 valid += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "valid"));
                 trained += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trained"));
                 accepted += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "accepted"));
                 reward += num(e, "reward");
+                t_all += num(e, "seconds_total");
+                t_sample += num(e, "seconds_sample");
+                if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "seconds_train"))) t_train += num(m, "seconds_train");
+                if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "seconds_infer"))) t_infer += num(m, "seconds_infer");
             }
             if (!sampled) continue;
             any = 1;
-            fprintf(out, "| %d | %s | %d | %d | %d | %.3f | %d |\n", k, phases[ph], sampled, valid, trained, reward / sampled, accepted);
+            fprintf(out, "| %d | %s | %d | %d | %d | %.3f | %d | %.2f | %.2f, %.2f, %.2f |\n", k, phases[ph], sampled, valid, trained,
+                    reward / sampled, accepted, t_all / sampled, t_sample / sampled, t_train / sampled, t_infer / sampled);
         }
         cJSON *m = run_round_metrics(dir, k);
         if (!any && !m) { if (k > 0) break; else continue; }
         if (m) {
-            char *s = cJSON_PrintUnformatted(m);
-            fprintf(out, "|   | metrics | %s |||||\n", s);
-            free(s);
+            char *js = cJSON_PrintUnformatted(m);
+            fprintf(out, "|   | metrics | %s ||||||||\n", js);
+            free(js);
             cJSON_Delete(m);
         }
     }
