@@ -358,6 +358,8 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--batch", F_INT, &fs.batch, "inner-loop batch size"},
         {"--warmup", F_INT, &fs.warmup, "inner-loop warm-up steps"},
         {"--max-tokens", F_INT, &fs.max_tokens, "drop TTT examples this long or longer"},
+        {"--max-examples", F_INT, &fs.max_examples, "TTT examples per self-edit at most (SEAL: 250)"},
+        {"--max-steps", F_INT, &fs.max_steps, "a self-edit over this many optimizer steps gets no training (SEAL: 375)"},
         {"--max-views", F_INT, &fs.max_views, "inference views per reward, 0 = all"},
         {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
         {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
