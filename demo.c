@@ -179,7 +179,7 @@ static void default_cache(char *out, size_t n) {
 
 // Mean directives of the valid self-edits the policy wrote in a round's evaluation.
 static void directive_row(const Run *run, int round, FILE *out) {
-    double n = 0, b = 0, s = 0, c = 0, rp = 0, oo = 0, lr = 0, ep = 0, valid = 0, total = 0;
+    double n = 0, b = 0, s = 0, c = 0, rp = 0, oo = 0, lr = 0, ep = 0, total = 0;   // n: valid edits
     for (int i = 0; i < run->n_edits; i++) {
         const cJSON *e = run->edits[i], *ph = cJSON_GetObjectItemCaseSensitive(e, "phase");
         if (!cJSON_IsString(ph) || strcmp(ph->valuestring, "eval") || cJSON_GetObjectItemCaseSensitive(e, "round")->valueint != round) continue;
@@ -188,12 +188,11 @@ static void directive_row(const Run *run, int round, FILE *out) {
         SelfEdit se;
         char why[ERR_MAX];
         if (!cJSON_IsString(ed) || selfedit_parse(ed->valuestring, &se, why)) continue;
-        valid++;
         n++;
         b += se.basic; s += se.size; c += se.chain; rp += se.repeat; oo += se.output_only; lr += log10(se.lr); ep += se.epochs;
     }
     if (!n) { fprintf(out, "| %d | 0/%.0f | - | - | - | - | - | - | - |\n", round, total); return; }
-    fprintf(out, "| %d | %.0f/%.0f | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %.1e | %.1f |\n", round, valid, total,
+    fprintf(out, "| %d | %.0f/%.0f | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %.1e | %.1f |\n", round, n, total,
             100 * b / n, 100 * s / n, 100 * c / n, 100 * rp / n, 100 * oo / n, pow(10, lr / n), ep / n);
 }
 
@@ -294,14 +293,7 @@ int demo_run(const DemoOpts *o, char *err) {
             print_directives(&run, sc->rounds, f);
             fprintf(f, "\nmeasured in %.0f s; inspect with: seal runs show %s\n", now_seconds() - t0, out);
             fclose(f);
-            fputs(md, stdout);
-            char *js = cJSON_Print(report), path[4200];
-            snprintf(path, sizeof path, "%s/report.md", out);
-            rc = write_file_atomic(path, md, len, err);
-            snprintf(path, sizeof path, "%s/report.json", out);
-            if (!rc) rc = write_file_atomic(path, js, strlen(js), err);
-            if (!rc && o->json) rc = write_file_atomic(o->json, js, strlen(js), err);
-            free(js);
+            rc = run_write_report(out, md, report, o->json, err);
             free(md);
         }
         cJSON_Delete(report);

@@ -105,9 +105,8 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
         size_t len;
         char *text = tok_decode(fs->tok, ans[i], ans_len[i] > 0 && ans[i][ans_len[i] - 1] == fs->eot ? ans_len[i] - 1 : ans_len[i], &len, err);
         Grid g;
-        answers[i].h = 0;   // h = 0 marks an invalid answer
         if (text && grid_parse(text, &g) == 0 && arc_unview(&views[i], &g, &answers[i]) == 0) valid++;
-        else answers[i].h = 0;
+        else answers[i].h = 0;   // h = 0 marks an invalid answer
         free(text);
     }
     if (!rc) {

@@ -137,7 +137,7 @@ static const cJSON *score_sample(Seal *s, const char *phase, int round, int spli
     const cJSON *done = run_find_edit(s->run, phase, round, task, sample);
     if (done) return done;   // resumed: already scored
     char *prompt = s->d->prompt(s->d, split, task);
-    const int policy_edits = !fixed && !no_edit;
+    const int policy_edits = !fixed && !no_edit, probe = !strcmp(phase, "probe");
     for (int attempt = run_attempts(s->run, phase, round, task, sample);; attempt++) {
         uint64_t seed = key_seed(s, phase, round, task, sample, attempt);
         double t0 = now_seconds();
@@ -145,10 +145,11 @@ static const cJSON *score_sample(Seal *s, const char *phase, int round, int spli
         if (policy_edits && !edit) { free(prompt); return NULL; }
         double t_sample = now_seconds() - t0;
         Outcome out = {0};
-        Model *student = strcmp(phase, "probe") ? s->student : s->policy;
-        if (!strcmp(phase, "probe")) model_attach_lora(s->policy, s->adapter);
+        // the probe scores the policy itself (with its adapter); the rest, the student
+        Model *student = probe ? s->policy : s->student;
+        if (probe) model_attach_lora(s->policy, s->adapter);
         int rc = s->d->evaluate(s->d, student, split, task, edit, seed, &out, err);
-        if (!strcmp(phase, "probe")) model_attach_lora(s->policy, NULL);
+        if (probe) model_attach_lora(s->policy, NULL);
         if (rc) { free(edit); free(prompt); cJSON_Delete(out.metrics); return NULL; }
         int final = out.valid || !policy_edits || attempt + 1 >= s->o->max_attempts;
         cJSON *line = cJSON_CreateObject();

@@ -208,6 +208,18 @@ static double num(const cJSON *j, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+int run_write_report(const char *dir, const char *md, const cJSON *report, const char *json_path, char *err) {
+    char path[4200], *js = cJSON_Print(report);
+    fputs(md, stdout);
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    int rc = write_file_atomic(path, md, strlen(md), err);
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    if (!rc) rc = write_file_atomic(path, js, strlen(js), err);
+    if (!rc && json_path) rc = write_file_atomic(json_path, js, strlen(js), err);
+    free(js);
+    return rc;
+}
+
 int run_show(const char *dir, FILE *out, char *err) {
     char path[4096];
     if (path_join(path, sizeof path, dir, "run.json", err)) return -1;

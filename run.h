@@ -42,6 +42,10 @@ cJSON *run_round_metrics(const char *dir, int k); // NULL when absent
 int run_set_current(const Run *r, int k, char *err);
 int run_get_current(const char *dir);             // -1 when absent or unreadable
 
+// Prints the report's Markdown and writes RUN/report.md, RUN/report.json and,
+// when json_path is set, the JSON there too (each atomically).
+int run_write_report(const char *dir, const char *md, const cJSON *report, const char *json_path, char *err);
+
 // `seal runs show` and `seal runs rollback`.
 int run_show(const char *dir, FILE *out, char *err);
 int run_rollback(const char *dir, int k, char *err);

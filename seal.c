@@ -308,19 +308,13 @@ static void model_config_json(const Model *m, const char *path, cJSON *into, con
 
 // Prints the report and saves it as RUN/report.json, RUN/report.md (and --json FILE).
 static int save_report(const cJSON *report, const char *run_dir, const char *json_path, char *err) {
-    char *md, *js = cJSON_Print(report), path[4200];
+    char *md;
     size_t len;
     FILE *f = open_memstream(&md, &len);
     restem_report_markdown(report, f);
     fclose(f);
-    fputs(md, stdout);
-    snprintf(path, sizeof path, "%s/report.json", run_dir);
-    int rc = write_file_atomic(path, js, strlen(js), err);
-    snprintf(path, sizeof path, "%s/report.md", run_dir);
-    if (!rc) rc = write_file_atomic(path, md, len, err);
-    if (!rc && json_path) rc = write_file_atomic(json_path, js, strlen(js), err);
+    int rc = run_write_report(run_dir, md, report, json_path, err);
     free(md);
-    free(js);
     return rc;
 }
 
