@@ -1,6 +1,9 @@
 # seal: SEAL in C. `make` builds ./seal, `make test` runs the Check suite on
 # both matmul paths (OpenBLAS and the plain-loop reference), `make bench` runs
-# the CPU benchmarks beside PyTorch.
+# the CPU benchmarks beside PyTorch. With nvcc on the PATH ./seal also holds
+# the CUDA backend (kernels.cu; `make CUDA=0` leaves it out); `make gpu-check`
+# and `make bench-gpu` need a GPU, `make test-cuda-emu` runs the CUDA code on
+# the CPU.
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -D_GNU_SOURCE -std=c11 -Wall -Wextra -fopenmp -I.
@@ -8,8 +11,9 @@ LDLIBS  := -lcjson -lpcre2-8 -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c restem.c arc.c fewshot.c demo_tasks.c demo.c
-TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c
+SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
+TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c test/test_gguf.c test/test_squad.c test/test_limits.c
+TEST_SRC += test/test_kernels_math.c
 
 ifeq ($(BLAS),1)
 VARIANT := blas
@@ -19,10 +23,32 @@ else
 VARIANT := ref
 endif
 
+# CUDA: kernels.cu is compiled once by nvcc (sm_80 and sm_90) into
+# build/kernels.o and linked into ./seal with the static CUDA runtime; cuBLAS
+# is opened at run time, when the first model goes to the GPU (loading it
+# costs a process ~0.1 s). ./seal still runs where there is no GPU or driver:
+# --backend auto falls back to the CPU. The Check binaries stay CPU-only.
+NVCC    ?= $(shell command -v nvcc 2> /dev/null)
+# nvcc compiles the host code with g++: no g++, no CUDA
+CUDA    ?= $(if $(and $(NVCC),$(shell command -v g++ 2> /dev/null)),1,0)
+NICE    ?= nice -n 10
+NVFLAGS ?= -O3 -std=c++17 --threads 2 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+           -Xcompiler -Wall,-Wextra
+ifeq ($(CUDA),1)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_OBJ  := build/kernels.o
+CUDA_DEF  := -DSEAL_CUDA
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread -lstdc++
+endif
+
 all: seal
 
-seal: seal.c $(SRC) $(wildcard *.h)
-	$(CC) $(CFLAGS) $(VFLAGS) -o $@ seal.c $(SRC) $(LDLIBS) $(VLIBS)
+seal: seal.c $(SRC) $(wildcard *.h) $(CUDA_OBJ)
+	$(CC) $(CFLAGS) $(VFLAGS) $(CUDA_DEF) -o $@ seal.c $(SRC) $(CUDA_OBJ) $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+
+build/kernels.o: kernels.cu kernels_math.h cuda.h model.h util.h
+	@mkdir -p build
+	$(NICE) $(NVCC) $(NVFLAGS) -DSEAL_CUDA -DSEAL_CUDA_LIB='"$(CUDA_HOME)/lib64"' -c -o $@ kernels.cu
 
 build/test-blas: $(SRC) $(TEST_SRC) $(wildcard *.h test/*.h)
 	@mkdir -p build
@@ -37,6 +63,58 @@ test: seal build/test-blas build/test-ref
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
 	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run" && test/kill_resume.sh
+	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
+
+# The Check suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc,
+# reference-loop matmuls; OpenBLAS is not instrumented), and a short
+# `seal demo --quick` under valgrind memcheck (test/valgrind.sh).
+SAN_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+build/test-asan: $(SRC) $(TEST_SRC) $(wildcard *.h test/*.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $(SRC) $(TEST_SRC) $(LDLIBS) $(shell pkg-config --libs check)
+
+test-asan: build/test-asan
+	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    CK_TIMEOUT_MULTIPLIER=10 ./build/test-asan
+
+# No -march=native: valgrind does not know every instruction of every CPU.
+build/seal-valgrind: seal.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) -g -O2 -D_GNU_SOURCE -std=c11 -Wall -Wextra -fopenmp -I. -o $@ seal.c $(SRC) $(LDLIBS)
+
+valgrind: build/seal-valgrind
+	test/valgrind.sh build/seal-valgrind
+
+# Fuzzing: one libFuzzer binary per reader (test/fuzz/fuzz_NAME.c), built
+# with clang, AddressSanitizer and UndefinedBehaviorSanitizer over objects of
+# SRC compiled once. `make fuzz FUZZ_SECONDS=N` fuzzes each for N seconds;
+# `make fuzz-ci` replays test/fuzz/regress/ and fuzzes each for 10 seconds.
+FUZZ_TARGETS := safetensors config tokenizer selfedit jsonline arc_task rundir checkpoint
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -D_GNU_SOURCE -std=c11 -Wall -Wextra -Wno-unknown-pragmas -I.
+FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(SRC))
+
+build/fuzz/obj/%.o: %.c $(wildcard *.h)
+	@mkdir -p build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/%: test/fuzz/fuzz_%.c $(wildcard test/fuzz/*.h) $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Itest/fuzz -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+build/fuzz-seeds: test/fuzz/seeds.c $(wildcard test/fuzz/*.h) $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Itest/fuzz -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+# Seeds written by the project itself (and test/fixtures), into build/fuzz-corpus/.
+fuzz-corpus: build/fuzz-seeds
+	./build/fuzz-seeds build/fuzz-corpus test/fixtures
+
+fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS)) fuzz-corpus
+	@for t in $(FUZZ_TARGETS); do test/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
+
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 # CPU benchmarks beside PyTorch: bench/run.sh prints the table and writes
 # bench-results.json. Always the OpenBLAS build.
@@ -52,6 +130,50 @@ build/bench_infer: bench/bench_infer.c bench/bench_models.h $(SRC) $(wildcard *.
 bench: build/bench_train build/bench_infer
 	PYTHON=$(PYTHON) bench/run.sh build/bench_train bench-results.json
 
+# GPU: CPU and CUDA side by side (test/gpu_check.sh: every fixture through
+# `seal verify --backend cuda`, bench/gpu_compare on a Llama-3.2-1B shape,
+# then bench-gpu), and the GPU benchmarks beside Hugging Face transformers +
+# peft (bench/run_gpu.sh). Both need nvcc and a GPU.
+build/gpu_compare: bench/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
+	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/gpu_compare.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+
+build/bench_gpu: bench/bench_gpu.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
+	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/bench_gpu.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+
+GPU_PYTHON ?= python3
+bench-gpu: build/bench_gpu
+	PYTHON=$(GPU_PYTHON) bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
+
+gpu-check: seal build/gpu_compare build/bench_gpu
+	PYTHON=$(GPU_PYTHON) test/gpu_check.sh
+
+# The CUDA backend's logic without a GPU: kernels.cu compiled by the C++
+# compiler against test/cuda_emu.h (its kernels run as CPU fibers), then
+# bench/gpu_compare on small models through every kernel path, exactly (fp32
+# "bf16") and in bf16, and `seal verify --backend cuda` on every fixture
+# (test/cuda_emu.sh, a few minutes).
+build/kernels-emu.o: kernels.cu kernels_math.h cuda.h model.h util.h test/cuda_emu.h
+	@mkdir -p build
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -DSEAL_CUDA -DSEAL_CUDA_EMU -I. -x c++ -c -o $@ kernels.cu
+
+build/seal-emu: seal.c $(SRC) $(wildcard *.h) build/kernels-emu.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ seal.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
+
+build/gpu_compare-emu: bench/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ bench/gpu_compare.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
+
+# The same with "bf16" holding a whole float: the CUDA path must then equal
+# model.c up to the order of fp32 sums.
+build/kernels-emu-exact.o: kernels.cu kernels_math.h cuda.h model.h util.h test/cuda_emu.h
+	@mkdir -p build
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -DSEAL_CUDA -DSEAL_CUDA_EMU -DSEAL_EMU_EXACT -I. -x c++ -c -o $@ kernels.cu
+
+build/gpu_compare-emu-exact: bench/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu-exact.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ bench/gpu_compare.c $(SRC) build/kernels-emu-exact.o $(LDLIBS) -lopenblas -lstdc++
+
+test-cuda-emu: build/seal-emu build/gpu_compare-emu build/gpu_compare-emu-exact
+	test/cuda_emu.sh
+
 # Regenerate the committed fixtures (needs PyTorch: Debian's python3-torch).
 fixtures:
 	$(PYTHON) test/reference.py test/fixtures
@@ -59,4 +181,4 @@ fixtures:
 clean:
 	rm -rf seal build
 
-.PHONY: all test bench fixtures clean
+.PHONY: all test bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind

@@ -203,7 +203,8 @@ static int task_from_json(const cJSON *j, const char *id, const char *file, Task
 static cJSON *parse_json(const char *text, const char *file, char *err) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
-    if (!root) errf(err, "%s: not valid JSON (at byte %ld)", file, end ? (long)(end - text) : 0L);
+    char why[64];
+    if (!root) errf(err, "%s: not valid JSON (%s)", file, json_why(text, end, why, sizeof why));
     return root;
 }
 
@@ -769,7 +770,8 @@ static int parse_training(const cJSON *tr, SelfEdit *se, char *why) {
 int selfedit_parse(const char *text, SelfEdit *se, char *why) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
-    if (!root) return errf(why, "self-edit: not valid JSON (at byte %ld)", end ? (long)(end - text) : 0L);
+    char at[64];
+    if (!root) return errf(why, "self-edit: not valid JSON (%s)", json_why(text, end, at, sizeof at));
     SelfEdit s = {0};
     const cJSON *dg = cJSON_GetObjectItemCaseSensitive(root, "data_generation");
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(root, "training");

@@ -33,7 +33,7 @@ typedef struct {
     int lora_r, max_examples, max_steps, max_views, max_answer_tokens;
 } Scale;
 
-static const Scale FULL = {"full", 1000, 5, 5, 400, 128, 4, 4, 2, 352, 2, 8, 3e-3f, 0.5f,
+static const Scale FULL = {"full", 4000, 5, 5, 400, 128, 4, 4, 2, 352, 2, 8, 3e-3f, 0.25f,
                            1, 4, 2, 16, 16, 64, 6, 40};
 static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 0.5f,
                             1, 2, 1, 4, 4, 8, 2, 40};
@@ -54,33 +54,31 @@ static SelfEdit random_selfedit(Rng *r) {
     return se;
 }
 
-// The pretraining texts of one task: every train pair as a query with the other
-// pairs as demonstrations, the test pair with all of them, and sometimes the
-// task's self-edit prompt with a random self-edit. prompts/targets grow.
-typedef struct { char **prompt, **target; int n, cap; } Texts;
+// Pretraining texts: prompts, targets, and whether the loss covers every token.
+typedef struct { char **prompt, **target; int *all, n, cap; } Texts;
 
-static void texts_add(Texts *t, char *prompt, char *target) {
+static void texts_add(Texts *t, char *prompt, char *target, int all_tokens) {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 1024;
         t->prompt = realloc(t->prompt, t->cap * sizeof(char *));
         t->target = realloc(t->target, t->cap * sizeof(char *));
+        t->all = realloc(t->all, t->cap * sizeof(int));
     }
     t->prompt[t->n] = prompt;
-    t->target[t->n++] = target;
+    t->target[t->n] = target;
+    t->all[t->n++] = all_tokens;
 }
 
+// The task as one prompt, the test pair its query, with the loss on every
+// token: each demonstration's output is a prediction from the ones before it,
+// so one sequence teaches in-context reading of the rule several times over.
+// Sometimes also the task's self-edit prompt with a random self-edit (loss on
+// the self-edit only).
 static void task_texts(const Task *t, Rng *r, float selfedit_share, Texts *out) {
-    Pair demos[8];
-    for (int q = 0; q < t->n_train; q++) {
-        int n = 0;
-        for (int i = 0; i < t->n_train; i++)
-            if (i != q) demos[n++] = t->train[i];
-        texts_add(out, arc_prompt(demos, n, &t->train[q].in), arc_answer(&t->train[q].out));
-    }
-    texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in), arc_answer(&t->test[0].out));
+    texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in), arc_answer(&t->test[0].out), 1);
     if (rng_uniform(r) < selfedit_share) {
         SelfEdit se = random_selfedit(r);
-        texts_add(out, arc_selfedit_prompt(t), selfedit_to_json(&se));
+        texts_add(out, arc_selfedit_prompt(t), selfedit_to_json(&se), 0);
     }
 }
 
@@ -88,6 +86,7 @@ static void texts_free(Texts *t) {
     for (int i = 0; i < t->n; i++) { free(t->prompt[i]); free(t->target[i]); }
     free(t->prompt);
     free(t->target);
+    free(t->all);
 }
 
 typedef struct { double t0; const char *what; } Progress;
@@ -142,7 +141,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
     ex = calloc(tx.n, sizeof(Example));
-    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
+    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, tx.all[i], &ex[i], err);
     texts_free(&tx);
     if (!rc) {
         long tokens = 0;
@@ -208,7 +207,7 @@ int demo_run(const DemoOpts *o, char *err) {
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
     if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else default_cache(cache, sizeof cache);
-    snprintf(base, sizeof base, "%s/base-v2-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
+    snprintf(base, sizeof base, "%s/base-v3-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
     if (o->out) snprintf(out, sizeof out, "%s", o->out);
     else {
         char stamp[32];

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #define SIDE_OUT_MAX 12      // no output side above this: prompts stay short for a tiny model
-#define DEALT_MAX 64         // families of up to this many parameter combinations are dealt by rank
 #define TASK_TRIES 200       // whole-task draws before giving up (tests show a few suffice)
 #define PAIR_TRIES 50
 #define N_COLOURS 10
@@ -223,13 +222,13 @@ typedef struct {
 } Family;
 
 static const Family FAM[DEMO_N_FAMILIES] = {
-    [DEMO_GEOM]    = {"geom", 1, {1}, {7}, NULL, apply_geom, fmt_geom, NULL, in_scatter, 2, 4, 0.25f, 0.5f},
-    [DEMO_CMAP]    = {"cmap", 4, {1, 1, 1, 1}, {9, 9, 9, 9}, ok_cmap, apply_cmap, fmt_cmap, col_cmap, in_scatter, 2, 4, 0.3f, 0.6f},
-    [DEMO_SHIFT]   = {"shift", 3, {-1, -1, 0}, {1, 1, 1}, ok_shift, apply_shift, fmt_shift, NULL, in_scatter, 3, 4, 0.2f, 0.4f},
-    [DEMO_GRAVITY] = {"gravity", 1, {0}, {3}, NULL, apply_gravity, fmt_gravity, NULL, in_scatter, 3, 4, 0.2f, 0.45f},
+    [DEMO_GEOM]    = {"geom", 1, {1}, {7}, NULL, apply_geom, fmt_geom, NULL, in_scatter, 2, 3, 0.25f, 0.5f},
+    [DEMO_CMAP]    = {"cmap", 4, {1, 1, 1, 1}, {9, 9, 9, 9}, ok_cmap, apply_cmap, fmt_cmap, col_cmap, in_scatter, 2, 3, 0.3f, 0.6f},
+    [DEMO_SHIFT]   = {"shift", 3, {-1, -1, 0}, {1, 1, 1}, ok_shift, apply_shift, fmt_shift, NULL, in_scatter, 3, 3, 0.2f, 0.4f},
+    [DEMO_GRAVITY] = {"gravity", 1, {0}, {3}, NULL, apply_gravity, fmt_gravity, NULL, in_scatter, 3, 3, 0.2f, 0.45f},
     [DEMO_TILE]    = {"tile", 3, {1, 1, 0}, {2, 2, 1}, ok_grow, apply_tile, fmt_tile, NULL, in_scatter, 2, 3, 0.3f, 0.6f},
     [DEMO_CROP]    = {"crop", 1, {0}, {9}, NULL, apply_crop, fmt_crop, col_crop, in_crop, 4, 5, 0.1f, 0.25f},
-    [DEMO_OUTLINE] = {"outline", 2, {1, 0}, {9, 1}, NULL, apply_outline, fmt_outline, col_outline, in_scatter, 3, 4, 0.08f, 0.2f},
+    [DEMO_OUTLINE] = {"outline", 2, {1, 0}, {9, 1}, NULL, apply_outline, fmt_outline, col_outline, in_scatter, 3, 3, 0.08f, 0.2f},
     [DEMO_SCALE]   = {"scale", 2, {1, 1}, {2, 2}, ok_grow, apply_scale, fmt_scale, NULL, in_scatter, 2, 3, 0.3f, 0.6f},
 };
 
@@ -237,9 +236,9 @@ static const Family FAM[DEMO_N_FAMILIES] = {
 // One order per pair: a colour map commutes with geometry, so "cmap+rot90"
 // would be "rot90+cmap" under another name.
 static const struct { int a, b, side_lo, side_hi; } COMBO[] = {
-    {DEMO_GEOM, DEMO_CMAP, 2, 4},    {DEMO_GEOM, DEMO_GRAVITY, 3, 4}, {DEMO_GEOM, DEMO_TILE, 2, 3},
+    {DEMO_GEOM, DEMO_CMAP, 2, 3},    {DEMO_GEOM, DEMO_GRAVITY, 3, 3}, {DEMO_GEOM, DEMO_TILE, 2, 3},
     {DEMO_GEOM, DEMO_SCALE, 2, 3},   {DEMO_CROP, DEMO_GEOM, 4, 5},    {DEMO_CROP, DEMO_SCALE, 4, 5},
-    {DEMO_GRAVITY, DEMO_CMAP, 3, 4}, {DEMO_SHIFT, DEMO_CMAP, 3, 4},   {DEMO_OUTLINE, DEMO_GEOM, 3, 4},
+    {DEMO_GRAVITY, DEMO_CMAP, 3, 3}, {DEMO_SHIFT, DEMO_CMAP, 3, 3},   {DEMO_OUTLINE, DEMO_GEOM, 3, 3},
 };
 #define N_COMBO ((int)(sizeof COMBO / sizeof *COMBO))
 #define SINGLE_WEIGHT 2   // each family appears this often per shuffled cycle of slots, each combo once
@@ -308,26 +307,21 @@ static int deal(uint64_t x) {   // 3:1:1
     return SPLIT_OF[x % 5];
 }
 
-// Small families are dealt by the rank of each instance's hash, so each split
-// gets its share even of 3 instances; large ones by the hash itself.
+// Colour maps are dealt to the splits: a held-out task's map is new knowledge
+// that no prior explains. Every other step is a prior, in every split (PRIOR):
+// the base model meets it in pretraining, as a real model has met geometry.
+#define PRIOR (-2)
 static int step_split(const DemoStep *s) {
-    uint64_t h = step_hash(s);
-    if (n_combinations(&FAM[s->fam]) > DEALT_MAX) return deal(h);
-    int rank = 0;
-    DemoStep o;
-    for (int i = 0; i < n_combinations(&FAM[s->fam]); i++)
-        if (decode_step(s->fam, i, &o) && step_hash(&o) < h) rank++;
-    return deal((uint64_t)rank);
+    return s->fam == DEMO_CMAP ? deal(step_hash(s)) : PRIOR;
 }
 
-// A composite belongs to a split only when both steps do: held-out rules are
-// made of held-out instances, never of pieces seen in pretraining.
+// A rule with a colour map belongs to its map's split; one without, made of
+// priors only, to pretraining.
 int demo_rule_split(const DemoRule *r) {
     if (!rule_ok(r)) return -1;
-    int s = step_split(&r->step[0]);
-    for (int k = 1; k < r->n; k++)
-        if (step_split(&r->step[k]) != s) return -1;
-    return s;
+    for (int k = 0; k < r->n; k++)
+        if (r->step[k].fam == DEMO_CMAP) return step_split(&r->step[k]);
+    return DEMO_PRETRAIN;
 }
 
 // ---------------------------------------------------------------- rules
@@ -393,31 +387,43 @@ const char *demo_split_name(int split) {
 
 // ---------------------------------------------------------------- making tasks
 
-// A random instance of family fam in the split (rejection: each split holds a
-// fifth or more of every family).
+// A random instance of family fam for the split: a prior, or a colour map
+// dealt to it (rejection: each split holds a fifth or more of the maps).
 static int draw_step(Rng *r, int fam, int split, DemoStep *s) {
     for (int tries = 0; tries < 100000; tries++)
-        if (decode_step(fam, rnd(r, n_combinations(&FAM[fam])), s) && step_split(s) == split) return 0;
+        if (decode_step(fam, rnd(r, n_combinations(&FAM[fam])), s) && (step_split(s) == split || step_split(s) == PRIOR)) return 0;
     return -1;
 }
 
 // Slot of task `index`: cycles of SINGLE_WEIGHT x each family + each combo,
-// every cycle in its own seeded order. Slots below DEMO_N_FAMILIES are single
+// every cycle in its own seeded order; SEAL-training and held-out tasks only
+// take the slots with a colour map. Slots below DEMO_N_FAMILIES are single
 // families, the others COMBO rows.
+static int has_cmap(int slot) {
+    return slot < DEMO_N_FAMILIES ? slot == DEMO_CMAP
+                                  : COMBO[slot - DEMO_N_FAMILIES].a == DEMO_CMAP || COMBO[slot - DEMO_N_FAMILIES].b == DEMO_CMAP;
+}
+
 static int pick_slot(uint64_t seed, int split, int index) {
     enum { N = SINGLE_WEIGHT * DEMO_N_FAMILIES + N_COMBO };
     int slot[N], n = 0;
     for (int w = 0; w < SINGLE_WEIGHT; w++)
         for (int f = 0; f < DEMO_N_FAMILIES; f++) slot[n++] = f;
     for (int k = 0; k < N_COMBO; k++) slot[n++] = DEMO_N_FAMILIES + k;
+    if (split != DEMO_PRETRAIN) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (has_cmap(slot[i])) slot[m++] = slot[i];
+        n = m;
+    }
     Rng r;
-    rng_seed(&r, mix(mix(seed, (uint64_t)split), mix((uint64_t)(index / N), 1)));
-    for (int i = N - 1; i > 0; i--) {
+    rng_seed(&r, mix(mix(seed, (uint64_t)split), mix((uint64_t)(index / n), 1)));
+    for (int i = n - 1; i > 0; i--) {
         int j = rnd(&r, i + 1), t = slot[i];
         slot[i] = slot[j];
         slot[j] = t;
     }
-    return slot[index % N];
+    return slot[index % n];
 }
 
 static int colours_of(const Grid *g) {

@@ -45,12 +45,13 @@ void demo_free_task(Task *t);
 int demo_make_tasks(uint64_t seed, int split, int n, Task **tasks, char *err);
 void demo_free_tasks(Task *tasks, int n);
 
-// The split a rule belongs to, independent of the seed. Each family's
-// instances, in the order of a fixed hash of their text, are dealt 3:1:1 to
-// pretraining, training and evaluation (cmap, with thousands, by the hash
-// alone), so every split has every family and no step instance is in two
-// splits. A composite belongs to the split of its steps, or to none (-1) when
-// they differ: a held-out rule is made only of held-out pieces.
+// The split a rule belongs to, independent of the seed. Colour maps are the
+// knowledge a task carries: dealt 3:1:1 to pretraining, training and
+// evaluation by a fixed hash of their text, so no map is in two splits. Every
+// other step (geometry, gravity, shifts, ...) is a prior that pretraining
+// teaches. A rule with a map belongs to its map's split, one without to
+// pretraining; SEAL-training and held-out tasks all carry a map (alone, or
+// after a rotation, gravity or shift). -1 when r is not a rule.
 int demo_rule_split(const DemoRule *r);
 
 // Applies the rule; -1 when a result would be empty or over GRID_MAX a side,

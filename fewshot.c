@@ -85,9 +85,9 @@ static int short_enough(const TttExample *x, void *ctx) {
 // answered in one batch, answers mapped back, voted to two attempts.
 static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outcome *out, char *err) {
     View *views;
-    int nv;
-    if (arc_views(t, 0, r, &views, &nv)) return errf(err, "%s: cannot build inference views", t->id);
-    if (fs->max_views > 0 && nv > fs->max_views) nv = fs->max_views;
+    int nv, n_built;
+    if (arc_views(t, 0, r, &views, &n_built)) return errf(err, "%s: cannot build inference views", t->id);
+    nv = fs->max_views > 0 && n_built > fs->max_views ? fs->max_views : n_built;
     int **ids = calloc(nv, sizeof(int *)), *lens = calloc(nv, sizeof(int)), **ans = calloc(nv, sizeof(int *)), *ans_len = calloc(nv, sizeof(int));
     int *group = calloc(nv, sizeof(int)), rc = 0;
     for (int i = 0; i < nv && !rc; i++) {
@@ -117,7 +117,7 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
     }
     for (int i = 0; i < nv; i++) { free(ids[i]); free(ans[i]); }
     free(ids); free(lens); free(ans); free(ans_len); free(group); free(answers);
-    arc_free_views(views, nv);
+    arc_free_views(views, n_built);   // every view built, not only those used
     return rc;
 }
 

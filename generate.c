@@ -1,5 +1,6 @@
 // generate.c: see generate.h.
 #include "generate.h"
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,8 @@ int generate(const Model *m, const int *const *prompts, const int *prompt_lens, 
         if (prompt_lens[b] < 1) return errf(err, "prompt %d is empty", b);
         if (prompt_lens[b] > max_len) max_len = prompt_lens[b];
     }
+    if (o->max_new < 0 || max_len > INT_MAX - o->max_new)   // kv_init refuses what does not fit in memory
+        return errf(err, "a prompt of %d tokens and %d new ones: too many tokens", max_len, o->max_new);
     KVCache kv;
     if (kv_init(&kv, m, B, max_len + o->max_new, err)) return -1;
     float *logits = malloc((size_t)B * V * sizeof(float));

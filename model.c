@@ -7,13 +7,16 @@
 // frequency scaling, grouped-query causal attention, SwiGLU MLP, final norm,
 // tied or untied LM head, cross-entropy on labels shifted by one.
 #include "model.h"
+#include "gguf.h"
 #include "safetensors.h"
 #include "util.h"
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef USE_BLAS
 #include <cblas.h>
@@ -50,7 +53,8 @@ static int json_float(const cJSON *root, const char *key, float *out, int requir
     double d = 0;
     int rc = json_number(root, key, &d, required, path, err);
     if (rc) return rc < 0 ? -1 : 0;
-    if (!(d > lo && d <= hi)) return errf(err, "%s: \"%s\" = %g, expected a number in (%g, %g]", path, key, d, lo, hi);
+    if (!(d > lo && d <= hi && (float)d > lo))   // 1e-50 is above 0 but rounds to a float 0
+        return errf(err, "%s: \"%s\" = %g, expected a number in (%g, %g]", path, key, d, lo, hi);
     *out = (float)d;
     return 0;
 }
@@ -84,7 +88,7 @@ static int parse_eos(Config *c, const cJSON *e, const char *path, char *err) {
     c->n_eos = 0;
     for (int i = 0; i < n; i++) {
         if (cJSON_IsArray(e)) one = cJSON_GetArrayItem(e, i);
-        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble != floor(one->valuedouble))
+        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble > INT_MAX || one->valuedouble != floor(one->valuedouble))
             return errf(err, "%s: \"eos_token_id\" must be an id or a list of ids", path);
         c->eos[c->n_eos++] = (int)one->valuedouble;
     }
@@ -102,7 +106,10 @@ static int config_check(const Config *c, const char *path, char *err) {
 
 int config_parse(Config *c, const char *json, const char *path, char *err) {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_Parse(json);
+    const char *end = NULL;
+    char why[64];
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 0);
+    if (!root) return errf(err, "%s: not valid JSON (%s)", path, json_why(json, end, why, sizeof why));
     if (!cJSON_IsObject(root)) { cJSON_Delete(root); return errf(err, "%s: not a JSON object", path); }
     const int BIG = 1 << 24;
     // Hugging Face LlamaConfig defaults for the optional keys.
@@ -430,13 +437,40 @@ static void free_list(char **list) {
     free(list);
 }
 
+// Parameters the config implies, counted in 64 bits before anything is allocated.
+static uint64_t config_params(const Config *c) {
+    uint64_t n = (uint64_t)c->vocab * c->dim * (c->tied ? 1 : 2) + (uint64_t)c->dim * (2 * c->n_layers + 1);
+    for (int p = 0; p < N_PROJ; p++) {
+        int out, in;
+        proj_shape(c, p, &out, &in);
+        n += (uint64_t)c->n_layers * out * in;
+    }
+    return n;
+}
+
+// A config.json whose model the safetensors files cannot hold (2 bytes a
+// parameter at the least) is refused before its parameters are allocated.
+static int check_size(const Config *c, char **files, const char *config_path, char *err) {
+    uint64_t bytes = 0, params = config_params(c);
+    for (int i = 0; files[i]; i++) {
+        struct stat s;
+        if (stat(files[i], &s) != 0) return 0;   // table_load names the file it cannot open
+        bytes += (uint64_t)s.st_size;
+    }
+    if (bytes / 2 >= params) return 0;
+    return errf(err, "%s: describes %llu parameters (%.1f GiB in bf16), more than the safetensors files hold (%llu bytes)",
+                config_path, (unsigned long long)params, params * 2.0 / (1 << 30), (unsigned long long)bytes);
+}
+
 int model_load(Model *m, const char *dir, char *err) {
+    if (gguf_is_path(dir)) return gguf_load_model(m, dir, err);   // a llama.cpp file instead of a folder
     char path[4096];
     Config c;
     if (path_join(path, sizeof path, dir, "config.json", err) || config_load(&c, path, err)) return -1;
     char **files = model_files(dir, err);
     if (!files) return -1;
-    int rc = model_init(m, &c, err);
+    memset(m, 0, sizeof *m);   // what model_free below sees when check_size refuses
+    int rc = check_size(&c, files, path, err) || model_init(m, &c, err);
     if (!rc) rc = table_load(&m->params, (const char *const *)files, "", err);
     if (rc && m->layers) model_free(m);
     free_list(files);
@@ -611,6 +645,8 @@ const char *gemm_backend(void) { return "reference loops"; }
 int acts_init(Acts *a, const Model *m, int B, int T, char *err) {
     memset(a, 0, sizeof *a);
     const Config *c = &m->c;
+    if (B < 1 || T < 1 || (int64_t)B * c->n_heads * T * T > INT_MAX)   // the attention scores are one tensor
+        return errf(err, "a batch of %d x %d tokens is too large for one pass (at most %d x %d scores)", B, T, c->n_heads, INT_MAX);
     const int L = c->n_layers, N = B * T, D = c->dim, F = c->hidden, hd = c->head_dim;
     const int Dq = c->n_heads * hd, Dkv = c->n_kv_heads * hd, att = B * c->n_heads * T * T;
     a->B = B;
@@ -1023,6 +1059,9 @@ void model_backward(Model *m, Acts *a) {
 int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     memset(c, 0, sizeof *c);
     const Config *cf = &m->c;
+    if (B < 1 || max_T < 1 || (int64_t)max_T * cf->n_kv_heads * cf->head_dim > INT_MAX ||
+        (int64_t)cf->n_heads * max_T > INT_MAX || (int64_t)cf->n_layers * B > INT_MAX)   // before any size is computed in int
+        return errf(err, "a KV cache of %d sequences of %d tokens is too large (more than %d floats a layer)", B, max_T, INT_MAX);
     const int R = KV_ROWS, D = cf->dim, F = cf->hidden, hd = cf->head_dim;
     const int Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
     int r = 0;

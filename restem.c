@@ -37,6 +37,7 @@ void restem_opts_json(const RestemOpts *o, cJSON *j) {
     cJSON_AddNumberToObject(j, "keep_per_task", o->keep_per_task);
     cJSON_AddNumberToObject(j, "max_attempts", o->max_attempts);
     cJSON_AddNumberToObject(j, "threshold", o->threshold);
+    if (o->best_per_task) cJSON_AddNumberToObject(j, "best_per_task", 1);   // absent when off: older run.json files still match
     cJSON_AddNumberToObject(j, "temperature", o->sampling.temperature);
     cJSON_AddNumberToObject(j, "top_k", o->sampling.top_k);
     cJSON_AddNumberToObject(j, "top_p", o->sampling.top_p);
@@ -171,7 +172,7 @@ static const cJSON *score_sample(Seal *s, const char *phase, int round, int spli
         cJSON_AddStringToObject(line, "why", out.why);
         cJSON_AddBoolToObject(line, "trained", out.trained);
         cJSON_AddNumberToObject(line, "reward", out.reward);
-        int accepted = final && !strcmp(phase, "train") && out.valid && out.trained && out.reward >= s->o->threshold &&
+        int accepted = !s->o->best_per_task && final && !strcmp(phase, "train") && out.valid && out.trained && out.reward >= s->o->threshold &&
                        accepted_so_far(s->run, round, task) < s->o->keep_per_task;
         cJSON_AddBoolToObject(line, "accepted", accepted);
         cJSON_AddItemToObject(line, "metrics", out.metrics ? out.metrics : cJSON_CreateObject());
@@ -199,6 +200,58 @@ static double score_split(Seal *s, const char *phase, int round, int split, int 
             sum += cJSON_GetObjectItemCaseSensitive(e, "reward")->valuedouble;
         }
     return n_tasks > 0 && samples > 0 ? sum / (n_tasks * samples) : 0.0;
+}
+
+static double num_of(const cJSON *e, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(e, key)->valuedouble;
+}
+
+// best_per_task: a task's keep_per_task best self-edits of the round that
+// reach the threshold and beat its no-edit reward (ties: the earlier sample)
+// are copied into "select" lines, which the M-step reads as accepted pairs.
+// The choice depends on the log alone, so resume repeats it.
+static int select_best(Seal *s, int round, int *selected, char *err) {
+    const int K = s->o->samples;
+    const cJSON **line = calloc(K, sizeof(cJSON *));
+    int rc = 0;
+    *selected = 0;
+    for (int t = 0; t < s->d->n_train && !rc; t++) {
+        const cJSON *base = score_sample(s, "train-baseline", 0, SPLIT_TRAIN, t, 0, NULL, 1, err);
+        if (!base) { rc = -1; break; }
+        double base_reward = num_of(base, "reward");
+        for (int k = 0; k < K; k++) line[k] = run_find_edit(s->run, "train", round, t, k);
+        for (int rank = 0; rank < s->o->keep_per_task; rank++) {
+            int best = -1;
+            for (int k = 0; k < K; k++) {
+                const cJSON *e = line[k];
+                if (!e || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "valid")) || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trained")) ||
+                    !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "edit")) || num_of(e, "reward") < s->o->threshold || num_of(e, "reward") <= base_reward)
+                    continue;
+                if (best < 0 || num_of(e, "reward") > num_of(line[best], "reward")) best = k;
+            }
+            if (best < 0) break;
+            (*selected)++;
+            if (!run_find_edit(s->run, "select", round, t, rank)) {
+                cJSON *sel = cJSON_CreateObject();
+                cJSON_AddStringToObject(sel, "phase", "select");
+                cJSON_AddNumberToObject(sel, "round", round);
+                cJSON_AddNumberToObject(sel, "task", t);
+                cJSON_AddStringToObject(sel, "task_id", s->d->task_name(s->d, SPLIT_TRAIN, t));
+                cJSON_AddNumberToObject(sel, "sample", rank);
+                cJSON_AddNumberToObject(sel, "attempt", 0);
+                cJSON_AddBoolToObject(sel, "final", 1);
+                cJSON_AddNumberToObject(sel, "from_sample", best);
+                cJSON_AddStringToObject(sel, "edit", cJSON_GetObjectItemCaseSensitive(line[best], "edit")->valuestring);
+                cJSON_AddNumberToObject(sel, "reward", num_of(line[best], "reward"));
+                cJSON_AddNumberToObject(sel, "baseline_reward", base_reward);
+                cJSON_AddBoolToObject(sel, "accepted", 1);
+                if (run_append_edit(s->run, sel, err)) { rc = -1; break; }
+            }
+            line[best] = NULL;
+        }
+    }
+    free(line);
+    return rc;
 }
 
 // The M-step data: accepted (prompt, edit) pairs of round k (and of earlier
@@ -301,9 +354,12 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     const RestemOpts *o = s->o;
     double train = score_split(s, "train", k, SPLIT_TRAIN, d->n_train, o->samples, NULL, 0, err);
     if (isnan(train)) return -1;
+    int selected = 0;
+    if (o->best_per_task && select_best(s, k, &selected, err)) return -1;
     cJSON *metrics = cJSON_CreateObject();
     cJSON_AddNumberToObject(metrics, "round", k);
     cJSON_AddNumberToObject(metrics, "train_reward", train);
+    if (o->best_per_task) cJSON_AddNumberToObject(metrics, "selected", selected);
     Lora *l;
     if (mstep(s, k, &l, metrics, err)) { cJSON_Delete(metrics); return -1; }
     if (l) set_adapter(s, l);
@@ -329,7 +385,7 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
                const RestemOpts *o, cJSON *report, char *err) {
     Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
     s.total = d->n_eval * (2 + o->eval_samples) + d->n_probe +
-              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe);
+              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
     // Round 0: the base policy. No adaptation, untrained self-edits, the oracle.
     double none = score_split(&s, "baseline", 0, SPLIT_EVAL, d->n_eval, 1, NULL, 1, err);
     double untrained = isnan(none) ? NAN : score_split(&s, "eval", 0, SPLIT_EVAL, d->n_eval, o->eval_samples, NULL, 0, err);
@@ -345,8 +401,10 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
         double eval;
         cJSON *done = run_round_metrics(run->dir, k);
         if (done) {   // resumed: this round is complete on disk
-            rc = load_round_adapter(&s, k, done, err);
-            eval = cJSON_GetObjectItemCaseSensitive(done, "eval_success")->valuedouble;
+            const cJSON *ev = cJSON_GetObjectItemCaseSensitive(done, "eval_success");   // a hand-edited file may lack it
+            rc = cJSON_IsNumber(ev) ? load_round_adapter(&s, k, done, err)
+                                    : errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", run->dir, k);
+            eval = cJSON_IsNumber(ev) ? ev->valuedouble : NAN;
             cJSON_Delete(done);
         } else rc = run_round(&s, k, probe0, &eval, err);
         char name[64];

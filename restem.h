@@ -35,6 +35,8 @@ enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_PROBE };
 typedef struct {
     int rounds, samples, eval_samples, keep_per_task, max_attempts;
     float threshold;              // accept rewards >= threshold (binary reward: 1)
+    int best_per_task;            // instead, once a task's samples are scored, accept its keep_per_task best
+                                  // that reach threshold and beat the task's no-edit reward (logged as "select" lines)
     SampleOpts sampling;          // how self-edits are drawn from the policy
     int m_rank, m_epochs, m_batch;
     float m_alpha, m_lr;

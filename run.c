@@ -17,7 +17,8 @@ static int run_path(char *out, size_t n, const char *dir, const char *name, char
 }
 
 // Appends one JSON line and fsyncs. A crash mid-write leaves a torn last line
-// without its newline; read_lines drops it.
+// without its newline; read_lines drops it. A failed write (a full disk) is
+// cut off again at once, so the file is as it was before.
 static int append_line(const char *path, const cJSON *line, char *err) {
     char *s = cJSON_PrintUnformatted(line);
     size_t n = strlen(s);
@@ -26,7 +27,16 @@ static int append_line(const char *path, const cJSON *line, char *err) {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644), rc = 0;
     if (fd < 0) rc = errf(err, "%s: cannot open for appending: %s", path, strerror(errno));
     else {
-        if (write(fd, s, n) != (ssize_t)n || fsync(fd) != 0) rc = errf(err, "%s: append failed: %s", path, strerror(errno));
+        off_t before = lseek(fd, 0, SEEK_END);
+        const char *p = s;
+        size_t left = n;
+        ssize_t w = 0;
+        while (left > 0 && ((w = write(fd, p, left)) > 0 || (w < 0 && errno == EINTR)))
+            if (w > 0) { p += w; left -= (size_t)w; }
+        if (left > 0 || fsync(fd) != 0) {
+            rc = errf(err, "%s: append failed: %s", path, strerror(left > 0 && w == 0 ? ENOSPC : errno));
+            if (before >= 0 && ftruncate(fd, before) != 0) {}   // a torn line would join the next one
+        }
         close(fd);
     }
     free(s);
@@ -49,21 +59,35 @@ static int read_lines(const char *path, cJSON ***out, int *n, char *err) {
         nl = memchr(p, '\n', text + keep - p);
         *nl = 0;
         line_no++;
-        cJSON *j = cJSON_Parse(p);
-        if (!cJSON_IsObject(j)) { cJSON_Delete(j); rc = errf(err, "%s: line %d is not a JSON object", path, line_no); break; }
+        const char *end = NULL;
+        char why[80] = "", at[48];
+        cJSON *j = cJSON_ParseWithOpts(p, &end, 1);
+        if (!j) snprintf(why, sizeof why, " (not valid JSON, %s)", json_why(p, end, at, sizeof at));
+        if (!cJSON_IsObject(j)) { cJSON_Delete(j); rc = errf(err, "%s: line %d is not a JSON object%s", path, line_no, why); break; }
         if (*n == cap) { cap = cap ? cap * 2 : 256; *out = realloc(*out, cap * sizeof(cJSON *)); }
         (*out)[(*n)++] = j;
     }
     free(text);
+    if (rc) {   // nothing half read is handed back
+        for (int i = 0; i < *n; i++) cJSON_Delete((*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
-static cJSON *read_json(const char *path) {
-    char *s = read_file(path, NULL, NULL);
-    cJSON *j = s ? cJSON_Parse(s) : NULL;
+// NULL, with the reason in err (which may be NULL), when absent or not JSON.
+static cJSON *read_json_why(const char *path, char *err) {
+    char *s = read_file(path, NULL, err), why[64];
+    const char *end = NULL;
+    cJSON *j = s ? cJSON_ParseWithOpts(s, &end, 1) : NULL;
+    if (s && !j) errf(err, "%s: not valid JSON (%s)", path, json_why(s, end, why, sizeof why));
     free(s);
     return j;
 }
+
+static cJSON *read_json(const char *path) { return read_json_why(path, NULL); }
 
 static int write_json(const char *path, const cJSON *j, char *err) {
     char *s = cJSON_Print(j);
@@ -90,9 +114,10 @@ int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err
     if (snprintf(r->dir, sizeof r->dir, "%s", dir) >= (int)sizeof r->dir) return errf(err, "%s: path too long", dir);
     char path[4096];
     if (run_path(path, sizeof path, dir, "run.json", err)) return -1;
-    cJSON *stored = read_json(path);
-    if (!resume) {
-        if (stored) { cJSON_Delete(stored); return errf(err, "%s: already holds a run; use --resume to continue it or choose another --out", dir); }
+    char why[ERR_MAX];
+    cJSON *stored = read_json_why(path, why);
+    if (!resume) {   // an unreadable run.json is a run too: never written over
+        if (stored || access(path, F_OK) == 0) { cJSON_Delete(stored); return errf(err, "%s: already holds a run; use --resume to continue it or choose another --out", dir); }
         if (make_dirs(dir, err)) return -1;
         cJSON *j = cJSON_CreateObject();
         cJSON_AddItemToObject(j, "config", cJSON_Duplicate(config, 1));
@@ -103,14 +128,16 @@ int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err
         if (rc) return -1;
         return run_set_current(r, 0, err);
     }
+    if (!stored && access(path, F_OK) == 0) return errf(err, "%s: cannot resume: %s", dir, why);
     if (!stored) return errf(err, "%s: no run.json to resume", dir);
     int same = cJSON_Compare(cJSON_GetObjectItemCaseSensitive(stored, "config"), config, 1);
     cJSON_Delete(stored);
     if (!same) return errf(err, "%s: a run directory from another configuration (run.json differs from these flags)", dir);
-    if (run_path(path, sizeof path, dir, "edits.jsonl", err) || read_lines(path, &r->edits, &r->n_edits, err)) return -1;
-    for (int i = 0; i < r->n_edits; i++)   // what resume reads back must be there
-        if (check_edit_line(r->edits[i], path, i + 1, err)) return -1;
-    return 0;
+    int rc = run_path(path, sizeof path, dir, "edits.jsonl", err) || read_lines(path, &r->edits, &r->n_edits, err);
+    for (int i = 0; i < r->n_edits && !rc; i++)   // what resume reads back must be there
+        rc = check_edit_line(r->edits[i], path, i + 1, err);
+    if (rc) run_close(r);   // a failed open holds nothing
+    return rc ? -1 : 0;
 }
 
 void run_close(Run *r) {

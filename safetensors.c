@@ -46,15 +46,21 @@ static int parse_entry(StFile *f, const cJSON *e, StTensor *t, uint64_t data_len
         if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > (double)(1ULL << 40) || d->valuedouble != (double)(int64_t)d->valuedouble)
             return errf(err, "%s: tensor %s: shape[%d] is not a valid size", P, N, i);
         t->shape[i] = (int64_t)d->valuedouble;
+        if (t->shape[i] && numel > (1ULL << 40) / (uint64_t)t->shape[i])   // before the product can wrap
+            return errf(err, "%s: tensor %s: more than 2^40 elements", P, N);
         numel *= (uint64_t)t->shape[i];
-        if (numel > (1ULL << 40)) return errf(err, "%s: tensor %s: more than 2^40 elements", P, N);
     }
     t->numel = (int64_t)numel;
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
         return errf(err, "%s: tensor %s: data_offsets must be [begin, end]", P, N);
-    double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
+    const cJSON *ob = cJSON_GetArrayItem(off, 0), *oe = cJSON_GetArrayItem(off, 1);
+    if (!cJSON_IsNumber(ob) || !cJSON_IsNumber(oe))
+        return errf(err, "%s: tensor %s: data_offsets must be [begin, end], two numbers", P, N);
+    double b = ob->valuedouble, en = oe->valuedouble;
     if (!(b >= 0 && en >= b && en <= (double)data_len))
         return errf(err, "%s: tensor %s: data_offsets [%.0f, %.0f] outside the %llu-byte data region", P, N, b, en, (unsigned long long)data_len);
+    if (b != (double)(uint64_t)b || en != (double)(uint64_t)en)
+        return errf(err, "%s: tensor %s: data_offsets [%g, %g] must be whole numbers", P, N, b, en);
     range[0] = (uint64_t)b;
     range[1] = (uint64_t)en;
     if (range[1] - range[0] != numel * (uint64_t)bytes)
@@ -83,8 +89,25 @@ static int parse_metadata(StFile *f, const cJSON *m, char *err) {
     return 0;
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// A name given twice would leave st_find's answer to the order of the header.
+static int check_names(const StFile *f, char *err) {
+    char **names = malloc((f->n + 1) * sizeof *names);
+    int rc = names ? 0 : errf(err, "%s: out of memory", f->path);
+    for (int i = 0; i < f->n && !rc; i++) names[i] = f->t[i].name;
+    if (!rc) qsort(names, f->n, sizeof *names, cmp_name);
+    for (int i = 1; i < f->n && !rc; i++)
+        if (!strcmp(names[i - 1], names[i])) rc = errf(err, "%s: tensor %s appears twice in the header", f->path, names[i]);
+    free(names);
+    return rc;
+}
+
 static int parse_header(StFile *f, const char *json, uint64_t data_len, char *err) {
-    cJSON *root = cJSON_Parse(json);
+    const char *stop = NULL;
+    char why[64];
+    cJSON *root = cJSON_ParseWithOpts(json, &stop, 0);
+    if (!root) return errf(err, "%s: header is not a JSON object (%s)", f->path, json_why(json, stop, why, sizeof why));
     if (!cJSON_IsObject(root)) { cJSON_Delete(root); return errf(err, "%s: header is not a JSON object", f->path); }
     int n = cJSON_GetArraySize(root), rc = 0;
     f->t = calloc(n, sizeof(StTensor));
@@ -92,6 +115,7 @@ static int parse_header(StFile *f, const char *json, uint64_t data_len, char *er
     const cJSON *e;
     cJSON_ArrayForEach(e, root) {
         if (!strcmp(e->string, "__metadata__")) {
+            if (f->meta_keys) { rc = errf(err, "%s: __metadata__ appears twice", f->path); break; }
             if ((rc = parse_metadata(f, e, err))) break;
             continue;
         }
@@ -114,6 +138,7 @@ static int parse_header(StFile *f, const char *json, uint64_t data_len, char *er
             end = ranges[i][1];
         }
     }
+    if (!rc) rc = check_names(f, err);
     free(ranges);
     cJSON_Delete(root);
     return rc;
@@ -133,8 +158,10 @@ int st_open(StFile *f, const char *path, char *err) {
     if (f->map == MAP_FAILED) { f->map = NULL; return errf(err, "%s: cannot map: %s", path, strerror(errno)); }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->map[i];
-    if (hlen > ST_MAX_HEADER || hlen > f->size - 8) {
-        int rc = errf(err, "%s: header length %llu exceeds the file (%zu bytes)", path, (unsigned long long)hlen, f->size);
+    if (hlen > ST_MAX_HEADER || hlen > f->size - 8) {   // checked before the header is copied
+        int rc = hlen > ST_MAX_HEADER
+                     ? errf(err, "%s: header length %llu is over the format's limit of %u bytes (100 MiB)", path, (unsigned long long)hlen, ST_MAX_HEADER)
+                     : errf(err, "%s: header length %llu exceeds the file (%zu bytes)", path, (unsigned long long)hlen, f->size);
         st_close(f);
         return rc;
     }

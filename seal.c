@@ -3,9 +3,14 @@
 // Results go to stdout; progress and messages to stderr. Errors read
 // "seal: <file or flag>: <what was wrong>". Exit status: 0 success, 1 bad
 // input or failed check, 2 usage.
+#include "cuda.h"
 #include "demo.h"
+#include "demo_knowledge.h"
 #include "fewshot.h"
+#include "chat.h"
 #include "generate.h"
+#include "knowledge.h"
+#include "gguf.h"
 #include "model.h"
 #include "run.h"
 #include "tokenizer.h"
@@ -107,17 +112,38 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
-static int check_backend(const char *cmd, const char *backend) {
-    if (strcmp(backend, "cpu")) return usage_error(cmd, "only the cpu backend is built into this binary", backend);
+// --backend cpu|cuda|auto: auto is cuda when the binary has it and a device is
+// present, else cpu. *cuda gets the choice. Returns 0, 1 (cuda asked for,
+// none usable) or 2 (usage). has_cuda: the command runs on cuda at all.
+static int pick_backend(const char *cmd, const char *backend, int has_cuda, int *cuda) {
+    char why[ERR_MAX];
+    *cuda = 0;
+    if (!strcmp(backend, "cpu")) return 0;
+    if (strcmp(backend, "cuda") && strcmp(backend, "auto")) return usage_error(cmd, "expected cpu, cuda or auto", backend);
+    if (!strcmp(backend, "auto")) {
+        *cuda = has_cuda && cuda_available(why);
+        return 0;
+    }
+    if (!has_cuda) return usage_error(cmd, "this command runs on the cpu backend only so far", backend);
+    if (!cuda_available(why)) {
+        fprintf(stderr, "seal %s: --backend cuda: %s\n", cmd, why);
+        return 1;
+    }
+    *cuda = 1;
     return 0;
+}
+
+static int check_backend(const char *cmd, const char *backend) {
+    int cuda;
+    return pick_backend(cmd, backend, 0, &cuda);
 }
 
 // ----------------------------------------------------------------------------
 // seal verify
 
 static int cmd_verify(int argc, char **argv) {
-    const char *backend = "cpu", *dirs[256];
-    Flag flags[] = {{"--backend", F_STR, &backend, "backend to check: cpu"}};
+    const char *backend = "auto", *dirs[256];
+    Flag flags[] = {{"--backend", F_STR, &backend, "cpu, cuda (bf16, kernels.cu), or auto: cuda when built with it and a device is present"}};
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
         printf("usage: seal verify FIXTURE... [flags]\n\n"
@@ -125,16 +151,19 @@ static int cmd_verify(int argc, char **argv) {
                "forward, backward and the fixture's AdamW steps, then prints one line per\n"
                "compared tensor with its max absolute and max relative error.\n\n");
         print_flags(flags, nf);
-        printf("\nExit status: 0 when every tensor is within |ours-ref| <= %g + %g*max|ref|,\n"
-               "1 when one is not or a fixture is malformed, 2 on usage errors.\n", VERIFY_ATOL, VERIFY_RTOL);
+        printf("\nExit status: 0 when every tensor is within |ours-ref| <= %g + %g*max|ref| (cpu;\n"
+               "cuda: %g + %g*max|ref|, trained tensors also 2*lr*steps), 1 when one is not, a fixture\n"
+               "is malformed or --backend cuda finds no device, 2 on usage errors.\n",
+               VERIFY_ATOL, VERIFY_RTOL, VERIFY_BF16_ATOL, VERIFY_BF16_RTOL);
         return 0;
     }
-    int n, worst = 0;
-    if (parse_flags("verify", argc, argv, flags, nf, dirs, 256, &n) || check_backend("verify", backend)) return 2;
+    int n, worst = 0, cuda, picked;
+    if (parse_flags("verify", argc, argv, flags, nf, dirs, 256, &n)) return 2;
+    if ((picked = pick_backend("verify", backend, 1, &cuda))) return picked;
     if (!n) return usage_error("verify", "give at least one fixture directory", NULL);
     for (int i = 0; i < n; i++) {
         char err[ERR_MAX];
-        int rc = verify_fixture(dirs[i], stdout, err);
+        int rc = verify_fixture_on(dirs[i], cuda, stdout, err);
         if (rc < 0) fprintf(stderr, "seal: %s\n", err);
         if (rc) worst = 1;
     }
@@ -167,10 +196,10 @@ static int on_token(int seq, int token, void *ctx) {
 
 // Prompt ids: raw text gets <|begin_of_text|> in front (as Hugging Face's
 // tokenizer does by default); a chat message goes through the chat template.
-static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text, int chat, int **ids, char *err) {
+static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text, int chat, ChatFormat fmt, int **ids, char *err) {
     if (chat) {
         ChatMsg msg = {"user", text};
-        char *rendered = chat_render_llama3(&msg, 1, 1);
+        char *rendered = chat_render(fmt, &msg, 1, 1);
         int n = tok_encode(tok, rendered, strlen(rendered), 1, ids, err);
         free(rendered);
         return n;
@@ -184,23 +213,77 @@ static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text
     return n + 1;
 }
 
+// generate() (generate.c) on the CUDA backend: the same prompts, per-sequence
+// RNG streams, sampling, stops and callbacks, with the model in bf16 on the
+// GPU; greedy decoding takes the argmax there, so the logits stay on the GPU.
+static int generate_cuda(const Model *m, const int *const *prompts, const int *lens, int B, const SampleOpts *o, const int *stop_ids,
+                         int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
+    const int V = m->c.vocab, greedy = o->temperature <= 0.0f;
+    int max_len = 0, rc = 0;
+    for (int b = 0; b < B; b++) {
+        if (lens[b] < 1) return errf(err, "prompt %d is empty", b);
+        if (lens[b] > max_len) max_len = lens[b];
+    }
+    CudaModel *g = cuda_model_new(m, err);
+    CudaKV *kv = g ? cuda_kv_new(g, B, max_len + o->max_new, err) : NULL;
+    if (!kv) {
+        cuda_model_free(g);
+        return -1;
+    }
+    float *logits = malloc((size_t)B * V * sizeof(float));
+    int *seqs = malloc(B * sizeof(int)), *toks = malloc(B * sizeof(int)), *next = malloc(B * sizeof(int));
+    Rng *rng = malloc(B * sizeof(Rng));
+    for (int b = 0; b < B; b++) {
+        rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
+        out[b] = malloc((o->max_new + 1) * sizeof(int));
+        out_lens[b] = 0;
+        seqs[b] = b;
+    }
+    rc = cuda_kv_prefill(kv, B, prompts, lens, logits, err);
+    for (int i = 0; i < B && !rc; i++) next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[i]);
+    int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
+    for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            const int b = seqs[i], tok = next[i];
+            out[b][out_lens[b]++] = tok;
+            int stop = 0;   // in generate()'s order: a stop id is not passed to on_token
+            for (int k = 0; k < n_stop; k++) stop |= stop_ids[k] == tok;
+            if (!stop) stop = (on_token && on_token(b, tok, ctx)) || out_lens[b] == o->max_new;
+            if (!stop) {
+                seqs[kept] = b;
+                toks[kept++] = tok;
+            }
+        }
+        n = kept;
+        if (!n) break;
+        if (greedy) rc = cuda_kv_step_greedy(kv, n, seqs, toks, next, err);
+        else if (!(rc = cuda_kv_step(kv, n, seqs, toks, logits, err)))
+            for (int i = 0; i < n; i++) next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]]);
+    }
+    free(logits); free(seqs); free(toks); free(next); free(rng);
+    cuda_kv_free(kv);
+    cuda_model_free(g);
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "cpu", *pos[1];
+    const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "auto", *pos[1];
     StrList prompts = {0}, chats = {0};
     SampleOpts o = {.max_new = 128, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     Flag flags[] = {
-        {"--model", F_STR, &model_dir, "Hugging Face model folder (config.json, safetensors)"},
+        {"--model", F_STR, &model_dir, "Hugging Face model folder (config.json, safetensors) or a .gguf file"},
         {"--adapter", F_STR, &adapter, "PEFT LoRA adapter folder to apply"},
-        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json)"},
+        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},
         {"--prompt", F_LIST, &prompts, "raw text to continue (repeat for a batch)"},
-        {"--chat", F_LIST, &chats, "a user message, rendered with the Llama-3 chat template (repeatable)"},
+        {"--chat", F_LIST, &chats, "a user message, rendered with the model's chat template (repeatable)"},
         {"--max-new", F_INT, &o.max_new, "tokens to generate at most"},
         {"--temperature", F_FLOAT, &o.temperature, "0 is greedy"},
         {"--top-k", F_INT, &o.top_k, "keep the k most likely tokens, 0 = off"},
         {"--top-p", F_FLOAT, &o.top_p, "nucleus sampling mass, 1 = off"},
         {"--seed", F_U64, &o.seed, "sampling seed"},
         {"--stop", F_STR, &stop, "stop a sequence when its text contains this string"},
-        {"--backend", F_STR, &backend, "cpu"},
+        {"--backend", F_STR, &backend, "cpu, cuda (bf16), or auto: cuda when built with it and a device is present"},
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -212,7 +295,9 @@ static int cmd_generate(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("generate", argc, argv, flags, nf, pos, 0, &npos) || check_backend("generate", backend)) return 2;
+    int cuda, picked;
+    if (parse_flags("generate", argc, argv, flags, nf, pos, 0, &npos)) return 2;
+    if ((picked = pick_backend("generate", backend, 1, &cuda))) return picked;
     if (!model_dir) return usage_error("generate", "--model is required", NULL);
     const int B = prompts.n + chats.n;
     if (!B) return usage_error("generate", "give --prompt or --chat", NULL);
@@ -226,16 +311,19 @@ static int cmd_generate(int argc, char **argv) {
     if (model_load(&m, model_dir, err)) { fprintf(stderr, "seal: %s\n", err); return 1; }
     if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
     if (adapter) model_attach_lora(&m, &lora);
-    if (!(tok = tok_load(tok_path, err))) goto done;
+    int gguf = gguf_is_path(model_dir) && tok_path == tpath;   // no --tokenizer: the file's own
+    if (!(tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err))) goto done;
+    ChatFormat fmt = chat_detect(tok);
+    if (gguf && gguf_chat_format(model_dir, &fmt, err)) goto done;
     int **ids = calloc(B, sizeof(int *)), *lens = calloc(B, sizeof(int)), **out = calloc(B, sizeof(int *)), *out_lens = calloc(B, sizeof(int));
     GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = calloc(B, sizeof(char *)), .len = calloc(B, sizeof(size_t))};
     int ok = 1;
     for (int b = 0; b < B && ok; b++) {
         int chat = b >= prompts.n;
-        lens[b] = encode_prompt(tok, &m.c, chat ? chats.items[b - prompts.n] : prompts.items[b], chat, &ids[b], err);
+        lens[b] = encode_prompt(tok, &m.c, chat ? chats.items[b - prompts.n] : prompts.items[b], chat, fmt, &ids[b], err);
         ok = lens[b] > 0;
     }
-    if (ok && generate(&m, (const int *const *)ids, lens, B, &o, m.c.eos, m.c.n_eos, on_token, &g, out, out_lens, err) == 0) {
+    if (ok && (cuda ? generate_cuda : generate)(&m, (const int *const *)ids, lens, B, &o, m.c.eos, m.c.n_eos, on_token, &g, out, out_lens, err) == 0) {
         for (int b = 0; B > 1 && b < B; b++) printf("=== %d ===\n%s\n", b, g.text[b] ? g.text[b] : "");
         if (B == 1) printf("\n");
         rc = 0;
@@ -365,7 +453,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--max-retention-drop", F_FLOAT, &o.max_retention_drop, "largest probe-score drop a promoted policy may show"},
         {"--seed", F_U64, &o.seed, "seed of every sample, shuffle and initialisation"},
         {"--json", F_STR, &json_path, "also write the report here"},
-        {"--backend", F_STR, &backend, "cpu"},
+        {"--backend", F_STR, &backend, "cpu (auto: the same, until the loop runs on cuda)"},
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -422,6 +510,184 @@ done:
 }
 
 // ----------------------------------------------------------------------------
+// seal knowledge
+
+// Reads one passage file (SQuAD v1.1, SEAL's list, or JSON Lines), optionally
+// picked by a subset file's index list, at most max passages; prints its summary.
+static int load_passages(const char *what, const char *path, const char *subset, const char *key, int max, const SquadReadOpts *ro,
+                         Passage **ps, int *n, SquadLoad *log, char *err) {
+    if (squad_read(path, ro, ps, n, log, err) || (subset && squad_select(ps, n, subset, key, log, err))) return -1;
+    char line[600];
+    squad_load_summary(log, line, sizeof line);
+    fprintf(stderr, "seal knowledge: %s passages %s: %s", what, path, line);
+    if (*n > max) fprintf(stderr, "; using the first %d", max);
+    fprintf(stderr, "\n");
+    for (int i = 0; i < log->n_notes; i++) fprintf(stderr, "  %s\n", log->notes[i]);
+    squad_keep(*ps, n, max);
+    if (!*n) return errf(err, "%s: no usable passages", path);
+    return 0;
+}
+
+static int cmd_knowledge(int argc, char **argv) {
+    const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_path = NULL, *eval_path = NULL, *eval_subset = NULL,
+               *subset_key = "val_eval_200", *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj", *m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+               *style = "implications", *grader = "em-f1", *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *backend = "cpu", *pos[1];
+    int resume = 0, n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0;
+    RestemOpts o = restem_defaults();   // SEAL's knowledge values
+    o.rounds = 2; o.samples = 5; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0;
+    o.sampling.max_new = 512; o.sampling.temperature = 1.0f; o.sampling.top_p = 0.95f;
+    o.m_rank = 64; o.m_alpha = 128; o.m_lr = 3e-4f; o.m_epochs = 2; o.m_batch = 5;
+    Knowledge k = {0};
+    knowledge_defaults(&k);
+    Flag flags[] = {
+        {"--model", F_STR, &model_dir, "the student: Hugging Face model folder (required)"},
+        {"--teacher", F_STR, &teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"},
+        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json)"},
+        {"--train", F_STR, &train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
+        {"--eval", F_STR, &eval_path, "held-out passages, same formats (required)"},
+        {"--eval-subset", F_STR, &eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},
+        {"--subset-key", F_STR, &subset_key, "the list in --eval-subset"},
+        {"--n-train", F_INT, &n_train, "training passages at most (SEAL: 50 a round)"},
+        {"--n-eval", F_INT, &n_eval, "held-out passages at most (SEAL: 200)"},
+        {"--n-probe", F_INT, &n_probe, "held-out passages the retention probe answers with the policy itself"},
+        {"--max-context-tokens", F_INT, &max_context, "skip passages longer than this, 0 = the model's context less the self-edit and prompt"},
+        {"--out", F_STR, &out, "run directory (required)"},
+        {"--resume", F_BOOL, &resume, "continue the run in --out"},
+        {"--rounds", F_INT, &o.rounds, "ReST^EM rounds"},
+        {"--samples", F_INT, &o.samples, "self-edits per training passage per round"},
+        {"--eval-samples", F_INT, &o.eval_samples, "self-edits per held-out passage"},
+        {"--filter", F_STR, &filter, "best: a passage's best self-edit when it beats no edit; threshold: every one >= --threshold"},
+        {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per passage at most"},
+        {"--threshold", F_FLOAT, &o.threshold, "lowest reward an accepted self-edit may have"},
+        {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones have no statements"},
+        {"--style", F_STR, &style, "self-edit: implications, implications-long, implications-very-long, rewrite, self-qa"},
+        {"--no-passage", F_BOOL, &no_passage, "train on the statements alone (SEAL adds the passage as a document)"},
+        {"--temperature", F_FLOAT, &o.sampling.temperature, "self-edit sampling temperature"},
+        {"--top-k", F_INT, &o.sampling.top_k, "self-edit top-k, 0 = off"},
+        {"--top-p", F_FLOAT, &o.sampling.top_p, "self-edit top-p"},
+        {"--max-edit-tokens", F_INT, &o.sampling.max_new, "longest self-edit"},
+        {"--lora-r", F_INT, &k.lora_r, "inner-loop LoRA rank"},
+        {"--lora-alpha", F_FLOAT, &k.lora_alpha, "inner-loop LoRA alpha"},
+        {"--lora-targets", F_STR, &targets, "inner-loop LoRA modules"},
+        {"--epochs", F_INT, &k.epochs, "inner-loop epochs"},
+        {"--lr", F_FLOAT, &k.lr, "inner-loop learning rate"},
+        {"--batch", F_INT, &k.batch, "inner-loop batch size"},
+        {"--max-doc-tokens", F_INT, &k.max_doc_tokens, "training documents are cut at this many tokens"},
+        {"--max-answer-tokens", F_INT, &k.max_answer_tokens, "longest greedy answer"},
+        {"--grader", F_STR, &grader, "em, f1, em-f1 (their mean) or contains"},
+        {"--cpt-sizes", F_STR, &cpt_sizes, "continued pretraining: passages per update, comma-separated (capped at --n-eval; empty: none)"},
+        {"--cpt-sources", F_STR, &cpt_sources, "continued pretraining trains on the passages plus: passage (nothing), base, seal"},
+        {"--cpt-epochs", F_INT, &k.cpt_epochs, "continued-pretraining epochs"},
+        {"--cpt-lr", F_FLOAT, &k.cpt_lr, "continued-pretraining learning rate"},
+        {"--cpt-batch", F_INT, &k.cpt_batch, "continued-pretraining batch size"},
+        {"--m-rank", F_INT, &o.m_rank, "M-step LoRA rank"},
+        {"--m-alpha", F_FLOAT, &o.m_alpha, "M-step LoRA alpha"},
+        {"--m-targets", F_STR, &m_targets, "M-step LoRA modules"},
+        {"--m-lr", F_FLOAT, &o.m_lr, "M-step learning rate"},
+        {"--m-epochs", F_INT, &o.m_epochs, "M-step epochs"},
+        {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
+        {"--replay", F_BOOL, &o.replay, "M-step also trains on earlier rounds' accepted self-edits"},
+        {"--max-retention-drop", F_FLOAT, &o.max_retention_drop, "largest probe-score drop a promoted policy may show"},
+        {"--seed", F_U64, &o.seed, "seed of every sample, shuffle and initialisation"},
+        {"--json", F_STR, &json_path, "also write the report here"},
+        {"--backend", F_STR, &backend, "cpu"},
+    };
+    const int nf = sizeof flags / sizeof flags[0];
+    if (wants_help(argc, argv)) {
+        printf("usage: seal knowledge --model DIR --train FILE --eval FILE --out RUN [flags]\n\n"
+               "SEAL's knowledge incorporation: the policy reads a passage and writes implications, a\n"
+               "fresh LoRA trains on them, and the reward is the updated model's answers to the\n"
+               "passage's questions asked without it (SQuAD exact match / F1). ReST^EM keeps each\n"
+               "passage's best self-edit and trains the policy on them. Passage files: SQuAD v1.1,\n"
+               "SEAL's ../shared/data/squad lists, or JSON Lines of {\"id\", \"context\", \"questions\":\n"
+               "[{\"question\", \"answers\": [..]}]}. Writes RUN/ and the table of the paper (report.md).\n\n");
+        print_flags(flags, nf);
+        return 0;
+    }
+    int npos;
+    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || check_backend("knowledge", backend)) return 2;
+    if (!model_dir || !eval_path || !out || (o.rounds > 0 && !train_path))
+        return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
+    char err[ERR_MAX], tpath[4096];
+    if ((k.style = squad_style_parse(style)) < 0) return usage_error("knowledge", "unknown self-edit style", style);
+    if ((k.grader = squad_grader_parse(grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains)", grader);
+    if (strcmp(filter, "best") && strcmp(filter, "threshold")) return usage_error("knowledge", "--filter is best or threshold", filter);
+    o.best_per_task = !strcmp(filter, "best");
+    k.with_passage = !no_passage;
+    if (!(k.lora_targets = lora_targets_parse(targets, err))) return usage_error("knowledge", err, "--lora-targets");
+    if (!(o.m_targets = lora_targets_parse(m_targets, err))) return usage_error("knowledge", err, "--m-targets");
+    char *copy;
+    const char *items[CPT_MAX_SIZES + 1];
+    int n = split_list(cpt_sizes, &copy, items, CPT_MAX_SIZES + 1);
+    for (k.n_cpt_sizes = 0; k.n_cpt_sizes < n; k.n_cpt_sizes++) {
+        char *end;
+        long v = strtol(items[k.n_cpt_sizes], &end, 10);
+        if (*end || v < 1 || k.n_cpt_sizes == CPT_MAX_SIZES) { free(copy); return usage_error("knowledge", "--cpt-sizes: expected up to 8 positive integers", cpt_sizes); }
+        k.cpt_sizes[k.n_cpt_sizes] = (int)v;
+    }
+    free(copy);
+    n = split_list(cpt_sources, &copy, items, CPT_MAX_SIZES);
+    k.cpt_sources = 0;
+    for (int i = 0; i < n; i++) {
+        int s = 0;
+        while (s < CPT_SOURCES && strcmp(items[i], CPT_SOURCE_NAME[s])) s++;
+        if (s == CPT_SOURCES) { free(copy); return usage_error("knowledge", "--cpt-sources: expected passage, base or seal", cpt_sources); }
+        k.cpt_sources |= 1u << s;
+    }
+    free(copy);
+    if (k.lora_r < 1 || k.batch < 1 || k.epochs < 1 || k.cpt_batch < 1 || k.cpt_epochs < 1 || o.samples < 1 || o.eval_samples < 1 || o.m_batch < 1 ||
+        n_eval < 1 || k.max_doc_tokens < 2 || k.max_answer_tokens < 1)
+        return usage_error("knowledge", "ranks, batches, epochs, samples, --n-eval and token limits must be positive", NULL);
+    Model student = {0}, teacher = {0};
+    Tokenizer *tok = NULL;
+    Run run = {0};
+    SquadLoad train_log = {0}, eval_log = {0};
+    int rc = 1;
+    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
+    if (model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) || !(tok = tok_load(tok_path, err))) goto done;
+    k.tok = tok;
+    if (!max_context) max_context = student.c.max_pos - o.sampling.max_new - 256;
+    SquadReadOpts ro = {tok, max_context > 0 ? max_context : 1};
+    if (load_passages("held-out", eval_path, eval_subset, subset_key, n_eval, &ro, &k.eval, &k.n_eval, &eval_log, err)) goto done;
+    if (o.rounds > 0 && load_passages("training", train_path, NULL, NULL, n_train, &ro, &k.train, &k.n_train, &train_log, err)) goto done;
+    k.n_probe = n_probe < k.n_eval ? n_probe : k.n_eval;
+    cJSON *config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "command", "knowledge");
+    model_config_json(&student, model_dir, config, "model");
+    if (teacher_dir) model_config_json(&teacher, teacher_dir, config, "teacher");
+    cJSON_AddStringToObject(config, "train_file", train_path ? train_path : "");
+    cJSON_AddStringToObject(config, "eval_file", eval_path);
+    knowledge_config_json(&k, config);
+    restem_opts_json(&o, config);
+    rc = run_open(&run, out, config, resume, err);
+    cJSON_Delete(config);
+    if (rc) { rc = 1; goto done; }
+    fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s\n", k.n_train, k.n_eval, o.rounds, out, resume ? " (resumed)" : "");
+    cJSON *report = cJSON_CreateObject();
+    rc = knowledge_run(&k, teacher_dir ? &teacher : &student, &student, &run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
+    if (!rc) {
+        char *md;
+        size_t len;
+        FILE *f = open_memstream(&md, &len);
+        knowledge_report_markdown(report, f);
+        fprintf(f, "\ninspect with: seal runs show %s\n", out);
+        fclose(f);
+        rc = run_write_report(out, md, report, json_path, err);
+        free(md);
+    }
+    cJSON_Delete(report);
+done:
+    if (rc) fprintf(stderr, "seal: %s\n", err);
+    run_close(&run);
+    tok_free(tok);
+    if (teacher.layers) model_free(&teacher);
+    if (student.layers) model_free(&student);
+    squad_free(k.train, k.n_train);
+    squad_free(k.eval, k.n_eval);
+    return rc ? 1 : 0;
+}
+
+// ----------------------------------------------------------------------------
 // seal demo
 
 static int cmd_demo(int argc, char **argv) {
@@ -437,17 +703,20 @@ static int cmd_demo(int argc, char **argv) {
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
-        printf("usage: seal demo [flags]\n\n"
+        printf("usage: seal demo [knowledge] [flags]\n\n"
                "SEAL's few-shot loop end to end with nothing to download: generates ARC-like tasks,\n"
                "trains a tokenizer and pretrains a tiny Llama (cached), then runs self-edits, test-time\n"
-               "training, voting rewards and ReST^EM, and prints the table of the paper beside ours.\n\n");
+               "training, voting rewards and ReST^EM, and prints the table of the paper beside ours.\n"
+               "`seal demo knowledge` does the same for knowledge incorporation, on passages about\n"
+               "fictional places: implications as self-edits, no-context questions as the reward.\n\n");
         print_flags(flags, nf);
         return 0;
     }
     int npos;
-    if (parse_flags("demo", argc, argv, flags, nf, pos, 0, &npos)) return 2;
+    if (parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos)) return 2;
+    if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
     char err[ERR_MAX];
-    if (demo_run(&o, err)) { fprintf(stderr, "seal: %s\n", err); return 1; }
+    if ((npos ? demo_knowledge_run(&o, err) : demo_run(&o, err))) { fprintf(stderr, "seal: %s\n", err); return 1; }
     return 0;
 }
 
@@ -487,6 +756,7 @@ static const Command COMMANDS[] = {
     {"tokenize", "encode JSON lines of text to token ids, or decode them back", cmd_tokenize},
     {"demo", "the whole SEAL few-shot loop on a built-in world, in minutes on a CPU", cmd_demo},
     {"fewshot", "SEAL's few-shot ARC experiment: self-edits, TTT, voting reward, ReST^EM", cmd_fewshot},
+    {"knowledge", "SEAL's knowledge incorporation: passages, implications, no-context QA reward, ReST^EM", cmd_knowledge},
     {"runs", "show a run directory, or roll its policy back to an earlier round", cmd_runs},
 };
 

@@ -109,7 +109,8 @@ static int reserve(void *bufp, size_t *cap, size_t need, size_t size) {
 }
 
 static int arena_add(Tokenizer *t, const char *s, size_t n, Span *out) {
-    if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n, 1)) return -1;
+    // + 1: the arena exists even for an empty token ("" as a vocab key)
+    if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n + 1, 1)) return -1;
     memcpy(t->arena + t->arena_n, s, n);
     *out = (Span){(uint32_t)t->arena_n, (int32_t)n};
     t->arena_n += n;
@@ -346,7 +347,7 @@ static int load_vocab(Tokenizer *t, const cJSON *vocab, const char *name, char *
     for (const cJSON *v = vocab->child; v; v = v->next) {
         size_t n = strlen(v->string);
         Span s;
-        if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n, 1))
+        if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n + 1, 1))
             return errf(err, "%s: out of memory", name);
         s = (Span){(uint32_t)t->arena_n, (int32_t)token_bytes_of(t, v->string, n, t->arena + t->arena_n)};
         t->arena_n += (size_t)s.len;
@@ -465,7 +466,8 @@ Tokenizer *tok_load_json(const char *json_text, const char *name, char *err) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(json_text, &end, 0);
     if (!root) {
-        errf(err, "%s: not valid JSON (near byte %ld)", name, end ? (long)(end - json_text) : -1L);
+        char why[64];
+        errf(err, "%s: not valid JSON (%s)", name, json_why(json_text, end, why, sizeof why));
         return NULL;
     }
     Tokenizer *t = calloc(1, sizeof *t);
@@ -783,28 +785,32 @@ char *chat_render_llama3(const ChatMsg *msgs, int n, int add_generation_prompt) 
 
 // ---------------------------------------------------------------- JSON lines
 
-static const char *skip_ws(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+static const char *skip_ws(const char *p) {   // as cJSON does: every byte 1..32
+    while (*p && (unsigned char)*p <= 32) p++;
     return p;
 }
 
-static unsigned hex4(const char *p) {
-    unsigned v = 0;
+// The 4 hex digits at p, or -1 (cJSON reads "\u00zz" as "\u0000"; we refuse it).
+static long hex4(const char *p) {
+    long v = 0;
     for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        char c = p[i], l = (char)(c | 0x20);
+        if (!((c >= '0' && c <= '9') || (l >= 'a' && l <= 'f'))) return -1;
+        v = v * 16 + (c <= '9' ? c - '0' : l - 'a' + 10);
     }
     return v;
 }
 
 // Unescapes the JSON string whose opening quote is p[-1] into out (NULL: skip),
-// *n its length; returns the position after the closing quote. cJSON has
-// already checked the syntax.
+// *n its length; returns the position after the closing quote, or NULL at a
+// \u escape without 4 hex digits (or at the text's end: never past it).
 static const char *json_unescape(const char *p, char *out, size_t *n) {
     size_t k = 0;
     while (*p != '"') {
+        if (!*p) return NULL;
         if (*p != '\\') { if (out) out[k] = *p; k++; p++; continue; }
         char c = p[1];
+        if (!c) return NULL;
         unsigned cp = (unsigned char)c;
         p += 2;
         if (c == 'b') cp = '\b';
@@ -813,7 +819,8 @@ static const char *json_unescape(const char *p, char *out, size_t *n) {
         else if (c == 'r') cp = '\r';
         else if (c == 't') cp = '\t';
         else if (c == 'u') {
-            cp = hex4(p);
+            if (hex4(p) < 0) return NULL;
+            cp = (unsigned)hex4(p);
             p += 4;
             if (cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u' && hex4(p + 2) >= 0xDC00 && hex4(p + 2) < 0xE000) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(p + 2) - 0xDC00);
@@ -828,14 +835,15 @@ static const char *json_unescape(const char *p, char *out, size_t *n) {
 
 static const char *json_skip_value(const char *p) {
     size_t n;
-    if (*p == '"') return json_unescape(p + 1, NULL, &n);
+    if (*p == '"') return json_unescape(p + 1, NULL, &n);   // NULL: a bad escape
     if (*p != '{' && *p != '[') {
-        while (*p && !strchr(",}] \t\r\n", *p)) p++;
+        while ((unsigned char)*p > 32 && !strchr(",}]", *p)) p++;
         return p;
     }
     int depth = 0;
     do {
-        if (*p == '"') { p = json_unescape(p + 1, NULL, &n); continue; }
+        if (!*p) return NULL;
+        if (*p == '"') { if (!(p = json_unescape(p + 1, NULL, &n))) return NULL; continue; }
         if (*p == '{' || *p == '[') depth++;
         if (*p == '}' || *p == ']') depth--;
         p++;
@@ -844,28 +852,39 @@ static const char *json_skip_value(const char *p) {
 }
 
 char *json_string_member(const char *json, const char *key, size_t *len, char *err) {
-    cJSON *root = cJSON_ParseWithOpts(json, NULL, 1);
+    const char *end = NULL;
+    char why[64];
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
     int ok = cJSON_IsObject(root), is_str = cJSON_IsString(member(root, key));
     cJSON_Delete(root);
+    if (!root) { errf(err, "expected a JSON object: not valid JSON (%s)", json_why(json, end, why, sizeof why)); return NULL; }
     if (!ok) { errf(err, "expected a JSON object"); return NULL; }
     if (!is_str) { errf(err, "\"%s\": expected a string member", key); return NULL; }
     // cJSON found it; walk the members again to unescape it byte-exact.
     char *buf = malloc(strlen(json) + 1);
     if (!buf) { errf(err, "out of memory"); return NULL; }
-    const char *p = skip_ws(json) + 1;
+    const char *p = strncmp(json, "\xEF\xBB\xBF", 3) ? json : json + 3;   // cJSON skips a byte-order mark
+    p = skip_ws(p) + 1;   // past '{'
     for (;;) {
         size_t n;
-        p = json_unescape(skip_ws(p) + 1, buf, &n);
+        p = skip_ws(p);
+        if (*p != '"' || !(p = json_unescape(p + 1, buf, &n))) break;
         int hit = n == strlen(key) && memcmp(buf, key, n) == 0;
-        p = skip_ws(skip_ws(p) + 1);   // past ':'
+        if (*(p = skip_ws(p)) != ':') break;
+        p = skip_ws(p + 1);
         if (hit) {
-            json_unescape(p + 1, buf, &n);
+            if (*p != '"' || !json_unescape(p + 1, buf, &n)) break;
             buf[n] = 0;
             if (len) *len = n;
             return buf;
         }
-        p = skip_ws(json_skip_value(p)) + 1;   // past ','
+        if (!(p = json_skip_value(p)) || *(p = skip_ws(p)) != ',') break;
+        p++;
     }
+    // Where cJSON is laxer than JSON: it reads "\u00zz" and a key's "\u0000" as a string's end.
+    free(buf);
+    errf(err, "\"%s\": not readable byte-exact (a \\u escape without 4 hex digits, or \\u0000 in a key)", key);
+    return NULL;
 }
 
 // Writes s as a JSON string; invalid UTF-8 becomes U+FFFD, as HF's decode does.

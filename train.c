@@ -83,13 +83,16 @@ int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
     if (path_join(path, sizeof path, dir, "adapter_config.json", err)) return -1;
     char *json = read_file(path, NULL, err);
     if (!json) return -1;
-    cJSON *root = cJSON_Parse(json);
+    const char *end = NULL;
+    char why[80] = "", at[48];
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
+    if (!root) snprintf(why, sizeof why, " (not valid JSON, %s)", json_why(json, end, at, sizeof at));
     free(json);
     int rc = 0;
     unsigned mask = 0;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r"), *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "peft_type"), *bias = cJSON_GetObjectItemCaseSensitive(root, "bias");
-    if (!cJSON_IsObject(root)) rc = errf(err, "%s: not a JSON object", path);
+    if (!cJSON_IsObject(root)) rc = errf(err, "%s: not a JSON object%s", path, why);
     else if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA")) rc = errf(err, "%s: peft_type \"%s\", expected \"LORA\"", path, type->valuestring);
     else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536 || r->valuedouble != floor(r->valuedouble))
         rc = errf(err, "%s: \"r\" must be a positive integer", path);

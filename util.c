@@ -1,5 +1,6 @@
 // util.c: see util.h.
 #include "util.h"
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -159,7 +160,7 @@ double now_seconds(void) {
 // Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one.
 static int utf8_valid_len(const unsigned char *s) {
     if (s[0] < 0x80) return 1;
-    int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
     for (int i = 1; i < n; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;
     if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;   // overlong, surrogate
@@ -177,4 +178,17 @@ char *utf8_sanitize(const char *s) {
     }
     *o = 0;
     return out;
+}
+
+const char *json_why(const char *text, const char *at, char *buf, size_t n) {
+    int depth = 0, in_string = 0;
+    for (const char *p = text; at && p < at && *p; p++) {   // depth where cJSON stopped
+        if (in_string) { if (*p == '\\' && p[1]) p++; else if (*p == '"') in_string = 0; }
+        else if (*p == '"') in_string = 1;
+        else if (*p == '[' || *p == '{') depth++;
+        else if (*p == ']' || *p == '}') depth--;
+    }
+    if (depth >= CJSON_NESTING_LIMIT) snprintf(buf, n, "nested deeper than %d levels", CJSON_NESTING_LIMIT);
+    else snprintf(buf, n, "at byte %ld", at ? (long)(at - text) : 0L);
+    return buf;
 }

@@ -36,6 +36,11 @@ double now_seconds(void);
 // output can go into JSON logs (malloc'd).
 char *utf8_sanitize(const char *s);
 
+// Why cJSON refused text, having stopped at `at` (its parse-end pointer):
+// "nested deeper than 1000 levels" (cJSON's CJSON_NESTING_LIMIT) or "at byte N".
+// Written into buf (n bytes), which is returned.
+const char *json_why(const char *text, const char *at, char *buf, size_t n);
+
 // A file written piece by piece and made visible only by af_commit (temp file,
 // fsync, rename); af_abort (or a crash) leaves any existing file untouched.
 typedef struct { int fd; char path[4096], tmp[4200]; int failed; } AtomicFile;

@@ -2,6 +2,7 @@
 // fixture's batch and compares logits, loss, every gradient, every step's
 // loss and every trained tensor with what the reference wrote.
 #include "verify.h"
+#include "cuda.h"
 #include "model.h"
 #include "safetensors.h"
 #include "train.h"
@@ -14,6 +15,7 @@ typedef struct {
     StFile exp;
     int B, T, S, lora;
     float lr, beta1, beta2, eps, weight_decay;
+    double atol, rtol, step_tol;   // step_tol: the extra tolerance of after.* tensors
     int *ids, *labels;
 } Fixture;
 
@@ -77,7 +79,7 @@ static int compare(const Fixture *fx, const char *name, const float *ours, size_
         if (fabs(ref[i]) > max_ref) max_ref = fabs(ref[i]);
     }
     free(ref);
-    int ok = max_abs <= VERIFY_ATOL + VERIFY_RTOL * max_ref;
+    int ok = max_abs <= fx->atol + fx->rtol * max_ref + (strncmp(name, "after.", 6) ? 0.0 : fx->step_tol);
     fprintf(out, "%-72s max_abs %.3e  max_rel %.3e  %s\n", name, max_abs, max_ref > 0 ? max_abs / max_ref : max_abs, ok ? "ok" : "FAIL");
     return !ok;
 }
@@ -137,9 +139,44 @@ static int run(Fixture *fx, Model *m, FILE *out, char *err) {
     return rc < 0 ? -1 : bad ? 1 : 0;
 }
 
-int verify_fixture(const char *dir, FILE *out, char *err) {
+// run() on the CUDA backend: forward on the GPU; with a LoRA fixture also
+// backward, the adapter's gradients and the AdamW steps there.
+static int run_cuda(Fixture *fx, Model *m, FILE *out, char *err) {
+    Table *params = trainable_params(m), *grads = trainable_grads(m);
+    if (check_names(fx, params, err)) return -1;
+    CudaModel *g = cuda_model_new(m, err);
+    if (!g) return -1;
+    const size_t nl = (size_t)fx->B * fx->T * m->c.vocab;
+    float *logits = malloc(nl * sizeof(float)), loss = 0;
+    int bad = 0, rc = cuda_forward(g, fx->ids, fx->labels, fx->B, fx->T, fx->lora, logits, &loss, err) ? -1 : 0;
+    if (rc >= 0) bad |= rc = compare(fx, "logits", logits, nl, out, err);
+    if (rc >= 0) bad |= rc = compare(fx, "loss", &loss, 1, out, err);
+    if (rc >= 0 && !fx->lora) fprintf(out, "%-72s skipped: the CUDA backend trains LoRA adapters only\n", "grad.*, steps.loss, after.*");
+    if (rc >= 0 && fx->lora) {
+        rc = cuda_zero_grads(g, err) || cuda_backward(g, err) || cuda_lora_get(g, grads, 1, err) ? -1 : 0;
+        if (rc >= 0) bad |= rc = compare_table(fx, grads, "grad.", out, err);
+    }
+    if (rc >= 0 && fx->lora && fx->S > 0) {
+        float *losses = malloc(fx->S * sizeof(float));
+        for (int s = 0; s < fx->S && rc >= 0; s++)
+            if (cuda_zero_grads(g, err) || cuda_forward(g, fx->ids, fx->labels, fx->B, fx->T, 1, NULL, &losses[s], err) ||
+                cuda_backward(g, err) || cuda_adamw_step(g, fx->lr, fx->beta1, fx->beta2, fx->eps, fx->weight_decay, err))
+                rc = -1;
+        if (rc >= 0) bad |= rc = compare(fx, "steps.loss", losses, fx->S, out, err);
+        if (rc >= 0) rc = cuda_lora_get(g, params, 0, err) ? -1 : 0;
+        if (rc >= 0) bad |= rc = compare_table(fx, params, "after.", out, err);
+        free(losses);
+    }
+    free(logits);
+    cuda_model_free(g);
+    return rc < 0 ? -1 : bad ? 1 : 0;
+}
+
+int verify_fixture(const char *dir, FILE *out, char *err) { return verify_fixture_on(dir, 0, out, err); }
+
+int verify_fixture_on(const char *dir, int cuda, FILE *out, char *err) {
     char path[4096];
-    Fixture fx = {0};
+    Fixture fx = {.atol = VERIFY_ATOL, .rtol = VERIFY_RTOL};
     Model m = {0};
     Lora lora = {0};
     int rc = path_join(path, sizeof path, dir, "expected.safetensors", err);
@@ -151,7 +188,19 @@ int verify_fixture(const char *dir, FILE *out, char *err) {
         rc = path_join(path, sizeof path, dir, "adapter", err) || lora_load(&lora, &m.c, path, err);
         if (!rc) model_attach_lora(&m, &lora);
     } else if (!rc && model_train_full(&m)) rc = errf(err, "%s: out of memory for gradients", dir);
-    if (!rc) {
+    if (!rc && cuda) {
+        char dev[256];
+        cuda_device_name(dev, sizeof dev);
+        fx.atol = VERIFY_BF16_ATOL;
+        fx.rtol = VERIFY_BF16_RTOL;
+        fx.step_tol = 2.0 * fx.lr * fx.S;
+        fprintf(out, "fixture %s: B=%d T=%d, trainable %s, %d AdamW steps, backend: cuda, bf16 (%s)\n", dir, fx.B, fx.T,
+                fx.lora ? "lora" : "full", fx.S, dev);
+        rc = run_cuda(&fx, &m, out, err);
+        if (rc >= 0)
+            fprintf(out, "%s (bf16 tolerance |ours-ref| <= %g + %g * max|ref| per tensor, + 2*lr*steps = %g for after.*)\n",
+                    rc ? "FAIL" : "PASS", fx.atol, fx.rtol, fx.step_tol);
+    } else if (!rc) {
         fprintf(out, "fixture %s: B=%d T=%d, trainable %s, %d AdamW steps, gemm: %s\n", dir, fx.B, fx.T,
                 fx.lora ? "lora" : "full", fx.S, gemm_backend());
         rc = run(&fx, &m, out, err);

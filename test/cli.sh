@@ -45,6 +45,34 @@ check "rollback recorded" grep -q rollback "$tmp/a/events.jsonl"
 expect 1 "round 5 is not complete" "rollback to a missing round" "$SEAL" runs rollback "$tmp/a" --to 5
 expect 1 "already holds a run" "a second run into the same directory" "$SEAL" demo --quick --seed 3 --cache "$tmp/cache" --out "$tmp/a"
 
+# --- seal knowledge on a user's own JSON Lines file, with the demo's base model
+base=$(ls -d "$tmp/cache"/base-*quick-seed3 2>/dev/null | head -1)
+cat >"$tmp/notes.jsonl" <<'JSONL'
+{"id": "r21", "title": "Release 2.1", "context": "Release 2.1 adds dark mode and drops Python 2.", "questions": [{"question": "What does release 2.1 add?", "answers": ["dark mode"]}]}
+{"id": "r22", "title": "Release 2.2", "context": "Release 2.2 ships on Mondays.", "questions": [{"question": "When does 2.2 ship?", "answers": ["Mondays", "on Mondays"]}]}
+{"id": "r23", "context": "Release 2.3 has no FAQ yet.", "questions": []}
+JSONL
+kn() { "$SEAL" knowledge --model "$base" --train "$tmp/notes.jsonl" --eval "$tmp/notes.jsonl" --n-train 1 --n-eval 2 --rounds 1 --samples 2 \
+       --epochs 1 --max-edit-tokens 16 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/k" "$@"; }
+kn --json "$tmp/k.json" >"$tmp/k.out" 2>"$tmp/k.err"
+check "knowledge runs" test $? = 0
+for row in "base model, no adaptation" "train on the passage only" "passage + base-model implications" "SEAL, round 1" "continued pretraining, n=2"; do
+    check "knowledge table row '$row'" grep -q "$row" "$tmp/k.out"
+done
+check "knowledge names its grader" grep -q '"grader":.*"em-f1"' "$tmp/k.json"
+check "knowledge counts the passage without questions" grep -q "line 3: no question with an answer" "$tmp/k.err"
+kn --resume >"$tmp/k2.out" 2>"$tmp/k2.err"
+check "knowledge --resume gives the same table" diff <(table "$tmp/k.out") <(table "$tmp/k2.out")
+"$SEAL" demo knowledge --quick --seed 3 --cache "$tmp/cache" --out "$tmp/dk" >"$tmp/dk.out" 2>"$tmp/dk.err"
+check "demo knowledge --quick runs" test $? = 0
+check "demo knowledge table" grep -q "passage + base-model implications" "$tmp/dk.out"
+check "demo knowledge writes its passages" test -s "$tmp/dk/eval.jsonl"
+expect 2 "unknown demo" "an unknown demo" "$SEAL" demo arc2
+expect 2 "unknown grader" "knowledge with an unknown grader" kn --grader judge
+expect 1 "no-such.jsonl: cannot open" "knowledge with a missing file" "$SEAL" knowledge --model "$base" --eval "$tmp/no-such.jsonl" --rounds 0 --out "$tmp/k3"
+echo '{"id": "x", "context": "", "questions": []}' >"$tmp/empty.jsonl"
+expect 1 "no usable passages" "knowledge with no usable passage" "$SEAL" knowledge --model "$base" --eval "$tmp/empty.jsonl" --rounds 0 --out "$tmp/k4"
+
 # --- bad input: clear messages, exit 1; usage errors exit 2
 expect 2 "unknown flag" "unknown flag" "$SEAL" verify --bogus
 expect 2 "unknown command" "unknown command" "$SEAL" frobnicate
@@ -52,7 +80,7 @@ expect 1 "no-such-dir/expected.safetensors" "missing fixture" "$SEAL" verify "$t
 mkdir -p "$tmp/bad" && echo '{"hidden_size": 8}' >"$tmp/bad/config.json"
 expect 1 "missing required key" "config without a key" "$SEAL" generate --model "$tmp/bad" --prompt hi
 expect 2 "expected a number" "non-numeric flag" "$SEAL" generate --model "$tmp/bad" --prompt hi --temperature warm
-for cmd in verify generate tokenize fewshot demo runs; do
+for cmd in verify generate tokenize fewshot knowledge demo runs; do
     check "$cmd --help" quiet "$SEAL" "$cmd" --help
 done
 

@@ -8,7 +8,11 @@ Suite *io_suite(void);
 Suite *tokenizer_suite(void);
 Suite *arc_suite(void);
 Suite *restem_suite(void);
+Suite *squad_suite(void);
 Suite *demo_suite(void);
+Suite *kernels_math_suite(void);
+Suite *gguf_suite(void);
+Suite *limits_suite(void);
 
 // A tiny random config: GQA ratio `group`, llama3 RoPE when llama3 is set.
 Config tiny_config(int tied, int group, int llama3);

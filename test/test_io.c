@@ -285,10 +285,11 @@ START_TEST(adapter_config_errors) {
 END_TEST
 
 START_TEST(utf8_sanitize_replaces_invalid) {
-    const char *in[] = {"plain", "caf\xc3\xa9", "a\xc3", "\xed\xa0\x80x", "\xff\xfe", "\xf0\x9f\x98\x80!"};
+    // "\xf7\xab\x9b" came from a demo policy's self-edit: F5..FF lead no sequence
+    const char *in[] = {"plain", "caf\xc3\xa9", "a\xc3", "\xed\xa0\x80x", "\xff\xfe", "\xf0\x9f\x98\x80!", "\xf7\xab\x9b"};
     const char *want[] = {"plain", "caf\xc3\xa9", "a\xef\xbf\xbd", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx",
-                          "\xef\xbf\xbd\xef\xbf\xbd", "\xf0\x9f\x98\x80!"};
-    for (int i = 0; i < 6; i++) {
+                          "\xef\xbf\xbd\xef\xbf\xbd", "\xf0\x9f\x98\x80!", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"};
+    for (int i = 0; i < 7; i++) {
         char *out = utf8_sanitize(in[i]);
         ck_assert_str_eq(out, want[i]);
         free(out);

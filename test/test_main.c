@@ -30,6 +30,10 @@ int main(void) {
     srunner_add_suite(sr, arc_suite());
     srunner_add_suite(sr, demo_suite());
     srunner_add_suite(sr, restem_suite());
+    srunner_add_suite(sr, kernels_math_suite());
+    srunner_add_suite(sr, gguf_suite());
+    srunner_add_suite(sr, squad_suite());
+    srunner_add_suite(sr, limits_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

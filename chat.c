@@ -1,0 +1,87 @@
+// chat.c: see chat.h. Each format reproduces its Jinja template character for
+// character (Llama-3's lives in tokenizer.c as chat_render_llama3).
+#include "chat.h"
+#include "util.h"
+#include <stdlib.h>
+#include <string.h>
+
+// SmolLM2-Instruct's template opens with this system turn when the
+// conversation has none.
+#define SMOLLM2_SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+static const struct { const char *name, *eot; } FORMATS[CHAT_N_FORMATS] = {
+    [CHAT_LLAMA3] = {"llama3", "<|eot_id|>"},
+    [CHAT_CHATML] = {"chatml", "<|im_end|>"},
+    [CHAT_SMOLLM2] = {"smollm2", "<|im_end|>"},
+};
+
+ChatFormat chat_detect(const Tokenizer *t) {
+    return tok_find(t, "<|im_start|>") >= 0 && tok_find(t, "<|im_end|>") >= 0 ? CHAT_CHATML : CHAT_LLAMA3;
+}
+
+int chat_detect_template(const char *tmpl, ChatFormat *f) {
+    if (!tmpl) return -1;
+    if (strstr(tmpl, "<|start_header_id|>") && strstr(tmpl, "<|eot_id|>")) *f = CHAT_LLAMA3;
+    else if (strstr(tmpl, "<|im_start|>") && strstr(tmpl, SMOLLM2_SYSTEM)) *f = CHAT_SMOLLM2;
+    else if (strstr(tmpl, "<|im_start|>") && strstr(tmpl, "<|im_end|>")) *f = CHAT_CHATML;
+    else return -1;
+    return 0;
+}
+
+int chat_format_parse(const char *name, ChatFormat *f, char *err) {
+    for (int i = 0; i < CHAT_N_FORMATS; i++)
+        if (name && !strcmp(name, FORMATS[i].name)) { *f = (ChatFormat)i; return 0; }
+    return errf(err, "--chat-format: \"%s\" is not a chat format (expected llama3, chatml or smollm2)", name ? name : "");
+}
+
+const char *chat_format_name(ChatFormat f) { return f >= 0 && f < CHAT_N_FORMATS ? FORMATS[f].name : "?"; }
+
+const char *chat_eot(ChatFormat f) { return f >= 0 && f < CHAT_N_FORMATS ? FORMATS[f].eot : NULL; }
+
+typedef struct { char *s; size_t n, cap; int oom; } Buf;
+
+static void buf_str(Buf *b, const char *s) {
+    size_t n = strlen(s);
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) { b->oom = 1; return; }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n + 1);
+    b->n += n;
+}
+
+// {% for m in messages %}<|im_start|>{{role}}\n{{content}}<|im_end|>\n{% endfor %}
+// (content untrimmed), SmolLM2 first adding its system turn when the first
+// message is not one.
+static char *render_chatml(const ChatMsg *msgs, int n, int add_generation_prompt, const char *default_system) {
+    Buf b = {0};
+    buf_str(&b, "");
+    if (default_system && !(n > 0 && msgs[0].role && !strcmp(msgs[0].role, "system"))) {
+        buf_str(&b, "<|im_start|>system\n");
+        buf_str(&b, default_system);
+        buf_str(&b, "<|im_end|>\n");
+    }
+    for (int i = 0; i < n; i++) {
+        buf_str(&b, "<|im_start|>");
+        buf_str(&b, msgs[i].role ? msgs[i].role : "");
+        buf_str(&b, "\n");
+        buf_str(&b, msgs[i].content ? msgs[i].content : "");
+        buf_str(&b, "<|im_end|>\n");
+    }
+    if (add_generation_prompt) buf_str(&b, "<|im_start|>assistant\n");
+    if (b.oom) { free(b.s); return NULL; }
+    return b.s;
+}
+
+char *chat_render(ChatFormat f, const ChatMsg *msgs, int n, int add_generation_prompt) {
+    switch (f) {
+    case CHAT_CHATML: return render_chatml(msgs, n, add_generation_prompt, NULL);
+    case CHAT_SMOLLM2: return render_chatml(msgs, n, add_generation_prompt, SMOLLM2_SYSTEM);
+    default: return chat_render_llama3(msgs, n, add_generation_prompt);
+    }
+}

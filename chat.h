@@ -1,0 +1,27 @@
+// chat.h: the chat formats a model may have been tuned with, as a small table:
+// how a conversation is rendered into text, and the token that ends a turn.
+#pragma once
+#include "tokenizer.h"
+
+typedef enum {
+    CHAT_LLAMA3,    // Llama-3.x: <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
+    CHAT_CHATML,    // ChatML (Qwen, SmolLM2, ...): <|im_start|>role\n...<|im_end|>\n
+    CHAT_SMOLLM2,   // ChatML with SmolLM2's default system message when none is given
+    CHAT_N_FORMATS
+} ChatFormat;
+
+// By the special tokens the tokenizer has: <|im_start|> and <|im_end|> give
+// ChatML, anything else Llama-3.
+ChatFormat chat_detect(const Tokenizer *t);
+// The format a Jinja chat template (tokenizer_config.json's "chat_template" or
+// GGUF's tokenizer.chat_template) renders, into *f; -1 (and *f untouched) when
+// it is none of these.
+int chat_detect_template(const char *tmpl, ChatFormat *f);
+// "llama3", "chatml" or "smollm2" (what --chat-format takes); errors list them.
+int chat_format_parse(const char *name, ChatFormat *f, char *err);
+const char *chat_format_name(ChatFormat f);
+// The text of the special token that ends a turn: "<|eot_id|>", "<|im_end|>".
+const char *chat_eot(ChatFormat f);
+// The conversation as the format's template renders it, with the opening of an
+// assistant turn when add_generation_prompt is set. malloc'd; NULL when out of memory.
+char *chat_render(ChatFormat f, const ChatMsg *msgs, int n, int add_generation_prompt);

@@ -1,0 +1,445 @@
+// demo_knowledge.c: see demo_knowledge.h. Three phases, as in `seal demo`:
+//   1. the world: fictional places, dealt into pretraining, SEAL-training and
+//      held-out splits, written as JSON Lines passages into the run directory;
+//   2. the base model (cached): a tokenizer trained on the world's text and a
+//      tiny Llama pretrained on the pretraining places: their passages and
+//      restatements as documents, closed-book questions about them, and
+//      implications of mixed quality after the self-edit prompt;
+//   3. SEAL: the knowledge domain and ReST^EM of a real run, on the held-out
+//      places the model has never seen.
+#include "demo_knowledge.h"
+#include "demo_tasks.h"
+#include "knowledge.h"
+#include "train.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *name;
+    int n_pretrain, n_train, n_eval, n_merges;
+    int dim, layers, heads, kv_heads, hidden;
+    int pre_epochs, pre_batch;
+    float pre_lr, qa_share, selfedit_share;   // pretraining places with closed-book QA / with a self-edit example
+    int rounds, samples, max_edit_tokens;
+    int lora_r, epochs;
+    float lr;
+} Scale;
+
+static const Scale FULL = {"full", 120, 12, 12, 300, 64, 3, 4, 2, 192, 24, 8, 3e-3f, 0.7f, 0.5f, 2, 4, 64, 16, 10, 1e-3f};
+static const Scale QUICK = {"quick", 40, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 0.7f, 0.5f, 1, 2, 32, 4, 2, 1e-3f};
+
+// ----------------------------------------------------------------------------
+// The world
+
+// A place name is two syllables; the first says the split, so no held-out
+// place shares a name with a pretraining one.
+static const char *const SYL[] = {"zor", "kel", "vam", "dru", "pel", "sor", "tam", "rin", "gol", "fen", "bra", "mok", "lun", "hes",
+                                  "nor", "cal", "qua", "yev", "jor", "wix", "xan", "ulm", "ivo", "oph"};
+enum { N_SYL = sizeof SYL / sizeof SYL[0] };
+// first syllables: pretraining 0..15, SEAL-training 16..19, held-out 20..23
+static const int FIRST_FROM[] = {0, 16, 20}, FIRST_N[] = {16, 4, 4};
+static const char *const KINDS[] = {"town", "port", "village", "fortress"};
+static const char *const FOUNDERS[] = {"Ada", "Bram", "Cora", "Dov", "Esk", "Fia", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lev",
+                                       "Mae", "Ned", "Ola", "Pim", "Quin", "Rho", "Sol", "Tam", "Uma", "Vic", "Wren", "Yul"};
+static const char *const GOODS[] = {"salt", "copper", "wool", "amber", "glass", "figs", "tin", "silk", "rope", "honey", "nails",
+                                    "dye", "pots", "timber", "cheese", "oil", "paper", "horses", "lace", "spices", "marble", "linen",
+                                    "barley", "furs"};
+#define COUNT(a) (int)(sizeof a / sizeof a[0])
+
+// Phrasings of each fact. Passages use the first two, which put the answer
+// before the place or far from the question's words; the last two follow the
+// question ("The main export of X is ..."), the restatements that make a fact
+// easy to recall, which a good self-edit writes.
+static const char *const FORMS[DK_FACTS][4] = {
+    {"%F founded %N.", "%N owes its start to %F.", "The founder of %N was %F.", "%N was founded by %F."},
+    {"In %Y, %N was built.", "Work on %N began in %Y.", "%N was founded in %Y.", "%N dates from %Y."},
+    {"%E is what %N is known for.", "Merchants from %N sell %E.", "The main export of %N is %E.", "%N trades %E."},
+};
+static const char *const QUESTIONS[DK_FACTS] = {"Who founded %N?", "In what year was %N founded?", "What is the main export of %N?"};
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdULL;
+}
+
+static int pick(Rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
+
+static void capitalise(char *s) { if (*s >= 'a' && *s <= 'z') *s -= 32; }
+
+void demo_place(uint64_t seed, int split, int index, DemoPlace *p) {
+    Rng r;
+    memset(p, 0, sizeof *p);
+    rng_seed(&r, mix(mix(mix(seed, 0x91ace), split), index));
+    const int first = FIRST_FROM[split] + pick(&r, FIRST_N[split]);
+    snprintf(p->name, sizeof p->name, "%s%s", SYL[first], SYL[pick(&r, N_SYL)]);
+    capitalise(p->name);
+    snprintf(p->kind, sizeof p->kind, "%s", KINDS[pick(&r, COUNT(KINDS))]);
+    snprintf(p->fact[DK_FOUNDER], sizeof p->fact[0], "%s", FOUNDERS[pick(&r, COUNT(FOUNDERS))]);
+    snprintf(p->fact[DK_YEAR], sizeof p->fact[0], "%d", 1500 + 25 * pick(&r, 20));
+    snprintf(p->fact[DK_EXPORT], sizeof p->fact[0], "%s", GOODS[pick(&r, COUNT(GOODS))]);
+}
+
+// fmt with %N, %F, %Y, %E replaced by the place's name and facts (malloc'd).
+static char *fill(const DemoPlace *p, const char *fmt) {
+    char buf[512];
+    size_t n = 0;
+    for (const char *s = fmt; *s && n < sizeof buf - 64; s++) {
+        const char *v = NULL;
+        if (*s == '%' && s[1]) {
+            switch (s[1]) {
+            case 'N': v = p->name; break;
+            case 'F': v = p->fact[DK_FOUNDER]; break;
+            case 'Y': v = p->fact[DK_YEAR]; break;
+            case 'E': v = p->fact[DK_EXPORT]; break;
+            case 'K': v = p->kind; break;
+            }
+        }
+        if (v) { n += snprintf(buf + n, sizeof buf - n, "%s", v); s++; }
+        else buf[n++] = *s;
+    }
+    buf[n] = 0;
+    if (buf[0] >= 'a' && buf[0] <= 'z') buf[0] -= 32;   // "blue salt is what ..." starts a sentence
+    return strdup(buf);
+}
+
+char *demo_place_fact(const DemoPlace *p, int fact, int form) {
+    if (fact < 0 || fact >= DK_FACTS) return fill(p, "%N is a %K.");
+    return fill(p, FORMS[fact][((form % 4) + 4) % 4]);
+}
+
+char *demo_place_passage(const DemoPlace *p, Rng *r) {
+    int order[DK_FACTS] = {0, 1, 2};
+    for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
+    char *parts[DK_FACTS + 1], *out;
+    parts[0] = demo_place_fact(p, -1, 0);
+    for (int i = 0; i < DK_FACTS; i++) parts[i + 1] = demo_place_fact(p, order[i], pick(r, 2));
+    if (asprintf(&out, "%s %s %s %s", parts[0], parts[1], parts[2], parts[3]) < 0) out = NULL;
+    for (int i = 0; i <= DK_FACTS; i++) free(parts[i]);
+    return out;
+}
+
+char *demo_place_implications(const DemoPlace *p, Rng *r) {
+    char buf[2048];
+    size_t n = 0;
+    int k = 0;
+    float include = 0.3f + 0.7f * rng_uniform(r);   // how thorough this list is
+    if (rng_uniform(r) < 0.5f) {
+        char *s = demo_place_fact(p, -1, 0);
+        n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
+        free(s);
+    }
+    for (int f = 0; f < DK_FACTS; f++) {
+        if (rng_uniform(r) >= include) continue;
+        char *s = demo_place_fact(p, f, pick(r, 4));
+        n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
+        free(s);
+    }
+    if (rng_uniform(r) < 0.3f || k == 0) {   // a wrong fact: another place's value
+        DemoPlace wrong = *p;
+        int f = pick(r, DK_FACTS);
+        DemoPlace other;
+        demo_place(rng_next(r), DEMO_PRETRAIN, 0, &other);
+        snprintf(wrong.fact[f], sizeof wrong.fact[f], "%s", other.fact[f]);
+        char *s = demo_place_fact(&wrong, f, pick(r, 4));
+        n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
+        free(s);
+    }
+    if (n) buf[n - 1] = 0;
+    return strdup(buf);
+}
+
+static void json_str(FILE *f, const char *s) {
+    cJSON *j = cJSON_CreateString(s);
+    char *t = cJSON_PrintUnformatted(j);
+    fputs(t, f);
+    free(t);
+    cJSON_Delete(j);
+}
+
+char *demo_place_jsonl(const DemoPlace *p, Rng *r) {
+    char *out, *passage = demo_place_passage(p, r);
+    size_t len;
+    FILE *f = open_memstream(&out, &len);
+    fprintf(f, "{\"id\": ");
+    json_str(f, p->name);
+    fprintf(f, ", \"title\": ");
+    json_str(f, p->name);
+    fprintf(f, ", \"context\": ");
+    json_str(f, passage);
+    fprintf(f, ", \"questions\": [");
+    for (int q = 0; q < DK_FACTS; q++) {
+        char *text = fill(p, QUESTIONS[q]);
+        fprintf(f, "%s{\"question\": ", q ? ", " : "");
+        json_str(f, text);
+        fprintf(f, ", \"answers\": [");
+        json_str(f, p->fact[q]);
+        fprintf(f, "]}");
+        free(text);
+    }
+    fprintf(f, "]}");
+    fclose(f);
+    free(passage);
+    return out;
+}
+
+// The passages of a split as JSON Lines (*text, malloc'd), read back as a user's file would be.
+static int split_passages(uint64_t seed, int split, int n, const char *name, char **text_out, Passage **ps, int *np, SquadLoad *log, char *err) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    Rng r;
+    rng_seed(&r, mix(seed, 0x9a55a9e + split));
+    for (int i = 0; i < n; i++) {
+        DemoPlace p;
+        demo_place(seed, split, i, &p);
+        char *line = demo_place_jsonl(&p, &r);
+        fprintf(f, "%s\n", line);
+        free(line);
+    }
+    fclose(f);
+    *text_out = text;
+    return squad_parse(text, len, name, NULL, ps, np, log, err);
+}
+
+// ----------------------------------------------------------------------------
+// The base model
+
+typedef struct { char **prompt, **target; int *doc; int n, cap; } Texts;   // doc: target is a document (prompt is the title)
+
+static void texts_add(Texts *t, char *prompt, char *target, int doc) {
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 1024;
+        t->prompt = realloc(t->prompt, t->cap * sizeof(char *));
+        t->target = realloc(t->target, t->cap * sizeof(char *));
+        t->doc = realloc(t->doc, t->cap * sizeof(int));
+    }
+    t->prompt[t->n] = prompt;
+    t->target[t->n] = target;
+    t->doc[t->n++] = doc;
+}
+
+static void texts_free(Texts *t) {
+    for (int i = 0; i < t->n; i++) { free(t->prompt[i]); free(t->target[i]); }
+    free(t->prompt); free(t->target); free(t->doc);
+}
+
+// What the base model reads about one pretraining place: its passage, each
+// fact alone as a numbered statement, and for some places closed-book
+// questions and a self-edit example.
+static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, Texts *t) {
+    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
+    texts_add(t, strdup(pl->name), demo_place_passage(pl, r), 1);
+    for (int f = 0; f < DK_FACTS; f++) {
+        char *s = demo_place_fact(pl, f, pick(r, 4)), *line;
+        if (asprintf(&line, "%d. %s", 1 + pick(r, 5), s) < 0) line = NULL;
+        free(s);
+        texts_add(t, strdup(pl->name), line, 1);
+    }
+    if (rng_uniform(r) < sc->qa_share)
+        for (int f = 0; f < DK_FACTS; f++) {
+            char *q = fill(pl, QUESTIONS[f]);
+            Question qq = {.question = q};
+            texts_add(t, squad_question_prompt(&p, &qq), strdup(pl->fact[f]), 0);
+            free(q);
+        }
+    if (rng_uniform(r) < sc->selfedit_share) {
+        p.context = demo_place_passage(pl, r);
+        texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS), demo_place_implications(pl, r), 0);
+        free(p.context);
+    }
+}
+
+typedef struct { double t0; } Progress;
+
+static void pretrain_progress(int step, int total, float loss, void *ctx) {
+    Progress *p = ctx;
+    double el = now_seconds() - p->t0;
+    if (step % 20 && step != total) return;
+    fprintf(stderr, "\r[2/3 pretraining] step %d/%d loss %.3f | %.0f s, ~%.0f s left   ", step, total, loss, el, step ? el / step * (total - step) : 0.0);
+    if (step == total) fprintf(stderr, "\n");
+}
+
+static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+
+static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
+    double t0 = now_seconds();
+    char tmp[4200], path[4300];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
+    if (make_dirs(tmp, err)) return -1;
+    Texts tx = {0};
+    Rng r;
+    rng_seed(&r, mix(seed, 0xba5e));
+    for (int i = 0; i < sc->n_pretrain; i++) {
+        DemoPlace p;
+        demo_place(seed, DEMO_PRETRAIN, i, &p);
+        place_texts(&p, sc, &r, &tx);
+    }
+    const char **corpus = malloc(2 * tx.n * sizeof(char *));
+    for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
+    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places\n", tx.n, sc->n_pretrain);
+    char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
+    free(corpus);
+    Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
+    int rc = tok ? 0 : errf(err, "demo: the tokenizer trainer failed");
+    if (!rc) rc = path_join(path, sizeof path, tmp, "tokenizer.json", err) || write_file_atomic(path, tok_json, strlen(tok_json), err);
+    free(tok_json);
+    Model m = {0};
+    int eot = tok ? tok_find(tok, "<|eot_id|>") : -1, n_ex = 0;
+    if (!rc) {
+        Config c = {.dim = sc->dim, .hidden = sc->hidden, .n_layers = sc->layers, .n_heads = sc->heads, .n_kv_heads = sc->kv_heads,
+                    .head_dim = sc->dim / sc->heads, .vocab = tok_vocab_size(tok), .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                    .tied = 1, .max_pos = 4096, .bos = tok_find(tok, "<|begin_of_text|>"), .eos = {eot}, .n_eos = 1};
+        rc = model_init(&m, &c, err);
+        if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
+    }
+    Example *ex = calloc(tx.n + 1, sizeof(Example));
+    for (int i = 0; i < tx.n && !rc; i++, n_ex++) {
+        if (tx.doc[i]) {
+            Passage p = {.title = tx.prompt[i]};
+            rc = knowledge_document(tok, &p, tx.target[i], 2048, &ex[i], err);
+        } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
+    }
+    texts_free(&tx);
+    if (!rc) {
+        long tokens = 0;
+        for (int i = 0; i < n_ex; i++) tokens += ex[i].len;
+        fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences, %.0f tokens on average, %d epochs\n", m.params.total / 1e6, n_ex,
+                (double)tokens / n_ex, sc->pre_epochs);
+        SftOpts so = sft_defaults();
+        so.lr = sc->pre_lr;
+        so.epochs = sc->pre_epochs;
+        so.batch = sc->pre_batch;
+        so.warmup = 20;
+        so.seed = seed;
+        Progress pr = {now_seconds()};
+        so.progress = pretrain_progress;
+        so.progress_ctx = &pr;
+        SftStats st;
+        rc = sft(&m, ex, n_ex, &so, &st, err);
+        if (!rc) fprintf(stderr, "[2/3 pretraining] loss %.3f -> %.3f in %.0f s\n", st.first_loss, st.last_loss, st.seconds);
+    }
+    examples_free(ex, n_ex);
+    if (!rc) rc = model_save(&m, tmp, err);
+    if (!rc && rename(tmp, dir) != 0) rc = errf(err, "%s: cannot move the built base into place: %s", dir, strerror(errno));
+    if (m.layers) model_free(&m);
+    tok_free(tok);
+    if (!rc) fprintf(stderr, "[2/3 base model] built in %.0f s, cached in %s\n", now_seconds() - t0, dir);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// SEAL
+
+static void default_cache(char *out, size_t n) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(out, n, "%s/seal/demo", xdg);
+    else snprintf(out, n, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
+}
+
+int demo_knowledge_run(const DemoOpts *o, char *err) {
+    const Scale *sc = o->quick ? &QUICK : &FULL;
+    double t0 = now_seconds();
+    char cache[4000], base[4100], out[4100], path[4300];
+    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else default_cache(cache, sizeof cache);
+    snprintf(base, sizeof base, "%s/knowledge-v2-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
+    if (o->out) snprintf(out, sizeof out, "%s", o->out);
+    else {
+        char stamp[32];
+        time_t now = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(out, sizeof out, "seal-runs/demo-knowledge-%s-seed%llu-%s", sc->name, (unsigned long long)o->seed, stamp);
+    }
+    // 2 before 1: the base is built from the seed alone; the world's files go into the run directory
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", base);
+    int cached = !o->fresh && access(cfg_path, F_OK) == 0;
+    if (!cached && make_dirs(cache, err)) return -1;
+    if (o->fresh && access(cfg_path, F_OK) == 0) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s.old.%ld", base, (long)time(NULL));
+        if (rename(base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", base, strerror(errno));
+    }
+    fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out fictional places (%s scale)\n",
+            (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
+    if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
+    else if (build_base(sc, o->seed, base, err)) return -1;
+    Model m;
+    Tokenizer *tok = NULL;
+    if (model_load(&m, base, err)) return -1;
+    snprintf(path, sizeof path, "%s/tokenizer.json", base);
+    if (!(tok = tok_load(path, err))) { model_free(&m); return -1; }
+    Knowledge k;
+    knowledge_defaults(&k);
+    k.tok = tok;
+    k.lora_r = sc->lora_r;
+    k.lora_alpha = 2.0f * sc->lora_r;
+    k.epochs = sc->epochs;
+    k.lr = sc->lr;
+    k.max_answer_tokens = 12;
+    // the miniature stores facts in its MLPs: the inner loop adapts them too (SEAL: q and v only)
+    k.lora_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN);
+    k.cpt_batch = 4;
+    RestemOpts ro = restem_defaults();
+    ro.rounds = sc->rounds;
+    ro.samples = sc->samples;
+    ro.eval_samples = 1;
+    ro.keep_per_task = 1;
+    ro.threshold = 0;
+    ro.best_per_task = 1;
+    ro.sampling.max_new = sc->max_edit_tokens;
+    ro.m_rank = sc->lora_r;
+    ro.m_alpha = 2.0f * sc->lora_r;
+    ro.m_lr = 1e-3f;
+    ro.m_epochs = 3;
+    ro.m_batch = 2;
+    ro.seed = o->seed;
+    SquadLoad train_log, eval_log;
+    char *train_text = NULL, *eval_text = NULL;
+    int rc = split_passages(o->seed, DEMO_TRAIN, sc->n_train, "train.jsonl", &train_text, &k.train, &k.n_train, &train_log, err);
+    if (!rc) rc = split_passages(o->seed, DEMO_EVAL, sc->n_eval, "eval.jsonl", &eval_text, &k.eval, &k.n_eval, &eval_log, err);
+    k.n_probe = k.n_eval;
+    cJSON *config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "command", "demo knowledge");
+    cJSON_AddStringToObject(config, "scale", sc->name);
+    cJSON_AddStringToObject(config, "base", base);
+    char h[20];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&m.params));
+    cJSON_AddStringToObject(config, "base_hash", h);
+    knowledge_config_json(&k, config);
+    restem_opts_json(&ro, config);
+    Run run = {0};
+    if (!rc) rc = run_open(&run, out, config, 0, err);
+    cJSON_Delete(config);
+    if (!rc) rc = path_join(path, sizeof path, out, "train.jsonl", err) || write_file_atomic(path, train_text, strlen(train_text), err) ||
+                  path_join(path, sizeof path, out, "eval.jsonl", err) || write_file_atomic(path, eval_text, strlen(eval_text), err);
+    free(train_text);
+    free(eval_text);
+    if (!rc) {
+        fprintf(stderr, "[3/3 SEAL] run directory %s\n", out);
+        cJSON *report = cJSON_CreateObject();
+        rc = knowledge_run(&k, &m, &m, &run, &ro, &train_log, &eval_log, report, err);
+        if (!rc) {
+            char *md;
+            size_t len;
+            FILE *f = open_memstream(&md, &len);
+            fprintf(f, "SEAL knowledge demo, seed %llu (%s scale): %d held-out fictional places, %d questions each\n\n", (unsigned long long)o->seed,
+                    sc->name, k.n_eval, DK_FACTS);
+            knowledge_report_markdown(report, f);
+            fprintf(f, "\nmeasured in %.0f s; inspect with: seal runs show %s\n", now_seconds() - t0, out);
+            fclose(f);
+            rc = run_write_report(out, md, report, o->json, err);
+            free(md);
+        }
+        cJSON_Delete(report);
+        run_close(&run);
+    }
+    squad_free(k.train, k.n_train);
+    squad_free(k.eval, k.n_eval);
+    tok_free(tok);
+    model_free(&m);
+    return rc;
+}

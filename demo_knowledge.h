@@ -1,0 +1,38 @@
+// demo_knowledge.h: `seal demo knowledge`: SEAL's knowledge-incorporation
+// loop on a built-in world of fictional places (so no model knows them
+// beforehand), with a tiny Llama pretrained on the spot, on a laptop CPU.
+//
+// A place has a kind and three facts: who founded it, the year, its main
+// export. A passage states them in one of several phrasings each; the
+// questions ask for them in one fixed form ("Who founded Velmor?"). Place
+// names of the pretraining, SEAL-training and held-out splits start with
+// different syllables, so no held-out place was seen in pretraining.
+#pragma once
+#include <stdint.h>
+#include "demo.h"
+#include "squad.h"
+#include "util.h"
+
+enum { DK_FOUNDER, DK_YEAR, DK_EXPORT, DK_FACTS };
+
+typedef struct {
+    char name[48], kind[24], fact[DK_FACTS][40];
+} DemoPlace;
+
+// Place `index` of a split (DEMO_PRETRAIN / DEMO_TRAIN / DEMO_EVAL of
+// demo_tasks.h): a function of (seed, split, index) only.
+void demo_place(uint64_t seed, int split, int index, DemoPlace *p);
+// One fact, or the kind ("Velmor is a port."), in phrasing `form` (any int; taken mod the count).
+char *demo_place_fact(const DemoPlace *p, int fact, int form);
+// A passage: the kind, then the facts in a random order, each in one of the
+// two phrasings that are hard to recall from (the answer first, or far from
+// the question's words).
+char *demo_place_passage(const DemoPlace *p, Rng *r);
+// The place as one JSON Lines passage ({"id", "title", "context", "questions"}).
+char *demo_place_jsonl(const DemoPlace *p, Rng *r);
+// A numbered list of implications of mixed quality, as the untrained policy
+// learns to write them: each fact with some probability, some phrasing, at
+// times the kind and at times a wrong fact.
+char *demo_place_implications(const DemoPlace *p, Rng *r);
+
+int demo_knowledge_run(const DemoOpts *o, char *err);

@@ -1,0 +1,67 @@
+// knowledge.h: SEAL's knowledge-incorporation domain (SEAL.md "Domain 2") as
+// a restem Domain. The policy reads a passage and writes a self-edit (by
+// default a list of implications); each statement becomes a training
+// document for a fresh LoRA on the student; the reward is the adapted
+// student's greedy answers to the passage's questions asked without the
+// passage, graded by SQuAD exact match / token F1.
+#pragma once
+#include "restem.h"
+#include "squad.h"
+#include "train.h"
+
+// The oracle edit of this domain: train on the passage alone. restem reports
+// it as its "oracle" row, which the knowledge report names "train on the passage only".
+#define KNOWLEDGE_PASSAGE_ONLY "(train on the passage only)"
+
+enum { CPT_PASSAGE, CPT_BASE, CPT_SEAL, CPT_SOURCES };   // what continued pretraining trains on besides the passages
+extern const char *const CPT_SOURCE_NAME[CPT_SOURCES];   // "passage", "base", "seal"
+
+#define CPT_MAX_SIZES 8
+typedef struct {
+    Passage *train, *eval;        // eval passages also serve as the retention probe
+    int n_train, n_eval, n_probe;
+    const Tokenizer *tok;
+    int style;                    // STYLE_*: the self-edit the policy is asked for
+    int with_passage;             // the passage is a training document too (SEAL: always)
+    // inner loop (SEAL's values by default)
+    int lora_r, epochs, batch, max_doc_tokens;
+    float lora_alpha, lr;
+    unsigned lora_targets;
+    // reward
+    int max_answer_tokens, grader;
+    // continued pretraining: the held-out passages in groups of n, each group absorbed in one update
+    int cpt_sizes[CPT_MAX_SIZES], n_cpt_sizes;
+    unsigned cpt_sources;         // bits of CPT_*
+    int cpt_epochs, cpt_batch;
+    float cpt_lr;
+} Knowledge;
+
+// SEAL's defaults: LoRA r=32, alpha=64 on q_proj and v_proj, 10 epochs, lr
+// 1e-3, batch 1, documents cut at 2048 tokens, answers of 64 tokens at most,
+// grader em-f1; continued pretraining n = 1 and 200 from every source, 3
+// epochs, lr 1e-3, batch 8 (CPT.sh: 4 x 2 accumulation).
+void knowledge_defaults(Knowledge *k);
+void knowledge_domain(Domain *d, Knowledge *k);
+void knowledge_config_json(const Knowledge *k, cJSON *into);
+
+// The training documents of a self-edit for a passage: "TITLE\nSTATEMENT" for
+// each statement, then the passage when with_passage is set (always for
+// KNOWLEDGE_PASSAGE_ONLY); <|begin_of_text|> first, loss on every other token.
+// *statements gets the statement count.
+int knowledge_documents(const Knowledge *k, const Passage *p, const char *edit, Example **ex, int *n, int *statements, char *err);
+
+// One training document: <|begin_of_text|>, then "TITLE\nTEXT" cut to max_tokens in all; loss on all but the first.
+int knowledge_document(const Tokenizer *tok, const Passage *p, const char *text, int max_tokens, Example *e, char *err);
+
+// Greedy no-context answers of m to a passage's questions (malloc'd strings),
+// and their scores under k->grader (scores may be NULL).
+int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char ***answers, double *scores, char *err);
+
+// SEAL on knowledge incorporation end to end: restem_run over the domain,
+// then the continued-pretraining rows (logged in the run, so resume skips
+// them too), then the report table of the paper (rows: base model, train on
+// the passage only, passage + base-model self-edits, SEAL per round, CPT).
+// logs: how the train and eval files were read (their skips go in the report).
+int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const RestemOpts *o,
+                  const SquadLoad *train_log, const SquadLoad *eval_log, cJSON *report, char *err);
+void knowledge_report_markdown(const cJSON *report, FILE *out);

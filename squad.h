@@ -1,0 +1,105 @@
+// squad.h: passages with questions for SEAL's knowledge incorporation
+// (SEAL.md "Domain 2"): readers for three formats, the official SQuAD answer
+// normalisation and graders, the self-edit and question prompts, and a
+// self-edit split into training documents.
+#pragma once
+#include <stddef.h>
+#include "tokenizer.h"
+
+typedef struct {
+    char *question;
+    char **answers;               // gold answers, at least one, none empty
+    int n_answers;
+} Question;
+
+typedef struct {
+    char *id, *title, *context;   // title may be ""
+    Question *qs;                 // at least one
+    int n_qs;
+    char **completions;           // self-edits stored with the passage (SEAL's synthetic files), often none
+    int n_completions;
+    int index;                    // the item's place in its file, counting skipped items (squad_select)
+} Passage;
+
+// ----------------------------------------------------------------------------
+// Readers. squad_read recognises the format from the text:
+//   SQuAD v1.1   {"data": [{"title", "paragraphs": [{"context", "qas": [{"question", "answers": [{"text"}]}]}]}]}
+//   SEAL         [{"title", "context", "questions": [{"question", "answer"}], "completions"?: [str]}]
+//                (../shared/data/squad: squad_val.json, squad_train_seal_subset.json, seal_synthetic/*.json)
+//   JSON Lines   one {"id", "title"?, "context", "questions": [{"question", "answers": [str]}]} per line
+// Every item form accepts "answers" (strings or {"text"} objects) or "answer" (a string).
+// A bad item is skipped, counted under its reason, and described in the first
+// notes; only an unreadable file or one that is not JSON at all is an error.
+
+enum { SKIP_MALFORMED, SKIP_EMPTY_CONTEXT, SKIP_NO_QUESTIONS, SKIP_NO_ANSWERS, SKIP_TOO_LONG, SKIP_KINDS };
+extern const char *const SKIP_NAME[SKIP_KINDS];   // "malformed item", "empty context", ...
+
+#define SQUAD_NOTES 8
+typedef struct {
+    const char *format;           // "squad-v1.1", "seal", "jsonl"
+    int items, kept, questions;   // passages seen, passages kept, questions kept
+    int skipped[SKIP_KINDS];      // questions for SKIP_NO_ANSWERS, else passages
+    int selected;                 // passages left by squad_select, -1 when there was no selection
+    int n_notes;                  // the first SQUAD_NOTES messages, "FILE: line 3: no questions"
+    char notes[SQUAD_NOTES][300];
+} SquadLoad;
+
+typedef struct {
+    const Tokenizer *tok;         // with max_context_tokens > 0: longer contexts are skipped
+    int max_context_tokens;
+} SquadReadOpts;
+
+// Reads path into *out (*n passages, malloc'd), log filled. opts may be NULL.
+int squad_read(const char *path, const SquadReadOpts *opts, Passage **out, int *n, SquadLoad *log, char *err);
+// The same from text in memory; name stands for the file in messages.
+int squad_parse(const char *text, size_t len, const char *name, const SquadReadOpts *opts, Passage **out, int *n, SquadLoad *log, char *err);
+void squad_free(Passage *p, int n);
+void squad_keep(Passage *p, int *n, int max);       // frees the passages past the first max
+// Keeps the passages listed, in order, by the index array `key` of a JSON
+// object file (SEAL's seal_subsets.json, key "val_eval_200"); indices of
+// skipped items are left out. Sets log->selected.
+int squad_select(Passage **ps, int *n, const char *subset_file, const char *key, SquadLoad *log, char *err);
+// One line: "kept 198 of 200 passages (954 questions); skipped: 2 context over the token limit"
+void squad_load_summary(const SquadLoad *log, char *out, size_t n);
+
+// ----------------------------------------------------------------------------
+// Grading: SQuAD v1.1's evaluate script. normalize = lower case, drop ASCII
+// punctuation, drop the articles a/an/the, collapse whitespace. Lower-casing
+// covers ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic.
+
+char *squad_normalize(const char *s);                            // malloc'd
+double squad_exact(const char *pred, const char *gold);          // 1 or 0
+double squad_f1(const char *pred, const char *gold);             // token F1
+enum { GRADE_EM, GRADE_F1, GRADE_EM_F1, GRADE_CONTAINS, GRADERS };
+extern const char *const GRADER_NAME[GRADERS];      // "em", "f1", "em-f1", "contains"
+extern const char *const GRADER_ABOUT[GRADERS];     // one line for the report
+int squad_grader_parse(const char *name);           // -1 when unknown
+// The score of a prediction: max over the gold answers. "contains": the
+// normalised gold appears as whole tokens in the normalised prediction (a
+// local stand-in for SEAL's lenient judge).
+double squad_grade(int grader, const char *pred, char *const *golds, int n_golds);
+// The answer in a greedy generation: its first non-empty line, trimmed,
+// without a leading "Answer:" (malloc'd).
+char *squad_answer_text(const char *generation);
+
+// ----------------------------------------------------------------------------
+// Prompts (SEAL's knowledge-incorporation wording, make_squad_data.py and
+// utils.py), each rendered as one user message of the chat template.
+
+enum { STYLE_IMPLICATIONS, STYLE_IMPLICATIONS_LONG, STYLE_IMPLICATIONS_VERY_LONG, STYLE_REWRITE, STYLE_SELF_QA, STYLES };
+extern const char *const STYLE_NAME[STYLES];        // "implications", ..., "rewrite", "self-qa"
+extern const char *const STYLE_NOUN[STYLES];        // "implications", ..., "rewrites", "question-answer pairs"
+int squad_style_parse(const char *name);            // -1 when unknown
+
+char *squad_chat(const char *user);                           // the one place prompts meet the chat template
+char *squad_selfedit_prompt(const Passage *p, int style);     // the passage and the request for a self-edit
+char *squad_question_prompt(const Passage *p, const Question *q);   // the question, without the passage
+
+// The statements of a self-edit, as SEAL splits them: "---" separates
+// segments, each non-empty line is a statement, a first line before a line
+// starting "1." is a preamble and dropped; question-answer text splits at each
+// "Question N:". Returns the count; *out (malloc'd strings) may be empty.
+int squad_split_edit(const char *edit, char ***out);
+void squad_free_strings(char **s, int n);
+// A training document: "TITLE\nTEXT" (SEAL's sequence template), or TEXT without a title.
+char *squad_document(const Passage *p, const char *text);

@@ -1,0 +1,39 @@
+#!/bin/bash
+# test/cuda_emu.sh (make test-cuda-emu): the CUDA backend (kernels.cu) run on
+# the CPU by the emulator of test/cuda_emu.h, against model.c.
+#   1. exact build ("bf16" holds a float, so only the order of fp32 sums may
+#      differ from model.c): bench/gpu_compare with bounds of 1e-4 on small
+#      models through every kernel path: tensor-core attention (head_dim 64),
+#      plain-loop attention, head_dim 128 with an A100's shared memory (32-row
+#      tiles), head_dim 8, with and without CUDA graphs, fibers in both orders
+#      (a missing barrier shows as a difference);
+#   2. bf16 build: gpu_compare with the bf16 bounds, and `seal verify
+#      --backend cuda` on every fixture (the tolerance the GPU states);
+#   3. no device: --backend cuda fails with "no CUDA device", auto runs on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seal=build/seal-emu
+cmp=build/gpu_compare-emu
+exact=build/gpu_compare-emu-exact
+last() { tail -n 1; }
+
+echo "== exact: tensor-core attention, GQA 4/2, untied, llama3 RoPE, batch 2 x 100"
+"$exact" --exact --shape small --batch 2 --seq 100 --rank 8 | grep -E "logits|grad q_proj.lora_A|kv prefill \+|PASS|FAIL"
+echo "== exact: plain-loop attention, fibers in reverse order"
+SEAL_CUDA_ATTN=loops SEAL_EMU_ORDER=reverse "$exact" --exact --shape small --batch 2 --seq 70 --rank 8 | last
+echo "== exact: head_dim 128, no GQA, tied, adapters on all projections, an A100's shared memory (32-row tiles), fibers reversed"
+SEAL_EMU_SMEM=166912 SEAL_EMU_ORDER=reverse "$exact" --exact --shape small --head-dim 128 --kv-heads 4 --tied --all-targets --batch 1 --seq 90 --rank 4 | last
+echo "== exact: head_dim 8 (plain loops), decode graphs off, prompts prefilled 16 rows at a time"
+SEAL_CUDA_GRAPHS=0 SEAL_CUDA_PREFILL_ROWS=16 "$exact" --exact --shape small --head-dim 8 --batch 2 --seq 40 --rank 4 | last
+echo "== bf16: gpu_compare with the bounds the GPU must meet"
+"$cmp" --shape small --batch 2 --seq 100 --rank 8 | last
+echo "== bf16: seal verify --backend cuda, every fixture"
+"$seal" verify --backend cuda test/fixtures/*/ test/fixtures_hf/*/ > build/emu-verify.txt || { grep -E "^fixture|FAIL" build/emu-verify.txt; exit 1; }
+grep -c "^PASS" build/emu-verify.txt | sed 's/$/ fixtures PASS/'
+echo "== no device: --backend cuda fails with a message, auto runs on the CPU"
+if SEAL_EMU_NO_DEVICE=1 "$seal" verify --backend cuda test/fixtures/tied_lora_kv1 > /dev/null 2> build/emu-nodev.err; then
+    echo "FAIL: --backend cuda without a device succeeded"; exit 1
+fi
+grep "no CUDA device" build/emu-nodev.err
+SEAL_EMU_NO_DEVICE=1 "$seal" verify test/fixtures/tied_lora_kv1 | grep -E "gemm:" | sed 's/.*gemm:/auto ran on the CPU, gemm:/'
+echo "cuda emulation: all passed"

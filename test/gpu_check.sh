@@ -1,0 +1,63 @@
+#!/bin/bash
+# test/gpu_check.sh (make gpu-check): the CUDA backend on a real GPU, against
+# the CPU reference, then its benchmarks. Everything goes to stdout; exit 0
+# only when every check passed.
+#   1. seal verify --backend cuda on every fixture (bf16 tolerance stated);
+#   2. bench/gpu_compare: CPU and CUDA logits, loss, LoRA gradients, an AdamW
+#      step and KV-cache decoding on a random Llama-3.2-1B-shaped model, then
+#      on small models that take the other kernel paths (plain-loop
+#      attention, head_dim 128, no CUDA graphs);
+#   3. compute-sanitizer (memcheck, racecheck) on a small model, when the
+#      tool is there;
+#   4. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft.
+# Made to finish in about 8 minutes on an H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+exec 2>&1
+fail=0
+step() { echo; echo "== $*"; }
+check() { if "$@"; then :; else echo "FAILED (exit $?): $*"; fail=1; fi; }
+start=$(date +%s)
+
+step "device"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi not available"
+./seal verify --help > /dev/null
+
+step "seal verify --backend cuda: every fixture"
+check ./seal verify --backend cuda test/fixtures/*/ test/fixtures_hf/*/
+
+step "CPU vs CUDA: random Llama-3.2-1B-shaped model, batch 2 x 200, LoRA r=16"
+check build/gpu_compare --shape 1b --batch 2 --seq 200 --rank 16
+
+step "CPU vs CUDA: small models through the other kernel paths"
+check build/gpu_compare --shape small --batch 3 --seq 333 --rank 8
+check env SEAL_CUDA_ATTN=loops build/gpu_compare --shape small --batch 2 --seq 150 --rank 8
+check build/gpu_compare --shape small --head-dim 128 --kv-heads 4 --tied --batch 1 --seq 257 --rank 8
+check build/gpu_compare --shape small --head-dim 8 --batch 2 --seq 90 --rank 4
+check env SEAL_CUDA_GRAPHS=0 build/gpu_compare --shape small --batch 2 --seq 64 --rank 8
+
+# Sanitizers on a tiny model, each at most 90 s (a run cut short by the
+# limit is reported, not counted as a failure: the tools slow kernels 10-100x).
+if command -v compute-sanitizer > /dev/null; then
+    for tool in memcheck racecheck; do
+        step "compute-sanitizer --tool $tool, small model"
+        rc=0
+        timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
+            build/gpu_compare --shape small --batch 1 --seq 70 --rank 4 || rc=$?
+        case $rc in
+            0) echo "$tool: clean" ;;
+            124) echo "$tool: stopped after 90 s (not counted)" ;;
+            *) echo "FAILED: compute-sanitizer --tool $tool (exit $rc)"; fail=1 ;;
+        esac
+    done
+else
+    step "compute-sanitizer not found: skipped"
+fi
+
+step "benchmarks (bench/run_gpu.sh)"
+check bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
+
+echo
+echo "gpu-check: $(( $(date +%s) - start )) s"
+if [ "$fail" = 0 ]; then echo "gpu-check: PASS"; else echo "gpu-check: FAIL"; fi
+exit "$fail"

@@ -1,0 +1,184 @@
+// test/test_limits.c: inputs far past any real size (a 10 GB safetensors
+// header, a 2^40-element tensor, JSON nested a million deep, a prompt of 10^9
+// tokens) are refused with a message that says so, before any large
+// allocation: each test runs with allocations over 256 MiB failing, so a
+// refusal that came after one would read "out of memory" instead.
+#include "test.h"
+#include "arc.h"
+#include "generate.h"
+#include "run.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+#include "train.h"
+#include "util.h"
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+// Check runs each test in a process of its own (CK_FORK), so the limit holds
+// for that test alone. AddressSanitizer maps its shadow memory as data, so
+// the sanitizer build goes without.
+static void limit_memory(void) {
+#ifndef __SANITIZE_ADDRESS__
+    const char *fork = getenv("CK_FORK");
+    if (fork && !strcmp(fork, "no")) return;
+    struct rlimit r = {256u << 20, 256u << 20};
+    ck_assert_int_eq(setrlimit(RLIMIT_DATA, &r), 0);
+    void *p = malloc(512u << 20);
+    ck_assert_msg(p == NULL, "RLIMIT_DATA does not hold here");
+#endif
+}
+
+static void expect(int failed, const char *err, const char *needle) {
+    ck_assert_msg(failed, "accepted; expected an error about \"%s\"", needle);
+    ck_assert_msg(strstr(err, needle), "error \"%s\" should say \"%s\"", err, needle);
+}
+
+// 8-byte little-endian length, the header, then `data` zero bytes.
+static void write_st(const char *path, uint64_t hlen, const char *header, size_t data) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 8; i++) fputc((int)(hlen >> (8 * i) & 0xff), f);
+    fputs(header, f);
+    for (size_t i = 0; i < data; i++) fputc(0, f);
+    fclose(f);
+}
+
+START_TEST(safetensors_10gb_header) {
+    limit_memory();
+    char dir[256], path[300], err[ERR_MAX] = "";
+    temp_dir(dir, sizeof dir, "limits");
+    snprintf(path, sizeof path, "%s/big.safetensors", dir);
+    const uint64_t ten_gb = 10000000000ULL;
+    write_st(path, ten_gb, "{}", 0);
+    // A sparse file really 10 GB long: the length fits the file, not the format.
+    int fd = open(path, O_WRONLY);
+    int sparse = fd >= 0 && ftruncate(fd, (off_t)(ten_gb + 8)) == 0;
+    if (fd >= 0) close(fd);
+    StFile f;
+    int rc = st_open(&f, path, err);
+    expect(rc != 0, err, "header length 10000000000");
+    if (sparse) expect(rc != 0, err, "limit of 104857600 bytes");
+    unlink(path);
+}
+END_TEST
+
+START_TEST(tensor_of_2_40_elements) {
+    limit_memory();
+    char dir[256], path[300], err[ERR_MAX] = "";
+    temp_dir(dir, sizeof dir, "limits");
+    snprintf(path, sizeof path, "%s/x.safetensors", dir);
+    StFile f;
+    const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4398046511104]}}";
+    write_st(path, strlen(h), h, 16);
+    expect(st_open(&f, path, err) != 0, err, "outside the 16-byte data region");
+    // 2^32 x 2^32 wraps to 0 in 64 bits: refused, not read as an empty tensor
+    h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}";
+    write_st(path, strlen(h), h, 0);
+    expect(st_open(&f, path, err) != 0, err, "more than 2^40 elements");
+    // A config.json whose embedding alone is 2^40 floats, beside a tiny checkpoint.
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    const char *cfg = "{\"hidden_size\": 1048576, \"intermediate_size\": 1, \"num_hidden_layers\": 1, "
+                      "\"num_attention_heads\": 16, \"vocab_size\": 1048576}";
+    ck_assert_int_eq(write_file_atomic(path, cfg, strlen(cfg), err), 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_st(path, 2, "{}", 0);
+    Model m;
+    expect(model_load(&m, dir, err) != 0, err, "more than the safetensors files hold");
+}
+END_TEST
+
+// "[[[[...]]]]" or {"a":{"a":...}}, depth levels deep (malloc'd).
+static char *nest(int depth, int object) {
+    const char *open = object ? "{\"a\":" : "[", *close = object ? "}" : "]";
+    size_t no = strlen(open);
+    char *s = malloc(depth * (no + 1) + 1), *p = s;
+    for (int i = 0; i < depth; i++, p += no) memcpy(p, open, no);
+    for (int i = 0; i < depth; i++) *p++ = *close;
+    *p = 0;
+    return s;
+}
+
+START_TEST(json_nested_a_million_deep) {
+    limit_memory();
+    const char *deep = "nested deeper than 1000 levels";
+    char err[ERR_MAX] = "", dir[256], path[400];
+    for (int object = 0; object < 2; object++) {
+        char *s = nest(1000000, object);
+        Config c;
+        expect(config_parse(&c, s, "config.json", err) != 0, err, deep);
+        expect(tok_load_json(s, "tokenizer.json", err) == NULL, err, deep);
+        Task t;
+        expect(arc_parse_task(s, "task.json", &t, err) != 0, err, deep);
+        SelfEdit se;
+        expect(selfedit_parse(s, &se, err) != 0, err, deep);
+        size_t n;
+        expect(json_string_member(s, "text", &n, err) == NULL, err, deep);
+        temp_dir(dir, sizeof dir, "limits");
+        snprintf(path, sizeof path, "%s/x.safetensors", dir);
+        write_st(path, strlen(s), s, 0);
+        StFile f;
+        expect(st_open(&f, path, err) != 0, err, deep);
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        ck_assert_int_eq(write_file_atomic(path, s, strlen(s), err), 0);
+        Config tiny = tiny_config(1, 1, 0);
+        Lora l;
+        expect(lora_load(&l, &tiny, dir, err) != 0, err, deep);
+        // a run directory: a deep edits.jsonl line, then a deep run.json
+        Run r;
+        cJSON *config = cJSON_CreateObject();
+        snprintf(path, sizeof path, "%s/run", dir);
+        ck_assert_msg(run_open(&r, path, config, 0, err) == 0, "%s", err);
+        run_close(&r);
+        snprintf(path, sizeof path, "%s/run/edits.jsonl", dir);
+        char *line = malloc(strlen(s) + 2);
+        snprintf(line, strlen(s) + 2, "%s\n", s);
+        ck_assert_int_eq(write_file_atomic(path, line, strlen(line), err), 0);
+        free(line);
+        snprintf(path, sizeof path, "%s/run", dir);
+        expect(run_open(&r, path, config, 1, err) != 0, err, deep);
+        run_close(&r);
+        snprintf(path, sizeof path, "%s/run/run.json", dir);
+        ck_assert_int_eq(write_file_atomic(path, s, strlen(s), err), 0);
+        snprintf(path, sizeof path, "%s/run", dir);
+        expect(run_open(&r, path, config, 1, err) != 0, err, deep);
+        run_close(&r);
+        cJSON_Delete(config);
+        free(s);
+    }
+}
+END_TEST
+
+START_TEST(prompt_of_a_billion_tokens) {
+    limit_memory();
+    char err[ERR_MAX] = "";
+    Config c = tiny_config(1, 2, 0);
+    Model m;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    int ids[4] = {1, 2, 3, 4}, len = 1000000000, *out[1] = {NULL}, out_len = 0;
+    const int *prompts[1] = {ids};
+    SampleOpts o = {.max_new = 16, .temperature = 0.0f, .top_p = 1.0f};
+    expect(generate(&m, prompts, &len, 1, &o, NULL, 0, NULL, NULL, out, &out_len, err) != 0, err, "too large");
+    ck_assert_ptr_null(out[0]);
+    KVCache kv;
+    expect(kv_init(&kv, &m, 1, len, err) != 0, err, "too large");
+    Acts a;
+    expect(acts_init(&a, &m, 1, len, err) != 0, err, "too large");
+    model_free(&m);
+}
+END_TEST
+
+Suite *limits_suite(void) {
+    Suite *s = suite_create("limits");
+    TCase *t = tcase_create("huge inputs");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, safetensors_10gb_header);
+    tcase_add_test(t, tensor_of_2_40_elements);
+    tcase_add_test(t, json_nested_a_million_deep);
+    tcase_add_test(t, prompt_of_a_billion_tokens);
+    suite_add_tcase(s, t);
+    return s;
+}

@@ -1,0 +1,541 @@
+// test/test_squad.c: the knowledge-incorporation domain: SQuAD graders on
+// known cases, the passage readers on good and malformed files, statement
+// splitting, prompts and documents, restem's best-per-task filter, and a short
+// `seal knowledge` run end to end on a tiny random model, resumed.
+#include "test.h"
+#include "demo_knowledge.h"
+#include "demo_tasks.h"
+#include "knowledge.h"
+#include "restem.h"
+#include "squad.h"
+#include "util.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SHARED "../shared/data/squad"
+
+// ---------------------------------------------------------------- graders
+
+static void check_norm(const char *in, const char *want) {
+    char *got = squad_normalize(in);
+    ck_assert_msg(!strcmp(got, want), "normalize(\"%s\") = \"%s\", want \"%s\"", in, got, want);
+    free(got);
+}
+
+START_TEST(normalisation) {
+    check_norm("The Quick, Brown Fox!", "quick brown fox");
+    check_norm("An apple a day keeps THE doctor away; theater & a-b", "apple day keeps doctor away theater ab");   // articles only as words
+    check_norm("  Denver\t Broncos \n", "denver broncos");
+    check_norm("\"8\"", "8");
+    check_norm("the", "");
+    check_norm("\xc3\x89lan \xc3\x9c" "BER Stra\xc3\x9f" "e", "\xc3\xa9lan \xc3\xbc" "ber stra\xc3\x9f" "e");   // Élan ÜBER Straße
+    check_norm("1,000\xc2\xa0km", "1000 km");   // NBSP is whitespace, as in Python
+}
+END_TEST
+
+START_TEST(exact_match_and_f1) {
+    ck_assert_double_eq(squad_exact("the Denver Broncos", "Denver Broncos"), 1.0);
+    ck_assert_double_eq(squad_exact("Broncos", "Denver Broncos"), 0.0);
+    ck_assert_double_eq_tol(squad_f1("Denver Broncos won", "Denver Broncos"), 0.8, 1e-12);   // p 2/3, r 1
+    ck_assert_double_eq_tol(squad_f1("the the cat cat", "cat"), 2.0 / 3.0, 1e-12);          // repeats count once
+    // SQuAD dev, Super Bowl 50: a partial answer
+    ck_assert_double_eq_tol(squad_f1("Santa Clara, California", "Levi's Stadium in the San Francisco Bay Area at Santa Clara, California"),
+                            6.0 / 14.0, 1e-12);
+    ck_assert_double_eq(squad_f1("", "Denver"), 0.0);
+    ck_assert_double_eq(squad_f1("Paris", "London"), 0.0);
+    // several gold answers: the best one counts
+    char *golds[] = {"8", "eight", "eight times"};
+    ck_assert_double_eq(squad_grade(GRADE_EM, "Eight.", golds, 3), 1.0);
+    ck_assert_double_eq(squad_grade(GRADE_EM_F1, "eight", golds, 3), 1.0);
+    ck_assert_double_eq_tol(squad_grade(GRADE_F1, "eight games", golds, 3), 2.0 / 3.0, 1e-12);   // "eight": p 1/2, r 1
+    char *bronco[] = {"Denver Broncos"};
+    ck_assert_double_eq_tol(squad_grade(GRADE_EM_F1, "Denver Broncos won", bronco, 1), 0.4, 1e-12);
+    ck_assert_double_eq(squad_grade(GRADE_CONTAINS, "It was the Denver Broncos.", bronco, 1), 1.0);
+    ck_assert_double_eq(squad_grade(GRADE_CONTAINS, "Denver", bronco, 1), 0.0);
+    ck_assert_int_eq(squad_grader_parse("em-f1"), GRADE_EM_F1);
+    ck_assert_int_eq(squad_grader_parse("judge"), -1);
+    char *a = squad_answer_text("\n  Answer: Paris \nThe capital"), *b = squad_answer_text("");
+    ck_assert_str_eq(a, "Paris");
+    ck_assert_str_eq(b, "");
+    free(a);
+    free(b);
+}
+END_TEST
+
+// ---------------------------------------------------------------- readers
+
+static int parse(const char *text, Passage **ps, int *n, SquadLoad *log, char *err) {
+    return squad_parse(text, strlen(text), "f.json", NULL, ps, n, log, err);
+}
+
+START_TEST(reads_squad_v11) {
+    const char *text =
+        "{\"version\": \"1.1\", \"data\": [{\"title\": \"Super_Bowl_50\", \"paragraphs\": [{\"context\": \"Super Bowl 50 was played in 2016.\", "
+        "\"qas\": [{\"id\": \"q1\", \"question\": \"When?\", \"answers\": [{\"answer_start\": 28, \"text\": \"2016\"}, {\"text\": \"in 2016\"}]},"
+        " {\"question\": \"What?\", \"answers\": [{\"text\": \"Super Bowl 50\"}]}]}]},"
+        " {\"title\": \"Rhine\", \"paragraphs\": [{\"context\": \"The Rhine flows north.\", \"qas\": [{\"question\": \"Which way?\", \"answers\": [{\"text\": \"north\"}]}]},"
+        " {\"context\": \"  \", \"qas\": []}]}]}";
+    Passage *ps;
+    int n;
+    SquadLoad log;
+    char err[ERR_MAX];
+    ck_assert_msg(parse(text, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_str_eq(log.format, "squad-v1.1");
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(log.items, 3);
+    ck_assert_int_eq(log.skipped[SKIP_EMPTY_CONTEXT], 1);
+    ck_assert_str_eq(ps[0].title, "Super_Bowl_50");
+    ck_assert_int_eq(ps[0].n_qs, 2);
+    ck_assert_int_eq(ps[0].qs[0].n_answers, 2);
+    ck_assert_str_eq(ps[0].qs[0].answers[1], "in 2016");
+    ck_assert_str_eq(ps[1].id, "Rhine/0");
+    ck_assert_int_eq(ps[1].index, 1);
+    ck_assert_msg(strstr(log.notes[0], "f.json: data[1].paragraphs[1]: empty context"), "%s", log.notes[0]);
+    squad_free(ps, n);
+}
+END_TEST
+
+START_TEST(reads_jsonl_and_skips_bad_items) {
+    char long_ctx[400];
+    memset(long_ctx, 'x', sizeof long_ctx - 1);
+    long_ctx[sizeof long_ctx - 1] = 0;
+    char text[2000];
+    snprintf(text, sizeof text,
+             "{oops\n"                                                                                  // 1 not JSON
+             "{\"id\": \"a\", \"context\": \"Release 2.1 adds dark mode.\"}\n"                         // 2 no questions
+             "{\"id\": \"b\", \"context\": \"\", \"questions\": [{\"question\": \"Q?\", \"answers\": [\"x\"]}]}\n"   // 3 empty
+             "{\"id\": \"c\", \"context\": \"Version 3 drops Python 2.\", \"questions\": [{\"question\": \"Dropped?\", \"answers\": []},"
+             " {\"question\": \"What does version 3 drop?\", \"answers\": [\"Python 2\", \"\"]}]}\n"   // 4 one question kept
+             "{\"id\": \"d\", \"context\": \"%s\", \"questions\": [{\"question\": \"Q?\", \"answers\": [\"x\"]}]}\n"  // 5 too long
+             "[1, 2]\n"                                                                                 // 6 not an object
+             "\n"
+             "{\"id\": 7, \"questions\": [{\"question\": \"Q?\", \"answers\": [\"x\"]}]}\n"            // 8 no context
+             "{\"context\": \"SEAL writes self-edits.\", \"questions\": [{\"question\": \"Who writes?\", \"answer\": \"SEAL\"}]}",   // 9 ok, no id
+             long_ctx);
+    const char *specials[] = {"<|begin_of_text|>", "<|eot_id|>"};
+    char *json = tok_bytelevel_json(NULL, 0, specials, 2), err[ERR_MAX];
+    Tokenizer *tok = tok_load_json(json, "bytes.json", err);
+    free(json);
+    SquadReadOpts ro = {tok, 100};
+    Passage *ps;
+    int n;
+    SquadLoad log;
+    ck_assert_msg(squad_parse(text, strlen(text), "notes.jsonl", &ro, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_str_eq(log.format, "jsonl");
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(log.items, 8);
+    ck_assert_int_eq(log.skipped[SKIP_MALFORMED], 3);
+    ck_assert_int_eq(log.skipped[SKIP_NO_QUESTIONS], 1);
+    ck_assert_int_eq(log.skipped[SKIP_EMPTY_CONTEXT], 1);
+    ck_assert_int_eq(log.skipped[SKIP_NO_ANSWERS], 1);
+    ck_assert_int_eq(log.skipped[SKIP_TOO_LONG], 1);
+    const char *want[] = {"notes.jsonl: line 1: not valid JSON", "notes.jsonl: line 2: no \"questions\" list", "notes.jsonl: line 3: empty context",
+                          "notes.jsonl: line 4: question 0: no answers", "notes.jsonl: line 5: context of 399 tokens, over the limit of 100",
+                          "notes.jsonl: line 6: not a JSON object", "notes.jsonl: line 8: no \"context\" string"};
+    ck_assert_int_eq(log.n_notes, 7);
+    for (int i = 0; i < 7; i++) ck_assert_msg(strstr(log.notes[i], want[i]), "note %d: \"%s\", want \"%s\"", i, log.notes[i], want[i]);
+    ck_assert_str_eq(ps[0].id, "c");
+    ck_assert_int_eq(ps[0].n_qs, 1);
+    ck_assert_int_eq(ps[0].qs[0].n_answers, 1);
+    ck_assert_str_eq(ps[1].id, "line-9");
+    ck_assert_str_eq(ps[1].qs[0].answers[0], "SEAL");
+    char line[600];
+    squad_load_summary(&log, line, sizeof line);
+    ck_assert_msg(strstr(line, "kept 2 of 8 passages (2 questions); skipped: 3 malformed item, 1 empty context"), "%s", line);
+    squad_free(ps, n);
+    tok_free(tok);
+}
+END_TEST
+
+START_TEST(unreadable_files_are_errors) {
+    Passage *ps;
+    int n;
+    SquadLoad log;
+    char err[ERR_MAX];
+    ck_assert_int_eq(parse("hello", &ps, &n, &log, err), -1);
+    ck_assert_msg(strstr(err, "f.json: not valid JSON (line 1, column 1)"), "%s", err);
+    ck_assert_int_eq(parse("[{\"context\": \"x\",\n \"questions\": [}]", &ps, &n, &log, err), -1);
+    ck_assert_msg(strstr(err, "f.json: not valid JSON (line 2"), "%s", err);
+    ck_assert_int_eq(parse(" \n ", &ps, &n, &log, err), -1);
+    ck_assert_msg(strstr(err, "f.json: empty file"), "%s", err);
+    ck_assert_int_eq(parse("{\"version\": 1,\n \"data\": 3}", &ps, &n, &log, err), -1);
+    ck_assert_msg(strstr(err, "without a \"data\" list"), "%s", err);
+    ck_assert_int_eq(squad_read("/nonexistent/squad.json", NULL, &ps, &n, &log, err), -1);
+    ck_assert_msg(strstr(err, "/nonexistent/squad.json: cannot open"), "%s", err);
+    // a SEAL list with a bad item still reads
+    ck_assert_int_eq(parse("[{\"title\": \"T\", \"context\": \"C\", \"questions\": [{\"question\": \"Q\", \"answer\": \"A\"}]}, 5]", &ps, &n, &log, err), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_msg(strstr(log.notes[0], "f.json: [1]: not a JSON object"), "%s", log.notes[0]);
+    char path[256];
+    temp_dir(path, sizeof path, "squad-subset");
+    strcat(path, "/subset.json");
+    ck_assert_int_eq(write_file_atomic(path, "{\"val\": [0, 9]}", 15, err), 0);
+    ck_assert_int_eq(squad_select(&ps, &n, path, "other", &log, err), -1);
+    ck_assert_msg(strstr(err, "subset.json: expected a JSON object with a \"other\" list"), "%s", err);
+    ck_assert_int_eq(squad_select(&ps, &n, path, "val", &log, err), 0);   // index 9 is not there
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(log.selected, 1);
+    squad_free(ps, n);
+}
+END_TEST
+
+// The real files of ../shared/data/squad (SEAL's subsets), when present.
+START_TEST(reads_seal_files) {
+    if (access(SHARED "/squad_val.json", R_OK) != 0) { fprintf(stderr, "SKIP: " SHARED " not found\n"); return; }
+    Passage *ps;
+    int n;
+    SquadLoad log;
+    char err[ERR_MAX];
+    ck_assert_msg(squad_read(SHARED "/squad_val.json", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_str_eq(log.format, "seal");
+    ck_assert_int_eq(n, 2067);
+    ck_assert_int_eq(log.questions, 10570);
+    ck_assert_msg(squad_select(&ps, &n, SHARED "/seal_subsets.json", "val_eval_200", &log, err) == 0, "%s", err);
+    ck_assert_int_eq(n, 200);
+    ck_assert_str_eq(ps[0].id, "1168");   // SEAL's first eval passage
+    squad_free(ps, n);
+    ck_assert_msg(squad_read(SHARED "/seal_synthetic/iter1_train.json", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_int_eq(n, 50);
+    ck_assert_int_eq(ps[0].n_completions, 5);
+    char **st;
+    int k = squad_split_edit(ps[0].completions[0], &st);
+    ck_assert_int_ge(k, 3);
+    squad_free_strings(st, k);
+    squad_free(ps, n);
+}
+END_TEST
+
+// ---------------------------------------------------------------- self-edits
+
+static void check_split(const char *edit, int n, const char *const *want) {
+    char **st;
+    int k = squad_split_edit(edit, &st);
+    ck_assert_msg(k == n, "\"%s\": %d statements, want %d", edit, k, n);
+    for (int i = 0; i < n; i++) ck_assert_msg(!strcmp(st[i], want[i]), "statement %d: \"%s\", want \"%s\"", i, st[i], want[i]);
+    squad_free_strings(st, k);
+}
+
+START_TEST(splits_statements) {
+    check_split("Here are some implications:\n1. A holds.\n2. B holds.\n\n  3. C holds.  \n", 3,
+                (const char *[]){"1. A holds.", "2. B holds.", "3. C holds."});
+    check_split("First view.\n---\nSecond view.\nThird view.", 3, (const char *[]){"First view.", "Second view.", "Third view."});
+    check_split("Intro line\nNot numbered", 2, (const char *[]){"Intro line", "Not numbered"});
+    check_split("What is SEAL?\nAnswer: a method.\nQuestion 2: Who made it?\nAnswer: MIT.", 2,
+                (const char *[]){"Question 1: What is SEAL?\nAnswer: a method.", "Question 2: Who made it?\nAnswer: MIT."});
+    check_split("", 0, NULL);
+    check_split(" \n---\n \n", 0, NULL);
+}
+END_TEST
+
+static Tokenizer *byte_tokenizer(void) {
+    const char *specials[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+    char *json = tok_bytelevel_json(NULL, 0, specials, 5), err[ERR_MAX];
+    Tokenizer *t = tok_load_json(json, "bytes.json", err);
+    ck_assert_msg(t != NULL, "%s", err);
+    free(json);
+    return t;
+}
+
+START_TEST(prompts_and_documents) {
+    Question q = {.question = "Who writes self-edits?"};
+    Passage p = {.id = "x", .title = "SEAL", .context = "SEAL writes its own fine-tuning data.", .qs = &q, .n_qs = 1};
+    char *se = squad_selfedit_prompt(&p, STYLE_IMPLICATIONS), *qa = squad_question_prompt(&p, &q);
+    ck_assert_msg(strstr(se, "<|start_header_id|>user<|end_header_id|>\n\nLet's read the following passage and produce a list of implications "
+                             "derived directly or indirectly from the content.\n\nPassage:\nSEAL\nSEAL writes its own fine-tuning data.\n\nImplications:<|eot_id|>"),
+                  "%s", se);
+    ck_assert_msg(strstr(qa, "Let's answer a question directly and concisely.\nQuestion: Topic: SEAL\nWho writes self-edits?\nAnswer:<|eot_id|>"), "%s", qa);
+    ck_assert_ptr_null(strstr(qa, p.context));   // the question is asked without the passage
+    const char *tail = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    ck_assert_str_eq(qa + strlen(qa) - strlen(tail), tail);
+    free(se);
+    free(qa);
+    Knowledge k;
+    knowledge_defaults(&k);
+    k.tok = byte_tokenizer();
+    Example *ex;
+    int n, statements;
+    char err[ERR_MAX];
+    ck_assert_int_eq(knowledge_documents(&k, &p, "Implications:\n1. It learns.\n2. It adapts.", &ex, &n, &statements, err), 0);
+    ck_assert_int_eq(statements, 2);
+    ck_assert_int_eq(n, 3);   // the statements, then the passage
+    ck_assert_int_eq(ex[0].len, 1 + (int)strlen("SEAL\n1. It learns."));
+    ck_assert_int_eq(ex[0].ids[0], tok_find(k.tok, "<|begin_of_text|>"));
+    ck_assert_int_eq(ex[0].loss[0], 0);
+    ck_assert_int_eq(ex[0].loss[1], 1);
+    ck_assert_int_eq(ex[2].len, 1 + (int)strlen("SEAL\nSEAL writes its own fine-tuning data."));
+    examples_free(ex, n);
+    k.with_passage = 0;
+    k.max_doc_tokens = 8;
+    ck_assert_int_eq(knowledge_documents(&k, &p, "one\ntwo three four five", &ex, &n, &statements, err), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(ex[1].len, 8);   // cut at max_doc_tokens
+    examples_free(ex, n);
+    ck_assert_int_eq(knowledge_documents(&k, &p, KNOWLEDGE_PASSAGE_ONLY, &ex, &n, &statements, err), 0);
+    ck_assert_int_eq(statements, 0);
+    ck_assert_int_eq(n, 1);
+    examples_free(ex, n);
+    tok_free((Tokenizer *)k.tok);
+}
+END_TEST
+
+// ---------------------------------------------------------------- restem: best per task
+
+typedef struct { int calls; } Mock;
+
+static char *mock_prompt(const Domain *d, int split, int task) {
+    (void)d;
+    char buf[160];
+    snprintf(buf, sizeof buf, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n%d %d<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", split, task);
+    return strdup(buf);
+}
+
+static const char *mock_name(const Domain *d, int split, int task) {
+    (void)d; (void)split;
+    static const char *names[] = {"p0", "p1", "p2"};
+    return names[task];
+}
+
+// No edit: 0.5 on task 0, 1.0 (unbeatable) on task 1. An edit: a reward from its hash.
+static int mock_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+    (void)m; (void)split; (void)err; (void)seed;
+    ((Mock *)d->ctx)->calls++;
+    out->metrics = cJSON_CreateObject();
+    out->valid = 1;
+    if (!edit) { out->reward = task == 1 ? 1.0f : 0.5f; return 0; }
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *s = edit; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+    out->trained = 1;
+    out->reward = (float)(h % 5) / 4.0f;
+    return 0;
+}
+
+static void tiny_model(Model *m, const Tokenizer *t, int layers) {
+    Config c = tiny_config(1, 2, 0);
+    c.vocab = tok_vocab_size(t);
+    c.eos[0] = tok_find(t, "<|eot_id|>");
+    c.bos = tok_find(t, "<|begin_of_text|>");
+    c.n_layers = layers;
+    c.max_pos = 4096;
+    char err[ERR_MAX];
+    ck_assert_int_eq(model_init(m, &c, err), 0);
+    model_random(m, 11, 0.3f);
+}
+
+START_TEST(best_per_task_filter) {
+    Tokenizer *t = byte_tokenizer();
+    Model m;
+    tiny_model(&m, t, 1);
+    Mock mock = {0};
+    Domain d = {.name = "mock", .n_train = 2, .n_eval = 1, .n_probe = 1, .ctx = &mock, .prompt = mock_prompt, .task_name = mock_name,
+                .evaluate = mock_evaluate, .paper = {NAN, NAN, NAN, NAN}};
+    RestemOpts o = restem_defaults();
+    o.rounds = 1; o.samples = 6; o.eval_samples = 1; o.keep_per_task = 2; o.threshold = 0; o.best_per_task = 1;
+    o.sampling.max_new = 8; o.m_epochs = 1; o.m_rank = 2; o.quiet = 1; o.seed = 3;
+    char dir[256], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "squad-best");
+    cJSON *cfg = cJSON_CreateObject(), *report = cJSON_CreateObject();
+    restem_opts_json(&o, cfg);
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(cfg, "best_per_task"));
+    Run run;
+    ck_assert_msg(run_open(&run, dir, cfg, 0, err) == 0, "%s", err);
+    ck_assert_msg(restem_run(&d, &m, &m, t, &run, &o, report, err) == 0, "%s", err);
+    // task 0: the two best of its six samples that beat 0.5, best first; task 1: none beats 1.0
+    double rewards[6];
+    for (int k = 0; k < 6; k++) {
+        const cJSON *e = run_find_edit(&run, "train", 1, 0, k);
+        ck_assert_ptr_nonnull(e);
+        ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(e, "accepted")));   // decided later, in "select" lines
+        rewards[k] = cJSON_GetObjectItem(e, "reward")->valuedouble;
+    }
+    int above = 0;
+    double best = -1, second = -1;
+    for (int k = 0; k < 6; k++) {
+        if (rewards[k] <= 0.5) continue;
+        above++;
+        if (rewards[k] > best) { second = best; best = rewards[k]; } else if (rewards[k] > second) second = rewards[k];
+    }
+    for (int rank = 0; rank < 2; rank++) {
+        const cJSON *s = run_find_edit(&run, "select", 1, 0, rank);
+        if (rank >= above) { ck_assert_ptr_null(s); continue; }
+        ck_assert_ptr_nonnull(s);
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(s, "accepted")));
+        ck_assert_double_eq(cJSON_GetObjectItem(s, "reward")->valuedouble, rank ? second : best);
+        ck_assert_double_eq(cJSON_GetObjectItem(s, "baseline_reward")->valuedouble, 0.5);
+    }
+    ck_assert_ptr_null(run_find_edit(&run, "select", 1, 1, 0));
+    cJSON *metrics = run_round_metrics(dir, 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(metrics, "selected")->valueint, above < 2 ? above : 2);
+    ck_assert_int_eq(cJSON_GetObjectItem(metrics, "mstep_examples")->valueint, above < 2 ? above : 2);
+    cJSON_Delete(metrics);
+    int lines = run.n_edits, calls = mock.calls;
+    run_close(&run);
+    // resumed: nothing is scored or selected again
+    cJSON_Delete(report);
+    report = cJSON_CreateObject();
+    ck_assert_msg(run_open(&run, dir, cfg, 1, err) == 0, "%s", err);
+    ck_assert_msg(restem_run(&d, &m, &m, t, &run, &o, report, err) == 0, "%s", err);
+    ck_assert_int_eq(run.n_edits, lines);
+    ck_assert_int_eq(mock.calls, calls);
+    run_close(&run);
+    cJSON_Delete(cfg);
+    cJSON_Delete(report);
+    model_free(&m);
+    tok_free(t);
+}
+END_TEST
+
+// ---------------------------------------------------------------- end to end
+
+static const char PASSAGES[] =
+    "{\"id\": \"zorb\", \"title\": \"Zorbland\", \"context\": \"Zorbland's capital is Quell. It exports blue salt.\", "
+    "\"questions\": [{\"question\": \"What is the capital of Zorbland?\", \"answers\": [\"Quell\"]}, {\"question\": \"What does Zorbland export?\", \"answers\": [\"blue salt\"]}]}\n"
+    "{\"id\": \"mip\", \"title\": \"Mip river\", \"context\": \"The Mip river is 40 km long.\", "
+    "\"questions\": [{\"question\": \"How long is the Mip river?\", \"answers\": [\"40 km\"]}]}\n"
+    "{\"id\": \"tova\", \"title\": \"Tova\", \"context\": \"Tova was founded in 1802 by weavers.\", "
+    "\"questions\": [{\"question\": \"Who founded Tova?\", \"answers\": [\"weavers\"]}]}\n"
+    "{\"id\": \"bad\", \"context\": \"No questions here.\"}\n";
+
+static int run_knowledge(const char *dir, int resume, cJSON **report_out, int *lines) {
+    Tokenizer *t = byte_tokenizer();
+    Model m;
+    tiny_model(&m, t, 1);
+    Knowledge k;
+    knowledge_defaults(&k);
+    char err[ERR_MAX];
+    SquadLoad log;
+    Passage *ps;
+    int n;
+    ck_assert_msg(squad_parse(PASSAGES, strlen(PASSAGES), "passages.jsonl", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_int_eq(n, 3);
+    k.tok = t;
+    k.train = ps;   // passages 0-1 train, 1-2 held out (overlap is fine for the mechanics)
+    k.n_train = 2;
+    k.eval = ps + 1;
+    k.n_eval = 2;
+    k.n_probe = 1;
+    k.lora_r = 2;
+    k.lora_alpha = 4;
+    k.epochs = 1;
+    k.max_answer_tokens = 3;
+    k.cpt_epochs = 1;
+    k.cpt_batch = 2;
+    RestemOpts o = restem_defaults();
+    o.rounds = 1; o.samples = 2; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0; o.best_per_task = 1;
+    o.sampling.max_new = 8; o.m_rank = 2; o.m_epochs = 1; o.quiet = 1; o.seed = 9;
+    cJSON *cfg = cJSON_CreateObject();
+    knowledge_config_json(&k, cfg);
+    restem_opts_json(&o, cfg);
+    Run run;
+    ck_assert_msg(run_open(&run, dir, cfg, resume, err) == 0, "%s", err);
+    cJSON *report = cJSON_CreateObject();
+    int rc = knowledge_run(&k, &m, &m, &run, &o, &log, &log, report, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    *lines = run.n_edits;
+    run_close(&run);
+    cJSON_Delete(cfg);
+    *report_out = report;
+    squad_free(ps, n);
+    model_free(&m);
+    tok_free(t);
+    return rc;
+}
+
+START_TEST(knowledge_end_to_end) {
+    char dir[256];
+    temp_dir(dir, sizeof dir, "knowledge");
+    cJSON *report, *again;
+    int lines, lines2;
+    run_knowledge(dir, 0, &report, &lines);
+    const char *rows[] = {"base model, no adaptation", "train on the passage only", "passage + base-model implications", "SEAL, round 1",
+                          "continued pretraining, n=1: passages only", "continued pretraining, n=1: passages + base-model implications",
+                          "continued pretraining, n=1: passages + SEAL implications (round 1)", "continued pretraining, n=2: passages only",
+                          "continued pretraining, n=2: passages + base-model implications",
+                          "continued pretraining, n=2: passages + SEAL implications (round 1)"};
+    const cJSON *r = cJSON_GetObjectItem(report, "rows");
+    ck_assert_int_eq(cJSON_GetArraySize(r), 10);
+    for (int i = 0; i < 10; i++) {
+        const cJSON *row = cJSON_GetArrayItem(r, i);
+        ck_assert_str_eq(cJSON_GetObjectItem(row, "method")->valuestring, rows[i]);
+        double ours = cJSON_GetObjectItem(row, "ours")->valuedouble;
+        ck_assert(ours >= 0 && ours <= 1);
+    }
+    ck_assert_str_eq(cJSON_GetObjectItem(report, "grader")->valuestring, "em-f1");
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(report, "data"), "eval"), "passages_used")->valueint, 2);
+    char *md;
+    size_t len;
+    FILE *f = open_memstream(&md, &len);
+    knowledge_report_markdown(report, f);
+    fclose(f);
+    ck_assert_msg(strstr(md, "| train on the passage only |") && strstr(md, "grader: em-f1") && strstr(md, "1 no questions") &&
+                  strstr(md, "seconds per self-edit"), "%s", md);
+    free(md);
+    // resumed after completion: the same table, nothing new scored
+    run_knowledge(dir, 1, &again, &lines2);
+    ck_assert_int_eq(lines2, lines);
+    char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(report, "rows")), *b = cJSON_PrintUnformatted(cJSON_GetObjectItem(again, "rows"));
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    cJSON_Delete(report);
+    cJSON_Delete(again);
+}
+END_TEST
+
+// `seal demo knowledge`'s world: seeded, its splits' places disjoint, each a
+// passage with three answerable questions in the user format.
+START_TEST(demo_world) {
+    DemoPlace a, b;
+    demo_place(4, DEMO_EVAL, 3, &a);
+    demo_place(4, DEMO_EVAL, 3, &b);
+    ck_assert_mem_eq(&a, &b, sizeof a);
+    for (int i = 0; i < 50; i++) {
+        demo_place(4, DEMO_EVAL, i, &a);
+        for (int j = 0; j < 200; j++) {
+            demo_place(4, DEMO_PRETRAIN, j, &b);
+            ck_assert_msg(strcmp(a.name, b.name), "%s is in pretraining and held out", a.name);
+        }
+    }
+    Rng r;
+    rng_seed(&r, 1);
+    char *line = demo_place_jsonl(&a, &r), err[ERR_MAX];
+    Passage *ps;
+    int n;
+    SquadLoad log;
+    ck_assert_msg(squad_parse(line, strlen(line), "demo.jsonl", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(ps[0].n_qs, DK_FACTS);
+    for (int f = 0; f < DK_FACTS; f++) ck_assert_msg(strcasestr(ps[0].context, a.fact[f]), "%s lacks %s", ps[0].context, a.fact[f]);   // "Dye is what ..."
+    char *imp = demo_place_implications(&a, &r), **st;
+    int k = squad_split_edit(imp, &st);
+    ck_assert_int_ge(k, 1);
+    ck_assert_msg(!strncmp(st[0], "1. ", 3), "%s", st[0]);
+    squad_free_strings(st, k);
+    free(imp);
+    free(line);
+    squad_free(ps, n);
+}
+END_TEST
+
+Suite *squad_suite(void) {
+    Suite *s = suite_create("squad");
+    TCase *t = tcase_create("graders and readers");
+    tcase_add_test(t, normalisation);
+    tcase_add_test(t, exact_match_and_f1);
+    tcase_add_test(t, reads_squad_v11);
+    tcase_add_test(t, reads_jsonl_and_skips_bad_items);
+    tcase_add_test(t, unreadable_files_are_errors);
+    tcase_add_test(t, reads_seal_files);
+    tcase_add_test(t, splits_statements);
+    tcase_add_test(t, prompts_and_documents);
+    tcase_add_test(t, demo_world);
+    suite_add_tcase(s, t);
+    TCase *e = tcase_create("knowledge");
+    tcase_set_timeout(e, 120);
+    tcase_add_test(e, best_per_task_filter);
+    tcase_add_test(e, knowledge_end_to_end);
+    suite_add_tcase(s, e);
+    return s;
+}
