@@ -64,6 +64,9 @@ test: seal build/test-blas build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
 	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run" && test/kill_resume.sh
 	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
+	@echo "== the Check suite under AddressSanitizer + UndefinedBehaviorSanitizer" && $(MAKE) --no-print-directory test-asan
+	@if command -v $(FUZZ_CC) >/dev/null; then echo "== every reader fuzzed 10 s after its regression inputs" && $(MAKE) --no-print-directory fuzz-ci; \
+	 else echo "== fuzzing skipped: $(FUZZ_CC) is not installed (apt-get install clang libclang-rt-dev)"; fi
 
 # The Check suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc,
 # reference-loop matmuls; OpenBLAS is not instrumented), and a short

@@ -526,9 +526,10 @@ static int rope_from_freqs(const GgufFile *f, const GgufTensor *t, Config *c, ch
     float factor = 0;
     for (int j = 0; j < half; j++) {
         if (!(fr[j] >= 1.0f && fr[j] <= 1e6f)) {   // Llama-3's divisors run from 1 to factor; also refuses NaN
+            errf(err, "%s: tensor rope_freqs.weight: entry %d = %g, expected a divisor in [1, 1e6]", f->path, j, fr[j]);
             free(fr);
             free(inv);
-            return errf(err, "%s: tensor rope_freqs.weight: entry %d = %g, expected a divisor in [1, 1e6]", f->path, j, fr[j]);
+            return -1;
         }
         factor = fr[j] > factor ? fr[j] : factor;
     }

@@ -38,7 +38,8 @@ static inline char *fuzz_text(const uint8_t *data, size_t size) {
     return s;
 }
 
-// This process's scratch directory, made on first use and removed at exit.
+// This process's scratch directory, made on first use (under $SEAL_FUZZ_TMP,
+// which test/fuzz/run.sh removes even after a crash) and removed at exit.
 static char fuzz_scratch[256];
 static void fuzz_scratch_rm(void) {
     char cmd[300];
@@ -48,7 +49,8 @@ static void fuzz_scratch_rm(void) {
 static inline const char *fuzz_dir(void) {
     if (!fuzz_scratch[0]) {
         struct stat st;
-        const char *root = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+        const char *root = getenv("SEAL_FUZZ_TMP");
+        if (!root) root = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
         snprintf(fuzz_scratch, sizeof fuzz_scratch, "%s/seal-fuzz-XXXXXX", root);
         if (!mkdtemp(fuzz_scratch)) { perror("mkdtemp"); abort(); }
         atexit(fuzz_scratch_rm);

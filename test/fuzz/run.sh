@@ -8,6 +8,9 @@ set -u
 t=$1 secs=$2
 bin=build/fuzz/$t corpus=build/fuzz-corpus/$t regress=test/fuzz/regress/$t
 mkdir -p "$corpus" build/fuzz-crashes "$regress"
+SEAL_FUZZ_TMP=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)   # the targets' scratch files
+export SEAL_FUZZ_TMP
+trap 'rm -rf "$SEAL_FUZZ_TMP"' EXIT
 log=build/fuzz-crashes/$t.log
 opts=(-dict=test/fuzz/json.dict -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
       -artifact_prefix=build/fuzz-crashes/$t-)
