@@ -243,12 +243,12 @@ static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, Texts *t) 
         for (int f = 0; f < DK_FACTS; f++) {
             char *q = fill(pl, QUESTIONS[f]);
             Question qq = {.question = q};
-            texts_add(t, squad_question_prompt(&p, &qq), strdup(pl->fact[f]), 0);
+            texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), strdup(pl->fact[f]), 0);
             free(q);
         }
     if (rng_uniform(r) < sc->selfedit_share) {
         p.context = demo_place_passage(pl, r);
-        texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS), demo_place_implications(pl, r), 0);
+        texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
         free(p.context);
     }
 }

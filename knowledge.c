@@ -3,7 +3,7 @@
 // Where this follows SEAL's code (knowledge-incorporation/src) and where not:
 //   - prompts: make_squad_data.py's base-model templates and utils.py's
 //     answering template ("Topic: TITLE" line included), each sent as one user
-//     message of the chat template (squad_chat);
+//     message in the model's chat format (squad_chat);
 //   - documents: utils.py build_train_sequences with split_newlines (SEAL's
 //     query_server.sh setting): "TITLE\nSTATEMENT" per line, the passage last;
 //     loss on every token;
@@ -27,6 +27,7 @@
 const char *const CPT_SOURCE_NAME[CPT_SOURCES] = {"passage", "base", "seal"};
 
 void knowledge_defaults(Knowledge *k) {
+    k->chat = CHAT_LLAMA3;
     k->style = STYLE_IMPLICATIONS;
     k->with_passage = 1;
     k->lora_r = 32;
@@ -53,6 +54,7 @@ void knowledge_config_json(const Knowledge *k, cJSON *j) {
     ids = cJSON_AddArrayToObject(j, "eval_passages");
     for (int i = 0; i < k->n_eval; i++) cJSON_AddItemToArray(ids, cJSON_CreateString(k->eval[i].id));
     cJSON_AddNumberToObject(j, "n_probe", k->n_probe);
+    cJSON_AddStringToObject(j, "chat_format", chat_format_name(k->chat));
     cJSON_AddStringToObject(j, "style", STYLE_NAME[k->style]);
     cJSON_AddBoolToObject(j, "with_passage", k->with_passage);
     cJSON_AddNumberToObject(j, "lora_r", k->lora_r);
@@ -153,7 +155,7 @@ int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char 
         int B = p->n_qs - q0 < ANSWER_BATCH ? p->n_qs - q0 : ANSWER_BATCH;
         int *ids[ANSWER_BATCH] = {0}, lens[ANSWER_BATCH], *out[ANSWER_BATCH] = {0}, out_lens[ANSWER_BATCH], seen[ANSWER_BATCH] = {0};
         for (int b = 0; b < B && !rc; b++) {
-            char *prompt = squad_question_prompt(p, &p->qs[q0 + b]);
+            char *prompt = squad_question_prompt(p, &p->qs[q0 + b], k->chat);
             lens[b] = prompt ? tok_encode(k->tok, prompt, strlen(prompt), 1, &ids[b], err) : errf(err, "out of memory");
             free(prompt);
             if (lens[b] < 0) rc = -1;
@@ -232,7 +234,7 @@ static int train_adapter(const Knowledge *k, Model *m, Lora *l, const Example *e
 
 static char *kn_prompt(const Domain *d, int split, int task) {
     const Knowledge *k = d->ctx;
-    return squad_selfedit_prompt(passage_of(k, split, task), k->style);
+    return squad_selfedit_prompt(passage_of(k, split, task), k->style, k->chat);
 }
 
 static const char *kn_name(const Domain *d, int split, int task) {

@@ -21,6 +21,7 @@ typedef struct {
     Passage *train, *eval;        // eval passages also serve as the retention probe
     int n_train, n_eval, n_probe;
     const Tokenizer *tok;
+    ChatFormat chat;              // how prompts are rendered (CHAT_LLAMA3 by default)
     int style;                    // STYLE_*: the self-edit the policy is asked for
     int with_passage;             // the passage is a training document too (SEAL: always)
     // inner loop (SEAL's values by default)

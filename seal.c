@@ -531,7 +531,7 @@ static int load_passages(const char *what, const char *path, const char *subset,
 static int cmd_knowledge(int argc, char **argv) {
     const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_path = NULL, *eval_path = NULL, *eval_subset = NULL,
                *subset_key = "val_eval_200", *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj", *m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-               *style = "implications", *grader = "em-f1", *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *backend = "cpu", *pos[1];
+               *style = "implications", *grader = "em-f1", *chat_name = NULL, *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *backend = "cpu", *pos[1];
     int resume = 0, n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0;
     RestemOpts o = restem_defaults();   // SEAL's knowledge values
     o.rounds = 2; o.samples = 5; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0;
@@ -540,9 +540,10 @@ static int cmd_knowledge(int argc, char **argv) {
     Knowledge k = {0};
     knowledge_defaults(&k);
     Flag flags[] = {
-        {"--model", F_STR, &model_dir, "the student: Hugging Face model folder (required)"},
+        {"--model", F_STR, &model_dir, "the student: Hugging Face model folder or .gguf file (required)"},
         {"--teacher", F_STR, &teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"},
-        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json)"},
+        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},
+        {"--chat-format", F_STR, &chat_name, "llama3, chatml or smollm2 (default: the model's)"},
         {"--train", F_STR, &train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
         {"--eval", F_STR, &eval_path, "held-out passages, same formats (required)"},
         {"--eval-subset", F_STR, &eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},
@@ -644,8 +645,14 @@ static int cmd_knowledge(int argc, char **argv) {
     SquadLoad train_log = {0}, eval_log = {0};
     int rc = 1;
     if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
-    if (model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) || !(tok = tok_load(tok_path, err))) goto done;
+    int gguf = gguf_is_path(model_dir) && tok_path == tpath;   // no --tokenizer: the file's own
+    if (model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) ||
+        !(tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err)))
+        goto done;
     k.tok = tok;
+    k.chat = chat_detect(tok);
+    if (gguf && gguf_chat_format(model_dir, &k.chat, err)) goto done;
+    if (chat_name && chat_format_parse(chat_name, &k.chat, err)) goto done;
     if (!max_context) max_context = student.c.max_pos - o.sampling.max_new - 256;
     SquadReadOpts ro = {tok, max_context > 0 ? max_context : 1};
     if (load_passages("held-out", eval_path, eval_subset, subset_key, n_eval, &ro, &k.eval, &k.n_eval, &eval_log, err)) goto done;

@@ -518,9 +518,9 @@ int squad_style_parse(const char *name) {
     return -1;
 }
 
-char *squad_chat(const char *user) {
+char *squad_chat(ChatFormat f, const char *user) {
     ChatMsg m = {"user", user};
-    return chat_render_llama3(&m, 1, 1);
+    return chat_render(f, &m, 1, 1);
 }
 
 static char *title_and(const Passage *p, const char *text) {
@@ -531,21 +531,21 @@ static char *title_and(const Passage *p, const char *text) {
 
 char *squad_document(const Passage *p, const char *text) { return title_and(p, text); }
 
-char *squad_selfedit_prompt(const Passage *p, int style) {
+char *squad_selfedit_prompt(const Passage *p, int style, ChatFormat f) {
     char *doc = title_and(p, p->context), *user = NULL, *out = NULL;
-    if (doc && asprintf(&user, "%s\n\nPassage:\n%s\n\n%s\n", STYLE_ASK[style], doc, STYLE_CUE[style]) >= 0) out = squad_chat(user);
+    if (doc && asprintf(&user, "%s\n\nPassage:\n%s\n\n%s\n", STYLE_ASK[style], doc, STYLE_CUE[style]) >= 0) out = squad_chat(f, user);
     free(doc);
     free(user);
     return out;
 }
 
 // SEAL's answering template (utils.py), with its "Topic: TITLE" line.
-char *squad_question_prompt(const Passage *p, const Question *q) {
+char *squad_question_prompt(const Passage *p, const Question *q, ChatFormat f) {
     char *user, *out = NULL;
     if (asprintf(&user, "Let's answer a question directly and concisely.\nQuestion: %s%s%s%s\nAnswer:\n", *p->title ? "Topic: " : "", p->title,
                  *p->title ? "\n" : "", q->question) < 0)
         return NULL;
-    out = squad_chat(user);
+    out = squad_chat(f, user);
     free(user);
     return out;
 }

@@ -4,6 +4,7 @@
 // self-edit split into training documents.
 #pragma once
 #include <stddef.h>
+#include "chat.h"
 #include "tokenizer.h"
 
 typedef struct {
@@ -84,16 +85,16 @@ char *squad_answer_text(const char *generation);
 
 // ----------------------------------------------------------------------------
 // Prompts (SEAL's knowledge-incorporation wording, make_squad_data.py and
-// utils.py), each rendered as one user message of the chat template.
+// utils.py), each rendered as one user message in the model's chat format.
 
 enum { STYLE_IMPLICATIONS, STYLE_IMPLICATIONS_LONG, STYLE_IMPLICATIONS_VERY_LONG, STYLE_REWRITE, STYLE_SELF_QA, STYLES };
 extern const char *const STYLE_NAME[STYLES];        // "implications", ..., "rewrite", "self-qa"
 extern const char *const STYLE_NOUN[STYLES];        // "implications", ..., "rewrites", "question-answer pairs"
 int squad_style_parse(const char *name);            // -1 when unknown
 
-char *squad_chat(const char *user);                           // the one place prompts meet the chat template
-char *squad_selfedit_prompt(const Passage *p, int style);     // the passage and the request for a self-edit
-char *squad_question_prompt(const Passage *p, const Question *q);   // the question, without the passage
+char *squad_chat(ChatFormat f, const char *user);             // the one place prompts meet the chat template
+char *squad_selfedit_prompt(const Passage *p, int style, ChatFormat f);        // the passage and the request for a self-edit
+char *squad_question_prompt(const Passage *p, const Question *q, ChatFormat f);   // the question, without the passage
 
 // The statements of a self-edit, as SEAL splits them: "---" separates
 // segments, each non-empty line is a statement, a first line before a line

@@ -242,7 +242,7 @@ static Tokenizer *byte_tokenizer(void) {
 START_TEST(prompts_and_documents) {
     Question q = {.question = "Who writes self-edits?"};
     Passage p = {.id = "x", .title = "SEAL", .context = "SEAL writes its own fine-tuning data.", .qs = &q, .n_qs = 1};
-    char *se = squad_selfedit_prompt(&p, STYLE_IMPLICATIONS), *qa = squad_question_prompt(&p, &q);
+    char *se = squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), *qa = squad_question_prompt(&p, &q, CHAT_LLAMA3);
     ck_assert_msg(strstr(se, "<|start_header_id|>user<|end_header_id|>\n\nLet's read the following passage and produce a list of implications "
                              "derived directly or indirectly from the content.\n\nPassage:\nSEAL\nSEAL writes its own fine-tuning data.\n\nImplications:<|eot_id|>"),
                   "%s", se);
