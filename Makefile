@@ -92,7 +92,7 @@ valgrind: build/seal-valgrind
 # with clang, AddressSanitizer and UndefinedBehaviorSanitizer over objects of
 # SRC compiled once. `make fuzz FUZZ_SECONDS=N` fuzzes each for N seconds;
 # `make fuzz-ci` replays test/fuzz/regress/ and fuzzes each for 10 seconds.
-FUZZ_TARGETS := safetensors config tokenizer selfedit jsonline arc_task rundir checkpoint
+FUZZ_TARGETS := safetensors config tokenizer selfedit jsonline arc_task rundir checkpoint passages
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \

@@ -208,6 +208,14 @@ static void rundir_seeds(const char *scratch) {
 
 // A shard index naming every tensor of rundir_model_config's model, as
 // Hugging Face writes it; fuzz_checkpoint.c has the one shard it names.
+static void passage_seeds(void) {
+    seed_str("passages", "squad", "{\"version\":\"1.1\",\"data\":[{\"title\":\"T\",\"paragraphs\":[{\"context\":\"Ada wrote notes.\","
+                                  "\"qas\":[{\"id\":\"q1\",\"question\":\"Who wrote notes?\",\"answers\":[{\"text\":\"Ada\",\"answer_start\":0}]}]}]}]}");
+    seed_str("passages", "seal-list", "[{\"title\":\"T\",\"context\":\"Ada wrote notes.\",\"questions\":[{\"question\":\"Who?\",\"answer\":\"Ada\"}]}]");
+    seed_str("passages", "jsonl", "{\"id\":\"a\",\"context\":\"Release 2 adds X.\",\"questions\":[{\"question\":\"What does 2 add?\",\"answers\":[\"X\"]}]}\n"
+                                  "{\"id\":\"b\",\"context\":\"\",\"questions\":[]}\n");
+}
+
 static void checkpoint_seeds(void) {
     Config c = rundir_model_config();
     Model m;
@@ -263,6 +271,7 @@ int main(int argc, char **argv) {
     arc_seeds();
     rundir_seeds(scratch);
     checkpoint_seeds();
+    passage_seeds();
     if (argc > 2) fixture_seeds(argv[2]);
     snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
     if (system(cmd)) {}
