@@ -406,6 +406,22 @@ static int save_report(const cJSON *report, const char *run_dir, const char *jso
     return rc;
 }
 
+// Flags every ReST^EM command shares (o: its RestemOpts): how self-edits are
+// sampled, and the M-step with its retention guard.
+#define SAMPLING_FLAGS(o)                                                                   \
+    {"--temperature", F_FLOAT, &(o).sampling.temperature, "self-edit sampling temperature"}, \
+    {"--top-k", F_INT, &(o).sampling.top_k, "self-edit top-k, 0 = off"},                    \
+    {"--top-p", F_FLOAT, &(o).sampling.top_p, "self-edit top-p"},                            \
+    {"--max-edit-tokens", F_INT, &(o).sampling.max_new, "longest self-edit"}
+#define MSTEP_FLAGS(o)                                                                                              \
+    {"--m-rank", F_INT, &(o).m_rank, "M-step LoRA rank"},                                                          \
+    {"--m-alpha", F_FLOAT, &(o).m_alpha, "M-step LoRA alpha"},                                                     \
+    {"--m-lr", F_FLOAT, &(o).m_lr, "M-step learning rate"},                                                        \
+    {"--m-epochs", F_INT, &(o).m_epochs, "M-step epochs"},                                                         \
+    {"--replay", F_BOOL, &(o).replay, "M-step also trains on earlier rounds' accepted self-edits"},                \
+    {"--max-retention-drop", F_FLOAT, &(o).max_retention_drop, "largest probe-score drop a promoted policy may show"}, \
+    {"--seed", F_U64, &(o).seed, "seed of every sample, shuffle and initialisation"}
+
 static int cmd_fewshot(int argc, char **argv) {
     const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_dir = NULL, *eval_dir = NULL, *train_ids = NULL,
                *eval_ids = NULL, *seal_tasks = NULL, *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj,gate_proj,up_proj,down_proj",
@@ -430,10 +446,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--eval-samples", F_INT, &o.eval_samples, "self-edits per held-out task"},
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most"},
         {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones are invalid"},
-        {"--temperature", F_FLOAT, &o.sampling.temperature, "self-edit sampling temperature"},
-        {"--top-k", F_INT, &o.sampling.top_k, "self-edit top-k, 0 = off"},
-        {"--top-p", F_FLOAT, &o.sampling.top_p, "self-edit top-p"},
-        {"--max-edit-tokens", F_INT, &o.sampling.max_new, "longest self-edit"},
+        SAMPLING_FLAGS(o),
         {"--lora-r", F_INT, &fs.lora_r, "inner-loop LoRA rank"},
         {"--lora-alpha", F_FLOAT, &fs.lora_alpha, "inner-loop LoRA alpha"},
         {"--lora-targets", F_STR, &targets, "inner-loop LoRA modules"},
@@ -445,13 +458,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--max-views", F_INT, &fs.max_views, "inference views per reward, 0 = all"},
         {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
         {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
-        {"--m-rank", F_INT, &o.m_rank, "M-step LoRA rank"},
-        {"--m-alpha", F_FLOAT, &o.m_alpha, "M-step LoRA alpha"},
-        {"--m-lr", F_FLOAT, &o.m_lr, "M-step learning rate"},
-        {"--m-epochs", F_INT, &o.m_epochs, "M-step epochs"},
-        {"--replay", F_BOOL, &o.replay, "M-step also trains on earlier rounds' accepted self-edits"},
-        {"--max-retention-drop", F_FLOAT, &o.max_retention_drop, "largest probe-score drop a promoted policy may show"},
-        {"--seed", F_U64, &o.seed, "seed of every sample, shuffle and initialisation"},
+        MSTEP_FLAGS(o),
         {"--json", F_STR, &json_path, "also write the report here"},
         {"--backend", F_STR, &backend, "cpu (auto: the same, until the loop runs on cuda)"},
     };
@@ -563,10 +570,7 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones have no statements"},
         {"--style", F_STR, &style, "self-edit: implications, implications-long, implications-very-long, rewrite, self-qa"},
         {"--no-passage", F_BOOL, &no_passage, "train on the statements alone (SEAL adds the passage as a document)"},
-        {"--temperature", F_FLOAT, &o.sampling.temperature, "self-edit sampling temperature"},
-        {"--top-k", F_INT, &o.sampling.top_k, "self-edit top-k, 0 = off"},
-        {"--top-p", F_FLOAT, &o.sampling.top_p, "self-edit top-p"},
-        {"--max-edit-tokens", F_INT, &o.sampling.max_new, "longest self-edit"},
+        SAMPLING_FLAGS(o),
         {"--lora-r", F_INT, &k.lora_r, "inner-loop LoRA rank"},
         {"--lora-alpha", F_FLOAT, &k.lora_alpha, "inner-loop LoRA alpha"},
         {"--lora-targets", F_STR, &targets, "inner-loop LoRA modules"},
@@ -581,15 +585,9 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--cpt-epochs", F_INT, &k.cpt_epochs, "continued-pretraining epochs"},
         {"--cpt-lr", F_FLOAT, &k.cpt_lr, "continued-pretraining learning rate"},
         {"--cpt-batch", F_INT, &k.cpt_batch, "continued-pretraining batch size"},
-        {"--m-rank", F_INT, &o.m_rank, "M-step LoRA rank"},
-        {"--m-alpha", F_FLOAT, &o.m_alpha, "M-step LoRA alpha"},
+        MSTEP_FLAGS(o),
         {"--m-targets", F_STR, &m_targets, "M-step LoRA modules"},
-        {"--m-lr", F_FLOAT, &o.m_lr, "M-step learning rate"},
-        {"--m-epochs", F_INT, &o.m_epochs, "M-step epochs"},
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
-        {"--replay", F_BOOL, &o.replay, "M-step also trains on earlier rounds' accepted self-edits"},
-        {"--max-retention-drop", F_FLOAT, &o.max_retention_drop, "largest probe-score drop a promoted policy may show"},
-        {"--seed", F_U64, &o.seed, "seed of every sample, shuffle and initialisation"},
         {"--json", F_STR, &json_path, "also write the report here"},
         {"--backend", F_STR, &backend, "cpu"},
     };
