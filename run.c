@@ -259,10 +259,17 @@ int run_show(const char *dir, FILE *out, char *err) {
     fprintf(out, "run %s: %d self-edits logged, current round %d\n\n", dir, n, run_get_current(dir));
     fprintf(out, "| round | phase | sampled | valid | trained | reward mean | accepted | s/edit | of which: sampling, training, inference |\n"
                  "|---|---|---|---|---|---|---|---|---|\n");
-    const char *phases[] = {"baseline", "oracle", "probe", "train", "eval"};
+    const char *phases[64];   // every phase the log holds, in order of first appearance
+    int n_ph = 0;
+    for (int i = 0; i < n && n_ph < 64; i++) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(lines[i], "phase");
+        int seen = !cJSON_IsString(p);
+        for (int j = 0; j < n_ph && !seen; j++) seen = !strcmp(phases[j], p->valuestring);
+        if (!seen) phases[n_ph++] = p->valuestring;
+    }
     for (int k = 0; k < 1000; k++) {
         int any = 0;
-        for (int ph = 0; ph < 5; ph++) {
+        for (int ph = 0; ph < n_ph; ph++) {
             int sampled = 0, valid = 0, trained = 0, accepted = 0;
             double reward = 0, t_all = 0, t_sample = 0, t_train = 0, t_infer = 0;
             for (int i = 0; i < n; i++) {
