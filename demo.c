@@ -105,6 +105,38 @@ static int write_text_file(const char *dir, const char *name, const char *text, 
     return path_join(path, sizeof path, dir, name, err) || write_file_atomic(path, text, strlen(text), err) ? -1 : 0;
 }
 
+// The end of every demo base: pretrain m (the full model) on ex, save it into
+// tmp beside its tokenizer.json, and move tmp into place as dir; rc is the
+// builder's status so far (nonzero: only clean up). Frees ex, m and tok.
+int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
+                       double t0, int rc, char *err) {
+    if (!rc) {
+        long tokens = 0;
+        for (int i = 0; i < n_ex; i++) tokens += ex[i].len;
+        fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences, %.0f tokens on average, %d epochs\n",
+                m->params.total / 1e6, n_ex, (double)tokens / n_ex, pt->epochs);
+        SftOpts so = sft_defaults();
+        so.lr = pt->lr;
+        so.epochs = pt->epochs;
+        so.batch = pt->batch;
+        so.warmup = 20;
+        so.seed = pt->seed;
+        Progress pr = {now_seconds(), "pretraining"};
+        so.progress = pretrain_progress;
+        so.progress_ctx = &pr;
+        SftStats st;
+        rc = sft(m, ex, n_ex, &so, &st, err);
+        if (!rc) fprintf(stderr, "[2/3 pretraining] loss %.3f -> %.3f in %.0f s\n", st.first_loss, st.last_loss, st.seconds);
+    }
+    examples_free(ex, n_ex);
+    if (!rc) rc = model_save(m, tmp, err);
+    if (!rc && rename(tmp, dir) != 0) rc = errf(err, "%s: cannot move the built base into place: %s", dir, strerror(errno));
+    if (m->layers) model_free(m);
+    tok_free(tok);
+    if (!rc) fprintf(stderr, "[2/3 base model] built in %.0f s, cached in %s\n", now_seconds() - t0, dir);
+    return rc;
+}
+
 // Builds the base model (tokenizer.json, config.json, model.safetensors) into
 // dir, through a temporary folder renamed at the end: a half-built base is
 // never mistaken for a finished one.
@@ -143,34 +175,10 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     ex = calloc(tx.n, sizeof(Example));
     for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, tx.all[i], &ex[i], err);
     texts_free(&tx);
-    if (!rc) {
-        long tokens = 0;
-        for (int i = 0; i < n_ex; i++) tokens += ex[i].len;
-        fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences, %.0f tokens on average, %d epochs\n",
-                m.params.total / 1e6, n_ex, (double)tokens / n_ex, sc->pre_epochs);
-        SftOpts so = sft_defaults();
-        so.lr = sc->pre_lr;
-        so.epochs = sc->pre_epochs;
-        so.batch = sc->pre_batch;
-        so.warmup = 20;
-        so.seed = seed;
-        Progress pr = {now_seconds(), "pretraining"};
-        so.progress = pretrain_progress;
-        so.progress_ctx = &pr;
-        SftStats st;
-        rc = sft(&m, ex, n_ex, &so, &st, err);
-        if (!rc) fprintf(stderr, "[2/3 pretraining] loss %.3f -> %.3f in %.0f s\n", st.first_loss, st.last_loss, st.seconds);
-    }
-    examples_free(ex, n_ex);
-    if (!rc) rc = model_save(&m, tmp, err);
-    if (!rc && rename(tmp, dir) != 0) rc = errf(err, "%s: cannot move the built base into place: %s", dir, strerror(errno));
-    if (m.layers) model_free(&m);
-    tok_free(tok);
-    if (!rc) fprintf(stderr, "[2/3 base model] built in %.0f s, cached in %s\n", now_seconds() - t0, dir);
-    return rc;
+    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed}, tmp, dir, t0, rc, err);
 }
 
-static void default_cache(char *out, size_t n) {
+void demo_default_cache(char *out, size_t n) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && *xdg) snprintf(out, n, "%s/seal/demo", xdg);
     else snprintf(out, n, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
@@ -206,7 +214,7 @@ int demo_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
-    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else default_cache(cache, sizeof cache);
+    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else demo_default_cache(cache, sizeof cache);
     snprintf(base, sizeof base, "%s/base-v3-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
     if (o->out) snprintf(out, sizeof out, "%s", o->out);
     else {

@@ -2,6 +2,8 @@
 // ARC-like tasks, with a tiny Llama pretrained on the spot, on a laptop CPU.
 #pragma once
 #include <stdint.h>
+#include "tokenizer.h"
+#include "train.h"
 
 typedef struct {
     uint64_t seed;
@@ -13,3 +15,9 @@ typedef struct {
 } DemoOpts;
 
 int demo_run(const DemoOpts *o, char *err);
+
+// Shared by the demos (demo.c, demo_knowledge.c).
+typedef struct { int epochs, batch; float lr; uint64_t seed; } DemoPretrain;
+int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
+                       double t0, int rc, char *err);
+void demo_default_cache(char *out, size_t n);   // $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo

@@ -253,16 +253,6 @@ static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, Texts *t) 
     }
 }
 
-typedef struct { double t0; } Progress;
-
-static void pretrain_progress(int step, int total, float loss, void *ctx) {
-    Progress *p = ctx;
-    double el = now_seconds() - p->t0;
-    if (step % 20 && step != total) return;
-    fprintf(stderr, "\r[2/3 pretraining] step %d/%d loss %.3f | %.0f s, ~%.0f s left   ", step, total, loss, el, step ? el / step * (total - step) : 0.0);
-    if (step == total) fprintf(stderr, "\n");
-}
-
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
 
 static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
@@ -304,47 +294,18 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
     }
     texts_free(&tx);
-    if (!rc) {
-        long tokens = 0;
-        for (int i = 0; i < n_ex; i++) tokens += ex[i].len;
-        fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences, %.0f tokens on average, %d epochs\n", m.params.total / 1e6, n_ex,
-                (double)tokens / n_ex, sc->pre_epochs);
-        SftOpts so = sft_defaults();
-        so.lr = sc->pre_lr;
-        so.epochs = sc->pre_epochs;
-        so.batch = sc->pre_batch;
-        so.warmup = 20;
-        so.seed = seed;
-        Progress pr = {now_seconds()};
-        so.progress = pretrain_progress;
-        so.progress_ctx = &pr;
-        SftStats st;
-        rc = sft(&m, ex, n_ex, &so, &st, err);
-        if (!rc) fprintf(stderr, "[2/3 pretraining] loss %.3f -> %.3f in %.0f s\n", st.first_loss, st.last_loss, st.seconds);
-    }
-    examples_free(ex, n_ex);
-    if (!rc) rc = model_save(&m, tmp, err);
-    if (!rc && rename(tmp, dir) != 0) rc = errf(err, "%s: cannot move the built base into place: %s", dir, strerror(errno));
-    if (m.layers) model_free(&m);
-    tok_free(tok);
-    if (!rc) fprintf(stderr, "[2/3 base model] built in %.0f s, cached in %s\n", now_seconds() - t0, dir);
-    return rc;
+    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed}, tmp, dir, t0, rc, err);
 }
 
 // ----------------------------------------------------------------------------
 // SEAL
 
-static void default_cache(char *out, size_t n) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(out, n, "%s/seal/demo", xdg);
-    else snprintf(out, n, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
-}
 
 int demo_knowledge_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100], path[4300];
-    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else default_cache(cache, sizeof cache);
+    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else demo_default_cache(cache, sizeof cache);
     snprintf(base, sizeof base, "%s/knowledge-v2-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
     if (o->out) snprintf(out, sizeof out, "%s", o->out);
     else {
