@@ -267,6 +267,20 @@ static int generate_cuda(const Model *m, const int *const *prompts, const int *l
     return rc;
 }
 
+// The tokenizer for model_dir: tok_path when given, else the .gguf's own or
+// MODEL/tokenizer.json; and its chat format: detected from its special tokens,
+// then the .gguf's template, then chat_name (--chat-format) when given.
+static Tokenizer *load_tokenizer(const char *model_dir, const char *tok_path, const char *chat_name, ChatFormat *fmt, char *err) {
+    char tpath[4096];
+    int gguf = !tok_path && gguf_is_path(model_dir);
+    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
+    Tokenizer *tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err);
+    if (!tok) return NULL;
+    *fmt = chat_detect(tok);
+    if ((gguf && gguf_chat_format(model_dir, fmt, err)) || (chat_name && chat_format_parse(chat_name, fmt, err))) { tok_free(tok); return NULL; }
+    return tok;
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "auto", *pos[1];
     StrList prompts = {0}, chats = {0};
@@ -302,19 +316,16 @@ static int cmd_generate(int argc, char **argv) {
     const int B = prompts.n + chats.n;
     if (!B) return usage_error("generate", "give --prompt or --chat", NULL);
     if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1) return usage_error("generate", "need --temperature >= 0 and 0 < --top-p <= 1", NULL);
-    char err[ERR_MAX], tpath[4096];
+    char err[ERR_MAX];
     Model m;
     Lora lora = {0};
     Tokenizer *tok = NULL;
     int rc = 1;
-    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
     if (model_load(&m, model_dir, err)) { fprintf(stderr, "seal: %s\n", err); return 1; }
     if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
     if (adapter) model_attach_lora(&m, &lora);
-    int gguf = gguf_is_path(model_dir) && tok_path == tpath;   // no --tokenizer: the file's own
-    if (!(tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err))) goto done;
-    ChatFormat fmt = chat_detect(tok);
-    if (gguf && gguf_chat_format(model_dir, &fmt, err)) goto done;
+    ChatFormat fmt;
+    if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, err))) goto done;
     int **ids = calloc(B, sizeof(int *)), *lens = calloc(B, sizeof(int)), **out = calloc(B, sizeof(int *)), *out_lens = calloc(B, sizeof(int));
     GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = calloc(B, sizeof(char *)), .len = calloc(B, sizeof(size_t))};
     int ok = 1;
@@ -394,12 +405,15 @@ static void model_config_json(const Model *m, const char *path, cJSON *into, con
     cJSON_AddStringToObject(j, "hash", h);
 }
 
-// Prints the report and saves it as RUN/report.json, RUN/report.md (and --json FILE).
-static int save_report(const cJSON *report, const char *run_dir, const char *json_path, char *err) {
+// Prints the report and saves it as RUN/report.json, RUN/report.md (and --json
+// FILE); markdown writes the table, and with inspect a line on `seal runs show` follows.
+static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE *), int inspect, const char *run_dir,
+                       const char *json_path, char *err) {
     char *md;
     size_t len;
     FILE *f = open_memstream(&md, &len);
-    restem_report_markdown(report, f);
+    markdown(report, f);
+    if (inspect) fprintf(f, "\ninspect with: seal runs show %s\n", run_dir);
     fclose(f);
     int rc = run_write_report(run_dir, md, report, json_path, err);
     free(md);
@@ -503,7 +517,7 @@ static int cmd_fewshot(int argc, char **argv) {
     Domain d;
     fewshot_domain(&d, &fs);
     cJSON *report = cJSON_CreateObject();
-    rc = restem_run(&d, teacher_dir ? &teacher : &student, &student, tok, &run, &o, report, err) || save_report(report, out, json_path, err);
+    rc = restem_run(&d, teacher_dir ? &teacher : &student, &student, tok, &run, &o, report, err) || save_report(report, restem_report_markdown, 0, out, json_path, err);
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
@@ -607,7 +621,7 @@ static int cmd_knowledge(int argc, char **argv) {
     if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || check_backend("knowledge", backend)) return 2;
     if (!model_dir || !eval_path || !out || (o.rounds > 0 && !train_path))
         return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
-    char err[ERR_MAX], tpath[4096];
+    char err[ERR_MAX];
     if ((k.style = squad_style_parse(style)) < 0) return usage_error("knowledge", "unknown self-edit style", style);
     if ((k.grader = squad_grader_parse(grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains)", grader);
     if (strcmp(filter, "best") && strcmp(filter, "threshold")) return usage_error("knowledge", "--filter is best or threshold", filter);
@@ -642,15 +656,10 @@ static int cmd_knowledge(int argc, char **argv) {
     Run run = {0};
     SquadLoad train_log = {0}, eval_log = {0};
     int rc = 1;
-    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
-    int gguf = gguf_is_path(model_dir) && tok_path == tpath;   // no --tokenizer: the file's own
     if (model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) ||
-        !(tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err)))
+        !(tok = load_tokenizer(model_dir, tok_path, chat_name, &k.chat, err)))
         goto done;
     k.tok = tok;
-    k.chat = chat_detect(tok);
-    if (gguf && gguf_chat_format(model_dir, &k.chat, err)) goto done;
-    if (chat_name && chat_format_parse(chat_name, &k.chat, err)) goto done;
     if (!max_context) max_context = student.c.max_pos - o.sampling.max_new - 256;
     SquadReadOpts ro = {tok, max_context > 0 ? max_context : 1};
     if (load_passages("held-out", eval_path, eval_subset, subset_key, n_eval, &ro, &k.eval, &k.n_eval, &eval_log, err)) goto done;
@@ -670,16 +679,7 @@ static int cmd_knowledge(int argc, char **argv) {
     fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s\n", k.n_train, k.n_eval, o.rounds, out, resume ? " (resumed)" : "");
     cJSON *report = cJSON_CreateObject();
     rc = knowledge_run(&k, teacher_dir ? &teacher : &student, &student, &run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
-    if (!rc) {
-        char *md;
-        size_t len;
-        FILE *f = open_memstream(&md, &len);
-        knowledge_report_markdown(report, f);
-        fprintf(f, "\ninspect with: seal runs show %s\n", out);
-        fclose(f);
-        rc = run_write_report(out, md, report, json_path, err);
-        free(md);
-    }
+    if (!rc) rc = save_report(report, knowledge_report_markdown, 1, out, json_path, err);
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
