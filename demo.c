@@ -54,19 +54,23 @@ static SelfEdit random_selfedit(Rng *r) {
     return se;
 }
 
-// Pretraining texts: prompts, targets, and whether the loss covers every token.
-typedef struct { char **prompt, **target; int *all, n, cap; } Texts;
-
-static void texts_add(Texts *t, char *prompt, char *target, int all_tokens) {
+void demo_texts_add(DemoTexts *t, char *prompt, char *target, int kind) {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 1024;
         t->prompt = realloc(t->prompt, t->cap * sizeof(char *));
         t->target = realloc(t->target, t->cap * sizeof(char *));
-        t->all = realloc(t->all, t->cap * sizeof(int));
+        t->kind = realloc(t->kind, t->cap * sizeof(int));
     }
     t->prompt[t->n] = prompt;
     t->target[t->n] = target;
-    t->all[t->n++] = all_tokens;
+    t->kind[t->n++] = kind;
+}
+
+void demo_texts_free(DemoTexts *t) {
+    for (int i = 0; i < t->n; i++) { free(t->prompt[i]); free(t->target[i]); }
+    free(t->prompt);
+    free(t->target);
+    free(t->kind);
 }
 
 // The task as one prompt, the test pair its query, with the loss on every
@@ -74,20 +78,14 @@ static void texts_add(Texts *t, char *prompt, char *target, int all_tokens) {
 // so one sequence teaches in-context reading of the rule several times over.
 // Sometimes also the task's self-edit prompt with a random self-edit (loss on
 // the self-edit only).
-static void task_texts(const Task *t, Rng *r, float selfedit_share, Texts *out) {
-    texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in), arc_answer(&t->test[0].out), 1);
+static void task_texts(const Task *t, Rng *r, float selfedit_share, DemoTexts *out) {
+    demo_texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in), arc_answer(&t->test[0].out), 1);
     if (rng_uniform(r) < selfedit_share) {
         SelfEdit se = random_selfedit(r);
-        texts_add(out, arc_selfedit_prompt(t), selfedit_to_json(&se), 0);
+        demo_texts_add(out, arc_selfedit_prompt(t), selfedit_to_json(&se), 0);
     }
 }
 
-static void texts_free(Texts *t) {
-    for (int i = 0; i < t->n; i++) { free(t->prompt[i]); free(t->target[i]); }
-    free(t->prompt);
-    free(t->target);
-    free(t->all);
-}
 
 typedef struct { double t0; const char *what; } Progress;
 
@@ -145,12 +143,12 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
     if (make_dirs(tmp, err)) return -1;
-    Texts tx = {0};
+    DemoTexts tx = {0};
     Rng r;
     rng_seed(&r, seed ^ 0x5eed);
     for (int i = 0; i < sc->n_pretrain; i++) {
         Task t;
-        if (demo_make_task(seed, DEMO_PRETRAIN, i, &t, err)) { texts_free(&tx); return -1; }
+        if (demo_make_task(seed, DEMO_PRETRAIN, i, &t, err)) { demo_texts_free(&tx); return -1; }
         task_texts(&t, &r, sc->selfedit_share, &tx);
         demo_free_task(&t);
     }
@@ -173,8 +171,8 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
     ex = calloc(tx.n, sizeof(Example));
-    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, tx.all[i], &ex[i], err);
-    texts_free(&tx);
+    for (int i = 0; i < tx.n && !rc; i++, n_ex++) rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, tx.kind[i], &ex[i], err);
+    demo_texts_free(&tx);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed}, tmp, dir, t0, rc, err);
 }
 

@@ -17,6 +17,12 @@ typedef struct {
 int demo_run(const DemoOpts *o, char *err);
 
 // Shared by the demos (demo.c, demo_knowledge.c).
+// Pretraining texts: prompt and target pairs (malloc'd, owned) and a kind per
+// pair that each demo reads its own way (demo.c: the loss covers every token;
+// demo_knowledge.c: the target is a document titled by the prompt).
+typedef struct { char **prompt, **target; int *kind, n, cap; } DemoTexts;
+void demo_texts_add(DemoTexts *t, char *prompt, char *target, int kind);
+void demo_texts_free(DemoTexts *t);
 typedef struct { int epochs, batch; float lr; uint64_t seed; } DemoPretrain;
 int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
                        double t0, int rc, char *err);

@@ -208,47 +208,28 @@ static int split_passages(uint64_t seed, int split, int n, const char *name, cha
 // ----------------------------------------------------------------------------
 // The base model
 
-typedef struct { char **prompt, **target; int *doc; int n, cap; } Texts;   // doc: target is a document (prompt is the title)
-
-static void texts_add(Texts *t, char *prompt, char *target, int doc) {
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 1024;
-        t->prompt = realloc(t->prompt, t->cap * sizeof(char *));
-        t->target = realloc(t->target, t->cap * sizeof(char *));
-        t->doc = realloc(t->doc, t->cap * sizeof(int));
-    }
-    t->prompt[t->n] = prompt;
-    t->target[t->n] = target;
-    t->doc[t->n++] = doc;
-}
-
-static void texts_free(Texts *t) {
-    for (int i = 0; i < t->n; i++) { free(t->prompt[i]); free(t->target[i]); }
-    free(t->prompt); free(t->target); free(t->doc);
-}
-
 // What the base model reads about one pretraining place: its passage, each
 // fact alone as a numbered statement, and for some places closed-book
 // questions and a self-edit example.
-static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, Texts *t) {
+static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
-    texts_add(t, strdup(pl->name), demo_place_passage(pl, r), 1);
+    demo_texts_add(t, strdup(pl->name), demo_place_passage(pl, r), 1);
     for (int f = 0; f < DK_FACTS; f++) {
         char *s = demo_place_fact(pl, f, pick(r, 4)), *line;
         if (asprintf(&line, "%d. %s", 1 + pick(r, 5), s) < 0) line = NULL;
         free(s);
-        texts_add(t, strdup(pl->name), line, 1);
+        demo_texts_add(t, strdup(pl->name), line, 1);
     }
     if (rng_uniform(r) < sc->qa_share)
         for (int f = 0; f < DK_FACTS; f++) {
             char *q = fill(pl, QUESTIONS[f]);
             Question qq = {.question = q};
-            texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), strdup(pl->fact[f]), 0);
+            demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), strdup(pl->fact[f]), 0);
             free(q);
         }
     if (rng_uniform(r) < sc->selfedit_share) {
         p.context = demo_place_passage(pl, r);
-        texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
+        demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
         free(p.context);
     }
 }
@@ -260,7 +241,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     char tmp[4200], path[4300];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
     if (make_dirs(tmp, err)) return -1;
-    Texts tx = {0};
+    DemoTexts tx = {0};
     Rng r;
     rng_seed(&r, mix(seed, 0xba5e));
     for (int i = 0; i < sc->n_pretrain; i++) {
@@ -288,12 +269,12 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     }
     Example *ex = calloc(tx.n + 1, sizeof(Example));
     for (int i = 0; i < tx.n && !rc; i++, n_ex++) {
-        if (tx.doc[i]) {
+        if (tx.kind[i]) {
             Passage p = {.title = tx.prompt[i]};
             rc = knowledge_document(tok, &p, tx.target[i], 2048, &ex[i], err);
         } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
     }
-    texts_free(&tx);
+    demo_texts_free(&tx);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed}, tmp, dir, t0, rc, err);
 }
 
