@@ -16,31 +16,6 @@
 
 // ---------------------------------------------------------------- text buffer
 
-typedef struct { char *s; size_t n, cap; int oom; } Str;
-
-static void str_put(Str *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void str_cat(Str *b, const char *s) { str_put(b, s, strlen(s)); }
-
-static char *str_done(Str *b) {   // the string, or NULL (freed) when out of memory
-    if (!b->oom && !b->s) str_put(b, "", 0);
-    if (b->oom) { free(b->s); return NULL; }
-    return b->s;
-}
-
 // ---------------------------------------------------------------- grids
 
 int grid_equal(const Grid *a, const Grid *b) {
@@ -62,25 +37,25 @@ static void grid_copy(Grid *dst, const Grid *src) {   // only the cells in use
 
 // numpy's str() of an int array: "[[0 1 2]\n [3 4 5]]", as SEAL's
 // PythonListGridRepresenter writes grids in prompts and answers.
-static void put_grid_numpy(Str *b, const Grid *g) {
-    str_cat(b, "[");
+static void put_grid_numpy(StrBuf *b, const Grid *g) {
+    sb_str(b, "[");
     for (int i = 0; i < g->h; i++) {
-        str_cat(b, i ? "\n [" : "[");
+        sb_str(b, i ? "\n [" : "[");
         for (int j = 0; j < g->w; j++) {
             char cell[3] = {(char)('0' + AT(g, i, j)), ' ', 0};
-            str_put(b, cell, j + 1 < g->w ? 2 : 1);
+            sb_add(b, cell, j + 1 < g->w ? 2 : 1);
         }
-        str_cat(b, "]");
+        sb_str(b, "]");
     }
-    str_cat(b, "]");
+    sb_str(b, "]");
 }
 
 // "0 1 2\n3 4 5\n": the self-edit prompt's rows of digits (self-edit.py get_prompt).
-static void put_grid_rows(Str *b, const Grid *g) {
+static void put_grid_rows(StrBuf *b, const Grid *g) {
     for (int i = 0; i < g->h; i++)
         for (int j = 0; j < g->w; j++) {
             char cell[2] = {(char)('0' + AT(g, i, j)), j + 1 < g->w ? ' ' : '\n'};
-            str_put(b, cell, 2);
+            sb_add(b, cell, 2);
         }
 }
 
@@ -660,17 +635,17 @@ static const char TTT_SYSTEM[] =
     "The input-output grids are provided as python arrays:\n";
 
 char *arc_prompt(const Pair *demos, int n, const Grid *query) {
-    Str sys = {0}, user = {0};
-    str_cat(&sys, TTT_SYSTEM);
+    StrBuf sys = {0}, user = {0};
+    sb_str(&sys, TTT_SYSTEM);
     for (int i = 0; i < n; i++) {
         put_grid_numpy(&sys, &demos[i].in);
-        str_cat(&sys, " -> ");
+        sb_str(&sys, " -> ");
         put_grid_numpy(&sys, &demos[i].out);
-        str_cat(&sys, "#\n");
+        sb_str(&sys, "#\n");
     }
     put_grid_numpy(&user, query);
-    str_cat(&user, " -> ");
-    char *s = str_done(&sys), *u = str_done(&user), *text = NULL;
+    sb_str(&user, " -> ");
+    char *s = sb_done(&sys), *u = sb_done(&user), *text = NULL;
     if (s && u) {
         ChatMsg m[2] = {{"system", s}, {"user", u}};
         text = chat_render_llama3(m, 2, 1);
@@ -681,10 +656,10 @@ char *arc_prompt(const Pair *demos, int n, const Grid *query) {
 }
 
 char *arc_answer(const Grid *g) {
-    Str b = {0};
+    StrBuf b = {0};
     put_grid_numpy(&b, g);
-    str_cat(&b, "#");
-    return str_done(&b);
+    sb_str(&b, "#");
+    return sb_done(&b);
 }
 
 // ---------------------------------------------------------------- self-edits
@@ -711,21 +686,21 @@ static const char SE_INSTRUCTIONS[] =
     "  \"training\": {\n    \"strategy\": ...,\n    \"learning_rate\": ...,\n    \"num_train_epochs\": ...\n  }\n}\n";
 
 char *arc_selfedit_prompt(const Task *t) {
-    Str b = {0};
-    str_cat(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n");
-    str_cat(&b, SE_SYSTEM);
-    str_cat(&b, "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n");
+    StrBuf b = {0};
+    sb_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n");
+    sb_str(&b, SE_SYSTEM);
+    sb_str(&b, "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n");
     for (int i = 0; i < t->n_train; i++) {
-        str_cat(&b, "Input:\n");
+        sb_str(&b, "Input:\n");
         put_grid_rows(&b, &t->train[i].in);
-        str_cat(&b, "\nOutput:\n");
+        sb_str(&b, "\nOutput:\n");
         put_grid_rows(&b, &t->train[i].out);
-        str_cat(&b, "\n");
+        sb_str(&b, "\n");
     }
-    str_cat(&b, "------\n\n");
-    str_cat(&b, SE_INSTRUCTIONS);
-    str_cat(&b, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
-    return str_done(&b);
+    sb_str(&b, "------\n\n");
+    sb_str(&b, SE_INSTRUCTIONS);
+    sb_str(&b, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+    return sb_done(&b);
 }
 
 static const char *const STRATEGIES[2] = {"train_using_all_tokens", "train_using_output_tokens"};

@@ -38,44 +38,25 @@ const char *chat_format_name(ChatFormat f) { return f >= 0 && f < CHAT_N_FORMATS
 
 const char *chat_eot(ChatFormat f) { return f >= 0 && f < CHAT_N_FORMATS ? FORMATS[f].eot : NULL; }
 
-typedef struct { char *s; size_t n, cap; int oom; } Buf;
-
-static void buf_str(Buf *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n + 1);
-    b->n += n;
-}
-
 // {% for m in messages %}<|im_start|>{{role}}\n{{content}}<|im_end|>\n{% endfor %}
 // (content untrimmed), SmolLM2 first adding its system turn when the first
 // message is not one.
 static char *render_chatml(const ChatMsg *msgs, int n, int add_generation_prompt, const char *default_system) {
-    Buf b = {0};
-    buf_str(&b, "");
+    StrBuf b = {0};
     if (default_system && !(n > 0 && msgs[0].role && !strcmp(msgs[0].role, "system"))) {
-        buf_str(&b, "<|im_start|>system\n");
-        buf_str(&b, default_system);
-        buf_str(&b, "<|im_end|>\n");
+        sb_str(&b, "<|im_start|>system\n");
+        sb_str(&b, default_system);
+        sb_str(&b, "<|im_end|>\n");
     }
     for (int i = 0; i < n; i++) {
-        buf_str(&b, "<|im_start|>");
-        buf_str(&b, msgs[i].role ? msgs[i].role : "");
-        buf_str(&b, "\n");
-        buf_str(&b, msgs[i].content ? msgs[i].content : "");
-        buf_str(&b, "<|im_end|>\n");
+        sb_str(&b, "<|im_start|>");
+        sb_str(&b, msgs[i].role ? msgs[i].role : "");
+        sb_str(&b, "\n");
+        sb_str(&b, msgs[i].content ? msgs[i].content : "");
+        sb_str(&b, "<|im_end|>\n");
     }
-    if (add_generation_prompt) buf_str(&b, "<|im_start|>assistant\n");
-    if (b.oom) { free(b.s); return NULL; }
-    return b.s;
+    if (add_generation_prompt) sb_str(&b, "<|im_start|>assistant\n");
+    return sb_done(&b);
 }
 
 char *chat_render(ChatFormat f, const ChatMsg *msgs, int n, int add_generation_prompt) {

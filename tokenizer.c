@@ -724,17 +724,6 @@ char *tok_decode(const Tokenizer *t, const int *ids, int n, size_t *len, char *e
 
 // ---------------------------------------------------------------- chat template
 
-typedef struct { char *s; size_t n, cap; int oom; } Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n) {
-    if (b->oom || reserve(&b->s, &b->cap, b->n + n + 1, 1)) { b->oom = 1; return; }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
 // Python's str.isspace(), which Jinja's trim filter (str.strip) goes by.
 static int py_space(int cp) {
     return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
@@ -742,7 +731,7 @@ static int py_space(int cp) {
            cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-static void buf_trimmed(Buf *b, const char *s) {
+static void buf_trimmed(StrBuf *b, const char *s) {
     size_t n = strlen(s), i = 0;
     int len;
     while (i < n && py_space(utf8_next(s + i, n - i, &len))) i += (size_t)len;
@@ -752,35 +741,34 @@ static void buf_trimmed(Buf *b, const char *s) {
         if (!py_space(utf8_next(s + j, n - j, &len)) || j + (size_t)len != n) break;
         n = j;
     }
-    buf_add(b, s + i, n - i);
+    sb_add(b, s + i, n - i);
 }
 
 char *chat_render_llama3(const ChatMsg *msgs, int n, int add_generation_prompt) {
-    Buf b = {0};
+    StrBuf b = {0};
     int i = 0;
-    buf_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+    sb_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
                 "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
     if (n > 0 && msgs[0].role && strcmp(msgs[0].role, "system") == 0) {   // only a leading one
         buf_trimmed(&b, msgs[0].content ? msgs[0].content : "");
         i = 1;
     }
-    buf_str(&b, "<|eot_id|>");
+    sb_str(&b, "<|eot_id|>");
     for (; i < n; i++) {
         const char *role = msgs[i].role ? msgs[i].role : "", *content = msgs[i].content ? msgs[i].content : "";
         if (strcmp(role, "ipython") == 0 || strcmp(role, "tool") == 0) {   // tool output, untrimmed
-            buf_str(&b, "<|start_header_id|>ipython<|end_header_id|>\n\n");
-            buf_str(&b, content);
+            sb_str(&b, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            sb_str(&b, content);
         } else {
-            buf_str(&b, "<|start_header_id|>");
-            buf_str(&b, role);
-            buf_str(&b, "<|end_header_id|>\n\n");
+            sb_str(&b, "<|start_header_id|>");
+            sb_str(&b, role);
+            sb_str(&b, "<|end_header_id|>\n\n");
             buf_trimmed(&b, content);
         }
-        buf_str(&b, "<|eot_id|>");
+        sb_str(&b, "<|eot_id|>");
     }
-    if (add_generation_prompt) buf_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-    if (b.oom) { free(b.s); return NULL; }
-    return b.s;
+    if (add_generation_prompt) sb_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return sb_done(&b);
 }
 
 // ---------------------------------------------------------------- JSON lines
@@ -1022,14 +1010,13 @@ static unsigned byte_level_cp(unsigned char b) {
 // na raw bytes a, then sep as is, then nb raw bytes b, with a and b written as
 // tokenizer.json writes tokens (GPT-2's byte-level form). malloc'd.
 static char *byte_level_join(const char *a, size_t na, const char *sep, const char *b, size_t nb) {
-    Buf out = {0};
+    StrBuf out = {0};
     char u[4];
-    for (size_t i = 0; i < na; i++) buf_add(&out, u, (size_t)utf8_put(u, byte_level_cp((unsigned char)a[i])));
-    buf_str(&out, sep);
-    for (size_t i = 0; i < nb; i++) buf_add(&out, u, (size_t)utf8_put(u, byte_level_cp((unsigned char)b[i])));
-    buf_add(&out, "", 1);
-    if (out.oom) { free(out.s); return NULL; }
-    return out.s;
+    for (size_t i = 0; i < na; i++) sb_add(&out, u, (size_t)utf8_put(u, byte_level_cp((unsigned char)a[i])));
+    sb_str(&out, sep);
+    for (size_t i = 0; i < nb; i++) sb_add(&out, u, (size_t)utf8_put(u, byte_level_cp((unsigned char)b[i])));
+    sb_add(&out, "", 1);
+    return sb_done(&out);
 }
 
 static cJSON *add_object_to_array(cJSON *array) {   // NULL (nothing leaked) when out of memory
@@ -1177,13 +1164,13 @@ static int cmp_piece(const void *pa, const void *pb) {
 }
 
 // The tokens being built: bytes in one buffer, each token a span of it.
-typedef struct { Buf bytes; Span *tok; size_t n, cap; } Vocab;
+typedef struct { StrBuf bytes; Span *tok; size_t n, cap; } Vocab;
 
 static int vocab_add(Vocab *v, const char *s, size_t n) {   // the id of s, added when new
     for (size_t i = 0; i < v->n; i++)
         if ((size_t)v->tok[i].len == n && memcmp(v->bytes.s + v->tok[i].off, s, n) == 0) return (int)i;
     size_t off = v->bytes.n;
-    buf_add(&v->bytes, s, n);
+    sb_add(&v->bytes, s, n);
     if (v->bytes.oom || reserve(&v->tok, &v->cap, v->n + 1, sizeof *v->tok)) return -1;
     v->tok[v->n] = (Span){(uint32_t)off, (int32_t)n};
     return (int)v->n++;
@@ -1280,14 +1267,14 @@ static int learn_merges(Vocab *v, Word *w, size_t n_words, int n_merges, int (*m
 
 // The learned merges as NUL-terminated byte strings, then tok_bytelevel_json.
 static char *merges_json(const Vocab *v, int (*ids)[2], int n, const char *const *specials, int n_special) {
-    Buf b = {0};
+    StrBuf b = {0};
     size_t (*off)[2] = malloc(((size_t)n + 1) * sizeof *off);
     const char *(*m)[2] = malloc(((size_t)n + 1) * sizeof *m);
     for (int i = 0; off && m && i < n; i++)
         for (int h = 0; h < 2; h++) {
             off[i][h] = b.n;
-            buf_add(&b, v->bytes.s + v->tok[ids[i][h]].off, (size_t)v->tok[ids[i][h]].len);
-            buf_add(&b, "", 1);
+            sb_add(&b, v->bytes.s + v->tok[ids[i][h]].off, (size_t)v->tok[ids[i][h]].len);
+            sb_add(&b, "", 1);
         }
     char *json = NULL;
     if (off && m && !b.oom) {

@@ -192,3 +192,26 @@ const char *json_why(const char *text, const char *at, char *buf, size_t n) {
     else snprintf(buf, n, "at byte %ld", at ? (long)(at - text) : 0L);
     return buf;
 }
+
+void sb_add(StrBuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) { b->oom = 1; return; }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+void sb_str(StrBuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+char *sb_done(StrBuf *b) {
+    if (!b->oom && !b->s) sb_add(b, "", 0);
+    if (b->oom) { free(b->s); return NULL; }
+    return b->s;
+}

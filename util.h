@@ -48,3 +48,10 @@ int af_open(AtomicFile *f, const char *path, char *err);
 int af_write(AtomicFile *f, const void *data, size_t len, char *err);
 int af_commit(AtomicFile *f, char *err);
 void af_abort(AtomicFile *f);
+
+// A growing NUL-terminated string (or byte buffer). After a failed allocation
+// it stops growing and remembers it (oom); sb_done then frees it.
+typedef struct { char *s; size_t n, cap; int oom; } StrBuf;
+void sb_add(StrBuf *b, const char *s, size_t n);
+void sb_str(StrBuf *b, const char *s);
+char *sb_done(StrBuf *b);   // the string ("" when nothing was added), or NULL when out of memory
