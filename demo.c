@@ -176,10 +176,33 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed}, tmp, dir, t0, rc, err);
 }
 
-void demo_default_cache(char *out, size_t n) {
+void demo_paths(const DemoOpts *o, const char *base_name, const char *run_name, const char *scale, char cache[4000], char base[4100],
+                char out[4100]) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(out, n, "%s/seal/demo", xdg);
-    else snprintf(out, n, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
+    if (o->cache) snprintf(cache, 4000, "%s", o->cache);
+    else if (xdg && *xdg) snprintf(cache, 4000, "%s/seal/demo", xdg);
+    else snprintf(cache, 4000, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
+    snprintf(base, 4100, "%s/%s-%s-seed%llu", cache, base_name, scale, (unsigned long long)o->seed);
+    if (o->out) snprintf(out, 4100, "%s", o->out);
+    else {
+        char stamp[32];
+        time_t now = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(out, 4100, "seal-runs/%s-%s-seed%llu-%s", run_name, scale, (unsigned long long)o->seed, stamp);
+    }
+}
+
+int demo_base_cached(const DemoOpts *o, const char *cache, const char *base, char *err) {
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", base);
+    int cached = !o->fresh && access(cfg_path, F_OK) == 0;
+    if (!cached && make_dirs(cache, err)) return -1;
+    if (o->fresh && access(cfg_path, F_OK) == 0) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s.old.%ld", base, (long)time(NULL));
+        if (rename(base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", base, strerror(errno));
+    }
+    return cached;
 }
 
 // Mean directives of the valid self-edits the policy wrote in a round's evaluation.
@@ -212,15 +235,7 @@ int demo_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
-    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else demo_default_cache(cache, sizeof cache);
-    snprintf(base, sizeof base, "%s/base-v3-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
-    if (o->out) snprintf(out, sizeof out, "%s", o->out);
-    else {
-        char stamp[32];
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(out, sizeof out, "seal-runs/demo-%s-seed%llu-%s", sc->name, (unsigned long long)o->seed, stamp);
-    }
+    demo_paths(o, "base-v3", "demo", sc->name, cache, base, out);
     // 1. the world
     FewShot fs;
     fewshot_defaults(&fs);
@@ -230,15 +245,8 @@ int demo_run(const DemoOpts *o, char *err) {
     fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out ARC-like tasks (%s scale)\n",
             (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
     // 2. the base model
-    char cfg_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", base);
-    int cached = !o->fresh && access(cfg_path, F_OK) == 0;
-    if (!cached && make_dirs(cache, err)) return -1;
-    if (o->fresh && access(cfg_path, F_OK) == 0) {
-        char old[4200];
-        snprintf(old, sizeof old, "%s.old.%ld", base, (long)time(NULL));
-        if (rename(base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", base, strerror(errno));
-    }
+    int cached = demo_base_cached(o, cache, base, err);
+    if (cached < 0) return -1;
     if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
     else if (build_base(sc, o->seed, base, err)) return -1;
     // 3. SEAL

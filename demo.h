@@ -26,4 +26,11 @@ void demo_texts_free(DemoTexts *t);
 typedef struct { int epochs, batch; float lr; uint64_t seed; } DemoPretrain;
 int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
                        double t0, int rc, char *err);
-void demo_default_cache(char *out, size_t n);   // $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo
+// The cache root (--cache, $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo),
+// the base CACHE/BASE_NAME-SCALE-seedS, and the run directory (--out, or
+// seal-runs/RUN_NAME-SCALE-seedS-TIME).
+void demo_paths(const DemoOpts *o, const char *base_name, const char *run_name, const char *scale, char cache[4000], char base[4100],
+                char out[4100]);
+// 1 when base is built and may be used, 0 when it must be built (--fresh
+// first sets an existing one aside), -1 on error.
+int demo_base_cached(const DemoOpts *o, const char *cache, const char *base, char *err);

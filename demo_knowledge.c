@@ -286,25 +286,10 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100], path[4300];
-    if (o->cache) snprintf(cache, sizeof cache, "%s", o->cache); else demo_default_cache(cache, sizeof cache);
-    snprintf(base, sizeof base, "%s/knowledge-v2-%s-seed%llu", cache, sc->name, (unsigned long long)o->seed);
-    if (o->out) snprintf(out, sizeof out, "%s", o->out);
-    else {
-        char stamp[32];
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(out, sizeof out, "seal-runs/demo-knowledge-%s-seed%llu-%s", sc->name, (unsigned long long)o->seed, stamp);
-    }
+    demo_paths(o, "knowledge-v2", "demo-knowledge", sc->name, cache, base, out);
     // 2 before 1: the base is built from the seed alone; the world's files go into the run directory
-    char cfg_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", base);
-    int cached = !o->fresh && access(cfg_path, F_OK) == 0;
-    if (!cached && make_dirs(cache, err)) return -1;
-    if (o->fresh && access(cfg_path, F_OK) == 0) {
-        char old[4200];
-        snprintf(old, sizeof old, "%s.old.%ld", base, (long)time(NULL));
-        if (rename(base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", base, strerror(errno));
-    }
+    int cached = demo_base_cached(o, cache, base, err);
+    if (cached < 0) return -1;
     fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out fictional places (%s scale)\n",
             (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
     if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
