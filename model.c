@@ -1,11 +1,12 @@
-// model.c: Llama on the CPU, in fp32. Loading (config.json, safetensors),
-// forward, backward, LoRA. This file is the reference every other path is
-// checked against, so it favours plain loops with shape comments over tricks.
+// model.c: Llama (and Qwen2) on the CPU, in fp32. Loading (config.json,
+// safetensors), forward, backward, LoRA. This file is the reference every other
+// path is checked against, so it favours plain loops with shape comments over tricks.
 //
 // The math is Hugging Face LlamaForCausalLM: pre-norm RMSNorm, RoPE in the
 // rotate_half layout (dimension j pairs with j + hd/2) with optional llama3
 // frequency scaling, grouped-query causal attention, SwiGLU MLP, final norm,
 // tied or untied LM head, cross-entropy on labels shifted by one.
+// Qwen2ForCausalLM is the same math plus a bias on the q, k and v projections.
 #include "model.h"
 #include "gguf.h"
 #include "safetensors.h"
@@ -24,6 +25,8 @@
 
 const char *const PROJ_NAME[N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 const char *const PROJ_BLOCK[N_PROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+
+int proj_has_bias(const Config *c, int p) { return c->arch == ARCH_QWEN2 && (p == PROJ_Q || p == PROJ_K || p == PROJ_V); }
 
 // ----------------------------------------------------------------------------
 // config.json
@@ -95,6 +98,34 @@ static int parse_eos(Config *c, const cJSON *e, const char *path, char *err) {
     return 0;
 }
 
+// "model_type", and the keys by which a checkpoint's math would differ from
+// what this file computes: those are refused rather than silently ignored.
+static int parse_arch(Config *c, const cJSON *root, const char *path, char *err) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    c->arch = ARCH_LLAMA;   // no model_type: a Llama, as the configs this project wrote before Qwen2
+    if (type && !cJSON_IsString(type)) return errf(err, "%s: \"model_type\" must be a string", path);
+    if (type && !strcmp(type->valuestring, "qwen2")) c->arch = ARCH_QWEN2;
+    else if (type && strcmp(type->valuestring, "llama"))
+        return errf(err, "%s: model_type \"%.64s\" is not supported (expected \"llama\" or \"qwen2\")", path, type->valuestring);
+    if (act && !cJSON_IsNull(act) && !(cJSON_IsString(act) && !strcmp(act->valuestring, "silu")))
+        return errf(err, "%s: \"hidden_act\" must be \"silu\" (the SwiGLU MLP computed here)", path);
+    // Qwen2: biases on q/k/v always; sliding-window attention only when asked for.
+    // Llama: biases only when attention_bias / mlp_bias say so, which is not supported.
+    const char *const qwen2_keys[] = {"use_sliding_window"}, *const llama_keys[] = {"attention_bias", "mlp_bias"};
+    const char *const *keys = c->arch == ARCH_QWEN2 ? qwen2_keys : llama_keys;
+    const int n = c->arch == ARCH_QWEN2 ? 1 : 2;
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) return errf(err, "%s: \"%s\" must be true or false", path, keys[i]);
+        if (cJSON_IsTrue(v))
+            return errf(err, c->arch == ARCH_QWEN2 ? "%s: \"%s\": true is not supported (sliding-window attention; every layer here attends to the whole context)"
+                                                   : "%s: \"%s\": true is not supported (a Llama's projections have no biases here)",
+                        path, keys[i]);
+    }
+    return 0;
+}
+
 static int config_check(const Config *c, const char *path, char *err) {
     if (c->n_heads % c->n_kv_heads)
         return errf(err, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->n_heads, c->n_kv_heads);
@@ -112,9 +143,12 @@ int config_parse(Config *c, const char *json, const char *path, char *err) {
     if (!root) return errf(err, "%s: not valid JSON (%s)", path, json_why(json, end, why, sizeof why));
     if (!cJSON_IsObject(root)) { cJSON_Delete(root); return errf(err, "%s: not a JSON object", path); }
     const int BIG = 1 << 24;
-    // Hugging Face LlamaConfig defaults for the optional keys.
-    c->norm_eps = 1e-6f; c->rope_theta = 10000.0f; c->max_pos = 2048; c->bos = 1; c->eos[0] = 2; c->n_eos = 1;
-    int rc = json_int(root, "hidden_size", &c->dim, 1, 1, BIG, path, err) ||
+    int rc = parse_arch(c, root, path, err);
+    // Hugging Face LlamaConfig defaults for the optional keys (Qwen2Config's
+    // differ in max_position_embeddings only).
+    c->norm_eps = 1e-6f; c->rope_theta = 10000.0f; c->max_pos = c->arch == ARCH_QWEN2 ? 32768 : 2048;
+    c->bos = 1; c->eos[0] = 2; c->n_eos = 1;
+    rc = rc || json_int(root, "hidden_size", &c->dim, 1, 1, BIG, path, err) ||
              json_int(root, "intermediate_size", &c->hidden, 1, 1, BIG, path, err) ||
              json_int(root, "num_hidden_layers", &c->n_layers, 1, 1, 4096, path, err) ||
              json_int(root, "num_attention_heads", &c->n_heads, 1, 1, 4096, path, err) ||
@@ -152,9 +186,14 @@ int config_load(Config *c, const char *path, char *err) {
 
 int config_save(const Config *c, const char *path, char *err) {
     cJSON *r = cJSON_CreateObject();
+    const int qwen2 = c->arch == ARCH_QWEN2;
     cJSON *arch = cJSON_AddArrayToObject(r, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(r, "model_type", "llama");
+    cJSON_AddItemToArray(arch, cJSON_CreateString(qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+    cJSON_AddStringToObject(r, "model_type", qwen2 ? "qwen2" : "llama");
+    if (qwen2) {
+        cJSON_AddStringToObject(r, "hidden_act", "silu");
+        cJSON_AddFalseToObject(r, "use_sliding_window");
+    }
     cJSON_AddNumberToObject(r, "hidden_size", c->dim);
     cJSON_AddNumberToObject(r, "intermediate_size", c->hidden);
     cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layers);
@@ -295,8 +334,9 @@ static void layer_name(char *s, size_t n, int l, const char *what) {
     snprintf(s, n, "model.layers.%d.%s", l, what);
 }
 
-static void proj_name(char *s, size_t n, int l, int p) {
-    snprintf(s, n, "model.layers.%d.%s.%s.weight", l, PROJ_BLOCK[p], PROJ_NAME[p]);
+// "model.layers.{l}.self_attn.q_proj.weight" (what = "weight") or ".bias"
+static void proj_name(char *s, size_t n, int l, int p, const char *what) {
+    snprintf(s, n, "model.layers.%d.%s.%s.%s", l, PROJ_BLOCK[p], PROJ_NAME[p], what);
 }
 
 static void proj_shape(const Config *c, int p, int *out, int *in) {
@@ -334,9 +374,12 @@ static void model_bind(Model *m) {
         for (int p = 0; p < N_PROJ; p++) {
             Linear *x = &L->proj[p];
             proj_shape(c, p, &x->out, &x->in);
-            proj_name(s, sizeof s, l, p);
+            proj_name(s, sizeof s, l, p, "weight");
             x->w = data_of(&m->params, s);
             x->dw = data_of(&m->grads, s);
+            proj_name(s, sizeof s, l, p, "bias");
+            x->bias = data_of(&m->params, s);
+            x->dbias = data_of(&m->grads, s);
         }
     }
 }
@@ -352,8 +395,12 @@ int model_init(Model *m, const Config *c, char *err) {
         for (int p = 0; p < N_PROJ; p++) {
             int out, in;
             proj_shape(c, p, &out, &in);
-            proj_name(s, sizeof s, l, p);
+            proj_name(s, sizeof s, l, p, "weight");
             table_add(&m->params, s, out, in);
+            if (proj_has_bias(c, p)) {
+                proj_name(s, sizeof s, l, p, "bias");
+                table_add(&m->params, s, 1, out);
+            }
             if (p == PROJ_O) {   // Hugging Face order: norm, attention, norm, MLP
                 layer_name(s, sizeof s, l, "post_attention_layernorm.weight");
                 table_add(&m->params, s, 1, c->dim);
@@ -391,7 +438,7 @@ void model_random(Model *m, uint64_t seed, float std) {
     rng_seed(&r, seed);
     for (int i = 0; i < m->params.n; i++) {
         Tensor *x = &m->params.t[i];
-        int is_norm = x->rows == 1;
+        int is_norm = strstr(x->name, "norm.weight") != NULL;   // biases are random around 0 like weights
         for (size_t j = 0; j < x->size; j++) x->data[j] = is_norm ? 1.0f + 0.1f * rng_normal(&r) : std * rng_normal(&r);
     }
 }
@@ -443,7 +490,7 @@ static uint64_t config_params(const Config *c) {
     for (int p = 0; p < N_PROJ; p++) {
         int out, in;
         proj_shape(c, p, &out, &in);
-        n += (uint64_t)c->n_layers * out * in;
+        n += (uint64_t)c->n_layers * out * (in + proj_has_bias(c, p));
     }
     return n;
 }
@@ -777,9 +824,14 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
     }
 }
 
-// y (N,out) = x (N,in) W^T + s * u B^T where u (N,r) = x A^T is kept for backward
+// y (N,out) = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for backward
 static void linear_forward(const Linear *l, const float *x, float *y, float *u, int N) {
     gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    if (l->bias) {
+        #pragma omp parallel for if ((long)N * l->out > 1L << 16)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < l->out; o++) y[(size_t)n * l->out + o] += l->bias[o];
+    }
     if (!l->r) return;
     gemm(0, 1, N, l->r, l->in, 1.0f, x, l->in, l->a, l->in, 0.0f, u, l->r);
     gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
@@ -787,10 +839,18 @@ static void linear_forward(const Linear *l, const float *x, float *y, float *u, 
 
 // dx (N,in) = (or += when accumulate) dy W + (s dy B) A, skipped when dx is
 // NULL (nothing needs it); the trainable gradients accumulate: dW += dy^T x,
-// dA += (s dy B)^T x, dB += s dy^T u. du (N,r) is scratch.
+// db += the column sums of dy, dA += (s dy B)^T x, dB += s dy^T u. du (N,r) is scratch.
 static void linear_backward(const Linear *l, const float *dy, const float *x, const float *u, float *dx, float *du, int N, int accumulate) {
     if (dx) gemm(0, 0, N, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, accumulate ? 1.0f : 0.0f, dx, l->in);
     if (l->dw) gemm(1, 0, l->out, l->in, N, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
+    if (l->dbias) {
+        #pragma omp parallel for   // each thread owns a range of entries of db
+        for (int o = 0; o < l->out; o++) {
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++) acc += dy[(size_t)n * l->out + o];
+            l->dbias[o] += acc;
+        }
+    }
     if (!l->r) return;
     gemm(0, 0, N, l->r, l->out, l->scale, dy, l->out, l->b, l->r, 0.0f, du, l->r);
     if (dx) gemm(0, 0, N, l->in, l->r, 1.0f, du, l->r, l->a, l->in, 1.0f, dx, l->in);

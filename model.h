@@ -1,5 +1,6 @@
-// model.h: the one public interface of the Llama model: configuration, the
-// tables of named tensors, and the backend-neutral entry points.
+// model.h: the one public interface of the model (Llama, and Qwen2, which is
+// Llama with biases on the q, k and v projections): configuration, the tables
+// of named tensors, and the backend-neutral entry points.
 //
 // Shapes use B = batch, T = sequence length, N = B*T rows, D = hidden size,
 // H / KV = query / key-value heads, hd = head_dim, F = MLP size, V = vocab.
@@ -7,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum { ARCH_LLAMA, ARCH_QWEN2 };   // config.json "model_type": "llama" or "qwen2"
+
 typedef struct {
+    int arch;                     // ARCH_*: Qwen2 adds q/k/v projection biases
     int dim, hidden, n_layers, n_heads, n_kv_heads, head_dim, vocab;
     float norm_eps, rope_theta;
     int rope_llama3;              // rope_scaling = {"rope_type": "llama3", ...}
@@ -17,8 +21,10 @@ typedef struct {
     int eos[8], n_eos;
 } Config;
 
-// config.json of a Hugging Face Llama checkpoint; a missing required key or a
-// value of the wrong kind is an error naming the key.
+// config.json of a Hugging Face Llama or Qwen2 checkpoint; a missing required
+// key or a value of the wrong kind is an error naming the key, and so is a
+// feature the math here lacks (sliding-window attention, attention_bias on a
+// Llama, an activation other than silu, another model_type).
 int config_load(Config *c, const char *path, char *err);
 int config_parse(Config *c, const char *json, const char *path, char *err);
 int config_save(const Config *c, const char *path, char *err);
@@ -56,14 +62,32 @@ int table_load(Table *t, const char *const *files, const char *prefix, char *err
 int table_save(const Table *t, const char *path, const char *prefix, char *err);
 
 // ---------------------------------------------------------------------------
-// A linear layer y = x W^T (+ s * (x A^T) B^T with a LoRA adapter), W [out,in].
+// A linear layer y = x W^T (+ b with a bias) (+ s * (x A^T) B^T with a LoRA
+// adapter), W [out,in]. A LoRA adapter never trains the bias: like W it stays frozen.
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, N_PROJ };
 extern const char *const PROJ_NAME[N_PROJ];     // "q_proj", ... (PEFT names)
 extern const char *const PROJ_BLOCK[N_PROJ];    // "self_attn" or "mlp"
+// Whether projection p has a bias: Qwen2's q_proj, k_proj and v_proj.
+int proj_has_bias(const Config *c, int p);
+
+// The parameter table, in this order, Hugging Face names (PyTorch shapes):
+//   model.embed_tokens.weight                         [V, D]
+//   per layer i, prefix model.layers.{i}.:
+//     input_layernorm.weight                          [D]
+//     self_attn.q_proj.weight [H*hd, D]  (.bias [H*hd] with Qwen2)
+//     self_attn.k_proj.weight [KV*hd, D] (.bias [KV*hd] with Qwen2)
+//     self_attn.v_proj.weight [KV*hd, D] (.bias [KV*hd] with Qwen2)
+//     self_attn.o_proj.weight [D, H*hd]
+//     post_attention_layernorm.weight                 [D]
+//     mlp.gate_proj.weight [F, D], mlp.up_proj.weight [F, D], mlp.down_proj.weight [D, F]
+//   model.norm.weight                                 [D]
+//   lm_head.weight                                    [V, D] (absent when tied)
+// A vector is a Tensor with rows = 1.
 
 typedef struct {
     int in, out;
     float *w, *dw;                // dw only when the base is trainable
+    float *bias, *dbias;          // (out): Qwen2's q/k/v; NULL without one (dbias: full training only)
     int r;                        // 0: no adapter
     float scale;                  // lora_alpha / r
     float *a, *b, *da, *db;       // lora_A [r,in], lora_B [out,r]
@@ -97,7 +121,7 @@ int model_load(Model *m, const char *dir, char *err);
 int model_save(const Model *m, const char *dir, char *err);
 void model_free(Model *m);
 void model_random(Model *m, uint64_t seed, float std);   // for tests and benchmarks
-int model_train_full(Model *m);     // allocate base gradients: every tensor trains
+int model_train_full(Model *m);     // allocate base gradients: every tensor trains, biases too
 
 // LoRA adapters (PEFT layout). targets is a bitmask of PROJ_* values.
 unsigned lora_targets_parse(const char *list, char *err);   // "q_proj,v_proj"; 0 on error

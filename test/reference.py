@@ -9,7 +9,8 @@ Run it with the Debian interpreter (it has torch; the default `python3` may not)
 
 What it is: a small, readable re-statement of Hugging Face `LlamaForCausalLM`
 (RMSNorm, rotate_half RoPE with optional `llama3` frequency scaling, grouped-query
-attention, SwiGLU MLP, tied or untied LM head), PEFT LoRA (`y = W x + alpha/r * B (A x)`),
+attention, SwiGLU MLP, tied or untied LM head) and of `Qwen2ForCausalLM` (the same,
+plus a bias on the q, k and v projections: `nn.Linear(..., bias=True)`), PEFT LoRA (`y = W x + alpha/r * B (A x)`),
 the HF causal-LM loss (logits[:, :-1] vs labels[:, 1:], -100 ignored, mean) and
 `torch.optim.AdamW`. It needs only torch: no transformers, peft or safetensors package;
 safetensors files are written and read by the few lines below.
@@ -90,6 +91,11 @@ def head_dim(cfg):
     return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
 
 
+def qkv_bias(cfg):
+    """Qwen2 (model_type "qwen2") has biases on q_proj, k_proj and v_proj; Llama has none."""
+    return cfg.get("model_type") == "qwen2"
+
+
 def rope_inv_freq(cfg):
     """inv_freq[j] = theta^(-2j/hd), j < hd/2, then the llama3 scaling. Returns (inv_freq, regimes)."""
     hd = head_dim(cfg)
@@ -124,8 +130,11 @@ def rms_norm(x, w, eps):
 
 
 def linear(x, P, name, adapter, scale):
-    """y = x W^T, plus the LoRA term scale * (x A^T) B^T when `name` is adapted."""
+    """y = x W^T (+ b when the model has `name`.bias), plus the LoRA term scale * (x A^T) B^T
+    when `name` is adapted (PEFT adds it to the output of the base layer, bias included)."""
     y = x @ P[name + ".weight"].T
+    if name + ".bias" in P:
+        y = y + P[name + ".bias"]
     key = "base_model.model." + name
     if adapter is not None and key + ".lora_A.weight" in adapter:
         y = y + scale * (x @ adapter[key + ".lora_A.weight"].T) @ adapter[key + ".lora_B.weight"].T
@@ -181,6 +190,9 @@ def model_shapes(cfg):
                   p + "self_attn.o_proj.weight": [D, H * hd], p + "post_attention_layernorm.weight": [D],
                   p + "mlp.gate_proj.weight": [F, D], p + "mlp.up_proj.weight": [F, D],
                   p + "mlp.down_proj.weight": [D, F]})
+        if qkv_bias(cfg):
+            s.update({p + "self_attn.q_proj.bias": [H * hd], p + "self_attn.k_proj.bias": [KV * hd],
+                      p + "self_attn.v_proj.bias": [KV * hd]})
     s["model.norm.weight"] = [D]
     if not cfg["tie_word_embeddings"]:
         s["lm_head.weight"] = [V, D]
@@ -189,12 +201,15 @@ def model_shapes(cfg):
 
 def random_model(cfg, gen):
     """float32 tensors with O(1) activations: norms 1+N(0,0.1); q,k,v,gate,up ~N(0,1/in);
-    o,down ~N(0,0.25/in); embeddings and head ~N(0,0.2^2) so logits have std ~1."""
+    o,down ~N(0,0.25/in); embeddings and head ~N(0,0.2^2) so logits have std ~1; Qwen2's
+    q,k,v biases ~N(0,0.5^2), as large as the products they are added to."""
     out = {}
     for name, shape in model_shapes(cfg).items():
         r = torch.randn(shape, generator=gen, dtype=F64)
         if name.endswith("norm.weight"):
             t = 1 + 0.1 * r
+        elif name.endswith(".bias"):
+            t = 0.5 * r
         elif "embed" in name or "lm_head" in name:
             t = 0.2 * r
         elif "o_proj" in name or "down_proj" in name:
@@ -233,6 +248,16 @@ def config(hidden, inter, heads, kv, vocab, tie, rope_theta, rope_scaling=None, 
     return c
 
 
+def qwen2_config(hidden, inter, heads, kv, vocab, tie, rope_theta=1000000.0):
+    """The keys of a Qwen2.5 config.json (Qwen2Config), at a tiny size."""
+    return {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": hidden,
+            "intermediate_size": inter, "num_hidden_layers": 2, "num_attention_heads": heads,
+            "num_key_value_heads": kv, "vocab_size": vocab, "rms_norm_eps": 1e-6, "rope_theta": rope_theta,
+            "rope_scaling": None, "tie_word_embeddings": tie, "max_position_embeddings": 256,
+            "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "use_sliding_window": False,
+            "sliding_window": 256, "max_window_layers": 2, "attention_dropout": 0.0, "torch_dtype": "float32"}
+
+
 FIXTURES = {
     # tied head, H = KV = 4, LoRA on all seven modules, no rope scaling, a few -100 labels.
     "tied_lora_kv1": dict(
@@ -268,6 +293,18 @@ FIXTURES = {
         cfg=config(32, 48, 4, 2, 48, True, 10000.0),
         # lr * wd * steps = 1.5e-2: decoupled weight decay moves weights well past the tolerance
         trainable="full", steps=3, lr=1e-2, betas=(0.8, 0.99), eps=1e-8, wd=0.5),
+    # Qwen2 (q/k/v biases, rope_theta 1e6, no head_dim key), tied head as Qwen2.5-0.5B..3B,
+    # H 4 / KV 2, LoRA on q_proj and v_proj as SEAL's knowledge runs: the biases stay frozen.
+    "qwen2_lora_qv": dict(
+        seed=6006, B=2, T=10, labels="scattered",
+        cfg=qwen2_config(32, 48, 4, 2, 48, True),
+        trainable="lora", r=4, alpha=8, targets=["q_proj", "v_proj"],
+        steps=2, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, wd=0.0),
+    # Qwen2, untied head as Qwen2.5-7B, full training: grad.* and after.* hold the biases too.
+    "qwen2_full": dict(
+        seed=7007, B=2, T=10, labels="prompt_and_pad",
+        cfg=qwen2_config(32, 48, 4, 2, 48, False),
+        trainable="full", steps=3, lr=2e-3, betas=(0.9, 0.95), eps=1e-8, wd=0.1),
 }
 
 
@@ -416,6 +453,9 @@ def naive_logits(cfg, P, ids, adapter, scale):
     inv = rope_inv_freq(cfg)[0]
     W = {}
     for n, t in P.items():
+        if n.endswith(".bias"):   # Qwen2's q/k/v biases: LoRA does not touch them
+            W[n] = t
+            continue
         key = "base_model.model." + n[:-len(".weight")]
         W[n] = t + (scale * adapter[key + ".lora_B.weight"] @ adapter[key + ".lora_A.weight"]
                     if adapter is not None and key + ".lora_A.weight" in adapter else 0)
@@ -432,9 +472,10 @@ def naive_logits(cfg, P, ids, adapter, scale):
         for i in range(cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
             hs = [norm(x, W[p + "input_layernorm.weight"]) for x in xs]
-            qs = [(W[p + "self_attn.q_proj.weight"] @ h).view(H, hd) for h in hs]
-            ks = [(W[p + "self_attn.k_proj.weight"] @ h).view(KV, hd) for h in hs]
-            vs = [(W[p + "self_attn.v_proj.weight"] @ h).view(KV, hd) for h in hs]
+            bq, bk, bv = (W.get(p + f"self_attn.{x}_proj.bias", 0) for x in "qkv")
+            qs = [(W[p + "self_attn.q_proj.weight"] @ h + bq).view(H, hd) for h in hs]
+            ks = [(W[p + "self_attn.k_proj.weight"] @ h + bk).view(KV, hd) for h in hs]
+            vs = [(W[p + "self_attn.v_proj.weight"] @ h + bv).view(KV, hd) for h in hs]
             new = []
             for t in range(len(xs)):
                 heads = []

@@ -135,6 +135,33 @@ START_TEST(config_errors) {
 }
 END_TEST
 
+// model_type and the keys that would change the math: Qwen2 loads, what is not
+// computed here is refused by name.
+START_TEST(config_arch) {
+    const char *base = "{\"hidden_size\": 24, \"intermediate_size\": 40, \"num_hidden_layers\": 2, "
+                       "\"num_attention_heads\": 4, \"vocab_size\": 37";
+    const char *tails[] = {"}", ", \"model_type\": \"qwen2\", \"use_sliding_window\": false, \"hidden_act\": \"silu\"}",
+                           ", \"model_type\": \"qwen2\", \"use_sliding_window\": true}", ", \"model_type\": \"mistral\"}",
+                           ", \"hidden_act\": \"gelu\"}", ", \"attention_bias\": true}", ", \"model_type\": \"llama\", \"mlp_bias\": true}",
+                           ", \"model_type\": \"qwen2\", \"use_sliding_window\": 1}", ", \"model_type\": 2}"};
+    const char *needles[] = {NULL, NULL, "\"use_sliding_window\": true is not supported", "model_type \"mistral\" is not supported",
+                             "\"hidden_act\" must be \"silu\"", "\"attention_bias\": true is not supported",
+                             "\"mlp_bias\": true is not supported", "\"use_sliding_window\" must be true or false", "\"model_type\" must be a string"};
+    char json[512], err[ERR_MAX] = "";
+    snprintf(json, sizeof json, "%s%s", base, tails[_i]);
+    Config c;
+    int rc = config_parse(&c, json, "q/config.json", err);
+    if (!needles[_i]) {
+        ck_assert_msg(rc == 0, "%s", err);
+        ck_assert_int_eq(c.arch, _i == 1 ? ARCH_QWEN2 : ARCH_LLAMA);
+        ck_assert_int_eq(c.max_pos, _i == 1 ? 32768 : 2048);   // Qwen2Config's default
+        return;
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_msg(strstr(err, "q/config.json") && strstr(err, needles[_i]), "error \"%s\" should mention \"%s\"", err, needles[_i]);
+}
+END_TEST
+
 START_TEST(weights_disagree_with_config) {
     char dir[256];
     Model m;
@@ -142,6 +169,9 @@ START_TEST(weights_disagree_with_config) {
     model_free(&m);
     edit_config(dir, "intermediate_size", "48");
     expect_load_error(dir, "model.layers.0.mlp.gate_proj.weight", "expected [48, 24]");
+    edit_config(dir, "intermediate_size", "40");
+    edit_config(dir, "model_type", "\"qwen2\"");   // a Llama file read as Qwen2: its biases are missing
+    expect_load_error(dir, "model.layers.0.self_attn.q_proj.bias", "missing (expected shape [32])");
 }
 END_TEST
 
@@ -304,6 +334,7 @@ Suite *io_suite(void) {
     tcase_add_test(t, st_header_longer_than_file);
     tcase_add_test(t, fp_conversions);
     tcase_add_loop_test(t, config_errors, 0, 8);
+    tcase_add_loop_test(t, config_arch, 0, 9);
     tcase_add_test(t, weights_disagree_with_config);
     tcase_add_test(t, missing_tensor_and_truncation);
     tcase_add_test(t, sharded_and_half_precision);

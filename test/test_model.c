@@ -62,12 +62,16 @@ static void check_gradients(Model *m, const char *what) {
     acts_free(&a);
 }
 
-static void random_model(Model *m, int tied, int group, int llama3) {
+// arch ARCH_QWEN2: q, k and v projections with (random, non-zero) biases.
+static void random_model_arch(Model *m, int tied, int group, int llama3, int arch) {
     Config c = tiny_config(tied, group, llama3);
+    c.arch = arch;
     char err[ERR_MAX];
     ck_assert_msg(model_init(m, &c, err) == 0, "%s", err);
     model_random(m, 42, 0.2f);
 }
+
+static void random_model(Model *m, int tied, int group, int llama3) { random_model_arch(m, tied, group, llama3, ARCH_LLAMA); }
 
 static void random_lora(Lora *l, const Model *m, unsigned targets) {
     ck_assert_int_eq(lora_init(l, &m->c, 4, 8.0f, targets), 0);
@@ -77,25 +81,34 @@ static void random_lora(Lora *l, const Model *m, unsigned targets) {
 }
 
 START_TEST(grad_full) {
-    // _i: 0 tied, GQA 2, llama3 RoPE; 1 untied, GQA 1; 2 untied, GQA 4, llama3
-    const int tied[] = {1, 0, 0}, group[] = {2, 1, 4}, llama3[] = {1, 0, 1};
+    // _i: 0 tied, GQA 2, llama3 RoPE; 1 untied, GQA 1; 2 untied, GQA 4, llama3;
+    // 3 Qwen2 (q/k/v biases, checked by finite differences like every tensor), untied, GQA 2
+    const int tied[] = {1, 0, 0, 0}, group[] = {2, 1, 4, 2}, llama3[] = {1, 0, 1, 0}, arch[] = {0, 0, 0, ARCH_QWEN2};
     Model m;
-    random_model(&m, tied[_i], group[_i], llama3[_i]);
+    random_model_arch(&m, tied[_i], group[_i], llama3[_i], arch[_i]);
     ck_assert_int_eq(model_train_full(&m), 0);
+    if (arch[_i] == ARCH_QWEN2) {
+        ck_assert_ptr_nonnull(m.layers[1].proj[PROJ_V].dbias);
+        ck_assert_ptr_null(m.layers[1].proj[PROJ_O].bias);
+        ck_assert_ptr_nonnull(table_get(&m.grads, "model.layers.1.self_attn.k_proj.bias"));
+    }
     check_gradients(&m, "full");
     model_free(&m);
 }
 END_TEST
 
 START_TEST(grad_lora) {
-    const unsigned targets[] = {0x7f, (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN)};
+    // _i: 0 all seven modules; 1 SEAL's set; 2 q_proj and v_proj on a Qwen2 base (biases frozen)
+    const unsigned targets[] = {0x7f, (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN),
+                                (1u << PROJ_Q) | (1u << PROJ_V)};
     Model m;
     Lora l;
-    random_model(&m, _i, 2, 1);
+    random_model_arch(&m, _i == 0, 2, _i < 2, _i == 2 ? ARCH_QWEN2 : ARCH_LLAMA);
     random_lora(&l, &m, targets[_i]);
     model_attach_lora(&m, &l);
     check_gradients(&m, "lora");
     ck_assert_ptr_null(m.grads.mem);   // a frozen base has no gradient buffers
+    ck_assert_ptr_null(m.layers[0].proj[PROJ_Q].dbias);
     lora_free(&l);
     model_free(&m);
 }
@@ -104,7 +117,7 @@ END_TEST
 START_TEST(lora_merge_equals_adapter) {
     Model m;
     Lora l;
-    random_model(&m, 0, 2, 0);
+    random_model_arch(&m, 0, 2, 0, ARCH_QWEN2);   // the biases stay as they are through merge and unmerge
     random_lora(&l, &m, 0x7f);
     int ids[TB * TT], labels[TB * TT];
     tiny_batch(&m.c, ids, labels);
@@ -138,7 +151,7 @@ START_TEST(save_load_roundtrip) {
     temp_dir(dir, sizeof dir, "roundtrip");
     Model m, m2;
     Lora l, l2;
-    random_model(&m, _i, 2, 1);
+    random_model_arch(&m, _i & 1, 2, 1, _i == 2 ? ARCH_QWEN2 : ARCH_LLAMA);   // 2: Qwen2, its biases and model_type
     random_lora(&l, &m, (1u << PROJ_Q) | (1u << PROJ_DOWN));
     ck_assert_msg(model_save(&m, dir, err) == 0, "%s", err);
     ck_assert_msg(model_load(&m2, dir, err) == 0, "%s", err);
@@ -350,7 +363,7 @@ END_TEST
 START_TEST(kv_cache_matches_forward) {
     Model m;
     Lora l;
-    random_model(&m, _i, 2, 1);
+    random_model_arch(&m, _i & 1, 2, 1, _i == 2 ? ARCH_QWEN2 : ARCH_LLAMA);   // 2: Qwen2's biases in the cache path
     random_lora(&l, &m, 0x7f);
     model_attach_lora(&m, &l);
     int ids[TB * TT], labels[TB * TT];
@@ -473,10 +486,10 @@ Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *t = tcase_create("math");
     tcase_set_timeout(t, 120);
-    tcase_add_loop_test(t, grad_full, 0, 3);
-    tcase_add_loop_test(t, grad_lora, 0, 2);
+    tcase_add_loop_test(t, grad_full, 0, 4);
+    tcase_add_loop_test(t, grad_lora, 0, 3);
     tcase_add_test(t, lora_merge_equals_adapter);
-    tcase_add_loop_test(t, save_load_roundtrip, 0, 2);
+    tcase_add_loop_test(t, save_load_roundtrip, 0, 3);
     tcase_add_test(t, adamw_matches_formula);
     tcase_add_test(t, schedule_and_clipping);
     tcase_add_test(t, rope_llama3_regimes);
@@ -490,7 +503,7 @@ Suite *model_suite(void) {
     tcase_add_test(f, greedy_matches_reference);
     suite_add_tcase(s, f);
     TCase *g = tcase_create("generation");
-    tcase_add_loop_test(g, kv_cache_matches_forward, 0, 2);
+    tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     tcase_add_test(g, sampling);
     tcase_add_test(g, batch_equals_single);
     suite_add_tcase(s, g);
