@@ -7,7 +7,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -D_GNU_SOURCE -std=c11 -Wall -Wextra -fopenmp -I.
-LDLIBS  := -lcjson -lpcre2-8 -lm
+LDLIBS  := -lcjson -lpcre2-8 -licuuc -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 

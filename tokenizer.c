@@ -2,8 +2,9 @@
 //
 // Encoding has four stages, each doing what HF does with a tokenizer.json:
 //   1. added tokens are found literally in the raw text (leftmost, then longest);
-//   2. the text between them is cut by the pre-tokenizer regexes (Split, Digits,
-//      ByteLevel's GPT-2 regex), each step cutting the pieces of the one before;
+//   2. the text between them, NFC-normalized when the file's normalizer says so
+//      (Qwen2), is cut by the pre-tokenizer regexes (Split, Digits, ByteLevel's
+//      GPT-2 regex), each step cutting the pieces of the one before;
 //   3. with ignore_merges, a piece that is itself a vocab entry is emitted whole;
 //   4. otherwise its bytes are merged pair by pair, lowest merge rank first.
 // Everything works on raw bytes: the GPT-2 byte->unicode map is undone once, when
@@ -17,6 +18,8 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <pcre2.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,7 @@ struct Tokenizer {
     Added *added; int n_added; // sorted by first byte, longest first
     int added_first[257];      // added[added_first[c] .. added_first[c+1]) start with byte c
     pcre2_code *split[MAX_SPLITS]; int n_splits;
+    const UNormalizer2 *nfc;   // ICU's NFC when the normalizer is NFC, else NULL
     short byte_of_cp[324];     // GPT-2 byte-level char -> byte, -1 if not one
 };
 
@@ -234,14 +238,33 @@ static int check_model(Tokenizer *t, const cJSON *m, const char *name, char *err
     return get_bool(m, "ignore_merges", 0, &t->ignore_merges, name, "model", err);
 }
 
-static int check_normalizer(const cJSON *root, const char *name, char *err) {
-    const cJSON *n = member(root, "normalizer");
+static int is_type(const cJSON *o, const char *type) {
+    const cJSON *ty = member(o, "type");
+    return cJSON_IsString(ty) && strcmp(ty->valuestring, type) == 0;
+}
+
+// None, NFC (Qwen2's), or a Sequence of those. NFC is ICU's (unorm2), the
+// Unicode standard's canonical composition, as HF's Rust normalizer computes it.
+static int load_normalizer(Tokenizer *t, const cJSON *root, const char *name, char *err) {
+    const cJSON *n = member(root, "normalizer"), *list = member(n, "normalizers"), *bad = NULL;
     if (!n || cJSON_IsNull(n)) return 0;
-    const cJSON *type = member(n, "type"), *list = member(n, "normalizers");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0 && cJSON_IsArray(list) && cJSON_GetArraySize(list) == 0)
-        return 0;
-    return errf(err, "%s: normalizer: \"%.64s\" is not supported (only none)", name,
-                cJSON_IsString(type) ? type->valuestring : "?");
+    int nfc = is_type(n, "NFC");
+    if (is_type(n, "Sequence") && cJSON_IsArray(list))
+        for (const cJSON *x = list->child; x && !bad; x = x->next) {
+            if (is_type(x, "NFC")) nfc = 1;
+            else bad = x;
+        }
+    else if (!nfc) bad = n;
+    if (bad) {
+        const cJSON *ty = member(bad, "type");
+        return errf(err, "%s: normalizer%s: \"%.64s\" is not supported (only none or NFC)", name, bad == n ? "" : ".normalizers",
+                    cJSON_IsString(ty) ? ty->valuestring : "?");
+    }
+    if (!nfc) return 0;
+    UErrorCode st = U_ZERO_ERROR;
+    t->nfc = unorm2_getNFCInstance(&st);
+    if (U_FAILURE(st)) return errf(err, "%s: normalizer: NFC: ICU fails to load its data (%s)", name, u_errorName(st));
+    return 0;
 }
 
 static int check_decoder(const cJSON *root, const char *name, char *err) {
@@ -442,7 +465,7 @@ static int load_all(Tokenizer *t, const cJSON *root, const char *name, char *err
     const cJSON *added = member(root, "added_tokens");
     int byte_level = 0, max_id = -1;
     init_byte_level(t);
-    if (check_model(t, model, name, err) || check_normalizer(root, name, err) || check_decoder(root, name, err)) return -1;
+    if (check_model(t, model, name, err) || load_normalizer(t, root, name, err) || check_decoder(root, name, err)) return -1;
     if (!pre || cJSON_IsNull(pre)) return errf(err, "%s: pre_tokenizer: missing (only byte-level BPE is supported)", name);
     if (add_pretokenizer(t, pre, "pre_tokenizer", &byte_level, name, err)) return -1;
     if (!byte_level) return errf(err, "%s: pre_tokenizer: no ByteLevel step (only byte-level BPE is supported)", name);
@@ -527,6 +550,8 @@ typedef struct {   // per-call state, so one Tokenizer can serve many threads
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit;
+    UChar *u16, *n16; size_t u16_cap, n16_cap;   // NFC: UTF-16 in, normalized out
+    char *norm; size_t norm_n, norm_cap;         // NFC: the normalized text (UTF-8)
     char *err;
 } Enc;
 
@@ -671,12 +696,68 @@ static size_t find_added(const Tokenizer *t, const char *s, size_t n, size_t fro
     return n;
 }
 
+// Appends the NFC form of s (n bytes of valid UTF-8) to e->norm. ICU works in
+// UTF-16: s goes there, is normalized, and comes back.
+static int nfc_append(Enc *e, const char *s, size_t n) {
+    UErrorCode st = U_ZERO_ERROR;
+    int32_t n16 = 0, m = 0, out = 0;
+    if (n > INT32_MAX / 4) return errf(e->err, "encode: %zu bytes are too many to NFC-normalize at once", n);
+    if (reserve(&e->u16, &e->u16_cap, n + 1, sizeof *e->u16)) return errf(e->err, "encode: out of memory");
+    u_strFromUTF8(e->u16, (int32_t)e->u16_cap, &n16, s, (int32_t)n, &st);
+    // NFC may lengthen text (decomposed characters that do not recompose): when 3
+    // units for one are not enough, ICU says how many and the loop asks again.
+    for (size_t want = 3 * (size_t)n16 + 1; U_SUCCESS(st) || st == U_BUFFER_OVERFLOW_ERROR; want = (size_t)m + 1) {
+        if (reserve(&e->n16, &e->n16_cap, want, sizeof *e->n16)) return errf(e->err, "encode: out of memory");
+        st = U_ZERO_ERROR;
+        m = unorm2_normalize(e->t->nfc, e->u16, n16, e->n16, (int32_t)e->n16_cap, &st);
+        if (st != U_BUFFER_OVERFLOW_ERROR) break;
+    }
+    if (U_SUCCESS(st) && reserve(&e->norm, &e->norm_cap, e->norm_n + 3 * (size_t)m + 1, 1)) return errf(e->err, "encode: out of memory");
+    if (U_SUCCESS(st)) u_strToUTF8(e->norm + e->norm_n, (int32_t)(e->norm_cap - e->norm_n), &out, e->n16, m, &st);
+    if (U_FAILURE(st)) return errf(e->err, "encode: NFC normalization failed (ICU: %s)", u_errorName(st));
+    e->norm_n += (size_t)out;
+    return 0;
+}
+
+// s (n bytes) in NFC, into e->norm: each run of valid UTF-8 normalized, the
+// bytes of invalid sequences kept as they are (they become byte tokens later).
+// ASCII is its own NFC, and most text is ASCII: it skips ICU.
+static int nfc_text(Enc *e, const char *s, size_t n) {
+    e->norm_n = 0;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        int len;
+        if ((unsigned char)s[i] < 0x80 || utf8_next(s + i, n - i, &len) >= 0) {
+            i += (unsigned char)s[i] < 0x80 ? 1 : (size_t)len;
+            continue;
+        }
+        if (i > run && nfc_append(e, s + run, i - run)) return -1;
+        if (reserve(&e->norm, &e->norm_cap, e->norm_n + (size_t)len, 1)) return errf(e->err, "encode: out of memory");
+        memcpy(e->norm + e->norm_n, s + i, (size_t)len);
+        e->norm_n += (size_t)len;
+        run = i += (size_t)len;
+    }
+    return run < n ? nfc_append(e, s + run, n - run) : 0;
+}
+
+static int is_ascii(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80) return 0;
+    return 1;
+}
+
+// The text between two added tokens: normalized (NFC tokenizers), then pre-tokenized and merged.
+static int encode_span(Enc *e, const char *s, size_t n) {
+    if (!e->t->nfc || is_ascii(s, n)) return split_walk(e, 0, s, n, encode_leaf, NULL);
+    return nfc_text(e, s, n) || split_walk(e, 0, e->norm, e->norm_n, encode_leaf, NULL) ? -1 : 0;
+}
+
 static int encode_text(Enc *e, const char *text, size_t len, int allow_special) {
     size_t pos = 0;
     while (pos < len) {
         const Added *a = NULL;
         size_t at = find_added(e->t, text, len, pos, allow_special, &a);
-        if (at > pos && split_walk(e, 0, text + pos, at - pos, encode_leaf, NULL)) return -1;
+        if (at > pos && encode_span(e, text + pos, at - pos)) return -1;
         if (!a) break;
         if (push_id(e, a->id)) return -1;
         pos = at + (size_t)a->s.len;
@@ -696,6 +777,9 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_speci
     pcre2_jit_stack_free(e.jit);
     free(e.sym);
     free(e.heap);
+    free(e.u16);
+    free(e.n16);
+    free(e.norm);
     if (rc) { free(e.ids); return -1; }
     *ids = e.ids;
     return (int)e.n;

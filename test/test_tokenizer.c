@@ -368,9 +368,9 @@ START_TEST(test_unsupported_kinds) {
     expect_load_error(r, "model.type: \"Unigram\" is not supported");
     r = small_tree((SmallOpts){0});
     cJSON *nfc = cJSON_CreateObject();
-    cJSON_AddStringToObject(nfc, "type", "NFC");
+    cJSON_AddStringToObject(nfc, "type", "NFD");
     cJSON_ReplaceItemInObject(r, "normalizer", nfc);
-    expect_load_error(r, "normalizer: \"NFC\" is not supported");
+    expect_load_error(r, "normalizer: \"NFD\" is not supported (only none or NFC)");
     r = small_tree((SmallOpts){0});
     cJSON *ws = cJSON_CreateObject();
     cJSON_AddStringToObject(ws, "type", "Whitespace");
@@ -424,6 +424,51 @@ START_TEST(test_llama3_cases) {
     ck_assert_int_eq(lines, 144);
     ck_assert_int_eq(enc_ok, lines);
     ck_assert_int_eq(dec_ok, lines);
+    tok_free(t);
+    free(file);
+}
+END_TEST
+
+// A small tokenizer.json in Qwen2's layout (NFC normalizer, single-digit Split
+// regex, ChatML specials) trained by Hugging Face `tokenizers`, and the ids HF
+// gives for texts that NFC leaves alone and texts it changes (test/qwen2_tokenizer.py).
+START_TEST(test_qwen2_cases) {
+    char err[ERR_MAX];
+    char *file = read_file("test/qwen2_tokenizer/cases.jsonl", NULL, err);
+    ck_assert_msg(file != NULL, "%s", err);
+    Tokenizer *t = tok_load("test/qwen2_tokenizer/tokenizer.json", err);
+    ck_assert_msg(t != NULL, "%s", err);
+    int lines = 0;
+    for (char *line = file, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        lines++;
+        size_t len;
+        char *text = json_string_member(line, "text", &len, err);
+        ck_assert_msg(text != NULL, "line %d: %s", lines, err);
+        cJSON *root = cJSON_Parse(line);
+        const cJSON *want = cJSON_GetObjectItem(root, "ids");
+        const char *what = cJSON_GetObjectItem(root, "category")->valuestring;
+        int *ids, k = tok_encode(t, text, len, 1, &ids, err), i = 0;
+        ck_assert_msg(k >= 0, "%s: %s", what, err);
+        ck_assert_msg(k == cJSON_GetArraySize(want), "%s: %d ids, HF gives %d", what, k, cJSON_GetArraySize(want));
+        for (const cJSON *v = want->child; v; v = v->next, i++)
+            ck_assert_msg(ids[i] == v->valueint, "%s: id %d is %d, HF gives %d", what, i, ids[i], v->valueint);
+        free(ids);
+        free(text);
+        cJSON_Delete(root);
+    }
+    ck_assert_int_eq(lines, 14);
+    // Decomposed text encodes as its composed form; invalid UTF-8 around it stays bytes.
+    const char composed[] = "caf\xc3\xa9", decomposed[] = "cafe\xcc\x81", broken[] = "\xff" "cafe\xcc\x81" "\xc3";
+    int *a, *b, *c;
+    int na = tok_encode(t, composed, strlen(composed), 0, &a, err), nb = tok_encode(t, decomposed, strlen(decomposed), 0, &b, err);
+    int nc = tok_encode(t, broken, strlen(broken), 0, &c, err);
+    ck_assert_int_eq(na, nb);
+    ck_assert_int_eq(memcmp(a, b, (size_t)na * sizeof *a), 0);
+    ck_assert_int_eq(nc, na + 2);
+    ck_assert_int_eq(memcmp(c + 1, a, (size_t)na * sizeof *a), 0);
+    free(a); free(b); free(c);
     tok_free(t);
     free(file);
 }
@@ -526,6 +571,7 @@ END_TEST
 Suite *tokenizer_suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("small");
+    tcase_add_test(tc, test_qwen2_cases);
     tcase_add_test(tc, test_merge_priority);
     tcase_add_test(tc, test_bytes_without_merges);
     tcase_add_test(tc, test_added_tokens);

@@ -16,7 +16,7 @@ static void encode_decode(const Tokenizer *t, const char *text, size_t n, int al
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const char sample[] = "<|begin_of_text|>Hello, world! [[0 1 2]\n [3 4 5]]#<|eot_id|> 12345 h\xc3\xa9llo \xff\xfe ";
+    static const char sample[] = "<|begin_of_text|>Hello, world! [[0 1 2]\n [3 4 5]]#<|eot_id|> 12345 h\xc3\xa9llo he\xcc\x81llo \xff\xfe ";
     char *json = fuzz_text(data, size), err[ERR_MAX];
     Tokenizer *t = tok_load_json(json, "tokenizer.json", err);
     if (t) {

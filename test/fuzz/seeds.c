@@ -113,6 +113,10 @@ static void tokenizer_seeds(void) {
     cJSON_Delete(root);
     seed_str("tokenizer", "gpt2-pairs", json);
     free(json);
+    json = read_file("test/qwen2_tokenizer/tokenizer.json", NULL, err);   // NFC normalizer, Qwen2's regex
+    if (!json) { fprintf(stderr, "seeds: %s\n", err); exit(1); }
+    seed_str("tokenizer", "qwen2", json);
+    free(json);
 }
 
 static void selfedit_seeds(void) {
