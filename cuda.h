@@ -4,7 +4,8 @@
 // no #ifdefs.
 //
 // A CudaModel is a Model on the GPU: base weights in bf16 (frozen: no base
-// gradients are ever computed), norms in fp32, and the attached LoRA adapter
+// gradients are ever computed), norms and Qwen2's q/k/v biases in fp32 (frozen
+// too), and the attached LoRA adapter
 // as fp32 master tensors (plus their gradients and AdamW moments, all in the
 // order of the adapter's Table, so one copy moves a whole table) with bf16
 // copies for the matrix products. The math is model.c's; only the bf16

@@ -239,12 +239,13 @@ __global__ void k_rope_rows(const float *x, long x_rs, bf16 *y, const float *cos
 }
 
 // The fused projection x (N, (H + 2 KV) hd): per row the H query heads, the KV
-// key heads, the KV value heads. Queries and keys turn by RoPE; all three go
+// key heads, the KV value heads. Qwen2's biases (the same layout, one row) are
+// added when bias is not NULL. Queries and keys turn by RoPE; all three go
 // to bf16: queries through qmap into q, keys and values through kvmap into k
 // and v (the KV cache when kvmap has seq). One launch for what decoding would
 // otherwise launch three times.
-__global__ void k_qkv_rows(const float *x, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv, RowMap qmap, RowMap kvmap,
-                           int N, int H, int KV, int hd) {
+__global__ void k_qkv_rows(const float *x, const float *bias, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv, RowMap qmap,
+                           RowMap kvmap, int N, int H, int KV, int hd) {
     const int half = hd / 2, nh = H + 2 * KV;
     const size_t total = (size_t)N * nh * half;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
@@ -254,8 +255,13 @@ __global__ void k_qkv_rows(const float *x, bf16 *q, bf16 *k, bf16 *v, const floa
         const float *xv = x + (size_t)n * nh * hd + (size_t)hh * hd;
         bf16 *yv = hh < H ? row_at(q, qmap, n, p) + (long)hh * hd
                  : hh < H + KV ? row_at(k, kvmap, n, p) + (long)(hh - H) * hd : row_at(v, kvmap, n, p) + (long)(hh - H - KV) * hd;
-        float y1 = xv[j], y2 = xv[j + half];
-        if (hh < H + KV) seal_rope(xv[j], xv[j + half], cosv[(size_t)p * half + j], sinv[(size_t)p * half + j], 1.0f, &y1, &y2);
+        float x1 = xv[j], x2 = xv[j + half];
+        if (bias) {
+            x1 += bias[(size_t)hh * hd + j];
+            x2 += bias[(size_t)hh * hd + j + half];
+        }
+        float y1 = x1, y2 = x2;
+        if (hh < H + KV) seal_rope(x1, x2, cosv[(size_t)p * half + j], sinv[(size_t)p * half + j], 1.0f, &y1, &y2);
         yv[j] = f2bf(y1);
         yv[j + half] = f2bf(y2);
     }
@@ -830,9 +836,11 @@ typedef struct {
 } GLinear;
 
 // q, k, v weights lie back to back (one (Dq + 2 Dkv, D) matrix, one product)
-// and so do gate and up ((2F, D)); p[].w point into them.
+// and so do gate and up ((2F, D)); p[].w point into them. Qwen2's q, k, v
+// biases, fp32 like the norms, lie back to back too (bqkv, Dq + 2 Dkv; NULL
+// for a Llama). Nothing trains them on the GPU: the base is frozen.
 typedef struct {
-    float *attn_norm, *mlp_norm;
+    float *attn_norm, *mlp_norm, *bqkv;
     bf16 *wqkv, *wgu;
     GLinear p[N_PROJ];
 } GLayer;
@@ -1038,11 +1046,12 @@ static int rope_rows(CudaModel *g, const float *x, bf16 *y, const float *cosv, c
     return 0;
 }
 
-static int qkv_rows(CudaModel *g, const float *qkv, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv, RowMap qmap,
-                    RowMap kvmap, int N, char *err) {
+static int qkv_rows(CudaModel *g, const float *qkv, const float *bias, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv,
+                    RowMap qmap, RowMap kvmap, int N, char *err) {
     const Config *c = &g->c;
     const size_t n = (size_t)N * (c->n_heads + 2 * c->n_kv_heads) * (c->head_dim / 2);
-    LAUNCH(k_qkv_rows, grid_for(n, 256), 256, 0, g->st, qkv, q, k, v, cosv, sinv, qmap, kvmap, N, c->n_heads, c->n_kv_heads, c->head_dim);
+    LAUNCH(k_qkv_rows, grid_for(n, 256), 256, 0, g->st, qkv, bias, q, k, v, cosv, sinv, qmap, kvmap, N, c->n_heads, c->n_kv_heads,
+           c->head_dim);
     return 0;
 }
 
@@ -1123,6 +1132,7 @@ static void carve_weights(CudaModel *g, Arena *ar) {
         GLayer *L = &g->layers[l];
         TAKE(ar, L->attn_norm, c->dim);
         TAKE(ar, L->mlp_norm, c->dim);
+        if (proj_has_bias(c, PROJ_Q)) TAKE(ar, L->bqkv, L->p[PROJ_Q].out + L->p[PROJ_K].out + L->p[PROJ_V].out);
         TAKE(ar, L->wqkv, (size_t)c->dim * (L->p[PROJ_Q].out + L->p[PROJ_K].out + L->p[PROJ_V].out));
         TAKE(ar, L->p[PROJ_O].w, (size_t)L->p[PROJ_O].in * L->p[PROJ_O].out);
         TAKE(ar, L->wgu, (size_t)c->dim * 2 * c->hidden);
@@ -1171,6 +1181,10 @@ static int upload_weights(CudaModel *g, const Model *m, char *err) {
         CK(cudaMemcpyAsync(L->mlp_norm, H->mlp_norm, c->dim * sizeof(float), cudaMemcpyHostToDevice, g->st));
         for (int p = 0; p < N_PROJ; p++)
             if (upload_bf16(g, L->p[p].w, H->proj[p].w, (size_t)L->p[p].in * L->p[p].out, err)) return -1;
+        for (int p = PROJ_Q, at = 0; L->bqkv && p <= PROJ_V; p++) {   // Qwen2's biases, back to back
+            CK(cudaMemcpyAsync(L->bqkv + at, H->proj[p].bias, L->p[p].out * sizeof(float), cudaMemcpyHostToDevice, g->st));
+            at += L->p[p].out;
+        }
     }
     CK(cudaStreamSynchronize(g->st));
     return 0;
@@ -1469,7 +1483,7 @@ static int forward_layer(CudaModel *g, GActs *a, int l, char *err) {
     at.Tq = T;
     at.pos0 = 0;
     if (rmsnorm(g, A->res, W->attn_norm, A->ln1, A->rstd1, N, err) || qkv_fwd(g, W, A->ln1, qkv32, A->u, N, err) ||
-        qkv_rows(g, qkv32, A->q, A->k, A->v, a->rope_cos, a->rope_sin, qmap, kmap, N, err) || attn_fwd(g, at, a->B, err))
+        qkv_rows(g, qkv32, W->bqkv, A->q, A->k, A->v, a->rope_cos, a->rope_sin, qmap, kmap, N, err) || attn_fwd(g, at, a->B, err))
         return -1;
     CK(cudaMemcpyAsync(A->mid, A->res, (size_t)N * c->dim * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
     if (linear_fwd(g, &W->p[PROJ_O], A->atty, A->mid, 1.0f, A->u[PROJ_O], N, err) ||
@@ -1739,7 +1753,7 @@ static int kv_layers(CudaKV *c, int R, int prefill_seq, int pos0, char *err) {
         const GLayer *W = &g->layers[l];
         bf16 *kc = c->k + (size_t)l * c->B * seq_stride, *vc = c->v + (size_t)l * c->B * seq_stride;
         if (rmsnorm(g, c->x, W->attn_norm, c->xn, NULL, R, err) || qkv_fwd(g, W, c->xn, c->qkv32, us, R, err) ||
-            qkv_rows(g, c->qkv32, c->qb, kc, vc, c->rope_cos, c->rope_sin, qmap, cmap, R, err))
+            qkv_rows(g, c->qkv32, W->bqkv, c->qb, kc, vc, c->rope_cos, c->rope_sin, qmap, cmap, R, err))
             return -1;
         if (prefill_seq >= 0) {
             AttnFwd at = {};

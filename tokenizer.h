@@ -1,12 +1,13 @@
 // tokenizer.h: byte-level BPE from a Hugging Face tokenizer.json (Llama 3,
-// GPT-2, SmolLM2 kind), the Llama-3.x chat template, and `seal tokenize`.
+// GPT-2, SmolLM2, Qwen2 kind), the Llama-3.x chat template, and `seal tokenize`.
 #pragma once
 #include <stddef.h>
 
 typedef struct Tokenizer Tokenizer;
 
 // Loads tokenizer.json (or the same text from memory). Unsupported kinds
-// (WordPiece, Unigram, normalizers, non-byte-level pre-tokenizers) are refused;
+// (WordPiece, Unigram, normalizers other than NFC, non-byte-level
+// pre-tokenizers) are refused;
 // errors name the JSON path, e.g. "tokenizer.json: model.merges[12]: ...".
 Tokenizer *tok_load(const char *path, char *err);
 Tokenizer *tok_load_json(const char *json_text, const char *name_for_errors, char *err);
@@ -18,7 +19,11 @@ int tok_vocab_size(const Tokenizer *t);   // max id + 1, added tokens included
 // allow_special=1 maps the literal text of a special added token to its id;
 // 0 treats it as plain text (non-special added tokens still match). No BOS.
 // Returns the number of ids written into a malloc'd *ids, or -1 with err.
-// Safe to call from several threads on one Tokenizer.
+// Safe to call from several threads on one Tokenizer. With an NFC normalizer
+// (Qwen2) the text between added tokens is NFC-normalized first (ICU). Added
+// tokens are always matched in the raw text: HF's rule for "normalized": false
+// ones (all of Qwen2's and Llama 3's); HF would match a "normalized": true one
+// in the normalized text, which differs only for a non-NFC spelling of it.
 int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_special, int **ids, char *err);
 
 // Concatenated token bytes (added tokens give their content), malloc'd and

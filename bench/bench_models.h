@@ -5,6 +5,7 @@
 #include "model.h"
 #include "util.h"
 #include <math.h>
+#include <string.h>
 
 // ~25M parameters: hidden 512, 8 layers, 8 / 4 heads, MLP 1536, vocab 8192, tied.
 static Config config_25m(void) {
@@ -24,7 +25,8 @@ static Config config_1b(void) {
 }
 
 // Random weights, faster than model_random for a billion of them: uniform
-// with std 0.02, norms 1, one RNG stream per tensor, tensors spread over threads.
+// with std 0.02, norms 1 (Qwen2 biases uniform in [-0.5, 0.5]), one RNG stream
+// per tensor, tensors spread over threads.
 static void fill_random(Table *t) {
     const float a = 0.02f * sqrtf(3.0f);
     #pragma omp parallel for schedule(dynamic)
@@ -32,6 +34,7 @@ static void fill_random(Table *t) {
         Tensor *x = &t->t[i];
         Rng r;
         rng_seed(&r, 1000 + i);
-        for (size_t j = 0; j < x->size; j++) x->data[j] = x->rows == 1 ? 1.0f : a * (2.0f * rng_uniform(&r) - 1.0f);
+        const int norm = strstr(x->name, "norm.weight") != NULL, bias = strstr(x->name, ".bias") != NULL;   // Qwen2's q/k/v
+        for (size_t j = 0; j < x->size; j++) x->data[j] = norm ? 1.0f : (bias ? 0.5f : a) * (2.0f * rng_uniform(&r) - 1.0f);
     }
 }

@@ -5,14 +5,14 @@
 // relative error.
 //
 //   gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S]
-//               [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--exact]
+//               [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--qwen2] [--exact]
 //
 // --shape 1b is Llama-3.2-1B's (tied, GQA 32/8, llama3 RoPE, vocab 128256);
 // small is a 2-layer model with head_dim 64 (the tensor-core attention path)
 // that the CPU emulator of CUDA (make test-cuda-emu) runs in seconds;
 // --head-dim, --kv-heads and --tied change it (head_dim 8: the attention
 // kernels' plain-loop path; --kv-heads 4: no GQA; --all-targets: adapters on
-// all seven projections). Prints
+// all seven projections; --qwen2: Qwen2's random q/k/v biases). Prints
 // one line per comparison; exit status 0 when every error is inside its bound.
 // --exact tightens the bounds for the emulator's exact build.
 #include "bench/bench_models.h"
@@ -101,7 +101,7 @@ static void compare_grads(const Lora *lo, const Table *ours, const char *phase) 
 
 int main(int argc, char **argv) {
     const char *shape = "1b";
-    int B = 2, T = 200, R = 16, hd = 0, kv_heads = 0, tied = 0, all_targets = 0;
+    int B = 2, T = 200, R = 16, hd = 0, kv_heads = 0, tied = 0, all_targets = 0, qwen2 = 0;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
@@ -113,11 +113,12 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--kv-heads")) kv_heads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tied")) tied = 1;
         else if (!strcmp(argv[i], "--all-targets")) all_targets = 1;
+        else if (!strcmp(argv[i], "--qwen2")) qwen2 = 1;
         else if (!strcmp(argv[i], "--exact")) {
             LOGITS_BOUND = 1e-4;
             GRAD_BOUND = 1e-4;
             LOSS_BOUND = 1e-5;
-        } else die("usage: gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S] [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--exact]");
+        } else die("usage: gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S] [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--qwen2] [--exact]");
     }
     if (B < 1 || T < 8 || R < 1 || (strcmp(shape, "1b") && strcmp(shape, "small"))) die("bad arguments");
     (void)config_25m;
@@ -128,10 +129,11 @@ int main(int argc, char **argv) {
     if (hd > 0) c.head_dim = hd;
     if (kv_heads > 0) c.n_kv_heads = kv_heads;
     if (tied) c.tied = 1;
+    if (qwen2) c.arch = ARCH_QWEN2;
     if (c.head_dim % 2 || c.n_heads % c.n_kv_heads) die("head_dim must be even and kv heads divide the heads");
     const int V = c.vocab, N = B * T;
-    printf("gpu_compare: %s shape (dim %d, %d layers, %d/%d heads, head_dim %d, vocab %d%s), batch %d x %d, LoRA r=%d on %s\n", shape,
-           c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, V, c.tied ? ", tied" : "", B, T, R,
+    printf("gpu_compare: %s shape (dim %d, %d layers, %d/%d heads, head_dim %d, vocab %d%s%s), batch %d x %d, LoRA r=%d on %s\n", shape,
+           c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, V, c.tied ? ", tied" : "", qwen2 ? ", Qwen2 q/k/v biases" : "", B, T, R,
            all_targets ? "all projections" : "q,v,gate,up,down");
     printf("device: %s\n", dev);
 

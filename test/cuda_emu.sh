@@ -6,7 +6,7 @@
 #      models through every kernel path: tensor-core attention (head_dim 64),
 #      plain-loop attention, head_dim 128 with an A100's shared memory (32-row
 #      tiles), head_dim 8, with and without CUDA graphs, fibers in both orders
-#      (a missing barrier shows as a difference);
+#      (a missing barrier shows as a difference), Qwen2's biases;
 #   2. bf16 build: gpu_compare with the bf16 bounds, and `seal verify
 #      --backend cuda` on every fixture (the tolerance the GPU states);
 #   3. no device: --backend cuda fails with "no CUDA device", auto runs on the CPU.
@@ -25,6 +25,8 @@ echo "== exact: head_dim 128, no GQA, tied, adapters on all projections, an A100
 SEAL_EMU_SMEM=166912 SEAL_EMU_ORDER=reverse "$exact" --exact --shape small --head-dim 128 --kv-heads 4 --tied --all-targets --batch 1 --seq 90 --rank 4 | last
 echo "== exact: head_dim 8 (plain loops), decode graphs off, prompts prefilled 16 rows at a time"
 SEAL_CUDA_GRAPHS=0 SEAL_CUDA_PREFILL_ROWS=16 "$exact" --exact --shape small --head-dim 8 --batch 2 --seq 40 --rank 4 | last
+echo "== exact: Qwen2 (q/k/v biases), tied, head_dim 64"
+"$exact" --exact --shape small --qwen2 --tied --batch 2 --seq 50 --rank 4 | last
 echo "== bf16: gpu_compare with the bounds the GPU must meet"
 "$cmp" --shape small --batch 2 --seq 100 --rank 8 | last
 echo "== bf16: seal verify --backend cuda, every fixture"
