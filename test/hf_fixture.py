@@ -10,8 +10,8 @@ SRC_FIXTURE is a fixture in the format of docs/FORMATS.md, "Verification fixture
 (e.g. test/fixtures/NAME, made by test/reference.py). From it this takes only the inputs: the
 model (config.json, model.safetensors), the initial adapter (adapter/, when trainable = lora),
 the batch (input_ids, labels) and the optimizer settings (__metadata__ of expected.safetensors).
-Every expected number is then recomputed by `LlamaForCausalLM` (eager attention, HF's own
-causal-LM loss), `PeftModel` and `torch.optim.AdamW`, all in float32 -- the numerics users
+Every expected number is then recomputed by `LlamaForCausalLM` (or `Qwen2ForCausalLM` when
+config.json says model_type "qwen2"; eager attention, HF's own causal-LM loss), `PeftModel` and `torch.optim.AdamW`, all in float32 -- the numerics users
 compare against -- and OUT_DIR is written as a complete fixture for `seal verify OUT_DIR`.
 """
 import json
@@ -25,7 +25,7 @@ import transformers
 from peft import PeftModel
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 
 def main(src, out):
@@ -37,7 +37,10 @@ def main(src, out):
         ids, labels = f.get_tensor("input_ids").long(), f.get_tensor("labels").long()
     lora = meta["trainable"] == "lora"
 
-    model = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation="eager")).float()
+    qwen2 = cfg.get("model_type") == "qwen2"
+    cfg = {k: v for k, v in cfg.items() if k != "model_type"}   # a class attribute of each config
+    Config, Model = (Qwen2Config, Qwen2ForCausalLM) if qwen2 else (LlamaConfig, LlamaForCausalLM)
+    model = Model(Config(**cfg, attn_implementation="eager")).float()
     assert model.config._attn_implementation == "eager"
     missing, unexpected = model.load_state_dict(load_file(os.path.join(src, "model.safetensors")), strict=False)
     assert not unexpected and set(missing) == ({"lm_head.weight"} if model.config.tie_word_embeddings else set()), \
