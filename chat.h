@@ -7,6 +7,8 @@ typedef enum {
     CHAT_LLAMA3,    // Llama-3.x: <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
     CHAT_CHATML,    // ChatML (Qwen, SmolLM2, ...): <|im_start|>role\n...<|im_end|>\n
     CHAT_SMOLLM2,   // ChatML with SmolLM2's default system message when none is given
+    CHAT_QWEN2,     // ChatML with Qwen2's default system message ("You are a helpful assistant.")
+    CHAT_QWEN25,    // ChatML with Qwen2.5's ("You are Qwen, created by Alibaba Cloud. ...")
     CHAT_N_FORMATS
 } ChatFormat;
 
@@ -17,7 +19,10 @@ ChatFormat chat_detect(const Tokenizer *t);
 // GGUF's tokenizer.chat_template) renders, into *f; -1 (and *f untouched) when
 // it is none of these.
 int chat_detect_template(const char *tmpl, ChatFormat *f);
-// "llama3", "chatml" or "smollm2" (what --chat-format takes); errors list them.
+// The same from a Hugging Face folder's tokenizer_config.json ("chat_template"
+// as one string). An absent or unreadable file, or another template, leaves *f.
+void chat_detect_config(const char *tokenizer_config_path, ChatFormat *f);
+// "llama3", "chatml", "smollm2", "qwen2" or "qwen2.5" (what --chat-format takes); errors list them.
 int chat_format_parse(const char *name, ChatFormat *f, char *err);
 const char *chat_format_name(ChatFormat f);
 // The text of the special token that ends a turn: "<|eot_id|>", "<|im_end|>".

@@ -269,7 +269,8 @@ static int generate_cuda(const Model *m, const int *const *prompts, const int *l
 
 // The tokenizer for model_dir: tok_path when given, else the .gguf's own or
 // MODEL/tokenizer.json; and its chat format: detected from its special tokens,
-// then the .gguf's template, then chat_name (--chat-format) when given.
+// then the .gguf's template or MODEL/tokenizer_config.json's, then chat_name
+// (--chat-format) when given.
 static Tokenizer *load_tokenizer(const char *model_dir, const char *tok_path, const char *chat_name, ChatFormat *fmt, char *err) {
     char tpath[4096];
     int gguf = !tok_path && gguf_is_path(model_dir);
@@ -277,6 +278,10 @@ static Tokenizer *load_tokenizer(const char *model_dir, const char *tok_path, co
     Tokenizer *tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err);
     if (!tok) return NULL;
     *fmt = chat_detect(tok);
+    if (!gguf && !gguf_is_path(model_dir)) {   // a folder: its template, when it has one
+        snprintf(tpath, sizeof tpath, "%s/tokenizer_config.json", model_dir);
+        chat_detect_config(tpath, fmt);
+    }
     if ((gguf && gguf_chat_format(model_dir, fmt, err)) || (chat_name && chat_format_parse(chat_name, fmt, err))) { tok_free(tok); return NULL; }
     return tok;
 }
@@ -564,7 +569,7 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--model", F_STR, &model_dir, "the student: Hugging Face model folder or .gguf file (required)"},
         {"--teacher", F_STR, &teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"},
         {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},
-        {"--chat-format", F_STR, &chat_name, "llama3, chatml or smollm2 (default: the model's)"},
+        {"--chat-format", F_STR, &chat_name, "llama3, chatml, smollm2, qwen2 or qwen2.5 (default: the model's)"},
         {"--train", F_STR, &train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
         {"--eval", F_STR, &eval_path, "held-out passages, same formats (required)"},
         {"--eval-subset", F_STR, &eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},

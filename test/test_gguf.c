@@ -10,6 +10,7 @@
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "util.h"
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -896,6 +897,46 @@ START_TEST(chat_formats) {
 }
 END_TEST
 
+// Qwen2-Instruct and Qwen2.5 open with a default system turn of their own; their
+// templates (as tokenizer_config.json holds them, shortened) are told apart.
+START_TEST(chat_qwen) {
+    const ChatMsg conv[] = {{"user", "Hi"}};
+    char *s = chat_render(CHAT_QWEN25, conv, 1, 1);
+    ck_assert_str_eq(s, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    free(s);
+    s = chat_render(CHAT_QWEN2, conv, 1, 0);
+    ck_assert_str_eq(s, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+    free(s);
+    const char *qwen25 = "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+                         "<|im_end|>\\n' }}{%- endif %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}";
+    const char *qwen2 = "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant."
+                        "<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}";
+    ChatFormat f = CHAT_CHATML;
+    ck_assert_int_eq(chat_detect_template(qwen25, &f), 0);
+    ck_assert_int_eq(f, CHAT_QWEN25);
+    ck_assert_int_eq(chat_detect_template(qwen2, &f), 0);
+    ck_assert_int_eq(f, CHAT_QWEN2);
+    // A folder's tokenizer_config.json, as seal generate and knowledge read it.
+    char dir[256], path[300], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "chat-config");
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "chat_template", qwen25);
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    ck_assert_int_eq(write_file_atomic(path, json, strlen(json), err), 0);
+    free(json);
+    f = CHAT_CHATML;
+    chat_detect_config(path, &f);
+    ck_assert_int_eq(f, CHAT_QWEN25);
+    f = CHAT_CHATML;
+    snprintf(path, sizeof path, "%s/absent.json", dir);
+    chat_detect_config(path, &f);
+    ck_assert_int_eq(f, CHAT_CHATML);
+}
+END_TEST
+
 // ---------------------------------------------------------------- the real SmolLM2 (optional)
 
 // test/smollm2_expected.txt: "prompt<TAB>prompt ids<TAB>greedy ids" lines made
@@ -1025,6 +1066,7 @@ Suite *gguf_suite(void) {
     tcase_add_test(tc, tokenizer_from_gguf);
     tcase_add_test(tc, chat_template_from_gguf);
     tcase_add_test(tc, chat_formats);
+    tcase_add_test(tc, chat_qwen);
     suite_add_tcase(s, tc);
     TCase *real = tcase_create("smollm2");   // CK_RUN_CASE=smollm2 runs only this
     tcase_set_timeout(real, 1200);
