@@ -503,6 +503,7 @@ Suite *model_suite(void) {
     tcase_add_test(f, greedy_matches_reference);
     suite_add_tcase(s, f);
     TCase *g = tcase_create("generation");
+    tcase_set_timeout(g, 60);   // the default 4 s is short on two busy cores
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     tcase_add_test(g, sampling);
     tcase_add_test(g, batch_equals_single);
