@@ -4,6 +4,7 @@
 // arclib/voting.py, inference/preprocess.py, eval-self-edits.py; the arclib
 // files are those of ekinakyurek/marc) and written here from scratch.
 #include "arc.h"
+#include "chat.h"
 #include "tokenizer.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -634,7 +635,7 @@ static const char TTT_SYSTEM[] =
     "Here are some examples from this transformation, your answer must follow the format.\n"
     "The input-output grids are provided as python arrays:\n";
 
-char *arc_prompt(const Pair *demos, int n, const Grid *query) {
+char *arc_prompt(const Pair *demos, int n, const Grid *query, ChatFormat f) {
     StrBuf sys = {0}, user = {0};
     sb_str(&sys, TTT_SYSTEM);
     for (int i = 0; i < n; i++) {
@@ -648,7 +649,7 @@ char *arc_prompt(const Pair *demos, int n, const Grid *query) {
     char *s = sb_done(&sys), *u = sb_done(&user), *text = NULL;
     if (s && u) {
         ChatMsg m[2] = {{"system", s}, {"user", u}};
-        text = chat_render_llama3(m, 2, 1);
+        text = chat_render(f, m, 2, 1);
     }
     free(s);
     free(u);
@@ -685,22 +686,32 @@ static const char SE_INSTRUCTIONS[] =
     "    \"use_chain_augmentations\": ...,\n    \"use_repeat_augmentations\": ...\n  },\n"
     "  \"training\": {\n    \"strategy\": ...,\n    \"learning_rate\": ...,\n    \"num_train_epochs\": ...\n  }\n}\n";
 
-char *arc_selfedit_prompt(const Task *t) {
-    StrBuf b = {0};
-    sb_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n");
-    sb_str(&b, SE_SYSTEM);
-    sb_str(&b, "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n");
+char *arc_selfedit_prompt(const Task *t, ChatFormat f) {
+    StrBuf user = {0};
     for (int i = 0; i < t->n_train; i++) {
-        sb_str(&b, "Input:\n");
-        put_grid_rows(&b, &t->train[i].in);
-        sb_str(&b, "\nOutput:\n");
-        put_grid_rows(&b, &t->train[i].out);
-        sb_str(&b, "\n");
+        sb_str(&user, "Input:\n");
+        put_grid_rows(&user, &t->train[i].in);
+        sb_str(&user, "\nOutput:\n");
+        put_grid_rows(&user, &t->train[i].out);
+        sb_str(&user, "\n");
     }
-    sb_str(&b, "------\n\n");
-    sb_str(&b, SE_INSTRUCTIONS);
-    sb_str(&b, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
-    return sb_done(&b);
+    sb_str(&user, "------\n\n");
+    sb_str(&user, SE_INSTRUCTIONS);
+    char *u = sb_done(&user), *text = NULL;
+    if (u && f == CHAT_LLAMA3) {   // SEAL's own text: no date lines, nothing trimmed
+        StrBuf b = {0};
+        sb_str(&b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n");
+        sb_str(&b, SE_SYSTEM);
+        sb_str(&b, "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n");
+        sb_str(&b, u);
+        sb_str(&b, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+        text = sb_done(&b);
+    } else if (u) {
+        ChatMsg m[2] = {{"system", SE_SYSTEM}, {"user", u}};
+        text = chat_render(f, m, 2, 1);
+    }
+    free(u);
+    return text;
 }
 
 static const char *const STRATEGIES[2] = {"train_using_all_tokens", "train_using_output_tokens"};

@@ -3,6 +3,7 @@
 // configurations, and augmented inference with voting.
 #pragma once
 #include <stdint.h>
+#include "chat.h"
 #include "util.h"
 
 #define GRID_MAX 30               // ARC's largest side; bigger grids are dropped
@@ -97,19 +98,22 @@ void arc_free_examples(TttExample *ex, int n);
 
 // ---------------------------------------------------------------- prompts
 // Grids are written as numpy prints them, "[[0 1 2]\n [3 4 5]]". The prompt is
-// the Llama-3 chat text (system: instruction + demonstrations "IN -> OUT#", user:
-// "QUERY ->") up to and including the assistant header; the answer is "OUT#",
-// after which the caller appends <|eot_id|>. malloc'd; NULL when out of memory.
-char *arc_prompt(const Pair *demos, int n, const Grid *query);
+// the chat text of format f (system: instruction + demonstrations "IN -> OUT#",
+// user: "QUERY ->") up to and including the opening of the assistant turn; the
+// answer is "OUT#", after which the caller appends the format's end-of-turn
+// token (chat_eot). malloc'd; NULL when out of memory.
+char *arc_prompt(const Pair *demos, int n, const Grid *query, ChatFormat f);
 char *arc_answer(const Grid *g);
 // Reads an answer back: "[[..] [..]]" rows of single digits, an optional "#",
 // surrounding whitespace. 0 ok; -1 when malformed, ragged, over 30 or not 0..9.
 int grid_parse(const char *text, Grid *g);
 
 // ---------------------------------------------------------------- self-edits
-// SEAL's self-edit prompt (self-edit.py get_prompt), written by hand as SEAL
-// does: no date lines; demonstrations as "Input:\n" / "Output:\n" rows of digits.
-char *arc_selfedit_prompt(const Task *t);
+// SEAL's self-edit prompt (self-edit.py get_prompt): a system message and the
+// user's demonstrations ("Input:\n" / "Output:\n" rows of digits) with the
+// instructions. Llama-3's is written by hand as SEAL does (no date lines); other
+// formats render the same two messages through chat_render.
+char *arc_selfedit_prompt(const Task *t, ChatFormat f);
 #define ARC_LR_MIN 1e-6
 #define ARC_LR_MAX 1e-2
 #define ARC_EPOCHS_MAX 1000

@@ -79,10 +79,10 @@ void demo_texts_free(DemoTexts *t) {
 // Sometimes also the task's self-edit prompt with a random self-edit (loss on
 // the self-edit only).
 static void task_texts(const Task *t, Rng *r, float selfedit_share, DemoTexts *out) {
-    demo_texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in), arc_answer(&t->test[0].out), 1);
+    demo_texts_add(out, arc_prompt(t->train, t->n_train, &t->test[0].in, CHAT_LLAMA3), arc_answer(&t->test[0].out), 1);
     if (rng_uniform(r) < selfedit_share) {
         SelfEdit se = random_selfedit(r);
-        demo_texts_add(out, arc_selfedit_prompt(t), selfedit_to_json(&se), 0);
+        demo_texts_add(out, arc_selfedit_prompt(t, CHAT_LLAMA3), selfedit_to_json(&se), 0);
     }
 }
 
@@ -257,7 +257,7 @@ int demo_run(const DemoOpts *o, char *err) {
     if (model_load(&m, base, err)) return -1;
     if (!(tok = tok_load(tpath, err))) { model_free(&m); return -1; }
     fs.tok = tok;
-    fs.eot = tok_find(tok, "<|eot_id|>");
+    fs.eot = tok_find(tok, chat_eot(fs.chat));
     fs.lora_r = sc->lora_r;
     fs.lora_alpha = 2.0f * sc->lora_r;
     fs.max_examples = sc->max_examples;

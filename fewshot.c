@@ -7,6 +7,7 @@
 #include <string.h>
 
 void fewshot_defaults(FewShot *fs) {
+    fs->chat = CHAT_LLAMA3;
     fs->lora_r = 128;
     fs->lora_alpha = 16.0f;
     fs->lora_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN);
@@ -38,6 +39,7 @@ void fewshot_config_json(const FewShot *fs, cJSON *j) {
     cJSON_AddNumberToObject(j, "max_examples", fs->max_examples);
     cJSON_AddNumberToObject(j, "max_steps", fs->max_steps);
     cJSON_AddStringToObject(j, "oracle", fs->oracle ? fs->oracle : "");
+    if (fs->chat != CHAT_LLAMA3) cJSON_AddStringToObject(j, "chat_format", chat_format_name(fs->chat));   // absent: older run.json files still match
 }
 
 static const Task *task_of(const FewShot *fs, int split, int i) {
@@ -45,17 +47,19 @@ static const Task *task_of(const FewShot *fs, int split, int i) {
 }
 
 static char *fs_prompt(const Domain *d, int split, int task) {
-    return arc_selfedit_prompt(task_of(d->ctx, split, task));
+    const FewShot *fs = d->ctx;
+    return arc_selfedit_prompt(task_of(fs, split, task), fs->chat);
 }
 
 static const char *fs_name(const Domain *d, int split, int task) {
     return task_of(d->ctx, split, task)->id;
 }
 
-// The prompt (demos and query input), then the answer and <|eot_id|>; loss on
-// the answer and its end, or on every token with "train_using_all_tokens".
+// The prompt (demos and query input), then the answer and the end-of-turn
+// token; loss on the answer and its end, or on every token with
+// "train_using_all_tokens".
 static int tokenize_example(const FewShot *fs, const TttExample *x, int output_only, Example *e, char *err) {
-    char *prompt = arc_prompt(x->demos, x->n_demos, &x->query.in), *answer = arc_answer(&x->query.out);
+    char *prompt = arc_prompt(x->demos, x->n_demos, &x->query.in, fs->chat), *answer = arc_answer(&x->query.out);
     int rc = example_from_text(fs->tok, prompt, answer, fs->eot, !output_only, e, err);
     free(prompt);
     free(answer);
@@ -91,14 +95,17 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
     int **ids = calloc(nv, sizeof(int *)), *lens = calloc(nv, sizeof(int)), **ans = calloc(nv, sizeof(int *)), *ans_len = calloc(nv, sizeof(int));
     int *group = calloc(nv, sizeof(int)), rc = 0;
     for (int i = 0; i < nv && !rc; i++) {
-        char *prompt = arc_prompt(views[i].demos, views[i].n_demos, &views[i].query);
+        char *prompt = arc_prompt(views[i].demos, views[i].n_demos, &views[i].query, fs->chat);
         lens[i] = tok_encode(fs->tok, prompt, strlen(prompt), 1, &ids[i], err);
         free(prompt);
         if (lens[i] < 0) rc = -1;
         group[i] = views[i].tf;
     }
     SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0};
-    if (!rc) rc = generate(m, (const int *const *)ids, lens, nv, &greedy, m->c.eos, m->c.n_eos, NULL, NULL, ans, ans_len, err);
+    int stop[9], n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
+    for (int i = 0; i < n_stop; i++) has_eot |= (stop[i] = m->c.eos[i]) == fs->eot;
+    if (!has_eot) stop[n_stop++] = fs->eot;
+    if (!rc) rc = generate(m, (const int *const *)ids, lens, nv, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
     Grid *answers = calloc(nv, sizeof(Grid)), top[2];
     int valid = 0;
     for (int i = 0; i < nv && !rc; i++) {
@@ -186,6 +193,6 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
 
 void fewshot_domain(Domain *d, FewShot *fs) {
     *d = (Domain){.name = "fewshot-arc", .n_train = fs->n_train, .n_eval = fs->n_eval, .n_probe = fs->n_eval, .ctx = fs,
-                  .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .oracle_edit = fs->oracle,
+                  .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
                   .paper = {0.0, 0.20, 0.725, 1.0}};
 }

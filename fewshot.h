@@ -3,6 +3,7 @@
 // the reward is augmented greedy inference with voting (pass@2).
 #pragma once
 #include "arc.h"
+#include "chat.h"
 #include "restem.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -11,7 +12,8 @@ typedef struct {
     Task *train, *eval;           // eval tasks also serve as the retention probe
     int n_train, n_eval;
     const Tokenizer *tok;
-    int eot;                      // end-of-turn token closing each answer
+    ChatFormat chat;              // how prompts are rendered (CHAT_LLAMA3 by default)
+    int eot;                      // its end-of-turn token (chat_eot), closing each answer
     // inner loop (SEAL's values by default)
     int lora_r, batch, warmup, max_tokens, max_views, max_answer_tokens;
     int max_examples, max_steps;  // SEAL: 250 examples, 375 optimizer steps

@@ -272,7 +272,7 @@ static int kn_evaluate(const Domain *d, Model *m, int split, int task, const cha
 void knowledge_domain(Domain *d, Knowledge *k) {
     *d = (Domain){.name = "knowledge-squad", .n_train = k->n_train, .n_eval = k->n_eval, .n_probe = k->n_probe, .ctx = k,
                   .prompt = kn_prompt, .task_name = kn_name, .evaluate = kn_evaluate, .oracle_edit = KNOWLEDGE_PASSAGE_ONLY,
-                  .paper = {0.327, 0.397, NAN, 0.335}};
+                  .eot = chat_eot(k->chat), .paper = {0.327, 0.397, NAN, 0.335}};
 }
 
 // ----------------------------------------------------------------------------

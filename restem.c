@@ -255,11 +255,12 @@ static int select_best(Seal *s, int round, int *selected, char *err) {
 }
 
 // The M-step data: accepted (prompt, edit) pairs of round k (and of earlier
-// rounds with replay), loss on the edit and its end-of-turn token only.
+// rounds with replay), loss on the edit and its end-of-turn token only (the
+// domain's, else the policy's first eos).
 static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
     *ex = NULL;
     *n = 0;
-    int eot = tok_find(s->tok, "<|eot_id|>");
+    int eot = tok_find(s->tok, s->d->eot ? s->d->eot : "<|eot_id|>");
     if (eot < 0) eot = s->policy->c.eos[0];
     for (int i = 0; i < s->run->n_edits; i++) {
         const cJSON *e = s->run->edits[i];

@@ -28,6 +28,8 @@ struct Domain {
     // student as it is (no adaptation). seed drives every random choice.
     int (*evaluate)(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err);
     const char *oracle_edit;      // the best fixed configuration, or NULL
+    const char *eot;              // the token closing a turn in the prompt's chat format (chat_eot), which
+                                  // ends each self-edit of the M-step data; NULL: "<|eot_id|>"
     double paper[4];              // the paper's numbers: no adaptation, untrained, SEAL, oracle (NaN: none)
 };
 enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_PROBE };

@@ -441,28 +441,81 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
     {"--max-retention-drop", F_FLOAT, &(o).max_retention_drop, "largest probe-score drop a promoted policy may show"}, \
     {"--seed", F_U64, &(o).seed, "seed of every sample, shuffle and initialisation"}
 
+// What fewshot and knowledge share: the student and an optional teacher, the
+// tokenizer and its chat format, the run directory and where the report goes.
+typedef struct {
+    const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
+    int resume;
+    Model student, teacher;
+    Tokenizer *tok;
+    ChatFormat chat;
+    Run run;
+} Experiment;
+
+// x: an Experiment, o: its RestemOpts, TASK: what a task is called ("task", "passage").
+#define MODEL_FLAGS(x)                                                                                                   \
+    {"--model", F_STR, &(x).model_dir, "the student: Hugging Face model folder or .gguf file (required)"},              \
+    {"--teacher", F_STR, &(x).teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"}, \
+    {"--tokenizer", F_STR, &(x).tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},        \
+    {"--chat-format", F_STR, &(x).chat_name, "llama3, chatml, smollm2, qwen2 or qwen2.5 (default: the model's)"}
+#define RUN_FLAGS(x, o, TASK)                                                                      \
+    {"--out", F_STR, &(x).out, "run directory (required)"},                                       \
+    {"--resume", F_BOOL, &(x).resume, "continue the run in --out"},                               \
+    {"--rounds", F_INT, &(o).rounds, "ReST^EM rounds"},                                           \
+    {"--samples", F_INT, &(o).samples, "self-edits per training " TASK " per round"},             \
+    {"--eval-samples", F_INT, &(o).eval_samples, "self-edits per held-out " TASK}
+#define OUTPUT_FLAGS(x)                                                     \
+    {"--json", F_STR, &(x).json_path, "also write the report here"},       \
+    {"--backend", F_STR, &(x).backend, "cpu (auto: the same, until the loop runs on cuda)"}
+
+// The student, the teacher (with --teacher) and the tokenizer with its chat format.
+static int experiment_load(Experiment *x, char *err) {
+    if (model_load(&x->student, x->model_dir, err) || (x->teacher_dir && model_load(&x->teacher, x->teacher_dir, err))) return -1;
+    x->tok = load_tokenizer(x->model_dir, x->tok_path, x->chat_name, &x->chat, err);
+    return x->tok ? 0 : -1;
+}
+
+static Model *experiment_policy(Experiment *x) { return x->teacher_dir ? &x->teacher : &x->student; }
+
+// A run's configuration: the command and the models; the caller adds its own.
+static cJSON *experiment_config(const Experiment *x, const char *command) {
+    cJSON *config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "command", command);
+    model_config_json(&x->student, x->model_dir, config, "model");
+    if (x->teacher_dir) model_config_json(&x->teacher, x->teacher_dir, config, "teacher");
+    return config;
+}
+
+// Adds o to config (then freed) and opens or resumes the run in --out.
+static int experiment_open(Experiment *x, cJSON *config, const RestemOpts *o, char *err) {
+    restem_opts_json(o, config);
+    int rc = run_open(&x->run, x->out, config, x->resume, err);
+    cJSON_Delete(config);
+    return rc;
+}
+
+static void experiment_free(Experiment *x) {
+    run_close(&x->run);
+    tok_free(x->tok);
+    if (x->teacher.layers) model_free(&x->teacher);
+    if (x->student.layers) model_free(&x->student);
+}
+
 static int cmd_fewshot(int argc, char **argv) {
-    const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_dir = NULL, *eval_dir = NULL, *train_ids = NULL,
-               *eval_ids = NULL, *seal_tasks = NULL, *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj,gate_proj,up_proj,down_proj",
-               *backend = "cpu", *pos[1];
-    int resume = 0;
+    const char *train_dir = NULL, *eval_dir = NULL, *train_ids = NULL, *eval_ids = NULL, *seal_tasks = NULL,
+               *targets = "q_proj,v_proj,gate_proj,up_proj,down_proj", *pos[1];
+    Experiment x = {.backend = "cpu"};
     RestemOpts o = restem_defaults();
     FewShot fs = {0};
     fewshot_defaults(&fs);
     Flag flags[] = {
-        {"--model", F_STR, &model_dir, "the student: Hugging Face model folder (required)"},
-        {"--teacher", F_STR, &teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"},
-        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json)"},
+        MODEL_FLAGS(x),
         {"--train-dir", F_STR, &train_dir, "folder of ARC task JSON files for the E-step (required)"},
         {"--eval-dir", F_STR, &eval_dir, "folder of held-out ARC tasks (required)"},
         {"--train-ids", F_STR, &train_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
         {"--eval-ids", F_STR, &eval_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
         {"--seal-tasks", F_STR, &seal_tasks, "a JSON file with \"train\" and \"eval\" id lists (SEAL's selection)"},
-        {"--out", F_STR, &out, "run directory (required)"},
-        {"--resume", F_BOOL, &resume, "continue the run in --out"},
-        {"--rounds", F_INT, &o.rounds, "ReST^EM rounds"},
-        {"--samples", F_INT, &o.samples, "self-edits per training task per round"},
-        {"--eval-samples", F_INT, &o.eval_samples, "self-edits per held-out task"},
+        RUN_FLAGS(x, o, "task"),
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most"},
         {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones are invalid"},
         SAMPLING_FLAGS(o),
@@ -478,12 +531,11 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
         {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
         MSTEP_FLAGS(o),
-        {"--json", F_STR, &json_path, "also write the report here"},
-        {"--backend", F_STR, &backend, "cpu (auto: the same, until the loop runs on cuda)"},
+        OUTPUT_FLAGS(x),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
-        printf("usage: seal fewshot --model DIR --train-dir DIR --eval-dir DIR --out RUN [flags]\n\n"
+        printf("usage: seal fewshot --model DIR|FILE.gguf --train-dir DIR --eval-dir DIR --out RUN [flags]\n\n"
                "SEAL's few-shot experiment on ARC tasks: self-edits choose test-time-training data and\n"
                "settings, a fresh LoRA applies each, augmented voting rewards it, ReST^EM trains the\n"
                "policy. Writes RUN/ (run.json, edits.jsonl, rounds/K/, current, report.md).\n\n");
@@ -491,45 +543,37 @@ static int cmd_fewshot(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || check_backend("fewshot", backend)) return 2;
-    if (!model_dir || !train_dir || !eval_dir || !out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
-    char err[ERR_MAX], tpath[4096];
+    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || check_backend("fewshot", x.backend)) return 2;
+    if (!x.model_dir || !train_dir || !eval_dir || !x.out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
+    char err[ERR_MAX];
     if (!(fs.lora_targets = lora_targets_parse(targets, err))) return usage_error("fewshot", err, "--lora-targets");
     if (fs.lora_r < 1 || fs.batch < 1 || o.samples < 1 || o.rounds < 0) return usage_error("fewshot", "ranks, batch and samples must be positive", NULL);
-    Model student = {0}, teacher = {0};
-    Tokenizer *tok = NULL;
-    Run run = {0};
     int rc = 1;
-    if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
     if (load_split(train_dir, train_ids, seal_tasks, "train", &fs.train, &fs.n_train, err) ||
-        load_split(eval_dir, eval_ids, seal_tasks, "eval", &fs.eval, &fs.n_eval, err) ||
-        model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) ||
-        !(tok = tok_load(tok_path, err)))
+        load_split(eval_dir, eval_ids, seal_tasks, "eval", &fs.eval, &fs.n_eval, err) || experiment_load(&x, err))
         goto done;
-    fs.tok = tok;
-    fs.eot = tok_find(tok, "<|eot_id|>");
-    if (fs.eot < 0) { errf(err, "%s: no <|eot_id|> token", tok_path); goto done; }
-    cJSON *config = cJSON_CreateObject();
-    cJSON_AddStringToObject(config, "command", "fewshot");
-    model_config_json(&student, model_dir, config, "model");
-    if (teacher_dir) model_config_json(&teacher, teacher_dir, config, "teacher");
+    fs.tok = x.tok;
+    fs.chat = x.chat;
+    fs.eot = tok_find(x.tok, chat_eot(fs.chat));
+    if (fs.eot < 0) {
+        errf(err, "%s: the tokenizer has no %s token, which ends a turn in the %s chat format (see --chat-format)",
+             x.tok_path ? x.tok_path : x.model_dir, chat_eot(fs.chat), chat_format_name(fs.chat));
+        goto done;
+    }
+    cJSON *config = experiment_config(&x, "fewshot");
     fewshot_config_json(&fs, config);
-    restem_opts_json(&o, config);
-    rc = run_open(&run, out, config, resume, err);
-    cJSON_Delete(config);
-    if (rc) { rc = 1; goto done; }
-    fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, run %s%s\n", fs.n_train, fs.n_eval, o.rounds, out, resume ? " (resumed)" : "");
+    if (experiment_open(&x, config, &o, err)) goto done;
+    fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, %s chat format, run %s%s\n", fs.n_train, fs.n_eval,
+            o.rounds, chat_format_name(fs.chat), x.out, x.resume ? " (resumed)" : "");
     Domain d;
     fewshot_domain(&d, &fs);
     cJSON *report = cJSON_CreateObject();
-    rc = restem_run(&d, teacher_dir ? &teacher : &student, &student, tok, &run, &o, report, err) || save_report(report, restem_report_markdown, 0, out, json_path, err);
+    rc = restem_run(&d, experiment_policy(&x), &x.student, x.tok, &x.run, &o, report, err) ||
+         save_report(report, restem_report_markdown, 0, x.out, x.json_path, err);
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
-    run_close(&run);
-    tok_free(tok);
-    if (teacher.layers) model_free(&teacher);
-    if (student.layers) model_free(&student);
+    experiment_free(&x);
     arc_free_tasks(fs.train, fs.n_train);
     arc_free_tasks(fs.eval, fs.n_eval);
     return rc ? 1 : 0;
@@ -555,10 +599,11 @@ static int load_passages(const char *what, const char *path, const char *subset,
 }
 
 static int cmd_knowledge(int argc, char **argv) {
-    const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_path = NULL, *eval_path = NULL, *eval_subset = NULL,
-               *subset_key = "val_eval_200", *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj", *m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-               *style = "implications", *grader = "em-f1", *chat_name = NULL, *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *backend = "cpu", *pos[1];
-    int resume = 0, n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0;
+    const char *train_path = NULL, *eval_path = NULL, *eval_subset = NULL, *subset_key = "val_eval_200", *targets = "q_proj,v_proj",
+               *m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", *style = "implications", *grader = "em-f1",
+               *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *pos[1];
+    Experiment x = {.backend = "cpu"};
+    int n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0;
     RestemOpts o = restem_defaults();   // SEAL's knowledge values
     o.rounds = 2; o.samples = 5; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0;
     o.sampling.max_new = 512; o.sampling.temperature = 1.0f; o.sampling.top_p = 0.95f;
@@ -566,10 +611,7 @@ static int cmd_knowledge(int argc, char **argv) {
     Knowledge k = {0};
     knowledge_defaults(&k);
     Flag flags[] = {
-        {"--model", F_STR, &model_dir, "the student: Hugging Face model folder or .gguf file (required)"},
-        {"--teacher", F_STR, &teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"},
-        {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},
-        {"--chat-format", F_STR, &chat_name, "llama3, chatml, smollm2, qwen2 or qwen2.5 (default: the model's)"},
+        MODEL_FLAGS(x),
         {"--train", F_STR, &train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
         {"--eval", F_STR, &eval_path, "held-out passages, same formats (required)"},
         {"--eval-subset", F_STR, &eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},
@@ -578,11 +620,7 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--n-eval", F_INT, &n_eval, "held-out passages at most (SEAL: 200)"},
         {"--n-probe", F_INT, &n_probe, "held-out passages the retention probe answers with the policy itself"},
         {"--max-context-tokens", F_INT, &max_context, "skip passages longer than this, 0 = the model's context less the self-edit and prompt"},
-        {"--out", F_STR, &out, "run directory (required)"},
-        {"--resume", F_BOOL, &resume, "continue the run in --out"},
-        {"--rounds", F_INT, &o.rounds, "ReST^EM rounds"},
-        {"--samples", F_INT, &o.samples, "self-edits per training passage per round"},
-        {"--eval-samples", F_INT, &o.eval_samples, "self-edits per held-out passage"},
+        RUN_FLAGS(x, o, "passage"),
         {"--filter", F_STR, &filter, "best: a passage's best self-edit when it beats no edit; threshold: every one >= --threshold"},
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per passage at most"},
         {"--threshold", F_FLOAT, &o.threshold, "lowest reward an accepted self-edit may have"},
@@ -607,12 +645,11 @@ static int cmd_knowledge(int argc, char **argv) {
         MSTEP_FLAGS(o),
         {"--m-targets", F_STR, &m_targets, "M-step LoRA modules"},
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
-        {"--json", F_STR, &json_path, "also write the report here"},
-        {"--backend", F_STR, &backend, "cpu"},
+        OUTPUT_FLAGS(x),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
-        printf("usage: seal knowledge --model DIR --train FILE --eval FILE --out RUN [flags]\n\n"
+        printf("usage: seal knowledge --model DIR|FILE.gguf --train FILE --eval FILE --out RUN [flags]\n\n"
                "SEAL's knowledge incorporation: the policy reads a passage and writes implications, a\n"
                "fresh LoRA trains on them, and the reward is the updated model's answers to the\n"
                "passage's questions asked without it (SQuAD exact match / F1). ReST^EM keeps each\n"
@@ -623,8 +660,8 @@ static int cmd_knowledge(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || check_backend("knowledge", backend)) return 2;
-    if (!model_dir || !eval_path || !out || (o.rounds > 0 && !train_path))
+    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || check_backend("knowledge", x.backend)) return 2;
+    if (!x.model_dir || !eval_path || !x.out || (o.rounds > 0 && !train_path))
         return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
     char err[ERR_MAX];
     if ((k.style = squad_style_parse(style)) < 0) return usage_error("knowledge", "unknown self-edit style", style);
@@ -656,42 +693,30 @@ static int cmd_knowledge(int argc, char **argv) {
     if (k.lora_r < 1 || k.batch < 1 || k.epochs < 1 || k.cpt_batch < 1 || k.cpt_epochs < 1 || o.samples < 1 || o.eval_samples < 1 || o.m_batch < 1 ||
         n_eval < 1 || k.max_doc_tokens < 2 || k.max_answer_tokens < 1)
         return usage_error("knowledge", "ranks, batches, epochs, samples, --n-eval and token limits must be positive", NULL);
-    Model student = {0}, teacher = {0};
-    Tokenizer *tok = NULL;
-    Run run = {0};
     SquadLoad train_log = {0}, eval_log = {0};
     int rc = 1;
-    if (model_load(&student, model_dir, err) || (teacher_dir && model_load(&teacher, teacher_dir, err)) ||
-        !(tok = load_tokenizer(model_dir, tok_path, chat_name, &k.chat, err)))
-        goto done;
-    k.tok = tok;
-    if (!max_context) max_context = student.c.max_pos - o.sampling.max_new - 256;
-    SquadReadOpts ro = {tok, max_context > 0 ? max_context : 1};
+    if (experiment_load(&x, err)) goto done;
+    k.tok = x.tok;
+    k.chat = x.chat;
+    if (!max_context) max_context = x.student.c.max_pos - o.sampling.max_new - 256;
+    SquadReadOpts ro = {x.tok, max_context > 0 ? max_context : 1};
     if (load_passages("held-out", eval_path, eval_subset, subset_key, n_eval, &ro, &k.eval, &k.n_eval, &eval_log, err)) goto done;
     if (o.rounds > 0 && load_passages("training", train_path, NULL, NULL, n_train, &ro, &k.train, &k.n_train, &train_log, err)) goto done;
     k.n_probe = n_probe < k.n_eval ? n_probe : k.n_eval;
-    cJSON *config = cJSON_CreateObject();
-    cJSON_AddStringToObject(config, "command", "knowledge");
-    model_config_json(&student, model_dir, config, "model");
-    if (teacher_dir) model_config_json(&teacher, teacher_dir, config, "teacher");
+    cJSON *config = experiment_config(&x, "knowledge");
     cJSON_AddStringToObject(config, "train_file", train_path ? train_path : "");
     cJSON_AddStringToObject(config, "eval_file", eval_path);
     knowledge_config_json(&k, config);
-    restem_opts_json(&o, config);
-    rc = run_open(&run, out, config, resume, err);
-    cJSON_Delete(config);
-    if (rc) { rc = 1; goto done; }
-    fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s\n", k.n_train, k.n_eval, o.rounds, out, resume ? " (resumed)" : "");
+    if (experiment_open(&x, config, &o, err)) goto done;
+    fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s\n", k.n_train, k.n_eval, o.rounds, x.out,
+            x.resume ? " (resumed)" : "");
     cJSON *report = cJSON_CreateObject();
-    rc = knowledge_run(&k, teacher_dir ? &teacher : &student, &student, &run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
-    if (!rc) rc = save_report(report, knowledge_report_markdown, 1, out, json_path, err);
+    rc = knowledge_run(&k, experiment_policy(&x), &x.student, &x.run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
+    if (!rc) rc = save_report(report, knowledge_report_markdown, 1, x.out, x.json_path, err);
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
-    run_close(&run);
-    tok_free(tok);
-    if (teacher.layers) model_free(&teacher);
-    if (student.layers) model_free(&student);
+    experiment_free(&x);
     squad_free(k.train, k.n_train);
     squad_free(k.eval, k.n_eval);
     return rc ? 1 : 0;

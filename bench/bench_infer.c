@@ -97,17 +97,17 @@ static void arc_text(const char *dir, Buf *out) {
             int m = 0;
             for (int i = 0; i < k->n_train; i++)
                 if (i != q) demos[m++] = k->train[i];
-            buf_take(out, arc_prompt(demos, m, &k->train[q].in));
+            buf_take(out, arc_prompt(demos, m, &k->train[q].in, CHAT_LLAMA3));
             buf_take(out, arc_answer(&k->train[q].out));
             buf_put(out, "<|eot_id|>");
         }
         free(demos);
         for (int q = 0; q < k->n_test; q++) {
-            buf_take(out, arc_prompt(k->train, k->n_train, &k->test[q].in));
+            buf_take(out, arc_prompt(k->train, k->n_train, &k->test[q].in, CHAT_LLAMA3));
             if (k->test[q].out.h) buf_take(out, arc_answer(&k->test[q].out));
             buf_put(out, "<|eot_id|>");
         }
-        buf_take(out, arc_selfedit_prompt(k));
+        buf_take(out, arc_selfedit_prompt(k, CHAT_LLAMA3));
     }
     arc_free_tasks(tasks, n);
 }

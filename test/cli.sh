@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # test/cli.sh: the command line end to end: `seal demo --quick` twice (the
 # same seed gives the same table, with a fresh and with a cached base), the
-# run directory it leaves, `seal runs`, and exit codes and messages on bad input.
+# run directory it leaves, `seal runs`, `seal knowledge` on the demo's base,
+# `seal fewshot` on a tiny ChatML GGUF that the Check binary writes, and exit
+# codes and messages on bad input.
 set -u
 SEAL=${SEAL:-./seal}
+TEST=${TEST:-./build/test-blas}   # writes the tiny GGUF (CK_RUN_CASE=tiny_chatml)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0
@@ -72,6 +75,40 @@ expect 2 "unknown grader" "knowledge with an unknown grader" kn --grader judge
 expect 1 "no-such.jsonl: cannot open" "knowledge with a missing file" "$SEAL" knowledge --model "$base" --eval "$tmp/no-such.jsonl" --rounds 0 --out "$tmp/k3"
 echo '{"id": "x", "context": "", "questions": []}' >"$tmp/empty.jsonl"
 expect 1 "no usable passages" "knowledge with no usable passage" "$SEAL" knowledge --model "$base" --eval "$tmp/empty.jsonl" --rounds 0 --out "$tmp/k4"
+
+# --- seal fewshot on a .gguf: a tiny random ChatML model with its tokenizer in
+# the file, as SmolLM2's; prompts in ChatML, answers closed by <|im_end|>
+if [ -x "$TEST" ] && SEAL_TINY_GGUF="$tmp/tiny.gguf" CK_RUN_SUITE=gguf CK_RUN_CASE=tiny_chatml "$TEST" >"$tmp/t.out" 2>&1; then
+    mkdir -p "$tmp/arc"
+    cat >"$tmp/arc/flip.json" <<'JSON'
+{"train": [{"input": [[1, 2], [3, 4]], "output": [[2, 1], [4, 3]]}, {"input": [[5, 0], [0, 6]], "output": [[0, 5], [6, 0]]},
+           {"input": [[7, 8], [0, 0]], "output": [[8, 7], [0, 0]]}],
+ "test": [{"input": [[1, 0], [2, 3]], "output": [[0, 1], [3, 2]]}]}
+JSON
+    cat >"$tmp/arc/same.json" <<'JSON'
+{"train": [{"input": [[1, 2]], "output": [[1, 2]]}, {"input": [[3], [4]], "output": [[3], [4]]}, {"input": [[5, 6], [7, 8]], "output": [[5, 6], [7, 8]]}],
+ "test": [{"input": [[9, 1]], "output": [[9, 1]]}]}
+JSON
+    fs() { "$SEAL" fewshot --model "$tmp/tiny.gguf" --train-dir "$tmp/arc" --eval-dir "$tmp/arc" --train-ids flip --eval-ids same \
+           --rounds 1 --samples 2 --eval-samples 1 --lora-r 2 --lora-alpha 4 --max-views 2 --max-answer-tokens 12 --max-edit-tokens 24 \
+           --max-examples 4 --m-rank 2 --m-epochs 1 --seed 1 "$@"; }
+    fs --out "$tmp/f" --json "$tmp/f.json" >"$tmp/f.out" 2>"$tmp/f.err"
+    check "fewshot on a .gguf runs" test $? = 0
+    check "fewshot reads the chat format from the .gguf" grep -q "chatml chat format" "$tmp/f.err"
+    check "fewshot records the chat format" grep -q '"chat_format":.*"chatml"' "$tmp/f/run.json"
+    for row in "no adaptation" "untrained policy" "SEAL, round 1" "oracle"; do
+        check "fewshot table row '$row'" grep -q "$row" "$tmp/f.out"
+    done
+    check "fewshot trains the oracle's TTT data" grep -q '"phase":"oracle".*"trained":true' "$tmp/f/edits.jsonl"
+    fs --out "$tmp/f" --resume >"$tmp/f2.out" 2>"$tmp/f2.err"
+    check "fewshot --resume on a .gguf gives the same table" diff <(table "$tmp/f.out") <(table "$tmp/f2.out")
+    fs --out "$tmp/f3" --chat-format smollm2 --rounds 0 >"$tmp/f3.out" 2>"$tmp/f3.err"
+    check "fewshot --chat-format smollm2" grep -q '"chat_format":.*"smollm2"' "$tmp/f3/run.json"
+    expect 1 "no <|eot_id|> token" "fewshot --chat-format llama3 on a ChatML tokenizer" fs --out "$tmp/f4" --chat-format llama3
+    expect 1 "not a chat format" "fewshot with an unknown chat format" fs --out "$tmp/f5" --chat-format alpaca
+else
+    echo "FAIL writing the tiny ChatML GGUF with $TEST: $(tail -c 300 "$tmp/t.out" 2>/dev/null)"; fails=$((fails + 1))
+fi
 
 # --- bad input: clear messages, exit 1; usage errors exit 2
 expect 2 "unknown flag" "unknown flag" "$SEAL" verify --bogus

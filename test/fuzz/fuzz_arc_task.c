@@ -17,8 +17,10 @@ static void check_task(const Task *t) {
     FUZZ_CHECK(t->n_train >= 1 && t->n_test >= 1, "%d train, %d test pairs", t->n_train, t->n_test);
     for (int i = 0; i < t->n_train; i++) { check_grid(&t->train[i].in, 0); check_grid(&t->train[i].out, 0); }
     for (int i = 0; i < t->n_test; i++) { check_grid(&t->test[i].in, 0); check_grid(&t->test[i].out, 1); }
-    free(arc_selfedit_prompt(t));
-    free(arc_prompt(t->train, t->n_train, &t->test[0].in));
+    for (int f = 0; f < CHAT_N_FORMATS; f++) {
+        free(arc_selfedit_prompt(t, (ChatFormat)f));
+        free(arc_prompt(t->train, t->n_train, &t->test[0].in, (ChatFormat)f));
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -84,7 +84,7 @@ static void tokenizer_seeds(void) {
     Task *tasks;
     if (demo_make_tasks(1, DEMO_PRETRAIN, 6, &tasks, err)) { fprintf(stderr, "seeds: %s\n", err); exit(1); }
     char *texts[6];
-    for (int i = 0; i < 6; i++) texts[i] = arc_prompt(tasks[i].train, tasks[i].n_train, &tasks[i].test[0].in);
+    for (int i = 0; i < 6; i++) texts[i] = arc_prompt(tasks[i].train, tasks[i].n_train, &tasks[i].test[0].in, CHAT_LLAMA3);
     char *json = tok_train_bytelevel_ex((const char *const *)texts, 6, 40, specials, 5, TOK_TRAIN_SINGLE_DIGITS);
     for (int i = 0; i < 6; i++) free(texts[i]);
     demo_free_tasks(tasks, 6);
