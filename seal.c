@@ -12,6 +12,7 @@
 #include "knowledge.h"
 #include "gguf.h"
 #include "model.h"
+#include "ranks.h"
 #include "run.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -436,11 +437,14 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
     {"--max-retention-drop", F_FLOAT, &(o).max_retention_drop, "largest probe-score drop a promoted policy may show"}, \
     {"--seed", F_U64, &(o).seed, "seed of every sample, shuffle and initialisation"}
 
+// Under mpirun (a `make MPI=1` build): which GPU each rank takes.
+#define GPU_FLAG(n) {"--gpus-per-node", F_INT, &(n), "under mpirun: each rank uses GPU (its rank on the node % N) with the cuda backend, 0 = all"}
+
 static int cmd_fewshot(int argc, char **argv) {
     const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_dir = NULL, *eval_dir = NULL, *train_ids = NULL,
                *eval_ids = NULL, *seal_tasks = NULL, *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj,gate_proj,up_proj,down_proj",
                *backend = "cpu", *pos[1];
-    int resume = 0;
+    int resume = 0, gpus = 0;
     RestemOpts o = restem_defaults();
     FewShot fs = {0};
     fewshot_defaults(&fs);
@@ -475,6 +479,7 @@ static int cmd_fewshot(int argc, char **argv) {
         MSTEP_FLAGS(o),
         {"--json", F_STR, &json_path, "also write the report here"},
         {"--backend", F_STR, &backend, "cpu (auto: the same, until the loop runs on cuda)"},
+        GPU_FLAG(gpus),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -486,9 +491,11 @@ static int cmd_fewshot(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || check_backend("fewshot", backend)) return 2;
-    if (!model_dir || !train_dir || !eval_dir || !out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
+    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) return 2;
     char err[ERR_MAX], tpath[4096];
+    if (ranks_use_gpus(gpus, err)) return usage_error("fewshot", err, NULL);
+    if (check_backend("fewshot", backend)) return 2;
+    if (!model_dir || !train_dir || !eval_dir || !out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
     if (!(fs.lora_targets = lora_targets_parse(targets, err))) return usage_error("fewshot", err, "--lora-targets");
     if (fs.lora_r < 1 || fs.batch < 1 || o.samples < 1 || o.rounds < 0) return usage_error("fewshot", "ranks, batch and samples must be positive", NULL);
     Model student = {0}, teacher = {0};
@@ -510,14 +517,17 @@ static int cmd_fewshot(int argc, char **argv) {
     if (teacher_dir) model_config_json(&teacher, teacher_dir, config, "teacher");
     fewshot_config_json(&fs, config);
     restem_opts_json(&o, config);
-    rc = run_open(&run, out, config, resume, err);
+    rc = ranks_root() ? run_open(&run, out, config, resume, err) : 0;   // rank 0 owns the run directory
     cJSON_Delete(config);
     if (rc) { rc = 1; goto done; }
-    fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, run %s%s\n", fs.n_train, fs.n_eval, o.rounds, out, resume ? " (resumed)" : "");
+    if (ranks_root())
+        fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, run %s%s%s\n", fs.n_train, fs.n_eval, o.rounds, out,
+                resume ? " (resumed)" : "", ranks_note());
     Domain d;
     fewshot_domain(&d, &fs);
     cJSON *report = cJSON_CreateObject();
-    rc = restem_run(&d, teacher_dir ? &teacher : &student, &student, tok, &run, &o, report, err) || save_report(report, restem_report_markdown, 0, out, json_path, err);
+    rc = restem_run(&d, teacher_dir ? &teacher : &student, &student, tok, &run, &o, report, err) ||
+         (ranks_root() && save_report(report, restem_report_markdown, 0, out, json_path, err));
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
@@ -540,10 +550,12 @@ static int load_passages(const char *what, const char *path, const char *subset,
     if (squad_read(path, ro, ps, n, log, err) || (subset && squad_select(ps, n, subset, key, log, err))) return -1;
     char line[600];
     squad_load_summary(log, line, sizeof line);
-    fprintf(stderr, "seal knowledge: %s passages %s: %s", what, path, line);
-    if (*n > max) fprintf(stderr, "; using the first %d", max);
-    fprintf(stderr, "\n");
-    for (int i = 0; i < log->n_notes; i++) fprintf(stderr, "  %s\n", log->notes[i]);
+    if (ranks_root()) {   // under mpirun, once
+        fprintf(stderr, "seal knowledge: %s passages %s: %s", what, path, line);
+        if (*n > max) fprintf(stderr, "; using the first %d", max);
+        fprintf(stderr, "\n");
+        for (int i = 0; i < log->n_notes; i++) fprintf(stderr, "  %s\n", log->notes[i]);
+    }
     squad_keep(*ps, n, max);
     if (!*n) return errf(err, "%s: no usable passages", path);
     return 0;
@@ -553,7 +565,7 @@ static int cmd_knowledge(int argc, char **argv) {
     const char *model_dir = NULL, *teacher_dir = NULL, *tok_path = NULL, *train_path = NULL, *eval_path = NULL, *eval_subset = NULL,
                *subset_key = "val_eval_200", *out = NULL, *json_path = NULL, *targets = "q_proj,v_proj", *m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                *style = "implications", *grader = "em-f1", *chat_name = NULL, *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *backend = "cpu", *pos[1];
-    int resume = 0, n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0;
+    int resume = 0, n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0, gpus = 0;
     RestemOpts o = restem_defaults();   // SEAL's knowledge values
     o.rounds = 2; o.samples = 5; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0;
     o.sampling.max_new = 512; o.sampling.temperature = 1.0f; o.sampling.top_p = 0.95f;
@@ -604,6 +616,7 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
         {"--json", F_STR, &json_path, "also write the report here"},
         {"--backend", F_STR, &backend, "cpu"},
+        GPU_FLAG(gpus),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -618,10 +631,12 @@ static int cmd_knowledge(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || check_backend("knowledge", backend)) return 2;
+    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos)) return 2;
+    char err[ERR_MAX];
+    if (ranks_use_gpus(gpus, err)) return usage_error("knowledge", err, NULL);
+    if (check_backend("knowledge", backend)) return 2;
     if (!model_dir || !eval_path || !out || (o.rounds > 0 && !train_path))
         return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
-    char err[ERR_MAX];
     if ((k.style = squad_style_parse(style)) < 0) return usage_error("knowledge", "unknown self-edit style", style);
     if ((k.grader = squad_grader_parse(grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains)", grader);
     if (strcmp(filter, "best") && strcmp(filter, "threshold")) return usage_error("knowledge", "--filter is best or threshold", filter);
@@ -673,13 +688,15 @@ static int cmd_knowledge(int argc, char **argv) {
     cJSON_AddStringToObject(config, "eval_file", eval_path);
     knowledge_config_json(&k, config);
     restem_opts_json(&o, config);
-    rc = run_open(&run, out, config, resume, err);
+    rc = ranks_root() ? run_open(&run, out, config, resume, err) : 0;   // rank 0 owns the run directory
     cJSON_Delete(config);
     if (rc) { rc = 1; goto done; }
-    fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s\n", k.n_train, k.n_eval, o.rounds, out, resume ? " (resumed)" : "");
+    if (ranks_root())
+        fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s%s\n", k.n_train, k.n_eval, o.rounds, out,
+                resume ? " (resumed)" : "", ranks_note());
     cJSON *report = cJSON_CreateObject();
     rc = knowledge_run(&k, teacher_dir ? &teacher : &student, &student, &run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
-    if (!rc) rc = save_report(report, knowledge_report_markdown, 1, out, json_path, err);
+    if (!rc && ranks_root()) rc = save_report(report, knowledge_report_markdown, 1, out, json_path, err);
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
@@ -698,6 +715,7 @@ done:
 static int cmd_demo(int argc, char **argv) {
     DemoOpts o = {.seed = 1};
     const char *pos[1];
+    int gpus = 0;
     Flag flags[] = {
         {"--seed", F_U64, &o.seed, "the world, the model and every sample; the same seed gives the same table"},
         {"--quick", F_BOOL, &o.quick, "a much smaller world and model (well under a minute): an end-to-end check"},
@@ -705,6 +723,7 @@ static int cmd_demo(int argc, char **argv) {
         {"--cache", F_STR, &o.cache, "base-model cache (default $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo)"},
         {"--out", F_STR, &o.out, "run directory (default seal-runs/demo-SCALE-seedS-TIME)"},
         {"--json", F_STR, &o.json, "also write the report here"},
+        GPU_FLAG(gpus),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -721,6 +740,7 @@ static int cmd_demo(int argc, char **argv) {
     if (parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos)) return 2;
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
     char err[ERR_MAX];
+    if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
     if ((npos ? demo_knowledge_run(&o, err) : demo_run(&o, err))) { fprintf(stderr, "seal: %s\n", err); return 1; }
     return 0;
 }
@@ -771,7 +791,7 @@ static void print_help(void) {
     printf("\n`seal COMMAND --help` lists every flag of COMMAND with its default.\n");
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_help();
         return argc < 2 ? 2 : 0;
@@ -780,4 +800,11 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
     fprintf(stderr, "seal: unknown command \"%s\" (see seal --help)\n", argv[1]);
     return 2;
+}
+
+// Under mpirun every rank runs the same command: rank 0 the loop and the run
+// directory, the others the self-edits it hands them (ranks.h).
+int main(int argc, char **argv) {
+    if (ranks_init(&argc, &argv)) return 1;
+    return ranks_finish(run_command(argc, argv));
 }
