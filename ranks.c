@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// The job's result on rank 0, in order, as ranks.h promises: here the
-// simplest way, each job done and recorded before the next.
+// One rank: each job done here and recorded before the next one starts.
 static int map_here(const RankJob *jobs, int n, RankWork work, RankRecord record, void *ctx, char *err) {
     for (int i = 0; i < n; i++) {
         char *result = NULL;
