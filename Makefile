@@ -3,7 +3,7 @@
 # the CPU benchmarks beside PyTorch. With nvcc on the PATH ./seal also holds
 # the CUDA backend (kernels.cu; `make CUDA=0` leaves it out); `make gpu-check`
 # and `make bench-gpu` need a GPU, `make test-cuda-emu` runs the CUDA code on
-# the CPU.
+# the CPU. `make MPI=1` builds ./seal with mpicc for `mpirun -n K ./seal ...`.
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -D_GNU_SOURCE -std=c11 -Wall -Wextra -fopenmp -I.
@@ -11,7 +11,7 @@ LDLIBS  := -lcjson -lpcre2-8 -licuuc -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
+SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c test/test_gguf.c test/test_squad.c test/test_limits.c
 TEST_SRC += test/test_kernels_math.c
 
@@ -41,10 +41,34 @@ CUDA_DEF  := -DSEAL_CUDA
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread -lstdc++
 endif
 
+# MPI=1: ./seal compiled by mpicc (Open MPI or MPICH) with -DSEAL_MPI: under
+# `mpirun -n K` the ranks share each E-step (ranks.c). Without it ./seal needs
+# no MPI library. `make test` checks the MPI build as build/seal-mpi (CPU
+# only) whenever mpicc is installed.
+MPI     ?= 0
+MPICC   ?= mpicc
+ifeq ($(MPI),1)
+SEAL_CC := $(MPICC)
+MPI_DEF := -DSEAL_MPI
+else
+SEAL_CC := $(CC)
+endif
+
 all: seal
 
-seal: seal.c $(SRC) $(wildcard *.h) $(CUDA_OBJ)
-	$(CC) $(CFLAGS) $(VFLAGS) $(CUDA_DEF) -o $@ seal.c $(SRC) $(CUDA_OBJ) $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+# The command line that builds ./seal, kept in build/seal.cmd: another MPI,
+# CUDA or CFLAGS choice rebuilds it instead of leaving the old binary.
+SEAL_CMD := $(SEAL_CC) $(CFLAGS) $(VFLAGS) $(CUDA_DEF) $(MPI_DEF)
+build/seal.cmd: FORCE
+	@mkdir -p build
+	@echo '$(SEAL_CMD)' | cmp -s - $@ || echo '$(SEAL_CMD)' > $@
+
+seal: seal.c $(SRC) $(wildcard *.h) $(CUDA_OBJ) build/seal.cmd
+	$(SEAL_CMD) -o $@ seal.c $(SRC) $(CUDA_OBJ) $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+
+build/seal-mpi: seal.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(MPICC) $(CFLAGS) $(VFLAGS) -DSEAL_MPI -o $@ seal.c $(SRC) $(LDLIBS) $(VLIBS)
 
 build/kernels.o: kernels.cu kernels_math.h cuda.h model.h util.h
 	@mkdir -p build
@@ -63,6 +87,9 @@ test: seal build/test-blas build/test-ref
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
 	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run" && test/kill_resume.sh
+	@if command -v $(MPICC) >/dev/null; then echo "== mpirun -n 1, 2, 3: the same run directories as ./seal; a rank killed, resumed" && \
+	    $(MAKE) --no-print-directory build/seal-mpi && test/mpi.sh build/seal-mpi; \
+	 else echo "== MPI skipped: $(MPICC) is not installed (apt-get install openmpi-bin libopenmpi-dev)"; fi
 	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
 	@echo "== the Check suite under AddressSanitizer + UndefinedBehaviorSanitizer" && $(MAKE) --no-print-directory test-asan
 	@if command -v $(FUZZ_CC) >/dev/null; then echo "== every reader fuzzed 10 s after its regression inputs" && $(MAKE) --no-print-directory fuzz-ci; \
@@ -184,4 +211,4 @@ fixtures:
 clean:
 	rm -rf seal build
 
-.PHONY: all test bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
+.PHONY: FORCE all test bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind

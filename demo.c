@@ -9,6 +9,7 @@
 #include "demo.h"
 #include "demo_tasks.h"
 #include "fewshot.h"
+#include "ranks.h"
 #include "restem.h"
 #include "train.h"
 #include "util.h"
@@ -242,13 +243,17 @@ int demo_run(const DemoOpts *o, char *err) {
     if (demo_make_tasks(o->seed, DEMO_TRAIN, sc->n_train, &fs.train, err) || demo_make_tasks(o->seed, DEMO_EVAL, sc->n_eval, &fs.eval, err)) return -1;
     fs.n_train = sc->n_train;
     fs.n_eval = sc->n_eval;
-    fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out ARC-like tasks (%s scale)\n",
-            (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
-    // 2. the base model
-    int cached = demo_base_cached(o, cache, base, err);
+    if (ranks_root())
+        fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out ARC-like tasks (%s scale)\n",
+                (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
+    // 2. the base model: under mpirun, rank 0 makes sure of it; the others then load it
+    int cached = ranks_root() ? demo_base_cached(o, cache, base, err) : 1;
     if (cached < 0) return -1;
-    if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
-    else if (build_base(sc, o->seed, base, err)) return -1;
+    if (ranks_root()) {
+        if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
+        else if (build_base(sc, o->seed, base, err)) return -1;
+    }
+    ranks_barrier();
     // 3. SEAL
     Model m;
     char tpath[4200];
@@ -288,16 +293,16 @@ int demo_run(const DemoOpts *o, char *err) {
     cJSON_AddStringToObject(config, "base_hash", h);
     fewshot_config_json(&fs, config);
     restem_opts_json(&ro, config);
-    Run run;
-    int rc = run_open(&run, out, config, 0, err);
+    Run run = {0};
+    int rc = ranks_root() ? run_open(&run, out, config, 0, err) : 0;   // rank 0 owns the run directory
     cJSON_Delete(config);
     if (!rc) {
-        fprintf(stderr, "[3/3 SEAL] run directory %s\n", out);
+        if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", out, ranks_note());
         Domain d;
         fewshot_domain(&d, &fs);
         cJSON *report = cJSON_CreateObject();
         rc = restem_run(&d, &m, &m, tok, &run, &ro, report, err);
-        if (!rc) {
+        if (!rc && ranks_root()) {
             char *md;
             size_t len;
             FILE *f = open_memstream(&md, &len);

@@ -10,6 +10,7 @@
 #include "demo_knowledge.h"
 #include "demo_tasks.h"
 #include "knowledge.h"
+#include "ranks.h"
 #include "train.h"
 #include <errno.h>
 #include <stdio.h>
@@ -288,12 +289,17 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     char cache[4000], base[4100], out[4100], path[4300];
     demo_paths(o, "knowledge-v2", "demo-knowledge", sc->name, cache, base, out);
     // 2 before 1: the base is built from the seed alone; the world's files go into the run directory
-    int cached = demo_base_cached(o, cache, base, err);
+    // under mpirun, rank 0 makes sure of the base; the others then load it
+    int cached = ranks_root() ? demo_base_cached(o, cache, base, err) : 1;
     if (cached < 0) return -1;
-    fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out fictional places (%s scale)\n",
-            (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
-    if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
-    else if (build_base(sc, o->seed, base, err)) return -1;
+    if (ranks_root())
+        fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out fictional places (%s scale)\n",
+                (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
+    if (ranks_root()) {
+        if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
+        else if (build_base(sc, o->seed, base, err)) return -1;
+    }
+    ranks_barrier();
     Model m;
     Tokenizer *tok = NULL;
     if (model_load(&m, base, err)) return -1;
@@ -339,17 +345,19 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     knowledge_config_json(&k, config);
     restem_opts_json(&ro, config);
     Run run = {0};
-    if (!rc) rc = run_open(&run, out, config, 0, err);
+    if (!rc && ranks_root()) {   // rank 0 owns the run directory
+        rc = run_open(&run, out, config, 0, err) ||
+             path_join(path, sizeof path, out, "train.jsonl", err) || write_file_atomic(path, train_text, strlen(train_text), err) ||
+             path_join(path, sizeof path, out, "eval.jsonl", err) || write_file_atomic(path, eval_text, strlen(eval_text), err) ? -1 : 0;
+    }
     cJSON_Delete(config);
-    if (!rc) rc = path_join(path, sizeof path, out, "train.jsonl", err) || write_file_atomic(path, train_text, strlen(train_text), err) ||
-                  path_join(path, sizeof path, out, "eval.jsonl", err) || write_file_atomic(path, eval_text, strlen(eval_text), err);
     free(train_text);
     free(eval_text);
     if (!rc) {
-        fprintf(stderr, "[3/3 SEAL] run directory %s\n", out);
+        if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", out, ranks_note());
         cJSON *report = cJSON_CreateObject();
         rc = knowledge_run(&k, &m, &m, &run, &ro, &train_log, &eval_log, report, err);
-        if (!rc) {
+        if (!rc && ranks_root()) {
             char *md;
             size_t len;
             FILE *f = open_memstream(&md, &len);

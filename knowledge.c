@@ -17,6 +17,7 @@
 //     keeps the top one without the baseline test.
 #include "knowledge.h"
 #include "generate.h"
+#include "ranks.h"
 #include "util.h"
 #include <ctype.h>
 #include <math.h>
@@ -440,6 +441,7 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
     knowledge_domain(&d, k);
     cJSON *raw = cJSON_CreateObject();
     if (restem_run(&d, policy, student, k->tok, run, o, raw, err)) { cJSON_Delete(raw); return -1; }
+    if (!ranks_root()) { cJSON_Delete(raw); return 0; }   // a worker rank: its part is done
     const cJSON *raw_rows = cJSON_GetObjectItemCaseSensitive(raw, "rows");
     const char *noun = STYLE_NOUN[k->style];
     char name[160];

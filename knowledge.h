@@ -60,7 +60,7 @@ int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char 
 
 // SEAL on knowledge incorporation end to end: restem_run over the domain,
 // then the continued-pretraining rows (logged in the run, so resume skips
-// them too), then the report table of the paper (rows: base model, train on
+// them too; under mpirun rank 0 alone runs them), then the report table of the paper (rows: base model, train on
 // the passage only, passage + base-model self-edits, SEAL per round, CPT).
 // logs: how the train and eval files were read (their skips go in the report).
 int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const RestemOpts *o,

@@ -10,10 +10,16 @@
 //     evaluate the new policy on held-out tasks; promote it unless its probe
 //              score dropped too far (retention guard)
 //
-// Every sampled self-edit is a line in RUN/edits.jsonl, written as soon as it
-// is scored, keyed by (phase, round, task, sample). Seeds derive from those
-// keys, so a resumed run repeats exactly what an uninterrupted one would do.
+// Every sampled self-edit is a line in RUN/edits.jsonl, keyed by (phase,
+// round, task, sample), written as soon as it and the pairs before it in its
+// batch are scored. Seeds derive from those keys, never from which process
+// did the work, so a resumed run repeats exactly what an uninterrupted one
+// would do, and under `mpirun -n K` (ranks.h: the pairs of each batch go to
+// whichever rank is free; rank 0 records them in order, runs the filter and
+// the M-step, and sends the new policy to every rank) the run directory is
+// the same for any K.
 #include "restem.h"
+#include "ranks.h"
 #include "train.h"
 #include "util.h"
 #include <math.h>
@@ -61,6 +67,9 @@ typedef struct {
     Run *run;
     const RestemOpts *o;
     Lora *adapter;                // the policy's trained part; NULL = the base policy
+    int policy_version;           // counts the adapter's changes
+    int sent_version;             // the version the worker ranks hold (rank 0)
+    uint64_t setup;               // setup_hash, with several ranks
     double t_start;
     int done, total;              // samples scored this session, for the ETA
 } Seal;
@@ -122,7 +131,7 @@ static int accepted_so_far(const Run *r, int round, int task) {
     return n;
 }
 
-static void progress(Seal *s, const char *phase, int round, int task, int sample, float reward) {
+static void progress(Seal *s, const char *phase, int round, int task, int sample, double reward) {
     s->done++;
     if (s->o->quiet) return;
     double el = now_seconds() - s->t_start, per = el / s->done;
@@ -132,33 +141,55 @@ static void progress(Seal *s, const char *phase, int round, int task, int sample
     fflush(stderr);
 }
 
-// One self-edit: sampled (or given, or none), applied, rewarded and logged.
-// Returns the logged line (owned by the run), or NULL with err.
-static const cJSON *score_sample(Seal *s, const char *phase, int round, int split, int task, int sample, const char *fixed, int no_edit, char *err) {
-    const cJSON *done = run_find_edit(s->run, phase, round, task, sample);
-    if (done) return done;   // resumed: already scored
-    char *prompt = s->d->prompt(s->d, split, task);
-    const int policy_edits = !fixed && !no_edit, probe = !strcmp(phase, "probe");
-    for (int attempt = run_attempts(s->run, phase, round, task, sample);; attempt++) {
-        uint64_t seed = key_seed(s, phase, round, task, sample, attempt);
+static double num_of(const cJSON *e, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(e, key)->valuedouble;
+}
+
+static int is_true(const cJSON *e, const char *key) {
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, key));
+}
+
+// A batch: the pairs (task, sample) of one phase of one round that the log
+// does not hold yet. Any rank may score a pair (score_pair); rank 0 records
+// them in the batch's order (record_pair), so the log is the same for any
+// number of ranks (ranks.h).
+typedef struct {
+    Seal *s;
+    const char *phase;
+    int round, split, no_edit;
+    const char *fixed;            // the one edit every pair applies (the oracle), or NULL
+} Batch;
+
+// One self-edit, from attempt job->attempt until an attempt counts: sampled
+// (or given, or none), applied and rewarded. *result gets its lines as a JSON
+// array; whether it is accepted is decided when it is recorded.
+static int score_pair(void *ctx, const RankJob *job, char **result, char *err) {
+    const Batch *b = ctx;
+    Seal *s = b->s;
+    char *prompt = s->d->prompt(s->d, b->split, job->task);
+    const int policy_edits = !b->fixed && !b->no_edit, probe = !strcmp(b->phase, "probe");
+    cJSON *lines = cJSON_CreateArray();
+    int final = 0, rc = 0;
+    for (int attempt = job->attempt; !final && !rc; attempt++) {
+        uint64_t seed = key_seed(s, b->phase, b->round, job->task, job->sample, attempt);
         double t0 = now_seconds();
-        char *edit = policy_edits ? draw_edit(s, prompt, seed, err) : fixed ? strdup(fixed) : NULL;
-        if (policy_edits && !edit) { free(prompt); return NULL; }
+        char *edit = policy_edits ? draw_edit(s, prompt, seed, err) : b->fixed ? strdup(b->fixed) : NULL;
+        if (policy_edits && !edit) { rc = -1; break; }
         double t_sample = now_seconds() - t0;
         Outcome out = {0};
         // the probe scores the policy itself (with its adapter); the rest, the student
         Model *student = probe ? s->policy : s->student;
         if (probe) model_attach_lora(s->policy, s->adapter);
-        int rc = s->d->evaluate(s->d, student, split, task, edit, seed, &out, err);
+        rc = s->d->evaluate(s->d, student, b->split, job->task, edit, seed, &out, err);
         if (probe) model_attach_lora(s->policy, NULL);
-        if (rc) { free(edit); free(prompt); cJSON_Delete(out.metrics); return NULL; }
-        int final = out.valid || !policy_edits || attempt + 1 >= s->o->max_attempts;
+        if (rc) { free(edit); cJSON_Delete(out.metrics); break; }
+        final = out.valid || !policy_edits || attempt + 1 >= s->o->max_attempts;
         cJSON *line = cJSON_CreateObject();
-        cJSON_AddStringToObject(line, "phase", phase);
-        cJSON_AddNumberToObject(line, "round", round);
-        cJSON_AddNumberToObject(line, "task", task);
-        cJSON_AddStringToObject(line, "task_id", s->d->task_name(s->d, split, task));
-        cJSON_AddNumberToObject(line, "sample", sample);
+        cJSON_AddStringToObject(line, "phase", b->phase);
+        cJSON_AddNumberToObject(line, "round", b->round);
+        cJSON_AddNumberToObject(line, "task", job->task);
+        cJSON_AddStringToObject(line, "task_id", s->d->task_name(s->d, b->split, job->task));
+        cJSON_AddNumberToObject(line, "sample", job->sample);
         cJSON_AddNumberToObject(line, "attempt", attempt);
         cJSON_AddBoolToObject(line, "final", final);
         add_hex(line, "seed", seed);
@@ -172,38 +203,67 @@ static const cJSON *score_sample(Seal *s, const char *phase, int round, int spli
         cJSON_AddStringToObject(line, "why", out.why);
         cJSON_AddBoolToObject(line, "trained", out.trained);
         cJSON_AddNumberToObject(line, "reward", out.reward);
-        int accepted = !s->o->best_per_task && final && !strcmp(phase, "train") && out.valid && out.trained && out.reward >= s->o->threshold &&
-                       accepted_so_far(s->run, round, task) < s->o->keep_per_task;
-        cJSON_AddBoolToObject(line, "accepted", accepted);
+        cJSON_AddBoolToObject(line, "accepted", 0);   // record_pair decides
         cJSON_AddItemToObject(line, "metrics", out.metrics ? out.metrics : cJSON_CreateObject());
         add_hex(line, "policy_hash", s->adapter ? table_hash(&s->adapter->params) : 0);
         cJSON_AddNumberToObject(line, "seconds_sample", t_sample);
         cJSON_AddNumberToObject(line, "seconds_total", now_seconds() - t0);
+        cJSON_AddItemToArray(lines, line);
         free(edit);
-        if (run_append_edit(s->run, line, err)) { free(prompt); return NULL; }
-        if (final) {
-            free(prompt);
-            progress(s, phase, round, task, sample, out.reward);
-            return s->run->edits[s->run->n_edits - 1];
-        }
     }
+    free(prompt);
+    if (!rc) *result = cJSON_PrintUnformatted(lines);
+    cJSON_Delete(lines);
+    return rc;
 }
+
+// The threshold filter on a pair's final line: a valid, trained self-edit of
+// a training task whose reward reaches the threshold, while its task has room.
+static int accepts(const Seal *s, const Batch *b, const cJSON *line) {
+    return !s->o->best_per_task && !strcmp(b->phase, "train") && is_true(line, "final") && is_true(line, "valid") && is_true(line, "trained") &&
+           num_of(line, "reward") >= s->o->threshold && accepted_so_far(s->run, b->round, (int)num_of(line, "task")) < s->o->keep_per_task;
+}
+
+// Rank 0: a pair's lines into the log, each appended (fsync'd) whole.
+static int record_pair(void *ctx, const RankJob *job, const char *result, char *err) {
+    const Batch *b = ctx;
+    Seal *s = b->s;
+    cJSON *lines = cJSON_Parse(result), *line;
+    if (!cJSON_IsArray(lines) || !cJSON_GetArraySize(lines)) {
+        cJSON_Delete(lines);
+        return errf(err, "%s round %d task %d sample %d: a result that is not a list of log lines", b->phase, b->round, job->task, job->sample);
+    }
+    int rc = 0;
+    while (!rc && (line = cJSON_DetachItemFromArray(lines, 0))) {
+        if (accepts(s, b, line)) cJSON_ReplaceItemInObjectCaseSensitive(line, "accepted", cJSON_CreateTrue());
+        int final = is_true(line, "final");
+        double reward = num_of(line, "reward");
+        rc = run_append_edit(s->run, line, err);
+        if (!rc && final) progress(s, b->phase, b->round, job->task, job->sample, reward);
+    }
+    cJSON_Delete(lines);
+    return rc;
+}
+
+static int share_batch(Seal *s, const Batch *b, char *err);
 
 // Mean reward of `samples` self-edits per task of a split (fixed: one given
-// edit; no_edit: the student as it is). NAN on error.
+// edit; no_edit: the student as it is); the pairs the log lacks are scored
+// first, over the ranks. NAN on error.
 static double score_split(Seal *s, const char *phase, int round, int split, int n_tasks, int samples, const char *fixed, int no_edit, char *err) {
+    Batch b = {s, phase, round, split, no_edit, fixed};
+    RankJob *jobs = malloc((n_tasks * samples + 1) * sizeof(RankJob));
+    int n = 0;
+    for (int t = 0; t < n_tasks; t++)
+        for (int k = 0; k < samples; k++)
+            if (!run_find_edit(s->run, phase, round, t, k)) jobs[n++] = (RankJob){t, k, run_attempts(s->run, phase, round, t, k)};
+    int rc = n ? share_batch(s, &b, err) || ranks_map(jobs, n, score_pair, record_pair, &b, err) : 0;
+    free(jobs);
+    if (rc) return NAN;
     double sum = 0;
     for (int t = 0; t < n_tasks; t++)
-        for (int k = 0; k < samples; k++) {
-            const cJSON *e = score_sample(s, phase, round, split, t, k, fixed, no_edit, err);
-            if (!e) return NAN;
-            sum += cJSON_GetObjectItemCaseSensitive(e, "reward")->valuedouble;
-        }
+        for (int k = 0; k < samples; k++) sum += num_of(run_find_edit(s->run, phase, round, t, k), "reward");
     return n_tasks > 0 && samples > 0 ? sum / (n_tasks * samples) : 0.0;
-}
-
-static double num_of(const cJSON *e, const char *key) {
-    return cJSON_GetObjectItemCaseSensitive(e, key)->valuedouble;
 }
 
 // best_per_task: a task's keep_per_task best self-edits of the round that
@@ -215,10 +275,9 @@ static int select_best(Seal *s, int round, int *selected, char *err) {
     const cJSON **line = calloc(K, sizeof(cJSON *));
     int rc = 0;
     *selected = 0;
+    if (isnan(score_split(s, "train-baseline", 0, SPLIT_TRAIN, s->d->n_train, 1, NULL, 1, err))) rc = -1;   // each task's no-edit reward
     for (int t = 0; t < s->d->n_train && !rc; t++) {
-        const cJSON *base = score_sample(s, "train-baseline", 0, SPLIT_TRAIN, t, 0, NULL, 1, err);
-        if (!base) { rc = -1; break; }
-        double base_reward = num_of(base, "reward");
+        double base_reward = num_of(run_find_edit(s->run, "train-baseline", 0, t, 0), "reward");
         for (int k = 0; k < K; k++) line[k] = run_find_edit(s->run, "train", round, t, k);
         for (int rank = 0; rank < s->o->keep_per_task; rank++) {
             int best = -1;
@@ -312,6 +371,7 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
 static void set_adapter(Seal *s, Lora *l) {
     if (s->adapter) { lora_free(s->adapter); free(s->adapter); }
     s->adapter = l;
+    s->policy_version++;
 }
 
 // A completed round's policy: its adapter, or the base policy when it has none.
@@ -382,16 +442,92 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     return rc ? -1 : promote(s, k, probe, probe0, err);
 }
 
-int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
-               const RestemOpts *o, cJSON *report, char *err) {
-    Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
-    s.total = d->n_eval * (2 + o->eval_samples) + d->n_probe +
-              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
+// ----------------------------------------------------------------------------
+// Several ranks (mpirun, ranks.h). Rank 0 runs seal_rounds; every batch it
+// scores begins with a header to the workers and, when the policy changed,
+// the new adapter. The workers serve batch after batch.
+
+// What every rank must hold alike: the models, the tasks and the options.
+static uint64_t setup_hash(const Seal *s) {
+    uint64_t h = mix(table_hash(&s->policy->params), table_hash(&s->student->params));
+    const int n[3] = {s->d->n_train, s->d->n_eval, s->d->n_probe};
+    for (int split = 0; split < 3; split++)
+        for (int t = 0; t < n[split]; t++) {
+            char *p = s->d->prompt(s->d, split, t);
+            h = mix(h, text_hash(p));
+            free(p);
+        }
+    cJSON *o = cJSON_CreateObject();
+    restem_opts_json(s->o, o);
+    char *text = cJSON_PrintUnformatted(o);
+    h = mix(h, text_hash(text));
+    free(text);
+    cJSON_Delete(o);
+    return h;
+}
+
+// Rank 0, when there are workers: the batch's header to every rank, then the
+// policy when it changed since they last got it.
+static int share_batch(Seal *s, const Batch *b, char *err) {
+    if (ranks_size() == 1) return 0;
+    const int send_policy = s->policy_version != s->sent_version;
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "phase", b->phase);
+    cJSON_AddNumberToObject(h, "round", b->round);
+    cJSON_AddNumberToObject(h, "split", b->split);
+    cJSON_AddBoolToObject(h, "no_edit", b->no_edit);
+    if (b->fixed) cJSON_AddStringToObject(h, "fixed", b->fixed);
+    add_hex(h, "setup", s->setup);
+    cJSON_AddBoolToObject(h, "policy", send_policy);
+    char *text = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    int rc = ranks_bcast_text(&text, err) || (send_policy && ranks_bcast_lora(&s->adapter, &s->policy->c, err));
+    free(text);
+    if (!rc) s->sent_version = s->policy_version;
+    return rc;
+}
+
+// A worker rank: scores the pairs rank 0 hands out, batch after batch, with
+// the policy rank 0 sends, until rank 0 sends an empty header.
+static int serve(Seal *s, char *err) {
+    for (;;) {
+        char *text = NULL;
+        if (ranks_bcast_text(&text, err)) return -1;
+        cJSON *h = cJSON_Parse(text);
+        free(text);
+        const cJSON *phase = cJSON_GetObjectItemCaseSensitive(h, "phase"), *setup = cJSON_GetObjectItemCaseSensitive(h, "setup"),
+                    *fixed = cJSON_GetObjectItemCaseSensitive(h, "fixed");
+        if (!cJSON_IsString(phase)) { cJSON_Delete(h); return 0; }   // rank 0 is done
+        char mine[20];
+        snprintf(mine, sizeof mine, "%016llx", (unsigned long long)s->setup);
+        if (!cJSON_IsString(setup) || strcmp(setup->valuestring, mine)) {
+            cJSON_Delete(h);
+            return errf(err, "rank %d: its models, tasks or options differ from rank 0's (every rank must read the same files and flags)", ranks_rank());
+        }
+        int rc = 0;
+        if (is_true(h, "policy")) {
+            Lora *l = NULL;
+            if (!(rc = ranks_bcast_lora(&l, &s->policy->c, err))) set_adapter(s, l);
+        }
+        Batch b = {s, phase->valuestring, (int)num_of(h, "round"), (int)num_of(h, "split"), is_true(h, "no_edit"),
+                   cJSON_IsString(fixed) ? fixed->valuestring : NULL};
+        if (!rc) rc = ranks_serve(score_pair, &b, err);
+        cJSON_Delete(h);
+        if (rc) return -1;
+    }
+}
+
+// ----------------------------------------------------------------------------
+
+// Rank 0's part (all of it without workers): round 0, then the rounds.
+static int seal_rounds(Seal *s, cJSON *report, char *err) {
+    const Domain *d = s->d;
+    const RestemOpts *o = s->o;
     // Round 0: the base policy. No adaptation, untrained self-edits, the oracle.
-    double none = score_split(&s, "baseline", 0, SPLIT_EVAL, d->n_eval, 1, NULL, 1, err);
-    double untrained = isnan(none) ? NAN : score_split(&s, "eval", 0, SPLIT_EVAL, d->n_eval, o->eval_samples, NULL, 0, err);
-    double oracle = isnan(untrained) || !d->oracle_edit ? untrained : score_split(&s, "oracle", 0, SPLIT_EVAL, d->n_eval, 1, d->oracle_edit, 0, err);
-    double probe0 = isnan(oracle) ? NAN : score_split(&s, "probe", 0, SPLIT_PROBE, d->n_probe, 1, NULL, 1, err);
+    double none = score_split(s, "baseline", 0, SPLIT_EVAL, d->n_eval, 1, NULL, 1, err);
+    double untrained = isnan(none) ? NAN : score_split(s, "eval", 0, SPLIT_EVAL, d->n_eval, o->eval_samples, NULL, 0, err);
+    double oracle = isnan(untrained) || !d->oracle_edit ? untrained : score_split(s, "oracle", 0, SPLIT_EVAL, d->n_eval, 1, d->oracle_edit, 0, err);
+    double probe0 = isnan(oracle) ? NAN : score_split(s, "probe", 0, SPLIT_PROBE, d->n_probe, 1, NULL, 1, err);
     if (isnan(probe0)) return -1;
     cJSON *rows = cJSON_AddArrayToObject(report, "rows");
     cJSON_AddStringToObject(report, "domain", d->name);
@@ -400,20 +536,34 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
     int rc = 0;
     for (int k = 1; k <= o->rounds && !rc; k++) {
         double eval;
-        cJSON *done = run_round_metrics(run->dir, k);
+        cJSON *done = run_round_metrics(s->run->dir, k);
         if (done) {   // resumed: this round is complete on disk
             const cJSON *ev = cJSON_GetObjectItemCaseSensitive(done, "eval_success");   // a hand-edited file may lack it
-            rc = cJSON_IsNumber(ev) ? load_round_adapter(&s, k, done, err)
-                                    : errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", run->dir, k);
+            rc = cJSON_IsNumber(ev) ? load_round_adapter(s, k, done, err)
+                                    : errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", s->run->dir, k);
             eval = cJSON_IsNumber(ev) ? ev->valuedouble : NAN;
             cJSON_Delete(done);
-        } else rc = run_round(&s, k, probe0, &eval, err);
+        } else rc = run_round(s, k, probe0, &eval, err);
         char name[64];
         snprintf(name, sizeof name, "SEAL, round %d", k);
         if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);
     }
     if (d->oracle_edit) report_row(rows, "oracle configuration", oracle, d->paper[3], d->n_eval);
     if (!o->quiet) fprintf(stderr, "\n");
+    return rc;
+}
+
+int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
+               const RestemOpts *o, cJSON *report, char *err) {
+    Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
+    s.total = d->n_eval * (2 + o->eval_samples) + d->n_probe +
+              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
+    if (ranks_size() > 1) s.setup = setup_hash(&s);
+    int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
+    if (ranks_root() && ranks_size() > 1) {   // an empty header: the workers are done
+        char none[1] = "", *bye = none, why[ERR_MAX];
+        ranks_bcast_text(&bye, why);
+    }
     set_adapter(&s, NULL);
     return rc;
 }

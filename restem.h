@@ -56,6 +56,10 @@ void restem_opts_json(const RestemOpts *o, cJSON *into);   // recorded in run.js
 // then R rounds of E-step, filter, M-step, held-out evaluation and retention
 // check. policy writes self-edits (its adapter is the trained part); student
 // receives them. They may be the same model. Writes the report table to report.
+// Under mpirun every rank calls it with the same models, domain and options:
+// rank 0 runs the loop and owns run and report; the others (their run and
+// report unused) score the self-edits rank 0 hands them and return 0 when it
+// is done (ranks.h).
 int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
                const RestemOpts *o, cJSON *report, char *err);
 

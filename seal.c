@@ -12,6 +12,7 @@
 #include "knowledge.h"
 #include "gguf.h"
 #include "model.h"
+#include "ranks.h"
 #include "run.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -445,7 +446,7 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
 // tokenizer and its chat format, the run directory and where the report goes.
 typedef struct {
     const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
-    int resume;
+    int resume, gpus;
     Model student, teacher;
     Tokenizer *tok;
     ChatFormat chat;
@@ -466,7 +467,17 @@ typedef struct {
     {"--eval-samples", F_INT, &(o).eval_samples, "self-edits per held-out " TASK}
 #define OUTPUT_FLAGS(x)                                                     \
     {"--json", F_STR, &(x).json_path, "also write the report here"},       \
-    {"--backend", F_STR, &(x).backend, "cpu (auto: the same, until the loop runs on cuda)"}
+    {"--backend", F_STR, &(x).backend, "cpu (auto: the same, until the loop runs on cuda)"}, \
+    GPU_FLAG((x).gpus)
+// Under mpirun (a `make MPI=1` build): which GPU each rank takes.
+#define GPU_FLAG(n) {"--gpus-per-node", F_INT, &(n), "under mpirun: each rank uses GPU (its rank on the node % N) with the cuda backend, 0 = all"}
+
+// --gpus-per-node, then --backend: 0 when both are usable.
+static int experiment_backend(const char *cmd, Experiment *x) {
+    char err[ERR_MAX];
+    if (ranks_use_gpus(x->gpus, err)) return usage_error(cmd, err, NULL);
+    return check_backend(cmd, x->backend);
+}
 
 // The student, the teacher (with --teacher) and the tokenizer with its chat format.
 static int experiment_load(Experiment *x, char *err) {
@@ -489,7 +500,7 @@ static cJSON *experiment_config(const Experiment *x, const char *command) {
 // Adds o to config (then freed) and opens or resumes the run in --out.
 static int experiment_open(Experiment *x, cJSON *config, const RestemOpts *o, char *err) {
     restem_opts_json(o, config);
-    int rc = run_open(&x->run, x->out, config, x->resume, err);
+    int rc = ranks_root() ? run_open(&x->run, x->out, config, x->resume, err) : 0;   // rank 0 owns the run directory
     cJSON_Delete(config);
     return rc;
 }
@@ -543,7 +554,7 @@ static int cmd_fewshot(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || check_backend("fewshot", x.backend)) return 2;
+    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || experiment_backend("fewshot", &x)) return 2;
     if (!x.model_dir || !train_dir || !eval_dir || !x.out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
     char err[ERR_MAX];
     if (!(fs.lora_targets = lora_targets_parse(targets, err))) return usage_error("fewshot", err, "--lora-targets");
@@ -563,13 +574,14 @@ static int cmd_fewshot(int argc, char **argv) {
     cJSON *config = experiment_config(&x, "fewshot");
     fewshot_config_json(&fs, config);
     if (experiment_open(&x, config, &o, err)) goto done;
-    fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, %s chat format, run %s%s\n", fs.n_train, fs.n_eval,
-            o.rounds, chat_format_name(fs.chat), x.out, x.resume ? " (resumed)" : "");
+    if (ranks_root())
+        fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, %s chat format, run %s%s%s\n", fs.n_train, fs.n_eval,
+                o.rounds, chat_format_name(fs.chat), x.out, x.resume ? " (resumed)" : "", ranks_note());
     Domain d;
     fewshot_domain(&d, &fs);
     cJSON *report = cJSON_CreateObject();
     rc = restem_run(&d, experiment_policy(&x), &x.student, x.tok, &x.run, &o, report, err) ||
-         save_report(report, restem_report_markdown, 0, x.out, x.json_path, err);
+         (ranks_root() && save_report(report, restem_report_markdown, 0, x.out, x.json_path, err));
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
@@ -589,10 +601,12 @@ static int load_passages(const char *what, const char *path, const char *subset,
     if (squad_read(path, ro, ps, n, log, err) || (subset && squad_select(ps, n, subset, key, log, err))) return -1;
     char line[600];
     squad_load_summary(log, line, sizeof line);
-    fprintf(stderr, "seal knowledge: %s passages %s: %s", what, path, line);
-    if (*n > max) fprintf(stderr, "; using the first %d", max);
-    fprintf(stderr, "\n");
-    for (int i = 0; i < log->n_notes; i++) fprintf(stderr, "  %s\n", log->notes[i]);
+    if (ranks_root()) {   // under mpirun, once
+        fprintf(stderr, "seal knowledge: %s passages %s: %s", what, path, line);
+        if (*n > max) fprintf(stderr, "; using the first %d", max);
+        fprintf(stderr, "\n");
+        for (int i = 0; i < log->n_notes; i++) fprintf(stderr, "  %s\n", log->notes[i]);
+    }
     squad_keep(*ps, n, max);
     if (!*n) return errf(err, "%s: no usable passages", path);
     return 0;
@@ -660,7 +674,7 @@ static int cmd_knowledge(int argc, char **argv) {
         return 0;
     }
     int npos;
-    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || check_backend("knowledge", x.backend)) return 2;
+    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || experiment_backend("knowledge", &x)) return 2;
     if (!x.model_dir || !eval_path || !x.out || (o.rounds > 0 && !train_path))
         return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
     char err[ERR_MAX];
@@ -708,11 +722,12 @@ static int cmd_knowledge(int argc, char **argv) {
     cJSON_AddStringToObject(config, "eval_file", eval_path);
     knowledge_config_json(&k, config);
     if (experiment_open(&x, config, &o, err)) goto done;
-    fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s\n", k.n_train, k.n_eval, o.rounds, x.out,
-            x.resume ? " (resumed)" : "");
+    if (ranks_root())
+        fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s%s\n", k.n_train, k.n_eval, o.rounds,
+                x.out, x.resume ? " (resumed)" : "", ranks_note());
     cJSON *report = cJSON_CreateObject();
     rc = knowledge_run(&k, experiment_policy(&x), &x.student, &x.run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
-    if (!rc) rc = save_report(report, knowledge_report_markdown, 1, x.out, x.json_path, err);
+    if (!rc && ranks_root()) rc = save_report(report, knowledge_report_markdown, 1, x.out, x.json_path, err);
     cJSON_Delete(report);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
@@ -728,6 +743,7 @@ done:
 static int cmd_demo(int argc, char **argv) {
     DemoOpts o = {.seed = 1};
     const char *pos[1];
+    int gpus = 0;
     Flag flags[] = {
         {"--seed", F_U64, &o.seed, "the world, the model and every sample; the same seed gives the same table"},
         {"--quick", F_BOOL, &o.quick, "a much smaller world and model (well under a minute): an end-to-end check"},
@@ -735,6 +751,7 @@ static int cmd_demo(int argc, char **argv) {
         {"--cache", F_STR, &o.cache, "base-model cache (default $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo)"},
         {"--out", F_STR, &o.out, "run directory (default seal-runs/demo-SCALE-seedS-TIME)"},
         {"--json", F_STR, &o.json, "also write the report here"},
+        GPU_FLAG(gpus),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -751,6 +768,7 @@ static int cmd_demo(int argc, char **argv) {
     if (parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos)) return 2;
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
     char err[ERR_MAX];
+    if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
     if ((npos ? demo_knowledge_run(&o, err) : demo_run(&o, err))) { fprintf(stderr, "seal: %s\n", err); return 1; }
     return 0;
 }
@@ -801,7 +819,7 @@ static void print_help(void) {
     printf("\n`seal COMMAND --help` lists every flag of COMMAND with its default.\n");
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_help();
         return argc < 2 ? 2 : 0;
@@ -810,4 +828,11 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
     fprintf(stderr, "seal: unknown command \"%s\" (see seal --help)\n", argv[1]);
     return 2;
+}
+
+// Under mpirun every rank runs the same command: rank 0 the loop and the run
+// directory, the others the self-edits it hands them (ranks.h).
+int main(int argc, char **argv) {
+    if (ranks_init(&argc, &argv)) return 1;
+    return ranks_finish(run_command(argc, argv));
 }

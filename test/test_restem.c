@@ -2,6 +2,7 @@
 // directory, and a run interrupted at many points then resumed that ends
 // exactly like an uninterrupted one.
 #include "test.h"
+#include "ranks.h"
 #include "restem.h"
 #include "train.h"
 #include "util.h"
@@ -227,6 +228,55 @@ START_TEST(retention_guard_holds) {
 }
 END_TEST
 
+// ranks.c in a build without MPI: one rank, which does every job and records
+// them in order; a failed job stops the batch after the ones before it.
+typedef struct { int fail_at, recorded[8], n; } Jobs;
+
+static int job_work(void *ctx, const RankJob *job, char **result, char *err) {
+    Jobs *j = ctx;
+    if (job->task == j->fail_at) return errf(err, "job %d failed", job->task);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d/%d/%d", job->task, job->sample, job->attempt);
+    *result = strdup(buf);
+    return 0;
+}
+
+static int job_record(void *ctx, const RankJob *job, const char *result, char *err) {
+    Jobs *j = ctx;
+    char want[32];
+    snprintf(want, sizeof want, "%d/%d/%d", job->task, job->sample, job->attempt);
+    if (strcmp(result, want)) return errf(err, "job %d: result %s", job->task, result);
+    j->recorded[j->n++] = job->task;
+    return 0;
+}
+
+START_TEST(ranks_without_mpi) {
+    ck_assert_int_eq(ranks_size(), 1);
+    ck_assert(ranks_root());
+    RankJob jobs[5];
+    for (int i = 0; i < 5; i++) jobs[i] = (RankJob){i, 10 + i, i % 2};
+    char err[ERR_MAX];
+    Jobs j = {.fail_at = -1};
+    ck_assert_msg(ranks_map(jobs, 5, job_work, job_record, &j, err) == 0, "%s", err);
+    ck_assert_int_eq(j.n, 5);
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(j.recorded[i], i);
+    j = (Jobs){.fail_at = 3};
+    ck_assert_int_eq(ranks_map(jobs, 5, job_work, job_record, &j, err), -1);
+    ck_assert_str_eq(err, "job 3 failed");
+    ck_assert_int_eq(j.n, 3);
+    // --gpus-per-node: local rank 0 takes the first device of CUDA_VISIBLE_DEVICES, else device 0
+    setenv("CUDA_VISIBLE_DEVICES", "3,5", 1);
+    ck_assert_int_eq(ranks_use_gpus(2, err), 0);
+    ck_assert_str_eq(getenv("CUDA_VISIBLE_DEVICES"), "3");
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    ck_assert_int_eq(ranks_use_gpus(4, err), 0);
+    ck_assert_str_eq(getenv("CUDA_VISIBLE_DEVICES"), "0");
+    setenv("CUDA_VISIBLE_DEVICES", ",", 1);
+    ck_assert_int_eq(ranks_use_gpus(1, err), -1);
+    ck_assert_msg(strstr(err, "CUDA_VISIBLE_DEVICES=,"), "%s", err);
+}
+END_TEST
+
 Suite *restem_suite(void) {
     Suite *s = suite_create("restem");
     TCase *t = tcase_create("run");
@@ -234,6 +284,7 @@ Suite *restem_suite(void) {
     tcase_add_test(t, complete_run_directory);
     tcase_add_test(t, resume_matches_uninterrupted);
     tcase_add_test(t, retention_guard_holds);
+    tcase_add_test(t, ranks_without_mpi);
     suite_add_tcase(s, t);
     return s;
 }
