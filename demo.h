@@ -2,6 +2,7 @@
 // ARC-like tasks, with a tiny Llama pretrained on the spot, on a laptop CPU.
 #pragma once
 #include <stdint.h>
+#include <cjson/cJSON.h>
 #include "tokenizer.h"
 #include "train.h"
 
@@ -23,7 +24,7 @@ int demo_run(const DemoOpts *o, char *err);
 typedef struct { char **prompt, **target; int *kind, n, cap; } DemoTexts;
 void demo_texts_add(DemoTexts *t, char *prompt, char *target, int kind);
 void demo_texts_free(DemoTexts *t);
-typedef struct { int epochs, batch; float lr; uint64_t seed; } DemoPretrain;
+typedef struct { int epochs, batch; float lr; uint64_t seed; int first; } DemoPretrain;   // first: examples before it are only freed
 int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
                        double t0, int rc, char *err);
 // The cache root (--cache, $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo),
@@ -31,6 +32,9 @@ int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const De
 // seal-runs/RUN_NAME-SCALE-seedS-TIME).
 void demo_paths(const DemoOpts *o, const char *base_name, const char *run_name, const char *scale, char cache[4000], char base[4100],
                 char out[4100]);
+// A demo run's configuration (run.json): the command, scale, base folder and
+// the hash of its weights; the caller adds its own.
+cJSON *demo_config(const char *command, const char *scale, const char *base, const Model *m);
 // 1 when base is built and may be used, 0 when it must be built (--fresh
 // first sets an existing one aside), -1 on error.
 int demo_base_cached(const DemoOpts *o, const char *cache, const char *base, char *err);

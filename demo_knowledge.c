@@ -276,7 +276,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
     }
     demo_texts_free(&tx);
-    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed}, tmp, dir, t0, rc, err);
+    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -335,13 +335,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     int rc = split_passages(o->seed, DEMO_TRAIN, sc->n_train, "train.jsonl", &train_text, &k.train, &k.n_train, &train_log, err);
     if (!rc) rc = split_passages(o->seed, DEMO_EVAL, sc->n_eval, "eval.jsonl", &eval_text, &k.eval, &k.n_eval, &eval_log, err);
     k.n_probe = k.n_eval;
-    cJSON *config = cJSON_CreateObject();
-    cJSON_AddStringToObject(config, "command", "demo knowledge");
-    cJSON_AddStringToObject(config, "scale", sc->name);
-    cJSON_AddStringToObject(config, "base", base);
-    char h[20];
-    snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&m.params));
-    cJSON_AddStringToObject(config, "base_hash", h);
+    cJSON *config = demo_config("demo knowledge", sc->name, base, &m);
     knowledge_config_json(&k, config);
     restem_opts_json(&ro, config);
     Run run = {0};

@@ -223,7 +223,7 @@ typedef struct {
 
 static const Family FAM[DEMO_N_FAMILIES] = {
     [DEMO_GEOM]    = {"geom", 1, {1}, {7}, NULL, apply_geom, fmt_geom, NULL, in_scatter, 2, 3, 0.25f, 0.5f},
-    [DEMO_CMAP]    = {"cmap", 4, {1, 1, 1, 1}, {9, 9, 9, 9}, ok_cmap, apply_cmap, fmt_cmap, col_cmap, in_scatter, 2, 3, 0.3f, 0.6f},
+    [DEMO_CMAP]    = {"cmap", 4, {1, 1, 1, 1}, {9, 9, 9, 9}, ok_cmap, apply_cmap, fmt_cmap, col_cmap, in_scatter, 3, 3, 0.3f, 0.6f},
     [DEMO_SHIFT]   = {"shift", 3, {-1, -1, 0}, {1, 1, 1}, ok_shift, apply_shift, fmt_shift, NULL, in_scatter, 3, 3, 0.2f, 0.4f},
     [DEMO_GRAVITY] = {"gravity", 1, {0}, {3}, NULL, apply_gravity, fmt_gravity, NULL, in_scatter, 3, 3, 0.2f, 0.45f},
     [DEMO_TILE]    = {"tile", 3, {1, 1, 0}, {2, 2, 1}, ok_grow, apply_tile, fmt_tile, NULL, in_scatter, 2, 3, 0.3f, 0.6f},
@@ -396,13 +396,9 @@ static int draw_step(Rng *r, int fam, int split, DemoStep *s) {
 }
 
 // Slot of task `index`: cycles of SINGLE_WEIGHT x each family + each combo,
-// every cycle in its own seeded order; SEAL-training and held-out tasks only
-// take the slots with a colour map. Slots below DEMO_N_FAMILIES are single
-// families, the others COMBO rows.
-static int has_cmap(int slot) {
-    return slot < DEMO_N_FAMILIES ? slot == DEMO_CMAP
-                                  : COMBO[slot - DEMO_N_FAMILIES].a == DEMO_CMAP || COMBO[slot - DEMO_N_FAMILIES].b == DEMO_CMAP;
-}
+// every cycle in its own seeded order; SEAL-training and held-out tasks are
+// all colour maps alone (see demo_tasks.h). Slots below DEMO_N_FAMILIES are
+// single families, the others COMBO rows.
 
 static int pick_slot(uint64_t seed, int split, int index) {
     enum { N = SINGLE_WEIGHT * DEMO_N_FAMILIES + N_COMBO };
@@ -410,12 +406,7 @@ static int pick_slot(uint64_t seed, int split, int index) {
     for (int w = 0; w < SINGLE_WEIGHT; w++)
         for (int f = 0; f < DEMO_N_FAMILIES; f++) slot[n++] = f;
     for (int k = 0; k < N_COMBO; k++) slot[n++] = DEMO_N_FAMILIES + k;
-    if (split != DEMO_PRETRAIN) {
-        int m = 0;
-        for (int i = 0; i < n; i++)
-            if (has_cmap(slot[i])) slot[m++] = slot[i];
-        n = m;
-    }
+    if (split != DEMO_PRETRAIN) return DEMO_CMAP;
     Rng r;
     rng_seed(&r, mix(mix(seed, (uint64_t)split), mix((uint64_t)(index / n), 1)));
     for (int i = n - 1; i > 0; i--) {

@@ -50,8 +50,10 @@ void demo_free_tasks(Task *tasks, int n);
 // evaluation by a fixed hash of their text, so no map is in two splits. Every
 // other step (geometry, gravity, shifts, ...) is a prior that pretraining
 // teaches. A rule with a map belongs to its map's split, one without to
-// pretraining; SEAL-training and held-out tasks all carry a map (alone, or
-// after a rotation, gravity or shift). -1 when r is not a rule.
+// pretraining; SEAL-training and held-out tasks are all a map of their split
+// alone: the knowledge a tiny base must learn by test-time training (a 0.8M
+// model pretrained for minutes learns to copy a grid, not to read a rotation
+// off demonstrations in context; see README). -1 when r is not a rule.
 int demo_rule_split(const DemoRule *r);
 
 // Applies the rule; -1 when a result would be empty or over GRID_MAX a side,
