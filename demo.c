@@ -9,6 +9,7 @@
 #include "demo.h"
 #include "demo_tasks.h"
 #include "fewshot.h"
+#include "generate.h"
 #include "ranks.h"
 #include "restem.h"
 #include "train.h"
@@ -78,6 +79,30 @@ void demo_texts_free(DemoTexts *t) {
 static void random_grid(Rng *r, Grid *g) {
     g->h = g->w = 3;
     for (int i = 0; i < 9; i++) g->c[i] = rng_uniform(r) < 0.6f ? (uint8_t)(1 + rng_next(r) % 9) : 0;
+}
+
+#define COPY_PROBES 20   // fresh grids that check the copy
+
+// How many of n fresh random grids the model copies exactly (greedy), -1 on error.
+static int copies_exact(const Model *m, const Tokenizer *tok, int eot, uint64_t seed, int n, char *err) {
+    Rng r;
+    rng_seed(&r, seed ^ 0xc0b1);
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        Grid g;
+        random_grid(&r, &g);
+        char *prompt = arc_prompt(NULL, 0, &g, CHAT_LLAMA3), *want = arc_answer(&g), *got = NULL;
+        int *ids = NULL, *out = NULL, n_ids = prompt ? tok_encode(tok, prompt, strlen(prompt), 1, &ids, err) : -1, n_out = 0;
+        SampleOpts so = {.max_new = 40};
+        const int *p = ids;
+        size_t len = 0;
+        if (n_ids > 0 && !generate(m, &p, &n_ids, 1, &so, &eot, 1, NULL, NULL, &out, &n_out, err)) got = tok_decode(tok, out, n_out, &len, err);
+        good += got && strncmp(got, want, strlen(want)) == 0;
+        int failed = !got;
+        free(prompt); free(want); free(got); free(ids); free(out);
+        if (failed) return -1;
+    }
+    return good;
 }
 
 // What the base learns from a pretraining task: ARC's prompt format and its
@@ -205,20 +230,25 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
                 n_copy += pass == 0;
             }
     demo_texts_free(&tx);
-    if (!rc) {
-        fprintf(stderr, "[2/3 copying] %.2fM-parameter Llama, %d query-only identity tasks, %d epochs\n", m.params.total / 1e6, n_copy,
-                sc->copy_epochs);
+    // The copy is learnt abruptly, after a number of steps that varies a lot
+    // with the initialisation and the data order: an epoch at a time, until
+    // it is (or copy_epochs run out).
+    for (int e = 0; e < sc->copy_epochs && !rc; e++) {
+        fprintf(stderr, "[2/3 copying] %.2fM-parameter Llama, %d query-only identity tasks, epoch %d of at most %d\n", m.params.total / 1e6,
+                n_copy, e + 1, sc->copy_epochs);
         SftOpts so = sft_defaults();
         so.lr = sc->pre_lr;
-        so.epochs = sc->copy_epochs;
         so.batch = sc->pre_batch;
         so.warmup = 20;
-        so.seed = seed;
+        so.seed = seed + (uint64_t)e;
         Progress pr = {now_seconds(), "copying"};
         so.progress = pretrain_progress;
         so.progress_ctx = &pr;
         SftStats st;
-        rc = sft(&m, ex, n_copy, &so, &st, err);
+        int good = 0;
+        if (!(rc = sft(&m, ex, n_copy, &so, &st, err)) && (good = copies_exact(&m, tok, eot, seed + (uint64_t)e, COPY_PROBES, err)) < 0) rc = -1;
+        if (!rc) fprintf(stderr, "[2/3 copying] %d of %d fresh grids copied exactly\n", good, COPY_PROBES);
+        if (good >= COPY_PROBES * 9 / 10) break;
     }
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed, n_copy}, tmp, dir, t0, rc,
                               err);
@@ -294,7 +324,7 @@ int demo_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
-    demo_paths(o, "base-v11", "demo", sc->name, cache, base, out);
+    demo_paths(o, "base-v12", "demo", sc->name, cache, base, out);
     // 1. the world
     FewShot fs;
     fewshot_defaults(&fs);
