@@ -399,14 +399,13 @@ static int draw_step(Rng *r, int fam, int split, DemoStep *s) {
 // every cycle in its own seeded order; SEAL-training and held-out tasks are
 // all colour maps alone (see demo_tasks.h). Slots below DEMO_N_FAMILIES are
 // single families, the others COMBO rows.
-
 static int pick_slot(uint64_t seed, int split, int index) {
+    if (split != DEMO_PRETRAIN) return DEMO_CMAP;
     enum { N = SINGLE_WEIGHT * DEMO_N_FAMILIES + N_COMBO };
     int slot[N], n = 0;
     for (int w = 0; w < SINGLE_WEIGHT; w++)
         for (int f = 0; f < DEMO_N_FAMILIES; f++) slot[n++] = f;
     for (int k = 0; k < N_COMBO; k++) slot[n++] = DEMO_N_FAMILIES + k;
-    if (split != DEMO_PRETRAIN) return DEMO_CMAP;
     Rng r;
     rng_seed(&r, mix(mix(seed, (uint64_t)split), mix((uint64_t)(index / n), 1)));
     for (int i = n - 1; i > 0; i--) {

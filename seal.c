@@ -465,12 +465,12 @@ typedef struct {
     {"--rounds", F_INT, &(o).rounds, "ReST^EM rounds"},                                           \
     {"--samples", F_INT, &(o).samples, "self-edits per training " TASK " per round"},             \
     {"--eval-samples", F_INT, &(o).eval_samples, "self-edits per held-out " TASK}
+// Under mpirun (a `make MPI=1` build): which GPU each rank takes.
+#define GPU_FLAG(n) {"--gpus-per-node", F_INT, &(n), "under mpirun: each rank uses GPU (its rank on the node % N) with the cuda backend, 0 = all"}
 #define OUTPUT_FLAGS(x)                                                     \
     {"--json", F_STR, &(x).json_path, "also write the report here"},       \
     {"--backend", F_STR, &(x).backend, "cpu (auto: the same, until the loop runs on cuda)"}, \
     GPU_FLAG((x).gpus)
-// Under mpirun (a `make MPI=1` build): which GPU each rank takes.
-#define GPU_FLAG(n) {"--gpus-per-node", F_INT, &(n), "under mpirun: each rank uses GPU (its rank on the node % N) with the cuda backend, 0 = all"}
 
 // --gpus-per-node, then --backend: 0 when both are usable.
 static int experiment_backend(const char *cmd, Experiment *x) {
