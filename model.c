@@ -126,9 +126,13 @@ static int parse_arch(Config *c, const cJSON *root, const char *path, char *err)
     return 0;
 }
 
+#define HEAD_DIM_MAX 65536
+
 static int config_check(const Config *c, const char *path, char *err) {
     if (c->n_heads % c->n_kv_heads)
         return errf(err, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->n_heads, c->n_kv_heads);
+    if (c->head_dim > HEAD_DIM_MAX)   // hidden_size / num_attention_heads, when head_dim is not given
+        return errf(err, "%s: head_dim %d (hidden_size / num_attention_heads) is over %d", path, c->head_dim, HEAD_DIM_MAX);
     if (c->head_dim % 2) return errf(err, "%s: head_dim (%d) must be even for RoPE", path, c->head_dim);
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos[i] >= c->vocab) return errf(err, "%s: eos_token_id %d outside the vocabulary (%d)", path, c->eos[i], c->vocab);
@@ -157,7 +161,7 @@ int config_parse(Config *c, const char *json, const char *path, char *err) {
         c->n_kv_heads = c->n_heads;
         c->head_dim = c->dim / c->n_heads;
         rc = json_int(root, "num_key_value_heads", &c->n_kv_heads, 0, 1, 4096, path, err) ||
-             json_int(root, "head_dim", &c->head_dim, 0, 1, 65536, path, err) ||
+             json_int(root, "head_dim", &c->head_dim, 0, 1, HEAD_DIM_MAX, path, err) ||
              json_float(root, "rms_norm_eps", &c->norm_eps, 0, 0, 1, path, err) ||
              json_float(root, "rope_theta", &c->rope_theta, 0, 0, 1e12, path, err) ||
              json_int(root, "max_position_embeddings", &c->max_pos, 0, 1, 1 << 30, path, err) ||
