@@ -29,15 +29,16 @@ typedef struct {
     int n_pretrain, n_train, n_eval;         // tasks per split
     int n_merges;                            // tokenizer merges learned from the world's text
     int dim, layers, heads, kv_heads, hidden;
-    int copy_epochs, pre_epochs, pre_batch;  // the query-only copies, then the rest (see task_texts)
-    float pre_lr, selfedit_share;            // share of pretraining tasks that also teach the self-edit format
+    int copy_epochs, pre_epochs, pre_batch;  // most epochs of the query-only copies, then of the rest (see task_texts)
+    float pre_lr, pre_lr2;                   // their learning rates
+    float replay_share, selfedit_share;      // copies replayed in the second stage; pretraining tasks that also teach the self-edit format
     int rounds, samples, eval_samples;
     int lora_r, max_examples, max_steps, max_views, max_answer_tokens;
 } Scale;
 
-static const Scale FULL = {"full", 2000, 5, 5, 400, 128, 4, 4, 2, 352, 3, 1, 4, 3e-3f, 0.5f,
+static const Scale FULL = {"full", 2000, 5, 5, 400, 128, 4, 4, 2, 352, 3, 3, 4, 3e-3f, 1e-3f, 0.2f, 0.5f,
                            1, 4, 2, 16, 16, 64, 6, 40};
-static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 1, 4, 2e-3f, 0.5f,
+static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 1, 4, 2e-3f, 2e-3f, 0.2f, 0.5f,
                             1, 2, 1, 4, 4, 8, 2, 40};
 
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
@@ -83,15 +84,18 @@ static void random_grid(Rng *r, Grid *g) {
 
 #define COPY_PROBES 20   // fresh grids that check the copy
 
-// How many of n fresh random grids the model copies exactly (greedy), -1 on error.
-static int copies_exact(const Model *m, const Tokenizer *tok, int eot, uint64_t seed, int n, char *err) {
+// How many of n fresh random grids the model copies exactly (greedy), each
+// behind demos (0: none; else 2 or 3, alternately) identity demonstrations;
+// -1 on error.
+static int copies_exact(const Model *m, const Tokenizer *tok, int eot, uint64_t seed, int n, int demos, char *err) {
     Rng r;
     rng_seed(&r, seed ^ 0xc0b1);
     int good = 0;
     for (int i = 0; i < n; i++) {
-        Grid g;
-        random_grid(&r, &g);
-        char *prompt = arc_prompt(NULL, 0, &g, CHAT_LLAMA3), *want = arc_answer(&g), *got = NULL;
+        Pair id[4];
+        int nd = demos ? 2 + i % 2 : 0;
+        for (int k = 0; k <= nd; k++) { random_grid(&r, &id[k].in); id[k].out = id[k].in; }
+        char *prompt = arc_prompt(id, nd, &id[nd].in, CHAT_LLAMA3), *want = arc_answer(&id[nd].in), *got = NULL;
         int *ids = NULL, *out = NULL, n_ids = prompt ? tok_encode(tok, prompt, strlen(prompt), 1, &ids, err) : -1, n_out = 0;
         SampleOpts so = {.max_new = 40};
         const int *p = ids;
@@ -155,7 +159,7 @@ static int write_text_file(const char *dir, const char *name, const char *text, 
 // builder's status so far (nonzero: only clean up). Frees ex, m and tok.
 int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
                        double t0, int rc, char *err) {
-    if (!rc) {
+    if (!rc && pt->epochs > 0) {   // epochs 0: the caller trained it
         long tokens = 0;
         for (int i = pt->first; i < n_ex; i++) tokens += ex[i].len;
         fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences, %.0f tokens on average, %d epochs\n",
@@ -183,6 +187,37 @@ int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const De
     tok_free(tok);
     if (!rc) fprintf(stderr, "[2/3 base model] built in %.0f s, cached in %s\n", now_seconds() - t0, dir);
     return rc;
+}
+
+// One stage of the base: epochs of the full model on ex[0..n) until the copy
+// check (behind identity demonstrations when demos is set) passes for 9 grids
+// in 10, or max_epochs run out. The copy is learnt abruptly, after a number of
+// steps that varies a lot with the initialisation and the data order.
+static int train_stage(Model *m, const Tokenizer *tok, int eot, const Example *ex, int n, const char *what, int max_epochs, float lr,
+                       int batch, int demos, uint64_t seed, char *err) {
+    long tokens = 0;
+    for (int i = 0; i < n; i++) tokens += ex[i].len;
+    for (int e = 0; e < max_epochs; e++) {
+        fprintf(stderr, "[2/3 %s] %.2fM-parameter Llama, %d sequences of %.0f tokens on average, epoch %d of at most %d\n", what,
+                m->params.total / 1e6, n, (double)tokens / n, e + 1, max_epochs);
+        SftOpts so = sft_defaults();
+        so.lr = lr;
+        so.batch = batch;
+        so.warmup = 20;
+        so.seed = seed + (uint64_t)e;
+        Progress pr = {now_seconds(), what};
+        so.progress = pretrain_progress;
+        so.progress_ctx = &pr;
+        SftStats st;
+        if (sft(m, ex, n, &so, &st, err)) return -1;
+        int plain = copies_exact(m, tok, eot, seed + (uint64_t)e, COPY_PROBES, 0, err);
+        int behind = plain < 0 ? -1 : copies_exact(m, tok, eot, seed + (uint64_t)e, COPY_PROBES, 1, err);
+        if (behind < 0) return -1;
+        fprintf(stderr, "[2/3 %s] mean loss %.3f; fresh grids copied exactly: %d of %d alone, %d of %d behind demonstrations\n", what,
+                st.last_loss, plain, COPY_PROBES, behind, COPY_PROBES);
+        if ((demos ? behind : plain) >= COPY_PROBES * 9 / 10) break;
+    }
+    return 0;
 }
 
 // Builds the base model (tokenizer.json, config.json, model.safetensors) into
@@ -220,7 +255,8 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         rc = model_init(&m, &c, err);
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
-    // Query-only copies first (kind 1), alone; then the rest.
+    // Query-only copies first (kind 1), alone; then the rest, after a replay
+    // of some of the copies (kind 1 again).
     ex = calloc(tx.n, sizeof(Example));
     int n_copy = 0;
     for (int pass = 0; pass < 2; pass++)
@@ -230,28 +266,11 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
                 n_copy += pass == 0;
             }
     demo_texts_free(&tx);
-    // The copy is learnt abruptly, after a number of steps that varies a lot
-    // with the initialisation and the data order: an epoch at a time, until
-    // it is (or copy_epochs run out).
-    for (int e = 0; e < sc->copy_epochs && !rc; e++) {
-        fprintf(stderr, "[2/3 copying] %.2fM-parameter Llama, %d query-only identity tasks, epoch %d of at most %d\n", m.params.total / 1e6,
-                n_copy, e + 1, sc->copy_epochs);
-        SftOpts so = sft_defaults();
-        so.lr = sc->pre_lr;
-        so.batch = sc->pre_batch;
-        so.warmup = 20;
-        so.seed = seed + (uint64_t)e;
-        Progress pr = {now_seconds(), "copying"};
-        so.progress = pretrain_progress;
-        so.progress_ctx = &pr;
-        SftStats st;
-        int good = 0;
-        if (!(rc = sft(&m, ex, n_copy, &so, &st, err)) && (good = copies_exact(&m, tok, eot, seed + (uint64_t)e, COPY_PROBES, err)) < 0) rc = -1;
-        if (!rc) fprintf(stderr, "[2/3 copying] %d of %d fresh grids copied exactly\n", good, COPY_PROBES);
-        if (good >= COPY_PROBES * 9 / 10) break;
-    }
-    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed, n_copy}, tmp, dir, t0, rc,
-                              err);
+    int n_replay = (int)(sc->replay_share * n_copy);
+    if (!rc) rc = train_stage(&m, tok, eot, ex, n_copy, "copying", sc->copy_epochs, sc->pre_lr, sc->pre_batch, 0, seed, err);
+    if (!rc) rc = train_stage(&m, tok, eot, ex + n_copy - n_replay, n_ex - n_copy + n_replay, "pretraining", sc->pre_epochs, sc->pre_lr2,
+                              sc->pre_batch, 1, seed + 100, err);
+    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, n_copy}, tmp, dir, t0, rc, err);
 }
 
 void demo_paths(const DemoOpts *o, const char *base_name, const char *run_name, const char *scale, char cache[4000], char base[4100],
