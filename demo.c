@@ -34,23 +34,26 @@ typedef struct {
     float replay_share, selfedit_share;      // copies replayed in the second stage; pretraining tasks that also teach the self-edit format
     int rounds, samples, eval_samples;
     int lora_r, max_examples, max_steps, max_views, max_answer_tokens;
+    int probes;                              // fresh grids that check the copy after each epoch
 } Scale;
 
-static const Scale FULL = {"full", 2000, 5, 5, 400, 128, 4, 4, 2, 352, 3, 3, 4, 3e-3f, 1e-3f, 0.2f, 0.5f,
-                           1, 4, 2, 16, 16, 64, 6, 40};
+static const Scale FULL = {"full", 2000, 6, 6, 400, 128, 4, 4, 2, 352, 3, 3, 4, 3e-3f, 1e-3f, 0.2f, 0.5f,
+                           1, 4, 3, 16, 16, 64, 6, 40, 20};
 static const Scale QUICK = {"quick", 40, 2, 2, 200, 32, 1, 2, 1, 64, 1, 1, 4, 2e-3f, 2e-3f, 0.2f, 0.5f,
-                            1, 2, 1, 4, 4, 8, 2, 40};
+                            1, 2, 1, 4, 4, 8, 2, 40, 2};
 
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
 
-// A valid self-edit with directives drawn at random: what the base policy learns to write.
+// A valid self-edit with directives drawn at random, whatever the task: what
+// the base policy learns to write. Each augmentation group is on one time in
+// four (at one in two, a self-edit would enable none of them once in 16).
 static SelfEdit random_selfedit(Rng *r) {
     static const float lrs[] = {1e-4f, 3e-4f, 1e-3f, 3e-3f, 1e-2f};
     SelfEdit se;
-    se.basic = rng_next(r) & 1;
-    se.size = rng_next(r) & 1;
-    se.chain = rng_next(r) & 1;
-    se.repeat = rng_next(r) & 1;
+    se.basic = rng_next(r) % 4 == 0;
+    se.size = rng_next(r) % 4 == 0;
+    se.chain = rng_next(r) % 4 == 0;
+    se.repeat = rng_next(r) % 4 == 0;
     se.output_only = rng_next(r) & 1;
     se.lr = lrs[rng_next(r) % 5];
     se.epochs = 1 + (int)(rng_next(r) % 8);
@@ -82,8 +85,6 @@ static void random_grid(Rng *r, Grid *g) {
     for (int i = 0; i < 9; i++) g->c[i] = rng_uniform(r) < 0.6f ? (uint8_t)(1 + rng_next(r) % 9) : 0;
 }
 
-#define COPY_PROBES 20   // fresh grids that check the copy
-
 // How many of n fresh random grids the model copies exactly (greedy), each
 // behind demos (0: none; else 2 or 3, alternately) identity demonstrations;
 // -1 on error.
@@ -112,14 +113,14 @@ static int copies_exact(const Model *m, const Tokenizer *tok, int eot, uint64_t 
 // What the base learns from a pretraining task: ARC's prompt format and its
 // most basic prior, that an answer is built from the test grid's cells. First
 // (kind 1) as many query-only identity tasks as the task has pairs, on random
-// grids: a 0.8M model learns this copy in one to two thousand steps, and
-// later, or not at all in the budget, when other texts are mixed in or the
-// grids change size. Then (kind 2) one identity task with two or three
-// demonstrations, so that the copy survives a prompt that has some, and
-// sometimes (kind 0) the task's self-edit prompt with a random self-edit, the
-// loss on the self-edit only. Reading a task's own rule off its
-// demonstrations in context takes far longer than the demo's budget (see
-// README).
+// grids, the loss on the answer only: with the loss on the random prompt cells
+// too, the copy came late or not at all in the budget. Then (kind 2) one
+// identity task with two or three demonstrations, the loss on every token (the
+// demonstrations' outputs are copies too), so that the copy survives a prompt
+// that has some, and sometimes (kind 0) the task's self-edit prompt with a
+// random self-edit, the loss on the self-edit only. Reading a task's own rule
+// off its demonstrations in context takes far longer than the demo's budget
+// (see README).
 static void task_texts(const Task *t, Rng *r, float selfedit_share, DemoTexts *out) {
     Pair id[4];
     for (int i = 0; i <= t->n_train; i++) {
@@ -190,11 +191,11 @@ int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const De
 }
 
 // One stage of the base: epochs of the full model on ex[0..n) until the copy
-// check (behind identity demonstrations when demos is set) passes for 9 grids
-// in 10, or max_epochs run out. The copy is learnt abruptly, after a number of
+// check on `probes` fresh grids (behind identity demonstrations when demos
+// is set) passes for 9 in 10, or max_epochs run out. The copy is learnt abruptly, after a number of
 // steps that varies a lot with the initialisation and the data order.
 static int train_stage(Model *m, const Tokenizer *tok, int eot, const Example *ex, int n, const char *what, int max_epochs, float lr,
-                       int batch, int demos, uint64_t seed, char *err) {
+                       int batch, int demos, int probes, uint64_t seed, char *err) {
     long tokens = 0;
     for (int i = 0; i < n; i++) tokens += ex[i].len;
     for (int e = 0; e < max_epochs; e++) {
@@ -210,12 +211,12 @@ static int train_stage(Model *m, const Tokenizer *tok, int eot, const Example *e
         so.progress_ctx = &pr;
         SftStats st;
         if (sft(m, ex, n, &so, &st, err)) return -1;
-        int plain = copies_exact(m, tok, eot, seed + (uint64_t)e, COPY_PROBES, 0, err);
-        int behind = plain < 0 ? -1 : copies_exact(m, tok, eot, seed + (uint64_t)e, COPY_PROBES, 1, err);
+        int plain = copies_exact(m, tok, eot, seed + (uint64_t)e, probes, 0, err);
+        int behind = plain < 0 ? -1 : copies_exact(m, tok, eot, seed + (uint64_t)e, probes, 1, err);
         if (behind < 0) return -1;
         fprintf(stderr, "[2/3 %s] mean loss %.3f; fresh grids copied exactly: %d of %d alone, %d of %d behind demonstrations\n", what,
-                st.last_loss, plain, COPY_PROBES, behind, COPY_PROBES);
-        if ((demos ? behind : plain) >= COPY_PROBES * 9 / 10) break;
+                st.last_loss, plain, probes, behind, probes);
+        if ((demos ? behind : plain) >= probes * 9 / 10) break;
     }
     return 0;
 }
@@ -262,14 +263,14 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < tx.n && !rc; i++)
             if ((tx.kind[i] == 1) == (pass == 0)) {
-                rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, tx.kind[i] != 0, &ex[n_ex++], err);
+                rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, tx.kind[i] == 2, &ex[n_ex++], err);
                 n_copy += pass == 0;
             }
     demo_texts_free(&tx);
     int n_replay = (int)(sc->replay_share * n_copy);
-    if (!rc) rc = train_stage(&m, tok, eot, ex, n_copy, "copying", sc->copy_epochs, sc->pre_lr, sc->pre_batch, 0, seed, err);
+    if (!rc) rc = train_stage(&m, tok, eot, ex, n_copy, "copying", sc->copy_epochs, sc->pre_lr, sc->pre_batch, 0, sc->probes, seed, err);
     if (!rc) rc = train_stage(&m, tok, eot, ex + n_copy - n_replay, n_ex - n_copy + n_replay, "pretraining", sc->pre_epochs, sc->pre_lr2,
-                              sc->pre_batch, 1, seed + 100, err);
+                              sc->pre_batch, 1, sc->probes, seed + 100, err);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, n_copy}, tmp, dir, t0, rc, err);
 }
 
@@ -343,7 +344,7 @@ int demo_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
-    demo_paths(o, "base-v12", "demo", sc->name, cache, base, out);
+    demo_paths(o, "base-v13", "demo", sc->name, cache, base, out);
     // 1. the world
     FewShot fs;
     fewshot_defaults(&fs);
@@ -379,7 +380,7 @@ int demo_run(const DemoOpts *o, char *err) {
     fs.warmup = 2;
     fs.oracle = "{\"data_generation\": {\"use_basic_augmentations\": false, \"use_size_augmentations\": false, "
                 "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, "
-                "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.001, \"num_train_epochs\": 8}}";
+                "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 8}}";
     RestemOpts ro = restem_defaults();
     ro.rounds = sc->rounds;
     ro.samples = sc->samples;
@@ -389,7 +390,7 @@ int demo_run(const DemoOpts *o, char *err) {
     ro.m_rank = sc->lora_r;
     ro.m_alpha = 2.0f * sc->lora_r;
     ro.m_lr = 1e-3f;
-    ro.m_epochs = 4;
+    ro.m_epochs = 8;
     ro.seed = o->seed;
     cJSON *config = demo_config("demo", sc->name, base, &m);
     fewshot_config_json(&fs, config);
