@@ -157,6 +157,11 @@ build/bench_infer: bench/bench_infer.c bench/bench_models.h $(SRC) $(wildcard *.
 	@mkdir -p build
 	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/bench_infer.c $(SRC) $(LDLIBS) -lopenblas
 
+# The demo's directives, one self-edit at a time (see bench/demo_directives.c).
+build/demo_directives: bench/demo_directives.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/demo_directives.c $(SRC) $(LDLIBS) -lopenblas
+
 bench: build/bench_train build/bench_infer
 	PYTHON=$(PYTHON) bench/run.sh build/bench_train bench-results.json
 

@@ -340,14 +340,33 @@ static void print_directives(const Run *run, int rounds, FILE *out) {
     for (int k = 0; k <= rounds; k++) directive_row(run, k, out);
 }
 
+void demo_fewshot(FewShot *fs, int quick, const Tokenizer *tok) {
+    const Scale *sc = quick ? &QUICK : &FULL;
+    Task *train = fs->train, *eval = fs->eval;
+    int n_train = fs->n_train, n_eval = fs->n_eval;
+    fewshot_defaults(fs);
+    fs->train = train; fs->eval = eval; fs->n_train = n_train; fs->n_eval = n_eval;
+    fs->tok = tok;
+    fs->eot = tok_find(tok, chat_eot(fs->chat));
+    fs->lora_r = sc->lora_r;
+    fs->lora_alpha = 2.0f * sc->lora_r;
+    fs->max_examples = sc->max_examples;
+    fs->max_steps = sc->max_steps;
+    fs->max_views = sc->max_views;
+    fs->max_answer_tokens = sc->max_answer_tokens;
+    fs->warmup = 2;
+    fs->oracle = "{\"data_generation\": {\"use_basic_augmentations\": false, \"use_size_augmentations\": false, "
+                 "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, "
+                 "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 8}}";
+}
+
 int demo_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
     double t0 = now_seconds();
     char cache[4000], base[4100], out[4100];
     demo_paths(o, "base-v13", "demo", sc->name, cache, base, out);
     // 1. the world
-    FewShot fs;
-    fewshot_defaults(&fs);
+    FewShot fs = {0};
     if (demo_make_tasks(o->seed, DEMO_TRAIN, sc->n_train, &fs.train, err) || demo_make_tasks(o->seed, DEMO_EVAL, sc->n_eval, &fs.eval, err)) return -1;
     fs.n_train = sc->n_train;
     fs.n_eval = sc->n_eval;
@@ -369,18 +388,7 @@ int demo_run(const DemoOpts *o, char *err) {
     Tokenizer *tok = NULL;
     if (model_load(&m, base, err)) return -1;
     if (!(tok = tok_load(tpath, err))) { model_free(&m); return -1; }
-    fs.tok = tok;
-    fs.eot = tok_find(tok, chat_eot(fs.chat));
-    fs.lora_r = sc->lora_r;
-    fs.lora_alpha = 2.0f * sc->lora_r;
-    fs.max_examples = sc->max_examples;
-    fs.max_steps = sc->max_steps;
-    fs.max_views = sc->max_views;
-    fs.max_answer_tokens = sc->max_answer_tokens;
-    fs.warmup = 2;
-    fs.oracle = "{\"data_generation\": {\"use_basic_augmentations\": false, \"use_size_augmentations\": false, "
-                "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, "
-                "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 8}}";
+    demo_fewshot(&fs, o->quick, tok);
     RestemOpts ro = restem_defaults();
     ro.rounds = sc->rounds;
     ro.samples = sc->samples;

@@ -17,6 +17,11 @@ typedef struct {
 
 int demo_run(const DemoOpts *o, char *err);
 
+// The demo's inner loop (LoRA, TTT and inference limits, oracle) on fs, whose
+// tasks are kept; tok is the base's tokenizer (bench/demo_directives.c).
+typedef struct FewShot FewShot;
+void demo_fewshot(FewShot *fs, int quick, const Tokenizer *tok);
+
 // Shared by the demos (demo.c, demo_knowledge.c).
 // Pretraining texts: prompt and target pairs (malloc'd, owned) and a kind per
 // pair that each demo reads its own way (demo.c: the loss covers every token;

@@ -8,7 +8,7 @@
 #include "tokenizer.h"
 #include "train.h"
 
-typedef struct {
+typedef struct FewShot {
     Task *train, *eval;           // eval tasks also serve as the retention probe
     int n_train, n_eval;
     const Tokenizer *tok;
