@@ -318,13 +318,12 @@ int demo_base_cached(const DemoOpts *o, const char *cache, const char *base, cha
 static void directive_row(const Run *run, int round, FILE *out) {
     double n = 0, b = 0, s = 0, c = 0, rp = 0, oo = 0, lr = 0, ep = 0, total = 0;   // n: valid edits
     for (int i = 0; i < run->n_edits; i++) {
-        const cJSON *e = run->edits[i], *ph = cJSON_GetObjectItemCaseSensitive(e, "phase");
-        if (!cJSON_IsString(ph) || strcmp(ph->valuestring, "eval") || cJSON_GetObjectItemCaseSensitive(e, "round")->valueint != round) continue;
+        const Edit *e = run->edits[i];
+        if (e->phase != PHASE_EVAL || e->round != round) continue;
         total++;
-        const cJSON *ed = cJSON_GetObjectItemCaseSensitive(e, "edit");
         SelfEdit se;
         char why[ERR_MAX];
-        if (!cJSON_IsString(ed) || selfedit_parse(ed->valuestring, &se, why)) continue;
+        if (!e->edit || selfedit_parse(e->edit, &se, why)) continue;
         n++;
         b += se.basic; s += se.size; c += se.chain; rp += se.repeat; oo += se.output_only; lr += log10(se.lr); ep += se.epochs;
     }

@@ -289,25 +289,25 @@ static uint64_t fnv(const char *s, uint64_t h) {
 static int add_logged_edits(const Knowledge *k, const Run *run, int round, int task, Example **ex, int *n, char *err) {
     const Passage *p = &k->eval[task];
     for (int s = 0;; s++) {
-        const cJSON *e = run_find_edit(run, "eval", round, task, s), *edit = cJSON_GetObjectItemCaseSensitive(e, "edit");
+        const Edit *e = run_find(run, PHASE_EVAL, round, task, s);
         if (!e) return s ? 0 : errf(err, "%s: no logged self-edit of round %d for held-out passage %s", run->dir, round, p->id);
-        if (!cJSON_IsString(edit) || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "valid"))) continue;
+        if (!e->edit || !e->valid) continue;
         char **st;
-        int m = squad_split_edit(edit->valuestring, &st), rc = add_documents(k, p, st, m, ex, n, err);
+        int m = squad_split_edit(e->edit, &st), rc = add_documents(k, p, st, m, ex, n, err);
         squad_free_strings(st, m);
         if (rc) return -1;
     }
 }
 
 // One group: passages [g*size, (g+1)*size) into one adapter, scored on all their questions.
-static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, int round, int size, int g, uint64_t seed, cJSON *line, char *err) {
+static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, int round, int size, int g, uint64_t seed, Edit *line, char *err) {
     Example *ex = NULL;
     int n = 0, rc = 0;
     for (int t = g * size; t < (g + 1) * size && !rc; t++) {
         if (source != CPT_PASSAGE) rc = add_logged_edits(k, run, round, t, &ex, &n, err);
         if (!rc) rc = add_documents(k, &k->eval[t], &k->eval[t].context, 1, &ex, &n, err);
     }
-    cJSON *metrics = cJSON_AddObjectToObject(line, "metrics");
+    cJSON *metrics = line->metrics = cJSON_CreateObject();
     cJSON_AddNumberToObject(metrics, "passages", size);
     cJSON_AddNumberToObject(metrics, "documents", n);
     Lora *before = m->lora, l = {0};
@@ -330,43 +330,37 @@ static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, i
     if (rc) return -1;
     cJSON_AddNumberToObject(metrics, "questions", questions);
     cJSON_AddNumberToObject(metrics, "seconds_infer", now_seconds() - t0);
-    cJSON_AddNumberToObject(line, "reward", questions ? sum / questions : 0.0);
+    line->reward = questions ? sum / questions : 0.0;
     return 0;
+}
+
+static int questions_of(const Edit *e) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(e->metrics, "questions");
+    return cJSON_IsNumber(q) ? q->valueint : 0;
 }
 
 // The score of one CPT setting: the question-weighted mean over its groups;
 // each group is logged as a line of edits.jsonl (phase "cpt-SOURCE-nN").
 static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, int source, int round, int size, double *score, int *passages, char *err) {
-    char phase[64];
-    snprintf(phase, sizeof phase, "cpt-%s-n%d", CPT_SOURCE_NAME[source], size);
+    const Phase phase = PHASE_CPT_PASSAGE + source;
     const int groups = k->n_eval / size;
     double sum = 0;
     int questions = 0;
     for (int g = 0; g < groups; g++) {
-        const cJSON *done = run_find_edit(run, phase, round, g, 0);
+        const Edit *done = run_find_group(run, phase, size, round, g, 0);
         if (!done) {
-            cJSON *line = cJSON_CreateObject();
-            cJSON_AddStringToObject(line, "phase", phase);
-            cJSON_AddNumberToObject(line, "round", round);
-            cJSON_AddNumberToObject(line, "task", g);
-            cJSON_AddNumberToObject(line, "sample", 0);
-            cJSON_AddNumberToObject(line, "attempt", 0);
-            cJSON_AddBoolToObject(line, "final", 1);
-            cJSON_AddNullToObject(line, "edit");
-            cJSON_AddBoolToObject(line, "valid", 1);
-            cJSON_AddBoolToObject(line, "trained", 1);
-            cJSON_AddBoolToObject(line, "accepted", 0);
+            char name[64];
+            snprintf(name, sizeof name, "cpt-%s-n%d", CPT_SOURCE_NAME[source], size);
+            Edit line = {.phase = phase, .group = size, .round = round, .task = g, .final = 1, .valid = 1, .trained = 1};
             double t0 = now_seconds();
-            if (cpt_group(k, m, run, source, round, size, g, fnv(phase, o->seed ^ 0xc97ULL) + (uint64_t)g, line, err)) { cJSON_Delete(line); return -1; }
-            cJSON_AddNumberToObject(line, "seconds_total", now_seconds() - t0);
-            if (!o->quiet) fprintf(stderr, "\r[%s] group %d/%d score %.3f   ", phase, g + 1, groups, cJSON_GetObjectItem(line, "reward")->valuedouble);
-            if (run_append_edit(run, line, err)) return -1;
-            done = line;
+            if (cpt_group(k, m, run, source, round, size, g, fnv(name, o->seed ^ 0xc97ULL) + (uint64_t)g, &line, err)) { edit_free(&line); return -1; }
+            line.seconds_total = now_seconds() - t0;
+            if (!o->quiet) fprintf(stderr, "\r[%s] group %d/%d score %.3f   ", name, g + 1, groups, line.reward);
+            if (run_append(run, &line, err)) return -1;
+            done = run_find_group(run, phase, size, round, g, 0);
         }
-        const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(done, "metrics");
-        int nq = cJSON_GetObjectItemCaseSensitive(metrics, "questions")->valueint;
-        sum += cJSON_GetObjectItemCaseSensitive(done, "reward")->valuedouble * nq;
-        questions += nq;
+        sum += done->reward * questions_of(done);
+        questions += questions_of(done);
     }
     if (!o->quiet && groups) fprintf(stderr, "\n");
     *score = questions ? sum / questions : 0.0;
@@ -384,17 +378,8 @@ static const cJSON *find_row(const cJSON *rows, const char *method) {
     return NULL;
 }
 
-static void add_row(cJSON *rows, const char *method, double ours, double paper, int n) {
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "method", method);
-    cJSON_AddNumberToObject(r, "ours", ours);
-    if (isnan(paper)) cJSON_AddNullToObject(r, "paper"); else cJSON_AddNumberToObject(r, "paper", paper);
-    cJSON_AddNumberToObject(r, "n", n);
-    cJSON_AddItemToArray(rows, r);
-}
-
 static void copy_row(cJSON *rows, const cJSON *from, const char *method, double paper) {
-    if (from) add_row(rows, method, cJSON_GetObjectItemCaseSensitive(from, "ours")->valuedouble, paper, cJSON_GetObjectItemCaseSensitive(from, "n")->valueint);
+    if (from) report_row(rows, method, cJSON_GetObjectItemCaseSensitive(from, "ours")->valuedouble, paper, cJSON_GetObjectItemCaseSensitive(from, "n")->valueint);
 }
 
 static void add_load(cJSON *report, const char *key, const SquadLoad *log, int used) {
@@ -417,13 +402,12 @@ static void add_load(cJSON *report, const char *key, const SquadLoad *log, int u
 static void add_timing(cJSON *report, const Run *run) {
     double n = 0, all = 0, sample = 0, train = 0, infer = 0;
     for (int i = 0; i < run->n_edits; i++) {
-        const cJSON *e = run->edits[i], *ph = cJSON_GetObjectItemCaseSensitive(e, "phase"), *m = cJSON_GetObjectItemCaseSensitive(e, "metrics");
-        if (!cJSON_IsString(ph) || (strcmp(ph->valuestring, "train") && strcmp(ph->valuestring, "eval")) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "edit"))) continue;
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "seconds_total"), *s = cJSON_GetObjectItemCaseSensitive(e, "seconds_sample");
-        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(m, "seconds_train"), *in = cJSON_GetObjectItemCaseSensitive(m, "seconds_infer");
+        const Edit *e = run->edits[i];
+        if ((e->phase != PHASE_TRAIN && e->phase != PHASE_EVAL) || !e->edit) continue;
+        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(e->metrics, "seconds_train"), *in = cJSON_GetObjectItemCaseSensitive(e->metrics, "seconds_infer");
         n++;
-        all += cJSON_IsNumber(t) ? t->valuedouble : 0;
-        sample += cJSON_IsNumber(s) ? s->valuedouble : 0;
+        all += e->seconds_total;
+        sample += e->seconds_sample;
         train += cJSON_IsNumber(tr) ? tr->valuedouble : 0;
         infer += cJSON_IsNumber(in) ? in->valuedouble : 0;
     }
@@ -472,7 +456,7 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
             if (s == CPT_PASSAGE) snprintf(name, sizeof name, "continued pretraining, n=%d: passages only", size);
             else if (s == CPT_BASE) snprintf(name, sizeof name, "continued pretraining, n=%d: passages + base-model %s", size, noun);
             else snprintf(name, sizeof name, "continued pretraining, n=%d: passages + SEAL %s (round %d)", size, noun, round);
-            add_row(rows, name, score, s == CPT_SEAL && size == 200 ? 0.582 : NAN, passages);
+            report_row(rows, name, score, s == CPT_SEAL && size == 200 ? 0.582 : NAN, passages);
         }
     }
     cJSON_AddObjectToObject(report, "data");

@@ -9,9 +9,9 @@
 // One rank: each job done here and recorded before the next one starts.
 static int map_here(const RankJob *jobs, int n, RankWork work, RankRecord record, void *ctx, char *err) {
     for (int i = 0; i < n; i++) {
-        char *result = NULL;
-        int rc = work(ctx, &jobs[i], &result, err) || record(ctx, &jobs[i], result, err);
-        free(result);
+        Edits result = {0};
+        int rc = work(ctx, &jobs[i], &result, err) || record(ctx, &jobs[i], &result, err);
+        edits_free(&result);
         if (rc) return -1;
     }
     return 0;
@@ -47,7 +47,7 @@ int ranks_root(void) { return 1; }
 int ranks_local_rank(void) { return 0; }
 const char *ranks_note(void) { return ""; }
 void ranks_barrier(void) {}
-int ranks_bcast_text(char **text, char *err) { (void)text; (void)err; return 0; }
+void ranks_bcast(void *p, size_t n) { (void)p; (void)n; }
 void ranks_bcast_floats(float *x, size_t n) { (void)x; (void)n; }
 int ranks_bcast_lora(Lora **l, const Config *c, char *err) { (void)l; (void)c; (void)err; return 0; }
 
@@ -145,14 +145,10 @@ static void bcast_bytes(void *p, size_t n) {
     }
 }
 
-int ranks_bcast_text(char **text, char *err) {
-    unsigned long long n = g_rank == 0 ? strlen(*text) + 1 : 0;
+void ranks_bcast(void *p, size_t n) {
     MPI_Request r;   // the workers wait here between batches: quietly
-    MPI_Ibcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD, &r);
+    MPI_Ibcast(p, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD, &r);
     wait_quietly(&r);
-    if (g_rank != 0 && !(*text = malloc(n))) return errf(err, "rank %d: out of memory for a %llu-byte message", g_rank, n);
-    bcast_bytes(*text, n);
-    return 0;
 }
 
 void ranks_bcast_floats(float *x, size_t n) { bcast_bytes(x, n * sizeof(float)); }
@@ -214,30 +210,60 @@ static char *recv_result(int *id, int *ok, int *from) {
     return buf;
 }
 
+// A job's self-edits as text, one JSON line each, and back.
+static char *edits_text(const Edits *es) {
+    StrBuf b = {0};
+    for (int i = 0; i < es->n; i++) {
+        char *line = edit_to_line(&es->e[i]);
+        sb_str(&b, line);
+        sb_str(&b, "\n");
+        free(line);
+    }
+    return sb_done(&b);
+}
+
+static int edits_parse(char *text, Edits *es, int from, char *err) {
+    int rc = 0;
+    for (char *line = text, *nl; !rc && *line; line = nl + 1) {
+        if (!(nl = strchr(line, '\n'))) return errf(err, "rank %d: a result without its last newline", from);
+        *nl = 0;
+        Edit e;
+        char where[64];
+        snprintf(where, sizeof where, "rank %d: result line", from);
+        rc = edit_from_line(line, &e, where, err) || edits_push(es, &e, err);
+    }
+    return rc;
+}
+
 int ranks_map(const RankJob *jobs, int n, RankWork work, RankRecord record, void *ctx, char *err) {
     if (g_size == 1) return map_here(jobs, n, work, record, ctx, err);
     char **results = calloc(n, sizeof(char *));
+    int *by = calloc(n, sizeof(int));   // the rank that did each job
     int next = 0, recorded = 0, busy = 0, stop = n;   // stop: the first job that failed (n: none)
     for (int w = 1; w < g_size && next < n; w++, next++, busy++) send_job(w, next, &jobs[next]);
     while (busy > 0) {
         int id, ok, from;
         char *text = recv_result(&id, &ok, &from);
         busy--;
-        if (ok) results[id] = text;
+        if (ok) results[id] = text, by[id] = from;
         else {
             if (id < stop) { stop = id; errf(err, "rank %d: %s", from, text); }
             free(text);
         }
         if (next < stop) { send_job(from, next, &jobs[next]); next++; busy++; }
         for (; recorded < stop && results[recorded]; recorded++) {   // in job order, whoever did them
-            if (record(ctx, &jobs[recorded], results[recorded], err)) { stop = recorded; break; }
+            Edits es = {0};
+            int rc = edits_parse(results[recorded], &es, by[recorded], err) || record(ctx, &jobs[recorded], &es, err);
+            edits_free(&es);
             free(results[recorded]);
             results[recorded] = NULL;
+            if (rc) { stop = recorded; break; }
         }
     }
     for (int w = 1; w < g_size; w++) send_job(w, -1, NULL);
     for (int i = 0; i < n; i++) free(results[i]);
     free(results);
+    free(by);
     return stop < n ? -1 : 0;
 }
 
@@ -250,10 +276,13 @@ int ranks_serve(RankWork work, void *ctx, char *err) {
         wait_quietly(&r);
         if (msg[0] < 0) return 0;
         RankJob job = {msg[1], msg[2], msg[3]};
-        char *result = NULL, why[ERR_MAX];
-        int ok = work(ctx, &job, &result, why) == 0;
-        send_result(msg[0], ok, ok ? result : why);
-        free(result);
+        Edits es = {0};
+        char why[ERR_MAX], *text = NULL;
+        int ok = work(ctx, &job, &es, why) == 0;
+        if (ok && !(text = edits_text(&es))) ok = 0, snprintf(why, sizeof why, "out of memory for a result");
+        send_result(msg[0], ok, ok ? text : why);
+        edits_free(&es);
+        free(text);
     }
 }
 #endif

@@ -5,7 +5,8 @@
 // so callers need no #ifdefs and the binary needs no MPI library.
 //
 // Rank 0 owns the run directory and the loop; the other ranks (workers) do
-// jobs. For each batch rank 0 hands out one job at a time to whichever worker
+// jobs. A job's result travels as JSON lines (run.h), the only place Edits
+// are serialised: with one rank nothing is. For each batch rank 0 hands out one job at a time to whichever worker
 // is free and records the results itself, strictly in job order, so what it
 // writes does not depend on K or on which rank did what. Rank 0 only
 // coordinates when there are workers; alone, it does the jobs itself. Every
@@ -13,6 +14,7 @@
 #pragma once
 #include <stddef.h>
 #include "model.h"
+#include "run.h"
 
 int ranks_init(int *argc, char ***argv);   // MPI_Init; 0, or -1 after printing why
 // The end of the process with this exit status: MPI_Finalize, or, when a rank
@@ -31,8 +33,9 @@ int ranks_use_gpus(int per_node, char *err);
 
 // Collectives: every rank calls them in the same order.
 void ranks_barrier(void);
-// Rank 0's *text to every rank (the others get a malloc'd copy in *text).
-int ranks_bcast_text(char **text, char *err);
+// Rank 0's n bytes at p to every rank (a small message: the workers wait for
+// it between batches, quietly).
+void ranks_bcast(void *p, size_t n);
 void ranks_bcast_floats(float *x, size_t n);
 // Rank 0's adapter (NULL: none) to every rank: the others get their own copy,
 // made for config c, in *l (NULL when rank 0 has none).
@@ -40,10 +43,11 @@ int ranks_bcast_lora(Lora **l, const Config *c, char *err);
 
 // A job of a batch: which sample of which task, and its first attempt.
 typedef struct { int task, sample, attempt; } RankJob;
-// Does a job on any rank: *result gets a malloc'd text for record.
-typedef int (*RankWork)(void *ctx, const RankJob *job, char **result, char *err);
-// Records a job's result on rank 0, called for jobs 0, 1, ..., n-1 in order.
-typedef int (*RankRecord)(void *ctx, const RankJob *job, const char *result, char *err);
+// Does a job on any rank: its self-edits (one per attempt) into *result.
+typedef int (*RankWork)(void *ctx, const RankJob *job, Edits *result, char *err);
+// Records a job's result on rank 0, called for jobs 0, 1, ..., n-1 in order;
+// it may take the edits it keeps out of *result (what is left is freed).
+typedef int (*RankRecord)(void *ctx, const RankJob *job, Edits *result, char *err);
 
 // Rank 0: every job of a batch done (by the workers, or here when alone) and
 // recorded. A job that fails stops the handing out; the results before it

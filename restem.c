@@ -74,6 +74,25 @@ typedef struct {
     int done, total;              // samples scored this session, for the ETA
 } Seal;
 
+// What each phase scores: which of the domain's tasks, and what the student
+// gets before it answers: nothing, a self-edit drawn from the policy, or the
+// domain's oracle self-edit. The probe asks the policy itself (with its adapter).
+enum { APPLY_NOTHING, APPLY_POLICY_EDIT, APPLY_ORACLE_EDIT };
+static const struct { int split, apply; } PHASE_DOES[] = {
+    [PHASE_BASELINE] = {SPLIT_EVAL, APPLY_NOTHING},     [PHASE_EVAL] = {SPLIT_EVAL, APPLY_POLICY_EDIT},
+    [PHASE_ORACLE] = {SPLIT_EVAL, APPLY_ORACLE_EDIT},   [PHASE_PROBE] = {SPLIT_PROBE, APPLY_NOTHING},
+    [PHASE_TRAIN] = {SPLIT_TRAIN, APPLY_POLICY_EDIT},   [PHASE_TRAIN_BASELINE] = {SPLIT_TRAIN, APPLY_NOTHING},
+};
+
+static int n_tasks(const Seal *s, Phase p) {
+    const int split = PHASE_DOES[p].split;
+    return split == SPLIT_TRAIN ? s->d->n_train : split == SPLIT_EVAL ? s->d->n_eval : s->d->n_probe;
+}
+
+static int n_samples(const Seal *s, Phase p) {
+    return p == PHASE_TRAIN ? s->o->samples : p == PHASE_EVAL ? s->o->eval_samples : 1;
+}
+
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
     return h * 0xff51afd7ed558ccdULL;
@@ -85,16 +104,31 @@ static uint64_t text_hash(const char *s) {
     return h;
 }
 
-static uint64_t key_seed(const Seal *s, const char *phase, int round, int task, int sample, int attempt) {
-    uint64_t h = mix(s->o->seed, text_hash(phase));
+// Every random choice of a self-edit comes from its key, never from which
+// process did the work or when.
+static uint64_t key_seed(const Seal *s, const char *what, int round, int task, int sample, int attempt) {
+    uint64_t h = mix(s->o->seed, text_hash(what));
     return mix(mix(mix(mix(h, round), task), sample), attempt);
 }
 
-static void add_hex(cJSON *j, const char *key, uint64_t v) {
-    char buf[20];
-    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
-    cJSON_AddStringToObject(j, key, buf);
+static void set_adapter(Seal *s, Lora *l) {
+    if (s->adapter) { lora_free(s->adapter); free(s->adapter); }
+    s->adapter = l;
+    s->policy_version++;
 }
+
+static void progress(Seal *s, const Edit *e) {
+    s->done++;
+    if (s->o->quiet) return;
+    double el = now_seconds() - s->t_start, per = el / s->done;
+    int left = s->total - s->done;
+    fprintf(stderr, "\r[%s round %d] task %d sample %d reward %.2f | %.1f s/edit, ~%.0f s left   ", PHASE_NAME[e->phase], e->round, e->task,
+            e->sample, e->reward, per, left > 0 ? per * left : 0.0);
+    fflush(stderr);
+}
+
+// ----------------------------------------------------------------------------
+// E-step: sample a self-edit, apply it, reward it.
 
 // Samples one self-edit for a prompt from the policy (with its adapter).
 static char *draw_edit(Seal *s, const char *prompt, uint64_t seed, char *err) {
@@ -119,199 +153,153 @@ static char *draw_edit(Seal *s, const char *prompt, uint64_t seed, char *err) {
     return text;
 }
 
-static int accepted_so_far(const Run *r, int round, int task) {
-    int n = 0;
-    for (int i = 0; i < r->n_edits; i++) {
-        const cJSON *e = r->edits[i];
-        const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "phase");
-        if (cJSON_IsString(ph) && !strcmp(ph->valuestring, "train") && cJSON_GetObjectItemCaseSensitive(e, "round")->valueint == round &&
-            cJSON_GetObjectItemCaseSensitive(e, "task")->valueint == task && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "accepted")))
-            n++;
-    }
-    return n;
+// The domain's inner loop and reward for one task (edit NULL: no adaptation).
+static int reward(Seal *s, Phase phase, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+    if (phase != PHASE_PROBE) return s->d->evaluate(s->d, s->student, PHASE_DOES[phase].split, task, edit, seed, out, err);
+    model_attach_lora(s->policy, s->adapter);
+    int rc = s->d->evaluate(s->d, s->policy, SPLIT_PROBE, task, edit, seed, out, err);
+    model_attach_lora(s->policy, NULL);
+    return rc;
 }
 
-static void progress(Seal *s, const char *phase, int round, int task, int sample, double reward) {
-    s->done++;
-    if (s->o->quiet) return;
-    double el = now_seconds() - s->t_start, per = el / s->done;
-    int left = s->total - s->done;
-    fprintf(stderr, "\r[%s round %d] task %d sample %d reward %.2f | %.1f s/edit, ~%.0f s left   ", phase, round, task, sample,
-            reward, per, left > 0 ? per * left : 0.0);
-    fflush(stderr);
-}
-
-static double num_of(const cJSON *e, const char *key) {
-    return cJSON_GetObjectItemCaseSensitive(e, key)->valuedouble;
-}
-
-static int is_true(const cJSON *e, const char *key) {
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, key));
-}
-
-// A batch: the pairs (task, sample) of one phase of one round that the log
+// A batch: the (task, sample) pairs of one phase of one round that the log
 // does not hold yet. Any rank may score a pair (score_pair); rank 0 records
 // them in the batch's order (record_pair), so the log is the same for any
 // number of ranks (ranks.h).
 typedef struct {
     Seal *s;
-    const char *phase;
-    int round, split, no_edit;
-    const char *fixed;            // the one edit every pair applies (the oracle), or NULL
+    Phase phase;
+    int round;
 } Batch;
 
-// One self-edit, from attempt job->attempt until an attempt counts: sampled
-// (or given, or none), applied and rewarded. *result gets its lines as a JSON
-// array; whether it is accepted is decided when it is recorded.
-static int score_pair(void *ctx, const RankJob *job, char **result, char *err) {
+// One self-edit, from attempt job->attempt until an attempt counts: a policy
+// self-edit that is invalid is drawn again, up to max_attempts draws. Each
+// attempt becomes an Edit in *out.
+static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
     const Batch *b = ctx;
     Seal *s = b->s;
-    char *prompt = s->d->prompt(s->d, b->split, job->task);
-    const int policy_edits = !b->fixed && !b->no_edit, probe = !strcmp(b->phase, "probe");
-    cJSON *lines = cJSON_CreateArray();
-    int final = 0, rc = 0;
-    for (int attempt = job->attempt; !final && !rc; attempt++) {
-        uint64_t seed = key_seed(s, b->phase, b->round, job->task, job->sample, attempt);
+    const int apply = PHASE_DOES[b->phase].apply, split = PHASE_DOES[b->phase].split;
+    char *prompt = s->d->prompt(s->d, split, job->task);
+    int rc = 0;
+    for (int attempt = job->attempt, final = 0; !final && !rc; attempt++) {
+        Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = attempt,
+                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = text_hash(prompt),
+                  .policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0};
         double t0 = now_seconds();
-        char *edit = policy_edits ? draw_edit(s, prompt, seed, err) : b->fixed ? strdup(b->fixed) : NULL;
-        if (policy_edits && !edit) { rc = -1; break; }
-        double t_sample = now_seconds() - t0;
-        Outcome out = {0};
-        // the probe scores the policy itself (with its adapter); the rest, the student
-        Model *student = probe ? s->policy : s->student;
-        if (probe) model_attach_lora(s->policy, s->adapter);
-        rc = s->d->evaluate(s->d, student, b->split, job->task, edit, seed, &out, err);
-        if (probe) model_attach_lora(s->policy, NULL);
-        if (rc) { free(edit); cJSON_Delete(out.metrics); break; }
-        final = out.valid || !policy_edits || attempt + 1 >= s->o->max_attempts;
-        cJSON *line = cJSON_CreateObject();
-        cJSON_AddStringToObject(line, "phase", b->phase);
-        cJSON_AddNumberToObject(line, "round", b->round);
-        cJSON_AddNumberToObject(line, "task", job->task);
-        cJSON_AddStringToObject(line, "task_id", s->d->task_name(s->d, b->split, job->task));
-        cJSON_AddNumberToObject(line, "sample", job->sample);
-        cJSON_AddNumberToObject(line, "attempt", attempt);
-        cJSON_AddBoolToObject(line, "final", final);
-        add_hex(line, "seed", seed);
-        add_hex(line, "prompt_hash", text_hash(prompt));
-        if (edit) {   // model output may hold invalid UTF-8; the log stays JSON
-            char *clean = utf8_sanitize(edit);
-            cJSON_AddStringToObject(line, "edit", clean);
-            free(clean);
-        } else cJSON_AddNullToObject(line, "edit");
-        cJSON_AddBoolToObject(line, "valid", out.valid);
-        cJSON_AddStringToObject(line, "why", out.why);
-        cJSON_AddBoolToObject(line, "trained", out.trained);
-        cJSON_AddNumberToObject(line, "reward", out.reward);
-        cJSON_AddBoolToObject(line, "accepted", 0);   // record_pair decides
-        cJSON_AddItemToObject(line, "metrics", out.metrics ? out.metrics : cJSON_CreateObject());
-        add_hex(line, "policy_hash", s->adapter ? table_hash(&s->adapter->params) : 0);
-        cJSON_AddNumberToObject(line, "seconds_sample", t_sample);
-        cJSON_AddNumberToObject(line, "seconds_total", now_seconds() - t0);
-        cJSON_AddItemToArray(lines, line);
+        char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, prompt, e.seed, err) : apply == APPLY_ORACLE_EDIT ? strdup(s->d->oracle_edit) : NULL;
+        if (apply == APPLY_POLICY_EDIT && !edit) { rc = -1; break; }
+        e.seconds_sample = now_seconds() - t0;
+        Outcome o = {0};
+        if (!(rc = reward(s, b->phase, job->task, edit, e.seed, &o, err))) {
+            e.final = final = o.valid || apply != APPLY_POLICY_EDIT || attempt + 1 >= s->o->max_attempts;
+            e.task_id = strdup(s->d->task_name(s->d, split, job->task));
+            e.edit = edit ? utf8_sanitize(edit) : NULL;   // model output may hold invalid UTF-8; the log stays JSON
+            e.valid = o.valid;
+            e.trained = o.trained;
+            e.reward = o.reward;
+            memcpy(e.why, o.why, sizeof e.why);
+            e.metrics = o.metrics;
+            e.seconds_total = now_seconds() - t0;
+            rc = edits_push(out, &e, err);
+        } else cJSON_Delete(o.metrics);
         free(edit);
     }
     free(prompt);
-    if (!rc) *result = cJSON_PrintUnformatted(lines);
-    cJSON_Delete(lines);
     return rc;
 }
 
-// The threshold filter on a pair's final line: a valid, trained self-edit of
-// a training task whose reward reaches the threshold, while its task has room.
-static int accepts(const Seal *s, const Batch *b, const cJSON *line) {
-    return !s->o->best_per_task && !strcmp(b->phase, "train") && is_true(line, "final") && is_true(line, "valid") && is_true(line, "trained") &&
-           num_of(line, "reward") >= s->o->threshold && accepted_so_far(s->run, b->round, (int)num_of(line, "task")) < s->o->keep_per_task;
+// Self-edits of a training task accepted so far in a round.
+static int kept(const Seal *s, int round, int task) {
+    int n = 0;
+    for (int k = 0; k < s->o->samples; k++) {
+        const Edit *e = run_find(s->run, PHASE_TRAIN, round, task, k);
+        n += e && e->accepted;
+    }
+    return n;
 }
 
-// Rank 0: a pair's lines into the log, each appended (fsync'd) whole.
-static int record_pair(void *ctx, const RankJob *job, const char *result, char *err) {
+// The filter: a valid, trained self-edit of a training task whose reward
+// reaches the threshold, while its task has kept fewer than keep_per_task.
+static int passes_filter(const Seal *s, const Edit *e) {
+    return !s->o->best_per_task && e->phase == PHASE_TRAIN && e->final && e->valid && e->trained && e->reward >= s->o->threshold &&
+           kept(s, e->round, e->task) < s->o->keep_per_task;
+}
+
+// Rank 0: a pair's attempts into the log, each appended (fsync'd) whole.
+static int record_pair(void *ctx, const RankJob *job, Edits *result, char *err) {
     const Batch *b = ctx;
     Seal *s = b->s;
-    cJSON *lines = cJSON_Parse(result), *line;
-    if (!cJSON_IsArray(lines) || !cJSON_GetArraySize(lines)) {
-        cJSON_Delete(lines);
-        return errf(err, "%s round %d task %d sample %d: a result that is not a list of log lines", b->phase, b->round, job->task, job->sample);
+    if (!result->n) return errf(err, "%s round %d task %d sample %d: no result", PHASE_NAME[b->phase], b->round, job->task, job->sample);
+    for (int i = 0; i < result->n; i++) {
+        Edit *e = &result->e[i];
+        e->accepted = passes_filter(s, e);
+        if (run_append(s->run, e, err)) return -1;
+        const Edit *logged = s->run->edits[s->run->n_edits - 1];
+        if (logged->final) progress(s, logged);
     }
-    int rc = 0;
-    while (!rc && (line = cJSON_DetachItemFromArray(lines, 0))) {
-        if (accepts(s, b, line)) cJSON_ReplaceItemInObjectCaseSensitive(line, "accepted", cJSON_CreateTrue());
-        int final = is_true(line, "final");
-        double reward = num_of(line, "reward");
-        rc = run_append_edit(s->run, line, err);
-        if (!rc && final) progress(s, b->phase, b->round, job->task, job->sample, reward);
-    }
-    cJSON_Delete(lines);
-    return rc;
+    return 0;
 }
 
 static int share_batch(Seal *s, const Batch *b, char *err);
 
-// Mean reward of `samples` self-edits per task of a split (fixed: one given
-// edit; no_edit: the student as it is); the pairs the log lacks are scored
-// first, over the ranks. NAN on error.
-static double score_split(Seal *s, const char *phase, int round, int split, int n_tasks, int samples, const char *fixed, int no_edit, char *err) {
-    Batch b = {s, phase, round, split, no_edit, fixed};
-    RankJob *jobs = malloc((n_tasks * samples + 1) * sizeof(RankJob));
+// Mean reward of a phase of a round over its tasks and samples; the pairs the
+// log lacks are scored first, over the ranks. NAN on error.
+static double score_phase(Seal *s, Phase phase, int round, char *err) {
+    const int tasks = n_tasks(s, phase), samples = n_samples(s, phase);
+    Batch b = {s, phase, round};
+    RankJob *jobs = malloc(((size_t)tasks * samples + 1) * sizeof(RankJob));
+    if (!jobs) { errf(err, "out of memory for %d x %d jobs", tasks, samples); return NAN; }
     int n = 0;
-    for (int t = 0; t < n_tasks; t++)
+    for (int t = 0; t < tasks; t++)
         for (int k = 0; k < samples; k++)
-            if (!run_find_edit(s->run, phase, round, t, k)) jobs[n++] = (RankJob){t, k, run_attempts(s->run, phase, round, t, k)};
+            if (!run_find(s->run, phase, round, t, k)) jobs[n++] = (RankJob){t, k, run_attempts(s->run, phase, round, t, k)};
     int rc = n ? share_batch(s, &b, err) || ranks_map(jobs, n, score_pair, record_pair, &b, err) : 0;
     free(jobs);
     if (rc) return NAN;
     double sum = 0;
-    for (int t = 0; t < n_tasks; t++)
-        for (int k = 0; k < samples; k++) sum += num_of(run_find_edit(s->run, phase, round, t, k), "reward");
-    return n_tasks > 0 && samples > 0 ? sum / (n_tasks * samples) : 0.0;
+    for (int t = 0; t < tasks; t++)
+        for (int k = 0; k < samples; k++) sum += run_find(s->run, phase, round, t, k)->reward;
+    return tasks > 0 && samples > 0 ? sum / ((double)tasks * samples) : 0.0;
 }
 
-// best_per_task: a task's keep_per_task best self-edits of the round that
-// reach the threshold and beat its no-edit reward (ties: the earlier sample)
-// are copied into "select" lines, which the M-step reads as accepted pairs.
-// The choice depends on the log alone, so resume repeats it.
+// best_per_task, instead of the threshold filter: a task's keep_per_task best
+// self-edits of the round that reach the threshold and beat its no-edit reward
+// (ties: the earlier sample) are copied into "select" lines, which the M-step
+// reads as accepted pairs. The choice depends on the log alone, so resume
+// repeats it.
 static int select_best(Seal *s, int round, int *selected, char *err) {
     const int K = s->o->samples;
-    const cJSON **line = calloc(K, sizeof(cJSON *));
-    int rc = 0;
+    const Edit **cand = calloc(K, sizeof *cand);
+    int rc = cand ? 0 : errf(err, "out of memory for %d candidates", K);
     *selected = 0;
-    if (isnan(score_split(s, "train-baseline", 0, SPLIT_TRAIN, s->d->n_train, 1, NULL, 1, err))) rc = -1;   // each task's no-edit reward
+    if (!rc && isnan(score_phase(s, PHASE_TRAIN_BASELINE, 0, err))) rc = -1;   // each task's no-edit reward
     for (int t = 0; t < s->d->n_train && !rc; t++) {
-        double base_reward = num_of(run_find_edit(s->run, "train-baseline", 0, t, 0), "reward");
-        for (int k = 0; k < K; k++) line[k] = run_find_edit(s->run, "train", round, t, k);
+        const double base = run_find(s->run, PHASE_TRAIN_BASELINE, 0, t, 0)->reward;
+        for (int k = 0; k < K; k++) {
+            const Edit *e = run_find(s->run, PHASE_TRAIN, round, t, k);
+            cand[k] = e && e->valid && e->trained && e->edit && e->reward >= s->o->threshold && e->reward > base ? e : NULL;
+        }
         for (int rank = 0; rank < s->o->keep_per_task; rank++) {
             int best = -1;
-            for (int k = 0; k < K; k++) {
-                const cJSON *e = line[k];
-                if (!e || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "valid")) || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trained")) ||
-                    !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "edit")) || num_of(e, "reward") < s->o->threshold || num_of(e, "reward") <= base_reward)
-                    continue;
-                if (best < 0 || num_of(e, "reward") > num_of(line[best], "reward")) best = k;
-            }
+            for (int k = 0; k < K; k++)
+                if (cand[k] && (best < 0 || cand[k]->reward > cand[best]->reward)) best = k;
             if (best < 0) break;
             (*selected)++;
-            if (!run_find_edit(s->run, "select", round, t, rank)) {
-                cJSON *sel = cJSON_CreateObject();
-                cJSON_AddStringToObject(sel, "phase", "select");
-                cJSON_AddNumberToObject(sel, "round", round);
-                cJSON_AddNumberToObject(sel, "task", t);
-                cJSON_AddStringToObject(sel, "task_id", s->d->task_name(s->d, SPLIT_TRAIN, t));
-                cJSON_AddNumberToObject(sel, "sample", rank);
-                cJSON_AddNumberToObject(sel, "attempt", 0);
-                cJSON_AddBoolToObject(sel, "final", 1);
-                cJSON_AddNumberToObject(sel, "from_sample", best);
-                cJSON_AddStringToObject(sel, "edit", cJSON_GetObjectItemCaseSensitive(line[best], "edit")->valuestring);
-                cJSON_AddNumberToObject(sel, "reward", num_of(line[best], "reward"));
-                cJSON_AddNumberToObject(sel, "baseline_reward", base_reward);
-                cJSON_AddBoolToObject(sel, "accepted", 1);
-                if (run_append_edit(s->run, sel, err)) { rc = -1; break; }
+            if (!run_find(s->run, PHASE_SELECT, round, t, rank)) {
+                Edit sel = {.phase = PHASE_SELECT, .round = round, .task = t, .task_id = strdup(s->d->task_name(s->d, SPLIT_TRAIN, t)),
+                            .sample = rank, .final = 1, .from_sample = best, .edit = strdup(cand[best]->edit),
+                            .reward = cand[best]->reward, .baseline_reward = base, .accepted = 1};
+                if (run_append(s->run, &sel, err)) { rc = -1; break; }
             }
-            line[best] = NULL;
+            cand[best] = NULL;
         }
     }
-    free(line);
+    free(cand);
     return rc;
 }
+
+// ----------------------------------------------------------------------------
+// M-step: a fresh LoRA on the base policy, trained on the accepted pairs.
 
 // The M-step data: accepted (prompt, edit) pairs of round k (and of earlier
 // rounds with replay), loss on the edit and its end-of-turn token only (the
@@ -322,14 +310,12 @@ static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
     int eot = tok_find(s->tok, s->d->eot ? s->d->eot : "<|eot_id|>");
     if (eot < 0) eot = s->policy->c.eos[0];
     for (int i = 0; i < s->run->n_edits; i++) {
-        const cJSON *e = s->run->edits[i];
-        int r = cJSON_GetObjectItemCaseSensitive(e, "round")->valueint;
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "accepted")) || (r != round && !(s->o->replay && r < round))) continue;
-        int task = cJSON_GetObjectItemCaseSensitive(e, "task")->valueint;
-        char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, task);
-        const char *edit = cJSON_GetObjectItemCaseSensitive(e, "edit")->valuestring;
-        *ex = realloc(*ex, (*n + 1) * sizeof(Example));
-        int rc = example_from_text(s->tok, prompt, edit, eot, 0, &(*ex)[*n], err);
+        const Edit *e = s->run->edits[i];
+        if (!e->accepted || (e->round != round && !(s->o->replay && e->round < round))) continue;
+        char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, e->task);
+        Example *more = realloc(*ex, (*n + 1) * sizeof(Example));
+        int rc = more ? example_from_text(s->tok, prompt, e->edit, eot, 0, &more[*n], err) : errf(err, "out of memory for the M-step data");
+        if (more) *ex = more;
         free(prompt);
         if (rc) return -1;
         (*n)++;
@@ -347,7 +333,7 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
     cJSON_AddNumberToObject(metrics, "mstep_examples", n);
     if (!n) return 0;
     Lora *l = calloc(1, sizeof(Lora));
-    if (lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) { free(l); examples_free(ex, n); return errf(err, "out of memory for the M-step adapter"); }
+    if (!l || lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) { free(l); examples_free(ex, n); return errf(err, "out of memory for the M-step adapter"); }
     lora_reset(l, key_seed(s, "mstep", round, 0, 0, 0));
     SftOpts so = sft_defaults();
     so.lr = s->o->m_lr;
@@ -368,52 +354,34 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
     return 0;
 }
 
-static void set_adapter(Seal *s, Lora *l) {
-    if (s->adapter) { lora_free(s->adapter); free(s->adapter); }
-    s->adapter = l;
-    s->policy_version++;
+// ----------------------------------------------------------------------------
+// A round: E-step, filter, M-step, held-out evaluation, promotion.
+
+static int log_event(Seal *s, const char *what, int round, double probe, double probe0, char *err) {
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event", what);
+    cJSON_AddNumberToObject(ev, "round", round);
+    if (!isnan(probe)) {
+        cJSON_AddNumberToObject(ev, "probe", probe);
+        cJSON_AddNumberToObject(ev, "probe_base", probe0);
+    }
+    return run_log_event(s->run, ev, err);
 }
 
-// A completed round's policy: its adapter, or the base policy when it has none.
-static int load_round_adapter(Seal *s, int k, const cJSON *metrics, char *err) {
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(metrics, "adapter"))) { set_adapter(s, NULL); return 0; }
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/rounds/%d", s->run->dir, k);
-    Lora *l = calloc(1, sizeof(Lora));
-    if (lora_load(l, &s->policy->c, dir, err)) { free(l); return -1; }
-    set_adapter(s, l);
-    return 0;
-}
-
-static cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, int n) {
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "method", method);
-    cJSON_AddNumberToObject(r, "ours", ours);
-    if (isnan(paper)) cJSON_AddNullToObject(r, "paper"); else cJSON_AddNumberToObject(r, "paper", paper);
-    cJSON_AddNumberToObject(r, "n", n);
-    cJSON_AddItemToArray(rows, r);
-    return r;
-}
-
+// The retention guard: a policy whose probe score fell more than
+// max_retention_drop below the base policy's is not promoted.
 static int promote(Seal *s, int k, double probe, double probe0, char *err) {
     int ok = !(probe0 - probe > s->o->max_retention_drop);
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", ok ? "promote" : "hold");
-    cJSON_AddNumberToObject(ev, "round", k);
-    cJSON_AddNumberToObject(ev, "probe", probe);
-    cJSON_AddNumberToObject(ev, "probe_base", probe0);
     if (!ok && !s->o->quiet) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted (shadow)\n",
                      k, probe, s->o->max_retention_drop, probe0);
-    if (run_log_event(s->run, ev, err)) return -1;
+    if (log_event(s, ok ? "promote" : "hold", k, probe, probe0, err)) return -1;
     return ok ? run_set_current(s->run, k, err) : 0;
 }
 
-// One round: E-step on the training tasks, M-step, held-out evaluation,
-// retention check. Writes rounds/k/ and returns its eval score in *eval.
+// Writes rounds/k/ and returns the round's held-out score in *eval.
 static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
-    const Domain *d = s->d;
     const RestemOpts *o = s->o;
-    double train = score_split(s, "train", k, SPLIT_TRAIN, d->n_train, o->samples, NULL, 0, err);
+    double train = score_phase(s, PHASE_TRAIN, k, err);   // E-step (and the threshold filter, as each is logged)
     if (isnan(train)) return -1;
     int selected = 0;
     if (o->best_per_task && select_best(s, k, &selected, err)) return -1;
@@ -426,13 +394,10 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     if (l) set_adapter(s, l);
     else {   // nothing passed the filter: the previous policy carries over
         if (!o->quiet) fprintf(stderr, "\nround %d: no self-edit passed the filter; the policy is unchanged\n", k);
-        cJSON *ev = cJSON_CreateObject();
-        cJSON_AddStringToObject(ev, "event", "mstep-skipped");
-        cJSON_AddNumberToObject(ev, "round", k);
-        if (run_log_event(s->run, ev, err)) { cJSON_Delete(metrics); return -1; }
+        if (log_event(s, "mstep-skipped", k, NAN, NAN, err)) { cJSON_Delete(metrics); return -1; }
     }
-    *eval = score_split(s, "eval", k, SPLIT_EVAL, d->n_eval, o->eval_samples, NULL, 0, err);
-    double probe = score_split(s, "probe", k, SPLIT_PROBE, d->n_probe, 1, NULL, 1, err);
+    *eval = score_phase(s, PHASE_EVAL, k, err);
+    double probe = score_phase(s, PHASE_PROBE, k, err);
     if (isnan(*eval) || isnan(probe)) { cJSON_Delete(metrics); return -1; }
     cJSON_AddNumberToObject(metrics, "eval_success", *eval);
     cJSON_AddNumberToObject(metrics, "probe", probe);
@@ -442,10 +407,28 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     return rc ? -1 : promote(s, k, probe, probe0, err);
 }
 
+// A round complete on disk (resume): its held-out score and its policy, which
+// is its adapter, or the base policy when it has none.
+static int load_round(Seal *s, int k, const cJSON *metrics, double *eval, char *err) {
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(metrics, "eval_success");   // a hand-edited file may lack it
+    if (!cJSON_IsNumber(ev)) return errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", s->run->dir, k);
+    *eval = ev->valuedouble;
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(metrics, "adapter"))) { set_adapter(s, NULL); return 0; }
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/rounds/%d", s->run->dir, k);
+    Lora *l = calloc(1, sizeof(Lora));
+    if (!l) return errf(err, "out of memory for round %d's adapter", k);
+    if (lora_load(l, &s->policy->c, dir, err)) { free(l); return -1; }
+    set_adapter(s, l);
+    return 0;
+}
+
 // ----------------------------------------------------------------------------
 // Several ranks (mpirun, ranks.h). Rank 0 runs seal_rounds; every batch it
 // scores begins with a header to the workers and, when the policy changed,
 // the new adapter. The workers serve batch after batch.
+
+typedef struct { int phase, round, send_policy; uint64_t setup; } BatchHead;   // phase -1: the run is over
 
 // What every rank must hold alike: the models, the tasks and the options.
 static uint64_t setup_hash(const Seal *s) {
@@ -457,6 +440,7 @@ static uint64_t setup_hash(const Seal *s) {
             h = mix(h, text_hash(p));
             free(p);
         }
+    if (s->d->oracle_edit) h = mix(h, text_hash(s->d->oracle_edit));
     cJSON *o = cJSON_CreateObject();
     restem_opts_json(s->o, o);
     char *text = cJSON_PrintUnformatted(o);
@@ -470,50 +454,29 @@ static uint64_t setup_hash(const Seal *s) {
 // policy when it changed since they last got it.
 static int share_batch(Seal *s, const Batch *b, char *err) {
     if (ranks_size() == 1) return 0;
-    const int send_policy = s->policy_version != s->sent_version;
-    cJSON *h = cJSON_CreateObject();
-    cJSON_AddStringToObject(h, "phase", b->phase);
-    cJSON_AddNumberToObject(h, "round", b->round);
-    cJSON_AddNumberToObject(h, "split", b->split);
-    cJSON_AddBoolToObject(h, "no_edit", b->no_edit);
-    if (b->fixed) cJSON_AddStringToObject(h, "fixed", b->fixed);
-    add_hex(h, "setup", s->setup);
-    cJSON_AddBoolToObject(h, "policy", send_policy);
-    char *text = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    int rc = ranks_bcast_text(&text, err) || (send_policy && ranks_bcast_lora(&s->adapter, &s->policy->c, err));
-    free(text);
-    if (!rc) s->sent_version = s->policy_version;
-    return rc;
+    BatchHead h = {b->phase, b->round, s->policy_version != s->sent_version, s->setup};
+    ranks_bcast(&h, sizeof h);
+    if (h.send_policy && ranks_bcast_lora(&s->adapter, &s->policy->c, err)) return -1;
+    s->sent_version = s->policy_version;
+    return 0;
 }
 
 // A worker rank: scores the pairs rank 0 hands out, batch after batch, with
-// the policy rank 0 sends, until rank 0 sends an empty header.
+// the policy rank 0 sends, until rank 0 says the run is over.
 static int serve(Seal *s, char *err) {
     for (;;) {
-        char *text = NULL;
-        if (ranks_bcast_text(&text, err)) return -1;
-        cJSON *h = cJSON_Parse(text);
-        free(text);
-        const cJSON *phase = cJSON_GetObjectItemCaseSensitive(h, "phase"), *setup = cJSON_GetObjectItemCaseSensitive(h, "setup"),
-                    *fixed = cJSON_GetObjectItemCaseSensitive(h, "fixed");
-        if (!cJSON_IsString(phase)) { cJSON_Delete(h); return 0; }   // rank 0 is done
-        char mine[20];
-        snprintf(mine, sizeof mine, "%016llx", (unsigned long long)s->setup);
-        if (!cJSON_IsString(setup) || strcmp(setup->valuestring, mine)) {
-            cJSON_Delete(h);
+        BatchHead h;
+        ranks_bcast(&h, sizeof h);
+        if (h.phase < 0) return 0;
+        if (h.setup != s->setup)
             return errf(err, "rank %d: its models, tasks or options differ from rank 0's (every rank must read the same files and flags)", ranks_rank());
-        }
-        int rc = 0;
-        if (is_true(h, "policy")) {
+        if (h.send_policy) {
             Lora *l = NULL;
-            if (!(rc = ranks_bcast_lora(&l, &s->policy->c, err))) set_adapter(s, l);
+            if (ranks_bcast_lora(&l, &s->policy->c, err)) return -1;
+            set_adapter(s, l);
         }
-        Batch b = {s, phase->valuestring, (int)num_of(h, "round"), (int)num_of(h, "split"), is_true(h, "no_edit"),
-                   cJSON_IsString(fixed) ? fixed->valuestring : NULL};
-        if (!rc) rc = ranks_serve(score_pair, &b, err);
-        cJSON_Delete(h);
-        if (rc) return -1;
+        Batch b = {s, h.phase, h.round};
+        if (ranks_serve(score_pair, &b, err)) return -1;
     }
 }
 
@@ -524,10 +487,10 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
     const Domain *d = s->d;
     const RestemOpts *o = s->o;
     // Round 0: the base policy. No adaptation, untrained self-edits, the oracle.
-    double none = score_split(s, "baseline", 0, SPLIT_EVAL, d->n_eval, 1, NULL, 1, err);
-    double untrained = isnan(none) ? NAN : score_split(s, "eval", 0, SPLIT_EVAL, d->n_eval, o->eval_samples, NULL, 0, err);
-    double oracle = isnan(untrained) || !d->oracle_edit ? untrained : score_split(s, "oracle", 0, SPLIT_EVAL, d->n_eval, 1, d->oracle_edit, 0, err);
-    double probe0 = isnan(oracle) ? NAN : score_split(s, "probe", 0, SPLIT_PROBE, d->n_probe, 1, NULL, 1, err);
+    double none = score_phase(s, PHASE_BASELINE, 0, err);
+    double untrained = isnan(none) ? NAN : score_phase(s, PHASE_EVAL, 0, err);
+    double oracle = isnan(untrained) || !d->oracle_edit ? untrained : score_phase(s, PHASE_ORACLE, 0, err);
+    double probe0 = isnan(oracle) ? NAN : score_phase(s, PHASE_PROBE, 0, err);
     if (isnan(probe0)) return -1;
     cJSON *rows = cJSON_AddArrayToObject(report, "rows");
     cJSON_AddStringToObject(report, "domain", d->name);
@@ -535,15 +498,10 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
     report_row(rows, "self-edits from the untrained policy", untrained, d->paper[1], d->n_eval * o->eval_samples);
     int rc = 0;
     for (int k = 1; k <= o->rounds && !rc; k++) {
-        double eval;
+        double eval = NAN;
         cJSON *done = run_round_metrics(s->run->dir, k);
-        if (done) {   // resumed: this round is complete on disk
-            const cJSON *ev = cJSON_GetObjectItemCaseSensitive(done, "eval_success");   // a hand-edited file may lack it
-            rc = cJSON_IsNumber(ev) ? load_round_adapter(s, k, done, err)
-                                    : errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", s->run->dir, k);
-            eval = cJSON_IsNumber(ev) ? ev->valuedouble : NAN;
-            cJSON_Delete(done);
-        } else rc = run_round(s, k, probe0, &eval, err);
+        rc = done ? load_round(s, k, done, &eval, err) : run_round(s, k, probe0, &eval, err);
+        cJSON_Delete(done);
         char name[64];
         snprintf(name, sizeof name, "SEAL, round %d", k);
         if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);
@@ -560,12 +518,22 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
               o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
     if (ranks_size() > 1) s.setup = setup_hash(&s);
     int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
-    if (ranks_root() && ranks_size() > 1) {   // an empty header: the workers are done
-        char none[1] = "", *bye = none, why[ERR_MAX];
-        ranks_bcast_text(&bye, why);
+    if (ranks_root() && ranks_size() > 1) {   // the workers are done
+        BatchHead end = {.phase = -1};
+        ranks_bcast(&end, sizeof end);
     }
     set_adapter(&s, NULL);
     return rc;
+}
+
+cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, int n) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "method", method);
+    cJSON_AddNumberToObject(r, "ours", ours);
+    if (isnan(paper)) cJSON_AddNullToObject(r, "paper"); else cJSON_AddNumberToObject(r, "paper", paper);
+    cJSON_AddNumberToObject(r, "n", n);
+    cJSON_AddItemToArray(rows, r);
+    return r;
 }
 
 void restem_report_markdown(const cJSON *report, FILE *out) {

@@ -63,5 +63,7 @@ void restem_opts_json(const RestemOpts *o, cJSON *into);   // recorded in run.js
 int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
                const RestemOpts *o, cJSON *report, char *err);
 
+// A row of a report's table: {"method", "ours", "paper" (null when NaN), "n"}.
+cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, int n);
 // The report as a Markdown table beside the paper's numbers.
 void restem_report_markdown(const cJSON *report, FILE *out);

@@ -16,13 +16,14 @@ static int run_path(char *out, size_t n, const char *dir, const char *name, char
     return path_join(out, n, dir, name, err);
 }
 
-// Appends one JSON line and fsyncs. A crash mid-write leaves a torn last line
-// without its newline; read_lines drops it. A failed write (a full disk) is
-// cut off again at once, so the file is as it was before.
-static int append_line(const char *path, const cJSON *line, char *err) {
-    char *s = cJSON_PrintUnformatted(line);
-    size_t n = strlen(s);
-    s = realloc(s, n + 2);
+// Appends one line (text and its newline) and fsyncs. A crash mid-write
+// leaves a torn last line without its newline; reading the log drops it. A
+// failed write (a full disk) is cut off again at once, so the file is as it was.
+static int append_line(const char *path, const char *text, char *err) {
+    size_t n = strlen(text);
+    char *s = malloc(n + 2);
+    if (!s) return errf(err, "%s: out of memory for a %zu-byte line", path, n);
+    memcpy(s, text, n);
     s[n++] = '\n';
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644), rc = 0;
     if (fd < 0) rc = errf(err, "%s: cannot open for appending: %s", path, strerror(errno));
@@ -43,38 +44,28 @@ static int append_line(const char *path, const cJSON *line, char *err) {
     return rc;
 }
 
-// Reads a JSON-lines file; a last line without a newline (a torn append) is
-// cut off the file. Any other malformed line is an error naming it.
-static int read_lines(const char *path, cJSON ***out, int *n, char *err) {
-    *out = NULL;
+static int append_json(const char *path, const cJSON *line, char *err) {
+    char *s = cJSON_PrintUnformatted(line);
+    int rc = append_line(path, s, err);
+    free(s);
+    return rc;
+}
+
+// A JSON-lines file as text, each line NUL-terminated in place; *n counts
+// them. A last line without a newline (a torn append) is cut off the file.
+// NULL with *n = 0 and no error when the file is absent.
+static char *read_lines(const char *path, int *n, char *err) {
     *n = 0;
     size_t len;
     char *text = read_file(path, &len, NULL);
-    if (!text) return access(path, F_OK) == 0 ? errf(err, "%s: cannot read", path) : 0;
+    if (!text) { if (access(path, F_OK) == 0) errf(err, "%s: cannot read", path); return NULL; }
     size_t keep = len;
     while (keep > 0 && text[keep - 1] != '\n') keep--;
-    if (keep < len && truncate(path, (off_t)keep) != 0) { free(text); return errf(err, "%s: cannot cut a torn last line: %s", path, strerror(errno)); }
-    int cap = 0, line_no = 0, rc = 0;
-    for (char *p = text, *nl; p < text + keep && !rc; p = nl + 1) {
-        nl = memchr(p, '\n', text + keep - p);
-        *nl = 0;
-        line_no++;
-        const char *end = NULL;
-        char why[80] = "", at[48];
-        cJSON *j = cJSON_ParseWithOpts(p, &end, 1);
-        if (!j) snprintf(why, sizeof why, " (not valid JSON, %s)", json_why(p, end, at, sizeof at));
-        if (!cJSON_IsObject(j)) { cJSON_Delete(j); rc = errf(err, "%s: line %d is not a JSON object%s", path, line_no, why); break; }
-        if (*n == cap) { cap = cap ? cap * 2 : 256; *out = realloc(*out, cap * sizeof(cJSON *)); }
-        (*out)[(*n)++] = j;
-    }
-    free(text);
-    if (rc) {   // nothing half read is handed back
-        for (int i = 0; i < *n; i++) cJSON_Delete((*out)[i]);
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    if (keep < len && truncate(path, (off_t)keep) != 0) { free(text); errf(err, "%s: cannot cut a torn last line: %s", path, strerror(errno)); return NULL; }
+    text[keep] = 0;
+    for (size_t i = 0; i < keep; i++)
+        if (text[i] == '\n') { text[i] = 0; (*n)++; }
+    return text;
 }
 
 // NULL, with the reason in err (which may be NULL), when absent or not JSON.
@@ -96,16 +87,223 @@ static int write_json(const char *path, const cJSON *j, char *err) {
     return rc;
 }
 
-static int check_edit_line(const cJSON *e, const char *path, int line, char *err) {
+// ----------------------------------------------------------------------------
+// Edits as JSON lines. Three layouts, by phase: a sampled self-edit, a
+// best_per_task choice ("select") and a continued-pretraining group ("cpt-...").
+
+const char *const PHASE_NAME[N_PHASES] = {"baseline", "eval", "oracle", "probe", "train", "train-baseline", "select",
+                                          "cpt-passage", "cpt-base", "cpt-seal"};
+
+static int is_cpt(Phase p) { return p >= PHASE_CPT_PASSAGE && p <= PHASE_CPT_SEAL; }
+
+static void phase_text(const Edit *e, char *buf, size_t n) {
+    if (is_cpt(e->phase)) snprintf(buf, n, "%s-n%d", PHASE_NAME[e->phase], e->group);
+    else snprintf(buf, n, "%s", PHASE_NAME[e->phase]);
+}
+
+// "cpt-passage-n5" -> PHASE_CPT_PASSAGE, 5; -1 when no phase has this name
+static int phase_parse(const char *s, Phase *p, int *group) {
+    for (int i = 0; i < N_PHASES; i++) {
+        size_t n = strlen(PHASE_NAME[i]);
+        if (strncmp(s, PHASE_NAME[i], n)) continue;
+        char *end;
+        if (!is_cpt(i) && !s[n]) { *p = i; *group = 0; return 0; }
+        if (is_cpt(i) && s[n] == '-' && s[n + 1] == 'n' && (*group = (int)strtol(s + n + 2, &end, 10)) > 0 && !*end) { *p = i; return 0; }
+    }
+    return -1;
+}
+
+void edit_free(Edit *e) {
+    free(e->task_id);
+    free(e->edit);
+    cJSON_Delete(e->metrics);
+    memset(e, 0, sizeof *e);
+}
+
+int edits_push(Edits *es, Edit *e, char *err) {
+    Edit *more = realloc(es->e, (es->n + 1) * sizeof(Edit));
+    if (!more) { edit_free(e); return errf(err, "out of memory for %d self-edits", es->n + 1); }
+    es->e = more;
+    es->e[es->n++] = *e;
+    memset(e, 0, sizeof *e);
+    return 0;
+}
+
+void edits_free(Edits *es) {
+    for (int i = 0; i < es->n; i++) edit_free(&es->e[i]);
+    free(es->e);
+    es->e = NULL;
+    es->n = 0;
+}
+
+static void add_hex(cJSON *j, const char *key, uint64_t v) {
+    char buf[20];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
+    cJSON_AddStringToObject(j, key, buf);
+}
+
+static void add_text(cJSON *j, const char *key, const char *s) {
+    if (s) cJSON_AddStringToObject(j, key, s); else cJSON_AddNullToObject(j, key);
+}
+
+static void add_metrics(cJSON *j, const Edit *e) {
+    cJSON_AddItemToObject(j, "metrics", e->metrics ? cJSON_Duplicate(e->metrics, 1) : cJSON_CreateObject());
+}
+
+char *edit_to_line(const Edit *e) {
+    char phase[48];
+    phase_text(e, phase, sizeof phase);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "phase", phase);
+    cJSON_AddNumberToObject(j, "round", e->round);
+    cJSON_AddNumberToObject(j, "task", e->task);
+    if (e->task_id) cJSON_AddStringToObject(j, "task_id", e->task_id);
+    cJSON_AddNumberToObject(j, "sample", e->sample);
+    cJSON_AddNumberToObject(j, "attempt", e->attempt);
+    cJSON_AddBoolToObject(j, "final", e->final);
+    if (e->phase == PHASE_SELECT) {
+        cJSON_AddNumberToObject(j, "from_sample", e->from_sample);
+        add_text(j, "edit", e->edit);
+        cJSON_AddNumberToObject(j, "reward", e->reward);
+        cJSON_AddNumberToObject(j, "baseline_reward", e->baseline_reward);
+        cJSON_AddBoolToObject(j, "accepted", e->accepted);
+    } else if (is_cpt(e->phase)) {
+        add_text(j, "edit", e->edit);
+        cJSON_AddBoolToObject(j, "valid", e->valid);
+        cJSON_AddBoolToObject(j, "trained", e->trained);
+        cJSON_AddBoolToObject(j, "accepted", e->accepted);
+        add_metrics(j, e);
+        cJSON_AddNumberToObject(j, "reward", e->reward);
+        cJSON_AddNumberToObject(j, "seconds_total", e->seconds_total);
+    } else {
+        add_hex(j, "seed", e->seed);
+        add_hex(j, "prompt_hash", e->prompt_hash);
+        add_text(j, "edit", e->edit);
+        cJSON_AddBoolToObject(j, "valid", e->valid);
+        cJSON_AddStringToObject(j, "why", e->why);
+        cJSON_AddBoolToObject(j, "trained", e->trained);
+        cJSON_AddNumberToObject(j, "reward", e->reward);
+        cJSON_AddBoolToObject(j, "accepted", e->accepted);
+        add_metrics(j, e);
+        add_hex(j, "policy_hash", e->policy_hash);
+        cJSON_AddNumberToObject(j, "seconds_sample", e->seconds_sample);
+        cJSON_AddNumberToObject(j, "seconds_total", e->seconds_total);
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static const cJSON *member(const cJSON *j, const char *key) { return cJSON_GetObjectItemCaseSensitive(j, key); }
+static double number_or(const cJSON *j, const char *key, double def) { return cJSON_IsNumber(member(j, key)) ? member(j, key)->valuedouble : def; }
+static uint64_t hex_or_zero(const cJSON *j, const char *key) {
+    const cJSON *v = member(j, key);
+    return cJSON_IsString(v) ? strtoull(v->valuestring, NULL, 16) : 0;
+}
+
+int edit_from_line(const char *line, Edit *e, const char *where, char *err) {
+    memset(e, 0, sizeof *e);
+    const char *end = NULL;
+    char why[80] = "", at[48];
+    cJSON *j = cJSON_ParseWithOpts(line, &end, 1);
+    if (!j) snprintf(why, sizeof why, " (not valid JSON, %s)", json_why(line, end, at, sizeof at));
+    if (!cJSON_IsObject(j)) { cJSON_Delete(j); return errf(err, "%s is not a JSON object%s", where, why); }
     const char *ints[] = {"round", "task", "sample", "attempt"};
-    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "phase"))) return errf(err, "%s: line %d: no \"phase\" string", path, line);
-    for (int k = 0; k < 4; k++)
-        if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, ints[k]))) return errf(err, "%s: line %d: no \"%s\" number", path, line, ints[k]);
-    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "reward"))) return errf(err, "%s: line %d: no \"reward\" number", path, line);
-    const cJSON *edit = cJSON_GetObjectItemCaseSensitive(e, "edit");
-    if (!cJSON_IsString(edit) && !cJSON_IsNull(edit)) return errf(err, "%s: line %d: \"edit\" must be a string or null", path, line);
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "accepted")) && !cJSON_IsString(edit))
-        return errf(err, "%s: line %d: an accepted line needs its edit", path, line);
+    int *slot[] = {&e->round, &e->task, &e->sample, &e->attempt}, rc = 0;
+    const cJSON *phase = member(j, "phase"), *edit = member(j, "edit"), *id = member(j, "task_id"), *why_v = member(j, "why");
+    if (!cJSON_IsString(phase)) rc = errf(err, "%s: no \"phase\" string", where);
+    for (int k = 0; k < 4 && !rc; k++) {
+        if (!cJSON_IsNumber(member(j, ints[k]))) rc = errf(err, "%s: no \"%s\" number", where, ints[k]);
+        else *slot[k] = member(j, ints[k])->valueint;
+    }
+    if (!rc && !cJSON_IsNumber(member(j, "reward"))) rc = errf(err, "%s: no \"reward\" number", where);
+    if (!rc && !cJSON_IsString(edit) && !cJSON_IsNull(edit)) rc = errf(err, "%s: \"edit\" must be a string or null", where);
+    if (!rc && cJSON_IsTrue(member(j, "accepted")) && !cJSON_IsString(edit)) rc = errf(err, "%s: an accepted line needs its edit", where);
+    if (!rc && phase_parse(phase->valuestring, &e->phase, &e->group)) rc = errf(err, "%s: unknown phase \"%.40s\"", where, phase->valuestring);
+    if (rc) { cJSON_Delete(j); return -1; }
+    e->final = !cJSON_IsFalse(member(j, "final"));   // older logs have no "final": every line counts
+    e->task_id = cJSON_IsString(id) ? strdup(id->valuestring) : NULL;
+    e->edit = cJSON_IsString(edit) ? strdup(edit->valuestring) : NULL;
+    e->seed = hex_or_zero(j, "seed");
+    e->prompt_hash = hex_or_zero(j, "prompt_hash");
+    e->policy_hash = hex_or_zero(j, "policy_hash");
+    e->valid = cJSON_IsTrue(member(j, "valid"));
+    e->trained = cJSON_IsTrue(member(j, "trained"));
+    e->accepted = cJSON_IsTrue(member(j, "accepted"));
+    if (cJSON_IsString(why_v)) snprintf(e->why, sizeof e->why, "%s", why_v->valuestring);
+    e->reward = member(j, "reward")->valuedouble;
+    e->seconds_sample = number_or(j, "seconds_sample", 0);
+    e->seconds_total = number_or(j, "seconds_total", 0);
+    e->from_sample = (int)number_or(j, "from_sample", -1);
+    e->baseline_reward = number_or(j, "baseline_reward", 0);
+    if (cJSON_IsObject(member(j, "metrics"))) e->metrics = cJSON_DetachItemFromObjectCaseSensitive(j, "metrics");
+    cJSON_Delete(j);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// The index: each (phase, group, round, task, sample) to its final line and
+// its number of lines, built once when a run is opened and kept as lines are
+// appended.
+
+struct EditSlot { int first, final, attempts; };   // first: a line of this key, -1: an empty slot
+
+static int same_key(const Edit *e, Phase phase, int group, int round, int task, int sample) {
+    return e->phase == phase && e->group == group && e->round == round && e->task == task && e->sample == sample;
+}
+
+static size_t key_hash(Phase phase, int group, int round, int task, int sample) {
+    uint64_t h = 0x9e3779b97f4a7c15ULL;
+    const int k[5] = {phase, group, round, task, sample};
+    for (int i = 0; i < 5; i++) h = (h ^ (uint32_t)k[i]) * 0xff51afd7ed558ccdULL;
+    return (size_t)(h ^ h >> 31);
+}
+
+static struct EditSlot *find_slot(const Run *r, Phase phase, int group, int round, int task, int sample) {
+    if (!r->index_cap) return NULL;
+    for (size_t i = key_hash(phase, group, round, task, sample);; i++) {
+        struct EditSlot *s = &r->index[i & (r->index_cap - 1)];
+        if (s->first < 0 || same_key(r->edits[s->first], phase, group, round, task, sample)) return s;
+    }
+}
+
+static void index_add(Run *r, int i) {
+    const Edit *e = r->edits[i];
+    struct EditSlot *s = find_slot(r, e->phase, e->group, e->round, e->task, e->sample);
+    if (s->first < 0) *s = (struct EditSlot){i, -1, 0};
+    s->attempts++;
+    if (e->final && s->final < 0) s->final = i;
+}
+
+// Room for one more line at a load of at most one half.
+static int index_reserve(Run *r, char *err) {
+    if (2 * (r->n_edits + 1) <= r->index_cap) return 0;
+    int cap = r->index_cap ? 2 * r->index_cap : 1024;
+    struct EditSlot *fresh = malloc((size_t)cap * sizeof *fresh);
+    if (!fresh) return errf(err, "out of memory for the index of %d logged self-edits", r->n_edits);
+    for (int i = 0; i < cap; i++) fresh[i].first = -1;
+    free(r->index);
+    r->index = fresh;
+    r->index_cap = cap;
+    for (int i = 0; i < r->n_edits; i++) index_add(r, i);
+    return 0;
+}
+
+// *e as the run's next line, indexed; the run owns its memory from here on.
+static int keep_edit(Run *r, Edit *e, char *err) {
+    Edit *kept = malloc(sizeof *kept);
+    Edit **more = kept && r->n_edits % 256 == 0 ? realloc(r->edits, (r->n_edits + 256) * sizeof(Edit *)) : r->edits;
+    if (!kept || !more || index_reserve(r, err)) {
+        if (more) r->edits = more;
+        free(kept);
+        edit_free(e);
+        return errf(err, "out of memory for %d logged self-edits", r->n_edits + 1);
+    }
+    r->edits = more;
+    *kept = *e;
+    memset(e, 0, sizeof *e);
+    r->edits[r->n_edits] = kept;
+    index_add(r, r->n_edits++);
     return 0;
 }
 
@@ -133,55 +331,54 @@ int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err
     int same = cJSON_Compare(cJSON_GetObjectItemCaseSensitive(stored, "config"), config, 1);
     cJSON_Delete(stored);
     if (!same) return errf(err, "%s: a run directory from another configuration (run.json differs from these flags)", dir);
-    int rc = run_path(path, sizeof path, dir, "edits.jsonl", err) || read_lines(path, &r->edits, &r->n_edits, err);
-    for (int i = 0; i < r->n_edits && !rc; i++)   // what resume reads back must be there
-        rc = check_edit_line(r->edits[i], path, i + 1, err);
+    if (run_path(path, sizeof path, dir, "edits.jsonl", err)) return -1;
+    int n, rc = 0;
+    char *text = read_lines(path, &n, err), *p = text;
+    if (!text && n == 0 && access(path, F_OK) == 0) return -1;
+    for (int i = 0; i < n && !rc; i++, p += strlen(p) + 1) {   // what resume reads back must be there
+        Edit e;
+        char where[4200];
+        snprintf(where, sizeof where, "%s: line %d", path, i + 1);
+        rc = edit_from_line(p, &e, where, err) || keep_edit(r, &e, err);
+    }
+    free(text);
     if (rc) run_close(r);   // a failed open holds nothing
     return rc ? -1 : 0;
 }
 
 void run_close(Run *r) {
-    for (int i = 0; i < r->n_edits; i++) cJSON_Delete(r->edits[i]);
+    for (int i = 0; i < r->n_edits; i++) { edit_free(r->edits[i]); free(r->edits[i]); }
     free(r->edits);
+    free(r->index);
     memset(r, 0, sizeof *r);
 }
 
-int run_append_edit(Run *r, cJSON *line, char *err) {
-    char path[4096];
-    if (run_path(path, sizeof path, r->dir, "edits.jsonl", err) || append_line(path, line, err)) { cJSON_Delete(line); return -1; }
-    r->edits = realloc(r->edits, (r->n_edits + 1) * sizeof(cJSON *));
-    r->edits[r->n_edits++] = line;
-    return 0;
+int run_append(Run *r, Edit *e, char *err) {
+    char path[4096], *line = edit_to_line(e);
+    int rc = run_path(path, sizeof path, r->dir, "edits.jsonl", err) || append_line(path, line, err);
+    free(line);
+    if (rc) { edit_free(e); return -1; }
+    return keep_edit(r, e, err);
 }
 
-static int get_int(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    return cJSON_IsNumber(v) ? v->valueint : -1;
+const Edit *run_find_group(const Run *r, Phase phase, int group, int round, int task, int sample) {
+    const struct EditSlot *s = find_slot(r, phase, group, round, task, sample);
+    return s && s->first >= 0 && s->final >= 0 ? r->edits[s->final] : NULL;
 }
 
-static int same_sample(const cJSON *e, const char *phase, int round, int task, int sample) {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "phase");
-    return cJSON_IsString(p) && !strcmp(p->valuestring, phase) && get_int(e, "round") == round &&
-           get_int(e, "task") == task && get_int(e, "sample") == sample;
+const Edit *run_find(const Run *r, Phase phase, int round, int task, int sample) {
+    return run_find_group(r, phase, 0, round, task, sample);
 }
 
-const cJSON *run_find_edit(const Run *r, const char *phase, int round, int task, int sample) {
-    for (int i = 0; i < r->n_edits; i++)
-        if (same_sample(r->edits[i], phase, round, task, sample) && !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r->edits[i], "final")))
-            return r->edits[i];
-    return NULL;
-}
-
-int run_attempts(const Run *r, const char *phase, int round, int task, int sample) {
-    int n = 0;
-    for (int i = 0; i < r->n_edits; i++) n += same_sample(r->edits[i], phase, round, task, sample);
-    return n;
+int run_attempts(const Run *r, Phase phase, int round, int task, int sample) {
+    const struct EditSlot *s = find_slot(r, phase, 0, round, task, sample);
+    return s && s->first >= 0 ? s->attempts : 0;
 }
 
 int run_log_event(const Run *r, cJSON *event, char *err) {
     char path[4096];
     cJSON_AddNumberToObject(event, "time", (double)time(NULL));
-    int rc = run_path(path, sizeof path, r->dir, "events.jsonl", err) || append_line(path, event, err);
+    int rc = run_path(path, sizeof path, r->dir, "events.jsonl", err) || append_json(path, event, err);
     cJSON_Delete(event);
     return rc ? -1 : 0;
 }
@@ -230,11 +427,6 @@ int run_get_current(const char *dir) {
     return ok ? (int)k : -1;
 }
 
-static double num(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 int run_write_report(const char *dir, const char *md, const cJSON *report, const char *json_path, char *err) {
     char path[4200], *js = cJSON_Print(report);
     fputs(md, stdout);
@@ -247,47 +439,53 @@ int run_write_report(const char *dir, const char *md, const cJSON *report, const
     return rc;
 }
 
+static double metric(const Edit *e, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e->metrics, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
 int run_show(const char *dir, FILE *out, char *err) {
     char path[4096];
     if (path_join(path, sizeof path, dir, "run.json", err)) return -1;
-    cJSON *run = read_json(path);
-    if (!run) return errf(err, "%s: not a run directory (no readable run.json)", dir);
-    cJSON_Delete(run);
-    cJSON **lines;
-    int n;
-    if (path_join(path, sizeof path, dir, "edits.jsonl", err) || read_lines(path, &lines, &n, err)) return -1;
-    fprintf(out, "run %s: %d self-edits logged, current round %d\n\n", dir, n, run_get_current(dir));
+    cJSON *config = read_json(path);
+    if (!config) return errf(err, "%s: not a run directory (no readable run.json)", dir);
+    Run r;   // opened as a resume would, against its own configuration
+    int rc = run_open(&r, dir, cJSON_GetObjectItemCaseSensitive(config, "config"), 1, err);
+    cJSON_Delete(config);
+    if (rc) return -1;
+    fprintf(out, "run %s: %d self-edits logged, current round %d\n\n", dir, r.n_edits, run_get_current(dir));
     fprintf(out, "| round | phase | sampled | valid | trained | reward mean | accepted | s/edit | of which: sampling, training, inference |\n"
                  "|---|---|---|---|---|---|---|---|---|\n");
-    const char *phases[64];   // every phase the log holds, in order of first appearance
+    const Edit *phases[64];   // a line of every phase the log holds, in order of first appearance
     int n_ph = 0;
-    for (int i = 0; i < n && n_ph < 64; i++) {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(lines[i], "phase");
-        int seen = !cJSON_IsString(p);
-        for (int j = 0; j < n_ph && !seen; j++) seen = !strcmp(phases[j], p->valuestring);
-        if (!seen) phases[n_ph++] = p->valuestring;
+    for (int i = 0; i < r.n_edits && n_ph < 64; i++) {
+        int seen = 0;
+        for (int j = 0; j < n_ph && !seen; j++) seen = phases[j]->phase == r.edits[i]->phase && phases[j]->group == r.edits[i]->group;
+        if (!seen) phases[n_ph++] = r.edits[i];
     }
     for (int k = 0; k < 1000; k++) {
         int any = 0;
         for (int ph = 0; ph < n_ph; ph++) {
             int sampled = 0, valid = 0, trained = 0, accepted = 0;
             double reward = 0, t_all = 0, t_sample = 0, t_train = 0, t_infer = 0;
-            for (int i = 0; i < n; i++) {
-                const cJSON *e = lines[i], *p = cJSON_GetObjectItemCaseSensitive(e, "phase"), *m = cJSON_GetObjectItemCaseSensitive(e, "metrics");
-                if (!cJSON_IsString(p) || strcmp(p->valuestring, phases[ph]) || get_int(e, "round") != k) continue;
+            for (int i = 0; i < r.n_edits; i++) {
+                const Edit *e = r.edits[i];
+                if (e->phase != phases[ph]->phase || e->group != phases[ph]->group || e->round != k) continue;
                 sampled++;
-                valid += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "valid"));
-                trained += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trained"));
-                accepted += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "accepted"));
-                reward += num(e, "reward");
-                t_all += num(e, "seconds_total");
-                t_sample += num(e, "seconds_sample");
-                if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "seconds_train"))) t_train += num(m, "seconds_train");
-                if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "seconds_infer"))) t_infer += num(m, "seconds_infer");
+                valid += e->valid;
+                trained += e->trained;
+                accepted += e->accepted;
+                reward += e->reward;
+                t_all += e->seconds_total;
+                t_sample += e->seconds_sample;
+                t_train += metric(e, "seconds_train");
+                t_infer += metric(e, "seconds_infer");
             }
             if (!sampled) continue;
             any = 1;
-            fprintf(out, "| %d | %s | %d | %d | %d | %.3f | %d | %.2f | %.2f, %.2f, %.2f |\n", k, phases[ph], sampled, valid, trained,
+            char name[48];
+            phase_text(phases[ph], name, sizeof name);
+            fprintf(out, "| %d | %s | %d | %d | %d | %.3f | %d | %.2f | %.2f, %.2f, %.2f |\n", k, name, sampled, valid, trained,
                     reward / sampled, accepted, t_all / sampled, t_sample / sampled, t_train / sampled, t_infer / sampled);
         }
         cJSON *m = run_round_metrics(dir, k);
@@ -299,8 +497,7 @@ int run_show(const char *dir, FILE *out, char *err) {
             cJSON_Delete(m);
         }
     }
-    for (int i = 0; i < n; i++) cJSON_Delete(lines[i]);
-    free(lines);
+    run_close(&r);
     return 0;
 }
 

@@ -15,10 +15,55 @@
 
 #define SEAL_VERSION "0.1.0"
 
+// The phases of a run: what a logged self-edit was for. Each is a name in
+// edits.jsonl; the continued-pretraining phases of knowledge add the group size
+// ("cpt-passage-n5").
+typedef enum {
+    PHASE_BASELINE,               // held-out tasks, no adaptation
+    PHASE_EVAL,                   // held-out tasks, self-edits of the current policy
+    PHASE_ORACLE,                 // held-out tasks, the domain's best fixed self-edit
+    PHASE_PROBE,                  // retention probe: the policy itself answers
+    PHASE_TRAIN,                  // the E-step: self-edits for the training tasks
+    PHASE_TRAIN_BASELINE,         // training tasks, no adaptation (best_per_task)
+    PHASE_SELECT,                 // best_per_task's choice, copied from a train line
+    PHASE_CPT_PASSAGE, PHASE_CPT_BASE, PHASE_CPT_SEAL,   // knowledge's continued pretraining
+    N_PHASES
+} Phase;
+extern const char *const PHASE_NAME[N_PHASES];
+
+// One line of edits.jsonl: one attempt at one self-edit, and what came of it.
+typedef struct {
+    Phase phase;
+    int group;                    // the cpt phases: passages per group, else 0
+    int round, task, sample, attempt;
+    int final;                    // the attempt that counts (earlier ones were invalid and drawn again)
+    char *task_id;                // the task's name, or NULL
+    uint64_t seed, prompt_hash, policy_hash;
+    char *edit;                   // the self-edit (valid UTF-8), or NULL: none
+    int valid, trained, accepted;
+    char why[256];                // why invalid or untrained, else ""
+    double reward;
+    cJSON *metrics;               // the domain's own numbers, or NULL
+    double seconds_sample, seconds_total;
+    int from_sample;              // select lines: the train sample chosen
+    double baseline_reward;       // select lines: the task's no-edit reward
+} Edit;
+
+typedef struct { Edit *e; int n; } Edits;
+void edit_free(Edit *e);
+void edits_free(Edits *es);
+int edits_push(Edits *es, Edit *e, char *err);   // takes *e's memory (also on failure)
+// An Edit as a JSON line (malloc'd, no newline), and back; from_line checks
+// every field it needs (where names the file and line for the message).
+char *edit_to_line(const Edit *e);
+int edit_from_line(const char *line, Edit *e, const char *where, char *err);
+
 typedef struct {
     char dir[3800];
     int n_edits;
-    cJSON **edits;                // parsed lines of edits.jsonl, in order
+    Edit **edits;                 // the lines of edits.jsonl, in order (each stays where it is)
+    struct EditSlot *index;       // (phase, group, round, task, sample) -> its lines
+    int index_cap;
 } Run;
 
 // Creates RUN (which must not hold a run yet) with run.json = {"config": config,
@@ -27,13 +72,14 @@ typedef struct {
 int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err);
 void run_close(Run *r);
 
-// Appends one line to edits.jsonl (fsync'd) and keeps it in r->edits.
-int run_append_edit(Run *r, cJSON *line, char *err);   // takes ownership of line
-// The final logged line of this sample, or NULL: resume skips work already
-// done. Lines of earlier attempts (invalid edits that were resampled) carry
-// "final": false; run_attempts counts every line of the sample.
-const cJSON *run_find_edit(const Run *r, const char *phase, int round, int task, int sample);
-int run_attempts(const Run *r, const char *phase, int round, int task, int sample);
+// Appends one line to edits.jsonl (fsync'd) and keeps it in r->edits; the run
+// owns *e's memory afterwards (also on failure).
+int run_append(Run *r, Edit *e, char *err);
+// The final line of this sample, or NULL: resume skips work already done.
+// run_attempts counts every line of the sample (its earlier, invalid attempts too).
+const Edit *run_find(const Run *r, Phase phase, int round, int task, int sample);
+const Edit *run_find_group(const Run *r, Phase phase, int group, int round, int task, int sample);
+int run_attempts(const Run *r, Phase phase, int round, int task, int sample);
 int run_log_event(const Run *r, cJSON *event, char *err);   // events.jsonl; frees event
 
 int run_save_round(const Run *r, int k, const Lora *adapter, const cJSON *metrics, char *err);

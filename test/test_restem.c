@@ -232,23 +232,63 @@ END_TEST
 // them in order; a failed job stops the batch after the ones before it.
 typedef struct { int fail_at, recorded[8], n; } Jobs;
 
-static int job_work(void *ctx, const RankJob *job, char **result, char *err) {
+static int job_work(void *ctx, const RankJob *job, Edits *result, char *err) {
     Jobs *j = ctx;
     if (job->task == j->fail_at) return errf(err, "job %d failed", job->task);
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d/%d/%d", job->task, job->sample, job->attempt);
-    *result = strdup(buf);
+    for (int a = job->attempt; a < 2; a++) {   // attempts job->attempt..1, the last one final
+        Edit e = {.phase = PHASE_TRAIN, .task = job->task, .sample = job->sample, .attempt = a, .final = a == 1, .edit = strdup("x")};
+        if (edits_push(result, &e, err)) return -1;
+    }
     return 0;
 }
 
-static int job_record(void *ctx, const RankJob *job, const char *result, char *err) {
+static int job_record(void *ctx, const RankJob *job, Edits *result, char *err) {
     Jobs *j = ctx;
-    char want[32];
-    snprintf(want, sizeof want, "%d/%d/%d", job->task, job->sample, job->attempt);
-    if (strcmp(result, want)) return errf(err, "job %d: result %s", job->task, result);
+    if (result->n != 2 - job->attempt || result->e[0].task != job->task || result->e[0].sample != job->sample ||
+        result->e[0].attempt != job->attempt || !result->e[result->n - 1].final)
+        return errf(err, "job %d: a result of %d edits that is not its own", job->task, result->n);
     j->recorded[j->n++] = job->task;
     return 0;
 }
+
+// An Edit survives the trip through its JSON line (the log, and MPI's messages).
+START_TEST(edit_line_round_trip) {
+    const Phase phases[] = {PHASE_TRAIN, PHASE_SELECT, PHASE_CPT_BASE};
+    for (int i = 0; i < 3; i++) {
+        Edit e = {.phase = phases[i], .group = phases[i] == PHASE_CPT_BASE ? 5 : 0, .round = 2, .task = 3, .sample = 4, .attempt = 1,
+                  .final = 1, .task_id = phases[i] == PHASE_CPT_BASE ? NULL : strdup("t3"), .seed = 0xfedcba9876543210ULL,
+                  .prompt_hash = 7, .policy_hash = 0x8000000000000001ULL, .edit = strdup("a \"self-edit\"\n"), .valid = 1,
+                  .trained = 1, .accepted = 1, .reward = 1.0 / 3, .metrics = cJSON_CreateObject(), .seconds_sample = 0.25,
+                  .seconds_total = 1.5, .from_sample = 2, .baseline_reward = 0.1};
+        snprintf(e.why, sizeof e.why, "why");
+        cJSON_AddNumberToObject(e.metrics, "steps", 12);
+        char *line = edit_to_line(&e), err[ERR_MAX];
+        Edit back;
+        ck_assert_msg(edit_from_line(line, &back, "test", err) == 0, "%s", err);
+        char *again = edit_to_line(&back);
+        ck_assert_str_eq(line, again);   // byte for byte
+        ck_assert_int_eq(back.phase, e.phase);
+        ck_assert_int_eq(back.group, e.group);
+        ck_assert_double_eq(back.reward, e.reward);
+        ck_assert_str_eq(back.edit, e.edit);
+        if (e.phase == PHASE_TRAIN) ck_assert(back.seed == e.seed && back.policy_hash == e.policy_hash);
+        free(line);
+        free(again);
+        edit_free(&back);
+        edit_free(&e);
+    }
+    const char *bad[] = {"[1]", "{\"phase\":\"nope\",\"round\":0,\"task\":0,\"sample\":0,\"attempt\":0,\"reward\":0,\"edit\":null}",
+                         "{\"phase\":\"train\",\"round\":0,\"task\":0,\"sample\":0,\"attempt\":0,\"edit\":null}",
+                         "{\"phase\":\"cpt-seal-nx\",\"round\":0,\"task\":0,\"sample\":0,\"attempt\":0,\"reward\":0,\"edit\":null}"};
+    const char *want[] = {"not a JSON object", "unknown phase", "no \"reward\" number", "unknown phase"};
+    for (int i = 0; i < 4; i++) {
+        Edit e;
+        char err[ERR_MAX] = "";
+        ck_assert_int_eq(edit_from_line(bad[i], &e, "x.jsonl: line 1", err), -1);
+        ck_assert_msg(strstr(err, want[i]) && strstr(err, "x.jsonl: line 1"), "%s", err);
+    }
+}
+END_TEST
 
 START_TEST(ranks_without_mpi) {
     ck_assert_int_eq(ranks_size(), 1);
@@ -285,6 +325,7 @@ Suite *restem_suite(void) {
     tcase_add_test(t, resume_matches_uninterrupted);
     tcase_add_test(t, retention_guard_holds);
     tcase_add_test(t, ranks_without_mpi);
+    tcase_add_test(t, edit_line_round_trip);
     suite_add_tcase(s, t);
     return s;
 }

@@ -345,10 +345,10 @@ START_TEST(best_per_task_filter) {
     // task 0: the two best of its six samples that beat 0.5, best first; task 1: none beats 1.0
     double rewards[6];
     for (int k = 0; k < 6; k++) {
-        const cJSON *e = run_find_edit(&run, "train", 1, 0, k);
+        const Edit *e = run_find(&run, PHASE_TRAIN, 1, 0, k);
         ck_assert_ptr_nonnull(e);
-        ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(e, "accepted")));   // decided later, in "select" lines
-        rewards[k] = cJSON_GetObjectItem(e, "reward")->valuedouble;
+        ck_assert(!e->accepted);   // decided later, in "select" lines
+        rewards[k] = e->reward;
     }
     int above = 0;
     double best = -1, second = -1;
@@ -358,14 +358,14 @@ START_TEST(best_per_task_filter) {
         if (rewards[k] > best) { second = best; best = rewards[k]; } else if (rewards[k] > second) second = rewards[k];
     }
     for (int rank = 0; rank < 2; rank++) {
-        const cJSON *s = run_find_edit(&run, "select", 1, 0, rank);
+        const Edit *s = run_find(&run, PHASE_SELECT, 1, 0, rank);
         if (rank >= above) { ck_assert_ptr_null(s); continue; }
         ck_assert_ptr_nonnull(s);
-        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(s, "accepted")));
-        ck_assert_double_eq(cJSON_GetObjectItem(s, "reward")->valuedouble, rank ? second : best);
-        ck_assert_double_eq(cJSON_GetObjectItem(s, "baseline_reward")->valuedouble, 0.5);
+        ck_assert(s->accepted);
+        ck_assert_double_eq(s->reward, rank ? second : best);
+        ck_assert_double_eq(s->baseline_reward, 0.5);
     }
-    ck_assert_ptr_null(run_find_edit(&run, "select", 1, 1, 0));
+    ck_assert_ptr_null(run_find(&run, PHASE_SELECT, 1, 1, 0));
     cJSON *metrics = run_round_metrics(dir, 1);
     ck_assert_int_eq(cJSON_GetObjectItem(metrics, "selected")->valueint, above < 2 ? above : 2);
     ck_assert_int_eq(cJSON_GetObjectItem(metrics, "mstep_examples")->valueint, above < 2 ? above : 2);
