@@ -325,12 +325,12 @@ static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
 
 // Trains round k's adapter (from the base policy) into *out. Returns 0 with
 // *out NULL when there is nothing to train on.
-static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
+static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
     Example *ex;
     int n;
     *out = NULL;
     if (mstep_examples(s, round, &ex, &n, err)) return -1;
-    cJSON_AddNumberToObject(metrics, "mstep_examples", n);
+    m->mstep_examples = n;
     if (!n) return 0;
     Lora *l = calloc(1, sizeof(Lora));
     if (!l || lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) { free(l); examples_free(ex, n); return errf(err, "out of memory for the M-step adapter"); }
@@ -346,10 +346,10 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
     model_attach_lora(s->policy, NULL);
     examples_free(ex, n);
     if (rc) { lora_free(l); free(l); return -1; }
-    cJSON_AddNumberToObject(metrics, "mstep_steps", st.steps);
-    cJSON_AddNumberToObject(metrics, "mstep_first_loss", st.first_loss);
-    cJSON_AddNumberToObject(metrics, "mstep_last_loss", st.last_loss);
-    cJSON_AddNumberToObject(metrics, "mstep_seconds", st.seconds);
+    m->mstep_steps = st.steps;
+    m->mstep_first_loss = st.first_loss;
+    m->mstep_last_loss = st.last_loss;
+    m->mstep_seconds = st.seconds;
     *out = l;
     return 0;
 }
@@ -357,67 +357,45 @@ static int mstep(Seal *s, int round, Lora **out, cJSON *metrics, char *err) {
 // ----------------------------------------------------------------------------
 // A round: E-step, filter, M-step, held-out evaluation, promotion.
 
-static int log_event(Seal *s, const char *what, int round, double probe, double probe0, char *err) {
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", what);
-    cJSON_AddNumberToObject(ev, "round", round);
-    if (!isnan(probe)) {
-        cJSON_AddNumberToObject(ev, "probe", probe);
-        cJSON_AddNumberToObject(ev, "probe_base", probe0);
-    }
-    return run_log_event(s->run, ev, err);
-}
-
 // The retention guard: a policy whose probe score fell more than
 // max_retention_drop below the base policy's is not promoted.
 static int promote(Seal *s, int k, double probe, double probe0, char *err) {
     int ok = !(probe0 - probe > s->o->max_retention_drop);
     if (!ok && !s->o->quiet) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted (shadow)\n",
                      k, probe, s->o->max_retention_drop, probe0);
-    if (log_event(s, ok ? "promote" : "hold", k, probe, probe0, err)) return -1;
+    if (run_log_event(s->run, ok ? "promote" : "hold", k, probe, probe0, err)) return -1;
     return ok ? run_set_current(s->run, k, err) : 0;
 }
 
 // Writes rounds/k/ and returns the round's held-out score in *eval.
 static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     const RestemOpts *o = s->o;
-    double train = score_phase(s, PHASE_TRAIN, k, err);   // E-step (and the threshold filter, as each is logged)
-    if (isnan(train)) return -1;
-    int selected = 0;
-    if (o->best_per_task && select_best(s, k, &selected, err)) return -1;
-    cJSON *metrics = cJSON_CreateObject();
-    cJSON_AddNumberToObject(metrics, "round", k);
-    cJSON_AddNumberToObject(metrics, "train_reward", train);
-    if (o->best_per_task) cJSON_AddNumberToObject(metrics, "selected", selected);
+    Round m = {.round = k, .selected = -1};
+    m.train_reward = score_phase(s, PHASE_TRAIN, k, err);   // E-step (and the threshold filter, as each is logged)
+    if (isnan(m.train_reward)) return -1;
+    if (o->best_per_task && select_best(s, k, &m.selected, err)) return -1;
     Lora *l;
-    if (mstep(s, k, &l, metrics, err)) { cJSON_Delete(metrics); return -1; }
+    if (mstep(s, k, &l, &m, err)) return -1;
     if (l) set_adapter(s, l);
     else {   // nothing passed the filter: the previous policy carries over
         if (!o->quiet) fprintf(stderr, "\nround %d: no self-edit passed the filter; the policy is unchanged\n", k);
-        if (log_event(s, "mstep-skipped", k, NAN, NAN, err)) { cJSON_Delete(metrics); return -1; }
+        if (run_log_event(s->run, "mstep-skipped", k, NAN, NAN, err)) return -1;
     }
-    *eval = score_phase(s, PHASE_EVAL, k, err);
-    double probe = score_phase(s, PHASE_PROBE, k, err);
-    if (isnan(*eval) || isnan(probe)) { cJSON_Delete(metrics); return -1; }
-    cJSON_AddNumberToObject(metrics, "eval_success", *eval);
-    cJSON_AddNumberToObject(metrics, "probe", probe);
-    cJSON_AddBoolToObject(metrics, "adapter", s->adapter != NULL);
-    int rc = run_save_round(s->run, k, s->adapter, metrics, err);
-    cJSON_Delete(metrics);
-    return rc ? -1 : promote(s, k, probe, probe0, err);
+    *eval = m.eval_success = score_phase(s, PHASE_EVAL, k, err);
+    m.probe = score_phase(s, PHASE_PROBE, k, err);
+    if (isnan(m.eval_success) || isnan(m.probe)) return -1;
+    m.adapter = s->adapter != NULL;
+    return run_save_round(s->run, &m, s->adapter, err) ? -1 : promote(s, k, m.probe, probe0, err);
 }
 
-// A round complete on disk (resume): its held-out score and its policy, which
-// is its adapter, or the base policy when it has none.
-static int load_round(Seal *s, int k, const cJSON *metrics, double *eval, char *err) {
-    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(metrics, "eval_success");   // a hand-edited file may lack it
-    if (!cJSON_IsNumber(ev)) return errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", s->run->dir, k);
-    *eval = ev->valuedouble;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(metrics, "adapter"))) { set_adapter(s, NULL); return 0; }
+// A round complete on disk (resume): its policy is its adapter, or the base
+// policy when it has none.
+static int load_round(Seal *s, const Round *m, char *err) {
+    if (!m->adapter) { set_adapter(s, NULL); return 0; }
     char dir[4200];
-    snprintf(dir, sizeof dir, "%s/rounds/%d", s->run->dir, k);
+    snprintf(dir, sizeof dir, "%s/rounds/%d", s->run->dir, m->round);
     Lora *l = calloc(1, sizeof(Lora));
-    if (!l) return errf(err, "out of memory for round %d's adapter", k);
+    if (!l) return errf(err, "out of memory for round %d's adapter", m->round);
     if (lora_load(l, &s->policy->c, dir, err)) { free(l); return -1; }
     set_adapter(s, l);
     return 0;
@@ -499,9 +477,9 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
     int rc = 0;
     for (int k = 1; k <= o->rounds && !rc; k++) {
         double eval = NAN;
-        cJSON *done = run_round_metrics(s->run->dir, k);
-        rc = done ? load_round(s, k, done, &eval, err) : run_round(s, k, probe0, &eval, err);
-        cJSON_Delete(done);
+        Round done;
+        int on_disk = run_load_round(s->run, k, &done, err);
+        rc = on_disk < 0 ? -1 : on_disk ? (eval = done.eval_success, load_round(s, &done, err)) : run_round(s, k, probe0, &eval, err);
         char name[64];
         snprintf(name, sizeof name, "SEAL, round %d", k);
         if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);

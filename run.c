@@ -375,7 +375,7 @@ int run_attempts(const Run *r, Phase phase, int round, int task, int sample) {
     return s && s->first >= 0 ? s->attempts : 0;
 }
 
-int run_log_event(const Run *r, cJSON *event, char *err) {
+static int append_event(const Run *r, cJSON *event, char *err) {
     char path[4096];
     cJSON_AddNumberToObject(event, "time", (double)time(NULL));
     int rc = run_path(path, sizeof path, r->dir, "events.jsonl", err) || append_json(path, event, err);
@@ -383,17 +383,44 @@ int run_log_event(const Run *r, cJSON *event, char *err) {
     return rc ? -1 : 0;
 }
 
+int run_log_event(const Run *r, const char *what, int round, double probe, double probe_base, char *err) {
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "event", what);
+    cJSON_AddNumberToObject(ev, "round", round);
+    if (!isnan(probe)) {
+        cJSON_AddNumberToObject(ev, "probe", probe);
+        cJSON_AddNumberToObject(ev, "probe_base", probe_base);
+    }
+    return append_event(r, ev, err);
+}
+
 static void round_dir(char *out, size_t n, const char *dir, int k) {
     snprintf(out, n, "%s/rounds/%d", dir, k);
 }
 
-int run_save_round(const Run *r, int k, const Lora *adapter, const cJSON *metrics, char *err) {
+int run_save_round(const Run *r, const Round *m, const Lora *adapter, char *err) {
     char d[4096], path[4200];
-    round_dir(d, sizeof d, r->dir, k);
+    round_dir(d, sizeof d, r->dir, m->round);
     if (adapter && lora_save(adapter, d, "policy", err)) return -1;
     if (make_dirs(d, err)) return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "round", m->round);
+    cJSON_AddNumberToObject(j, "train_reward", m->train_reward);
+    if (m->selected >= 0) cJSON_AddNumberToObject(j, "selected", m->selected);
+    cJSON_AddNumberToObject(j, "mstep_examples", m->mstep_examples);
+    if (m->mstep_examples > 0) {
+        cJSON_AddNumberToObject(j, "mstep_steps", m->mstep_steps);
+        cJSON_AddNumberToObject(j, "mstep_first_loss", m->mstep_first_loss);
+        cJSON_AddNumberToObject(j, "mstep_last_loss", m->mstep_last_loss);
+        cJSON_AddNumberToObject(j, "mstep_seconds", m->mstep_seconds);
+    }
+    cJSON_AddNumberToObject(j, "eval_success", m->eval_success);
+    cJSON_AddNumberToObject(j, "probe", m->probe);
+    cJSON_AddBoolToObject(j, "adapter", m->adapter);
     snprintf(path, sizeof path, "%s/metrics.json", d);
-    return write_json(path, metrics, err);   // last: its presence marks the round complete
+    int rc = write_json(path, j, err);   // last: its presence marks the round complete
+    cJSON_Delete(j);
+    return rc;
 }
 
 cJSON *run_round_metrics(const char *dir, int k) {
@@ -402,7 +429,20 @@ cJSON *run_round_metrics(const char *dir, int k) {
     return read_json(path);
 }
 
-int run_round_done(const Run *r, int k) {
+int run_load_round(const Run *r, int k, Round *m, char *err) {
+    cJSON *j = run_round_metrics(r->dir, k);
+    if (!j) return 0;
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "eval_success");   // a hand-edited file may lack it
+    int ok = cJSON_IsNumber(ev);
+    if (ok) *m = (Round){.round = k, .eval_success = ev->valuedouble, .probe = number_or(j, "probe", NAN),
+                         .train_reward = number_or(j, "train_reward", NAN), .selected = (int)number_or(j, "selected", -1),
+                         .mstep_examples = (int)number_or(j, "mstep_examples", 0), .mstep_steps = (int)number_or(j, "mstep_steps", 0),
+                         .adapter = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "adapter"))};
+    cJSON_Delete(j);
+    return ok ? 1 : errf(err, "%s/rounds/%d/metrics.json: no \"eval_success\" number", r->dir, k);
+}
+
+static int round_done(const Run *r, int k) {
     cJSON *m = run_round_metrics(r->dir, k);
     cJSON_Delete(m);
     return m != NULL;
@@ -509,14 +549,14 @@ int run_rollback(const char *dir, int k, char *err) {
     cJSON *run = read_json(path);
     if (!run) return errf(err, "%s: not a run directory (no readable run.json)", dir);
     cJSON_Delete(run);
-    if (k != 0 && !run_round_done(&r, k)) return errf(err, "%s: round %d is not complete (no rounds/%d/metrics.json)", dir, k, k);
+    if (k != 0 && !round_done(&r, k)) return errf(err, "%s: round %d is not complete (no rounds/%d/metrics.json)", dir, k, k);
     int from = run_get_current(dir);
     if (run_set_current(&r, k, err)) return -1;
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "event", "rollback");
     cJSON_AddNumberToObject(ev, "from", from);
     cJSON_AddNumberToObject(ev, "to", k);
-    return run_log_event(&r, ev, err);
+    return append_event(&r, ev, err);
 }
 
 uint64_t table_hash(const Table *t) {

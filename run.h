@@ -80,10 +80,24 @@ int run_append(Run *r, Edit *e, char *err);
 const Edit *run_find(const Run *r, Phase phase, int round, int task, int sample);
 const Edit *run_find_group(const Run *r, Phase phase, int group, int round, int task, int sample);
 int run_attempts(const Run *r, Phase phase, int round, int task, int sample);
-int run_log_event(const Run *r, cJSON *event, char *err);   // events.jsonl; frees event
+// A round's record, RUN/rounds/K/metrics.json.
+typedef struct {
+    int round;
+    double train_reward;          // mean reward of the E-step's self-edits
+    int selected;                 // best_per_task: the pairs it chose; -1: off
+    int mstep_examples, mstep_steps;   // steps 0: no M-step
+    double mstep_first_loss, mstep_last_loss, mstep_seconds;
+    double eval_success, probe;   // held-out score and retention probe of the round's policy
+    int adapter;                  // rounds/K holds the policy adapter (else: the base policy)
+} Round;
 
-int run_save_round(const Run *r, int k, const Lora *adapter, const cJSON *metrics, char *err);
-int run_round_done(const Run *r, int k);          // metrics.json is there
+// An event of the loop in events.jsonl: "promote" or "hold" (with the probe
+// scores), "mstep-skipped" (probe NaN: none).
+int run_log_event(const Run *r, const char *event, int round, double probe, double probe_base, char *err);
+
+int run_save_round(const Run *r, const Round *m, const Lora *adapter, char *err);
+// 1 with *m when round k is complete on disk, 0 when not, -1 when its record is unreadable.
+int run_load_round(const Run *r, int k, Round *m, char *err);
 cJSON *run_round_metrics(const char *dir, int k); // NULL when absent
 int run_set_current(const Run *r, int k, char *err);
 int run_get_current(const char *dir);             // -1 when absent or unreadable
