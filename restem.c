@@ -2,7 +2,8 @@
 //
 //   for round k = 1..R:
 //     E-step   for each training task, sample K self-edits from the policy;
-//              apply each to the student (inner loop) and reward it
+//              apply each to the student (inner loop) and reward it; an
+//              invalid self-edit is drawn again, up to max_attempts draws
 //     filter   keep the self-edits whose reward passes the threshold, at most
 //              keep_per_task per task
 //     M-step   a fresh LoRA on the base policy, trained on the kept
@@ -18,6 +19,11 @@
 // whichever rank is free; rank 0 records them in order, runs the filter and
 // the M-step, and sends the new policy to every rank) the run directory is
 // the same for any K.
+//
+// Reading order: score_pair (one self-edit: sample, apply, reward), the
+// filter (passes_filter; select_best with best_per_task), score_phase (a
+// phase's pairs, over the ranks), mstep, run_round, seal_rounds. A self-edit
+// is an Edit (run.h); run.c keeps the log, ranks.c shares the work.
 #include "restem.h"
 #include "ranks.h"
 #include "train.h"
@@ -26,38 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-RestemOpts restem_defaults(void) {
-    return (RestemOpts){.rounds = 1, .samples = 15, .eval_samples = 5, .keep_per_task = 10, .max_attempts = 3,
-                        .threshold = 1.0f,
-                        .sampling = {.max_new = 160, .temperature = 1.0f, .top_k = 0, .top_p = 0.95f},
-                        .m_rank = 16, .m_alpha = 16.0f, .m_lr = 5e-5f, .m_epochs = 8, .m_batch = 1,
-                        .m_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN),
-                        .replay = 0, .max_retention_drop = 0.1f, .seed = 0};
-}
-
-void restem_opts_json(const RestemOpts *o, cJSON *j) {
-    cJSON_AddNumberToObject(j, "rounds", o->rounds);
-    cJSON_AddNumberToObject(j, "samples", o->samples);
-    cJSON_AddNumberToObject(j, "eval_samples", o->eval_samples);
-    cJSON_AddNumberToObject(j, "keep_per_task", o->keep_per_task);
-    cJSON_AddNumberToObject(j, "max_attempts", o->max_attempts);
-    cJSON_AddNumberToObject(j, "threshold", o->threshold);
-    if (o->best_per_task) cJSON_AddNumberToObject(j, "best_per_task", 1);   // absent when off: older run.json files still match
-    cJSON_AddNumberToObject(j, "temperature", o->sampling.temperature);
-    cJSON_AddNumberToObject(j, "top_k", o->sampling.top_k);
-    cJSON_AddNumberToObject(j, "top_p", o->sampling.top_p);
-    cJSON_AddNumberToObject(j, "max_new", o->sampling.max_new);
-    cJSON_AddNumberToObject(j, "m_rank", o->m_rank);
-    cJSON_AddNumberToObject(j, "m_alpha", o->m_alpha);
-    cJSON_AddNumberToObject(j, "m_lr", o->m_lr);
-    cJSON_AddNumberToObject(j, "m_epochs", o->m_epochs);
-    cJSON_AddNumberToObject(j, "m_batch", o->m_batch);
-    cJSON_AddNumberToObject(j, "m_targets", o->m_targets);
-    cJSON_AddNumberToObject(j, "replay", o->replay);
-    cJSON_AddNumberToObject(j, "max_retention_drop", o->max_retention_drop);
-    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
-}
 
 // The state of one run: the models, what has been logged, the current policy adapter.
 typedef struct {
@@ -240,7 +214,7 @@ static int record_pair(void *ctx, const RankJob *job, Edits *result, char *err) 
     return 0;
 }
 
-static int share_batch(Seal *s, const Batch *b, char *err);
+static int share_batch(Seal *s, const Batch *b, char *err);   // with MPI workers, below
 
 // Mean reward of a phase of a round over its tasks and samples; the pairs the
 // log lacks are scored first, over the ranks. NAN on error.
@@ -401,6 +375,52 @@ static int load_round(Seal *s, const Round *m, char *err) {
     return 0;
 }
 
+static uint64_t setup_hash(const Seal *s);   // MPI workers, below
+static int serve(Seal *s, char *err);
+static void end_workers(void);
+
+// ----------------------------------------------------------------------------
+// The loop. Rank 0's part (all of it without workers): round 0, then the rounds.
+static int seal_rounds(Seal *s, cJSON *report, char *err) {
+    const Domain *d = s->d;
+    const RestemOpts *o = s->o;
+    // Round 0: the base policy. No adaptation, untrained self-edits, the oracle.
+    double none = score_phase(s, PHASE_BASELINE, 0, err);
+    double untrained = isnan(none) ? NAN : score_phase(s, PHASE_EVAL, 0, err);
+    double oracle = isnan(untrained) || !d->oracle_edit ? untrained : score_phase(s, PHASE_ORACLE, 0, err);
+    double probe0 = isnan(oracle) ? NAN : score_phase(s, PHASE_PROBE, 0, err);
+    if (isnan(probe0)) return -1;
+    cJSON *rows = cJSON_AddArrayToObject(report, "rows");
+    cJSON_AddStringToObject(report, "domain", d->name);
+    report_row(rows, "in-context only, no adaptation", none, d->paper[0], d->n_eval);
+    report_row(rows, "self-edits from the untrained policy", untrained, d->paper[1], d->n_eval * o->eval_samples);
+    int rc = 0;
+    for (int k = 1; k <= o->rounds && !rc; k++) {
+        double eval = NAN;
+        Round done;
+        int on_disk = run_load_round(s->run, k, &done, err);
+        rc = on_disk < 0 ? -1 : on_disk ? (eval = done.eval_success, load_round(s, &done, err)) : run_round(s, k, probe0, &eval, err);
+        char name[64];
+        snprintf(name, sizeof name, "SEAL, round %d", k);
+        if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);
+    }
+    if (d->oracle_edit) report_row(rows, "oracle configuration", oracle, d->paper[3], d->n_eval);
+    if (!o->quiet) fprintf(stderr, "\n");
+    return rc;
+}
+
+int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
+               const RestemOpts *o, cJSON *report, char *err) {
+    Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
+    s.total = d->n_eval * (2 + o->eval_samples) + d->n_probe +
+              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
+    if (ranks_size() > 1) s.setup = setup_hash(&s);
+    int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
+    if (ranks_root()) end_workers();
+    set_adapter(&s, NULL);
+    return rc;
+}
+
 // ----------------------------------------------------------------------------
 // Several ranks (mpirun, ranks.h). Rank 0 runs seal_rounds; every batch it
 // scores begins with a header to the workers and, when the policy changed,
@@ -439,6 +459,12 @@ static int share_batch(Seal *s, const Batch *b, char *err) {
     return 0;
 }
 
+// Rank 0: the run is over.
+static void end_workers(void) {
+    BatchHead end = {.phase = -1};
+    if (ranks_size() > 1) ranks_bcast(&end, sizeof end);
+}
+
 // A worker rank: scores the pairs rank 0 hands out, batch after batch, with
 // the policy rank 0 sends, until rank 0 says the run is over.
 static int serve(Seal *s, char *err) {
@@ -459,49 +485,38 @@ static int serve(Seal *s, char *err) {
 }
 
 // ----------------------------------------------------------------------------
+// Options and the report
 
-// Rank 0's part (all of it without workers): round 0, then the rounds.
-static int seal_rounds(Seal *s, cJSON *report, char *err) {
-    const Domain *d = s->d;
-    const RestemOpts *o = s->o;
-    // Round 0: the base policy. No adaptation, untrained self-edits, the oracle.
-    double none = score_phase(s, PHASE_BASELINE, 0, err);
-    double untrained = isnan(none) ? NAN : score_phase(s, PHASE_EVAL, 0, err);
-    double oracle = isnan(untrained) || !d->oracle_edit ? untrained : score_phase(s, PHASE_ORACLE, 0, err);
-    double probe0 = isnan(oracle) ? NAN : score_phase(s, PHASE_PROBE, 0, err);
-    if (isnan(probe0)) return -1;
-    cJSON *rows = cJSON_AddArrayToObject(report, "rows");
-    cJSON_AddStringToObject(report, "domain", d->name);
-    report_row(rows, "in-context only, no adaptation", none, d->paper[0], d->n_eval);
-    report_row(rows, "self-edits from the untrained policy", untrained, d->paper[1], d->n_eval * o->eval_samples);
-    int rc = 0;
-    for (int k = 1; k <= o->rounds && !rc; k++) {
-        double eval = NAN;
-        Round done;
-        int on_disk = run_load_round(s->run, k, &done, err);
-        rc = on_disk < 0 ? -1 : on_disk ? (eval = done.eval_success, load_round(s, &done, err)) : run_round(s, k, probe0, &eval, err);
-        char name[64];
-        snprintf(name, sizeof name, "SEAL, round %d", k);
-        if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);
-    }
-    if (d->oracle_edit) report_row(rows, "oracle configuration", oracle, d->paper[3], d->n_eval);
-    if (!o->quiet) fprintf(stderr, "\n");
-    return rc;
+RestemOpts restem_defaults(void) {
+    return (RestemOpts){.rounds = 1, .samples = 15, .eval_samples = 5, .keep_per_task = 10, .max_attempts = 3,
+                        .threshold = 1.0f,
+                        .sampling = {.max_new = 160, .temperature = 1.0f, .top_k = 0, .top_p = 0.95f},
+                        .m_rank = 16, .m_alpha = 16.0f, .m_lr = 5e-5f, .m_epochs = 8, .m_batch = 1,
+                        .m_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN),
+                        .replay = 0, .max_retention_drop = 0.1f, .seed = 0};
 }
 
-int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
-               const RestemOpts *o, cJSON *report, char *err) {
-    Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
-    s.total = d->n_eval * (2 + o->eval_samples) + d->n_probe +
-              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
-    if (ranks_size() > 1) s.setup = setup_hash(&s);
-    int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
-    if (ranks_root() && ranks_size() > 1) {   // the workers are done
-        BatchHead end = {.phase = -1};
-        ranks_bcast(&end, sizeof end);
-    }
-    set_adapter(&s, NULL);
-    return rc;
+void restem_opts_json(const RestemOpts *o, cJSON *j) {
+    cJSON_AddNumberToObject(j, "rounds", o->rounds);
+    cJSON_AddNumberToObject(j, "samples", o->samples);
+    cJSON_AddNumberToObject(j, "eval_samples", o->eval_samples);
+    cJSON_AddNumberToObject(j, "keep_per_task", o->keep_per_task);
+    cJSON_AddNumberToObject(j, "max_attempts", o->max_attempts);
+    cJSON_AddNumberToObject(j, "threshold", o->threshold);
+    if (o->best_per_task) cJSON_AddNumberToObject(j, "best_per_task", 1);   // absent when off: older run.json files still match
+    cJSON_AddNumberToObject(j, "temperature", o->sampling.temperature);
+    cJSON_AddNumberToObject(j, "top_k", o->sampling.top_k);
+    cJSON_AddNumberToObject(j, "top_p", o->sampling.top_p);
+    cJSON_AddNumberToObject(j, "max_new", o->sampling.max_new);
+    cJSON_AddNumberToObject(j, "m_rank", o->m_rank);
+    cJSON_AddNumberToObject(j, "m_alpha", o->m_alpha);
+    cJSON_AddNumberToObject(j, "m_lr", o->m_lr);
+    cJSON_AddNumberToObject(j, "m_epochs", o->m_epochs);
+    cJSON_AddNumberToObject(j, "m_batch", o->m_batch);
+    cJSON_AddNumberToObject(j, "m_targets", o->m_targets);
+    cJSON_AddNumberToObject(j, "replay", o->replay);
+    cJSON_AddNumberToObject(j, "max_retention_drop", o->max_retention_drop);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
 }
 
 cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, int n) {
