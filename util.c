@@ -157,6 +157,13 @@ double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+uint64_t hash_str(const char *s) { return fnv1a(FNV1A_BASIS, s, strlen(s)); }
+
 // Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one.
 static int utf8_valid_len(const unsigned char *s) {
     if (s[0] < 0x80) return 1;

@@ -32,6 +32,13 @@ float rng_normal(Rng *r);    // mean 0, std 1
 
 double now_seconds(void);
 
+// 64-bit FNV-1a: the stable hash behind seeds and keys that must not move
+// between runs or machines. fnv1a continues h over n more bytes; hash_str is
+// s's bytes from the standard offset basis.
+#define FNV1A_BASIS 0xcbf29ce484222325ULL
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+uint64_t hash_str(const char *s);
+
 // A copy of s with every invalid UTF-8 sequence replaced by U+FFFD, so model
 // output can go into JSON logs (malloc'd).
 char *utf8_sanitize(const char *s);
