@@ -14,6 +14,7 @@
 #include "model.h"
 #include "ranks.h"
 #include "run.h"
+#include "tokenize.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -355,8 +356,6 @@ done:
     model_free(&m);
     return rc;
 }
-
-static int cmd_tokenize(int argc, char **argv) { return tokenize_cmd(argc, argv); }
 
 // ----------------------------------------------------------------------------
 // seal fewshot
@@ -807,7 +806,7 @@ static int cmd_runs(int argc, char **argv) {
 static const Command COMMANDS[] = {
     {"verify", "check forward, backward and AdamW against PyTorch fixtures", cmd_verify},
     {"generate", "continue prompts or chat messages with a model (KV cache, sampling)", cmd_generate},
-    {"tokenize", "encode JSON lines of text to token ids, or decode them back", cmd_tokenize},
+    {"tokenize", "encode JSON lines of text to token ids, or decode them back", tokenize_cmd},
     {"demo", "the whole SEAL few-shot loop on a built-in world, in minutes on a CPU", cmd_demo},
     {"fewshot", "SEAL's few-shot ARC experiment: self-edits, TTT, voting reward, ReST^EM", cmd_fewshot},
     {"knowledge", "SEAL's knowledge incorporation: passages, implications, no-context QA reward, ReST^EM", cmd_knowledge},
