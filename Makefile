@@ -11,7 +11,7 @@ LDLIBS  := -lcjson -lpcre2-8 -licuuc -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
+SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c test/test_gguf.c test/test_squad.c test/test_limits.c
 TEST_SRC += test/test_kernels_math.c
 
@@ -166,11 +166,11 @@ bench: build/bench_train build/bench_infer
 	PYTHON=$(PYTHON) bench/run.sh build/bench_train bench-results.json
 
 # GPU: CPU and CUDA side by side (test/gpu_check.sh: every fixture through
-# `seal verify --backend cuda`, bench/gpu_compare on a Llama-3.2-1B shape,
+# `seal verify --backend cuda`, test/gpu_compare on a Llama-3.2-1B shape,
 # then bench-gpu), and the GPU benchmarks beside Hugging Face transformers +
 # peft (bench/run_gpu.sh). Both need nvcc and a GPU.
-build/gpu_compare: bench/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
-	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/gpu_compare.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+build/gpu_compare: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
+	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ test/gpu_compare.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
 
 build/bench_gpu: bench/bench_gpu.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
 	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/bench_gpu.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
@@ -184,7 +184,7 @@ gpu-check: seal build/gpu_compare build/bench_gpu
 
 # The CUDA backend's logic without a GPU: kernels.cu compiled by the C++
 # compiler against test/cuda_emu.h (its kernels run as CPU fibers), then
-# bench/gpu_compare on small models through every kernel path, exactly (fp32
+# test/gpu_compare on small models through every kernel path, exactly (fp32
 # "bf16") and in bf16, and `seal verify --backend cuda` on every fixture
 # (test/cuda_emu.sh, a few minutes).
 build/kernels-emu.o: kernels.cu kernels_math.h cuda.h model.h util.h test/cuda_emu.h
@@ -194,8 +194,8 @@ build/kernels-emu.o: kernels.cu kernels_math.h cuda.h model.h util.h test/cuda_e
 build/seal-emu: seal.c $(SRC) $(wildcard *.h) build/kernels-emu.o
 	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ seal.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
 
-build/gpu_compare-emu: bench/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu.o
-	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ bench/gpu_compare.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
+build/gpu_compare-emu: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ test/gpu_compare.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
 
 # The same with "bf16" holding a whole float: the CUDA path must then equal
 # model.c up to the order of fp32 sums.
@@ -203,8 +203,8 @@ build/kernels-emu-exact.o: kernels.cu kernels_math.h cuda.h model.h util.h test/
 	@mkdir -p build
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -DSEAL_CUDA -DSEAL_CUDA_EMU -DSEAL_EMU_EXACT -I. -x c++ -c -o $@ kernels.cu
 
-build/gpu_compare-emu-exact: bench/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu-exact.o
-	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ bench/gpu_compare.c $(SRC) build/kernels-emu-exact.o $(LDLIBS) -lopenblas -lstdc++
+build/gpu_compare-emu-exact: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu-exact.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ test/gpu_compare.c $(SRC) build/kernels-emu-exact.o $(LDLIBS) -lopenblas -lstdc++
 
 test-cuda-emu: build/seal-emu build/gpu_compare-emu build/gpu_compare-emu-exact
 	test/cuda_emu.sh

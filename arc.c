@@ -513,13 +513,8 @@ static int build_example(const Task *t, const Recipe *rc, int recolor, TttExampl
     return 0;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 static uint64_t example_hash(TttExample *ex) {
-    uint64_t h = fnv1a(0xcbf29ce484222325ULL, &ex->n_demos, sizeof ex->n_demos);
+    uint64_t h = fnv1a(FNV1A_BASIS, &ex->n_demos, sizeof ex->n_demos);
     for (int k = 0; k < example_grids(ex); k++) {
         const Grid *g = example_grid(ex, k);
         h = fnv1a(h, &g->h, sizeof g->h);

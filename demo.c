@@ -150,7 +150,7 @@ static void pretrain_progress(int step, int total, float loss, void *ctx) {
     if (step == total) fprintf(stderr, "\n");
 }
 
-static int write_text_file(const char *dir, const char *name, const char *text, char *err) {
+int demo_write_file(const char *dir, const char *name, const char *text, char *err) {
     char path[4400];
     return path_join(path, sizeof path, dir, name, err) || write_file_atomic(path, text, strlen(text), err) ? -1 : 0;
 }
@@ -244,7 +244,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
     free(corpus);
     Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
-    int rc = tok ? write_text_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
+    int rc = tok ? demo_write_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
     free(tok_json);
     Model m = {0};
     Example *ex = NULL;
@@ -274,44 +274,75 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, n_copy}, tmp, dir, t0, rc, err);
 }
 
-void demo_paths(const DemoOpts *o, const char *base_name, const char *run_name, const char *scale, char cache[4000], char base[4100],
-                char out[4100]) {
+// The cache root, the base in it and the run directory (see demo_init).
+static void demo_paths(Demo *d, const char *base_name, const char *run_name, const char *scale) {
+    const DemoOpts *o = d->o;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (o->cache) snprintf(cache, 4000, "%s", o->cache);
-    else if (xdg && *xdg) snprintf(cache, 4000, "%s/seal/demo", xdg);
-    else snprintf(cache, 4000, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
-    snprintf(base, 4100, "%s/%s-%s-seed%llu", cache, base_name, scale, (unsigned long long)o->seed);
-    if (o->out) snprintf(out, 4100, "%s", o->out);
+    if (o->cache) snprintf(d->cache, sizeof d->cache, "%s", o->cache);
+    else if (xdg && *xdg) snprintf(d->cache, sizeof d->cache, "%s/seal/demo", xdg);
+    else snprintf(d->cache, sizeof d->cache, "%s/.cache/seal/demo", home && *home ? home : "/tmp");
+    snprintf(d->base, sizeof d->base, "%s/%s-%s-seed%llu", d->cache, base_name, scale, (unsigned long long)o->seed);
+    if (o->out) snprintf(d->out, sizeof d->out, "%s", o->out);
     else {
         char stamp[32];
         time_t now = time(NULL);
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(out, 4100, "seal-runs/%s-%s-seed%llu-%s", run_name, scale, (unsigned long long)o->seed, stamp);
+        snprintf(d->out, sizeof d->out, "seal-runs/%s-%s-seed%llu-%s", run_name, scale, (unsigned long long)o->seed, stamp);
     }
 }
 
-cJSON *demo_config(const char *command, const char *scale, const char *base, const Model *m) {
+void demo_init(Demo *d, const DemoOpts *o, const char *base_name, const char *run_name, const char *scale) {
+    memset(d, 0, sizeof *d);
+    d->o = o;
+    d->t0 = now_seconds();
+    demo_paths(d, base_name, run_name, scale);
+}
+
+void demo_free(Demo *d) {
+    run_close(&d->run);
+    tok_free(d->tok);
+    if (d->m.layers) model_free(&d->m);
+}
+
+cJSON *demo_config(const Demo *d, const char *command, const char *scale) {
     cJSON *config = cJSON_CreateObject();
     cJSON_AddStringToObject(config, "command", command);
     cJSON_AddStringToObject(config, "scale", scale);
-    cJSON_AddStringToObject(config, "base", base);
+    cJSON_AddStringToObject(config, "base", d->base);
     char h[20];
-    snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&m->params));
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&d->m.params));
     cJSON_AddStringToObject(config, "base_hash", h);
     return config;
 }
 
-int demo_base_cached(const DemoOpts *o, const char *cache, const char *base, char *err) {
+int demo_base_cached(const Demo *d, char *err) {
     char cfg_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", base);
-    int cached = !o->fresh && access(cfg_path, F_OK) == 0;
-    if (!cached && make_dirs(cache, err)) return -1;
-    if (o->fresh && access(cfg_path, F_OK) == 0) {
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", d->base);
+    int cached = !d->o->fresh && access(cfg_path, F_OK) == 0;
+    if (!cached && make_dirs(d->cache, err)) return -1;
+    if (d->o->fresh && access(cfg_path, F_OK) == 0) {
         char old[4200];
-        snprintf(old, sizeof old, "%s.old.%ld", base, (long)time(NULL));
-        if (rename(base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", base, strerror(errno));
+        snprintf(old, sizeof old, "%s.old.%ld", d->base, (long)time(NULL));
+        if (rename(d->base, old) != 0) return errf(err, "%s: cannot set the old base aside: %s", d->base, strerror(errno));
     }
     return cached;
+}
+
+int demo_load_base(Demo *d, char *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", d->base);
+    if (model_load(&d->m, d->base, err)) return -1;
+    return (d->tok = tok_load(path, err)) ? 0 : -1;
+}
+
+FILE *demo_report_open(DemoReport *r) { return r->f = open_memstream(&r->md, &r->len); }
+
+int demo_report_save(const Demo *d, DemoReport *r, const cJSON *report, char *err) {
+    fprintf(r->f, "\nmeasured in %.0f s; inspect with: seal runs show %s\n", now_seconds() - d->t0, d->out);
+    fclose(r->f);
+    int rc = run_write_report(d->out, r->md, report, d->o->json, err);
+    free(r->md);
+    return rc;
 }
 
 // Mean directives of the valid self-edits the policy wrote in a round's evaluation.
@@ -356,35 +387,32 @@ void demo_fewshot(FewShot *fs, int quick, const Tokenizer *tok) {
                  "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 8}}";
 }
 
-int demo_run(const DemoOpts *o, char *err) {
-    const Scale *sc = o->quick ? &QUICK : &FULL;
-    double t0 = now_seconds();
-    char cache[4000], base[4100], out[4100];
-    demo_paths(o, "base-v13", "demo", sc->name, cache, base, out);
-    // 1. the world
-    FewShot fs = {0};
-    if (demo_make_tasks(o->seed, DEMO_TRAIN, sc->n_train, &fs.train, err) || demo_make_tasks(o->seed, DEMO_EVAL, sc->n_eval, &fs.eval, err)) return -1;
-    fs.n_train = sc->n_train;
-    fs.n_eval = sc->n_eval;
+// 1. The world: the SEAL-training and held-out tasks (the base makes its
+// pretraining tasks from the seed when it is built).
+static int make_world(uint64_t seed, const Scale *sc, FewShot *fs, char *err) {
+    if (demo_make_tasks(seed, DEMO_TRAIN, sc->n_train, &fs->train, err)) return -1;
+    fs->n_train = sc->n_train;
+    if (demo_make_tasks(seed, DEMO_EVAL, sc->n_eval, &fs->eval, err)) return -1;
+    fs->n_eval = sc->n_eval;
     if (ranks_root())
         fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out ARC-like tasks (%s scale)\n",
-                (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
-    // 2. the base model: under mpirun, rank 0 makes sure of it; the others then load it
-    int cached = ranks_root() ? demo_base_cached(o, cache, base, err) : 1;
+                (unsigned long long)seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
+    return 0;
+}
+
+// 2. The base model: under mpirun, rank 0 makes sure of it; the others then load it.
+static int base_model(const Demo *d, const Scale *sc, char *err) {
+    int cached = ranks_root() ? demo_base_cached(d, err) : 1;
     if (cached < 0) return -1;
     if (ranks_root()) {
-        if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
-        else if (build_base(sc, o->seed, base, err)) return -1;
+        if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", d->base);
+        else if (build_base(sc, d->o->seed, d->base, err)) return -1;
     }
     ranks_barrier();
-    // 3. SEAL
-    Model m;
-    char tpath[4200];
-    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", base);
-    Tokenizer *tok = NULL;
-    if (model_load(&m, base, err)) return -1;
-    if (!(tok = tok_load(tpath, err))) { model_free(&m); return -1; }
-    demo_fewshot(&fs, o->quick, tok);
+    return 0;
+}
+
+static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
     RestemOpts ro = restem_defaults();
     ro.rounds = sc->rounds;
     ro.samples = sc->samples;
@@ -395,36 +423,50 @@ int demo_run(const DemoOpts *o, char *err) {
     ro.m_alpha = 2.0f * sc->lora_r;
     ro.m_lr = 3e-3f;    // a handful of rewarded self-edits (3-12 of 48 at seeds 1-6) must move the policy in one M-step
     ro.m_epochs = 8;
-    ro.seed = o->seed;
-    cJSON *config = demo_config("demo", sc->name, base, &m);
-    fewshot_config_json(&fs, config);
-    restem_opts_json(&ro, config);
-    Run run = {0};
-    int rc = ranks_root() ? run_open(&run, out, config, 0, err) : 0;   // rank 0 owns the run directory
+    ro.seed = seed;
+    return ro;
+}
+
+// The table beside the paper's, then the directives the policy chose.
+static int save_report(const Demo *d, const Scale *sc, const cJSON *report, char *err) {
+    DemoReport r;
+    FILE *f = demo_report_open(&r);
+    fprintf(f, "SEAL few-shot demo, seed %llu (%s scale): success on %d held-out tasks\n\n", (unsigned long long)d->o->seed, sc->name, sc->n_eval);
+    restem_report_markdown(report, f);
+    print_directives(&d->run, sc->rounds, f);
+    return demo_report_save(d, &r, report, err);
+}
+
+// 3. SEAL: the fewshot domain and ReST^EM of a real run, the base both policy and student.
+static int run_seal(Demo *d, const Scale *sc, FewShot *fs, const RestemOpts *ro, char *err) {
+    cJSON *config = demo_config(d, "demo", sc->name);
+    fewshot_config_json(fs, config);
+    restem_opts_json(ro, config);
+    int rc = ranks_root() ? run_open(&d->run, d->out, config, 0, err) : 0;   // rank 0 owns the run directory
     cJSON_Delete(config);
+    if (rc) return rc;
+    if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", d->out, ranks_note());
+    Domain dom;
+    fewshot_domain(&dom, fs);
+    cJSON *report = cJSON_CreateObject();
+    rc = restem_run(&dom, &d->m, &d->m, d->tok, &d->run, ro, report, err);
+    if (!rc && ranks_root()) rc = save_report(d, sc, report, err);
+    cJSON_Delete(report);
+    return rc;
+}
+
+int demo_run(const DemoOpts *o, char *err) {
+    const Scale *sc = o->quick ? &QUICK : &FULL;
+    Demo d;
+    demo_init(&d, o, "base-v13", "demo", sc->name);
+    FewShot fs = {0};
+    int rc = make_world(o->seed, sc, &fs, err) || base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
-        if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", out, ranks_note());
-        Domain d;
-        fewshot_domain(&d, &fs);
-        cJSON *report = cJSON_CreateObject();
-        rc = restem_run(&d, &m, &m, tok, &run, &ro, report, err);
-        if (!rc && ranks_root()) {
-            char *md;
-            size_t len;
-            FILE *f = open_memstream(&md, &len);
-            fprintf(f, "SEAL few-shot demo, seed %llu (%s scale): success on %d held-out tasks\n\n", (unsigned long long)o->seed, sc->name, sc->n_eval);
-            restem_report_markdown(report, f);
-            print_directives(&run, sc->rounds, f);
-            fprintf(f, "\nmeasured in %.0f s; inspect with: seal runs show %s\n", now_seconds() - t0, out);
-            fclose(f);
-            rc = run_write_report(out, md, report, o->json, err);
-            free(md);
-        }
-        cJSON_Delete(report);
-        run_close(&run);
+        demo_fewshot(&fs, o->quick, d.tok);
+        RestemOpts ro = restem_opts(sc, o->seed);
+        rc = run_seal(&d, sc, &fs, &ro, err);
     }
-    tok_free(tok);
-    model_free(&m);
+    demo_free(&d);
     demo_free_tasks(fs.train, fs.n_train);
     demo_free_tasks(fs.eval, fs.n_eval);
     return rc;

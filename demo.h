@@ -3,6 +3,8 @@
 #pragma once
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include <stdio.h>
+#include "run.h"
 #include "tokenizer.h"
 #include "train.h"
 
@@ -32,14 +34,32 @@ void demo_texts_free(DemoTexts *t);
 typedef struct { int epochs, batch; float lr; uint64_t seed; int first; } DemoPretrain;   // first: examples before it are only freed
 int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
                        double t0, int rc, char *err);
-// The cache root (--cache, $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo),
-// the base CACHE/BASE_NAME-SCALE-seedS, and the run directory (--out, or
-// seal-runs/RUN_NAME-SCALE-seedS-TIME).
-void demo_paths(const DemoOpts *o, const char *base_name, const char *run_name, const char *scale, char cache[4000], char base[4100],
-                char out[4100]);
+int demo_write_file(const char *dir, const char *name, const char *text, char *err);   // dir/name, atomically
+
+// What a demo holds while it runs: its options, where its files go, and the
+// base model, which is both the policy and the student.
+typedef struct {
+    const DemoOpts *o;
+    double t0;                    // when it started: the report says how long it took
+    char cache[4000];             // --cache, $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo
+    char base[4100];              // CACHE/BASE_NAME-SCALE-seedS
+    char out[4100];               // the run directory: --out, or seal-runs/RUN_NAME-SCALE-seedS-TIME
+    Model m;
+    Tokenizer *tok;
+    Run run;
+} Demo;
+void demo_init(Demo *d, const DemoOpts *o, const char *base_name, const char *run_name, const char *scale);
+void demo_free(Demo *d);
+// 1 when d->base is built and may be used, 0 when it must be built (--fresh
+// first sets an existing one aside), -1 on error.
+int demo_base_cached(const Demo *d, char *err);
+int demo_load_base(Demo *d, char *err);   // d->m and d->tok from d->base
 // A demo run's configuration (run.json): the command, scale, base folder and
 // the hash of its weights; the caller adds its own.
-cJSON *demo_config(const char *command, const char *scale, const char *base, const Model *m);
-// 1 when base is built and may be used, 0 when it must be built (--fresh
-// first sets an existing one aside), -1 on error.
-int demo_base_cached(const DemoOpts *o, const char *cache, const char *base, char *err);
+cJSON *demo_config(const Demo *d, const char *command, const char *scale);
+// A demo's report: the caller writes its title and tables into the stream
+// demo_report_open returns; demo_report_save adds the time taken and how to
+// inspect the run, and saves it (RUN/report.md, RUN/report.json, --json).
+typedef struct { FILE *f; char *md; size_t len; } DemoReport;
+FILE *demo_report_open(DemoReport *r);
+int demo_report_save(const Demo *d, DemoReport *r, const cJSON *report, char *err);

@@ -239,7 +239,7 @@ static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|star
 
 static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
     double t0 = now_seconds();
-    char tmp[4200], path[4300];
+    char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
     if (make_dirs(tmp, err)) return -1;
     DemoTexts tx = {0};
@@ -256,8 +256,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
     free(corpus);
     Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
-    int rc = tok ? 0 : errf(err, "demo: the tokenizer trainer failed");
-    if (!rc) rc = path_join(path, sizeof path, tmp, "tokenizer.json", err) || write_file_atomic(path, tok_json, strlen(tok_json), err);
+    int rc = tok ? demo_write_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
     free(tok_json);
     Model m = {0};
     int eot = tok ? tok_find(tok, "<|eot_id|>") : -1, n_ex = 0;
@@ -282,40 +281,36 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
 // ----------------------------------------------------------------------------
 // SEAL
 
-
-int demo_knowledge_run(const DemoOpts *o, char *err) {
-    const Scale *sc = o->quick ? &QUICK : &FULL;
-    double t0 = now_seconds();
-    char cache[4000], base[4100], out[4100], path[4300];
-    demo_paths(o, "knowledge-v2", "demo-knowledge", sc->name, cache, base, out);
-    // 2 before 1: the base is built from the seed alone; the world's files go into the run directory
-    // under mpirun, rank 0 makes sure of the base; the others then load it
-    int cached = ranks_root() ? demo_base_cached(o, cache, base, err) : 1;
+// 2 before 1: the base is built from the seed alone; the world's files go into
+// the run directory. Under mpirun, rank 0 makes sure of the base; the others
+// then load it.
+static int base_model(const Demo *d, const Scale *sc, char *err) {
+    int cached = ranks_root() ? demo_base_cached(d, err) : 1;
     if (cached < 0) return -1;
-    if (ranks_root())
-        fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out fictional places (%s scale)\n",
-                (unsigned long long)o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
     if (ranks_root()) {
-        if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", base);
-        else if (build_base(sc, o->seed, base, err)) return -1;
+        fprintf(stderr, "[1/3 world] seed %llu: %d pretraining, %d SEAL-training and %d held-out fictional places (%s scale)\n",
+                (unsigned long long)d->o->seed, sc->n_pretrain, sc->n_train, sc->n_eval, sc->name);
+        if (cached) fprintf(stderr, "[2/3 base model] cached: %s (--fresh rebuilds it)\n", d->base);
+        else if (build_base(sc, d->o->seed, d->base, err)) return -1;
     }
     ranks_barrier();
-    Model m;
-    Tokenizer *tok = NULL;
-    if (model_load(&m, base, err)) return -1;
-    snprintf(path, sizeof path, "%s/tokenizer.json", base);
-    if (!(tok = tok_load(path, err))) { model_free(&m); return -1; }
-    Knowledge k;
-    knowledge_defaults(&k);
-    k.tok = tok;
-    k.lora_r = sc->lora_r;
-    k.lora_alpha = 2.0f * sc->lora_r;
-    k.epochs = sc->epochs;
-    k.lr = sc->lr;
-    k.max_answer_tokens = 12;
+    return 0;
+}
+
+static void knowledge_opts(Knowledge *k, const Scale *sc, const Tokenizer *tok) {
+    knowledge_defaults(k);
+    k->tok = tok;
+    k->lora_r = sc->lora_r;
+    k->lora_alpha = 2.0f * sc->lora_r;
+    k->epochs = sc->epochs;
+    k->lr = sc->lr;
+    k->max_answer_tokens = 12;
     // the miniature stores facts in its MLPs: the inner loop adapts them too (SEAL: q and v only)
-    k.lora_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN);
-    k.cpt_batch = 4;
+    k->lora_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN);
+    k->cpt_batch = 4;
+}
+
+static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
     RestemOpts ro = restem_defaults();
     ro.rounds = sc->rounds;
     ro.samples = sc->samples;
@@ -329,46 +324,68 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     ro.m_lr = 1e-3f;
     ro.m_epochs = 3;
     ro.m_batch = 2;
-    ro.seed = o->seed;
-    SquadLoad train_log, eval_log;
-    char *train_text = NULL, *eval_text = NULL;
-    int rc = split_passages(o->seed, DEMO_TRAIN, sc->n_train, "train.jsonl", &train_text, &k.train, &k.n_train, &train_log, err);
-    if (!rc) rc = split_passages(o->seed, DEMO_EVAL, sc->n_eval, "eval.jsonl", &eval_text, &k.eval, &k.n_eval, &eval_log, err);
-    k.n_probe = k.n_eval;
-    cJSON *config = demo_config("demo knowledge", sc->name, base, &m);
-    knowledge_config_json(&k, config);
-    restem_opts_json(&ro, config);
-    Run run = {0};
-    if (!rc && ranks_root()) {   // rank 0 owns the run directory
-        rc = run_open(&run, out, config, 0, err) ||
-             path_join(path, sizeof path, out, "train.jsonl", err) || write_file_atomic(path, train_text, strlen(train_text), err) ||
-             path_join(path, sizeof path, out, "eval.jsonl", err) || write_file_atomic(path, eval_text, strlen(eval_text), err) ? -1 : 0;
-    }
+    ro.seed = seed;
+    return ro;
+}
+
+// The world's passage files as the run directory keeps them, and how each was read.
+typedef struct { char *train_text, *eval_text; SquadLoad train_log, eval_log; } World;
+
+// 1. The world: the SEAL-training and held-out places, as passages in k.
+static int make_world(uint64_t seed, const Scale *sc, Knowledge *k, World *w, char *err) {
+    int rc = split_passages(seed, DEMO_TRAIN, sc->n_train, "train.jsonl", &w->train_text, &k->train, &k->n_train, &w->train_log, err);
+    if (!rc) rc = split_passages(seed, DEMO_EVAL, sc->n_eval, "eval.jsonl", &w->eval_text, &k->eval, &k->n_eval, &w->eval_log, err);
+    k->n_probe = k->n_eval;
+    return rc;
+}
+
+// Rank 0 opens the run directory, the world's passage files in it.
+static int open_run(Demo *d, const Scale *sc, const Knowledge *k, const RestemOpts *ro, const World *w, char *err) {
+    cJSON *config = demo_config(d, "demo knowledge", sc->name);
+    knowledge_config_json(k, config);
+    restem_opts_json(ro, config);
+    int rc = ranks_root() && (run_open(&d->run, d->out, config, 0, err) || demo_write_file(d->out, "train.jsonl", w->train_text, err) ||
+                              demo_write_file(d->out, "eval.jsonl", w->eval_text, err)) ? -1 : 0;
     cJSON_Delete(config);
-    free(train_text);
-    free(eval_text);
+    return rc;
+}
+
+static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const cJSON *report, char *err) {
+    DemoReport r;
+    FILE *f = demo_report_open(&r);
+    fprintf(f, "SEAL knowledge demo, seed %llu (%s scale): %d held-out fictional places, %d questions each\n\n", (unsigned long long)d->o->seed,
+            sc->name, k->n_eval, DK_FACTS);
+    knowledge_report_markdown(report, f);
+    return demo_report_save(d, &r, report, err);
+}
+
+// 3. SEAL: the knowledge domain and ReST^EM of a real run, on held-out places the base has never seen.
+static int run_seal(Demo *d, const Scale *sc, Knowledge *k, const RestemOpts *ro, const World *w, char *err) {
+    if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", d->out, ranks_note());
+    cJSON *report = cJSON_CreateObject();
+    int rc = knowledge_run(k, &d->m, &d->m, &d->run, ro, &w->train_log, &w->eval_log, report, err);
+    if (!rc && ranks_root()) rc = save_report(d, sc, k, report, err);
+    cJSON_Delete(report);
+    return rc;
+}
+
+int demo_knowledge_run(const DemoOpts *o, char *err) {
+    const Scale *sc = o->quick ? &QUICK : &FULL;
+    Demo d;
+    demo_init(&d, o, "knowledge-v2", "demo-knowledge", sc->name);
+    Knowledge k = {0};
+    int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
-        if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", out, ranks_note());
-        cJSON *report = cJSON_CreateObject();
-        rc = knowledge_run(&k, &m, &m, &run, &ro, &train_log, &eval_log, report, err);
-        if (!rc && ranks_root()) {
-            char *md;
-            size_t len;
-            FILE *f = open_memstream(&md, &len);
-            fprintf(f, "SEAL knowledge demo, seed %llu (%s scale): %d held-out fictional places, %d questions each\n\n", (unsigned long long)o->seed,
-                    sc->name, k.n_eval, DK_FACTS);
-            knowledge_report_markdown(report, f);
-            fprintf(f, "\nmeasured in %.0f s; inspect with: seal runs show %s\n", now_seconds() - t0, out);
-            fclose(f);
-            rc = run_write_report(out, md, report, o->json, err);
-            free(md);
-        }
-        cJSON_Delete(report);
-        run_close(&run);
+        knowledge_opts(&k, sc, d.tok);
+        RestemOpts ro = restem_opts(sc, o->seed);
+        World w = {0};
+        rc = make_world(o->seed, sc, &k, &w, err) || open_run(&d, sc, &k, &ro, &w, err) ? -1 : 0;
+        free(w.train_text);
+        free(w.eval_text);
+        if (!rc) rc = run_seal(&d, sc, &k, &ro, &w, err);
     }
     squad_free(k.train, k.n_train);
     squad_free(k.eval, k.n_eval);
-    tok_free(tok);
-    model_free(&m);
+    demo_free(&d);
     return rc;
 }

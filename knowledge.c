@@ -280,11 +280,6 @@ void knowledge_domain(Domain *d, Knowledge *k) {
 // Continued pretraining: n held-out passages (and self-edits for them)
 // absorbed in one update, then every question of the n answered (SEAL's CPT.py).
 
-static uint64_t fnv(const char *s, uint64_t h) {
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 // The logged self-edits of a round's held-out evaluation for one passage.
 static int add_logged_edits(const Knowledge *k, const Run *run, int round, int task, Example **ex, int *n, char *err) {
     const Passage *p = &k->eval[task];
@@ -353,7 +348,7 @@ static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, 
             snprintf(name, sizeof name, "cpt-%s-n%d", CPT_SOURCE_NAME[source], size);
             Edit line = {.phase = phase, .group = size, .round = round, .task = g, .final = 1, .valid = 1, .trained = 1};
             double t0 = now_seconds();
-            if (cpt_group(k, m, run, source, round, size, g, fnv(name, o->seed ^ 0xc97ULL) + (uint64_t)g, &line, err)) { edit_free(&line); return -1; }
+            if (cpt_group(k, m, run, source, round, size, g, fnv1a(o->seed ^ 0xc97ULL, name, strlen(name)) + (uint64_t)g, &line, err)) { edit_free(&line); return -1; }
             line.seconds_total = now_seconds() - t0;
             if (!o->quiet) fprintf(stderr, "\r[%s] group %d/%d score %.3f   ", name, g + 1, groups, line.reward);
             if (run_append(run, &line, err)) return -1;

@@ -72,16 +72,10 @@ static uint64_t mix(uint64_t h, uint64_t v) {
     return h * 0xff51afd7ed558ccdULL;
 }
 
-static uint64_t text_hash(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 // Every random choice of a self-edit comes from its key, never from which
 // process did the work or when.
 static uint64_t key_seed(const Seal *s, const char *what, int round, int task, int sample, int attempt) {
-    uint64_t h = mix(s->o->seed, text_hash(what));
+    uint64_t h = mix(s->o->seed, hash_str(what));
     return mix(mix(mix(mix(h, round), task), sample), attempt);
 }
 
@@ -157,7 +151,7 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
     int rc = 0;
     for (int attempt = job->attempt, final = 0; !final && !rc; attempt++) {
         Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = attempt,
-                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = text_hash(prompt),
+                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = hash_str(prompt),
                   .policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0};
         double t0 = now_seconds();
         char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, prompt, e.seed, err) : apply == APPLY_ORACLE_EDIT ? strdup(s->d->oracle_edit) : NULL;
@@ -435,14 +429,14 @@ static uint64_t setup_hash(const Seal *s) {
     for (int split = 0; split < 3; split++)
         for (int t = 0; t < n[split]; t++) {
             char *p = s->d->prompt(s->d, split, t);
-            h = mix(h, text_hash(p));
+            h = mix(h, hash_str(p));
             free(p);
         }
-    if (s->d->oracle_edit) h = mix(h, text_hash(s->d->oracle_edit));
+    if (s->d->oracle_edit) h = mix(h, hash_str(s->d->oracle_edit));
     cJSON *o = cJSON_CreateObject();
     restem_opts_json(s->o, o);
     char *text = cJSON_PrintUnformatted(o);
-    h = mix(h, text_hash(text));
+    h = mix(h, hash_str(text));
     free(text);
     cJSON_Delete(o);
     return h;

@@ -14,6 +14,7 @@
 #include "model.h"
 #include "ranks.h"
 #include "run.h"
+#include "tokenize.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -356,8 +357,6 @@ done:
     return rc;
 }
 
-static int cmd_tokenize(int argc, char **argv) { return tokenize_cmd(argc, argv); }
-
 // ----------------------------------------------------------------------------
 // seal fewshot
 
@@ -513,27 +512,70 @@ static void experiment_free(Experiment *x) {
     if (x->student.layers) model_free(&x->student);
 }
 
+// seal fewshot's flags that name what to load.
+typedef struct { const char *train_dir, *eval_dir, *train_ids, *eval_ids, *seal_tasks, *targets; } FewShotArgs;
+
+// Checks the flags and sets what they choose in fs: 0, or 2 after a usage message.
+static int fewshot_configure(const FewShotArgs *a, const Experiment *x, const RestemOpts *o, FewShot *fs) {
+    if (!x->model_dir || !a->train_dir || !a->eval_dir || !x->out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
+    char err[ERR_MAX];
+    if (!(fs->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("fewshot", err, "--lora-targets");
+    if (fs->lora_r < 1 || fs->batch < 1 || o->samples < 1 || o->rounds < 0) return usage_error("fewshot", "ranks, batch and samples must be positive", NULL);
+    return 0;
+}
+
+// Both splits' tasks, the models and the tokenizer, whose chat format must have a token that ends a turn.
+static int fewshot_load(const FewShotArgs *a, Experiment *x, FewShot *fs, char *err) {
+    if (load_split(a->train_dir, a->train_ids, a->seal_tasks, "train", &fs->train, &fs->n_train, err) ||
+        load_split(a->eval_dir, a->eval_ids, a->seal_tasks, "eval", &fs->eval, &fs->n_eval, err) || experiment_load(x, err))
+        return -1;
+    fs->tok = x->tok;
+    fs->chat = x->chat;
+    fs->eot = tok_find(x->tok, chat_eot(fs->chat));
+    if (fs->eot < 0)
+        return errf(err, "%s: the tokenizer has no %s token, which ends a turn in the %s chat format (see --chat-format)",
+                    x->tok_path ? x->tok_path : x->model_dir, chat_eot(fs->chat), chat_format_name(fs->chat));
+    return 0;
+}
+
+// Opens (or resumes) the run and runs ReST^EM on the tasks; rank 0 writes the report.
+static int fewshot_run(Experiment *x, FewShot *fs, const RestemOpts *o, char *err) {
+    cJSON *config = experiment_config(x, "fewshot");
+    fewshot_config_json(fs, config);
+    if (experiment_open(x, config, o, err)) return -1;
+    if (ranks_root())
+        fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, %s chat format, run %s%s%s\n", fs->n_train, fs->n_eval,
+                o->rounds, chat_format_name(fs->chat), x->out, x->resume ? " (resumed)" : "", ranks_note());
+    Domain d;
+    fewshot_domain(&d, fs);
+    cJSON *report = cJSON_CreateObject();
+    int rc = restem_run(&d, experiment_policy(x), &x->student, x->tok, &x->run, o, report, err) ||
+             (ranks_root() && save_report(report, restem_report_markdown, 0, x->out, x->json_path, err));
+    cJSON_Delete(report);
+    return rc;
+}
+
 static int cmd_fewshot(int argc, char **argv) {
-    const char *train_dir = NULL, *eval_dir = NULL, *train_ids = NULL, *eval_ids = NULL, *seal_tasks = NULL,
-               *targets = "q_proj,v_proj,gate_proj,up_proj,down_proj", *pos[1];
+    FewShotArgs a = {.targets = "q_proj,v_proj,gate_proj,up_proj,down_proj"};
+    const char *pos[1];
     Experiment x = {.backend = "cpu"};
     RestemOpts o = restem_defaults();
     FewShot fs = {0};
     fewshot_defaults(&fs);
     Flag flags[] = {
         MODEL_FLAGS(x),
-        {"--train-dir", F_STR, &train_dir, "folder of ARC task JSON files for the E-step (required)"},
-        {"--eval-dir", F_STR, &eval_dir, "folder of held-out ARC tasks (required)"},
-        {"--train-ids", F_STR, &train_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
-        {"--eval-ids", F_STR, &eval_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
-        {"--seal-tasks", F_STR, &seal_tasks, "a JSON file with \"train\" and \"eval\" id lists (SEAL's selection)"},
+        {"--train-dir", F_STR, &a.train_dir, "folder of ARC task JSON files for the E-step (required)"},
+        {"--eval-dir", F_STR, &a.eval_dir, "folder of held-out ARC tasks (required)"},
+        {"--train-ids", F_STR, &a.train_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
+        {"--eval-ids", F_STR, &a.eval_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
+        {"--seal-tasks", F_STR, &a.seal_tasks, "a JSON file with \"train\" and \"eval\" id lists (SEAL's selection)"},
         RUN_FLAGS(x, o, "task"),
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most"},
         {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones are invalid"},
         SAMPLING_FLAGS(o),
         {"--lora-r", F_INT, &fs.lora_r, "inner-loop LoRA rank"},
         {"--lora-alpha", F_FLOAT, &fs.lora_alpha, "inner-loop LoRA alpha"},
-        {"--lora-targets", F_STR, &targets, "inner-loop LoRA modules"},
+        {"--lora-targets", F_STR, &a.targets, "inner-loop LoRA modules"},
         {"--batch", F_INT, &fs.batch, "inner-loop batch size"},
         {"--warmup", F_INT, &fs.warmup, "inner-loop warm-up steps"},
         {"--max-tokens", F_INT, &fs.max_tokens, "drop TTT examples this long or longer"},
@@ -554,37 +596,11 @@ static int cmd_fewshot(int argc, char **argv) {
         print_flags(flags, nf);
         return 0;
     }
-    int npos;
+    int npos, rc;
     if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || experiment_backend("fewshot", &x)) return 2;
-    if (!x.model_dir || !train_dir || !eval_dir || !x.out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
+    if ((rc = fewshot_configure(&a, &x, &o, &fs))) return rc;
     char err[ERR_MAX];
-    if (!(fs.lora_targets = lora_targets_parse(targets, err))) return usage_error("fewshot", err, "--lora-targets");
-    if (fs.lora_r < 1 || fs.batch < 1 || o.samples < 1 || o.rounds < 0) return usage_error("fewshot", "ranks, batch and samples must be positive", NULL);
-    int rc = 1;
-    if (load_split(train_dir, train_ids, seal_tasks, "train", &fs.train, &fs.n_train, err) ||
-        load_split(eval_dir, eval_ids, seal_tasks, "eval", &fs.eval, &fs.n_eval, err) || experiment_load(&x, err))
-        goto done;
-    fs.tok = x.tok;
-    fs.chat = x.chat;
-    fs.eot = tok_find(x.tok, chat_eot(fs.chat));
-    if (fs.eot < 0) {
-        errf(err, "%s: the tokenizer has no %s token, which ends a turn in the %s chat format (see --chat-format)",
-             x.tok_path ? x.tok_path : x.model_dir, chat_eot(fs.chat), chat_format_name(fs.chat));
-        goto done;
-    }
-    cJSON *config = experiment_config(&x, "fewshot");
-    fewshot_config_json(&fs, config);
-    if (experiment_open(&x, config, &o, err)) goto done;
-    if (ranks_root())
-        fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, %s chat format, run %s%s%s\n", fs.n_train, fs.n_eval,
-                o.rounds, chat_format_name(fs.chat), x.out, x.resume ? " (resumed)" : "", ranks_note());
-    Domain d;
-    fewshot_domain(&d, &fs);
-    cJSON *report = cJSON_CreateObject();
-    rc = restem_run(&d, experiment_policy(&x), &x.student, x.tok, &x.run, &o, report, err) ||
-         (ranks_root() && save_report(report, restem_report_markdown, 0, x.out, x.json_path, err));
-    cJSON_Delete(report);
-done:
+    rc = fewshot_load(&a, &x, &fs, err) || fewshot_run(&x, &fs, &o, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
     experiment_free(&x);
     arc_free_tasks(fs.train, fs.n_train);
@@ -613,52 +629,147 @@ static int load_passages(const char *what, const char *path, const char *subset,
     return 0;
 }
 
-static int cmd_knowledge(int argc, char **argv) {
-    const char *train_path = NULL, *eval_path = NULL, *eval_subset = NULL, *subset_key = "val_eval_200", *targets = "q_proj,v_proj",
-               *m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", *style = "implications", *grader = "em-f1",
-               *cpt_sizes = "1,200", *cpt_sources = "passage,base,seal", *filter = "best", *pos[1];
-    Experiment x = {.backend = "cpu"};
-    int n_train = 50, n_eval = 200, n_probe = 20, no_passage = 0, max_context = 0;
-    RestemOpts o = restem_defaults();   // SEAL's knowledge values
+// seal knowledge's flags that name what to load, or choose what is parsed into Knowledge and RestemOpts.
+typedef struct {
+    const char *train_path, *eval_path, *eval_subset, *subset_key, *targets, *m_targets, *style, *grader, *cpt_sizes, *cpt_sources, *filter;
+    int n_train, n_eval, n_probe, no_passage, max_context;
+} KnowledgeArgs;
+
+// --cpt-sizes: up to CPT_MAX_SIZES positive passage counts; 0, or 2 after a usage message.
+static int parse_cpt_sizes(const char *list, Knowledge *k) {
+    char *copy;
+    const char *items[CPT_MAX_SIZES + 1];
+    int n = split_list(list, &copy, items, CPT_MAX_SIZES + 1);
+    for (k->n_cpt_sizes = 0; k->n_cpt_sizes < n; k->n_cpt_sizes++) {
+        char *end;
+        long v = strtol(items[k->n_cpt_sizes], &end, 10);
+        if (*end || v < 1 || k->n_cpt_sizes == CPT_MAX_SIZES) { free(copy); return usage_error("knowledge", "--cpt-sizes: expected up to 8 positive integers", list); }
+        k->cpt_sizes[k->n_cpt_sizes] = (int)v;
+    }
+    free(copy);
+    return 0;
+}
+
+// --cpt-sources: names of CPT_SOURCE_NAME; 0, or 2 after a usage message.
+static int parse_cpt_sources(const char *list, Knowledge *k) {
+    char *copy;
+    const char *items[CPT_MAX_SIZES];
+    int n = split_list(list, &copy, items, CPT_MAX_SIZES);
+    k->cpt_sources = 0;
+    for (int i = 0; i < n; i++) {
+        int s = 0;
+        while (s < CPT_SOURCES && strcmp(items[i], CPT_SOURCE_NAME[s])) s++;
+        if (s == CPT_SOURCES) { free(copy); return usage_error("knowledge", "--cpt-sources: expected passage, base or seal", list); }
+        k->cpt_sources |= 1u << s;
+    }
+    free(copy);
+    return 0;
+}
+
+// Checks the flags and sets what they choose in k and o: 0, or 2 after a usage message.
+static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Knowledge *k, RestemOpts *o) {
+    if (!x->model_dir || !a->eval_path || !x->out || (o->rounds > 0 && !a->train_path))
+        return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
+    char err[ERR_MAX];
+    if ((k->style = squad_style_parse(a->style)) < 0) return usage_error("knowledge", "unknown self-edit style", a->style);
+    if ((k->grader = squad_grader_parse(a->grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains)", a->grader);
+    if (strcmp(a->filter, "best") && strcmp(a->filter, "threshold")) return usage_error("knowledge", "--filter is best or threshold", a->filter);
+    o->best_per_task = !strcmp(a->filter, "best");
+    k->with_passage = !a->no_passage;
+    if (!(k->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("knowledge", err, "--lora-targets");
+    if (!(o->m_targets = lora_targets_parse(a->m_targets, err))) return usage_error("knowledge", err, "--m-targets");
+    if (parse_cpt_sizes(a->cpt_sizes, k) || parse_cpt_sources(a->cpt_sources, k)) return 2;
+    if (k->lora_r < 1 || k->batch < 1 || k->epochs < 1 || k->cpt_batch < 1 || k->cpt_epochs < 1 || o->samples < 1 || o->eval_samples < 1 ||
+        o->m_batch < 1 || a->n_eval < 1 || k->max_doc_tokens < 2 || k->max_answer_tokens < 1)
+        return usage_error("knowledge", "ranks, batches, epochs, samples, --n-eval and token limits must be positive", NULL);
+    return 0;
+}
+
+// The models, the tokenizer and the passages: the held-out ones, and the
+// training ones when there are rounds; the logs say how each file was read.
+static int knowledge_load(const KnowledgeArgs *a, Experiment *x, const RestemOpts *o, Knowledge *k, SquadLoad *train_log, SquadLoad *eval_log,
+                          char *err) {
+    if (experiment_load(x, err)) return -1;
+    k->tok = x->tok;
+    k->chat = x->chat;
+    int max_context = a->max_context ? a->max_context : x->student.c.max_pos - o->sampling.max_new - 256;
+    SquadReadOpts ro = {x->tok, max_context > 0 ? max_context : 1};
+    if (load_passages("held-out", a->eval_path, a->eval_subset, a->subset_key, a->n_eval, &ro, &k->eval, &k->n_eval, eval_log, err)) return -1;
+    if (o->rounds > 0 && load_passages("training", a->train_path, NULL, NULL, a->n_train, &ro, &k->train, &k->n_train, train_log, err)) return -1;
+    k->n_probe = a->n_probe < k->n_eval ? a->n_probe : k->n_eval;
+    return 0;
+}
+
+// Opens (or resumes) the run and runs ReST^EM and the evaluations; rank 0 writes the report.
+static int knowledge_seal(const KnowledgeArgs *a, Experiment *x, Knowledge *k, const RestemOpts *o, const SquadLoad *train_log,
+                          const SquadLoad *eval_log, char *err) {
+    cJSON *config = experiment_config(x, "knowledge");
+    cJSON_AddStringToObject(config, "train_file", a->train_path ? a->train_path : "");
+    cJSON_AddStringToObject(config, "eval_file", a->eval_path);
+    knowledge_config_json(k, config);
+    if (experiment_open(x, config, o, err)) return -1;
+    if (ranks_root())
+        fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s%s\n", k->n_train, k->n_eval, o->rounds,
+                x->out, x->resume ? " (resumed)" : "", ranks_note());
+    cJSON *report = cJSON_CreateObject();
+    int rc = knowledge_run(k, experiment_policy(x), &x->student, &x->run, o, o->rounds > 0 ? train_log : NULL, eval_log, report, err);
+    if (!rc && ranks_root()) rc = save_report(report, knowledge_report_markdown, 1, x->out, x->json_path, err);
+    cJSON_Delete(report);
+    return rc;
+}
+
+// SEAL's knowledge values where they differ from restem_defaults.
+static RestemOpts knowledge_restem_defaults(void) {
+    RestemOpts o = restem_defaults();
     o.rounds = 2; o.samples = 5; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0;
     o.sampling.max_new = 512; o.sampling.temperature = 1.0f; o.sampling.top_p = 0.95f;
     o.m_rank = 64; o.m_alpha = 128; o.m_lr = 3e-4f; o.m_epochs = 2; o.m_batch = 5;
+    return o;
+}
+
+static int cmd_knowledge(int argc, char **argv) {
+    KnowledgeArgs a = {.subset_key = "val_eval_200", .targets = "q_proj,v_proj", .m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                       .style = "implications", .grader = "em-f1", .cpt_sizes = "1,200", .cpt_sources = "passage,base,seal", .filter = "best",
+                       .n_train = 50, .n_eval = 200, .n_probe = 20};
+    const char *pos[1];
+    Experiment x = {.backend = "cpu"};
+    RestemOpts o = knowledge_restem_defaults();
     Knowledge k = {0};
     knowledge_defaults(&k);
     Flag flags[] = {
         MODEL_FLAGS(x),
-        {"--train", F_STR, &train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
-        {"--eval", F_STR, &eval_path, "held-out passages, same formats (required)"},
-        {"--eval-subset", F_STR, &eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},
-        {"--subset-key", F_STR, &subset_key, "the list in --eval-subset"},
-        {"--n-train", F_INT, &n_train, "training passages at most (SEAL: 50 a round)"},
-        {"--n-eval", F_INT, &n_eval, "held-out passages at most (SEAL: 200)"},
-        {"--n-probe", F_INT, &n_probe, "held-out passages the retention probe answers with the policy itself"},
-        {"--max-context-tokens", F_INT, &max_context, "skip passages longer than this, 0 = the model's context less the self-edit and prompt"},
+        {"--train", F_STR, &a.train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
+        {"--eval", F_STR, &a.eval_path, "held-out passages, same formats (required)"},
+        {"--eval-subset", F_STR, &a.eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},
+        {"--subset-key", F_STR, &a.subset_key, "the list in --eval-subset"},
+        {"--n-train", F_INT, &a.n_train, "training passages at most (SEAL: 50 a round)"},
+        {"--n-eval", F_INT, &a.n_eval, "held-out passages at most (SEAL: 200)"},
+        {"--n-probe", F_INT, &a.n_probe, "held-out passages the retention probe answers with the policy itself"},
+        {"--max-context-tokens", F_INT, &a.max_context, "skip passages longer than this, 0 = the model's context less the self-edit and prompt"},
         RUN_FLAGS(x, o, "passage"),
-        {"--filter", F_STR, &filter, "best: a passage's best self-edit when it beats no edit; threshold: every one >= --threshold"},
+        {"--filter", F_STR, &a.filter, "best: a passage's best self-edit when it beats no edit; threshold: every one >= --threshold"},
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per passage at most"},
         {"--threshold", F_FLOAT, &o.threshold, "lowest reward an accepted self-edit may have"},
         {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones have no statements"},
-        {"--style", F_STR, &style, "self-edit: implications, implications-long, implications-very-long, rewrite, self-qa"},
-        {"--no-passage", F_BOOL, &no_passage, "train on the statements alone (SEAL adds the passage as a document)"},
+        {"--style", F_STR, &a.style, "self-edit: implications, implications-long, implications-very-long, rewrite, self-qa"},
+        {"--no-passage", F_BOOL, &a.no_passage, "train on the statements alone (SEAL adds the passage as a document)"},
         SAMPLING_FLAGS(o),
         {"--lora-r", F_INT, &k.lora_r, "inner-loop LoRA rank"},
         {"--lora-alpha", F_FLOAT, &k.lora_alpha, "inner-loop LoRA alpha"},
-        {"--lora-targets", F_STR, &targets, "inner-loop LoRA modules"},
+        {"--lora-targets", F_STR, &a.targets, "inner-loop LoRA modules"},
         {"--epochs", F_INT, &k.epochs, "inner-loop epochs"},
         {"--lr", F_FLOAT, &k.lr, "inner-loop learning rate"},
         {"--batch", F_INT, &k.batch, "inner-loop batch size"},
         {"--max-doc-tokens", F_INT, &k.max_doc_tokens, "training documents are cut at this many tokens"},
         {"--max-answer-tokens", F_INT, &k.max_answer_tokens, "longest greedy answer"},
-        {"--grader", F_STR, &grader, "em, f1, em-f1 (their mean) or contains"},
-        {"--cpt-sizes", F_STR, &cpt_sizes, "continued pretraining: passages per update, comma-separated (capped at --n-eval; empty: none)"},
-        {"--cpt-sources", F_STR, &cpt_sources, "continued pretraining trains on the passages plus: passage (nothing), base, seal"},
+        {"--grader", F_STR, &a.grader, "em, f1, em-f1 (their mean) or contains"},
+        {"--cpt-sizes", F_STR, &a.cpt_sizes, "continued pretraining: passages per update, comma-separated (capped at --n-eval; empty: none)"},
+        {"--cpt-sources", F_STR, &a.cpt_sources, "continued pretraining trains on the passages plus: passage (nothing), base, seal"},
         {"--cpt-epochs", F_INT, &k.cpt_epochs, "continued-pretraining epochs"},
         {"--cpt-lr", F_FLOAT, &k.cpt_lr, "continued-pretraining learning rate"},
         {"--cpt-batch", F_INT, &k.cpt_batch, "continued-pretraining batch size"},
         MSTEP_FLAGS(o),
-        {"--m-targets", F_STR, &m_targets, "M-step LoRA modules"},
+        {"--m-targets", F_STR, &a.m_targets, "M-step LoRA modules"},
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
         OUTPUT_FLAGS(x),
     };
@@ -674,63 +785,12 @@ static int cmd_knowledge(int argc, char **argv) {
         print_flags(flags, nf);
         return 0;
     }
-    int npos;
+    int npos, rc;
     if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || experiment_backend("knowledge", &x)) return 2;
-    if (!x.model_dir || !eval_path || !x.out || (o.rounds > 0 && !train_path))
-        return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
+    if ((rc = knowledge_configure(&a, &x, &k, &o))) return rc;
     char err[ERR_MAX];
-    if ((k.style = squad_style_parse(style)) < 0) return usage_error("knowledge", "unknown self-edit style", style);
-    if ((k.grader = squad_grader_parse(grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains)", grader);
-    if (strcmp(filter, "best") && strcmp(filter, "threshold")) return usage_error("knowledge", "--filter is best or threshold", filter);
-    o.best_per_task = !strcmp(filter, "best");
-    k.with_passage = !no_passage;
-    if (!(k.lora_targets = lora_targets_parse(targets, err))) return usage_error("knowledge", err, "--lora-targets");
-    if (!(o.m_targets = lora_targets_parse(m_targets, err))) return usage_error("knowledge", err, "--m-targets");
-    char *copy;
-    const char *items[CPT_MAX_SIZES + 1];
-    int n = split_list(cpt_sizes, &copy, items, CPT_MAX_SIZES + 1);
-    for (k.n_cpt_sizes = 0; k.n_cpt_sizes < n; k.n_cpt_sizes++) {
-        char *end;
-        long v = strtol(items[k.n_cpt_sizes], &end, 10);
-        if (*end || v < 1 || k.n_cpt_sizes == CPT_MAX_SIZES) { free(copy); return usage_error("knowledge", "--cpt-sizes: expected up to 8 positive integers", cpt_sizes); }
-        k.cpt_sizes[k.n_cpt_sizes] = (int)v;
-    }
-    free(copy);
-    n = split_list(cpt_sources, &copy, items, CPT_MAX_SIZES);
-    k.cpt_sources = 0;
-    for (int i = 0; i < n; i++) {
-        int s = 0;
-        while (s < CPT_SOURCES && strcmp(items[i], CPT_SOURCE_NAME[s])) s++;
-        if (s == CPT_SOURCES) { free(copy); return usage_error("knowledge", "--cpt-sources: expected passage, base or seal", cpt_sources); }
-        k.cpt_sources |= 1u << s;
-    }
-    free(copy);
-    if (k.lora_r < 1 || k.batch < 1 || k.epochs < 1 || k.cpt_batch < 1 || k.cpt_epochs < 1 || o.samples < 1 || o.eval_samples < 1 || o.m_batch < 1 ||
-        n_eval < 1 || k.max_doc_tokens < 2 || k.max_answer_tokens < 1)
-        return usage_error("knowledge", "ranks, batches, epochs, samples, --n-eval and token limits must be positive", NULL);
     SquadLoad train_log = {0}, eval_log = {0};
-    int rc = 1;
-    if (experiment_load(&x, err)) goto done;
-    k.tok = x.tok;
-    k.chat = x.chat;
-    if (!max_context) max_context = x.student.c.max_pos - o.sampling.max_new - 256;
-    SquadReadOpts ro = {x.tok, max_context > 0 ? max_context : 1};
-    if (load_passages("held-out", eval_path, eval_subset, subset_key, n_eval, &ro, &k.eval, &k.n_eval, &eval_log, err)) goto done;
-    if (o.rounds > 0 && load_passages("training", train_path, NULL, NULL, n_train, &ro, &k.train, &k.n_train, &train_log, err)) goto done;
-    k.n_probe = n_probe < k.n_eval ? n_probe : k.n_eval;
-    cJSON *config = experiment_config(&x, "knowledge");
-    cJSON_AddStringToObject(config, "train_file", train_path ? train_path : "");
-    cJSON_AddStringToObject(config, "eval_file", eval_path);
-    knowledge_config_json(&k, config);
-    if (experiment_open(&x, config, &o, err)) goto done;
-    if (ranks_root())
-        fprintf(stderr, "seal knowledge: %d training passages, %d held-out passages, %d rounds, run %s%s%s\n", k.n_train, k.n_eval, o.rounds,
-                x.out, x.resume ? " (resumed)" : "", ranks_note());
-    cJSON *report = cJSON_CreateObject();
-    rc = knowledge_run(&k, experiment_policy(&x), &x.student, &x.run, &o, o.rounds > 0 ? &train_log : NULL, &eval_log, report, err);
-    if (!rc && ranks_root()) rc = save_report(report, knowledge_report_markdown, 1, x.out, x.json_path, err);
-    cJSON_Delete(report);
-done:
+    rc = knowledge_load(&a, &x, &o, &k, &train_log, &eval_log, err) || knowledge_seal(&a, &x, &k, &o, &train_log, &eval_log, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
     experiment_free(&x);
     squad_free(k.train, k.n_train);
@@ -807,7 +867,7 @@ static int cmd_runs(int argc, char **argv) {
 static const Command COMMANDS[] = {
     {"verify", "check forward, backward and AdamW against PyTorch fixtures", cmd_verify},
     {"generate", "continue prompts or chat messages with a model (KV cache, sampling)", cmd_generate},
-    {"tokenize", "encode JSON lines of text to token ids, or decode them back", cmd_tokenize},
+    {"tokenize", "encode JSON lines of text to token ids, or decode them back", tokenize_cmd},
     {"demo", "the whole SEAL few-shot loop on a built-in world, in minutes on a CPU", cmd_demo},
     {"fewshot", "SEAL's few-shot ARC experiment: self-edits, TTT, voting reward, ReST^EM", cmd_fewshot},
     {"knowledge", "SEAL's knowledge incorporation: passages, implications, no-context QA reward, ReST^EM", cmd_knowledge},

@@ -1,5 +1,5 @@
 // tokenizer.h: byte-level BPE from a Hugging Face tokenizer.json (Llama 3,
-// GPT-2, SmolLM2, Qwen2 kind), the Llama-3.x chat template, and `seal tokenize`.
+// GPT-2, SmolLM2, Qwen2 kind) and the Llama-3.x chat template.
 #pragma once
 #include <stddef.h>
 
@@ -43,15 +43,6 @@ int tok_find(const Tokenizer *t, const char *token_text);
 // date "26 Jul 2024"), character for character. malloc'd; NULL when out of memory.
 typedef struct { const char *role, *content; } ChatMsg;
 char *chat_render_llama3(const ChatMsg *msgs, int n, int add_generation_prompt);
-
-// The string member `key` of a one-line JSON object, byte-exact (cJSON stops
-// at "\u0000"; this does not). malloc'd, *len set; NULL + err when the line is
-// not a JSON object or key is missing or not a string.
-char *json_string_member(const char *json, const char *key, size_t *len, char *err);
-
-// `seal tokenize TOKENIZER_JSON [--decode] [--no-special]` (argv[0] = "tokenize").
-// Returns the exit code: 0 ok, 1 bad input, 2 usage.
-int tokenize_cmd(int argc, char **argv);
 
 // ---------------------------------------------------------------- making tokenizers
 // `seal demo` writes its own tokenizer.json with these, so the demo runs the

@@ -157,6 +157,41 @@ double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+uint64_t hash_str(const char *s) { return fnv1a(FNV1A_BASIS, s, strlen(s)); }
+
+int utf8_next(const char *str, size_t n, int *len) {
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned c = s[0], lo = 0x80, hi = 0xBF, cp;
+    int need;
+    if (c < 0x80) { *len = 1; return (int)c; }
+    if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; lo = c == 0xE0 ? 0xA0 : 0x80; hi = c == 0xED ? 0x9F : 0xBF; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; lo = c == 0xF0 ? 0x90 : 0x80; hi = c == 0xF4 ? 0x8F : 0xBF; }
+    else { *len = 1; return -1; }
+    for (int i = 1; i <= need; i++) {
+        if ((size_t)i >= n || s[i] < lo || s[i] > hi) { *len = i; return -1; }
+        cp = (cp << 6) | (s[i] & 0x3F);
+        lo = 0x80; hi = 0xBF;
+    }
+    *len = need + 1;
+    return (int)cp;
+}
+
+int utf8_put(char *out, unsigned cp) {
+    static const unsigned char lead[5] = {0, 0, 0xC0, 0xE0, 0xF0};
+    int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (out) {
+        for (int i = n - 1; i > 0; i--, cp >>= 6) out[i] = (char)(0x80 | (cp & 0x3F));
+        out[0] = (char)(lead[n] | cp);
+    }
+    return n;
+}
+
 // Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one.
 static int utf8_valid_len(const unsigned char *s) {
     if (s[0] < 0x80) return 1;

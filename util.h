@@ -1,5 +1,5 @@
 // util.h: the few helpers every file shares: error messages, whole-file I/O,
-// atomic writes, a seeded RNG.
+// atomic writes, a seeded RNG, a stable hash, UTF-8.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +31,21 @@ float rng_uniform(Rng *r);   // [0, 1)
 float rng_normal(Rng *r);    // mean 0, std 1
 
 double now_seconds(void);
+
+// 64-bit FNV-1a: the stable hash behind seeds and keys that must not move
+// between runs or machines. fnv1a continues h over n more bytes; hash_str is
+// s's bytes from the standard offset basis.
+#define FNV1A_BASIS 0xcbf29ce484222325ULL
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+uint64_t hash_str(const char *s);
+
+// Decodes one UTF-8 character of s (n > 0 bytes left). Returns the code point, or
+// -1 for an invalid sequence, with *len its maximal invalid prefix (at least 1),
+// the unit that gets one U+FFFD, as Rust's from_utf8_lossy and Python do.
+int utf8_next(const char *s, size_t n, int *len);
+// Writes cp as UTF-8 into out (NULL: just count); surrogates get their 3-byte
+// form. Returns the byte count.
+int utf8_put(char *out, unsigned cp);
 
 // A copy of s with every invalid UTF-8 sequence replaced by U+FFFD, so model
 // output can go into JSON logs (malloc'd).

@@ -2,7 +2,7 @@
 # test/cuda_emu.sh (make test-cuda-emu): the CUDA backend (kernels.cu) run on
 # the CPU by the emulator of test/cuda_emu.h, against model.c.
 #   1. exact build ("bf16" holds a float, so only the order of fp32 sums may
-#      differ from model.c): bench/gpu_compare with bounds of 1e-4 on small
+#      differ from model.c): test/gpu_compare with bounds of 1e-4 on small
 #      models through every kernel path: tensor-core attention (head_dim 64),
 #      plain-loop attention, head_dim 128 with an A100's shared memory (32-row
 #      tiles), head_dim 8, with and without CUDA graphs, fibers in both orders

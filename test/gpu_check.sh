@@ -3,7 +3,7 @@
 # the CPU reference, then its benchmarks. Everything goes to stdout; exit 0
 # only when every check passed.
 #   1. seal verify --backend cuda on every fixture (bf16 tolerance stated);
-#   2. bench/gpu_compare: CPU and CUDA logits, loss, LoRA gradients, an AdamW
+#   2. test/gpu_compare: CPU and CUDA logits, loss, LoRA gradients, an AdamW
 #      step and KV-cache decoding on a random Llama-3.2-1B-shaped model, then
 #      on small models that take the other kernel paths (plain-loop
 #      attention, head_dim 128, no CUDA graphs);

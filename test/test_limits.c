@@ -8,6 +8,7 @@
 #include "generate.h"
 #include "run.h"
 #include "safetensors.h"
+#include "tokenize.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"

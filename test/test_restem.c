@@ -30,11 +30,6 @@ static const char *mock_name(const Domain *d, int split, int task) {
     return names[task];
 }
 
-static uint64_t fnv(const char *s, uint64_t h) {
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 // Valid unless the edit hashes to 0 mod 4; reward 1 for half of the valid ones.
 static int mock_evaluate(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
     (void)split; (void)task;
@@ -42,7 +37,7 @@ static int mock_evaluate(const Domain *d, Model *student, int split, int task, c
     if (++m->calls == m->fail_after) return errf(err, "injected failure");
     out->metrics = cJSON_CreateObject();
     if (!edit) { out->valid = 1; out->reward = m->forgetful && student->lora ? 0.0f : 0.5f; return 0; }
-    uint64_t h = fnv(edit, seed);
+    uint64_t h = fnv1a(seed, edit, strlen(edit));
     out->valid = h % 4 != 0;
     out->trained = out->valid;
     out->reward = out->valid && (h >> 8) % 2 ? 1.0f : 0.0f;

@@ -1,6 +1,7 @@
 // test_tokenizer.c: the tokenizer against HF-made expected ids (shared data),
 // against a small tokenizer.json written here, and the Llama-3 chat template.
 #include "test.h"
+#include "tokenize.h"
 #include "tokenizer.h"
 #include "util.h"
 #include <cjson/cJSON.h>

@@ -1,7 +1,7 @@
 // test/fuzz/fuzz_jsonline.c: one JSON line of `seal tokenize` ({"text": ...}),
 // read by the byte-exact json_string_member, which must agree with cJSON.
 #include "fuzz.h"
-#include "tokenizer.h"
+#include "tokenize.h"
 #include <cjson/cJSON.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

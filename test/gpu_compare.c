@@ -1,4 +1,4 @@
-// bench/gpu_compare.c: the CPU model (model.c, fp32, the truth) and the CUDA
+// test/gpu_compare.c: the CPU model (model.c, fp32, the truth) and the CUDA
 // backend (kernels.cu, bf16) on the same random Llama-shaped model, LoRA
 // adapter and batch: logits, loss, every LoRA gradient, one AdamW step, and
 // KV-cache prefill + decode (logits and greedy choices), each with its
