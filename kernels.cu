@@ -1145,14 +1145,6 @@ static void carve_weights(CudaModel *g, Arena *ar) {
     }
 }
 
-static void proj_shape(const Config *c, int p, int *out, int *in) {
-    const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    const int outs[N_PROJ] = {q, kv, kv, c->dim, c->hidden, c->hidden, c->dim};
-    const int ins[N_PROJ] = {c->dim, c->dim, c->dim, q, c->dim, c->dim, c->hidden};
-    *out = outs[p];
-    *in = ins[p];
-}
-
 // fp32 host values to bf16 on the device, through the staging buffer.
 static int upload_bf16(CudaModel *g, bf16 *dst, const float *src, size_t n, char *err) {
     for (size_t off = 0; off < n; off += STAGE_FLOATS) {

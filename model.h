@@ -21,14 +21,6 @@ typedef struct {
     int eos[8], n_eos;
 } Config;
 
-// config.json of a Hugging Face Llama or Qwen2 checkpoint; a missing required
-// key or a value of the wrong kind is an error naming the key, and so is a
-// feature the math here lacks (sliding-window attention, attention_bias on a
-// Llama, an activation other than silu, another model_type).
-int config_load(Config *c, const char *path, char *err);
-int config_parse(Config *c, const char *json, const char *path, char *err);
-int config_save(const Config *c, const char *path, char *err);
-
 // ---------------------------------------------------------------------------
 // Tables of named tensors: every tensor of a model or adapter lives in one
 // allocation (mem) and is addressed by its Hugging Face / PEFT name. Loaders,
@@ -54,13 +46,6 @@ void table_free(Table *t);
 Tensor *table_get(const Table *t, const char *name);   // NULL when absent
 void table_zero(Table *t);
 
-// Load / save a table from / to safetensors. `prefix` is prepended to each
-// name in the file (the PEFT adapter prefix, or ""). Loading fills every tensor
-// and fails, naming the tensor, if one is missing or has the wrong shape.
-// `files` is a NULL-terminated list: a model sharded over several files.
-int table_load(Table *t, const char *const *files, const char *prefix, char *err);
-int table_save(const Table *t, const char *path, const char *prefix, char *err);
-
 // ---------------------------------------------------------------------------
 // A linear layer y = x W^T (+ b with a bias) (+ s * (x A^T) B^T with a LoRA
 // adapter), W [out,in]. A LoRA adapter never trains the bias: like W it stays frozen.
@@ -69,6 +54,8 @@ extern const char *const PROJ_NAME[N_PROJ];     // "q_proj", ... (PEFT names)
 extern const char *const PROJ_BLOCK[N_PROJ];    // "self_attn" or "mlp"
 // Whether projection p has a bias: Qwen2's q_proj, k_proj and v_proj.
 int proj_has_bias(const Config *c, int p);
+// Projection p's weight is [*out, *in].
+void proj_shape(const Config *c, int p, int *out, int *in);
 
 // The parameter table, in this order, Hugging Face names (PyTorch shapes):
 //   model.embed_tokens.weight                         [V, D]
@@ -115,10 +102,6 @@ typedef struct {
 
 // The parameter table for a config, with Hugging Face names, zeroed.
 int model_init(Model *m, const Config *c, char *err);
-// A Hugging Face model directory: config.json + model.safetensors or
-// model.safetensors.index.json with shards; F32, BF16 or F16 on disk.
-int model_load(Model *m, const char *dir, char *err);
-int model_save(const Model *m, const char *dir, char *err);
 void model_free(Model *m);
 void model_random(Model *m, uint64_t seed, float std);   // for tests and benchmarks
 int model_train_full(Model *m);     // allocate base gradients: every tensor trains, biases too
@@ -188,3 +171,31 @@ int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float
 int kv_prefill(const Model *m, KVCache *c, int n, const int *const *prompts, const int *lens, float *logits, char *err);
 // One token for each of n sequences at once (batched decode): logits (n, V).
 int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *tokens, float *logits, char *err);
+
+// ---------------------------------------------------------------------------
+// On disk (checkpoint.c)
+
+// config.json of a Hugging Face Llama or Qwen2 checkpoint; a missing required
+// key or a value of the wrong kind is an error naming the key, and so is a
+// feature the math here lacks (sliding-window attention, attention_bias on a
+// Llama, an activation other than silu, another model_type).
+int config_load(Config *c, const char *path, char *err);
+int config_parse(Config *c, const char *json, const char *path, char *err);
+int config_save(const Config *c, const char *path, char *err);
+
+// Load / save a table from / to safetensors. `prefix` is prepended to each
+// name in the file (the PEFT adapter prefix, or ""). Loading fills every tensor
+// and fails, naming the tensor, if one is missing or has the wrong shape.
+// `files` is a NULL-terminated list: a model sharded over several files.
+int table_load(Table *t, const char *const *files, const char *prefix, char *err);
+int table_save(const Table *t, const char *path, const char *prefix, char *err);
+
+// A Hugging Face model directory: config.json + model.safetensors or
+// model.safetensors.index.json with shards; F32, BF16 or F16 on disk. A GGUF
+// file path instead of a directory loads through gguf.c.
+int model_load(Model *m, const char *dir, char *err);
+int model_save(const Model *m, const char *dir, char *err);
+
+// PEFT adapter folder: adapter_config.json + adapter_model.safetensors.
+int lora_load(Lora *l, const Config *c, const char *dir, char *err);
+int lora_save(const Lora *l, const char *dir, const char *base_model, char *err);
