@@ -845,22 +845,46 @@ typedef struct {
     GLinear p[N_PROJ];
 } GLayer;
 
-// What a training forward keeps for backward, per layer.
+// What layer l's forward keeps for its backward: model.h's LayerActs, in bf16
+// where only a product reads it, and with the log-sum-exp of each row of
+// scores (flash attention recomputes the probabilities from it) in place of att.
 typedef struct {
-    float *res, *rstd1, *lse, *mid, *rstd2;   // res: the layer's input (N,D)
-    bf16 *ln1, *q, *k, *v, *atty, *ln2, *gate, *up, *h, *u[N_PROJ];
-} LayerActs;
+    float *res;                   // (N, D) the layer's input: the residual stream
+    bf16 *ln1;                    // (N, D)
+    float *rstd1;                 // (N)
+    bf16 *q, *k, *v;              // (N, H*hd), (N, KV*hd), (N, KV*hd); q and k turned by RoPE
+    float *lse;                   // (B, H, T)
+    bf16 *atty;                   // (N, H*hd)
+    float *mid;                   // (N, D)
+    bf16 *ln2;                    // (N, D)
+    float *rstd2;                 // (N)
+    bf16 *gate, *up, *h;          // (N, F) each
+    bf16 *u[N_PROJ];              // (N, r) x A^T of each adapted projection, else NULL
+} GLayerActs;
 
+// model.h's Acts on the device, N = B*T.
 typedef struct {
     int B, T, N, CH, ready;       // CH: rows per LM-head chunk; ready: backward may run
     float n_valid;
-    void *mem;
-    LayerActs *l;
-    float *res_out, *rstdf, *d_lnf, *row_loss, *logits, *s32, *rope_cos, *rope_sin;
-    bf16 *lnf, *dlogits;
-    int *ids, *tgt;
-    float *d_res, *d_mid, *d_ln, *dq, *dk, *dv, *dsum;
-    bf16 *d_res_b, *d_mid_b, *dqkv, *d_attyb, *dgu, *du;   // dqkv (N, Dq + 2 Dkv), dgu (N, 2F)
+    void *mem;                    // the one allocation
+    float *rope_cos, *rope_sin;   // (T, hd/2) each, back to back
+    GLayerActs *layers;           // (n_layers)
+    float *res_out;               // (N, D) the last layer's output
+    bf16 *lnf;                    // (N, D)
+    float *rstdf;                 // (N)
+    float *logits;                // (CH, V): one chunk of rows at a time
+    bf16 *d_logits;               // (CH, V)
+    float *row_loss;              // (N)
+    int *ids, *tgt;               // (N) each; tgt: labels shifted by one, -1 ignored
+    float *s32;                   // (N, max(Dq + 2 Dkv, 2F)) fp32 products: qkv, gu, d_h, d_atty
+    // Gradients of one layer at a time, with bf16 copies for the products.
+    float *d_res, *d_mid, *d_ln;  // (N, D)
+    bf16 *d_res_b, *d_mid_b;      // (N, D)
+    float *d_q, *d_k, *d_v;       // (N, H*hd), (N, KV*hd), (N, KV*hd)
+    bf16 *d_qkv, *d_atty_b;       // (N, Dq + 2 Dkv) as the fused weights, (N, H*hd)
+    float *dsum;                  // (B, H, T) sum over hd of d_atty * atty
+    bf16 *d_gu, *d_u;             // (N, 2F) as the fused weights, (N, r)
+    float *d_lnf;                 // (N, D)
 } GActs;
 
 typedef void (*FwdKernel)(AttnFwd);
@@ -1182,16 +1206,16 @@ static int upload_weights(CudaModel *g, const Model *m, char *err) {
     return 0;
 }
 
-static void acts_release(GActs *a) {
+static void acts_free(GActs *a) {
     if (a->mem) cudaFree(a->mem);
-    free(a->l);
+    free(a->layers);
     memset(a, 0, sizeof *a);
 }
 
 extern "C" void cuda_model_free(CudaModel *g) {
     if (!g) return;
     cudaStreamSynchronize(g->st);
-    acts_release(&g->acts);
+    acts_free(&g->acts);
     cudaFree(g->wmem);
     cudaFree(g->stage);
     cudaFree(g->lp);
@@ -1267,7 +1291,7 @@ static void lora_release(CudaModel *g) {
 extern "C" int cuda_lora_set(CudaModel *g, const Lora *lo, char *err) {
     CK(cudaStreamSynchronize(g->st));
     lora_release(g);
-    acts_release(&g->acts);   // lora_u buffers depend on the adapter
+    acts_free(&g->acts);   // the u buffers depend on the adapter
     g->lora_gen++;
     g->adam_t = 0;
     g->grad_scale = 1.0f;
@@ -1352,38 +1376,27 @@ extern "C" int cuda_adamw_step(CudaModel *g, float lr, float beta1, float beta2,
 // ----------------------------------------------------------------------------
 // Training forward and backward
 
-// RoPE angles for positions 0..n-1, exactly as model.c computes them.
-static void rope_table(const Config *c, int n, float *cosv, float *sinv) {
-    const int half = c->head_dim / 2;
-    float *inv = (float *)malloc(half * sizeof(float));
-    rope_inv_freq(c, inv);
-    for (int p = 0; p < n; p++)
-        for (int j = 0; j < half; j++) {
-            const float ang = (float)p * inv[j];
-            cosv[(size_t)p * half + j] = cosf(ang);
-            sinv[(size_t)p * half + j] = sinf(ang);
-        }
-    free(inv);
-}
-
+// The size table: every activation, in model.c's carve_acts order.
 static void carve_acts(CudaModel *g, GActs *a, Arena *ar) {
     const Config *c = &g->c;
-    const size_t N = a->N, D = c->dim, F = c->hidden, Dq = (size_t)c->n_heads * c->head_dim, Dkv = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t BHT = (size_t)a->B * c->n_heads * a->T, s32 = N * (Dq + 2 * Dkv > 2 * F ? Dq + 2 * Dkv : 2 * F);
-    const size_t r = g->r ? g->r : 1;
+    const size_t N = a->N, D = c->dim, F = c->hidden, V = c->vocab, hd = c->head_dim;
+    const size_t Dq = (size_t)c->n_heads * hd, Dkv = (size_t)c->n_kv_heads * hd, BHT = (size_t)a->B * c->n_heads * a->T;
+    const size_t s32 = N * (Dq + 2 * Dkv > 2 * F ? Dq + 2 * Dkv : 2 * F), r = g->r ? g->r : 1;
+    TAKE(ar, a->rope_cos, a->T * hd);   // cos, then sin
+    a->rope_sin = a->rope_cos ? a->rope_cos + a->T * hd / 2 : NULL;
     for (int l = 0; l < c->n_layers; l++) {
-        LayerActs *A = &a->l[l];
+        GLayerActs *A = &a->layers[l];
         TAKE(ar, A->res, N * D);
-        TAKE(ar, A->rstd1, N);
-        TAKE(ar, A->lse, BHT);
-        TAKE(ar, A->mid, N * D);
-        TAKE(ar, A->rstd2, N);
         TAKE(ar, A->ln1, N * D);
+        TAKE(ar, A->rstd1, N);
         TAKE(ar, A->q, N * Dq);
         TAKE(ar, A->k, N * Dkv);
         TAKE(ar, A->v, N * Dkv);
+        TAKE(ar, A->lse, BHT);
         TAKE(ar, A->atty, N * Dq);
+        TAKE(ar, A->mid, N * D);
         TAKE(ar, A->ln2, N * D);
+        TAKE(ar, A->rstd2, N);
         TAKE(ar, A->gate, N * F);
         TAKE(ar, A->up, N * F);
         TAKE(ar, A->h, N * F);
@@ -1393,30 +1406,28 @@ static void carve_acts(CudaModel *g, GActs *a, Arena *ar) {
         }
     }
     TAKE(ar, a->res_out, N * D);
-    TAKE(ar, a->rstdf, N);
-    TAKE(ar, a->d_lnf, N * D);
-    TAKE(ar, a->row_loss, N);
-    TAKE(ar, a->logits, (size_t)a->CH * c->vocab);
-    TAKE(ar, a->dlogits, (size_t)a->CH * c->vocab);
-    TAKE(ar, a->s32, s32);
-    TAKE(ar, a->rope_cos, (size_t)a->T * c->head_dim);   // cos, then sin, back to back
-    a->rope_sin = a->rope_cos ? a->rope_cos + (size_t)a->T * c->head_dim / 2 : NULL;
     TAKE(ar, a->lnf, N * D);
+    TAKE(ar, a->rstdf, N);
+    TAKE(ar, a->logits, a->CH * V);
+    TAKE(ar, a->d_logits, a->CH * V);
+    TAKE(ar, a->row_loss, N);
     TAKE(ar, a->ids, N);
     TAKE(ar, a->tgt, N);
+    TAKE(ar, a->s32, s32);
     TAKE(ar, a->d_res, N * D);
-    TAKE(ar, a->d_mid, N * D);
-    TAKE(ar, a->d_ln, N * D);
-    TAKE(ar, a->dq, N * Dq);
-    TAKE(ar, a->dk, N * Dkv);
-    TAKE(ar, a->dv, N * Dkv);
-    TAKE(ar, a->dsum, BHT);
     TAKE(ar, a->d_res_b, N * D);
+    TAKE(ar, a->d_mid, N * D);
     TAKE(ar, a->d_mid_b, N * D);
-    TAKE(ar, a->dqkv, N * (Dq + 2 * Dkv));
-    TAKE(ar, a->d_attyb, N * Dq);
-    TAKE(ar, a->dgu, N * 2 * F);
-    TAKE(ar, a->du, N * r);
+    TAKE(ar, a->d_ln, N * D);
+    TAKE(ar, a->d_q, N * Dq);
+    TAKE(ar, a->d_k, N * Dkv);
+    TAKE(ar, a->d_v, N * Dkv);
+    TAKE(ar, a->d_qkv, N * (Dq + 2 * Dkv));
+    TAKE(ar, a->d_atty_b, N * Dq);
+    TAKE(ar, a->dsum, BHT);
+    TAKE(ar, a->d_gu, N * 2 * F);
+    TAKE(ar, a->d_u, N * r);
+    TAKE(ar, a->d_lnf, N * D);
 }
 
 // Activations for a (B, T) batch, reallocated when the shape changes.
@@ -1424,13 +1435,13 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     GActs *a = &g->acts;
     if (a->mem && a->B == B && a->T == T) return 0;
     CK(cudaStreamSynchronize(g->st));
-    acts_release(a);
+    acts_free(a);
     a->B = B;
     a->T = T;
     a->N = B * T;
     size_t ch = CE_CHUNK_ELEMS / (size_t)g->c.vocab;
     a->CH = (int)(ch < 1 ? 1 : ch > (size_t)a->N ? (size_t)a->N : ch);
-    a->l = (LayerActs *)calloc(g->c.n_layers, sizeof(LayerActs));
+    a->layers = (GLayerActs *)calloc(g->c.n_layers, sizeof(GLayerActs));
     Arena ar = {NULL, 0};
     carve_acts(g, a, &ar);
     const size_t bytes = ar.off;
@@ -1438,7 +1449,7 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     if (e != cudaSuccess) {
         cudaGetLastError();
         a->mem = NULL;
-        acts_release(a);
+        acts_free(a);
         return errf(err, "out of GPU memory for the activations of a %d x %d batch (%.2f GiB)", B, T, bytes / 1073741824.0);
     }
     ar = (Arena){(char *)a->mem, 0};
@@ -1457,9 +1468,9 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
 static int forward_layer(CudaModel *g, GActs *a, int l, char *err) {
     const Config *c = &g->c;
     const GLayer *W = &g->layers[l];
-    LayerActs *A = &a->l[l];
+    GLayerActs *A = &a->layers[l];
     const int N = a->N, T = a->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Dq = H * hd, Dkv = KV * hd;
-    float *res_out = l + 1 < c->n_layers ? a->l[l + 1].res : a->res_out;
+    float *res_out = l + 1 < c->n_layers ? a->layers[l + 1].res : a->res_out;
     float *qkv32 = a->s32, *gu32 = a->s32;   // (N, Dq + 2 Dkv), later (N, 2F)
     const RowMap qmap = {NULL, NULL, T, 0, Dq}, kmap = {NULL, NULL, T, 0, Dkv};
     AttnFwd at = {};
@@ -1511,7 +1522,7 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
     free(tgt);
     CK(e);
     a->n_valid = (float)n_valid;
-    LAUNCH(k_embed, N, 256, 0, g->st, a->ids, g->embed, a->l[0].res, D);
+    LAUNCH(k_embed, N, 256, 0, g->st, a->ids, g->embed, a->layers[0].res, D);
     for (int l = 0; l < c->n_layers; l++)
         if (forward_layer(g, a, l, err)) return -1;
     if (rmsnorm(g, a->res_out, g->norm, a->lnf, a->rstdf, N, err)) return -1;
@@ -1521,8 +1532,8 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
         if (gemm(g, 0, 1, nr, V, D, 1.0f, a->lnf + (size_t)r0 * D, D, g->lm_head, D, 0.0f, a->logits, 0, V, err)) return -1;
         if (logits) CK(cudaMemcpyAsync(logits + (size_t)r0 * V, a->logits, (size_t)nr * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
         if (!n_valid) continue;
-        LAUNCH(k_cross_entropy, nr, CE_THREADS, 0, g->st, a->logits, a->tgt + r0, a->row_loss + r0, grads ? a->dlogits : NULL, V, a->n_valid);
-        if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->dlogits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
+        LAUNCH(k_cross_entropy, nr, CE_THREADS, 0, g->st, a->logits, a->tgt + r0, a->row_loss + r0, grads ? a->d_logits : NULL, V, a->n_valid);
+        if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->d_logits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
     }
     if (n_valid) {
         float *rl = (float *)malloc(N * sizeof(float));
@@ -1543,33 +1554,33 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
 static int backward_layer(CudaModel *g, GActs *a, int l, char *err) {
     const Config *c = &g->c;
     const GLayer *W = &g->layers[l];
-    const LayerActs *A = &a->l[l];
+    const GLayerActs *A = &a->layers[l];
     const int N = a->N, T = a->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Dq = H * hd, Dkv = KV * hd, F = c->hidden;
     const int Dqkv = Dq + 2 * Dkv;
     float *d_h = a->s32, *d_atty = a->s32;
     const RowMap qkv_map = {NULL, NULL, T, 0, Dqkv};
     // MLP: d_res holds d loss / d res[l+1]
-    if (linear_bwd(g, &W->p[PROJ_DOWN], a->d_res_b, A->h, A->u[PROJ_DOWN], d_h, 0, a->du, N, err)) return -1;
-    LAUNCH(k_swiglu_backward, grid_for((size_t)N * F, 256), 256, 0, g->st, d_h, A->gate, A->up, a->dgu, N, F);
-    if (base_bwd(g, W->wgu, 2 * F, c->dim, a->dgu, a->d_ln, 0, N, err) ||
-        lora_bwd(g, &W->p[PROJ_GATE], a->dgu, 2 * F, A->ln2, A->u[PROJ_GATE], a->d_ln, a->du, N, err) ||
-        lora_bwd(g, &W->p[PROJ_UP], a->dgu + F, 2 * F, A->ln2, A->u[PROJ_UP], a->d_ln, a->du, N, err) ||
+    if (linear_bwd(g, &W->p[PROJ_DOWN], a->d_res_b, A->h, A->u[PROJ_DOWN], d_h, 0, a->d_u, N, err)) return -1;
+    LAUNCH(k_swiglu_backward, grid_for((size_t)N * F, 256), 256, 0, g->st, d_h, A->gate, A->up, a->d_gu, N, F);
+    if (base_bwd(g, W->wgu, 2 * F, c->dim, a->d_gu, a->d_ln, 0, N, err) ||
+        lora_bwd(g, &W->p[PROJ_GATE], a->d_gu, 2 * F, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, N, err) ||
+        lora_bwd(g, &W->p[PROJ_UP], a->d_gu + F, 2 * F, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, N, err) ||
         rmsnorm_bwd(g, a->d_mid, a->d_mid_b, a->d_res, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, err) ||
-        linear_bwd(g, &W->p[PROJ_O], a->d_mid_b, A->atty, A->u[PROJ_O], d_atty, 0, a->du, N, err))
+        linear_bwd(g, &W->p[PROJ_O], a->d_mid_b, A->atty, A->u[PROJ_O], d_atty, 0, a->d_u, N, err))
         return -1;
     // attention
-    LAUNCH(k_attn_dsum, (N * H + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, d_atty, A->atty, a->d_attyb, a->dsum, N, T, H, hd);
-    CK(cudaMemsetAsync(a->dq, 0, (size_t)N * Dq * sizeof(float), g->st));
+    LAUNCH(k_attn_dsum, (N * H + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, d_atty, A->atty, a->d_atty_b, a->dsum, N, T, H, hd);
+    CK(cudaMemsetAsync(a->d_q, 0, (size_t)N * Dq * sizeof(float), g->st));
     AttnBwd ab = {};
     ab.q = A->q;
     ab.k = A->k;
     ab.v = A->v;
-    ab.dout = a->d_attyb;
+    ab.dout = a->d_atty_b;
     ab.lse = A->lse;
     ab.dsum = a->dsum;
-    ab.dq = a->dq;
-    ab.dk = a->dk;
-    ab.dv = a->dv;
+    ab.dq = a->d_q;
+    ab.dk = a->d_k;
+    ab.dv = a->d_v;
     ab.q_bs = (long)T * Dq;
     ab.kv_bs = (long)T * Dkv;
     ab.q_rs = Dq;
@@ -1582,17 +1593,17 @@ static int backward_layer(CudaModel *g, GActs *a, int l, char *err) {
     dim3 grid((T + g->tile - 1) / g->tile, KV, a->B);
     BwdKernel kb = g->bwd;
     LAUNCH(kb, grid, ATT_THREADS, g->bwd_smem, g->st, ab);
-    // d q, d k, d v (turned back by RoPE) side by side in dqkv, as the fused weights are
-    if (rope_rows(g, a->dq, a->dqkv, a->rope_cos, a->rope_sin, qkv_map, N, H, -1.0f, err) ||
-        rope_rows(g, a->dk, a->dqkv + Dq, a->rope_cos, a->rope_sin, qkv_map, N, KV, -1.0f, err) ||
-        rope_rows(g, a->dv, a->dqkv + Dq + Dkv, NULL, NULL, qkv_map, N, KV, 1.0f, err))
+    // d q, d k, d v (turned back by RoPE) side by side in d_qkv, as the fused weights are
+    if (rope_rows(g, a->d_q, a->d_qkv, a->rope_cos, a->rope_sin, qkv_map, N, H, -1.0f, err) ||
+        rope_rows(g, a->d_k, a->d_qkv + Dq, a->rope_cos, a->rope_sin, qkv_map, N, KV, -1.0f, err) ||
+        rope_rows(g, a->d_v, a->d_qkv + Dq + Dkv, NULL, NULL, qkv_map, N, KV, 1.0f, err))
         return -1;
     // Layer 0's input is the frozen embedding: only its adapters' gradients.
     float *d_ln = l > 0 ? a->d_ln : NULL;
-    if ((d_ln && base_bwd(g, W->wqkv, Dqkv, c->dim, a->dqkv, d_ln, 0, N, err)) ||
-        lora_bwd(g, &W->p[PROJ_Q], a->dqkv, Dqkv, A->ln1, A->u[PROJ_Q], d_ln, a->du, N, err) ||
-        lora_bwd(g, &W->p[PROJ_K], a->dqkv + Dq, Dqkv, A->ln1, A->u[PROJ_K], d_ln, a->du, N, err) ||
-        lora_bwd(g, &W->p[PROJ_V], a->dqkv + Dq + Dkv, Dqkv, A->ln1, A->u[PROJ_V], d_ln, a->du, N, err))
+    if ((d_ln && base_bwd(g, W->wqkv, Dqkv, c->dim, a->d_qkv, d_ln, 0, N, err)) ||
+        lora_bwd(g, &W->p[PROJ_Q], a->d_qkv, Dqkv, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, N, err) ||
+        lora_bwd(g, &W->p[PROJ_K], a->d_qkv + Dq, Dqkv, A->ln1, A->u[PROJ_K], d_ln, a->d_u, N, err) ||
+        lora_bwd(g, &W->p[PROJ_V], a->d_qkv + Dq + Dkv, Dqkv, A->ln1, A->u[PROJ_V], d_ln, a->d_u, N, err))
         return -1;
     if (!d_ln) return 0;
     return rmsnorm_bwd(g, a->d_res, a->d_res_b, a->d_mid, a->d_ln, A->res, W->attn_norm, A->rstd1, N, err);

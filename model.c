@@ -344,84 +344,93 @@ const char *gemm_backend(void) { return "reference loops"; }
 // ----------------------------------------------------------------------------
 // Activations
 
+typedef struct {
+    float *base;                  // NULL: only add up the sizes
+    size_t off;                   // floats taken so far
+} Arena;
+
+static float *take(Arena *ar, size_t n) {
+    float *p = ar->base ? ar->base + ar->off : NULL;
+    ar->off += n;
+    return p;
+}
+
+// The size table: every activation, in the order it lies in the one
+// allocation. kernels.cu's carve_acts lays out its twin in the same order.
+static void carve_acts(Acts *a, const Model *m, Arena *ar) {
+    const Config *c = &m->c;
+    const size_t N = (size_t)a->B * a->T, D = c->dim, F = c->hidden, V = c->vocab, half = c->head_dim / 2;
+    const size_t Dq = (size_t)c->n_heads * c->head_dim, Dkv = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t att = (size_t)a->B * c->n_heads * a->T * a->T;
+    int r = 0;   // the largest adapter rank
+    a->rope_cos = take(ar, a->T * half);
+    a->rope_sin = take(ar, a->T * half);
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerActs *A = &a->layers[l];
+        A->res = take(ar, N * D);
+        A->ln1 = take(ar, N * D);
+        A->rstd1 = take(ar, N);
+        A->q = take(ar, N * Dq);
+        A->k = take(ar, N * Dkv);
+        A->v = take(ar, N * Dkv);
+        A->att = take(ar, att);
+        A->atty = take(ar, N * Dq);
+        A->mid = take(ar, N * D);
+        A->ln2 = take(ar, N * D);
+        A->rstd2 = take(ar, N);
+        A->gate = take(ar, N * F);
+        A->up = take(ar, N * F);
+        A->h = take(ar, N * F);
+        for (int p = 0; p < N_PROJ; p++) {
+            const int rp = m->layers[l].proj[p].r;
+            A->u[p] = rp ? take(ar, N * rp) : NULL;
+            r = rp > r ? rp : r;
+        }
+    }
+    a->res_out = take(ar, N * D);
+    a->lnf = take(ar, N * D);
+    a->rstdf = take(ar, N);
+    a->logits = take(ar, N * V);
+    a->d_res = take(ar, N * D);
+    a->d_mid = take(ar, N * D);
+    a->d_ln = take(ar, N * D);
+    a->d_q = take(ar, N * Dq);
+    a->d_k = take(ar, N * Dkv);
+    a->d_v = take(ar, N * Dkv);
+    a->d_atty = take(ar, N * Dq);
+    a->d_gate = take(ar, N * F);
+    a->d_up = take(ar, N * F);
+    a->d_h = take(ar, N * F);
+    a->d_u = take(ar, N * r);
+    a->d_lnf = take(ar, N * D);
+    a->d_att = take(ar, att);
+}
+
 int acts_init(Acts *a, const Model *m, int B, int T, char *err) {
     memset(a, 0, sizeof *a);
     const Config *c = &m->c;
     if (B < 1 || T < 1 || (int64_t)B * c->n_heads * T * T > INT_MAX)   // the attention scores are one tensor
         return errf(err, "a batch of %d x %d tokens is too large for one pass (at most %d x %d scores)", B, T, c->n_heads, INT_MAX);
-    const int L = c->n_layers, N = B * T, D = c->dim, F = c->hidden, hd = c->head_dim;
-    const int Dq = c->n_heads * hd, Dkv = c->n_kv_heads * hd, att = B * c->n_heads * T * T;
     a->B = B;
     a->T = T;
-    a->n_layers = L;
-    Table *t = &a->mem;
-    char s[64];
-    table_add(t, "rope_cos", T, hd / 2);
-    table_add(t, "rope_sin", T, hd / 2);
-    for (int l = 0; l <= L; l++) { snprintf(s, sizeof s, "res.%d", l); table_add(t, s, N, D); }
-    // Per layer, in this order: what backward needs to see again.
-    const char *names[] = {"ln1", "rstd1", "q", "k", "v", "att", "atty", "mid", "ln2", "rstd2", "gate", "up", "hmlp"};
-    const int rows[] = {N, 1, N, N, N, 1, N, N, N, 1, N, N, N};
-    const int cols[] = {D, N, Dq, Dkv, Dkv, att, Dq, D, D, N, F, F, F};
-    const int nn = sizeof names / sizeof names[0];
-    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->mid, &a->ln2, &a->rstd2, &a->gate, &a->up, &a->hmlp};
-    for (int l = 0; l < L; l++)
-        for (int i = 0; i < nn; i++) { snprintf(s, sizeof s, "%s.%d", names[i], l); table_add(t, s, rows[i], cols[i]); }
-    int r = 0;
-    for (int l = 0; l < L; l++)
-        for (int p = 0; p < N_PROJ; p++) {
-            const Linear *x = &m->layers[l].proj[p];
-            if (!x->r) continue;
-            snprintf(s, sizeof s, "lora_u.%d.%d", l, p);
-            table_add(t, s, N, x->r);
-            if (x->r > r) r = x->r;
-        }
-    const char *tail[] = {"lnf", "rstdf", "logits", "d_res", "d_mid", "d_ln", "d_q", "d_k", "d_v", "d_atty", "d_gate", "d_up", "d_h", "d_u", "d_lnf", "d_att"};
-    const size_t tail_cols[] = {D, 1, c->vocab, D, D, D, Dq, Dkv, Dkv, Dq, F, F, F, r, D, 0};
-    float **tail_slots[] = {&a->lnf, &a->rstdf, &a->logits, &a->d_res, &a->d_mid, &a->d_ln, &a->d_q, &a->d_k, &a->d_v, &a->d_atty, &a->d_gate, &a->d_up, &a->d_h, &a->d_u, &a->d_lnf, &a->d_att};
-    const int nt = sizeof tail / sizeof tail[0];
-    for (int i = 0; i < nt - 1; i++) table_add(t, tail[i], N, (int)tail_cols[i]);
-    table_add(t, "d_att", 1, att);
-    if (table_alloc(t)) {
-        table_free(t);
+    a->n_layers = c->n_layers;
+    a->layers = calloc(c->n_layers, sizeof(LayerActs));
+    Arena ar = {NULL, 0};
+    carve_acts(a, m, &ar);
+    a->mem = calloc(ar.off ? ar.off : 1, sizeof(float));
+    if (!a->mem) {
+        acts_free(a);
         return errf(err, "out of memory allocating activations for batch %d x %d", B, T);
     }
-    // Bind the pointers in the order the names were added.
-    int i = 2;
-    a->rope_cos = t->t[0].data;
-    a->rope_sin = t->t[1].data;
-    a->res = calloc(L + 1, sizeof(float *));
-    for (int l = 0; l <= L; l++) a->res[l] = t->t[i++].data;
-    for (int k = 0; k < nn; k++) *slots[k] = calloc(L, sizeof(float *));
-    for (int l = 0; l < L; l++)
-        for (int k = 0; k < nn; k++) (*slots[k])[l] = t->t[i++].data;
-    a->lora_u = calloc(L, sizeof(float **));
-    for (int l = 0; l < L; l++) {
-        a->lora_u[l] = calloc(N_PROJ, sizeof(float *));
-        for (int p = 0; p < N_PROJ; p++)
-            if (m->layers[l].proj[p].r) a->lora_u[l][p] = t->t[i++].data;
-    }
-    for (int k = 0; k < nt; k++) *tail_slots[k] = t->t[i++].data;
-    // RoPE angles for positions 0..T-1
-    float *inv = malloc(hd / 2 * sizeof(float));
-    rope_inv_freq(c, inv);
-    for (int pos = 0; pos < T; pos++)
-        for (int j = 0; j < hd / 2; j++) {
-            float ang = (float)pos * inv[j];   // fp32 product, as Hugging Face computes it
-            a->rope_cos[pos * hd / 2 + j] = cosf(ang);
-            a->rope_sin[pos * hd / 2 + j] = sinf(ang);
-        }
-    free(inv);
+    ar = (Arena){a->mem, 0};
+    carve_acts(a, m, &ar);
+    rope_table(c, T, a->rope_cos, a->rope_sin);
     return 0;
 }
 
 void acts_free(Acts *a) {
-    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->mid, &a->ln2, &a->rstd2, &a->gate, &a->up, &a->hmlp};
-    for (size_t k = 0; k < sizeof slots / sizeof slots[0]; k++) free(*slots[k]);
-    for (int l = 0; a->lora_u && l < a->n_layers; l++) free(a->lora_u[l]);
-    free(a->lora_u);
-    free(a->res);
-    table_free(&a->mem);
+    free(a->layers);
+    free(a->mem);
     memset(a, 0, sizeof *a);
 }
 
@@ -443,6 +452,19 @@ void rope_inv_freq(const Config *c, float *inv) {
         }
         inv[j] = f;
     }
+}
+
+void rope_table(const Config *c, int n, float *cosv, float *sinv) {
+    const int half = c->head_dim / 2;
+    float *inv = malloc(half * sizeof(float));
+    rope_inv_freq(c, inv);
+    for (int pos = 0; pos < n; pos++)
+        for (int j = 0; j < half; j++) {
+            float ang = (float)pos * inv[j];   // fp32 product, as Hugging Face computes it
+            cosv[(size_t)pos * half + j] = cosf(ang);
+            sinv[(size_t)pos * half + j] = sinf(ang);
+        }
+    free(inv);
 }
 
 // out, x are (N, D); rstd is (N); w is (D)
@@ -627,7 +649,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *datt, con
         }
 }
 
-// hmlp (N,F) = silu(gate) * up
+// h (N,F) = silu(gate) * up
 static void swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
@@ -649,53 +671,54 @@ static void add(float *y, const float *x, size_t n) {
 
 static void layer_forward(const Model *m, Acts *a, int l) {
     const Config *c = &m->c;
-    const Layer *L = &m->layers[l];
+    const Layer *W = &m->layers[l];
+    LayerActs *A = &a->layers[l];
     const int N = a->B * a->T, D = c->dim;
-    float **u = a->lora_u[l];
-    rmsnorm_forward(a->ln1[l], a->rstd1[l], a->res[l], L->attn_norm, N, D, c->norm_eps);
-    linear_forward(&L->proj[PROJ_Q], a->ln1[l], a->q[l], u[PROJ_Q], N);
-    linear_forward(&L->proj[PROJ_K], a->ln1[l], a->k[l], u[PROJ_K], N);
-    linear_forward(&L->proj[PROJ_V], a->ln1[l], a->v[l], u[PROJ_V], N);
-    rope(a->q[l], a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, 1.0f);
-    rope(a->k[l], a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, 1.0f);
-    attention_forward(a->atty[l], a->att[l], a->q[l], a->k[l], a->v[l], a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
-    linear_forward(&L->proj[PROJ_O], a->atty[l], a->mid[l], u[PROJ_O], N);
-    add(a->mid[l], a->res[l], (size_t)N * D);
-    rmsnorm_forward(a->ln2[l], a->rstd2[l], a->mid[l], L->mlp_norm, N, D, c->norm_eps);
-    linear_forward(&L->proj[PROJ_GATE], a->ln2[l], a->gate[l], u[PROJ_GATE], N);
-    linear_forward(&L->proj[PROJ_UP], a->ln2[l], a->up[l], u[PROJ_UP], N);
-    swiglu_forward(a->hmlp[l], a->gate[l], a->up[l], (size_t)N * c->hidden);
-    linear_forward(&L->proj[PROJ_DOWN], a->hmlp[l], a->res[l + 1], u[PROJ_DOWN], N);
-    add(a->res[l + 1], a->mid[l], (size_t)N * D);
+    float *res_out = l + 1 < c->n_layers ? a->layers[l + 1].res : a->res_out;   // the next layer's input
+    rmsnorm_forward(A->ln1, A->rstd1, A->res, W->attn_norm, N, D, c->norm_eps);
+    linear_forward(&W->proj[PROJ_Q], A->ln1, A->q, A->u[PROJ_Q], N);
+    linear_forward(&W->proj[PROJ_K], A->ln1, A->k, A->u[PROJ_K], N);
+    linear_forward(&W->proj[PROJ_V], A->ln1, A->v, A->u[PROJ_V], N);
+    rope(A->q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, 1.0f);
+    rope(A->k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, 1.0f);
+    attention_forward(A->atty, A->att, A->q, A->k, A->v, a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
+    linear_forward(&W->proj[PROJ_O], A->atty, A->mid, A->u[PROJ_O], N);
+    add(A->mid, A->res, (size_t)N * D);
+    rmsnorm_forward(A->ln2, A->rstd2, A->mid, W->mlp_norm, N, D, c->norm_eps);
+    linear_forward(&W->proj[PROJ_GATE], A->ln2, A->gate, A->u[PROJ_GATE], N);
+    linear_forward(&W->proj[PROJ_UP], A->ln2, A->up, A->u[PROJ_UP], N);
+    swiglu_forward(A->h, A->gate, A->up, (size_t)N * c->hidden);
+    linear_forward(&W->proj[PROJ_DOWN], A->h, res_out, A->u[PROJ_DOWN], N);
+    add(res_out, A->mid, (size_t)N * D);
 }
 
-// d_res holds d loss / d res[l+1] on entry and d loss / d res[l] on return,
-// except that layer 0 leaves it alone when nothing trains below it (LoRA over
-// a frozen embedding): then layer 0 computes only its own weights' gradients.
+// d_res holds d loss / d (layer l's output) on entry and d loss / A->res on
+// return, except that layer 0 leaves it alone when nothing trains below it
+// (LoRA over a frozen embedding): then layer 0 computes only its own weights' gradients.
 static void layer_backward(Model *m, Acts *a, int l) {
     const Config *c = &m->c;
-    Layer *L = &m->layers[l];
+    Layer *W = &m->layers[l];
+    const LayerActs *A = &a->layers[l];
     const int N = a->B * a->T, D = c->dim;
     const size_t ND = (size_t)N * D;
-    float **u = a->lora_u[l];
-    linear_backward(&L->proj[PROJ_DOWN], a->d_res, a->hmlp[l], u[PROJ_DOWN], a->d_h, a->d_u, N, 0);
-    swiglu_backward(a->d_gate, a->d_up, a->d_h, a->gate[l], a->up[l], (size_t)N * c->hidden);
-    linear_backward(&L->proj[PROJ_GATE], a->d_gate, a->ln2[l], u[PROJ_GATE], a->d_ln, a->d_u, N, 0);
-    linear_backward(&L->proj[PROJ_UP], a->d_up, a->ln2[l], u[PROJ_UP], a->d_ln, a->d_u, N, 1);
+    linear_backward(&W->proj[PROJ_DOWN], a->d_res, A->h, A->u[PROJ_DOWN], a->d_h, a->d_u, N, 0);
+    swiglu_backward(a->d_gate, a->d_up, a->d_h, A->gate, A->up, (size_t)N * c->hidden);
+    linear_backward(&W->proj[PROJ_GATE], a->d_gate, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, N, 0);
+    linear_backward(&W->proj[PROJ_UP], a->d_up, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, N, 1);
     memcpy(a->d_mid, a->d_res, ND * sizeof(float));
-    rmsnorm_backward(a->d_mid, L->d_mlp_norm, a->d_ln, a->mid[l], L->mlp_norm, a->rstd2[l], N, D);
-    linear_backward(&L->proj[PROJ_O], a->d_mid, a->atty[l], u[PROJ_O], a->d_atty, a->d_u, N, 0);
-    attention_backward(a->d_q, a->d_k, a->d_v, a->d_att, a->d_atty, a->q[l], a->k[l], a->v[l], a->att[l],
+    rmsnorm_backward(a->d_mid, W->d_mlp_norm, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, D);
+    linear_backward(&W->proj[PROJ_O], a->d_mid, A->atty, A->u[PROJ_O], a->d_atty, a->d_u, N, 0);
+    attention_backward(a->d_q, a->d_k, a->d_v, a->d_att, a->d_atty, A->q, A->k, A->v, A->att,
                        a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
     rope(a->d_q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, -1.0f);
     rope(a->d_k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, -1.0f);
-    float *d_ln = l > 0 || m->d_embed || L->d_attn_norm ? a->d_ln : NULL;
-    linear_backward(&L->proj[PROJ_Q], a->d_q, a->ln1[l], u[PROJ_Q], d_ln, a->d_u, N, 0);
-    linear_backward(&L->proj[PROJ_K], a->d_k, a->ln1[l], u[PROJ_K], d_ln, a->d_u, N, 1);
-    linear_backward(&L->proj[PROJ_V], a->d_v, a->ln1[l], u[PROJ_V], d_ln, a->d_u, N, 1);
+    float *d_ln = l > 0 || m->d_embed || W->d_attn_norm ? a->d_ln : NULL;
+    linear_backward(&W->proj[PROJ_Q], a->d_q, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, N, 0);
+    linear_backward(&W->proj[PROJ_K], a->d_k, A->ln1, A->u[PROJ_K], d_ln, a->d_u, N, 1);
+    linear_backward(&W->proj[PROJ_V], a->d_v, A->ln1, A->u[PROJ_V], d_ln, a->d_u, N, 1);
     if (!d_ln) return;
     memcpy(a->d_res, a->d_mid, ND * sizeof(float));
-    rmsnorm_backward(a->d_res, L->d_attn_norm, a->d_ln, a->res[l], L->attn_norm, a->rstd1[l], N, D);
+    rmsnorm_backward(a->d_res, W->d_attn_norm, a->d_ln, A->res, W->attn_norm, A->rstd1, N, D);
 }
 
 // Mean cross-entropy of logits (B,T,V) against labels shifted by one: position
@@ -744,9 +767,9 @@ float model_forward(const Model *m, Acts *a, const int *ids, const int *labels) 
     const int N = a->B * a->T, D = c->dim;
     a->ids = ids;
     a->labels = labels;
-    for (int n = 0; n < N; n++) memcpy(a->res[0] + (size_t)n * D, m->embed + (size_t)ids[n] * D, D * sizeof(float));
+    for (int n = 0; n < N; n++) memcpy(a->layers[0].res + (size_t)n * D, m->embed + (size_t)ids[n] * D, D * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) layer_forward(m, a, l);
-    rmsnorm_forward(a->lnf, a->rstdf, a->res[c->n_layers], m->norm, N, D, c->norm_eps);
+    rmsnorm_forward(a->lnf, a->rstdf, a->res_out, m->norm, N, D, c->norm_eps);
     gemm(0, 1, N, c->vocab, D, 1.0f, a->lnf, D, m->lm_head, D, 0.0f, a->logits, c->vocab);
     a->n_valid = 0;
     return labels ? cross_entropy(a->logits, labels, a->B, a->T, c->vocab, &a->n_valid) : 0.0f;
@@ -761,7 +784,7 @@ void model_backward(Model *m, Acts *a) {
     gemm(0, 0, N, D, V, 1.0f, a->logits, V, m->lm_head, D, 0.0f, a->d_lnf, D);
     if (m->d_lm_head) gemm(1, 0, V, D, N, 1.0f, a->logits, V, a->lnf, D, 1.0f, m->d_lm_head, D);
     memset(a->d_res, 0, (size_t)N * D * sizeof(float));
-    rmsnorm_backward(a->d_res, m->d_norm, a->d_lnf, a->res[c->n_layers], m->norm, a->rstdf, N, D);
+    rmsnorm_backward(a->d_res, m->d_norm, a->d_lnf, a->res_out, m->norm, a->rstdf, N, D);
     for (int l = c->n_layers - 1; l >= 0; l--) layer_backward(m, a, l);
     if (m->d_embed)
         for (int n = 0; n < N; n++) axpy(m->d_embed + (size_t)a->ids[n] * D, 1.0f, a->d_res + (size_t)n * D, D);
@@ -852,11 +875,11 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
     for (int i = 0; i < R; i++) memcpy(c->x + (size_t)i * D, m->embed + (size_t)tok[i] * D, D * sizeof(float));
     float rstd[KV_ROWS];
     for (int l = 0; l < cf->n_layers; l++) {
-        const Layer *L = &m->layers[l];
-        rmsnorm_forward(c->xn, rstd, c->x, L->attn_norm, R, D, cf->norm_eps);
-        linear_forward(&L->proj[PROJ_Q], c->xn, c->q, c->u, R);
-        linear_forward(&L->proj[PROJ_K], c->xn, c->kn, c->u, R);
-        linear_forward(&L->proj[PROJ_V], c->xn, c->vn, c->u, R);
+        const Layer *W = &m->layers[l];
+        rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
+        linear_forward(&W->proj[PROJ_Q], c->xn, c->q, c->u, R);
+        linear_forward(&W->proj[PROJ_K], c->xn, c->kn, c->u, R);
+        linear_forward(&W->proj[PROJ_V], c->xn, c->vn, c->u, R);
         rope_at(c->q, pos, c->inv_freq, R, cf->n_heads, hd);
         rope_at(c->kn, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
@@ -865,13 +888,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
             memcpy(c->v + at, c->vn + (size_t)i * Dkv, Dkv * sizeof(float));
         }
         kv_attention(m, c, l, R, seq, pos);
-        linear_forward(&L->proj[PROJ_O], c->atty, c->tmp, c->u, R);
+        linear_forward(&W->proj[PROJ_O], c->atty, c->tmp, c->u, R);
         add(c->x, c->tmp, (size_t)R * D);
-        rmsnorm_forward(c->xn, rstd, c->x, L->mlp_norm, R, D, cf->norm_eps);
-        linear_forward(&L->proj[PROJ_GATE], c->xn, c->gate, c->u, R);
-        linear_forward(&L->proj[PROJ_UP], c->xn, c->up, c->u, R);
+        rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
+        linear_forward(&W->proj[PROJ_GATE], c->xn, c->gate, c->u, R);
+        linear_forward(&W->proj[PROJ_UP], c->xn, c->up, c->u, R);
         swiglu_forward(c->h, c->gate, c->up, (size_t)R * cf->hidden);
-        linear_forward(&L->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
+        linear_forward(&W->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
         add(c->x, c->tmp, (size_t)R * D);
     }
     int nw = 0;

@@ -115,22 +115,44 @@ void model_attach_lora(Model *m, Lora *l);     // NULL detaches
 void lora_merge(Model *m, const Lora *l, float sign);   // W += sign * s * B A
 
 // ---------------------------------------------------------------------------
-// Activations for one (B, T) shape: everything backward needs, one allocation.
+// Activations for one (B, T) shape: everything backward needs, in one
+// allocation laid out by one size table (model.c's carve_acts). N = B*T.
+
+// What layer l's forward keeps for its backward.
+typedef struct {
+    float *res;                   // (N, D) the layer's input: the residual stream
+    float *ln1, *rstd1;           // (N, D), (N): input_layernorm
+    float *q, *k, *v;             // (N, H*hd), (N, KV*hd), (N, KV*hd); q and k turned by RoPE
+    float *att;                   // (B, H, T, T) softmax probabilities
+    float *atty;                  // (N, H*hd) attention output, o_proj's input
+    float *mid;                   // (N, D) the residual stream after attention
+    float *ln2, *rstd2;           // (N, D), (N): post_attention_layernorm
+    float *gate, *up, *h;         // (N, F) each; h = silu(gate) * up, down_proj's input
+    float *u[N_PROJ];             // (N, r) x A^T of each adapted projection, else NULL
+} LayerActs;
+
 typedef struct {
     int B, T, n_layers;
-    Table mem;
+    float *mem;                   // the one allocation
     float *rope_cos, *rope_sin;   // (T, hd/2)
-    float **res;                  // L+1 residual streams (N, D): res[l] enters layer l
-    float **ln1, **rstd1, **q, **k, **v, **att, **atty, **mid, **ln2, **rstd2, **gate, **up, **hmlp;
-    float ***lora_u;              // [l][p]: x A^T (N, r) of each adapted projection
-    float *lnf, *rstdf, *logits;  // final norm (N, D), (N), logits (N, V)
-    float *d_res, *d_mid, *d_ln, *d_q, *d_k, *d_v, *d_atty, *d_gate, *d_up, *d_h, *d_u, *d_lnf, *d_att;
+    LayerActs *layers;            // (n_layers)
+    float *res_out;               // (N, D) the last layer's output
+    float *lnf, *rstdf, *logits;  // final norm (N, D), (N); logits (N, V)
+    // Gradients of one layer at a time: backward reuses them layer after layer.
+    float *d_res, *d_mid, *d_ln;  // (N, D)
+    float *d_q, *d_k, *d_v, *d_atty;   // (N, H*hd), (N, KV*hd), (N, KV*hd), (N, H*hd)
+    float *d_gate, *d_up, *d_h;   // (N, F)
+    float *d_u;                   // (N, r)
+    float *d_lnf;                 // (N, D)
+    float *d_att;                 // (B, H, T, T)
     const int *ids, *labels;      // the batch the last forward saw
     int n_valid;                  // positions that carry loss
 } Acts;
 
 // RoPE inverse frequencies (hd/2 of them), llama3-scaled when the config says so.
 void rope_inv_freq(const Config *c, float *inv);
+// cos and sin (n, hd/2) of the RoPE angles of positions 0..n-1.
+void rope_table(const Config *c, int n, float *cosv, float *sinv);
 
 int acts_init(Acts *a, const Model *m, int B, int T, char *err);
 void acts_free(Acts *a);
