@@ -204,7 +204,7 @@ unsigned lora_targets_parse(const char *list, char *err) {
     return mask;
 }
 
-static void lora_name(char *s, size_t n, int l, int p, char ab) {
+void lora_name(char *s, size_t n, int l, int p, char ab) {
     snprintf(s, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, PROJ_BLOCK[p], PROJ_NAME[p], ab);
 }
 
@@ -465,6 +465,11 @@ void rope_table(const Config *c, int n, float *cosv, float *sinv) {
             sinv[(size_t)pos * half + j] = sinf(ang);
         }
     free(inv);
+}
+
+// x (N,D) = rows ids (N) of the embedding emb (V,D)
+static void embed(float *x, const float *emb, const int *ids, int N, int D) {
+    for (int n = 0; n < N; n++) memcpy(x + (size_t)n * D, emb + (size_t)ids[n] * D, D * sizeof(float));
 }
 
 // out, x are (N, D); rstd is (N); w is (D)
@@ -767,7 +772,7 @@ float model_forward(const Model *m, Acts *a, const int *ids, const int *labels) 
     const int N = a->B * a->T, D = c->dim;
     a->ids = ids;
     a->labels = labels;
-    for (int n = 0; n < N; n++) memcpy(a->layers[0].res + (size_t)n * D, m->embed + (size_t)ids[n] * D, D * sizeof(float));
+    embed(a->layers[0].res, m->embed, ids, N, D);
     for (int l = 0; l < c->n_layers; l++) layer_forward(m, a, l);
     rmsnorm_forward(a->lnf, a->rstdf, a->res_out, m->norm, N, D, c->norm_eps);
     gemm(0, 1, N, c->vocab, D, 1.0f, a->lnf, D, m->lm_head, D, 0.0f, a->logits, c->vocab);
@@ -872,7 +877,7 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
 static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, const uint8_t *want) {
     const Config *cf = &m->c;
     const int D = cf->dim, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd;
-    for (int i = 0; i < R; i++) memcpy(c->x + (size_t)i * D, m->embed + (size_t)tok[i] * D, D * sizeof(float));
+    embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
     for (int l = 0; l < cf->n_layers; l++) {
         const Layer *W = &m->layers[l];

@@ -108,6 +108,9 @@ int model_train_full(Model *m);     // allocate base gradients: every tensor tra
 
 // LoRA adapters (PEFT layout). targets is a bitmask of PROJ_* values.
 unsigned lora_targets_parse(const char *list, char *err);   // "q_proj,v_proj"; 0 on error
+// The PEFT name of layer l's projection p's lora_A (ab = 'A') or lora_B ('B'):
+// "base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight".
+void lora_name(char *s, size_t n, int l, int p, char ab);
 int lora_init(Lora *l, const Config *c, int r, float alpha, unsigned targets);
 void lora_reset(Lora *l, uint64_t seed);       // PEFT init: A kaiming-uniform, B = 0
 void lora_free(Lora *l);
