@@ -11,7 +11,7 @@ LDLIBS  := -lcjson -lpcre2-8 -licuuc -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c train.c verify.c generate.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
+SRC := util.c safetensors.c model.c checkpoint.c train.c verify.c generate.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c test/test_gguf.c test/test_squad.c test/test_limits.c
 TEST_SRC += test/test_kernels_math.c
 
@@ -70,7 +70,7 @@ build/seal-mpi: seal.c $(SRC) $(wildcard *.h)
 	@mkdir -p build
 	$(MPICC) $(CFLAGS) $(VFLAGS) -DSEAL_MPI -o $@ seal.c $(SRC) $(LDLIBS) $(VLIBS)
 
-build/kernels.o: kernels.cu kernels_math.h cuda.h model.h util.h
+build/kernels.o: kernels.cu kernels_math.h kernels.h model.h util.h
 	@mkdir -p build
 	$(NICE) $(NVCC) $(NVFLAGS) -DSEAL_CUDA -DSEAL_CUDA_LIB='"$(CUDA_HOME)/lib64"' -c -o $@ kernels.cu
 
@@ -187,7 +187,7 @@ gpu-check: seal build/gpu_compare build/bench_gpu
 # test/gpu_compare on small models through every kernel path, exactly (fp32
 # "bf16") and in bf16, and `seal verify --backend cuda` on every fixture
 # (test/cuda_emu.sh, a few minutes).
-build/kernels-emu.o: kernels.cu kernels_math.h cuda.h model.h util.h test/cuda_emu.h
+build/kernels-emu.o: kernels.cu kernels_math.h kernels.h model.h util.h test/cuda_emu.h
 	@mkdir -p build
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -DSEAL_CUDA -DSEAL_CUDA_EMU -I. -x c++ -c -o $@ kernels.cu
 
@@ -199,7 +199,7 @@ build/gpu_compare-emu: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard
 
 # The same with "bf16" holding a whole float: the CUDA path must then equal
 # model.c up to the order of fp32 sums.
-build/kernels-emu-exact.o: kernels.cu kernels_math.h cuda.h model.h util.h test/cuda_emu.h
+build/kernels-emu-exact.o: kernels.cu kernels_math.h kernels.h model.h util.h test/cuda_emu.h
 	@mkdir -p build
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -DSEAL_CUDA -DSEAL_CUDA_EMU -DSEAL_EMU_EXACT -I. -x c++ -c -o $@ kernels.cu
 

@@ -1,4 +1,4 @@
-// kernels.cu: model.c's Llama on CUDA, behind cuda.h.
+// kernels.cu: model.c's Llama on CUDA, behind kernels.h.
 //
 // Precision: bf16 weights and matrix-product inputs, fp32 accumulation
 // (cublasGemmEx, CUBLAS_COMPUTE_32F), an fp32 residual stream, fp32 norms,
@@ -15,6 +15,43 @@
 // whose batched decode step is captured once per batch size in a CUDA graph.
 // The per-element math is kernels_math.h, shared with the CPU tests.
 //
+// Names follow model.c: a step has the same name here as there, and the
+// kernel it launches adds _kernel. Device structs add a G to model.h's
+// (GLayer, GLayerActs, GActs for Layer, LayerActs, Acts).
+//
+//   model.c                   kernels.cu, host            kernel
+//   embed                     embed                       embed_kernel
+//   rmsnorm_forward           rmsnorm_forward             rmsnorm_forward_kernel
+//   rmsnorm_backward          rmsnorm_backward            rmsnorm_backward_kernel
+//   linear_forward            linear_forward, or          cuBLAS (gemm)
+//                             base_forward + lora_forward
+//                             for the fused q/k/v
+//                             (qkv_forward) and gate/up
+//                             (gate_up_forward) products
+//   linear_backward           linear_backward, or         cuBLAS (gemm)
+//                             base_backward + lora_backward
+//   rope                      rope (backward), qkv_rope   rope_kernel, qkv_rope_kernel
+//                             (forward: bias, RoPE, cache)
+//   attention_forward         attention_forward           attention_forward_kernel
+//   attention_backward        attention_backward          attention_dsum_kernel,
+//                                                         attention_backward_kernel
+//   swiglu_forward            swiglu_forward              swiglu_forward_kernel
+//   swiglu_backward           swiglu_backward             swiglu_backward_kernel
+//   cross_entropy and         (in cuda_forward)           cross_entropy_kernel, both
+//   cross_entropy_backward                                in one pass
+//   layer_forward             layer_forward
+//   layer_backward            layer_backward
+//   model_forward             cuda_forward
+//   model_backward            cuda_backward
+//   carve_acts                carve_acts
+//   acts_init, acts_free      acts_ensure, acts_free
+//   kv_rows                   kv_rows + kv_head
+//   kv_attention              (in kv_rows)                kv_attention_kernel
+//   train.c adamw_step        cuda_adamw_step             adamw_kernel
+//   train.c clip_grad_norm    cuda_clip_grad_norm         sumsq_kernel
+//   generate.c argmax         cuda_kv_step_greedy         argmax_kernel
+//   (fp32 to bf16 copies)     to_bf16                     to_bf16_kernel
+//
 // Every CUDA and cuBLAS call is checked; failures come back as messages
 // (util.h's errf) and -1, never abort. Built with -DSEAL_CUDA_EMU this file
 // compiles as plain C++ against test/cuda_emu.h, which runs the kernels on the
@@ -30,7 +67,7 @@
 #include <mma.h>
 #endif
 extern "C" {
-#include "cuda.h"
+#include "kernels.h"
 #include "model.h"
 #include "util.h"
 }
@@ -166,19 +203,19 @@ static __device__ __forceinline__ unsigned char *dyn_smem() {
 // Elementwise kernels. Shapes: N rows, D hidden, F MLP, V vocab.
 
 // y (n) = bf16(x (n))
-__global__ void k_to_bf16(const float *x, bf16 *y, size_t n) {
+__global__ void to_bf16_kernel(const float *x, bf16 *y, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) y[i] = f2bf(x[i]);
 }
 
 // x (R,D) fp32 = embedding rows ids[r] (bf16). One block per row.
-__global__ void k_embed(const int *ids, const bf16 *emb, float *x, int D) {
+__global__ void embed_kernel(const int *ids, const bf16 *emb, float *x, int D) {
     const int r = blockIdx.x;
     const bf16 *e = emb + (size_t)ids[r] * D;
     for (int i = threadIdx.x; i < D; i += blockDim.x) x[(size_t)r * D + i] = bf2f(e[i]);
 }
 
 // out (N,D) bf16 = x * rstd * w; rstd (N) kept when not NULL. One warp per row.
-__global__ void k_rmsnorm(const float *x, const float *w, bf16 *out, float *rstd, int N, int D, float eps) {
+__global__ void rmsnorm_forward_kernel(const float *x, const float *w, bf16 *out, float *rstd, int N, int D, float eps) {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const float *xr = x + (size_t)row * D;
@@ -191,7 +228,7 @@ __global__ void k_rmsnorm(const float *x, const float *w, bf16 *out, float *rstd
 
 // dx (N,D) = dres (0 when NULL) + the gradient of rmsnorm(x) given dout; its
 // bf16 copy into dxb. One warp per row.
-__global__ void k_rmsnorm_backward(float *dx, bf16 *dxb, const float *dres, const float *dout, const float *x,
+__global__ void rmsnorm_backward_kernel(float *dx, bf16 *dxb, const float *dres, const float *dout, const float *x,
                                    const float *w, const float *rstd, int N, int D) {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -222,7 +259,7 @@ static __device__ __forceinline__ bf16 *row_at(bf16 *y, const RowMap &map, int n
 // Rows of x (N, nh*hd; row stride x_rs) fp32 to bf16 rows of y, turned by
 // RoPE (rotate_half pairs j, j + hd/2; sign -1 turns back) when cosv is not
 // NULL. cosv, sinv are (positions, hd/2).
-__global__ void k_rope_rows(const float *x, long x_rs, bf16 *y, const float *cosv, const float *sinv, RowMap map, int N, int nh, int hd,
+__global__ void rope_kernel(const float *x, long x_rs, bf16 *y, const float *cosv, const float *sinv, RowMap map, int N, int nh, int hd,
                             float sign) {
     const int half = hd / 2;
     const size_t total = (size_t)N * nh * half;
@@ -244,7 +281,7 @@ __global__ void k_rope_rows(const float *x, long x_rs, bf16 *y, const float *cos
 // to bf16: queries through qmap into q, keys and values through kvmap into k
 // and v (the KV cache when kvmap has seq). One launch for what decoding would
 // otherwise launch three times.
-__global__ void k_qkv_rows(const float *x, const float *bias, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv, RowMap qmap,
+__global__ void qkv_rope_kernel(const float *x, const float *bias, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv, RowMap qmap,
                            RowMap kvmap, int N, int H, int KV, int hd) {
     const int half = hd / 2, nh = H + 2 * KV;
     const size_t total = (size_t)N * nh * half;
@@ -270,7 +307,7 @@ __global__ void k_qkv_rows(const float *x, const float *bias, bf16 *q, bf16 *k, 
 // h (N,F) = silu(gate) * up from the fused fp32 product gu (N, 2F): per row
 // F gate values, then F up values. bf16 copies of gate and up (N,F) kept for
 // backward when g is not NULL.
-__global__ void k_swiglu(const float *gu, bf16 *g, bf16 *u, bf16 *h, int N, int F) {
+__global__ void swiglu_forward_kernel(const float *gu, bf16 *g, bf16 *u, bf16 *h, int N, int F) {
     const size_t n = (size_t)N * F;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const size_t at = i / F * 2 * F + i % F;
@@ -284,7 +321,7 @@ __global__ void k_swiglu(const float *gu, bf16 *g, bf16 *u, bf16 *h, int N, int 
 }
 
 // dgu (N, 2F) bf16: d gate then d up per row, from dh, gate, up (N,F).
-__global__ void k_swiglu_backward(const float *dh, const bf16 *g, const bf16 *u, bf16 *dgu, int N, int F) {
+__global__ void swiglu_backward_kernel(const float *dh, const bf16 *g, const bf16 *u, bf16 *dgu, int N, int F) {
     const size_t n = (size_t)N * F;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const size_t at = i / F * 2 * F + i % F;
@@ -298,7 +335,7 @@ __global__ void k_swiglu_backward(const float *dh, const bf16 *g, const bf16 *u,
 // One row of logits (V) per block: row_loss = its cross-entropy with target
 // tgt (0 when tgt < 0); dlogits, when not NULL, gets d loss / d logits in
 // bf16 (rows without a target: zeros). n_valid: the positions that carry loss.
-__global__ void k_cross_entropy(const float *logits, const int *tgt, float *row_loss, bf16 *dlogits, int V, float n_valid) {
+__global__ void cross_entropy_kernel(const float *logits, const int *tgt, float *row_loss, bf16 *dlogits, int V, float n_valid) {
     __shared__ float sm[32], sl[32];
     const int r = blockIdx.x, y = tgt[r], warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
     const float *x = logits + (size_t)r * V;
@@ -324,7 +361,7 @@ __global__ void k_cross_entropy(const float *logits, const int *tgt, float *row_
 }
 
 // torch.optim.AdamW on n fp32 masters p with moments m, v; pb gets bf16(p).
-__global__ void k_adamw(float *p, float *m, float *v, const float *g, bf16 *pb, size_t n, SealAdamW a) {
+__global__ void adamw_kernel(float *p, float *m, float *v, const float *g, bf16 *pb, size_t n, SealAdamW a) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float pi = p[i], mi = m[i], vi = v[i];
         seal_adamw(&pi, &mi, &vi, g[i], &a);
@@ -336,7 +373,7 @@ __global__ void k_adamw(float *p, float *m, float *v, const float *g, bf16 *pb, 
 }
 
 // *out += sum x^2 over n values, in double.
-__global__ void k_sumsq(const float *x, size_t n, double *out) {
+__global__ void sumsq_kernel(const float *x, size_t n, double *out) {
     __shared__ double ws[32];
     double s = 0.0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += (double)x[i] * x[i];
@@ -352,7 +389,7 @@ __global__ void k_sumsq(const float *x, size_t n, double *out) {
 
 // out[r] = the index of the largest value of logits row r (V), the lowest
 // index on ties (generate.c's argmax). One block per row.
-__global__ void k_argmax(const float *logits, int V, int *out) {
+__global__ void argmax_kernel(const float *logits, int V, int *out) {
     __shared__ float sv[32];
     __shared__ int si[32];
     const float *x = logits + (size_t)blockIdx.x * V;
@@ -534,7 +571,7 @@ struct AttnFwd {
 
 // grid (ceil(Tq/BQ), H, nb), ATT_THREADS threads.
 template <int BQ, int BK, bool TC>
-__global__ void __launch_bounds__(ATT_THREADS) k_attn_fwd(AttnFwd a) {
+__global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(AttnFwd a) {
     const FwdLayout L = fwd_layout(BQ, BK, a.hd);
     unsigned char *sm = dyn_smem();
     bf16 *Qs = (bf16 *)(sm + L.q), *Ks = (bf16 *)(sm + L.k), *Vs = (bf16 *)(sm + L.v), *P = (bf16 *)(sm + L.p);
@@ -605,7 +642,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_fwd(AttnFwd a) {
 
 // dsum[b,h,t] = sum_d dO * O over one row and head; dob = bf16(dO). One warp
 // per (row, head). dout fp32 and o bf16 are (N, H*hd); N = nb * T.
-__global__ void k_attn_dsum(const float *dout, const bf16 *o, bf16 *dob, float *dsum, int N, int T, int H, int hd) {
+__global__ void attention_dsum_kernel(const float *dout, const bf16 *o, bf16 *dob, float *dsum, int N, int T, int H, int hd) {
     const int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (w >= N * H) return;
     const int n = w / H, h = w % H;
@@ -663,7 +700,7 @@ struct AttnBwd {
 // memory and are written once; dQ accumulates in global memory by atomics.
 // grid (ceil(T/BK), KV, nb), ATT_THREADS threads.
 template <int BQ, int BK, bool TC>
-__global__ void __launch_bounds__(ATT_THREADS) k_attn_bwd(AttnBwd a) {
+__global__ void __launch_bounds__(ATT_THREADS) attention_backward_kernel(AttnBwd a) {
     const BwdLayout L = bwd_layout(BQ, BK, a.hd);
     unsigned char *sm = dyn_smem();
     bf16 *Ks = (bf16 *)(sm + L.k), *Vs = (bf16 *)(sm + L.v), *Qs = (bf16 *)(sm + L.q), *dOs = (bf16 *)(sm + L.dout);
@@ -771,7 +808,7 @@ static __device__ __forceinline__ float dot_q_k(const float *q, const bf16 *k, i
     return s;
 }
 
-__global__ void __launch_bounds__(DEC_WARPS * 32) k_attn_decode(const bf16 *q, const bf16 *kc, const bf16 *vc, bf16 *o, const int *seq,
+__global__ void __launch_bounds__(DEC_WARPS * 32) kv_attention_kernel(const bf16 *q, const bf16 *kc, const bf16 *vc, bf16 *o, const int *seq,
                                                                 const int *pos, long seq_stride, int H, int KV, int hd, float scale) {
     __shared__ float qs[DEC_MAX_HD], wm[DEC_WARPS], wl[DEC_WARPS], wo[DEC_WARPS][DEC_MAX_HD];
     const int h = blockIdx.x, i = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -845,22 +882,46 @@ typedef struct {
     GLinear p[N_PROJ];
 } GLayer;
 
-// What a training forward keeps for backward, per layer.
+// What layer l's forward keeps for its backward: model.h's LayerActs, in bf16
+// where only a product reads it, and with the log-sum-exp of each row of
+// scores (flash attention recomputes the probabilities from it) in place of att.
 typedef struct {
-    float *res, *rstd1, *lse, *mid, *rstd2;   // res: the layer's input (N,D)
-    bf16 *ln1, *q, *k, *v, *atty, *ln2, *gate, *up, *h, *u[N_PROJ];
-} LayerActs;
+    float *res;                   // (N, D) the layer's input: the residual stream
+    bf16 *ln1;                    // (N, D)
+    float *rstd1;                 // (N)
+    bf16 *q, *k, *v;              // (N, H*hd), (N, KV*hd), (N, KV*hd); q and k turned by RoPE
+    float *lse;                   // (B, H, T)
+    bf16 *atty;                   // (N, H*hd)
+    float *mid;                   // (N, D)
+    bf16 *ln2;                    // (N, D)
+    float *rstd2;                 // (N)
+    bf16 *gate, *up, *h;          // (N, F) each
+    bf16 *u[N_PROJ];              // (N, r) x A^T of each adapted projection, else NULL
+} GLayerActs;
 
+// model.h's Acts on the device, N = B*T.
 typedef struct {
     int B, T, N, CH, ready;       // CH: rows per LM-head chunk; ready: backward may run
     float n_valid;
-    void *mem;
-    LayerActs *l;
-    float *res_out, *rstdf, *d_lnf, *row_loss, *logits, *s32, *rope_cos, *rope_sin;
-    bf16 *lnf, *dlogits;
-    int *ids, *tgt;
-    float *d_res, *d_mid, *d_ln, *dq, *dk, *dv, *dsum;
-    bf16 *d_res_b, *d_mid_b, *dqkv, *d_attyb, *dgu, *du;   // dqkv (N, Dq + 2 Dkv), dgu (N, 2F)
+    void *mem;                    // the one allocation
+    float *rope_cos, *rope_sin;   // (T, hd/2) each, back to back
+    GLayerActs *layers;           // (n_layers)
+    float *res_out;               // (N, D) the last layer's output
+    bf16 *lnf;                    // (N, D)
+    float *rstdf;                 // (N)
+    float *logits;                // (CH, V): one chunk of rows at a time
+    bf16 *d_logits;               // (CH, V)
+    float *row_loss;              // (N)
+    int *ids, *tgt;               // (N) each; tgt: labels shifted by one, -1 ignored
+    float *s32;                   // (N, max(Dq + 2 Dkv, 2F)) fp32 products: qkv, gu, d_h, d_atty
+    // Gradients of one layer at a time, with bf16 copies for the products.
+    float *d_res, *d_mid, *d_ln;  // (N, D)
+    bf16 *d_res_b, *d_mid_b;      // (N, D)
+    float *d_q, *d_k, *d_v;       // (N, H*hd), (N, KV*hd), (N, KV*hd)
+    bf16 *d_qkv, *d_atty_b;       // (N, Dq + 2 Dkv) as the fused weights, (N, H*hd)
+    float *dsum;                  // (B, H, T) sum over hd of d_atty * atty
+    bf16 *d_gu, *d_u;             // (N, 2F) as the fused weights, (N, r)
+    float *d_lnf;                 // (N, D)
 } GActs;
 
 typedef void (*FwdKernel)(AttnFwd);
@@ -968,32 +1029,32 @@ static int gemm(CudaModel *g, int ta, int tb, int M, int N, int K, float alpha, 
 // of gate, up) run as one: y = x W^T + s (x A^T) B^T.
 //
 // y (N, n_out; row stride ldy) fp32 = beta y + x W^T, W (n_out, in), x (N, in) bf16.
-static int base_fwd(CudaModel *g, const bf16 *W, int n_out, int in, const bf16 *x, float *y, int ldy, float beta, int N, char *err) {
+static int base_forward(CudaModel *g, const bf16 *W, int n_out, int in, const bf16 *x, float *y, int ldy, float beta, int N, char *err) {
     return gemm(g, 0, 1, N, n_out, in, 1.0f, x, in, W, in, beta, y, 0, ldy, err);
 }
 
 // The adapter's term: y (N, out; row stride ldy) += s u B^T, where u (N,r) =
 // x A^T (bf16) is kept for backward. Nothing without an adapter.
-static int lora_fwd(CudaModel *g, const GLinear *L, const bf16 *x, float *y, int ldy, bf16 *u, int N, char *err) {
+static int lora_forward(CudaModel *g, const GLinear *L, const bf16 *x, float *y, int ldy, bf16 *u, int N, char *err) {
     if (!L->r) return 0;
     if (gemm(g, 0, 1, N, L->r, L->in, 1.0f, x, L->in, L->ab, L->in, 0.0f, u, 1, L->r, err)) return -1;
     return gemm(g, 0, 1, N, L->out, L->r, L->scale, u, L->r, L->bb, L->r, 1.0f, y, 0, ldy, err);
 }
 
-static int linear_fwd(CudaModel *g, const GLinear *L, const bf16 *x, float *y, float beta, bf16 *u, int N, char *err) {
-    return base_fwd(g, L->w, L->out, L->in, x, y, L->out, beta, N, err) || lora_fwd(g, L, x, y, L->out, u, N, err) ? -1 : 0;
+static int linear_forward(CudaModel *g, const GLinear *L, const bf16 *x, float *y, float beta, bf16 *u, int N, char *err) {
+    return base_forward(g, L->w, L->out, L->in, x, y, L->out, beta, N, err) || lora_forward(g, L, x, y, L->out, u, N, err) ? -1 : 0;
 }
 
 // model.c's linear_backward with a frozen base, split the same way.
 //
 // dx (N, in) fp32 = (accumulate ? dx : 0) + dy W, W (n_out, in), dy (N, n_out) bf16.
-static int base_bwd(CudaModel *g, const bf16 *W, int n_out, int in, const bf16 *dy, float *dx, int accumulate, int N, char *err) {
+static int base_backward(CudaModel *g, const bf16 *W, int n_out, int in, const bf16 *dy, float *dx, int accumulate, int N, char *err) {
     return gemm(g, 0, 0, N, in, n_out, 1.0f, dy, n_out, W, in, accumulate ? 1.0f : 0.0f, dx, 0, in, err);
 }
 
 // The adapter's part, dy (N, out; row stride ldy) bf16: dx += (s dy B) A
 // when dx is not NULL, dA += (s dy B)^T x, dB += s dy^T u. du (N,r) scratch.
-static int lora_bwd(CudaModel *g, const GLinear *L, const bf16 *dy, int ldy, const bf16 *x, const bf16 *u, float *dx, bf16 *du, int N,
+static int lora_backward(CudaModel *g, const GLinear *L, const bf16 *dy, int ldy, const bf16 *x, const bf16 *u, float *dx, bf16 *du, int N,
                     char *err) {
     if (!L->r) return 0;
     if (gemm(g, 0, 0, N, L->r, L->out, L->scale, dy, ldy, L->bb, L->r, 0.0f, du, 1, L->r, err)) return -1;
@@ -1002,81 +1063,111 @@ static int lora_bwd(CudaModel *g, const GLinear *L, const bf16 *dy, int ldy, con
     return gemm(g, 1, 0, L->out, L->r, N, L->scale, dy, ldy, u, L->r, 1.0f, L->db, 0, L->r, err);
 }
 
-static int linear_bwd(CudaModel *g, const GLinear *L, const bf16 *dy, const bf16 *x, const bf16 *u, float *dx, int accumulate, bf16 *du,
+static int linear_backward(CudaModel *g, const GLinear *L, const bf16 *dy, const bf16 *x, const bf16 *u, float *dx, int accumulate, bf16 *du,
                       int N, char *err) {
-    if (dx && base_bwd(g, L->w, L->out, L->in, dy, dx, accumulate, N, err)) return -1;
-    return lora_bwd(g, L, dy, L->out, x, u, dx, du, N, err);
+    if (dx && base_backward(g, L->w, L->out, L->in, dy, dx, accumulate, N, err)) return -1;
+    return lora_backward(g, L, dy, L->out, x, u, dx, du, N, err);
 }
 
 // q, k, v of N rows of x (bf16, N x D) into qkv (N, Dq + 2 Dkv) fp32.
-static int qkv_fwd(CudaModel *g, const GLayer *W, const bf16 *x, float *qkv, bf16 *const *u, int N, char *err) {
+static int qkv_forward(CudaModel *g, const GLayer *W, const bf16 *x, float *qkv, bf16 *const *u, int N, char *err) {
     const int D = g->c.dim, nq = W->p[PROJ_Q].out, nk = W->p[PROJ_K].out, n = nq + 2 * nk;
-    return base_fwd(g, W->wqkv, n, D, x, qkv, n, 0.0f, N, err) || lora_fwd(g, &W->p[PROJ_Q], x, qkv, n, u[PROJ_Q], N, err) ||
-                   lora_fwd(g, &W->p[PROJ_K], x, qkv + nq, n, u[PROJ_K], N, err) ||
-                   lora_fwd(g, &W->p[PROJ_V], x, qkv + nq + nk, n, u[PROJ_V], N, err)
+    return base_forward(g, W->wqkv, n, D, x, qkv, n, 0.0f, N, err) || lora_forward(g, &W->p[PROJ_Q], x, qkv, n, u[PROJ_Q], N, err) ||
+                   lora_forward(g, &W->p[PROJ_K], x, qkv + nq, n, u[PROJ_K], N, err) ||
+                   lora_forward(g, &W->p[PROJ_V], x, qkv + nq + nk, n, u[PROJ_V], N, err)
                ? -1
                : 0;
 }
 
 // gate, up of N rows of x into gu (N, 2F) fp32.
-static int gate_up_fwd(CudaModel *g, const GLayer *W, const bf16 *x, float *gu, bf16 *const *u, int N, char *err) {
+static int gate_up_forward(CudaModel *g, const GLayer *W, const bf16 *x, float *gu, bf16 *const *u, int N, char *err) {
     const int D = g->c.dim, F = g->c.hidden;
-    return base_fwd(g, W->wgu, 2 * F, D, x, gu, 2 * F, 0.0f, N, err) || lora_fwd(g, &W->p[PROJ_GATE], x, gu, 2 * F, u[PROJ_GATE], N, err) ||
-                   lora_fwd(g, &W->p[PROJ_UP], x, gu + F, 2 * F, u[PROJ_UP], N, err)
+    return base_forward(g, W->wgu, 2 * F, D, x, gu, 2 * F, 0.0f, N, err) || lora_forward(g, &W->p[PROJ_GATE], x, gu, 2 * F, u[PROJ_GATE], N, err) ||
+                   lora_forward(g, &W->p[PROJ_UP], x, gu + F, 2 * F, u[PROJ_UP], N, err)
                ? -1
                : 0;
 }
 
-static int rmsnorm(CudaModel *g, const float *x, const float *w, bf16 *out, float *rstd, int N, char *err) {
-    LAUNCH(k_rmsnorm, (N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, x, w, out, rstd, N, g->c.dim, g->c.norm_eps);
+static int rmsnorm_forward(CudaModel *g, const float *x, const float *w, bf16 *out, float *rstd, int N, char *err) {
+    LAUNCH(rmsnorm_forward_kernel, (N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, x, w, out, rstd, N, g->c.dim, g->c.norm_eps);
     return 0;
 }
 
-static int rmsnorm_bwd(CudaModel *g, float *dx, bf16 *dxb, const float *dres, const float *dout, const float *x, const float *w,
-                       const float *rstd, int N, char *err) {
-    LAUNCH(k_rmsnorm_backward, (N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, dx, dxb, dres, dout, x, w, rstd, N, g->c.dim);
+static int rmsnorm_backward(CudaModel *g, float *dx, bf16 *dxb, const float *dres, const float *dout, const float *x, const float *w,
+                            const float *rstd, int N, char *err) {
+    LAUNCH(rmsnorm_backward_kernel, (N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, dx, dxb, dres, dout, x, w, rstd, N, g->c.dim);
     return 0;
 }
 
 // Rows of x (N, nh*hd, contiguous) to bf16 through map, turned back by RoPE (backward) when cosv is given.
-static int rope_rows(CudaModel *g, const float *x, bf16 *y, const float *cosv, const float *sinv, RowMap map, int N, int nh,
-                     float sign, char *err) {
+static int rope(CudaModel *g, const float *x, bf16 *y, const float *cosv, const float *sinv, RowMap map, int N, int nh, float sign,
+                char *err) {
     const size_t n = (size_t)N * nh * (g->c.head_dim / 2);
-    LAUNCH(k_rope_rows, grid_for(n, 256), 256, 0, g->st, x, (long)nh * g->c.head_dim, y, cosv, sinv, map, N, nh, g->c.head_dim, sign);
+    LAUNCH(rope_kernel, grid_for(n, 256), 256, 0, g->st, x, (long)nh * g->c.head_dim, y, cosv, sinv, map, N, nh, g->c.head_dim, sign);
     return 0;
 }
 
-static int qkv_rows(CudaModel *g, const float *qkv, const float *bias, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv,
+static int qkv_rope(CudaModel *g, const float *qkv, const float *bias, bf16 *q, bf16 *k, bf16 *v, const float *cosv, const float *sinv,
                     RowMap qmap, RowMap kvmap, int N, char *err) {
     const Config *c = &g->c;
     const size_t n = (size_t)N * (c->n_heads + 2 * c->n_kv_heads) * (c->head_dim / 2);
-    LAUNCH(k_qkv_rows, grid_for(n, 256), 256, 0, g->st, qkv, bias, q, k, v, cosv, sinv, qmap, kvmap, N, c->n_heads, c->n_kv_heads,
+    LAUNCH(qkv_rope_kernel, grid_for(n, 256), 256, 0, g->st, qkv, bias, q, k, v, cosv, sinv, qmap, kvmap, N, c->n_heads, c->n_kv_heads,
            c->head_dim);
     return 0;
 }
 
 static int to_bf16(CudaModel *g, const float *x, bf16 *y, size_t n, char *err) {
-    if (n) LAUNCH(k_to_bf16, grid_for(n, 256), 256, 0, g->st, x, y, n);
+    if (n) LAUNCH(to_bf16_kernel, grid_for(n, 256), 256, 0, g->st, x, y, n);
+    return 0;
+}
+
+// x (N,D) fp32 = the embedding rows of the N ids (on the device).
+static int embed(CudaModel *g, const int *ids, float *x, int N, char *err) {
+    LAUNCH(embed_kernel, N, 256, 0, g->st, ids, g->embed, x, g->c.dim);
+    return 0;
+}
+
+// h (N,F) = silu(gate) * up from gu (N, 2F); bf16 gate and up kept when gate is not NULL.
+static int swiglu_forward(CudaModel *g, bf16 *h, bf16 *gate, bf16 *up, const float *gu, int N, char *err) {
+    LAUNCH(swiglu_forward_kernel, grid_for((size_t)N * g->c.hidden, 256), 256, 0, g->st, gu, gate, up, h, N, g->c.hidden);
+    return 0;
+}
+
+static int swiglu_backward(CudaModel *g, bf16 *dgu, const float *dh, const bf16 *gate, const bf16 *up, int N, char *err) {
+    LAUNCH(swiglu_backward_kernel, grid_for((size_t)N * g->c.hidden, 256), 256, 0, g->st, dh, gate, up, dgu, N, g->c.hidden);
     return 0;
 }
 
 // Causal attention of nb entries of Tq query rows (positions pos0..).
-static int attn_fwd(CudaModel *g, AttnFwd a, int nb, char *err) {
-    const Config *c = &g->c;
-    a.H = c->n_heads;
-    a.KV = c->n_kv_heads;
-    a.hd = c->head_dim;
-    a.scale = 1.0f / sqrtf((float)c->head_dim);
-    dim3 grid((a.Tq + g->tile - 1) / g->tile, c->n_heads, nb);
+static int attention_forward(CudaModel *g, const AttnFwd &a, int nb, char *err) {
+    dim3 grid((a.Tq + g->tile - 1) / g->tile, a.H, nb);
     FwdKernel k = g->fwd;
     LAUNCH(k, grid, ATT_THREADS, g->fwd_smem, g->st, a);
+    return 0;
+}
+
+// Gradients of layer A's attention over a training batch: d_q, d_k, d_v from
+// d_atty (N, H*hd) fp32. The row sums D = sum dO * O come first, as
+// FlashAttention-2 needs them; d_q is zeroed since the kernel adds into it.
+static int attention_backward(CudaModel *g, GActs *a, const GLayerActs *A, const float *d_atty, char *err) {
+    const Config *c = &g->c;
+    const int N = a->N, T = a->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Dq = H * hd, Dkv = KV * hd;
+    LAUNCH(attention_dsum_kernel, (N * H + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, d_atty, A->atty, a->d_atty_b, a->dsum, N, T,
+           H, hd);
+    CK(cudaMemsetAsync(a->d_q, 0, (size_t)N * Dq * sizeof(float), g->st));
+    const AttnBwd ab = {.q = A->q, .k = A->k, .v = A->v, .dout = a->d_atty_b, .lse = A->lse, .dsum = a->dsum, .dq = a->d_q, .dk = a->d_k,
+                        .dv = a->d_v, .q_bs = (long)T * Dq, .kv_bs = (long)T * Dkv, .q_rs = Dq, .kv_rs = Dkv, .T = T, .H = H, .KV = KV, .hd = hd,
+                        .scale = 1.0f / sqrtf((float)hd)};
+    dim3 grid((T + g->tile - 1) / g->tile, KV, a->B);
+    BwdKernel k = g->bwd;
+    LAUNCH(k, grid, ATT_THREADS, g->bwd_smem, g->st, ab);
     return 0;
 }
 
 // Picks the attention kernels for this head_dim: tiles of 64 (else 32) rows,
 // tensor cores when head_dim is a multiple of 16 (SEAL_CUDA_ATTN=loops turns
 // them off), and raises their shared-memory limit.
-static int attn_choose(CudaModel *g, char *err) {
+static int attention_choose(CudaModel *g, char *err) {
     const int hd = g->c.head_dim;
     const char *env = getenv("SEAL_CUDA_ATTN");
     const int tc = hd % 16 == 0 && !(env && !strcmp(env, "loops"));
@@ -1095,11 +1186,11 @@ static int attn_choose(CudaModel *g, char *err) {
     if (!g->tile)
         return errf(err, "head_dim %d needs %zu bytes of shared memory per block, the device allows %d", hd, bwd_layout(32, 32, hd).total, optin);
     if (g->tile == 64) {
-        g->fwd = tc ? k_attn_fwd<64, 64, true> : k_attn_fwd<64, 64, false>;
-        g->bwd = tc ? k_attn_bwd<64, 64, true> : k_attn_bwd<64, 64, false>;
+        g->fwd = tc ? attention_forward_kernel<64, 64, true> : attention_forward_kernel<64, 64, false>;
+        g->bwd = tc ? attention_backward_kernel<64, 64, true> : attention_backward_kernel<64, 64, false>;
     } else {
-        g->fwd = tc ? k_attn_fwd<32, 32, true> : k_attn_fwd<32, 32, false>;
-        g->bwd = tc ? k_attn_bwd<32, 32, true> : k_attn_bwd<32, 32, false>;
+        g->fwd = tc ? attention_forward_kernel<32, 32, true> : attention_forward_kernel<32, 32, false>;
+        g->bwd = tc ? attention_backward_kernel<32, 32, true> : attention_backward_kernel<32, 32, false>;
     }
     CK(cudaFuncSetAttribute((const void *)g->fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->fwd_smem));
     CK(cudaFuncSetAttribute((const void *)g->bwd, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->bwd_smem));
@@ -1145,14 +1236,6 @@ static void carve_weights(CudaModel *g, Arena *ar) {
     }
 }
 
-static void proj_shape(const Config *c, int p, int *out, int *in) {
-    const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    const int outs[N_PROJ] = {q, kv, kv, c->dim, c->hidden, c->hidden, c->dim};
-    const int ins[N_PROJ] = {c->dim, c->dim, c->dim, q, c->dim, c->dim, c->hidden};
-    *out = outs[p];
-    *in = ins[p];
-}
-
 // fp32 host values to bf16 on the device, through the staging buffer.
 static int upload_bf16(CudaModel *g, bf16 *dst, const float *src, size_t n, char *err) {
     for (size_t off = 0; off < n; off += STAGE_FLOATS) {
@@ -1190,16 +1273,16 @@ static int upload_weights(CudaModel *g, const Model *m, char *err) {
     return 0;
 }
 
-static void acts_release(GActs *a) {
+static void acts_free(GActs *a) {
     if (a->mem) cudaFree(a->mem);
-    free(a->l);
+    free(a->layers);
     memset(a, 0, sizeof *a);
 }
 
 extern "C" void cuda_model_free(CudaModel *g) {
     if (!g) return;
     cudaStreamSynchronize(g->st);
-    acts_release(&g->acts);
+    acts_free(&g->acts);
     cudaFree(g->wmem);
     cudaFree(g->stage);
     cudaFree(g->lp);
@@ -1238,7 +1321,7 @@ extern "C" CudaModel *cuda_model_new(const Model *m, char *err) {
         if (s == CUBLAS_STATUS_SUCCESS) s = blas.set_workspace(g->blas, g->blas_ws, BLAS_WORKSPACE);
         if (s != CUBLAS_STATUS_SUCCESS) rc = errf(err, "cuBLAS error: %s (creating the handle)", blas_status(s));
     }
-    if (!rc) rc = attn_choose(g, err);
+    if (!rc) rc = attention_choose(g, err);
     if (!rc) rc = upload_weights(g, m, err);
     if (!rc && m->lora) rc = cuda_lora_set(g, m->lora, err);
     note_memory();
@@ -1252,10 +1335,6 @@ extern "C" CudaModel *cuda_model_new(const Model *m, char *err) {
 // ----------------------------------------------------------------------------
 // LoRA: the adapter's whole Table in one fp32 block (params, grads, AdamW
 // moments) and its bf16 copy.
-
-static void lora_key(char *s, size_t n, int l, int p, char ab) {
-    snprintf(s, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, PROJ_BLOCK[p], PROJ_NAME[p], ab);
-}
 
 static void lora_release(CudaModel *g) {
     cudaFree(g->lp);
@@ -1275,7 +1354,7 @@ static void lora_release(CudaModel *g) {
 extern "C" int cuda_lora_set(CudaModel *g, const Lora *lo, char *err) {
     CK(cudaStreamSynchronize(g->st));
     lora_release(g);
-    acts_release(&g->acts);   // lora_u buffers depend on the adapter
+    acts_free(&g->acts);   // the u buffers depend on the adapter
     g->lora_gen++;
     g->adam_t = 0;
     g->grad_scale = 1.0f;
@@ -1298,9 +1377,9 @@ extern "C" int cuda_lora_set(CudaModel *g, const Lora *lo, char *err) {
         for (int p = 0; p < N_PROJ; p++) {
             if (!(lo->targets >> p & 1)) continue;
             GLinear *L = &g->layers[l].p[p];
-            lora_key(key, sizeof key, l, p, 'A');
+            lora_name(key, sizeof key, l, p, 'A');
             const Tensor *A = table_get(&lo->params, key);
-            lora_key(key, sizeof key, l, p, 'B');
+            lora_name(key, sizeof key, l, p, 'B');
             const Tensor *B = table_get(&lo->params, key);
             if (!A || !B || A->rows != lo->r || A->cols != L->in || B->rows != L->out || B->cols != lo->r)
                 return errf(err, "adapter: %s is missing or has the wrong shape for this model", key);
@@ -1338,7 +1417,7 @@ extern "C" int cuda_clip_grad_norm(CudaModel *g, float max_norm, float *norm, ch
     *norm = 0.0f;
     if (!g->ln) return 0;
     CK(cudaMemsetAsync(g->sumsq, 0, sizeof(double), g->st));
-    LAUNCH(k_sumsq, grid_for(g->ln, 256) < 1024 ? grid_for(g->ln, 256) : 1024, 256, 0, g->st, g->lg, g->ln, g->sumsq);
+    LAUNCH(sumsq_kernel, grid_for(g->ln, 256) < 1024 ? grid_for(g->ln, 256) : 1024, 256, 0, g->st, g->lg, g->ln, g->sumsq);
     CK(cudaMemcpyAsync(&ss, g->sumsq, sizeof(double), cudaMemcpyDeviceToHost, g->st));
     CK(cudaStreamSynchronize(g->st));
     *norm = (float)sqrt(ss);
@@ -1351,7 +1430,7 @@ extern "C" int cuda_adamw_step(CudaModel *g, float lr, float beta1, float beta2,
     if (!g->ln) return errf(err, "no adapter on the GPU to train");
     g->adam_t++;
     SealAdamW a = seal_adamw_consts(lr, beta1, beta2, eps, weight_decay, g->adam_t, g->grad_scale);
-    LAUNCH(k_adamw, grid_for(g->ln, 256), 256, 0, g->st, g->lp, g->lm, g->lv, g->lg, g->lb, g->ln, a);
+    LAUNCH(adamw_kernel, grid_for(g->ln, 256), 256, 0, g->st, g->lp, g->lm, g->lv, g->lg, g->lb, g->ln, a);
     g->grad_scale = 1.0f;
     CK(cudaStreamSynchronize(g->st));
     return 0;
@@ -1360,38 +1439,27 @@ extern "C" int cuda_adamw_step(CudaModel *g, float lr, float beta1, float beta2,
 // ----------------------------------------------------------------------------
 // Training forward and backward
 
-// RoPE angles for positions 0..n-1, exactly as model.c computes them.
-static void rope_table(const Config *c, int n, float *cosv, float *sinv) {
-    const int half = c->head_dim / 2;
-    float *inv = (float *)malloc(half * sizeof(float));
-    rope_inv_freq(c, inv);
-    for (int p = 0; p < n; p++)
-        for (int j = 0; j < half; j++) {
-            const float ang = (float)p * inv[j];
-            cosv[(size_t)p * half + j] = cosf(ang);
-            sinv[(size_t)p * half + j] = sinf(ang);
-        }
-    free(inv);
-}
-
+// The size table: every activation, in model.c's carve_acts order.
 static void carve_acts(CudaModel *g, GActs *a, Arena *ar) {
     const Config *c = &g->c;
-    const size_t N = a->N, D = c->dim, F = c->hidden, Dq = (size_t)c->n_heads * c->head_dim, Dkv = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t BHT = (size_t)a->B * c->n_heads * a->T, s32 = N * (Dq + 2 * Dkv > 2 * F ? Dq + 2 * Dkv : 2 * F);
-    const size_t r = g->r ? g->r : 1;
+    const size_t N = a->N, D = c->dim, F = c->hidden, V = c->vocab, hd = c->head_dim;
+    const size_t Dq = (size_t)c->n_heads * hd, Dkv = (size_t)c->n_kv_heads * hd, BHT = (size_t)a->B * c->n_heads * a->T;
+    const size_t s32 = N * (Dq + 2 * Dkv > 2 * F ? Dq + 2 * Dkv : 2 * F), r = g->r ? g->r : 1;
+    TAKE(ar, a->rope_cos, a->T * hd);   // cos, then sin
+    a->rope_sin = a->rope_cos ? a->rope_cos + a->T * hd / 2 : NULL;
     for (int l = 0; l < c->n_layers; l++) {
-        LayerActs *A = &a->l[l];
+        GLayerActs *A = &a->layers[l];
         TAKE(ar, A->res, N * D);
-        TAKE(ar, A->rstd1, N);
-        TAKE(ar, A->lse, BHT);
-        TAKE(ar, A->mid, N * D);
-        TAKE(ar, A->rstd2, N);
         TAKE(ar, A->ln1, N * D);
+        TAKE(ar, A->rstd1, N);
         TAKE(ar, A->q, N * Dq);
         TAKE(ar, A->k, N * Dkv);
         TAKE(ar, A->v, N * Dkv);
+        TAKE(ar, A->lse, BHT);
         TAKE(ar, A->atty, N * Dq);
+        TAKE(ar, A->mid, N * D);
         TAKE(ar, A->ln2, N * D);
+        TAKE(ar, A->rstd2, N);
         TAKE(ar, A->gate, N * F);
         TAKE(ar, A->up, N * F);
         TAKE(ar, A->h, N * F);
@@ -1401,30 +1469,28 @@ static void carve_acts(CudaModel *g, GActs *a, Arena *ar) {
         }
     }
     TAKE(ar, a->res_out, N * D);
-    TAKE(ar, a->rstdf, N);
-    TAKE(ar, a->d_lnf, N * D);
-    TAKE(ar, a->row_loss, N);
-    TAKE(ar, a->logits, (size_t)a->CH * c->vocab);
-    TAKE(ar, a->dlogits, (size_t)a->CH * c->vocab);
-    TAKE(ar, a->s32, s32);
-    TAKE(ar, a->rope_cos, (size_t)a->T * c->head_dim);   // cos, then sin, back to back
-    a->rope_sin = a->rope_cos ? a->rope_cos + (size_t)a->T * c->head_dim / 2 : NULL;
     TAKE(ar, a->lnf, N * D);
+    TAKE(ar, a->rstdf, N);
+    TAKE(ar, a->logits, a->CH * V);
+    TAKE(ar, a->d_logits, a->CH * V);
+    TAKE(ar, a->row_loss, N);
     TAKE(ar, a->ids, N);
     TAKE(ar, a->tgt, N);
+    TAKE(ar, a->s32, s32);
     TAKE(ar, a->d_res, N * D);
-    TAKE(ar, a->d_mid, N * D);
-    TAKE(ar, a->d_ln, N * D);
-    TAKE(ar, a->dq, N * Dq);
-    TAKE(ar, a->dk, N * Dkv);
-    TAKE(ar, a->dv, N * Dkv);
-    TAKE(ar, a->dsum, BHT);
     TAKE(ar, a->d_res_b, N * D);
+    TAKE(ar, a->d_mid, N * D);
     TAKE(ar, a->d_mid_b, N * D);
-    TAKE(ar, a->dqkv, N * (Dq + 2 * Dkv));
-    TAKE(ar, a->d_attyb, N * Dq);
-    TAKE(ar, a->dgu, N * 2 * F);
-    TAKE(ar, a->du, N * r);
+    TAKE(ar, a->d_ln, N * D);
+    TAKE(ar, a->d_q, N * Dq);
+    TAKE(ar, a->d_k, N * Dkv);
+    TAKE(ar, a->d_v, N * Dkv);
+    TAKE(ar, a->d_qkv, N * (Dq + 2 * Dkv));
+    TAKE(ar, a->d_atty_b, N * Dq);
+    TAKE(ar, a->dsum, BHT);
+    TAKE(ar, a->d_gu, N * 2 * F);
+    TAKE(ar, a->d_u, N * r);
+    TAKE(ar, a->d_lnf, N * D);
 }
 
 // Activations for a (B, T) batch, reallocated when the shape changes.
@@ -1432,13 +1498,13 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     GActs *a = &g->acts;
     if (a->mem && a->B == B && a->T == T) return 0;
     CK(cudaStreamSynchronize(g->st));
-    acts_release(a);
+    acts_free(a);
     a->B = B;
     a->T = T;
     a->N = B * T;
     size_t ch = CE_CHUNK_ELEMS / (size_t)g->c.vocab;
     a->CH = (int)(ch < 1 ? 1 : ch > (size_t)a->N ? (size_t)a->N : ch);
-    a->l = (LayerActs *)calloc(g->c.n_layers, sizeof(LayerActs));
+    a->layers = (GLayerActs *)calloc(g->c.n_layers, sizeof(GLayerActs));
     Arena ar = {NULL, 0};
     carve_acts(g, a, &ar);
     const size_t bytes = ar.off;
@@ -1446,7 +1512,7 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     if (e != cudaSuccess) {
         cudaGetLastError();
         a->mem = NULL;
-        acts_release(a);
+        acts_free(a);
         return errf(err, "out of GPU memory for the activations of a %d x %d batch (%.2f GiB)", B, T, bytes / 1073741824.0);
     }
     ar = (Arena){(char *)a->mem, 0};
@@ -1462,36 +1528,26 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     return 0;
 }
 
-static int forward_layer(CudaModel *g, GActs *a, int l, char *err) {
+static int layer_forward(CudaModel *g, GActs *a, int l, char *err) {
     const Config *c = &g->c;
     const GLayer *W = &g->layers[l];
-    LayerActs *A = &a->l[l];
+    GLayerActs *A = &a->layers[l];
     const int N = a->N, T = a->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Dq = H * hd, Dkv = KV * hd;
-    float *res_out = l + 1 < c->n_layers ? a->l[l + 1].res : a->res_out;
+    float *res_out = l + 1 < c->n_layers ? a->layers[l + 1].res : a->res_out;
     float *qkv32 = a->s32, *gu32 = a->s32;   // (N, Dq + 2 Dkv), later (N, 2F)
     const RowMap qmap = {NULL, NULL, T, 0, Dq}, kmap = {NULL, NULL, T, 0, Dkv};
-    AttnFwd at = {};
-    at.q = A->q;
-    at.k = A->k;
-    at.v = A->v;
-    at.o = A->atty;
-    at.lse = A->lse;
-    at.q_bs = (long)T * Dq;
-    at.kv_bs = (long)T * Dkv;
-    at.q_rs = Dq;
-    at.kv_rs = Dkv;
-    at.Tq = T;
-    at.pos0 = 0;
-    if (rmsnorm(g, A->res, W->attn_norm, A->ln1, A->rstd1, N, err) || qkv_fwd(g, W, A->ln1, qkv32, A->u, N, err) ||
-        qkv_rows(g, qkv32, W->bqkv, A->q, A->k, A->v, a->rope_cos, a->rope_sin, qmap, kmap, N, err) || attn_fwd(g, at, a->B, err))
+    const AttnFwd at = {.q = A->q, .k = A->k, .v = A->v, .o = A->atty, .lse = A->lse, .q_bs = (long)T * Dq, .kv_bs = (long)T * Dkv,
+                        .q_rs = Dq, .kv_rs = Dkv, .Tq = T, .pos0 = 0, .H = H, .KV = KV, .hd = hd, .scale = 1.0f / sqrtf((float)hd)};
+    if (rmsnorm_forward(g, A->res, W->attn_norm, A->ln1, A->rstd1, N, err) || qkv_forward(g, W, A->ln1, qkv32, A->u, N, err) ||
+        qkv_rope(g, qkv32, W->bqkv, A->q, A->k, A->v, a->rope_cos, a->rope_sin, qmap, kmap, N, err) || attention_forward(g, at, a->B, err))
         return -1;
     CK(cudaMemcpyAsync(A->mid, A->res, (size_t)N * c->dim * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
-    if (linear_fwd(g, &W->p[PROJ_O], A->atty, A->mid, 1.0f, A->u[PROJ_O], N, err) ||
-        rmsnorm(g, A->mid, W->mlp_norm, A->ln2, A->rstd2, N, err) || gate_up_fwd(g, W, A->ln2, gu32, A->u, N, err))
+    if (linear_forward(g, &W->p[PROJ_O], A->atty, A->mid, 1.0f, A->u[PROJ_O], N, err) ||
+        rmsnorm_forward(g, A->mid, W->mlp_norm, A->ln2, A->rstd2, N, err) || gate_up_forward(g, W, A->ln2, gu32, A->u, N, err))
         return -1;
-    LAUNCH(k_swiglu, grid_for((size_t)N * c->hidden, 256), 256, 0, g->st, gu32, A->gate, A->up, A->h, N, c->hidden);
+    if (swiglu_forward(g, A->h, A->gate, A->up, gu32, N, err)) return -1;
     CK(cudaMemcpyAsync(res_out, A->mid, (size_t)N * c->dim * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
-    return linear_fwd(g, &W->p[PROJ_DOWN], A->h, res_out, 1.0f, A->u[PROJ_DOWN], N, err);
+    return linear_forward(g, &W->p[PROJ_DOWN], A->h, res_out, 1.0f, A->u[PROJ_DOWN], N, err);
 }
 
 extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int B, int T, int train, float *logits, float *loss, char *err) {
@@ -1519,18 +1575,18 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
     free(tgt);
     CK(e);
     a->n_valid = (float)n_valid;
-    LAUNCH(k_embed, N, 256, 0, g->st, a->ids, g->embed, a->l[0].res, D);
+    if (embed(g, a->ids, a->layers[0].res, N, err)) return -1;
     for (int l = 0; l < c->n_layers; l++)
-        if (forward_layer(g, a, l, err)) return -1;
-    if (rmsnorm(g, a->res_out, g->norm, a->lnf, a->rstdf, N, err)) return -1;
+        if (layer_forward(g, a, l, err)) return -1;
+    if (rmsnorm_forward(g, a->res_out, g->norm, a->lnf, a->rstdf, N, err)) return -1;
     const int grads = train && n_valid > 0;
     for (int r0 = 0; r0 < N; r0 += a->CH) {   // the LM head and the loss, a chunk of rows at a time
         const int nr = imin(a->CH, N - r0);
         if (gemm(g, 0, 1, nr, V, D, 1.0f, a->lnf + (size_t)r0 * D, D, g->lm_head, D, 0.0f, a->logits, 0, V, err)) return -1;
         if (logits) CK(cudaMemcpyAsync(logits + (size_t)r0 * V, a->logits, (size_t)nr * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
         if (!n_valid) continue;
-        LAUNCH(k_cross_entropy, nr, CE_THREADS, 0, g->st, a->logits, a->tgt + r0, a->row_loss + r0, grads ? a->dlogits : NULL, V, a->n_valid);
-        if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->dlogits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
+        LAUNCH(cross_entropy_kernel, nr, CE_THREADS, 0, g->st, a->logits, a->tgt + r0, a->row_loss + r0, grads ? a->d_logits : NULL, V, a->n_valid);
+        if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->d_logits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
     }
     if (n_valid) {
         float *rl = (float *)malloc(N * sizeof(float));
@@ -1548,70 +1604,46 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
     return 0;
 }
 
-static int backward_layer(CudaModel *g, GActs *a, int l, char *err) {
+static int layer_backward(CudaModel *g, GActs *a, int l, char *err) {
     const Config *c = &g->c;
     const GLayer *W = &g->layers[l];
-    const LayerActs *A = &a->l[l];
+    const GLayerActs *A = &a->layers[l];
     const int N = a->N, T = a->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Dq = H * hd, Dkv = KV * hd, F = c->hidden;
     const int Dqkv = Dq + 2 * Dkv;
     float *d_h = a->s32, *d_atty = a->s32;
     const RowMap qkv_map = {NULL, NULL, T, 0, Dqkv};
     // MLP: d_res holds d loss / d res[l+1]
-    if (linear_bwd(g, &W->p[PROJ_DOWN], a->d_res_b, A->h, A->u[PROJ_DOWN], d_h, 0, a->du, N, err)) return -1;
-    LAUNCH(k_swiglu_backward, grid_for((size_t)N * F, 256), 256, 0, g->st, d_h, A->gate, A->up, a->dgu, N, F);
-    if (base_bwd(g, W->wgu, 2 * F, c->dim, a->dgu, a->d_ln, 0, N, err) ||
-        lora_bwd(g, &W->p[PROJ_GATE], a->dgu, 2 * F, A->ln2, A->u[PROJ_GATE], a->d_ln, a->du, N, err) ||
-        lora_bwd(g, &W->p[PROJ_UP], a->dgu + F, 2 * F, A->ln2, A->u[PROJ_UP], a->d_ln, a->du, N, err) ||
-        rmsnorm_bwd(g, a->d_mid, a->d_mid_b, a->d_res, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, err) ||
-        linear_bwd(g, &W->p[PROJ_O], a->d_mid_b, A->atty, A->u[PROJ_O], d_atty, 0, a->du, N, err))
+    if (linear_backward(g, &W->p[PROJ_DOWN], a->d_res_b, A->h, A->u[PROJ_DOWN], d_h, 0, a->d_u, N, err)) return -1;
+    if (swiglu_backward(g, a->d_gu, d_h, A->gate, A->up, N, err) ||
+        base_backward(g, W->wgu, 2 * F, c->dim, a->d_gu, a->d_ln, 0, N, err) ||
+        lora_backward(g, &W->p[PROJ_GATE], a->d_gu, 2 * F, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, N, err) ||
+        lora_backward(g, &W->p[PROJ_UP], a->d_gu + F, 2 * F, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, N, err) ||
+        rmsnorm_backward(g, a->d_mid, a->d_mid_b, a->d_res, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, err) ||
+        linear_backward(g, &W->p[PROJ_O], a->d_mid_b, A->atty, A->u[PROJ_O], d_atty, 0, a->d_u, N, err))
         return -1;
-    // attention
-    LAUNCH(k_attn_dsum, (N * H + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * 32, 0, g->st, d_atty, A->atty, a->d_attyb, a->dsum, N, T, H, hd);
-    CK(cudaMemsetAsync(a->dq, 0, (size_t)N * Dq * sizeof(float), g->st));
-    AttnBwd ab = {};
-    ab.q = A->q;
-    ab.k = A->k;
-    ab.v = A->v;
-    ab.dout = a->d_attyb;
-    ab.lse = A->lse;
-    ab.dsum = a->dsum;
-    ab.dq = a->dq;
-    ab.dk = a->dk;
-    ab.dv = a->dv;
-    ab.q_bs = (long)T * Dq;
-    ab.kv_bs = (long)T * Dkv;
-    ab.q_rs = Dq;
-    ab.kv_rs = Dkv;
-    ab.T = T;
-    ab.H = H;
-    ab.KV = KV;
-    ab.hd = hd;
-    ab.scale = 1.0f / sqrtf((float)hd);
-    dim3 grid((T + g->tile - 1) / g->tile, KV, a->B);
-    BwdKernel kb = g->bwd;
-    LAUNCH(kb, grid, ATT_THREADS, g->bwd_smem, g->st, ab);
-    // d q, d k, d v (turned back by RoPE) side by side in dqkv, as the fused weights are
-    if (rope_rows(g, a->dq, a->dqkv, a->rope_cos, a->rope_sin, qkv_map, N, H, -1.0f, err) ||
-        rope_rows(g, a->dk, a->dqkv + Dq, a->rope_cos, a->rope_sin, qkv_map, N, KV, -1.0f, err) ||
-        rope_rows(g, a->dv, a->dqkv + Dq + Dkv, NULL, NULL, qkv_map, N, KV, 1.0f, err))
+    if (attention_backward(g, a, A, d_atty, err)) return -1;
+    // d q, d k, d v (turned back by RoPE) side by side in d_qkv, as the fused weights are
+    if (rope(g, a->d_q, a->d_qkv, a->rope_cos, a->rope_sin, qkv_map, N, H, -1.0f, err) ||
+        rope(g, a->d_k, a->d_qkv + Dq, a->rope_cos, a->rope_sin, qkv_map, N, KV, -1.0f, err) ||
+        rope(g, a->d_v, a->d_qkv + Dq + Dkv, NULL, NULL, qkv_map, N, KV, 1.0f, err))
         return -1;
     // Layer 0's input is the frozen embedding: only its adapters' gradients.
     float *d_ln = l > 0 ? a->d_ln : NULL;
-    if ((d_ln && base_bwd(g, W->wqkv, Dqkv, c->dim, a->dqkv, d_ln, 0, N, err)) ||
-        lora_bwd(g, &W->p[PROJ_Q], a->dqkv, Dqkv, A->ln1, A->u[PROJ_Q], d_ln, a->du, N, err) ||
-        lora_bwd(g, &W->p[PROJ_K], a->dqkv + Dq, Dqkv, A->ln1, A->u[PROJ_K], d_ln, a->du, N, err) ||
-        lora_bwd(g, &W->p[PROJ_V], a->dqkv + Dq + Dkv, Dqkv, A->ln1, A->u[PROJ_V], d_ln, a->du, N, err))
+    if ((d_ln && base_backward(g, W->wqkv, Dqkv, c->dim, a->d_qkv, d_ln, 0, N, err)) ||
+        lora_backward(g, &W->p[PROJ_Q], a->d_qkv, Dqkv, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, N, err) ||
+        lora_backward(g, &W->p[PROJ_K], a->d_qkv + Dq, Dqkv, A->ln1, A->u[PROJ_K], d_ln, a->d_u, N, err) ||
+        lora_backward(g, &W->p[PROJ_V], a->d_qkv + Dq + Dkv, Dqkv, A->ln1, A->u[PROJ_V], d_ln, a->d_u, N, err))
         return -1;
     if (!d_ln) return 0;
-    return rmsnorm_bwd(g, a->d_res, a->d_res_b, a->d_mid, a->d_ln, A->res, W->attn_norm, A->rstd1, N, err);
+    return rmsnorm_backward(g, a->d_res, a->d_res_b, a->d_mid, a->d_ln, A->res, W->attn_norm, A->rstd1, N, err);
 }
 
 extern "C" int cuda_backward(CudaModel *g, char *err) {
     GActs *a = &g->acts;
     if (!a->ready || !g->ln) return 0;   // nothing carries loss, or nothing trains
-    if (rmsnorm_bwd(g, a->d_res, a->d_res_b, NULL, a->d_lnf, a->res_out, g->norm, a->rstdf, a->N, err)) return -1;
+    if (rmsnorm_backward(g, a->d_res, a->d_res_b, NULL, a->d_lnf, a->res_out, g->norm, a->rstdf, a->N, err)) return -1;
     for (int l = g->c.n_layers - 1; l >= 0; l--)
-        if (backward_layer(g, a, l, err)) return -1;
+        if (layer_backward(g, a, l, err)) return -1;
     a->ready = 0;
     CK(cudaStreamSynchronize(g->st));
     note_memory();
@@ -1741,43 +1773,35 @@ extern "C" void cuda_kv_reset(CudaKV *c, int b) {
 // the rows are consecutive positions pos0.. of that one sequence and attend
 // through the flash kernel; else one row per sequence, through the decode
 // kernel. Nothing here synchronizes: the decode step is captured in a graph.
-static int kv_layers(CudaKV *c, int R, int prefill_seq, int pos0, char *err) {
+static int kv_rows(CudaKV *c, int R, int prefill_seq, int pos0, char *err) {
     CudaModel *g = c->g;
     const Config *cf = &g->c;
     const int H = cf->n_heads, KV = cf->n_kv_heads, hd = cf->head_dim, Dq = H * hd, Dkv = KV * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
     const long seq_stride = (long)c->max_T * Dkv;
     const RowMap qmap = {c->pos, NULL, 0, 0, Dq}, cmap = {c->pos, c->seq, 0, seq_stride, Dkv};
     bf16 *const us[N_PROJ] = {c->u, c->u, c->u, c->u, c->u, c->u, c->u};   // x A^T: scratch, nothing to keep
-    LAUNCH(k_embed, R, 256, 0, g->st, c->tok, g->embed, c->x, cf->dim);
+    if (embed(g, c->tok, c->x, R, err)) return -1;
     for (int l = 0; l < cf->n_layers; l++) {
         const GLayer *W = &g->layers[l];
         bf16 *kc = c->k + (size_t)l * c->B * seq_stride, *vc = c->v + (size_t)l * c->B * seq_stride;
-        if (rmsnorm(g, c->x, W->attn_norm, c->xn, NULL, R, err) || qkv_fwd(g, W, c->xn, c->qkv32, us, R, err) ||
-            qkv_rows(g, c->qkv32, W->bqkv, c->qb, kc, vc, c->rope_cos, c->rope_sin, qmap, cmap, R, err))
+        if (rmsnorm_forward(g, c->x, W->attn_norm, c->xn, NULL, R, err) || qkv_forward(g, W, c->xn, c->qkv32, us, R, err) ||
+            qkv_rope(g, c->qkv32, W->bqkv, c->qb, kc, vc, c->rope_cos, c->rope_sin, qmap, cmap, R, err))
             return -1;
         if (prefill_seq >= 0) {
-            AttnFwd at = {};
-            at.q = c->qb;
-            at.k = kc + prefill_seq * seq_stride;
-            at.v = vc + prefill_seq * seq_stride;
-            at.o = c->atty;
-            at.lse = NULL;
-            at.q_bs = 0;
-            at.kv_bs = 0;
-            at.q_rs = Dq;
-            at.kv_rs = Dkv;
-            at.Tq = R;
-            at.pos0 = pos0;
-            if (attn_fwd(g, at, 1, err)) return -1;
+            const AttnFwd at = {.q = c->qb, .k = kc + prefill_seq * seq_stride, .v = vc + prefill_seq * seq_stride, .o = c->atty,
+                                .lse = NULL, .q_bs = 0, .kv_bs = 0, .q_rs = Dq, .kv_rs = Dkv, .Tq = R, .pos0 = pos0, .H = H, .KV = KV, .hd = hd,
+                                .scale = scale};
+            if (attention_forward(g, at, 1, err)) return -1;
         } else {
-            LAUNCH(k_attn_decode, dim3(H, R), DEC_WARPS * 32, 0, g->st, c->qb, kc, vc, c->atty, c->seq, c->pos, seq_stride, H, KV, hd,
-                   1.0f / sqrtf((float)hd));
+            LAUNCH(kv_attention_kernel, dim3(H, R), DEC_WARPS * 32, 0, g->st, c->qb, kc, vc, c->atty, c->seq, c->pos, seq_stride, H, KV, hd,
+                   scale);
         }
-        if (linear_fwd(g, &W->p[PROJ_O], c->atty, c->x, 1.0f, c->u, R, err) || rmsnorm(g, c->x, W->mlp_norm, c->xn, NULL, R, err) ||
-            gate_up_fwd(g, W, c->xn, c->gu32, us, R, err))
+        if (linear_forward(g, &W->p[PROJ_O], c->atty, c->x, 1.0f, c->u, R, err) || rmsnorm_forward(g, c->x, W->mlp_norm, c->xn, NULL, R, err) ||
+            gate_up_forward(g, W, c->xn, c->gu32, us, R, err))
             return -1;
-        LAUNCH(k_swiglu, grid_for((size_t)R * cf->hidden, 256), 256, 0, g->st, c->gu32, (bf16 *)NULL, (bf16 *)NULL, c->h, R, cf->hidden);
-        if (linear_fwd(g, &W->p[PROJ_DOWN], c->h, c->x, 1.0f, c->u, R, err)) return -1;
+        if (swiglu_forward(g, c->h, NULL, NULL, c->gu32, R, err) || linear_forward(g, &W->p[PROJ_DOWN], c->h, c->x, 1.0f, c->u, R, err))
+            return -1;
     }
     return 0;
 }
@@ -1786,7 +1810,7 @@ static int kv_layers(CudaKV *c, int R, int prefill_seq, int pos0, char *err) {
 static int kv_head(CudaKV *c, int r0, int n, int at0, char *err) {
     CudaModel *g = c->g;
     const int D = g->c.dim, V = g->c.vocab;
-    if (rmsnorm(g, c->x + (size_t)r0 * D, g->norm, c->xn, NULL, n, err)) return -1;
+    if (rmsnorm_forward(g, c->x + (size_t)r0 * D, g->norm, c->xn, NULL, n, err)) return -1;
     return gemm(g, 0, 1, n, V, D, 1.0f, c->xn, D, g->lm_head, D, 0.0f, c->logits + (size_t)at0 * V, 0, V, err);
 }
 
@@ -1825,7 +1849,7 @@ extern "C" int cuda_kv_prefill(CudaKV *c, int n, const int *const *prompts, cons
                 seq[i] = b;
                 pos[i] = pos0 + i;
             }
-            if (kv_upload_rows(c, err) || kv_layers(c, R, b, pos0, err)) return -1;
+            if (kv_upload_rows(c, err) || kv_rows(c, R, b, pos0, err)) return -1;
             if (i0 + R == lens[b] && kv_head(c, R - 1, 1, b, err)) return -1;
         }
     CK(cudaMemcpyAsync(c->h_logits, c->logits, (size_t)n * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
@@ -1837,8 +1861,8 @@ extern "C" int cuda_kv_prefill(CudaKV *c, int n, const int *const *prompts, cons
 }
 
 static int kv_step_body(CudaKV *c, int n, int greedy, char *err) {
-    if (kv_layers(c, n, -1, 0, err) || kv_head(c, 0, n, 0, err)) return -1;
-    if (greedy) LAUNCH(k_argmax, n, 256, 0, c->g->st, c->logits, c->g->c.vocab, c->next);
+    if (kv_rows(c, n, -1, 0, err) || kv_head(c, 0, n, 0, err)) return -1;
+    if (greedy) LAUNCH(argmax_kernel, n, 256, 0, c->g->st, c->logits, c->g->c.vocab, c->next);
     return 0;
 }
 

@@ -1,6 +1,7 @@
-// model.c: Llama (and Qwen2) on the CPU, in fp32. Loading (config.json,
-// safetensors), forward, backward, LoRA. This file is the reference every other
-// path is checked against, so it favours plain loops with shape comments over tricks.
+// model.c: Llama (and Qwen2) on the CPU, in fp32: the parameter tables,
+// forward, backward, LoRA, KV-cache decoding. This file is the reference every
+// other path is checked against, so it favours plain loops with shape comments
+// over tricks. Files on disk are checkpoint.c's.
 //
 // The math is Hugging Face LlamaForCausalLM: pre-norm RMSNorm, RoPE in the
 // rotate_half layout (dimension j pairs with j + hd/2) with optional llama3
@@ -8,17 +9,12 @@
 // tied or untied LM head, cross-entropy on labels shifted by one.
 // Qwen2ForCausalLM is the same math plus a bias on the q, k and v projections.
 #include "model.h"
-#include "gguf.h"
-#include "safetensors.h"
 #include "util.h"
-#include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #ifdef USE_BLAS
 #include <cblas.h>
 #endif
@@ -27,206 +23,6 @@ const char *const PROJ_NAME[N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "
 const char *const PROJ_BLOCK[N_PROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
 
 int proj_has_bias(const Config *c, int p) { return c->arch == ARCH_QWEN2 && (p == PROJ_Q || p == PROJ_K || p == PROJ_V); }
-
-// ----------------------------------------------------------------------------
-// config.json
-
-static int json_number(const cJSON *root, const char *key, double *out, int required, const char *path, char *err) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (required) return errf(err, "%s: missing required key \"%s\"", path, key);
-        return 1;   // absent: caller keeps its default
-    }
-    if (!cJSON_IsNumber(v)) return errf(err, "%s: \"%s\" must be a number", path, key);
-    *out = v->valuedouble;
-    return 0;
-}
-
-// An integer key in [lo, hi]; absent optional keys keep *out.
-static int json_int(const cJSON *root, const char *key, int *out, int required, int lo, int hi, const char *path, char *err) {
-    double d = 0;
-    int rc = json_number(root, key, &d, required, path, err);
-    if (rc) return rc < 0 ? -1 : 0;
-    if (d != floor(d) || d < lo || d > hi) return errf(err, "%s: \"%s\" = %g, expected an integer in [%d, %d]", path, key, d, lo, hi);
-    *out = (int)d;
-    return 0;
-}
-
-static int json_float(const cJSON *root, const char *key, float *out, int required, double lo, double hi, const char *path, char *err) {
-    double d = 0;
-    int rc = json_number(root, key, &d, required, path, err);
-    if (rc) return rc < 0 ? -1 : 0;
-    if (!(d > lo && d <= hi && (float)d > lo))   // 1e-50 is above 0 but rounds to a float 0
-        return errf(err, "%s: \"%s\" = %g, expected a number in (%g, %g]", path, key, d, lo, hi);
-    *out = (float)d;
-    return 0;
-}
-
-static int parse_rope_scaling(Config *c, const cJSON *rs, const char *path, char *err) {
-    if (!rs || cJSON_IsNull(rs)) return 0;
-    if (!cJSON_IsObject(rs)) return errf(err, "%s: \"rope_scaling\" must be null or an object", path);
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-    if (!kind) kind = cJSON_GetObjectItemCaseSensitive(rs, "type");   // older spelling
-    if (!cJSON_IsString(kind)) return errf(err, "%s: rope_scaling needs a \"rope_type\" string", path);
-    if (!strcmp(kind->valuestring, "default")) return 0;
-    if (strcmp(kind->valuestring, "llama3"))
-        return errf(err, "%s: rope_scaling type \"%s\" is not supported (expected \"llama3\" or \"default\")", path, kind->valuestring);
-    c->rope_llama3 = 1;
-    char p[4200];
-    snprintf(p, sizeof p, "%s: rope_scaling", path);
-    if (json_float(rs, "factor", &c->rope_factor, 1, 0, 1e6, p, err) ||
-        json_float(rs, "low_freq_factor", &c->rope_low_freq, 1, 0, 1e6, p, err) ||
-        json_float(rs, "high_freq_factor", &c->rope_high_freq, 1, 0, 1e6, p, err) ||
-        json_int(rs, "original_max_position_embeddings", &c->rope_orig_max_pos, 1, 1, 1 << 30, p, err))
-        return -1;
-    if (c->rope_high_freq <= c->rope_low_freq) return errf(err, "%s: high_freq_factor must exceed low_freq_factor", p);
-    return 0;
-}
-
-static int parse_eos(Config *c, const cJSON *e, const char *path, char *err) {
-    if (!e || cJSON_IsNull(e)) return 0;
-    const cJSON *one = e;
-    int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : 1;
-    if (n > 8) return errf(err, "%s: \"eos_token_id\" lists %d ids, at most 8 supported", path, n);
-    c->n_eos = 0;
-    for (int i = 0; i < n; i++) {
-        if (cJSON_IsArray(e)) one = cJSON_GetArrayItem(e, i);
-        if (!cJSON_IsNumber(one) || one->valuedouble < 0 || one->valuedouble > INT_MAX || one->valuedouble != floor(one->valuedouble))
-            return errf(err, "%s: \"eos_token_id\" must be an id or a list of ids", path);
-        c->eos[c->n_eos++] = (int)one->valuedouble;
-    }
-    return 0;
-}
-
-// "model_type", and the keys by which a checkpoint's math would differ from
-// what this file computes: those are refused rather than silently ignored.
-static int parse_arch(Config *c, const cJSON *root, const char *path, char *err) {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-    c->arch = ARCH_LLAMA;   // no model_type: a Llama, as the configs this project wrote before Qwen2
-    if (type && !cJSON_IsString(type)) return errf(err, "%s: \"model_type\" must be a string", path);
-    if (type && !strcmp(type->valuestring, "qwen2")) c->arch = ARCH_QWEN2;
-    else if (type && strcmp(type->valuestring, "llama"))
-        return errf(err, "%s: model_type \"%.64s\" is not supported (expected \"llama\" or \"qwen2\")", path, type->valuestring);
-    if (act && !cJSON_IsNull(act) && !(cJSON_IsString(act) && !strcmp(act->valuestring, "silu")))
-        return errf(err, "%s: \"hidden_act\" must be \"silu\" (the SwiGLU MLP computed here)", path);
-    // Qwen2: biases on q/k/v always; sliding-window attention only when asked for.
-    // Llama: biases only when attention_bias / mlp_bias say so, which is not supported.
-    const char *const qwen2_keys[] = {"use_sliding_window"}, *const llama_keys[] = {"attention_bias", "mlp_bias"};
-    const char *const *keys = c->arch == ARCH_QWEN2 ? qwen2_keys : llama_keys;
-    const int n = c->arch == ARCH_QWEN2 ? 1 : 2;
-    for (int i = 0; i < n; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
-        if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) return errf(err, "%s: \"%s\" must be true or false", path, keys[i]);
-        if (cJSON_IsTrue(v))
-            return errf(err, c->arch == ARCH_QWEN2 ? "%s: \"%s\": true is not supported (sliding-window attention; every layer here attends to the whole context)"
-                                                   : "%s: \"%s\": true is not supported (a Llama's projections have no biases here)",
-                        path, keys[i]);
-    }
-    return 0;
-}
-
-#define HEAD_DIM_MAX 65536
-
-static int config_check(const Config *c, const char *path, char *err) {
-    if (c->n_heads % c->n_kv_heads)
-        return errf(err, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->n_heads, c->n_kv_heads);
-    if (c->head_dim > HEAD_DIM_MAX)   // hidden_size / num_attention_heads, when head_dim is not given
-        return errf(err, "%s: head_dim %d (hidden_size / num_attention_heads) is over %d", path, c->head_dim, HEAD_DIM_MAX);
-    if (c->head_dim % 2) return errf(err, "%s: head_dim (%d) must be even for RoPE", path, c->head_dim);
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos[i] >= c->vocab) return errf(err, "%s: eos_token_id %d outside the vocabulary (%d)", path, c->eos[i], c->vocab);
-    return 0;
-}
-
-int config_parse(Config *c, const char *json, const char *path, char *err) {
-    memset(c, 0, sizeof *c);
-    const char *end = NULL;
-    char why[64];
-    cJSON *root = cJSON_ParseWithOpts(json, &end, 0);
-    if (!root) return errf(err, "%s: not valid JSON (%s)", path, json_why(json, end, why, sizeof why));
-    if (!cJSON_IsObject(root)) { cJSON_Delete(root); return errf(err, "%s: not a JSON object", path); }
-    const int BIG = 1 << 24;
-    int rc = parse_arch(c, root, path, err);
-    // Hugging Face LlamaConfig defaults for the optional keys (Qwen2Config's
-    // differ in max_position_embeddings only).
-    c->norm_eps = 1e-6f; c->rope_theta = 10000.0f; c->max_pos = c->arch == ARCH_QWEN2 ? 32768 : 2048;
-    c->bos = 1; c->eos[0] = 2; c->n_eos = 1;
-    rc = rc || json_int(root, "hidden_size", &c->dim, 1, 1, BIG, path, err) ||
-             json_int(root, "intermediate_size", &c->hidden, 1, 1, BIG, path, err) ||
-             json_int(root, "num_hidden_layers", &c->n_layers, 1, 1, 4096, path, err) ||
-             json_int(root, "num_attention_heads", &c->n_heads, 1, 1, 4096, path, err) ||
-             json_int(root, "vocab_size", &c->vocab, 1, 1, BIG, path, err);
-    if (!rc) {
-        c->n_kv_heads = c->n_heads;
-        c->head_dim = c->dim / c->n_heads;
-        rc = json_int(root, "num_key_value_heads", &c->n_kv_heads, 0, 1, 4096, path, err) ||
-             json_int(root, "head_dim", &c->head_dim, 0, 1, HEAD_DIM_MAX, path, err) ||
-             json_float(root, "rms_norm_eps", &c->norm_eps, 0, 0, 1, path, err) ||
-             json_float(root, "rope_theta", &c->rope_theta, 0, 0, 1e12, path, err) ||
-             json_int(root, "max_position_embeddings", &c->max_pos, 0, 1, 1 << 30, path, err) ||
-             json_int(root, "bos_token_id", &c->bos, 0, 0, BIG, path, err) ||
-             parse_eos(c, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"), path, err) ||
-             parse_rope_scaling(c, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), path, err);
-    }
-    if (!rc) {
-        const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
-        if (tie && !cJSON_IsBool(tie)) rc = errf(err, "%s: \"tie_word_embeddings\" must be true or false", path);
-        c->tied = cJSON_IsTrue(tie);
-    }
-    if (!rc && c->head_dim == 0) rc = errf(err, "%s: hidden_size %d is smaller than num_attention_heads %d; set head_dim", path, c->dim, c->n_heads);
-    if (!rc) rc = config_check(c, path, err);
-    cJSON_Delete(root);
-    return rc ? -1 : 0;
-}
-
-int config_load(Config *c, const char *path, char *err) {
-    char *json = read_file(path, NULL, err);
-    if (!json) return -1;
-    int rc = config_parse(c, json, path, err);
-    free(json);
-    return rc;
-}
-
-int config_save(const Config *c, const char *path, char *err) {
-    cJSON *r = cJSON_CreateObject();
-    const int qwen2 = c->arch == ARCH_QWEN2;
-    cJSON *arch = cJSON_AddArrayToObject(r, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString(qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
-    cJSON_AddStringToObject(r, "model_type", qwen2 ? "qwen2" : "llama");
-    if (qwen2) {
-        cJSON_AddStringToObject(r, "hidden_act", "silu");
-        cJSON_AddFalseToObject(r, "use_sliding_window");
-    }
-    cJSON_AddNumberToObject(r, "hidden_size", c->dim);
-    cJSON_AddNumberToObject(r, "intermediate_size", c->hidden);
-    cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layers);
-    cJSON_AddNumberToObject(r, "num_attention_heads", c->n_heads);
-    cJSON_AddNumberToObject(r, "num_key_value_heads", c->n_kv_heads);
-    cJSON_AddNumberToObject(r, "head_dim", c->head_dim);
-    cJSON_AddNumberToObject(r, "vocab_size", c->vocab);
-    cJSON_AddNumberToObject(r, "rms_norm_eps", c->norm_eps);
-    cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
-    if (c->rope_llama3) {
-        cJSON *rs = cJSON_AddObjectToObject(r, "rope_scaling");
-        cJSON_AddStringToObject(rs, "rope_type", "llama3");
-        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
-        cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq);
-        cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq);
-        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_orig_max_pos);
-    } else cJSON_AddNullToObject(r, "rope_scaling");
-    cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tied);
-    cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_pos);
-    cJSON_AddNumberToObject(r, "bos_token_id", c->bos);
-    cJSON *eos = cJSON_AddArrayToObject(r, "eos_token_id");
-    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos[i]));
-    cJSON_AddStringToObject(r, "torch_dtype", "float32");
-    char *s = cJSON_Print(r);
-    cJSON_Delete(r);
-    int rc = write_file_atomic(path, s, strlen(s), err);
-    free(s);
-    return rc;
-}
 
 // ----------------------------------------------------------------------------
 // Tables of named tensors
@@ -275,62 +71,6 @@ Tensor *table_get(const Table *t, const char *name) {
 
 void table_zero(Table *t) { memset(t->mem, 0, t->total * sizeof(float)); }
 
-static void shape_str(char *s, size_t n, const Tensor *x) {
-    if (x->rows == 1) snprintf(s, n, "[%d]", x->cols);
-    else snprintf(s, n, "[%d, %d]", x->rows, x->cols);
-}
-
-static int shape_matches(const StTensor *f, const Tensor *x) {
-    if (x->rows == 1 && f->ndim == 1) return f->shape[0] == x->cols;
-    return f->ndim == 2 && f->shape[0] == x->rows && f->shape[1] == x->cols;
-}
-
-int table_load(Table *t, const char *const *files, const char *prefix, char *err) {
-    int nf = 0;
-    while (files[nf]) nf++;
-    StFile *st = calloc(nf, sizeof(StFile));
-    int rc = 0, opened = 0;
-    for (; opened < nf && !rc; opened++) rc = st_open(&st[opened], files[opened], err);
-    if (rc) opened--;
-    for (int i = 0; i < t->n && !rc; i++) {
-        Tensor *x = &t->t[i];
-        char key[256];
-        snprintf(key, sizeof key, "%s%s", prefix, x->name);
-        const StTensor *f = NULL;
-        int k = 0;
-        for (; k < nf && !f; k++) f = st_find(&st[k], key);
-        char want[48], got[160] = "";
-        shape_str(want, sizeof want, x);
-        if (!f) { rc = errf(err, "%s: tensor %s is missing (expected shape %s)", files[0], key, want); break; }
-        if (!shape_matches(f, x)) {
-            for (int d = 0; d < f->ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)f->shape[d]);
-            rc = errf(err, "%s: tensor %s has shape [%s], expected %s from the config", st[k - 1].path, key, got, want);
-            break;
-        }
-        rc = st_read_f32(&st[k - 1], f, x->data, (int64_t)x->size, err);
-    }
-    for (int k = 0; k < opened; k++) st_close(&st[k]);
-    free(st);
-    return rc;
-}
-
-int table_save(const Table *t, const char *path, const char *prefix, char *err) {
-    StOut *out = calloc(t->n, sizeof(StOut));
-    char (*names)[256] = calloc(t->n, sizeof *names);
-    for (int i = 0; i < t->n; i++) {
-        const Tensor *x = &t->t[i];
-        snprintf(names[i], sizeof names[i], "%s%s", prefix, x->name);
-        out[i] = (StOut){.name = names[i], .dtype = DT_F32, .data = x->data};
-        if (x->rows == 1) { out[i].ndim = 1; out[i].shape[0] = x->cols; }
-        else { out[i].ndim = 2; out[i].shape[0] = x->rows; out[i].shape[1] = x->cols; }
-    }
-    int rc = st_write(path, out, t->n, NULL, 0, err);
-    free(out);
-    free(names);
-    return rc;
-}
-
 // ----------------------------------------------------------------------------
 // The model's parameter table and the pointers into it
 
@@ -343,7 +83,7 @@ static void proj_name(char *s, size_t n, int l, int p, const char *what) {
     snprintf(s, n, "model.layers.%d.%s.%s.%s", l, PROJ_BLOCK[p], PROJ_NAME[p], what);
 }
 
-static void proj_shape(const Config *c, int p, int *out, int *in) {
+void proj_shape(const Config *c, int p, int *out, int *in) {
     int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
     const int outs[N_PROJ] = {q, kv, kv, c->dim, c->hidden, c->hidden, c->dim};
     const int ins[N_PROJ] = {c->dim, c->dim, c->dim, q, c->dim, c->dim, c->hidden};
@@ -447,95 +187,6 @@ void model_random(Model *m, uint64_t seed, float std) {
     }
 }
 
-// The safetensors files of a model directory: one file, or the shards that
-// model.safetensors.index.json names. Returns a NULL-terminated list.
-static char **model_files(const char *dir, char *err) {
-    char path[4096];
-    if (path_join(path, sizeof path, dir, "model.safetensors", err)) return NULL;
-    char **files = calloc(2, sizeof(char *));
-    if (access(path, R_OK) == 0) { files[0] = strdup(path); return files; }
-    free(files);
-    if (path_join(path, sizeof path, dir, "model.safetensors.index.json", err)) return NULL;
-    char *json = read_file(path, NULL, NULL);
-    if (!json) { errf(err, "%s: no model.safetensors or model.safetensors.index.json", dir); return NULL; }
-    cJSON *root = cJSON_Parse(json);
-    free(json);
-    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!cJSON_IsObject(map)) { cJSON_Delete(root); errf(err, "%s: missing \"weight_map\" object", path); return NULL; }
-    int n = 0;
-    files = calloc(cJSON_GetArraySize(map) + 1, sizeof(char *));
-    const cJSON *e;
-    cJSON_ArrayForEach(e, map) {
-        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) {
-            errf(err, "%s: weight_map.%s must name a shard file in the same folder", path, e->string);
-            for (int i = 0; i < n; i++) free(files[i]);
-            free(files);
-            cJSON_Delete(root);
-            return NULL;
-        }
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", dir, e->valuestring);
-        int seen = 0;
-        for (int i = 0; i < n && !seen; i++) seen = !strcmp(files[i], shard);
-        if (!seen) files[n++] = strdup(shard);
-    }
-    cJSON_Delete(root);
-    return files;
-}
-
-static void free_list(char **list) {
-    for (int i = 0; list && list[i]; i++) free(list[i]);
-    free(list);
-}
-
-// Parameters the config implies, counted in 64 bits before anything is allocated.
-static uint64_t config_params(const Config *c) {
-    uint64_t n = (uint64_t)c->vocab * c->dim * (c->tied ? 1 : 2) + (uint64_t)c->dim * (2 * c->n_layers + 1);
-    for (int p = 0; p < N_PROJ; p++) {
-        int out, in;
-        proj_shape(c, p, &out, &in);
-        n += (uint64_t)c->n_layers * out * (in + proj_has_bias(c, p));
-    }
-    return n;
-}
-
-// A config.json whose model the safetensors files cannot hold (2 bytes a
-// parameter at the least) is refused before its parameters are allocated.
-static int check_size(const Config *c, char **files, const char *config_path, char *err) {
-    uint64_t bytes = 0, params = config_params(c);
-    for (int i = 0; files[i]; i++) {
-        struct stat s;
-        if (stat(files[i], &s) != 0) return 0;   // table_load names the file it cannot open
-        bytes += (uint64_t)s.st_size;
-    }
-    if (bytes / 2 >= params) return 0;
-    return errf(err, "%s: describes %llu parameters (%.1f GiB in bf16), more than the safetensors files hold (%llu bytes)",
-                config_path, (unsigned long long)params, params * 2.0 / (1 << 30), (unsigned long long)bytes);
-}
-
-int model_load(Model *m, const char *dir, char *err) {
-    if (gguf_is_path(dir)) return gguf_load_model(m, dir, err);   // a llama.cpp file instead of a folder
-    char path[4096];
-    Config c;
-    if (path_join(path, sizeof path, dir, "config.json", err) || config_load(&c, path, err)) return -1;
-    char **files = model_files(dir, err);
-    if (!files) return -1;
-    memset(m, 0, sizeof *m);   // what model_free below sees when check_size refuses
-    int rc = check_size(&c, files, path, err) || model_init(m, &c, err);
-    if (!rc) rc = table_load(&m->params, (const char *const *)files, "", err);
-    if (rc && m->layers) model_free(m);
-    free_list(files);
-    return rc;
-}
-
-int model_save(const Model *m, const char *dir, char *err) {
-    char path[4096];
-    if (make_dirs(dir, err)) return -1;
-    if (path_join(path, sizeof path, dir, "config.json", err) || config_save(&m->c, path, err)) return -1;
-    if (path_join(path, sizeof path, dir, "model.safetensors", err)) return -1;
-    return table_save(&m->params, path, "", err);
-}
-
 // ----------------------------------------------------------------------------
 // LoRA adapters
 
@@ -553,7 +204,7 @@ unsigned lora_targets_parse(const char *list, char *err) {
     return mask;
 }
 
-static void lora_name(char *s, size_t n, int l, int p, char ab) {
+void lora_name(char *s, size_t n, int l, int p, char ab) {
     snprintf(s, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, PROJ_BLOCK[p], PROJ_NAME[p], ab);
 }
 
@@ -693,84 +344,93 @@ const char *gemm_backend(void) { return "reference loops"; }
 // ----------------------------------------------------------------------------
 // Activations
 
+typedef struct {
+    float *base;                  // NULL: only add up the sizes
+    size_t off;                   // floats taken so far
+} Arena;
+
+static float *take(Arena *ar, size_t n) {
+    float *p = ar->base ? ar->base + ar->off : NULL;
+    ar->off += n;
+    return p;
+}
+
+// The size table: every activation, in the order it lies in the one
+// allocation. kernels.cu's carve_acts lays out its twin in the same order.
+static void carve_acts(Acts *a, const Model *m, Arena *ar) {
+    const Config *c = &m->c;
+    const size_t N = (size_t)a->B * a->T, D = c->dim, F = c->hidden, V = c->vocab, half = c->head_dim / 2;
+    const size_t Dq = (size_t)c->n_heads * c->head_dim, Dkv = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t att = (size_t)a->B * c->n_heads * a->T * a->T;
+    int r = 0;   // the largest adapter rank
+    a->rope_cos = take(ar, a->T * half);
+    a->rope_sin = take(ar, a->T * half);
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerActs *A = &a->layers[l];
+        A->res = take(ar, N * D);
+        A->ln1 = take(ar, N * D);
+        A->rstd1 = take(ar, N);
+        A->q = take(ar, N * Dq);
+        A->k = take(ar, N * Dkv);
+        A->v = take(ar, N * Dkv);
+        A->att = take(ar, att);
+        A->atty = take(ar, N * Dq);
+        A->mid = take(ar, N * D);
+        A->ln2 = take(ar, N * D);
+        A->rstd2 = take(ar, N);
+        A->gate = take(ar, N * F);
+        A->up = take(ar, N * F);
+        A->h = take(ar, N * F);
+        for (int p = 0; p < N_PROJ; p++) {
+            const int rp = m->layers[l].proj[p].r;
+            A->u[p] = rp ? take(ar, N * rp) : NULL;
+            r = rp > r ? rp : r;
+        }
+    }
+    a->res_out = take(ar, N * D);
+    a->lnf = take(ar, N * D);
+    a->rstdf = take(ar, N);
+    a->logits = take(ar, N * V);
+    a->d_res = take(ar, N * D);
+    a->d_mid = take(ar, N * D);
+    a->d_ln = take(ar, N * D);
+    a->d_q = take(ar, N * Dq);
+    a->d_k = take(ar, N * Dkv);
+    a->d_v = take(ar, N * Dkv);
+    a->d_atty = take(ar, N * Dq);
+    a->d_gate = take(ar, N * F);
+    a->d_up = take(ar, N * F);
+    a->d_h = take(ar, N * F);
+    a->d_u = take(ar, N * r);
+    a->d_lnf = take(ar, N * D);
+    a->d_att = take(ar, att);
+}
+
 int acts_init(Acts *a, const Model *m, int B, int T, char *err) {
     memset(a, 0, sizeof *a);
     const Config *c = &m->c;
     if (B < 1 || T < 1 || (int64_t)B * c->n_heads * T * T > INT_MAX)   // the attention scores are one tensor
         return errf(err, "a batch of %d x %d tokens is too large for one pass (at most %d x %d scores)", B, T, c->n_heads, INT_MAX);
-    const int L = c->n_layers, N = B * T, D = c->dim, F = c->hidden, hd = c->head_dim;
-    const int Dq = c->n_heads * hd, Dkv = c->n_kv_heads * hd, att = B * c->n_heads * T * T;
     a->B = B;
     a->T = T;
-    a->n_layers = L;
-    Table *t = &a->mem;
-    char s[64];
-    table_add(t, "rope_cos", T, hd / 2);
-    table_add(t, "rope_sin", T, hd / 2);
-    for (int l = 0; l <= L; l++) { snprintf(s, sizeof s, "res.%d", l); table_add(t, s, N, D); }
-    // Per layer, in this order: what backward needs to see again.
-    const char *names[] = {"ln1", "rstd1", "q", "k", "v", "att", "atty", "mid", "ln2", "rstd2", "gate", "up", "hmlp"};
-    const int rows[] = {N, 1, N, N, N, 1, N, N, N, 1, N, N, N};
-    const int cols[] = {D, N, Dq, Dkv, Dkv, att, Dq, D, D, N, F, F, F};
-    const int nn = sizeof names / sizeof names[0];
-    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->mid, &a->ln2, &a->rstd2, &a->gate, &a->up, &a->hmlp};
-    for (int l = 0; l < L; l++)
-        for (int i = 0; i < nn; i++) { snprintf(s, sizeof s, "%s.%d", names[i], l); table_add(t, s, rows[i], cols[i]); }
-    int r = 0;
-    for (int l = 0; l < L; l++)
-        for (int p = 0; p < N_PROJ; p++) {
-            const Linear *x = &m->layers[l].proj[p];
-            if (!x->r) continue;
-            snprintf(s, sizeof s, "lora_u.%d.%d", l, p);
-            table_add(t, s, N, x->r);
-            if (x->r > r) r = x->r;
-        }
-    const char *tail[] = {"lnf", "rstdf", "logits", "d_res", "d_mid", "d_ln", "d_q", "d_k", "d_v", "d_atty", "d_gate", "d_up", "d_h", "d_u", "d_lnf", "d_att"};
-    const size_t tail_cols[] = {D, 1, c->vocab, D, D, D, Dq, Dkv, Dkv, Dq, F, F, F, r, D, 0};
-    float **tail_slots[] = {&a->lnf, &a->rstdf, &a->logits, &a->d_res, &a->d_mid, &a->d_ln, &a->d_q, &a->d_k, &a->d_v, &a->d_atty, &a->d_gate, &a->d_up, &a->d_h, &a->d_u, &a->d_lnf, &a->d_att};
-    const int nt = sizeof tail / sizeof tail[0];
-    for (int i = 0; i < nt - 1; i++) table_add(t, tail[i], N, (int)tail_cols[i]);
-    table_add(t, "d_att", 1, att);
-    if (table_alloc(t)) {
-        table_free(t);
+    a->n_layers = c->n_layers;
+    a->layers = calloc(c->n_layers, sizeof(LayerActs));
+    Arena ar = {NULL, 0};
+    carve_acts(a, m, &ar);
+    a->mem = calloc(ar.off ? ar.off : 1, sizeof(float));
+    if (!a->mem) {
+        acts_free(a);
         return errf(err, "out of memory allocating activations for batch %d x %d", B, T);
     }
-    // Bind the pointers in the order the names were added.
-    int i = 2;
-    a->rope_cos = t->t[0].data;
-    a->rope_sin = t->t[1].data;
-    a->res = calloc(L + 1, sizeof(float *));
-    for (int l = 0; l <= L; l++) a->res[l] = t->t[i++].data;
-    for (int k = 0; k < nn; k++) *slots[k] = calloc(L, sizeof(float *));
-    for (int l = 0; l < L; l++)
-        for (int k = 0; k < nn; k++) (*slots[k])[l] = t->t[i++].data;
-    a->lora_u = calloc(L, sizeof(float **));
-    for (int l = 0; l < L; l++) {
-        a->lora_u[l] = calloc(N_PROJ, sizeof(float *));
-        for (int p = 0; p < N_PROJ; p++)
-            if (m->layers[l].proj[p].r) a->lora_u[l][p] = t->t[i++].data;
-    }
-    for (int k = 0; k < nt; k++) *tail_slots[k] = t->t[i++].data;
-    // RoPE angles for positions 0..T-1
-    float *inv = malloc(hd / 2 * sizeof(float));
-    rope_inv_freq(c, inv);
-    for (int pos = 0; pos < T; pos++)
-        for (int j = 0; j < hd / 2; j++) {
-            float ang = (float)pos * inv[j];   // fp32 product, as Hugging Face computes it
-            a->rope_cos[pos * hd / 2 + j] = cosf(ang);
-            a->rope_sin[pos * hd / 2 + j] = sinf(ang);
-        }
-    free(inv);
+    ar = (Arena){a->mem, 0};
+    carve_acts(a, m, &ar);
+    rope_table(c, T, a->rope_cos, a->rope_sin);
     return 0;
 }
 
 void acts_free(Acts *a) {
-    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->mid, &a->ln2, &a->rstd2, &a->gate, &a->up, &a->hmlp};
-    for (size_t k = 0; k < sizeof slots / sizeof slots[0]; k++) free(*slots[k]);
-    for (int l = 0; a->lora_u && l < a->n_layers; l++) free(a->lora_u[l]);
-    free(a->lora_u);
-    free(a->res);
-    table_free(&a->mem);
+    free(a->layers);
+    free(a->mem);
     memset(a, 0, sizeof *a);
 }
 
@@ -792,6 +452,24 @@ void rope_inv_freq(const Config *c, float *inv) {
         }
         inv[j] = f;
     }
+}
+
+void rope_table(const Config *c, int n, float *cosv, float *sinv) {
+    const int half = c->head_dim / 2;
+    float *inv = malloc(half * sizeof(float));
+    rope_inv_freq(c, inv);
+    for (int pos = 0; pos < n; pos++)
+        for (int j = 0; j < half; j++) {
+            float ang = (float)pos * inv[j];   // fp32 product, as Hugging Face computes it
+            cosv[(size_t)pos * half + j] = cosf(ang);
+            sinv[(size_t)pos * half + j] = sinf(ang);
+        }
+    free(inv);
+}
+
+// x (N,D) = rows ids (N) of the embedding emb (V,D)
+static void embed(float *x, const float *emb, const int *ids, int N, int D) {
+    for (int n = 0; n < N; n++) memcpy(x + (size_t)n * D, emb + (size_t)ids[n] * D, D * sizeof(float));
 }
 
 // out, x are (N, D); rstd is (N); w is (D)
@@ -976,7 +654,7 @@ static void attention_backward(float *dq, float *dk, float *dv, float *datt, con
         }
 }
 
-// hmlp (N,F) = silu(gate) * up
+// h (N,F) = silu(gate) * up
 static void swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
@@ -998,53 +676,54 @@ static void add(float *y, const float *x, size_t n) {
 
 static void layer_forward(const Model *m, Acts *a, int l) {
     const Config *c = &m->c;
-    const Layer *L = &m->layers[l];
+    const Layer *W = &m->layers[l];
+    LayerActs *A = &a->layers[l];
     const int N = a->B * a->T, D = c->dim;
-    float **u = a->lora_u[l];
-    rmsnorm_forward(a->ln1[l], a->rstd1[l], a->res[l], L->attn_norm, N, D, c->norm_eps);
-    linear_forward(&L->proj[PROJ_Q], a->ln1[l], a->q[l], u[PROJ_Q], N);
-    linear_forward(&L->proj[PROJ_K], a->ln1[l], a->k[l], u[PROJ_K], N);
-    linear_forward(&L->proj[PROJ_V], a->ln1[l], a->v[l], u[PROJ_V], N);
-    rope(a->q[l], a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, 1.0f);
-    rope(a->k[l], a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, 1.0f);
-    attention_forward(a->atty[l], a->att[l], a->q[l], a->k[l], a->v[l], a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
-    linear_forward(&L->proj[PROJ_O], a->atty[l], a->mid[l], u[PROJ_O], N);
-    add(a->mid[l], a->res[l], (size_t)N * D);
-    rmsnorm_forward(a->ln2[l], a->rstd2[l], a->mid[l], L->mlp_norm, N, D, c->norm_eps);
-    linear_forward(&L->proj[PROJ_GATE], a->ln2[l], a->gate[l], u[PROJ_GATE], N);
-    linear_forward(&L->proj[PROJ_UP], a->ln2[l], a->up[l], u[PROJ_UP], N);
-    swiglu_forward(a->hmlp[l], a->gate[l], a->up[l], (size_t)N * c->hidden);
-    linear_forward(&L->proj[PROJ_DOWN], a->hmlp[l], a->res[l + 1], u[PROJ_DOWN], N);
-    add(a->res[l + 1], a->mid[l], (size_t)N * D);
+    float *res_out = l + 1 < c->n_layers ? a->layers[l + 1].res : a->res_out;   // the next layer's input
+    rmsnorm_forward(A->ln1, A->rstd1, A->res, W->attn_norm, N, D, c->norm_eps);
+    linear_forward(&W->proj[PROJ_Q], A->ln1, A->q, A->u[PROJ_Q], N);
+    linear_forward(&W->proj[PROJ_K], A->ln1, A->k, A->u[PROJ_K], N);
+    linear_forward(&W->proj[PROJ_V], A->ln1, A->v, A->u[PROJ_V], N);
+    rope(A->q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, 1.0f);
+    rope(A->k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, 1.0f);
+    attention_forward(A->atty, A->att, A->q, A->k, A->v, a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
+    linear_forward(&W->proj[PROJ_O], A->atty, A->mid, A->u[PROJ_O], N);
+    add(A->mid, A->res, (size_t)N * D);
+    rmsnorm_forward(A->ln2, A->rstd2, A->mid, W->mlp_norm, N, D, c->norm_eps);
+    linear_forward(&W->proj[PROJ_GATE], A->ln2, A->gate, A->u[PROJ_GATE], N);
+    linear_forward(&W->proj[PROJ_UP], A->ln2, A->up, A->u[PROJ_UP], N);
+    swiglu_forward(A->h, A->gate, A->up, (size_t)N * c->hidden);
+    linear_forward(&W->proj[PROJ_DOWN], A->h, res_out, A->u[PROJ_DOWN], N);
+    add(res_out, A->mid, (size_t)N * D);
 }
 
-// d_res holds d loss / d res[l+1] on entry and d loss / d res[l] on return,
-// except that layer 0 leaves it alone when nothing trains below it (LoRA over
-// a frozen embedding): then layer 0 computes only its own weights' gradients.
+// d_res holds d loss / d (layer l's output) on entry and d loss / A->res on
+// return, except that layer 0 leaves it alone when nothing trains below it
+// (LoRA over a frozen embedding): then layer 0 computes only its own weights' gradients.
 static void layer_backward(Model *m, Acts *a, int l) {
     const Config *c = &m->c;
-    Layer *L = &m->layers[l];
+    Layer *W = &m->layers[l];
+    const LayerActs *A = &a->layers[l];
     const int N = a->B * a->T, D = c->dim;
     const size_t ND = (size_t)N * D;
-    float **u = a->lora_u[l];
-    linear_backward(&L->proj[PROJ_DOWN], a->d_res, a->hmlp[l], u[PROJ_DOWN], a->d_h, a->d_u, N, 0);
-    swiglu_backward(a->d_gate, a->d_up, a->d_h, a->gate[l], a->up[l], (size_t)N * c->hidden);
-    linear_backward(&L->proj[PROJ_GATE], a->d_gate, a->ln2[l], u[PROJ_GATE], a->d_ln, a->d_u, N, 0);
-    linear_backward(&L->proj[PROJ_UP], a->d_up, a->ln2[l], u[PROJ_UP], a->d_ln, a->d_u, N, 1);
+    linear_backward(&W->proj[PROJ_DOWN], a->d_res, A->h, A->u[PROJ_DOWN], a->d_h, a->d_u, N, 0);
+    swiglu_backward(a->d_gate, a->d_up, a->d_h, A->gate, A->up, (size_t)N * c->hidden);
+    linear_backward(&W->proj[PROJ_GATE], a->d_gate, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, N, 0);
+    linear_backward(&W->proj[PROJ_UP], a->d_up, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, N, 1);
     memcpy(a->d_mid, a->d_res, ND * sizeof(float));
-    rmsnorm_backward(a->d_mid, L->d_mlp_norm, a->d_ln, a->mid[l], L->mlp_norm, a->rstd2[l], N, D);
-    linear_backward(&L->proj[PROJ_O], a->d_mid, a->atty[l], u[PROJ_O], a->d_atty, a->d_u, N, 0);
-    attention_backward(a->d_q, a->d_k, a->d_v, a->d_att, a->d_atty, a->q[l], a->k[l], a->v[l], a->att[l],
+    rmsnorm_backward(a->d_mid, W->d_mlp_norm, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, D);
+    linear_backward(&W->proj[PROJ_O], a->d_mid, A->atty, A->u[PROJ_O], a->d_atty, a->d_u, N, 0);
+    attention_backward(a->d_q, a->d_k, a->d_v, a->d_att, a->d_atty, A->q, A->k, A->v, A->att,
                        a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
     rope(a->d_q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, -1.0f);
     rope(a->d_k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, -1.0f);
-    float *d_ln = l > 0 || m->d_embed || L->d_attn_norm ? a->d_ln : NULL;
-    linear_backward(&L->proj[PROJ_Q], a->d_q, a->ln1[l], u[PROJ_Q], d_ln, a->d_u, N, 0);
-    linear_backward(&L->proj[PROJ_K], a->d_k, a->ln1[l], u[PROJ_K], d_ln, a->d_u, N, 1);
-    linear_backward(&L->proj[PROJ_V], a->d_v, a->ln1[l], u[PROJ_V], d_ln, a->d_u, N, 1);
+    float *d_ln = l > 0 || m->d_embed || W->d_attn_norm ? a->d_ln : NULL;
+    linear_backward(&W->proj[PROJ_Q], a->d_q, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, N, 0);
+    linear_backward(&W->proj[PROJ_K], a->d_k, A->ln1, A->u[PROJ_K], d_ln, a->d_u, N, 1);
+    linear_backward(&W->proj[PROJ_V], a->d_v, A->ln1, A->u[PROJ_V], d_ln, a->d_u, N, 1);
     if (!d_ln) return;
     memcpy(a->d_res, a->d_mid, ND * sizeof(float));
-    rmsnorm_backward(a->d_res, L->d_attn_norm, a->d_ln, a->res[l], L->attn_norm, a->rstd1[l], N, D);
+    rmsnorm_backward(a->d_res, W->d_attn_norm, a->d_ln, A->res, W->attn_norm, A->rstd1, N, D);
 }
 
 // Mean cross-entropy of logits (B,T,V) against labels shifted by one: position
@@ -1093,9 +772,9 @@ float model_forward(const Model *m, Acts *a, const int *ids, const int *labels) 
     const int N = a->B * a->T, D = c->dim;
     a->ids = ids;
     a->labels = labels;
-    for (int n = 0; n < N; n++) memcpy(a->res[0] + (size_t)n * D, m->embed + (size_t)ids[n] * D, D * sizeof(float));
+    embed(a->layers[0].res, m->embed, ids, N, D);
     for (int l = 0; l < c->n_layers; l++) layer_forward(m, a, l);
-    rmsnorm_forward(a->lnf, a->rstdf, a->res[c->n_layers], m->norm, N, D, c->norm_eps);
+    rmsnorm_forward(a->lnf, a->rstdf, a->res_out, m->norm, N, D, c->norm_eps);
     gemm(0, 1, N, c->vocab, D, 1.0f, a->lnf, D, m->lm_head, D, 0.0f, a->logits, c->vocab);
     a->n_valid = 0;
     return labels ? cross_entropy(a->logits, labels, a->B, a->T, c->vocab, &a->n_valid) : 0.0f;
@@ -1110,7 +789,7 @@ void model_backward(Model *m, Acts *a) {
     gemm(0, 0, N, D, V, 1.0f, a->logits, V, m->lm_head, D, 0.0f, a->d_lnf, D);
     if (m->d_lm_head) gemm(1, 0, V, D, N, 1.0f, a->logits, V, a->lnf, D, 1.0f, m->d_lm_head, D);
     memset(a->d_res, 0, (size_t)N * D * sizeof(float));
-    rmsnorm_backward(a->d_res, m->d_norm, a->d_lnf, a->res[c->n_layers], m->norm, a->rstdf, N, D);
+    rmsnorm_backward(a->d_res, m->d_norm, a->d_lnf, a->res_out, m->norm, a->rstdf, N, D);
     for (int l = c->n_layers - 1; l >= 0; l--) layer_backward(m, a, l);
     if (m->d_embed)
         for (int n = 0; n < N; n++) axpy(m->d_embed + (size_t)a->ids[n] * D, 1.0f, a->d_res + (size_t)n * D, D);
@@ -1198,14 +877,14 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
 static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, const uint8_t *want) {
     const Config *cf = &m->c;
     const int D = cf->dim, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd;
-    for (int i = 0; i < R; i++) memcpy(c->x + (size_t)i * D, m->embed + (size_t)tok[i] * D, D * sizeof(float));
+    embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
     for (int l = 0; l < cf->n_layers; l++) {
-        const Layer *L = &m->layers[l];
-        rmsnorm_forward(c->xn, rstd, c->x, L->attn_norm, R, D, cf->norm_eps);
-        linear_forward(&L->proj[PROJ_Q], c->xn, c->q, c->u, R);
-        linear_forward(&L->proj[PROJ_K], c->xn, c->kn, c->u, R);
-        linear_forward(&L->proj[PROJ_V], c->xn, c->vn, c->u, R);
+        const Layer *W = &m->layers[l];
+        rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
+        linear_forward(&W->proj[PROJ_Q], c->xn, c->q, c->u, R);
+        linear_forward(&W->proj[PROJ_K], c->xn, c->kn, c->u, R);
+        linear_forward(&W->proj[PROJ_V], c->xn, c->vn, c->u, R);
         rope_at(c->q, pos, c->inv_freq, R, cf->n_heads, hd);
         rope_at(c->kn, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
@@ -1214,13 +893,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
             memcpy(c->v + at, c->vn + (size_t)i * Dkv, Dkv * sizeof(float));
         }
         kv_attention(m, c, l, R, seq, pos);
-        linear_forward(&L->proj[PROJ_O], c->atty, c->tmp, c->u, R);
+        linear_forward(&W->proj[PROJ_O], c->atty, c->tmp, c->u, R);
         add(c->x, c->tmp, (size_t)R * D);
-        rmsnorm_forward(c->xn, rstd, c->x, L->mlp_norm, R, D, cf->norm_eps);
-        linear_forward(&L->proj[PROJ_GATE], c->xn, c->gate, c->u, R);
-        linear_forward(&L->proj[PROJ_UP], c->xn, c->up, c->u, R);
+        rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
+        linear_forward(&W->proj[PROJ_GATE], c->xn, c->gate, c->u, R);
+        linear_forward(&W->proj[PROJ_UP], c->xn, c->up, c->u, R);
         swiglu_forward(c->h, c->gate, c->up, (size_t)R * cf->hidden);
-        linear_forward(&L->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
+        linear_forward(&W->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
         add(c->x, c->tmp, (size_t)R * D);
     }
     int nw = 0;

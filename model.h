@@ -21,14 +21,6 @@ typedef struct {
     int eos[8], n_eos;
 } Config;
 
-// config.json of a Hugging Face Llama or Qwen2 checkpoint; a missing required
-// key or a value of the wrong kind is an error naming the key, and so is a
-// feature the math here lacks (sliding-window attention, attention_bias on a
-// Llama, an activation other than silu, another model_type).
-int config_load(Config *c, const char *path, char *err);
-int config_parse(Config *c, const char *json, const char *path, char *err);
-int config_save(const Config *c, const char *path, char *err);
-
 // ---------------------------------------------------------------------------
 // Tables of named tensors: every tensor of a model or adapter lives in one
 // allocation (mem) and is addressed by its Hugging Face / PEFT name. Loaders,
@@ -54,13 +46,6 @@ void table_free(Table *t);
 Tensor *table_get(const Table *t, const char *name);   // NULL when absent
 void table_zero(Table *t);
 
-// Load / save a table from / to safetensors. `prefix` is prepended to each
-// name in the file (the PEFT adapter prefix, or ""). Loading fills every tensor
-// and fails, naming the tensor, if one is missing or has the wrong shape.
-// `files` is a NULL-terminated list: a model sharded over several files.
-int table_load(Table *t, const char *const *files, const char *prefix, char *err);
-int table_save(const Table *t, const char *path, const char *prefix, char *err);
-
 // ---------------------------------------------------------------------------
 // A linear layer y = x W^T (+ b with a bias) (+ s * (x A^T) B^T with a LoRA
 // adapter), W [out,in]. A LoRA adapter never trains the bias: like W it stays frozen.
@@ -69,6 +54,8 @@ extern const char *const PROJ_NAME[N_PROJ];     // "q_proj", ... (PEFT names)
 extern const char *const PROJ_BLOCK[N_PROJ];    // "self_attn" or "mlp"
 // Whether projection p has a bias: Qwen2's q_proj, k_proj and v_proj.
 int proj_has_bias(const Config *c, int p);
+// Projection p's weight is [*out, *in].
+void proj_shape(const Config *c, int p, int *out, int *in);
 
 // The parameter table, in this order, Hugging Face names (PyTorch shapes):
 //   model.embed_tokens.weight                         [V, D]
@@ -115,16 +102,15 @@ typedef struct {
 
 // The parameter table for a config, with Hugging Face names, zeroed.
 int model_init(Model *m, const Config *c, char *err);
-// A Hugging Face model directory: config.json + model.safetensors or
-// model.safetensors.index.json with shards; F32, BF16 or F16 on disk.
-int model_load(Model *m, const char *dir, char *err);
-int model_save(const Model *m, const char *dir, char *err);
 void model_free(Model *m);
 void model_random(Model *m, uint64_t seed, float std);   // for tests and benchmarks
 int model_train_full(Model *m);     // allocate base gradients: every tensor trains, biases too
 
 // LoRA adapters (PEFT layout). targets is a bitmask of PROJ_* values.
 unsigned lora_targets_parse(const char *list, char *err);   // "q_proj,v_proj"; 0 on error
+// The PEFT name of layer l's projection p's lora_A (ab = 'A') or lora_B ('B'):
+// "base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight".
+void lora_name(char *s, size_t n, int l, int p, char ab);
 int lora_init(Lora *l, const Config *c, int r, float alpha, unsigned targets);
 void lora_reset(Lora *l, uint64_t seed);       // PEFT init: A kaiming-uniform, B = 0
 void lora_free(Lora *l);
@@ -132,22 +118,44 @@ void model_attach_lora(Model *m, Lora *l);     // NULL detaches
 void lora_merge(Model *m, const Lora *l, float sign);   // W += sign * s * B A
 
 // ---------------------------------------------------------------------------
-// Activations for one (B, T) shape: everything backward needs, one allocation.
+// Activations for one (B, T) shape: everything backward needs, in one
+// allocation laid out by one size table (model.c's carve_acts). N = B*T.
+
+// What layer l's forward keeps for its backward.
+typedef struct {
+    float *res;                   // (N, D) the layer's input: the residual stream
+    float *ln1, *rstd1;           // (N, D), (N): input_layernorm
+    float *q, *k, *v;             // (N, H*hd), (N, KV*hd), (N, KV*hd); q and k turned by RoPE
+    float *att;                   // (B, H, T, T) softmax probabilities
+    float *atty;                  // (N, H*hd) attention output, o_proj's input
+    float *mid;                   // (N, D) the residual stream after attention
+    float *ln2, *rstd2;           // (N, D), (N): post_attention_layernorm
+    float *gate, *up, *h;         // (N, F) each; h = silu(gate) * up, down_proj's input
+    float *u[N_PROJ];             // (N, r) x A^T of each adapted projection, else NULL
+} LayerActs;
+
 typedef struct {
     int B, T, n_layers;
-    Table mem;
+    float *mem;                   // the one allocation
     float *rope_cos, *rope_sin;   // (T, hd/2)
-    float **res;                  // L+1 residual streams (N, D): res[l] enters layer l
-    float **ln1, **rstd1, **q, **k, **v, **att, **atty, **mid, **ln2, **rstd2, **gate, **up, **hmlp;
-    float ***lora_u;              // [l][p]: x A^T (N, r) of each adapted projection
-    float *lnf, *rstdf, *logits;  // final norm (N, D), (N), logits (N, V)
-    float *d_res, *d_mid, *d_ln, *d_q, *d_k, *d_v, *d_atty, *d_gate, *d_up, *d_h, *d_u, *d_lnf, *d_att;
+    LayerActs *layers;            // (n_layers)
+    float *res_out;               // (N, D) the last layer's output
+    float *lnf, *rstdf, *logits;  // final norm (N, D), (N); logits (N, V)
+    // Gradients of one layer at a time: backward reuses them layer after layer.
+    float *d_res, *d_mid, *d_ln;  // (N, D)
+    float *d_q, *d_k, *d_v, *d_atty;   // (N, H*hd), (N, KV*hd), (N, KV*hd), (N, H*hd)
+    float *d_gate, *d_up, *d_h;   // (N, F)
+    float *d_u;                   // (N, r)
+    float *d_lnf;                 // (N, D)
+    float *d_att;                 // (B, H, T, T)
     const int *ids, *labels;      // the batch the last forward saw
     int n_valid;                  // positions that carry loss
 } Acts;
 
 // RoPE inverse frequencies (hd/2 of them), llama3-scaled when the config says so.
 void rope_inv_freq(const Config *c, float *inv);
+// cos and sin (n, hd/2) of the RoPE angles of positions 0..n-1.
+void rope_table(const Config *c, int n, float *cosv, float *sinv);
 
 int acts_init(Acts *a, const Model *m, int B, int T, char *err);
 void acts_free(Acts *a);
@@ -188,3 +196,31 @@ int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float
 int kv_prefill(const Model *m, KVCache *c, int n, const int *const *prompts, const int *lens, float *logits, char *err);
 // One token for each of n sequences at once (batched decode): logits (n, V).
 int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *tokens, float *logits, char *err);
+
+// ---------------------------------------------------------------------------
+// On disk (checkpoint.c)
+
+// config.json of a Hugging Face Llama or Qwen2 checkpoint; a missing required
+// key or a value of the wrong kind is an error naming the key, and so is a
+// feature the math here lacks (sliding-window attention, attention_bias on a
+// Llama, an activation other than silu, another model_type).
+int config_load(Config *c, const char *path, char *err);
+int config_parse(Config *c, const char *json, const char *path, char *err);
+int config_save(const Config *c, const char *path, char *err);
+
+// Load / save a table from / to safetensors. `prefix` is prepended to each
+// name in the file (the PEFT adapter prefix, or ""). Loading fills every tensor
+// and fails, naming the tensor, if one is missing or has the wrong shape.
+// `files` is a NULL-terminated list: a model sharded over several files.
+int table_load(Table *t, const char *const *files, const char *prefix, char *err);
+int table_save(const Table *t, const char *path, const char *prefix, char *err);
+
+// A Hugging Face model directory: config.json + model.safetensors or
+// model.safetensors.index.json with shards; F32, BF16 or F16 on disk. A GGUF
+// file path instead of a directory loads through gguf.c.
+int model_load(Model *m, const char *dir, char *err);
+int model_save(const Model *m, const char *dir, char *err);
+
+// PEFT adapter folder: adapter_config.json + adapter_model.safetensors.
+int lora_load(Lora *l, const Config *c, const char *dir, char *err);
+int lora_save(const Lora *l, const char *dir, const char *base_model, char *err);

@@ -3,7 +3,7 @@
 // Results go to stdout; progress and messages to stderr. Errors read
 // "seal: <file or flag>: <what was wrong>". Exit status: 0 success, 1 bad
 // input or failed check, 2 usage.
-#include "cuda.h"
+#include "kernels.h"
 #include "demo.h"
 #include "demo_knowledge.h"
 #include "fewshot.h"

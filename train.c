@@ -1,7 +1,6 @@
 // train.c: see train.h.
 #include "train.h"
 #include "util.h"
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,87 +52,6 @@ float lr_at(float lr, int step, int warmup, int total) {
 
 Table *trainable_params(Model *m) { return m->lora ? &m->lora->params : &m->params; }
 Table *trainable_grads(Model *m) { return m->lora ? &m->lora->grads : &m->grads; }
-
-// ----------------------------------------------------------------------------
-// PEFT adapters
-
-static int parse_targets(const cJSON *tm, const char *path, unsigned *mask, char *err) {
-    if (!cJSON_IsArray(tm)) return errf(err, "%s: \"target_modules\" must be a list of module names", path);
-    char list[256] = "";
-    const cJSON *e;
-    cJSON_ArrayForEach(e, tm) {
-        if (!cJSON_IsString(e)) return errf(err, "%s: \"target_modules\" entries must be strings", path);
-        const char *dot = strrchr(e->valuestring, '.');   // "self_attn.q_proj" means q_proj too
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s,", dot ? dot + 1 : e->valuestring);
-    }
-    char why[ERR_MAX];
-    *mask = lora_targets_parse(list, why);
-    return *mask ? 0 : errf(err, "%s: %s", path, why);
-}
-
-static int check_flag(const cJSON *root, const char *key, int want_true, const char *path, char *err) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (v && !cJSON_IsNull(v) && (want_true ? !cJSON_IsTrue(v) : !cJSON_IsFalse(v)))
-        return errf(err, "%s: \"%s\" must be %s (other values are not supported)", path, key, want_true ? "true" : "false");
-    return 0;
-}
-
-int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
-    char path[4096];
-    if (path_join(path, sizeof path, dir, "adapter_config.json", err)) return -1;
-    char *json = read_file(path, NULL, err);
-    if (!json) return -1;
-    const char *end = NULL;
-    char why[80] = "", at[48];
-    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
-    if (!root) snprintf(why, sizeof why, " (not valid JSON, %s)", json_why(json, end, at, sizeof at));
-    free(json);
-    int rc = 0;
-    unsigned mask = 0;
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r"), *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "peft_type"), *bias = cJSON_GetObjectItemCaseSensitive(root, "bias");
-    if (!cJSON_IsObject(root)) rc = errf(err, "%s: not a JSON object%s", path, why);
-    else if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA")) rc = errf(err, "%s: peft_type \"%s\", expected \"LORA\"", path, type->valuestring);
-    else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536 || r->valuedouble != floor(r->valuedouble))
-        rc = errf(err, "%s: \"r\" must be a positive integer", path);
-    else if (!cJSON_IsNumber(alpha)) rc = errf(err, "%s: \"lora_alpha\" must be a number", path);
-    else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none")) rc = errf(err, "%s: bias \"%s\" is not supported (expected \"none\")", path, bias->valuestring);
-    else rc = check_flag(root, "use_rslora", 0, path, err) || check_flag(root, "fan_in_fan_out", 0, path, err) ||
-              parse_targets(cJSON_GetObjectItemCaseSensitive(root, "target_modules"), path, &mask, err);
-    if (!rc && lora_init(l, c, r->valueint, (float)alpha->valuedouble, mask)) rc = errf(err, "%s: out of memory", dir);
-    cJSON_Delete(root);
-    if (rc) return -1;
-    if (path_join(path, sizeof path, dir, "adapter_model.safetensors", err) ||
-        table_load(&l->params, (const char *const[]){path, NULL}, "", err)) {
-        lora_free(l);
-        return -1;
-    }
-    return 0;
-}
-
-int lora_save(const Lora *l, const char *dir, const char *base_model, char *err) {
-    char path[4096];
-    if (make_dirs(dir, err) || path_join(path, sizeof path, dir, "adapter_model.safetensors", err)) return -1;
-    if (table_save(&l->params, path, "", err)) return -1;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "peft_type", "LORA");
-    cJSON_AddNumberToObject(root, "r", l->r);
-    cJSON_AddNumberToObject(root, "lora_alpha", l->alpha);
-    cJSON *tm = cJSON_AddArrayToObject(root, "target_modules");
-    for (int p = 0; p < N_PROJ; p++)
-        if (l->targets >> p & 1) cJSON_AddItemToArray(tm, cJSON_CreateString(PROJ_NAME[p]));
-    cJSON_AddNumberToObject(root, "lora_dropout", 0.0);
-    cJSON_AddStringToObject(root, "bias", "none");
-    cJSON_AddBoolToObject(root, "use_rslora", 0);
-    cJSON_AddBoolToObject(root, "fan_in_fan_out", 0);
-    cJSON_AddStringToObject(root, "base_model_name_or_path", base_model ? base_model : "");
-    cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
-    char *s = cJSON_Print(root);
-    cJSON_Delete(root);
-    int rc = path_join(path, sizeof path, dir, "adapter_config.json", err) || write_file_atomic(path, s, strlen(s), err);
-    free(s);
-    return rc ? -1 : 0;
-}
 
 // ----------------------------------------------------------------------------
 // Supervised fine-tuning

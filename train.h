@@ -1,5 +1,5 @@
 // train.h: the inner loop's pieces: AdamW, the learning-rate schedule,
-// gradient clipping, and LoRA adapters on disk in the PEFT format.
+// gradient clipping, supervised fine-tuning.
 #pragma once
 #include "model.h"
 #include "tokenizer.h"
@@ -27,10 +27,6 @@ float lr_at(float lr, int step, int warmup, int total);
 // whole model (which must have had model_train_full).
 Table *trainable_params(Model *m);
 Table *trainable_grads(Model *m);
-
-// PEFT adapter folder: adapter_config.json + adapter_model.safetensors.
-int lora_load(Lora *l, const Config *c, const char *dir, char *err);
-int lora_save(const Lora *l, const char *dir, const char *base_model, char *err);
 
 // ----------------------------------------------------------------------------
 // Supervised fine-tuning: the inner loop of SEAL and its M-step.

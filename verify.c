@@ -2,7 +2,7 @@
 // fixture's batch and compares logits, loss, every gradient, every step's
 // loss and every trained tensor with what the reference wrote.
 #include "verify.h"
-#include "cuda.h"
+#include "kernels.h"
 #include "model.h"
 #include "safetensors.h"
 #include "train.h"

@@ -12,7 +12,7 @@
 //
 // Output: one "key value" line per measure on stdout (bench/run_gpu.sh reads them).
 #include "bench/bench_models.h"
-#include "cuda.h"
+#include "kernels.h"
 #include "model.h"
 #include "train.h"
 #include "util.h"

@@ -16,7 +16,7 @@
 // one line per comparison; exit status 0 when every error is inside its bound.
 // --exact tightens the bounds for the emulator's exact build.
 #include "bench/bench_models.h"
-#include "cuda.h"
+#include "kernels.h"
 #include "model.h"
 #include "train.h"
 #include "util.h"

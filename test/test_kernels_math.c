@@ -275,7 +275,7 @@ static void composed_forward(const Model *m, const int *ids, int T, float *logit
             }
         }
         for (int t = 0; t < T; t++) {
-            for (int h = 0; h < H; h++) {   // keys 0..t in tiles of TILE, online softmax as k_attn_fwd
+            for (int h = 0; h < H; h++) {   // keys 0..t in tiles of TILE, online softmax as attention_forward_kernel
                 const float *qh = q + (size_t)t * Dq + h * hd;
                 float mrow = -INFINITY, lrow = 0.0f;
                 memset(acc, 0, hd * sizeof(float));

@@ -1,4 +1,4 @@
-// cuda.h: the CUDA backend's host interface, plain C. kernels.cu implements
+// kernels.h: the CUDA backend's host interface, plain C. kernels.cu implements
 // it when the binary is built with nvcc (-DSEAL_CUDA); in a CPU-only build the
 // functions below are stubs that report "built without CUDA", so callers need
 // no #ifdefs.
