@@ -1,21 +1,37 @@
 // restem.c: SEAL's outer loop (Singh et al.'s ReST^EM, as SEAL uses it).
 //
+//   round 0  the base policy: held-out score with no adaptation, with its own
+//            (untrained) self-edits, and with the domain's oracle self-edit;
+//            the retention probe's score, the bar every later policy is held to
 //   for round k = 1..R:
 //     E-step   for each training task, sample K self-edits from the policy;
-//              apply each to the student (inner loop) and reward it; an
-//              invalid self-edit is drawn again, up to max_attempts draws
-//     filter   keep the self-edits whose reward passes the threshold, at most
-//              keep_per_task per task
-//     M-step   a fresh LoRA on the base policy, trained on the kept
-//              (prompt, self-edit) pairs with loss on the self-edit tokens only
-//     evaluate the new policy on held-out tasks; promote it unless its probe
-//              score dropped too far (retention guard)
+//              apply each to the student (inner loop) and reward it. An
+//              invalid self-edit is drawn again, so K self-edits take up to
+//              K x max_attempts draws; only the last attempt counts
+//     filter   keep a task's self-edits that are valid, trained and rewarded
+//              at least the threshold: its first keep_per_task by sample
+//              index, or (best_per_task) its keep_per_task best that also beat
+//              the task's no-edit reward
+//     M-step   a fresh LoRA on the base policy, trained on the kept (prompt,
+//              self-edit) pairs of round k (with replay: of rounds 1..k), loss
+//              on the self-edit tokens only; with nothing kept the policy
+//              stays what it was
+//     evaluate the new policy on held-out tasks, and on the retention probe
+//     promote  when its probe score is at most max_retention_drop below the
+//              base policy's, the new policy becomes RUN/current. Otherwise it
+//              is held in shadow: it still writes round k+1's self-edits (it
+//              is the policy being learned), but RUN/current stays at the last
+//              promoted round until a later round's policy passes the probe
+//
+// The bar is the base policy's probe score, not the last promoted one's, so
+// forgetting cannot creep in a little at a time over many rounds.
 //
 // Every sampled self-edit is a line in RUN/edits.jsonl, keyed by (phase,
 // round, task, sample), written as soon as it and the pairs before it in its
 // batch are scored. Seeds derive from those keys, never from which process
-// did the work, so a resumed run repeats exactly what an uninterrupted one
-// would do, and under `mpirun -n K` (ranks.h: the pairs of each batch go to
+// did the work, and the filter and the M-step read the log by key, never by
+// position, so a resumed run repeats exactly what an uninterrupted one would
+// do, and under `mpirun -n K` (ranks.h: the pairs of each batch go to
 // whichever rank is free; rank 0 records them in order, runs the filter and
 // the M-step, and sends the new policy to every rank) the run directory is
 // the same for any K.
@@ -176,21 +192,19 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
     return rc;
 }
 
-// Self-edits of a training task accepted so far in a round.
-static int kept(const Seal *s, int round, int task) {
-    int n = 0;
-    for (int k = 0; k < s->o->samples; k++) {
-        const Edit *e = run_find(s->run, PHASE_TRAIN, round, task, k);
-        n += e && e->accepted;
-    }
-    return n;
+// A self-edit worth learning from: valid, trained, rewarded at least the threshold.
+static int rewarded(const Seal *s, const Edit *e) {
+    return e && e->valid && e->trained && e->edit && e->reward >= s->o->threshold;
 }
 
-// The filter: a valid, trained self-edit of a training task whose reward
-// reaches the threshold, while its task has kept fewer than keep_per_task.
+// The threshold filter: a rewarded self-edit of a training task is kept when
+// fewer than keep_per_task of its task's earlier samples (by sample index,
+// whenever they were logged) were rewarded.
 static int passes_filter(const Seal *s, const Edit *e) {
-    return !s->o->best_per_task && e->phase == PHASE_TRAIN && e->final && e->valid && e->trained && e->reward >= s->o->threshold &&
-           kept(s, e->round, e->task) < s->o->keep_per_task;
+    if (s->o->best_per_task || e->phase != PHASE_TRAIN || !e->final || !rewarded(s, e)) return 0;
+    int before = 0;
+    for (int k = 0; k < e->sample; k++) before += rewarded(s, run_find(s->run, PHASE_TRAIN, e->round, e->task, k));
+    return before < s->o->keep_per_task;
 }
 
 // Rank 0: a pair's attempts into the log, each appended (fsync'd) whole.
@@ -245,7 +259,7 @@ static int select_best(Seal *s, int round, int *selected, char *err) {
         const double base = run_find(s->run, PHASE_TRAIN_BASELINE, 0, t, 0)->reward;
         for (int k = 0; k < K; k++) {
             const Edit *e = run_find(s->run, PHASE_TRAIN, round, t, k);
-            cand[k] = e && e->valid && e->trained && e->edit && e->reward >= s->o->threshold && e->reward > base ? e : NULL;
+            cand[k] = rewarded(s, e) && e->reward > base ? e : NULL;
         }
         for (int rank = 0; rank < s->o->keep_per_task; rank++) {
             int best = -1;
@@ -269,25 +283,28 @@ static int select_best(Seal *s, int round, int *selected, char *err) {
 // ----------------------------------------------------------------------------
 // M-step: a fresh LoRA on the base policy, trained on the accepted pairs.
 
-// The M-step data: accepted (prompt, edit) pairs of round k (and of earlier
-// rounds with replay), loss on the edit and its end-of-turn token only (the
-// domain's, else the policy's first eos).
+// The M-step data: the accepted (prompt, edit) pairs of round k (and of
+// earlier rounds with replay) in the order of their keys, loss on the edit and
+// its end-of-turn token only (the domain's, else the policy's first eos).
 static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
     *ex = NULL;
     *n = 0;
     int eot = tok_find(s->tok, s->d->eot ? s->d->eot : "<|eot_id|>");
     if (eot < 0) eot = s->policy->c.eos[0];
-    for (int i = 0; i < s->run->n_edits; i++) {
-        const Edit *e = s->run->edits[i];
-        if (!e->accepted || (e->round != round && !(s->o->replay && e->round < round))) continue;
-        char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, e->task);
-        Example *more = realloc(*ex, (*n + 1) * sizeof(Example));
-        int rc = more ? example_from_text(s->tok, prompt, e->edit, eot, 0, &more[*n], err) : errf(err, "out of memory for the M-step data");
-        if (more) *ex = more;
-        free(prompt);
-        if (rc) return -1;
-        (*n)++;
-    }
+    const Phase kept = s->o->best_per_task ? PHASE_SELECT : PHASE_TRAIN;
+    for (int r = s->o->replay ? 1 : round; r <= round; r++)
+        for (int t = 0; t < s->d->n_train; t++)
+            for (int k = 0; k < s->o->samples; k++) {
+                const Edit *e = run_find(s->run, kept, r, t, k);
+                if (!e || !e->accepted) continue;
+                char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, t);
+                Example *more = realloc(*ex, (*n + 1) * sizeof(Example));
+                int rc = more ? example_from_text(s->tok, prompt, e->edit, eot, 0, &more[*n], err) : errf(err, "out of memory for the M-step data");
+                if (more) *ex = more;
+                free(prompt);
+                if (rc) return -1;
+                (*n)++;
+            }
     return 0;
 }
 
@@ -326,10 +343,11 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
 // A round: E-step, filter, M-step, held-out evaluation, promotion.
 
 // The retention guard: a policy whose probe score fell more than
-// max_retention_drop below the base policy's is not promoted.
+// max_retention_drop below the base policy's is not promoted (shadow).
 static int promote(Seal *s, int k, double probe, double probe0, char *err) {
     int ok = !(probe0 - probe > s->o->max_retention_drop);
-    if (!ok && !s->o->quiet) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted (shadow)\n",
+    if (!ok && !s->o->quiet) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted; in shadow, "
+                                     "it writes the next round's self-edits\n",
                      k, probe, s->o->max_retention_drop, probe0);
     if (run_log_event(s->run, ok ? "promote" : "hold", k, probe, probe0, err)) return -1;
     return ok ? run_set_current(s->run, k, err) : 0;

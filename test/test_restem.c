@@ -14,6 +14,7 @@
 typedef struct {
     int calls, fail_after;        // evaluate fails (a simulated crash) on call fail_after; 0 = never
     int forgetful;                // a trained policy scores 0 on the probe (it "forgot")
+    int forget_probes;            // ... only on its first forget_probes probe answers, then remembers
 } Mock;
 
 static char *mock_prompt(const Domain *d, int split, int task) {
@@ -32,11 +33,16 @@ static const char *mock_name(const Domain *d, int split, int task) {
 
 // Valid unless the edit hashes to 0 mod 4; reward 1 for half of the valid ones.
 static int mock_evaluate(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    (void)split; (void)task;
+    (void)task;
     Mock *m = d->ctx;
     if (++m->calls == m->fail_after) return errf(err, "injected failure");
     out->metrics = cJSON_CreateObject();
-    if (!edit) { out->valid = 1; out->reward = m->forgetful && student->lora ? 0.0f : 0.5f; return 0; }
+    if (!edit) {
+        int forgot = student->lora && (m->forgetful || (split == SPLIT_PROBE && m->forget_probes-- > 0));
+        out->valid = 1;
+        out->reward = forgot ? 0.0f : 0.5f;
+        return 0;
+    }
     uint64_t h = fnv1a(seed, edit, strlen(edit));
     out->valid = h % 4 != 0;
     out->trained = out->valid;
@@ -223,6 +229,65 @@ START_TEST(retention_guard_holds) {
 }
 END_TEST
 
+// Shadow mode: round 1's policy forgets (its probe falls below the bar) and is
+// held; it still writes round 2's self-edits, RUN/current stays at 0, and
+// round 2's policy, which passes, is promoted.
+START_TEST(shadow_policy_until_it_passes) {
+    char dir[256], path[400], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "restem-shadow");
+    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){.forget_probes = 2}, NULL), 0);   // round 1's two probe tasks
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    char *events = read_file(path, NULL, err);
+    ck_assert_ptr_nonnull(events);
+    char *hold = strstr(events, "\"event\":\"hold\",\"round\":1"), *promote = strstr(events, "\"event\":\"promote\",\"round\":2");
+    ck_assert_msg(hold && promote && hold < promote, "%s", events);
+    ck_assert_int_eq(run_get_current(dir), 2);
+    cJSON *m1 = run_round_metrics(dir, 1);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(m1, "adapter")));   // round 1 trained a policy, else nothing is shown
+    cJSON_Delete(m1);
+    Run r;
+    cJSON *config = cJSON_CreateObject();
+    RestemOpts o = tiny_opts();
+    restem_opts_json(&o, config);
+    ck_assert_msg(run_open(&r, dir, config, 1, err) == 0, "%s", err);
+    uint64_t held = run_find(&r, PHASE_EVAL, 1, 0, 0)->policy_hash;   // round 1's policy
+    ck_assert(held != 0);
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < 3; k++) ck_assert(run_find(&r, PHASE_TRAIN, 2, t, k)->policy_hash == held);
+    run_close(&r);
+    cJSON_Delete(config);
+    free(events);
+}
+END_TEST
+
+// The threshold filter keeps, per task and round, the first keep_per_task of
+// the rewarded self-edits by sample index.
+START_TEST(filter_keeps_first_rewarded) {
+    char dir[256], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "restem-filter");
+    ck_assert_int_eq(run_mock(dir, 0, 0, NULL), 0);
+    Run r;
+    cJSON *config = cJSON_CreateObject();
+    RestemOpts o = tiny_opts();
+    restem_opts_json(&o, config);
+    ck_assert_msg(run_open(&r, dir, config, 1, err) == 0, "%s", err);
+    int accepted = 0;
+    for (int round = 1; round <= o.rounds; round++)
+        for (int t = 0; t < 3; t++)
+            for (int k = 0, rewarded = 0; k < o.samples; k++) {
+                const Edit *e = run_find(&r, PHASE_TRAIN, round, t, k);
+                ck_assert_ptr_nonnull(e);
+                int good = e->valid && e->trained && e->reward >= o.threshold;
+                ck_assert_int_eq(e->accepted, good && rewarded < o.keep_per_task);
+                accepted += e->accepted;
+                rewarded += good;
+            }
+    ck_assert_int_gt(accepted, 0);
+    run_close(&r);
+    cJSON_Delete(config);
+}
+END_TEST
+
 // ranks.c in a build without MPI: one rank, which does every job and records
 // them in order; a failed job stops the batch after the ones before it.
 typedef struct { int fail_at, recorded[8], n; } Jobs;
@@ -319,6 +384,8 @@ Suite *restem_suite(void) {
     tcase_add_test(t, complete_run_directory);
     tcase_add_test(t, resume_matches_uninterrupted);
     tcase_add_test(t, retention_guard_holds);
+    tcase_add_test(t, shadow_policy_until_it_passes);
+    tcase_add_test(t, filter_keeps_first_rewarded);
     tcase_add_test(t, ranks_without_mpi);
     tcase_add_test(t, edit_line_round_trip);
     suite_add_tcase(s, t);
