@@ -35,13 +35,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cJSON *config = rundir_config();
     Run r;
     if (run_open(&r, dir, config, 1, err) == 0) {
-        const char *phases[] = {"baseline", "train", "eval", "probe"};
+        const Phase phases[] = {PHASE_BASELINE, PHASE_TRAIN, PHASE_EVAL, PHASE_PROBE};
         for (int p = 0; p < 4; p++)
             for (int k = 0; k < 3; k++) {
-                const cJSON *e = run_find_edit(&r, phases[p], k, 0, k % 2);
-                FUZZ_CHECK(!e || cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "reward")), "an edit line without its reward");
-                run_attempts(&r, phases[p], k, 0, 0);
+                const Edit *e = run_find(&r, phases[p], k, 0, k % 2);
+                FUZZ_CHECK(!e || (e->phase == phases[p] && e->round == k && e->final), "a lookup that found another line");
+                FUZZ_CHECK(!e || !e->accepted || e->edit, "an accepted line without its edit");
+                FUZZ_CHECK(run_attempts(&r, phases[p], k, 0, 0) >= 0, "a negative count");
             }
+        for (int i = 0; i < r.n_edits; i++) {   // every line survives its trip through the JSON line format
+            char *line = edit_to_line(r.edits[i]), *again = NULL;
+            Edit back;
+            if (edit_from_line(line, &back, "fuzz", err) == 0) { again = edit_to_line(&back); edit_free(&back); }
+            FUZZ_CHECK(again && !strcmp(line, again), "an edit whose JSON line does not read back the same: %s", line);
+            free(line);
+            free(again);
+        }
     }
     run_close(&r);
     cJSON_Delete(config);

@@ -1,6 +1,6 @@
 // test/fuzz/rundir.h: the run directory that fuzz_rundir.c corrupts one file
 // at a time, and test/fuzz/seeds.c writes seeds from: made by the project's
-// own writers (run_open, run_append_edit, lora_save, run_save_round), with
+// own writers (run_open, run_append, lora_save, run_save_round), with
 // the edit lines restem.c logs.
 #pragma once
 #include "arc.h"
@@ -65,22 +65,20 @@ static inline int rundir_make(const char *dir, char *err) {
                       rundir_edit_line("train", 1, 0, 0, 1, 1, edit, 1, 1),
                       rundir_edit_line("eval", 1, 0, 1, 0, 1, edit, 0, 0)};
     free(edit);
-    for (int i = 0; i < 4; i++)
-        if (rc) cJSON_Delete(lines[i]);
-        else rc = run_append_edit(&r, lines[i], err);
+    for (int i = 0; i < 4; i++) {   // each line as the loop writes it: an Edit
+        char *text = cJSON_PrintUnformatted(lines[i]);
+        Edit e;
+        if (!rc) rc = edit_from_line(text, &e, "rundir_make", err) || run_append(&r, &e, err);
+        free(text);
+        cJSON_Delete(lines[i]);
+    }
     Config c = rundir_model_config();
     Lora l;
     if (!rc && lora_init(&l, &c, 2, 4.0f, 1u << PROJ_Q | 1u << PROJ_V)) rc = errf(err, "out of memory");
     if (!rc) {
         lora_reset(&l, 3);
-        cJSON *metrics = cJSON_CreateObject();
-        cJSON_AddNumberToObject(metrics, "round", 1);
-        cJSON_AddNumberToObject(metrics, "train_reward", 0.5);
-        cJSON_AddNumberToObject(metrics, "eval_success", 0.25);
-        cJSON_AddNumberToObject(metrics, "probe", 1);
-        cJSON_AddBoolToObject(metrics, "adapter", 1);
-        rc = run_save_round(&r, 1, &l, metrics, err) || run_set_current(&r, 1, err);
-        cJSON_Delete(metrics);
+        Round m = {.round = 1, .train_reward = 0.5, .selected = -1, .eval_success = 0.25, .probe = 1, .adapter = 1};
+        rc = run_save_round(&r, &m, &l, err) || run_set_current(&r, 1, err);
         lora_free(&l);
     }
     run_close(&r);
