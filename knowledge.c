@@ -329,11 +329,6 @@ static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, i
     return 0;
 }
 
-static int questions_of(const Edit *e) {
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(e->metrics, "questions");
-    return cJSON_IsNumber(q) ? q->valueint : 0;
-}
-
 // The score of one CPT setting: the question-weighted mean over its groups;
 // each group is logged as a line of edits.jsonl (phase "cpt-SOURCE-nN").
 static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, int source, int round, int size, double *score, int *passages, char *err) {
@@ -345,7 +340,7 @@ static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, 
         const Edit *done = run_find_group(run, phase, size, round, g, 0);
         if (!done) {
             char name[64];
-            snprintf(name, sizeof name, "cpt-%s-n%d", CPT_SOURCE_NAME[source], size);
+            phase_name(phase, size, name, sizeof name);
             Edit line = {.phase = phase, .group = size, .round = round, .task = g, .final = 1, .valid = 1, .trained = 1};
             double t0 = now_seconds();
             if (cpt_group(k, m, run, source, round, size, g, fnv1a(o->seed ^ 0xc97ULL, name, strlen(name)) + (uint64_t)g, &line, err)) { edit_free(&line); return -1; }
@@ -354,8 +349,9 @@ static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, 
             if (run_append(run, &line, err)) return -1;
             done = run_find_group(run, phase, size, round, g, 0);
         }
-        sum += done->reward * questions_of(done);
-        questions += questions_of(done);
+        const int nq = (int)edit_metric(done, "questions");
+        sum += done->reward * nq;
+        questions += nq;
     }
     if (!o->quiet && groups) fprintf(stderr, "\n");
     *score = questions ? sum / questions : 0.0;
@@ -399,12 +395,11 @@ static void add_timing(cJSON *report, const Run *run) {
     for (int i = 0; i < run->n_edits; i++) {
         const Edit *e = run->edits[i];
         if ((e->phase != PHASE_TRAIN && e->phase != PHASE_EVAL) || !e->edit) continue;
-        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(e->metrics, "seconds_train"), *in = cJSON_GetObjectItemCaseSensitive(e->metrics, "seconds_infer");
         n++;
         all += e->seconds_total;
         sample += e->seconds_sample;
-        train += cJSON_IsNumber(tr) ? tr->valuedouble : 0;
-        infer += cJSON_IsNumber(in) ? in->valuedouble : 0;
+        train += edit_metric(e, "seconds_train");
+        infer += edit_metric(e, "seconds_infer");
     }
     cJSON *j = cJSON_AddObjectToObject(report, "seconds_per_self_edit");
     cJSON_AddNumberToObject(j, "self_edits", n);

@@ -164,11 +164,12 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
     Seal *s = b->s;
     const int apply = PHASE_DOES[b->phase].apply, split = PHASE_DOES[b->phase].split;
     char *prompt = s->d->prompt(s->d, split, job->task);
+    const uint64_t prompt_hash = hash_str(prompt), policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0;
     int rc = 0;
     for (int attempt = job->attempt, final = 0; !final && !rc; attempt++) {
         Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = attempt,
-                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = hash_str(prompt),
-                  .policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0};
+                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = prompt_hash,
+                  .policy_hash = policy_hash};
         double t0 = now_seconds();
         char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, prompt, e.seed, err) : apply == APPLY_ORACLE_EDIT ? strdup(s->d->oracle_edit) : NULL;
         if (apply == APPLY_POLICY_EDIT && !edit) { rc = -1; break; }

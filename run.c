@@ -96,9 +96,9 @@ const char *const PHASE_NAME[N_PHASES] = {"baseline", "eval", "oracle", "probe",
 
 static int is_cpt(Phase p) { return p >= PHASE_CPT_PASSAGE && p <= PHASE_CPT_SEAL; }
 
-static void phase_text(const Edit *e, char *buf, size_t n) {
-    if (is_cpt(e->phase)) snprintf(buf, n, "%s-n%d", PHASE_NAME[e->phase], e->group);
-    else snprintf(buf, n, "%s", PHASE_NAME[e->phase]);
+void phase_name(Phase phase, int group, char *buf, size_t n) {
+    if (is_cpt(phase)) snprintf(buf, n, "%s-n%d", PHASE_NAME[phase], group);
+    else snprintf(buf, n, "%s", PHASE_NAME[phase]);
 }
 
 // "cpt-passage-n5" -> PHASE_CPT_PASSAGE, 5; -1 when no phase has this name
@@ -152,7 +152,7 @@ static void add_metrics(cJSON *j, const Edit *e) {
 
 char *edit_to_line(const Edit *e) {
     char phase[48];
-    phase_text(e, phase, sizeof phase);
+    phase_name(e->phase, e->group, phase, sizeof phase);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "phase", phase);
     cJSON_AddNumberToObject(j, "round", e->round);
@@ -479,7 +479,7 @@ int run_write_report(const char *dir, const char *md, const cJSON *report, const
     return rc;
 }
 
-static double metric(const Edit *e, const char *key) {
+double edit_metric(const Edit *e, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(e->metrics, key);
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
@@ -518,13 +518,13 @@ int run_show(const char *dir, FILE *out, char *err) {
                 reward += e->reward;
                 t_all += e->seconds_total;
                 t_sample += e->seconds_sample;
-                t_train += metric(e, "seconds_train");
-                t_infer += metric(e, "seconds_infer");
+                t_train += edit_metric(e, "seconds_train");
+                t_infer += edit_metric(e, "seconds_infer");
             }
             if (!sampled) continue;
             any = 1;
             char name[48];
-            phase_text(phases[ph], name, sizeof name);
+            phase_name(phases[ph]->phase, phases[ph]->group, name, sizeof name);
             fprintf(out, "| %d | %s | %d | %d | %d | %.3f | %d | %.2f | %.2f, %.2f, %.2f |\n", k, name, sampled, valid, trained,
                     reward / sampled, accepted, t_all / sampled, t_sample / sampled, t_train / sampled, t_infer / sampled);
         }

@@ -30,6 +30,8 @@ typedef enum {
     N_PHASES
 } Phase;
 extern const char *const PHASE_NAME[N_PHASES];
+// A phase's name in the log, the group size included ("cpt-passage-n5").
+void phase_name(Phase phase, int group, char *buf, size_t n);
 
 // One line of edits.jsonl: one attempt at one self-edit, and what came of it.
 typedef struct {
@@ -57,6 +59,8 @@ int edits_push(Edits *es, Edit *e, char *err);   // takes *e's memory (also on f
 // every field it needs (where names the file and line for the message).
 char *edit_to_line(const Edit *e);
 int edit_from_line(const char *line, Edit *e, const char *where, char *err);
+// A number from e's domain metrics; 0 when absent.
+double edit_metric(const Edit *e, const char *key);
 
 typedef struct {
     char dir[3800];
