@@ -21,6 +21,35 @@ int errf(char *err, const char *fmt, ...) {
     return -1;
 }
 
+static void out_of_memory(size_t n) {
+    fprintf(stderr, "seal: out of memory (%zu bytes)\n", n);
+    exit(1);
+}
+size_t size_mul(size_t count, size_t size) {
+    return size && count > SIZE_MAX / size ? SIZE_MAX : count * size;
+}
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) out_of_memory(n);
+    return p;
+}
+void *xcalloc(size_t count, size_t size) {
+    size_t n = size_mul(count, size);
+    void *p = n == SIZE_MAX ? NULL : calloc(n ? count : 1, n ? size : 1);
+    if (!p) out_of_memory(n);
+    return p;
+}
+void *xrealloc(void *p, size_t count, size_t size) {
+    size_t n = size_mul(count, size);
+    void *q = n == SIZE_MAX ? NULL : realloc(p, n ? n : 1);
+    if (!q) out_of_memory(n);
+    return q;
+}
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
 char *read_file(const char *path, size_t *len, char *err) {
     FILE *f = fopen(path, "rb");
     if (!f) { errf(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }

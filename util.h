@@ -7,9 +7,24 @@
 // Errors travel as text in a caller-owned buffer of ERR_MAX bytes. A function
 // that can fail returns 0 on success and -1 after filling err with a message
 // that names the file, tensor or key and what was expected. main() prints it as
-// "seal: <message>". Nothing below main() exits or prints on its own.
+// "seal: <message>". Nothing below main() exits or prints on its own, with one
+// exception: running out of memory for bookkeeping (below).
 #define ERR_MAX 512
 int errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Out of memory, one policy. Bookkeeping (a record, a list of names, one
+// sequence's ids) is small next to the model it serves: when even that cannot
+// be had, nothing sensible is left to do, so x* print "seal: out of memory
+// (N bytes)" and exit(1). Whatever is sized by an input (weights, activations,
+// a file's contents, a tokenizer's tables, a batch) uses plain malloc and
+// returns an error naming what it was for. xcalloc and xrealloc (count, size)
+// also refuse a product that overflows size_t.
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t count, size_t size);
+char *xstrdup(const char *s);
+// count * size, or SIZE_MAX when it overflows (which no malloc grants).
+size_t size_mul(size_t count, size_t size);
 
 // Reads a whole file into a fresh NUL-terminated buffer (*len excludes the NUL).
 char *read_file(const char *path, size_t *len, char *err);
