@@ -358,6 +358,18 @@ int model_load(Model *m, const char *dir, char *err) {
     return rc;
 }
 
+int model_config_load(Config *c, const char *path, char *err) {
+    if (gguf_is_path(path)) {
+        GgufFile f;
+        if (gguf_open(&f, path, err)) return -1;
+        int rc = gguf_config(&f, c, err);
+        gguf_close(&f);
+        return rc;
+    }
+    char p[4096];
+    return path_join(p, sizeof p, path, "config.json", err) || config_load(c, p, err) ? -1 : 0;
+}
+
 int model_save(const Model *m, const char *dir, char *err) {
     char path[4096];
     if (make_dirs(dir, err)) return -1;

@@ -442,7 +442,7 @@ static int run_seal(Demo *d, const Scale *sc, FewShot *fs, const RestemOpts *ro,
     cJSON *config = demo_config(d, "demo", sc->name);
     fewshot_config_json(fs, config);
     restem_opts_json(ro, config);
-    int rc = ranks_root() ? run_open(&d->run, d->out, config, 0, err) : 0;   // rank 0 owns the run directory
+    int rc = ranks_root() ? run_open(&d->run, d->out, config, NULL, RUN_NEW, err) : 0;   // rank 0 owns the run directory
     cJSON_Delete(config);
     if (rc) return rc;
     if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", d->out, ranks_note());

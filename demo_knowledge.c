@@ -344,7 +344,7 @@ static int open_run(Demo *d, const Scale *sc, const Knowledge *k, const RestemOp
     cJSON *config = demo_config(d, "demo knowledge", sc->name);
     knowledge_config_json(k, config);
     restem_opts_json(ro, config);
-    int rc = ranks_root() && (run_open(&d->run, d->out, config, 0, err) || demo_write_file(d->out, "train.jsonl", w->train_text, err) ||
+    int rc = ranks_root() && (run_open(&d->run, d->out, config, NULL, RUN_NEW, err) || demo_write_file(d->out, "train.jsonl", w->train_text, err) ||
                               demo_write_file(d->out, "eval.jsonl", w->eval_text, err)) ? -1 : 0;
     cJSON_Delete(config);
     return rc;

@@ -51,6 +51,13 @@ int table_alloc(Table *t) {
     return 0;
 }
 
+const Tensor *table_nonfinite(const Table *t) {
+    for (int i = 0; i < t->n; i++)
+        for (size_t j = 0; j < t->t[i].size; j++)
+            if (!isfinite(t->t[i].data[j])) return &t->t[i];
+    return NULL;
+}
+
 void table_like(Table *dst, const Table *src) {
     memset(dst, 0, sizeof *dst);
     for (int i = 0; i < src->n; i++) table_add(dst, src->t[i].name, src->t[i].rows, src->t[i].cols);

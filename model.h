@@ -45,6 +45,7 @@ void table_like(Table *dst, const Table *src);   // same names and shapes, zeroe
 void table_free(Table *t);
 Tensor *table_get(const Table *t, const char *name);   // NULL when absent
 void table_zero(Table *t);
+const Tensor *table_nonfinite(const Table *t);   // the first tensor holding a NaN or Inf, or NULL
 
 // ---------------------------------------------------------------------------
 // A linear layer y = x W^T (+ b with a bias) (+ s * (x A^T) B^T with a LoRA
@@ -223,4 +224,6 @@ int model_save(const Model *m, const char *dir, char *err);
 
 // PEFT adapter folder: adapter_config.json + adapter_model.safetensors.
 int lora_load(Lora *l, const Config *c, const char *dir, char *err);
+// The config of a model folder (its config.json) or of a .gguf file.
+int model_config_load(Config *c, const char *path, char *err);
 int lora_save(const Lora *l, const char *dir, const char *base_model, char *err);

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,14 +57,14 @@ static int append_json(const char *path, const cJSON *line, char *err) {
 // A JSON-lines file as text, each line NUL-terminated in place; *n counts
 // them. A last line without a newline (a torn append) is cut off the file.
 // NULL with *n = 0 and no error when the file is absent.
-static char *read_lines(const char *path, int *n, char *err) {
+static char *read_lines(const char *path, int *n, int cut, char *err) {
     *n = 0;
     size_t len;
     char *text = read_file(path, &len, NULL);
     if (!text) { if (access(path, F_OK) == 0) errf(err, "%s: cannot read", path); return NULL; }
     size_t keep = len;
     while (keep > 0 && text[keep - 1] != '\n') keep--;
-    if (keep < len && truncate(path, (off_t)keep) != 0) { free(text); errf(err, "%s: cannot cut a torn last line: %s", path, strerror(errno)); return NULL; }
+    if (cut && keep < len && truncate(path, (off_t)keep) != 0) { free(text); errf(err, "%s: cannot cut a torn last line: %s", path, strerror(errno)); return NULL; }
     text[keep] = 0;
     for (size_t i = 0; i < keep; i++)
         if (text[i] == '\n') { text[i] = 0; (*n)++; }
@@ -307,33 +310,197 @@ static int keep_edit(Run *r, Edit *e, char *err) {
     return 0;
 }
 
-int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err) {
-    memset(r, 0, sizeof *r);
-    if (snprintf(r->dir, sizeof r->dir, "%s", dir) >= (int)sizeof r->dir) return errf(err, "%s: path too long", dir);
+static int append_event(const Run *r, cJSON *event, char *err);
+static int round_done(const Run *r, int k);
+
+// ----------------------------------------------------------------------------
+// Opening a run: one writer, over the inputs it began with, from a directory
+// whose parts agree.
+
+// The pid holding a flock on fd's file, from /proc/locks ("" when unknown).
+static void lock_holder(int fd, char *buf, size_t n) {
+    struct stat st;
+    FILE *f = fopen("/proc/locks", "r");
+    *buf = 0;
+    if (!f) return;
+    char line[256];
+    while (fstat(fd, &st) == 0 && fgets(line, sizeof line, f)) {
+        int pid;
+        unsigned maj, min;
+        unsigned long ino;
+        if (sscanf(line, "%*d: FLOCK %*s %*s %d %x:%x:%lu", &pid, &maj, &min, &ino) == 4 && ino == st.st_ino &&
+            maj == major(st.st_dev) && min == minor(st.st_dev)) { snprintf(buf, n, " (pid %d)", pid); break; }
+    }
+    fclose(f);
+}
+
+// RUN/lock, held with flock while the run is open: the kernel lets go when
+// the process ends, however it ends, so a killed run never leaves it stale.
+static int run_lock(Run *r, char *err) {
+    char path[4096];
+    if (run_path(path, sizeof path, r->dir, "lock", err)) return -1;
+    r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (r->lock_fd < 0) return errf(err, "%s: cannot create: %s", path, strerror(errno));
+    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    int e = errno;
+    char who[48];
+    lock_holder(r->lock_fd, who, sizeof who);
+    close(r->lock_fd);
+    r->lock_fd = -1;
+    if (e == EWOULDBLOCK) return errf(err, "%s: in use by another seal process%s; wait for it to end, or stop it first", r->dir, who);
+    return errf(err, "%s: cannot lock: %s", path, strerror(e));
+}
+
+// A new run goes into a new or empty directory, never over one that holds
+// something else. What a creation killed before run.json leaves (lock,
+// current, a temp file) is fine: run.json, written last, marks a run.
+static int check_fresh(const char *dir, char *err) {
     char path[4096];
     if (run_path(path, sizeof path, dir, "run.json", err)) return -1;
-    char why[ERR_MAX];
-    cJSON *stored = read_json_why(path, why);
-    if (!resume) {   // an unreadable run.json is a run too: never written over
-        if (stored || access(path, F_OK) == 0) { cJSON_Delete(stored); return errf(err, "%s: already holds a run; use --resume to continue it or choose another --out", dir); }
-        if (make_dirs(dir, err)) return -1;
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddItemToObject(j, "config", cJSON_Duplicate(config, 1));
-        cJSON_AddStringToObject(j, "version", SEAL_VERSION);
-        cJSON_AddNumberToObject(j, "created", (double)time(NULL));
-        int rc = write_json(path, j, err);
-        cJSON_Delete(j);
-        if (rc) return -1;
-        return run_set_current(r, 0, err);
+    if (access(path, F_OK) == 0) return errf(err, "%s: already holds a run; use --resume to continue it or choose another --out", dir);
+    DIR *d = opendir(dir);
+    if (!d) return errf(err, "%s: cannot list: %s", dir, strerror(errno));
+    const struct dirent *e;
+    const char *other = NULL;
+    while (!other && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "lock") && strcmp(e->d_name, "current") &&
+            !strstr(e->d_name, ".tmp."))
+            other = e->d_name;
+    int rc = other ? errf(err, "%s: not empty (it holds \"%s\") and not a seal run (no run.json); choose a new or empty --out", dir, other) : 0;
+    closedir(d);
+    return rc;
+}
+
+static int run_create(Run *r, const cJSON *config, const cJSON *inputs, char *err) {
+    char path[4096];
+    if (check_fresh(r->dir, err) || run_path(path, sizeof path, r->dir, "run.json", err)) return -1;   // again, now that we hold the lock
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "config", cJSON_Duplicate(config, 1));
+    if (inputs) cJSON_AddItemToObject(j, "inputs", cJSON_Duplicate(inputs, 1));
+    cJSON_AddStringToObject(j, "version", SEAL_VERSION);
+    cJSON_AddNumberToObject(j, "created", (double)time(NULL));
+    int rc = run_set_current(r, 0, err) || write_json(path, j, err);
+    cJSON_Delete(j);
+    return rc ? -1 : 0;
+}
+
+// Where two configurations first differ: `model.hash (run.json: "ab12", now: "cd34")`.
+static void first_difference(const cJSON *was, const cJSON *now, char *buf, size_t n) {
+    if (!cJSON_IsObject(was) || !cJSON_IsObject(now)) {
+        char *a = cJSON_PrintUnformatted(was), *b = cJSON_PrintUnformatted(now);
+        snprintf(buf, n, " (run.json: %.60s, now: %.60s)", a ? a : "?", b ? b : "?");
+        free(a);
+        free(b);
+        return;
     }
-    if (!stored && access(path, F_OK) == 0) return errf(err, "%s: cannot resume: %s", dir, why);
-    if (!stored) return errf(err, "%s: no run.json to resume", dir);
-    int same = cJSON_Compare(cJSON_GetObjectItemCaseSensitive(stored, "config"), config, 1);
-    cJSON_Delete(stored);
-    if (!same) return errf(err, "%s: a run directory from another configuration (run.json differs from these flags)", dir);
-    if (run_path(path, sizeof path, dir, "edits.jsonl", err)) return -1;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, was) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(now, a->string);
+        if (!b) { snprintf(buf, n, "%s (not in these flags)", a->string); return; }
+        if (cJSON_Compare(a, b, 1)) continue;
+        int k = snprintf(buf, n, "%s%s", a->string, cJSON_IsObject(a) && cJSON_IsObject(b) ? "." : "");
+        if (k >= 0 && (size_t)k < n) first_difference(a, b, buf + k, n - k);
+        return;
+    }
+    cJSON_ArrayForEach(a, now)
+        if (!cJSON_GetObjectItemCaseSensitive(was, a->string)) { snprintf(buf, n, "%s (not in run.json)", a->string); return; }
+}
+
+// A resume goes on only over the inputs the run began with: every file in
+// run.json's "inputs" must hash as it did. RUN_RESUME_CHANGED goes on anyway,
+// logs what changed (event "inputs-changed") and records the new hashes.
+static int check_inputs(const Run *r, cJSON *stored, const cJSON *inputs, RunMode mode, char *err) {
+    if (!inputs) return 0;   // the caller reads no files (the tests' runs)
+    const cJSON *was = cJSON_GetObjectItemCaseSensitive(stored, "inputs"), *f;
+    if (!was && mode != RUN_RESUME_CHANGED)
+        return errf(err, "%s: run.json records no input fingerprints (an older seal wrote it); pass --accept-changed-inputs to resume over the inputs as they are now", r->dir);
+    cJSON *changed = cJSON_CreateArray();
+    cJSON_ArrayForEach(f, was) {
+        size_t len;
+        char *text = read_file(f->string, &len, NULL), now[20] = "gone";
+        if (text) snprintf(now, sizeof now, "%016llx", (unsigned long long)fnv1a(FNV1A_BASIS, text, len));
+        free(text);
+        if (cJSON_IsString(f) && !strcmp(f->valuestring, now)) continue;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "file", f->string);
+        cJSON_AddStringToObject(c, "was", cJSON_IsString(f) ? f->valuestring : "?");
+        cJSON_AddStringToObject(c, "now", now);
+        cJSON_AddItemToArray(changed, c);
+    }
+    int n = cJSON_GetArraySize(changed), rc = 0;
+    if (n > 0 && mode != RUN_RESUME_CHANGED) {
+        const cJSON *c = cJSON_GetArrayItem(changed, 0);
+        const char *file = cJSON_GetObjectItemCaseSensitive(c, "file")->valuestring;
+        int gone = !strcmp(cJSON_GetObjectItemCaseSensitive(c, "now")->valuestring, "gone");
+        char more[48] = "";
+        if (n > 1) snprintf(more, sizeof more, " (and %d more file%s)", n - 1, n > 2 ? "s" : "");
+        rc = errf(err, "%s: cannot resume: %s %s since the run began%s; restore it, or pass --accept-changed-inputs to go on over the new contents (the log records it)",
+                  r->dir, file, gone ? "is gone or unreadable" : "changed", more);
+    } else if (n > 0 || !was) {   // accepted: logged, and the new hashes recorded
+        char path[4096];
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "event", "inputs-changed");
+        cJSON_AddItemToObject(ev, "files", changed);
+        changed = NULL;
+        cJSON_DeleteItemFromObjectCaseSensitive(stored, "inputs");
+        cJSON_AddItemToObject(stored, "inputs", cJSON_Duplicate(inputs, 1));
+        rc = append_event(r, ev, err) || run_path(path, sizeof path, r->dir, "run.json", err) || write_json(path, stored, err) ? -1 : 0;
+    }
+    cJSON_Delete(changed);
+    return rc;
+}
+
+// The complete rounds, 1..*last with no gap (a round is complete when its
+// metrics.json is written, last of its files).
+static int complete_rounds(const Run *r, int *last, char *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/rounds", r->dir);
+    *last = 0;
+    DIR *d = opendir(path);
+    if (!d) return errno == ENOENT ? 0 : errf(err, "%s: cannot list: %s", path, strerror(errno));
+    const struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        char *end;
+        long k = strtol(e->d_name, &end, 10);
+        if (*end || end == e->d_name || k < 1 || k > 100000 || !round_done(r, (int)k)) continue;
+        n++;
+        if (k > *last) *last = (int)k;
+    }
+    closedir(d);
+    return n == *last ? 0 : errf(err, "%s: cannot resume: round %d is complete but an earlier round is not (rounds/ has a gap)", r->dir, *last);
+}
+
+// What a resume reads back must agree: "current" names round 0 or a complete
+// round, a complete round whose policy is an adapter has its files, and the log
+// holds self-edits of round 0 and of every complete round.
+static int check_consistent(const Run *r, char *err) {
+    int last, cur = run_get_current(r->dir);
+    if (complete_rounds(r, &last, err)) return -1;
+    if (cur < 0) return errf(err, "%s: cannot resume: \"current\" is missing or unreadable", r->dir);
+    if (cur > last) return errf(err, "%s: cannot resume: \"current\" names round %d, which is not complete (no rounds/%d/metrics.json)", r->dir, cur, cur);
+    for (int k = 0; k <= last && last > 0; k++) {
+        int logged = 0;
+        for (int i = 0; i < r->n_edits && !logged; i++) logged = r->edits[i]->round == k;
+        if (!logged)
+            return errf(err, "%s: cannot resume: edits.jsonl holds no self-edit of round %d, though round %d is complete: the log is missing or cut short", r->dir, k, last);
+        Round m;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/rounds/%d/adapter_model.safetensors", r->dir, k);
+        if (k > 0 && run_load_round(r, k, &m, err) < 0) return -1;
+        if (k > 0 && m.adapter && access(path, R_OK) != 0)
+            return errf(err, "%s: cannot resume: round %d's policy adapter is missing (%s)", r->dir, k, path);
+    }
+    return 0;
+}
+
+// Reads the log back into r: resume skips the work it records. Reading only
+// (RUN_READ), a torn last line is skipped, not cut: its writer may be at work.
+static int read_log(Run *r, RunMode mode, char *err) {
+    char path[4096];
+    if (run_path(path, sizeof path, r->dir, "edits.jsonl", err)) return -1;
     int n, rc = 0;
-    char *text = read_lines(path, &n, err), *p = text;
+    char *text = read_lines(path, &n, mode != RUN_READ, err), *p = text;
     if (!text && n == 0 && access(path, F_OK) == 0) return -1;
     for (int i = 0; i < n && !rc; i++, p += strlen(p) + 1) {   // what resume reads back must be there
         Edit e;
@@ -342,11 +509,43 @@ int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err
         rc = edit_from_line(p, &e, where, err) || keep_edit(r, &e, err);
     }
     free(text);
-    if (rc) run_close(r);   // a failed open holds nothing
+    return rc;
+}
+
+static int run_reopen(Run *r, const cJSON *config, const cJSON *inputs, RunMode mode, char *err) {
+    char path[4096], why[ERR_MAX];
+    if (run_path(path, sizeof path, r->dir, "run.json", err)) return -1;
+    cJSON *stored = read_json_why(path, why);
+    if (!stored) return errf(err, access(path, F_OK) == 0 ? "%s: cannot resume: %s" : "%s: no run.json to resume", r->dir, why);
+    const cJSON *was = cJSON_GetObjectItemCaseSensitive(stored, "config");
+    int rc = 0;
+    if (mode != RUN_READ && !cJSON_Compare(was, config, 1)) {
+        char where[400] = "";
+        first_difference(was, config, where, sizeof where);
+        rc = errf(err, "%s: a run directory from another configuration: %s", r->dir, where);
+    }
+    if (!rc && mode != RUN_READ) rc = check_inputs(r, stored, inputs, mode, err);
+    cJSON_Delete(stored);
+    return rc || read_log(r, mode, err) || (mode != RUN_READ && check_consistent(r, err)) ? -1 : 0;
+}
+
+int run_open(Run *r, const char *dir, const cJSON *config, const cJSON *inputs, RunMode mode, char *err) {
+    memset(r, 0, sizeof *r);
+    r->lock_fd = -1;
+    if (snprintf(r->dir, sizeof r->dir, "%s", dir) >= (int)sizeof r->dir) return errf(err, "%s: path too long", dir);
+    char path[4096];
+    if (run_path(path, sizeof path, dir, "run.json", err)) return -1;
+    if (mode == RUN_NEW && (make_dirs(dir, err) || check_fresh(dir, err))) return -1;
+    if (mode != RUN_NEW && access(path, F_OK) != 0)
+        return errf(err, mode == RUN_READ ? "%s: not a run directory (no run.json)" : "%s: no run.json to resume", dir);
+    int rc = (mode != RUN_READ && run_lock(r, err)) ||
+             (mode == RUN_NEW ? run_create(r, config, inputs, err) : run_reopen(r, config, inputs, mode, err));
+    if (rc) run_close(r);   // a failed open holds nothing, the lock included
     return rc ? -1 : 0;
 }
 
 void run_close(Run *r) {
+    if (r->lock_fd > 0) close(r->lock_fd);
     for (int i = 0; i < r->n_edits; i++) { edit_free(r->edits[i]); free(r->edits[i]); }
     free(r->edits);
     free(r->index);
@@ -485,14 +684,8 @@ double edit_metric(const Edit *e, const char *key) {
 }
 
 int run_show(const char *dir, FILE *out, char *err) {
-    char path[4096];
-    if (path_join(path, sizeof path, dir, "run.json", err)) return -1;
-    cJSON *config = read_json(path);
-    if (!config) return errf(err, "%s: not a run directory (no readable run.json)", dir);
-    Run r;   // opened as a resume would, against its own configuration
-    int rc = run_open(&r, dir, cJSON_GetObjectItemCaseSensitive(config, "config"), 1, err);
-    cJSON_Delete(config);
-    if (rc) return -1;
+    Run r;   // read as it stands, even while its writer is at work
+    if (run_open(&r, dir, NULL, NULL, RUN_READ, err)) return -1;
     fprintf(out, "run %s: %d self-edits logged, current round %d\n\n", dir, r.n_edits, run_get_current(dir));
     fprintf(out, "| round | phase | sampled | valid | trained | reward mean | accepted | s/edit | of which: sampling, training, inference |\n"
                  "|---|---|---|---|---|---|---|---|---|\n");
@@ -541,22 +734,49 @@ int run_show(const char *dir, FILE *out, char *err) {
     return 0;
 }
 
-int run_rollback(const char *dir, int k, char *err) {
-    Run r = {0};
-    snprintf(r.dir, sizeof r.dir, "%s", dir);
-    char path[4096];
-    if (path_join(path, sizeof path, dir, "run.json", err)) return -1;
-    cJSON *run = read_json(path);
-    if (!run) return errf(err, "%s: not a run directory (no readable run.json)", dir);
+// Round k's policy adapter loads against the run's policy model (its
+// teacher, else its model, else the demo's base) and holds finite numbers.
+static int check_round_adapter(const Run *r, int k, char *err) {
+    Round m;
+    int done = run_load_round(r, k, &m, err);
+    if (done <= 0) return done < 0 ? -1 : errf(err, "%s: round %d is not complete (no rounds/%d/metrics.json)", r->dir, k, k);
+    if (!m.adapter) return 0;   // its policy is the base policy
+    char path[4200];
+    snprintf(path, sizeof path, "%s/run.json", r->dir);
+    cJSON *run = read_json_why(path, err), *config = cJSON_GetObjectItemCaseSensitive(run, "config");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(config, "teacher");
+    if (!model) model = cJSON_GetObjectItemCaseSensitive(config, "model");
+    const cJSON *p = model ? cJSON_GetObjectItemCaseSensitive(model, "path") : cJSON_GetObjectItemCaseSensitive(config, "base");
+    Config c;
+    Lora l;
+    int rc = !run ? -1 : !cJSON_IsString(p) ? errf(err, "%s: run.json names no model to check round %d's adapter against", r->dir, k)
+                                             : model_config_load(&c, p->valuestring, err);
+    snprintf(path, sizeof path, "%s/rounds/%d", r->dir, k);
+    if (!rc && !(rc = lora_load(&l, &c, path, err))) {
+        const Tensor *bad = table_nonfinite(&l.params);
+        if (bad) rc = errf(err, "%s: tensor %s holds NaN or Inf", path, bad->name);
+        lora_free(&l);
+    }
     cJSON_Delete(run);
-    if (k != 0 && !round_done(&r, k)) return errf(err, "%s: round %d is not complete (no rounds/%d/metrics.json)", dir, k, k);
-    int from = run_get_current(dir);
-    if (run_set_current(&r, k, err)) return -1;
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddStringToObject(ev, "event", "rollback");
-    cJSON_AddNumberToObject(ev, "from", from);
-    cJSON_AddNumberToObject(ev, "to", k);
-    return append_event(&r, ev, err);
+    return rc;
+}
+
+int run_rollback(const char *dir, int k, char *err) {
+    Run r = {.lock_fd = -1};
+    char path[4096];
+    if (snprintf(r.dir, sizeof r.dir, "%s", dir) >= (int)sizeof r.dir) return errf(err, "%s: path too long", dir);
+    if (path_join(path, sizeof path, dir, "run.json", err)) return -1;
+    if (access(path, F_OK) != 0) return errf(err, "%s: not a run directory (no run.json)", dir);
+    int from = run_get_current(dir), rc = run_lock(&r, err) || (k > 0 && check_round_adapter(&r, k, err)) || run_set_current(&r, k, err);
+    if (!rc) {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "event", "rollback");
+        cJSON_AddNumberToObject(ev, "from", from);
+        cJSON_AddNumberToObject(ev, "to", k);
+        rc = append_event(&r, ev, err);
+    }
+    run_close(&r);
+    return rc ? -1 : 0;
 }
 
 uint64_t table_hash(const Table *t) {

@@ -64,16 +64,28 @@ double edit_metric(const Edit *e, const char *key);
 
 typedef struct {
     char dir[3800];
+    int lock_fd;                  // RUN/lock, flock'd while the run is open (0: none)
     int n_edits;
     Edit **edits;                 // the lines of edits.jsonl, in order (each stays where it is)
     struct EditSlot *index;       // (phase, group, round, task, sample) -> its lines
     int index_cap;
 } Run;
 
-// Creates RUN (which must not hold a run yet) with run.json = {"config": config,
-// "version", "created"} or, with resume, reopens it: its stored config must
-// equal `config` (else "a run directory from another configuration").
-int run_open(Run *r, const char *dir, const cJSON *config, int resume, char *err);
+// How a run directory is opened.
+typedef enum {
+    RUN_NEW,              // create it: a new or empty directory
+    RUN_RESUME,           // continue it: same configuration, unchanged inputs, parts that agree
+    RUN_RESUME_CHANGED,   // the same, over inputs that changed (logged: "inputs-changed")
+    RUN_READ              // read the log only (seal runs show): no lock, nothing checked or cut
+} RunMode;
+
+// Opens RUN. RUN_NEW writes run.json = {"config", "inputs", "version", "created"}
+// into a new or empty directory; the resumes check that the stored config
+// equals `config` (naming the first key that differs), that every input file
+// (inputs: {"path": "hash"} from fingerprints_take, or NULL) hashes as it did,
+// and that current, rounds/ and the log agree. All but RUN_READ hold RUN/lock
+// until run_close: a second writer is refused at once, naming the holder's pid.
+int run_open(Run *r, const char *dir, const cJSON *config, const cJSON *inputs, RunMode mode, char *err);
 void run_close(Run *r);
 
 // Appends one line to edits.jsonl (fsync'd) and keeps it in r->edits; the run
@@ -112,6 +124,8 @@ int run_write_report(const char *dir, const char *md, const cJSON *report, const
 
 // `seal runs show` and `seal runs rollback`.
 int run_show(const char *dir, FILE *out, char *err);
+// Rollback takes the lock too, and loads round k's adapter (against the
+// run's model config) and checks that it is finite before making k current.
 int run_rollback(const char *dir, int k, char *err);
 
 // 64-bit hash of a table's floats (model and adapter hashes in the record).

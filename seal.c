@@ -446,7 +446,7 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
 // tokenizer and its chat format, the run directory and where the report goes.
 typedef struct {
     const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
-    int resume, gpus;
+    int resume, accept_changed, gpus;
     Model student, teacher;
     Tokenizer *tok;
     ChatFormat chat;
@@ -462,6 +462,7 @@ typedef struct {
 #define RUN_FLAGS(x, o, TASK)                                                                      \
     {"--out", F_STR, &(x).out, "run directory (required)"},                                       \
     {"--resume", F_BOOL, &(x).resume, "continue the run in --out"},                               \
+    {"--accept-changed-inputs", F_BOOL, &(x).accept_changed, "--resume even though an input file changed (logged)"}, \
     {"--rounds", F_INT, &(o).rounds, "ReST^EM rounds"},                                           \
     {"--samples", F_INT, &(o).samples, "self-edits per training " TASK " per round"},             \
     {"--eval-samples", F_INT, &(o).eval_samples, "self-edits per held-out " TASK}
@@ -472,10 +473,13 @@ typedef struct {
     {"--backend", F_STR, &(x).backend, "cpu (auto: the same, until the loop runs on cuda)"}, \
     GPU_FLAG((x).gpus)
 
-// --gpus-per-node, then --backend: 0 when both are usable.
-static int experiment_backend(const char *cmd, Experiment *x) {
+// --gpus-per-node, then --backend: 0 when both are usable. From here on every
+// file read is an input of the run: run.json keeps its hash (fingerprints_start).
+static int experiment_begin(const char *cmd, Experiment *x) {
     char err[ERR_MAX];
+    if (x->accept_changed && !x->resume) return usage_error(cmd, "--accept-changed-inputs goes with --resume", NULL);
     if (ranks_use_gpus(x->gpus, err)) return usage_error(cmd, err, NULL);
+    fingerprints_start();
     return check_backend(cmd, x->backend);
 }
 
@@ -497,10 +501,14 @@ static cJSON *experiment_config(const Experiment *x, const char *command) {
     return config;
 }
 
-// Adds o to config (then freed) and opens or resumes the run in --out.
+// Adds o to config (then freed) and opens or resumes the run in --out, over
+// the input files read since experiment_begin.
 static int experiment_open(Experiment *x, cJSON *config, const RestemOpts *o, char *err) {
     restem_opts_json(o, config);
-    int rc = ranks_root() ? run_open(&x->run, x->out, config, x->resume, err) : 0;   // rank 0 owns the run directory
+    cJSON *inputs = fingerprints_take();
+    RunMode mode = !x->resume ? RUN_NEW : x->accept_changed ? RUN_RESUME_CHANGED : RUN_RESUME;
+    int rc = ranks_root() ? run_open(&x->run, x->out, config, inputs, mode, err) : 0;   // rank 0 owns the run directory
+    cJSON_Delete(inputs);
     cJSON_Delete(config);
     return rc;
 }
@@ -597,7 +605,7 @@ static int cmd_fewshot(int argc, char **argv) {
         return 0;
     }
     int npos, rc;
-    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || experiment_backend("fewshot", &x)) return 2;
+    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || experiment_begin("fewshot", &x)) return 2;
     if ((rc = fewshot_configure(&a, &x, &o, &fs))) return rc;
     char err[ERR_MAX];
     rc = fewshot_load(&a, &x, &fs, err) || fewshot_run(&x, &fs, &o, err);
@@ -786,7 +794,7 @@ static int cmd_knowledge(int argc, char **argv) {
         return 0;
     }
     int npos, rc;
-    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || experiment_backend("knowledge", &x)) return 2;
+    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || experiment_begin("knowledge", &x)) return 2;
     if ((rc = knowledge_configure(&a, &x, &k, &o))) return rc;
     char err[ERR_MAX];
     SquadLoad train_log = {0}, eval_log = {0};

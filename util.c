@@ -71,7 +71,37 @@ char *read_file(const char *path, size_t *len, char *err) {
     if (bad) { free(buf); errf(err, "%s: read error", path); return NULL; }
     buf[n] = 0;
     if (len) *len = n;
+    fingerprint_note(path, buf, n);
     return buf;
+}
+
+// The files read while recording: a short list (a run's inputs), searched by path.
+static struct { int on, n; char **path; uint64_t *hash; } seen;
+
+void fingerprints_start(void) { seen.on = 1; }
+
+void fingerprint_note(const char *path, const void *data, size_t n) {
+    if (!seen.on) return;
+    for (int i = 0; i < seen.n; i++)
+        if (!strcmp(seen.path[i], path)) return;
+    seen.path = xrealloc(seen.path, seen.n + 1, sizeof *seen.path);
+    seen.hash = xrealloc(seen.hash, seen.n + 1, sizeof *seen.hash);
+    seen.path[seen.n] = xstrdup(path);
+    seen.hash[seen.n++] = fnv1a(FNV1A_BASIS, data, n);
+}
+
+cJSON *fingerprints_take(void) {
+    cJSON *j = cJSON_CreateObject();
+    for (int i = 0; i < seen.n; i++) {
+        char hex[20];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)seen.hash[i]);
+        cJSON_AddStringToObject(j, seen.path[i], hex);
+        free(seen.path[i]);
+    }
+    free(seen.path);
+    free(seen.hash);
+    memset(&seen, 0, sizeof seen);
+    return j;
 }
 
 static int fsync_dir_of(const char *path) {

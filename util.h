@@ -29,6 +29,15 @@ size_t size_mul(size_t count, size_t size);
 // Reads a whole file into a fresh NUL-terminated buffer (*len excludes the NUL).
 char *read_file(const char *path, size_t *len, char *err);
 
+// Input fingerprints. Between fingerprints_start() and fingerprints_take(),
+// read_file notes every path it reads with the FNV-1a hash of its bytes (loaders
+// that map a file instead call fingerprint_note). A run keeps them in run.json
+// ("inputs") so a resume can tell when a task, passage or tokenizer file changed.
+struct cJSON;
+void fingerprints_start(void);
+void fingerprint_note(const char *path, const void *data, size_t n);
+struct cJSON *fingerprints_take(void);   // {"path": "hex hash"}, and recording stops
+
 // Writes data to path atomically: a temp file beside it, fsync, rename, fsync dir.
 int write_file_atomic(const char *path, const void *data, size_t len, char *err);
 

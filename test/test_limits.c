@@ -132,7 +132,7 @@ START_TEST(json_nested_a_million_deep) {
         Run r;
         cJSON *config = cJSON_CreateObject();
         snprintf(path, sizeof path, "%s/run", dir);
-        ck_assert_msg(run_open(&r, path, config, 0, err) == 0, "%s", err);
+        ck_assert_msg(run_open(&r, path, config, NULL, 0, err) == 0, "%s", err);
         run_close(&r);
         snprintf(path, sizeof path, "%s/run/edits.jsonl", dir);
         char *line = malloc(strlen(s) + 2);
@@ -140,12 +140,12 @@ START_TEST(json_nested_a_million_deep) {
         ck_assert_int_eq(write_file_atomic(path, line, strlen(line), err), 0);
         free(line);
         snprintf(path, sizeof path, "%s/run", dir);
-        expect(run_open(&r, path, config, 1, err) != 0, err, deep);
+        expect(run_open(&r, path, config, NULL, 1, err) != 0, err, deep);
         run_close(&r);
         snprintf(path, sizeof path, "%s/run/run.json", dir);
         ck_assert_int_eq(write_file_atomic(path, s, strlen(s), err), 0);
         snprintf(path, sizeof path, "%s/run", dir);
-        expect(run_open(&r, path, config, 1, err) != 0, err, deep);
+        expect(run_open(&r, path, config, NULL, 1, err) != 0, err, deep);
         run_close(&r);
         cJSON_Delete(config);
         free(s);

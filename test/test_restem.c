@@ -85,6 +85,18 @@ static RestemOpts tiny_opts(void) {
     return o;
 }
 
+// The mock run's configuration: its options and its policy model's folder
+// (DIR.model, holding config.json), which rollback checks adapters against.
+static cJSON *mock_config(const char *dir) {
+    cJSON *config = cJSON_CreateObject();
+    RestemOpts o = tiny_opts();
+    restem_opts_json(&o, config);
+    char path[300];
+    snprintf(path, sizeof path, "%s.model", dir);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(config, "model"), "path", path);
+    return config;
+}
+
 // Runs the mock SEAL into dir; fail_after > 0 stops it there. Returns restem_run's code.
 static int run_mock_with(const char *dir, int resume, Mock mock, cJSON **report_out) {
     Tokenizer *t = byte_tokenizer();
@@ -94,11 +106,14 @@ static int run_mock_with(const char *dir, int resume, Mock mock, cJSON **report_
                 .task_name = mock_name, .evaluate = mock_evaluate, .oracle_edit = "oracle",
                 .paper = {0, 0.2, 0.725, 1.0}};
     RestemOpts o = tiny_opts();
-    cJSON *config = cJSON_CreateObject();
-    restem_opts_json(&o, config);
+    cJSON *config = mock_config(dir);
     Run run;
-    char err[ERR_MAX];
-    ck_assert_msg(run_open(&run, dir, config, resume, err) == 0, "%s", err);
+    char err[ERR_MAX], path[400];
+    snprintf(path, sizeof path, "%s.model", dir);
+    ck_assert_msg(make_dirs(path, err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s.model/config.json", dir);
+    ck_assert_msg(config_save(&m.c, path, err) == 0, "%s", err);
+    ck_assert_msg(run_open(&run, dir, config, NULL, resume, err) == 0, "%s", err);
     cJSON *report = cJSON_CreateObject();
     int rc = restem_run(&d, &m, &m, t, &run, &o, report, err);
     if (rc) ck_assert_msg(strstr(err, "injected"), "%s", err);
@@ -164,9 +179,9 @@ START_TEST(complete_run_directory) {
     ck_assert_int_eq(run_rollback(dir, 7, err), -1);
     Run r;
     cJSON *other = cJSON_CreateObject();
-    ck_assert_int_eq(run_open(&r, dir, other, 0, err), -1);   // a second fresh run in the same dir
+    ck_assert_int_eq(run_open(&r, dir, other, NULL, 0, err), -1);   // a second fresh run in the same dir
     ck_assert_msg(strstr(err, "already holds a run"), "%s", err);
-    ck_assert_int_eq(run_open(&r, dir, other, 1, err), -1);   // resuming with other settings
+    ck_assert_int_eq(run_open(&r, dir, other, NULL, 1, err), -1);   // resuming with other settings
     ck_assert_msg(strstr(err, "another configuration"), "%s", err);
     cJSON_Delete(other);
     free(log);
@@ -200,15 +215,146 @@ START_TEST(resume_matches_uninterrupted) {
     fclose(f);
     Run r;
     char err[ERR_MAX];
-    cJSON *cfg = cJSON_CreateObject();
-    RestemOpts o = tiny_opts();
-    restem_opts_json(&o, cfg);
-    ck_assert_int_eq(run_open(&r, b, cfg, 1, err), -1);
+    cJSON *cfg = mock_config(b);
+    ck_assert_int_eq(run_open(&r, b, cfg, NULL, 1, err), -1);
     ck_assert_msg(strstr(err, "edits.jsonl: line") && strstr(err, "\"round\""), "%s", err);
     cJSON_Delete(cfg);
     ck_assert_str_eq(la, lb);
     free(la);
     free(lb);
+}
+END_TEST
+
+// A copy of the complete mock run in src, as DST (a fresh directory), for a test to damage.
+static void copy_run(const char *src, char *dst, size_t n, const char *tag) {
+    char cmd[1600];
+    temp_dir(dst, n, tag);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && cp -r '%s.model' '%s.model'", dst, src, dst, src, dst);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+// Resumes the copy dir of the run in src: -1 with err when refused.
+static int resume_err(const char *src, const char *dir, char *err) {
+    Run r;
+    cJSON *config = mock_config(src);
+    int rc = run_open(&r, dir, config, NULL, RUN_RESUME, err);
+    if (!rc) run_close(&r);
+    cJSON_Delete(config);
+    return rc;
+}
+
+static void shell(const char *fmt, const char *dir) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, fmt, dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+// One writer per run directory; a new run only into a new or empty folder;
+// a resume only when current, rounds/ and the log agree; rollback only onto
+// a round whose adapter loads and is finite.
+START_TEST(run_directory_guards) {
+    char dir[256], bad[256], err[ERR_MAX], pid[32];
+    temp_dir(dir, sizeof dir, "restem-guards");
+    ck_assert_int_eq(run_mock(dir, 0, 0, NULL), 0);
+    Run a, b;
+    cJSON *config = mock_config(dir);
+    ck_assert_msg(run_open(&a, dir, config, NULL, RUN_RESUME, err) == 0, "%s", err);
+    ck_assert_int_eq(run_open(&b, dir, config, NULL, RUN_RESUME, err), -1);   // a second writer, even in this process
+    snprintf(pid, sizeof pid, "(pid %d)", (int)getpid());
+    ck_assert_msg(strstr(err, "in use by another seal process") && strstr(err, pid), "%s", err);
+    ck_assert_int_eq(run_rollback(dir, 1, err), -1);
+    ck_assert_msg(strstr(err, "in use"), "%s", err);
+    ck_assert_msg(run_open(&b, dir, config, NULL, RUN_READ, err) == 0, "%s", err);   // reading needs no lock
+    ck_assert_int_eq(b.n_edits, a.n_edits);
+    run_close(&b);
+    run_close(&a);
+    ck_assert_msg(run_open(&a, dir, config, NULL, RUN_RESUME, err) == 0, "%s", err);   // closing let go
+    run_close(&a);
+    cJSON_Delete(config);
+    // a folder holding something else is not a new run's
+    temp_dir(bad, sizeof bad, "restem-notrun");
+    shell("echo precious > '%s/notes.txt'", bad);
+    config = mock_config(bad);
+    ck_assert_int_eq(run_open(&a, bad, config, NULL, RUN_NEW, err), -1);
+    ck_assert_msg(strstr(err, "not empty") && strstr(err, "notes.txt"), "%s", err);
+    ck_assert_int_eq(run_open(&a, bad, config, NULL, RUN_RESUME, err), -1);
+    ck_assert_msg(strstr(err, "no run.json"), "%s", err);
+    cJSON_Delete(config);
+    // parts that disagree: each refused, with the reason
+    const struct { const char *damage, *why; } cases[] = {
+        {"rm '%s/edits.jsonl'", "holds no self-edit of round 0"},
+        {"grep -v '\"round\":2' '%s/edits.jsonl' > '%s/e' && mv '%s/e' '%s/edits.jsonl'", "holds no self-edit of round 2"},
+        {"rm '%s/current'", "\"current\" is missing"},
+        {"echo 5 > '%s/current'", "names round 5, which is not complete"},
+        {"rm '%s/rounds/1/metrics.json'", "rounds/ has a gap"},
+        {"rm '%s/rounds/2/adapter_model.safetensors'", "round 2's policy adapter is missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        copy_run(dir, bad, sizeof bad, "restem-damaged");
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, cases[i].damage, bad, bad, bad, bad);
+        ck_assert_int_eq(system(cmd), 0);
+        ck_assert_int_eq(resume_err(dir, bad, err), -1);
+        ck_assert_msg(strstr(err, cases[i].why), "case %zu: %s", i, err);
+    }
+    // rollback onto a damaged adapter: refused, current unchanged
+    const char *adapters[] = {"truncate -s 100 '%s/rounds/1/adapter_model.safetensors'", "rm '%s/rounds/1/adapter_config.json'",
+                              "printf '\\377\\377\\377\\177' | dd of='%s/rounds/1/adapter_model.safetensors' bs=1 seek=$(( $(stat -c %%s '%s/rounds/1/adapter_model.safetensors') - 4 )) conv=notrunc 2>/dev/null"};
+    const char *adapter_why[] = {"adapter_model.safetensors", "adapter_config.json", "NaN or Inf"};
+    for (int i = 0; i < 3; i++) {
+        copy_run(dir, bad, sizeof bad, "restem-rollback");
+        int before = run_get_current(bad);
+        shell(adapters[i], bad);
+        ck_assert_int_eq(run_rollback(bad, 1, err), -1);
+        ck_assert_msg(strstr(err, adapter_why[i]), "case %d: %s", i, err);
+        ck_assert_int_eq(run_get_current(bad), before);
+        ck_assert_int_eq(run_rollback(bad, 0, err), 0);   // the base policy needs no adapter
+    }
+}
+END_TEST
+
+// A resume goes on only over the input files the run began with; accepting a
+// change is logged and records the new hashes.
+START_TEST(resume_checks_inputs) {
+    char dir[256], file[300], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "restem-inputs");
+    snprintf(file, sizeof file, "%s.task.json", dir);
+    ck_assert_int_eq(write_file_atomic(file, "{\"train\": []}", 13, err), 0);
+    fingerprints_start();
+    free(read_file(file, NULL, err));
+    cJSON *inputs = fingerprints_take(), *config = cJSON_CreateObject();
+    ck_assert_int_eq(cJSON_GetArraySize(inputs), 1);
+    Run r;
+    ck_assert_msg(run_open(&r, dir, config, inputs, RUN_NEW, err) == 0, "%s", err);
+    run_close(&r);
+    ck_assert_msg(run_open(&r, dir, config, inputs, RUN_RESUME, err) == 0, "%s", err);
+    run_close(&r);
+    ck_assert_int_eq(write_file_atomic(file, "{\"train\": [1]}", 14, err), 0);   // the task changed
+    ck_assert_int_eq(run_open(&r, dir, config, inputs, RUN_RESUME, err), -1);
+    ck_assert_msg(strstr(err, file) && strstr(err, "changed since the run began") && strstr(err, "--accept-changed-inputs"), "%s", err);
+    fingerprints_start();
+    free(read_file(file, NULL, err));
+    cJSON *now = fingerprints_take();
+    ck_assert_msg(run_open(&r, dir, config, now, RUN_RESUME_CHANGED, err) == 0, "%s", err);
+    run_close(&r);
+    char path[400];
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    char *events = read_file(path, NULL, err);
+    ck_assert_msg(events && strstr(events, "\"inputs-changed\"") && strstr(events, file), "%s", events ? events : err);
+    free(events);
+    ck_assert_msg(run_open(&r, dir, config, now, RUN_RESUME, err) == 0, "%s", err);   // the new contents are the run's now
+    run_close(&r);
+    unlink(file);
+    ck_assert_int_eq(run_open(&r, dir, config, now, RUN_RESUME, err), -1);
+    ck_assert_msg(strstr(err, "is gone"), "%s", err);
+    cJSON *other = cJSON_CreateObject();   // another configuration: the message names the key
+    cJSON_AddNumberToObject(other, "rounds", 3);
+    ck_assert_int_eq(run_open(&r, dir, other, NULL, RUN_RESUME, err), -1);
+    ck_assert_msg(strstr(err, "another configuration: rounds (not in run.json)"), "%s", err);
+    cJSON_Delete(other);
+    cJSON_Delete(now);
+    cJSON_Delete(inputs);
+    cJSON_Delete(config);
 }
 END_TEST
 
@@ -246,10 +392,8 @@ START_TEST(shadow_policy_until_it_passes) {
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(m1, "adapter")));   // round 1 trained a policy, else nothing is shown
     cJSON_Delete(m1);
     Run r;
-    cJSON *config = cJSON_CreateObject();
-    RestemOpts o = tiny_opts();
-    restem_opts_json(&o, config);
-    ck_assert_msg(run_open(&r, dir, config, 1, err) == 0, "%s", err);
+    cJSON *config = mock_config(dir);
+    ck_assert_msg(run_open(&r, dir, config, NULL, 1, err) == 0, "%s", err);
     uint64_t held = run_find(&r, PHASE_EVAL, 1, 0, 0)->policy_hash;   // round 1's policy
     ck_assert(held != 0);
     for (int t = 0; t < 3; t++)
@@ -267,10 +411,9 @@ START_TEST(filter_keeps_first_rewarded) {
     temp_dir(dir, sizeof dir, "restem-filter");
     ck_assert_int_eq(run_mock(dir, 0, 0, NULL), 0);
     Run r;
-    cJSON *config = cJSON_CreateObject();
+    cJSON *config = mock_config(dir);
     RestemOpts o = tiny_opts();
-    restem_opts_json(&o, config);
-    ck_assert_msg(run_open(&r, dir, config, 1, err) == 0, "%s", err);
+    ck_assert_msg(run_open(&r, dir, config, NULL, 1, err) == 0, "%s", err);
     int accepted = 0;
     for (int round = 1; round <= o.rounds; round++)
         for (int t = 0; t < 3; t++)
@@ -383,6 +526,8 @@ Suite *restem_suite(void) {
     tcase_set_timeout(t, 120);
     tcase_add_test(t, complete_run_directory);
     tcase_add_test(t, resume_matches_uninterrupted);
+    tcase_add_test(t, run_directory_guards);
+    tcase_add_test(t, resume_checks_inputs);
     tcase_add_test(t, retention_guard_holds);
     tcase_add_test(t, shadow_policy_until_it_passes);
     tcase_add_test(t, filter_keeps_first_rewarded);

@@ -339,7 +339,7 @@ START_TEST(best_per_task_filter) {
     restem_opts_json(&o, cfg);
     ck_assert_ptr_nonnull(cJSON_GetObjectItem(cfg, "best_per_task"));
     Run run;
-    ck_assert_msg(run_open(&run, dir, cfg, 0, err) == 0, "%s", err);
+    ck_assert_msg(run_open(&run, dir, cfg, NULL, 0, err) == 0, "%s", err);
     ck_assert_msg(restem_run(&d, &m, &m, t, &run, &o, report, err) == 0, "%s", err);
     // task 0: the two best of its six samples that beat 0.5, best first; task 1: none beats 1.0
     double rewards[6];
@@ -374,7 +374,7 @@ START_TEST(best_per_task_filter) {
     // resumed: nothing is scored or selected again
     cJSON_Delete(report);
     report = cJSON_CreateObject();
-    ck_assert_msg(run_open(&run, dir, cfg, 1, err) == 0, "%s", err);
+    ck_assert_msg(run_open(&run, dir, cfg, NULL, 1, err) == 0, "%s", err);
     ck_assert_msg(restem_run(&d, &m, &m, t, &run, &o, report, err) == 0, "%s", err);
     ck_assert_int_eq(run.n_edits, lines);
     ck_assert_int_eq(mock.calls, calls);
@@ -428,7 +428,7 @@ static int run_knowledge(const char *dir, int resume, cJSON **report_out, int *l
     knowledge_config_json(&k, cfg);
     restem_opts_json(&o, cfg);
     Run run;
-    ck_assert_msg(run_open(&run, dir, cfg, resume, err) == 0, "%s", err);
+    ck_assert_msg(run_open(&run, dir, cfg, NULL, resume, err) == 0, "%s", err);
     cJSON *report = cJSON_CreateObject();
     int rc = knowledge_run(&k, &m, &m, &run, &o, &log, &log, report, err);
     ck_assert_msg(rc == 0, "%s", err);

@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[ERR_MAX], adapter[400];
     cJSON *config = rundir_config();
     Run r;
-    if (run_open(&r, dir, config, 1, err) == 0) {
+    if (run_open(&r, dir, config, NULL, RUN_RESUME, err) == 0) {
         const Phase phases[] = {PHASE_BASELINE, PHASE_TRAIN, PHASE_EVAL, PHASE_PROBE};
         for (int p = 0; p < 4; p++)
             for (int k = 0; k < 3; k++) {

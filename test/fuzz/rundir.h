@@ -56,7 +56,7 @@ static inline cJSON *rundir_edit_line(const char *phase, int round, int task, in
 static inline int rundir_make(const char *dir, char *err) {
     Run r;
     cJSON *config = rundir_config();
-    int rc = run_open(&r, dir, config, 0, err);
+    int rc = run_open(&r, dir, config, NULL, RUN_NEW, err);
     cJSON_Delete(config);
     SelfEdit se = {.basic = 1, .chain = 1, .lr = 1e-4f, .epochs = 2};
     char *edit = selfedit_to_json(&se);
