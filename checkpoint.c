@@ -396,11 +396,41 @@ static int parse_targets(const cJSON *tm, const char *path, unsigned *mask, char
     return *mask ? 0 : errf(err, "%s: %s", path, why);
 }
 
-static int check_flag(const cJSON *root, const char *key, int want_true, const char *path, char *err) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (v && !cJSON_IsNull(v) && (want_true ? !cJSON_IsTrue(v) : !cJSON_IsFalse(v)))
-        return errf(err, "%s: \"%s\" must be %s (other values are not supported)", path, key, want_true ? "true" : "false");
+// adapter_config.json keys that do not change what the adapter computes at
+// inference (its dropout, how it was initialised, bookkeeping). Any other key
+// beyond the ones lora_load reads must hold its default (null, false, "", {}
+// or []), or the adapter means something seal does not compute: DoRA, rank or
+// alpha patterns, layers_to_transform, modules_to_save, ...
+static const char *const LORA_HARMLESS[] = {"peft_type", "r", "lora_alpha", "target_modules", "bias", "task_type", "base_model_name_or_path",
+                                            "revision", "inference_mode", "lora_dropout", "init_lora_weights", "peft_version",
+                                            "auto_mapping", "runtime_config", "megatron_core", "layers_pattern"};
+
+static int lora_check_keys(const cJSON *root, const char *path, char *err) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, root) {
+        int harmless = 0;
+        for (size_t i = 0; i < sizeof LORA_HARMLESS / sizeof *LORA_HARMLESS && !harmless; i++) harmless = !strcmp(v->string, LORA_HARMLESS[i]);
+        int is_default = cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsString(v) && !*v->valuestring) ||
+                         ((cJSON_IsObject(v) || cJSON_IsArray(v)) && !v->child);
+        if (harmless || is_default) continue;
+        char *s = cJSON_PrintUnformatted(v);
+        errf(err, "%s: \"%s\": %.60s is a setting seal does not implement (it supports plain LoRA: r, lora_alpha, target_modules)", path, v->string, s ? s : "?");
+        free(s);
+        return -1;
+    }
     return 0;
+}
+
+// Every tensor of an adapter file must be one the adapter has: another
+// (DoRA's lora_magnitude_vector, a modules_to_save copy) would be ignored.
+static int lora_check_tensors(const Lora *l, const char *path, char *err) {
+    StFile f;
+    if (st_open(&f, path, err)) return -1;
+    int rc = 0;
+    for (int i = 0; i < f.n && !rc; i++)
+        if (!table_get(&l->params, f.t[i].name)) rc = errf(err, "%s: tensor %s is not part of a LoRA adapter seal implements", path, f.t[i].name);
+    st_close(&f);
+    return rc;
 }
 
 int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
@@ -423,13 +453,12 @@ int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
         rc = errf(err, "%s: \"r\" must be a positive integer", path);
     else if (!cJSON_IsNumber(alpha)) rc = errf(err, "%s: \"lora_alpha\" must be a number", path);
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none")) rc = errf(err, "%s: bias \"%s\" is not supported (expected \"none\")", path, bias->valuestring);
-    else rc = check_flag(root, "use_rslora", 0, path, err) || check_flag(root, "fan_in_fan_out", 0, path, err) ||
-              parse_targets(cJSON_GetObjectItemCaseSensitive(root, "target_modules"), path, &mask, err);
+    else rc = lora_check_keys(root, path, err) || parse_targets(cJSON_GetObjectItemCaseSensitive(root, "target_modules"), path, &mask, err);
     if (!rc && lora_init(l, c, r->valueint, (float)alpha->valuedouble, mask)) rc = errf(err, "%s: out of memory", dir);
     cJSON_Delete(root);
     if (rc) return -1;
     if (path_join(path, sizeof path, dir, "adapter_model.safetensors", err) ||
-        table_load(&l->params, (const char *const[]){path, NULL}, "", err)) {
+        table_load(&l->params, (const char *const[]){path, NULL}, "", err) || lora_check_tensors(l, path, err)) {
         lora_free(l);
         return -1;
     }

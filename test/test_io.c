@@ -303,13 +303,36 @@ START_TEST(adapter_config_errors) {
     const char *bad[] = {"{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\", \"w_proj\"]}",
                          "{\"r\": 0, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\"]}",
                          "{\"r\": 2, \"lora_alpha\": 4, \"use_rslora\": true, \"target_modules\": [\"q_proj\"]}",
-                         "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\", \"k_proj\"]}"};
-    const char *needle[] = {"w_proj", "\"r\"", "use_rslora", "k_proj.lora_A.weight is missing"};
-    for (int i = 0; i < 4; i++) {
+                         "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\", \"k_proj\"]}",
+                         // PEFT settings that change what the adapter computes, which seal does not implement
+                         "{\"r\": 2, \"lora_alpha\": 4, \"use_dora\": true, \"target_modules\": [\"q_proj\", \"v_proj\"]}",
+                         "{\"r\": 2, \"lora_alpha\": 4, \"rank_pattern\": {\"q_proj\": 8}, \"target_modules\": [\"q_proj\", \"v_proj\"]}",
+                         "{\"r\": 2, \"lora_alpha\": 4, \"alpha_pattern\": {\"v_proj\": 1}, \"target_modules\": [\"q_proj\", \"v_proj\"]}",
+                         "{\"r\": 2, \"lora_alpha\": 4, \"layers_to_transform\": [0], \"target_modules\": [\"q_proj\", \"v_proj\"]}",
+                         "{\"r\": 2, \"lora_alpha\": 4, \"modules_to_save\": [\"lm_head\"], \"target_modules\": [\"q_proj\", \"v_proj\"]}",
+                         "{\"r\": 2, \"lora_alpha\": 4, \"fan_in_fan_out\": true, \"target_modules\": [\"q_proj\", \"v_proj\"]}",
+                         "{\"r\": 2, \"lora_alpha\": 4, \"some_future_option\": 3, \"target_modules\": [\"q_proj\", \"v_proj\"]}"};
+    const char *needle[] = {"w_proj", "\"r\"", "use_rslora", "k_proj.lora_A.weight is missing", "use_dora", "rank_pattern",
+                            "alpha_pattern", "layers_to_transform", "modules_to_save", "fan_in_fan_out", "some_future_option"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         write_text(adir, "adapter_config.json", bad[i]);
         ck_assert_int_eq(lora_load(&l, &m.c, adir, err), -1);
-        ck_assert_msg(strstr(err, needle[i]), "case %d: \"%s\" should mention %s", i, err, needle[i]);
+        ck_assert_msg(strstr(err, needle[i]), "case %zu: \"%s\" should mention %s", i, err, needle[i]);
     }
+    // settings at their defaults, or ones that do not change the adapter's output, load
+    write_text(adir, "adapter_config.json", "{\"r\": 2, \"lora_alpha\": 4, \"use_dora\": false, \"rank_pattern\": {}, \"layers_to_transform\": null, "
+                                           "\"lora_dropout\": 0.1, \"init_lora_weights\": \"gaussian\", \"target_modules\": [\"q_proj\", \"v_proj\"]}");
+    ck_assert_msg(lora_load(&l, &m.c, adir, err) == 0, "%s", err);
+    lora_free(&l);
+    // a tensor the adapter does not have (DoRA's magnitude vector) is refused, by name
+    Lora dora;
+    ck_assert_int_eq(lora_init(&dora, &m.c, 2, 4.0f, (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_K)), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", adir);
+    ck_assert_int_eq(table_save(&dora.params, path, "", err), 0);
+    ck_assert_int_eq(lora_load(&l, &m.c, adir, err), -1);
+    ck_assert_msg(strstr(err, "k_proj") && strstr(err, "not part of a LoRA adapter"), "%s", err);
+    lora_free(&dora);
     model_free(&m);
 }
 END_TEST
