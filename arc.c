@@ -152,7 +152,8 @@ static int json_pairs(const cJSON *task, const char *key, int need_output, Pair 
     if (!cJSON_IsArray(arr)) return errf(err, "%s: \"%s\" is not a list", file, key);
     int m = cJSON_GetArraySize(arr), k = 0;
     if (m < 1) return errf(err, "%s: \"%s\" is empty", file, key);
-    if (!(*pairs = calloc((size_t)m, sizeof **pairs))) return errf(err, "%s: out of memory", file);
+    if (!(*pairs = calloc((size_t)m, sizeof **pairs)))   // a Pair is 7 KiB: sized by the file, so an error
+        return errf(err, "%s: out of memory (%zu bytes)", file, size_mul((size_t)m, sizeof **pairs));
     *n = m;
     for (const cJSON *p = arr->child; p; p = p->next, k++) {
         char where[32];
@@ -227,22 +228,19 @@ static int json_names(const char *dir, char ***names, int *n, char *err) {
     if (!d) return errf(err, "%s: cannot open directory", dir);
     *names = NULL;
     *n = 0;
-    int cap = 0, rc = 0;
+    int cap = 0;
     for (struct dirent *e; (e = readdir(d));) {
         size_t len = strlen(e->d_name);
         if (len <= 5 || strcmp(e->d_name + len - 5, ".json") != 0) continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;
-            char **p = realloc(*names, (size_t)cap * sizeof *p);
-            if (!p) { rc = errf(err, "%s: out of memory", dir); break; }
-            *names = p;
+            *names = xrealloc(*names, (size_t)cap, sizeof **names);
         }
-        if (!((*names)[*n] = strdup(e->d_name))) { rc = errf(err, "%s: out of memory", dir); break; }
-        (*n)++;
+        (*names)[(*n)++] = xstrdup(e->d_name);
     }
     closedir(d);
     if (*n > 1) qsort(*names, (size_t)*n, sizeof **names, cmp_names);
-    return rc;
+    return 0;
 }
 
 int arc_load_dir(const char *dir, const char *const *ids, int n_ids, Task **tasks, int *n, char *err) {
@@ -252,7 +250,7 @@ int arc_load_dir(const char *dir, const char *const *ids, int n_ids, Task **task
     *n = 0;
     if (!ids && json_names(dir, &names, &n_names, err) < 0) goto done;
     int m = ids ? n_ids : n_names;
-    if (m > 0 && !(*tasks = calloc((size_t)m, sizeof **tasks))) { errf(err, "%s: out of memory", dir); goto done; }
+    *tasks = m > 0 ? xcalloc((size_t)m, sizeof **tasks) : NULL;   // one small Task per file
     for (int i = 0; i < m; i++) {
         char file[512], path[4096];
         snprintf(file, sizeof file, ids ? "%s.json" : "%s", ids ? ids[i] : names[i]);
@@ -294,7 +292,7 @@ int arc_load_kaggle(const char *challenges, const char *solutions, const char *c
     if (!cJSON_IsObject(croot)) { errf(err, "%s: expected an object {task id: task}", challenges); goto done; }
     if (sroot && !cJSON_IsObject(sroot)) { errf(err, "%s: expected an object {task id: [grids]}", solutions); goto done; }
     int m = ids ? n_ids : cJSON_GetArraySize(croot);
-    if (m > 0 && !(*tasks = calloc((size_t)m, sizeof **tasks))) { errf(err, "%s: out of memory", challenges); goto done; }
+    *tasks = m > 0 ? xcalloc((size_t)m, sizeof **tasks) : NULL;   // one small Task per JSON entry
     const cJSON *item = croot->child;
     for (int i = 0; i < m; i++, item = ids ? item : item->next) {
         if (ids && !(item = cJSON_GetObjectItemCaseSensitive(croot, ids[i]))) {
@@ -538,25 +536,22 @@ static int recolors(const SelfEdit *se) { return se->basic || se->size || se->ch
 
 // Keeps candidate c unless its grids grow too big or an equal example is
 // already kept (same hash, then compared cell by cell). a, b: scratch examples.
-static int keep_unique(const Task *t, Recipes *kept, Recipe c, int recolor, TttExample *a, TttExample *b) {
-    if (build_example(t, &c, recolor, a) < 0) return 0;
+static void keep_unique(const Task *t, Recipes *kept, Recipe c, int recolor, TttExample *a, TttExample *b) {
+    if (build_example(t, &c, recolor, a) < 0) return;
     c.hash = example_hash(a);
     for (int k = 0; k < kept->n; k++)
-        if (kept->r[k].hash == c.hash && build_example(t, &kept->r[k], recolor, b) == 0 && example_equal(a, b)) return 0;
+        if (kept->r[k].hash == c.hash && build_example(t, &kept->r[k], recolor, b) == 0 && example_equal(a, b)) return;
     if (kept->n == kept->cap) {
         int cap = kept->cap ? kept->cap * 2 : 256;
-        Recipe *p = realloc(kept->r, (size_t)cap * sizeof *p);
-        if (!p) return -1;
-        kept->r = p;
+        kept->r = xrealloc(kept->r, (size_t)cap, sizeof *kept->r);
         kept->cap = cap;
     }
     kept->r[kept->n++] = c;
-    return 0;
 }
 
 // The unique candidates: every leave-one-out and leave-two-out task, plain and
 // through each enabled augmentation; then each of those permuted.
-static int ttt_candidates(const Task *t, const SelfEdit *se, Rng *r, Recipes *kept, TttExample *a, TttExample *b) {
+static void ttt_candidates(const Task *t, const SelfEdit *se, Rng *r, Recipes *kept, TttExample *a, TttExample *b) {
     const int on[4] = {[G_BASIC] = se->basic, [G_SIZE] = se->size, [G_CHAIN] = se->chain, [G_REPEAT] = se->repeat};
     int recolor = recolors(se);
     for (int q = 0; q < t->n_train; q++)
@@ -565,15 +560,14 @@ static int ttt_candidates(const Task *t, const SelfEdit *se, Rng *r, Recipes *ke
             for (int g = -1; g < N_AUGS; g++) {
                 if (g >= 0 && !on[AUGS[g].group]) continue;
                 Recipe c = {.query = q, .skip = skip, .aug = g, .seed = rng_next(r)};
-                if (keep_unique(t, kept, c, recolor, a, b) < 0) return -1;
+                keep_unique(t, kept, c, recolor, a, b);
             }
         }
     for (int k = 0, n1 = kept->n; k < n1; k++) {
         Recipe c = kept->r[k];
         c.permuted = 1;
-        if (keep_unique(t, kept, c, recolor, a, b) < 0) return -1;
+        keep_unique(t, kept, c, recolor, a, b);
     }
-    return 0;
 }
 
 int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, Rng *r, int (*keep)(const TttExample *ex, void *ctx),
@@ -581,10 +575,10 @@ int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, Rng *r, int (*k
     *out = NULL;
     *n = 0;
     size_t demo_bytes = (size_t)(t->n_train > 0 ? t->n_train : 1) * sizeof(Pair);
-    int recolor = recolors(se), rc = -1;
+    int recolor = recolors(se);
     Recipes kept = {0};
-    TttExample a = {.demos = malloc(demo_bytes)}, b = {.demos = malloc(demo_bytes)};
-    if (!a.demos || !b.demos || ttt_candidates(t, se, r, &kept, &a, &b) < 0) goto done;
+    TttExample a = {.demos = xmalloc(demo_bytes)}, b = {.demos = xmalloc(demo_bytes)};
+    ttt_candidates(t, se, r, &kept, &a, &b);
     int m = 0;   // SEAL drops over-long examples before it caps
     for (int k = 0; k < kept.n; k++)
         if (!keep || (build_example(t, &kept.r[k], recolor, &a) == 0 && keep(&a, ctx))) kept.r[m++] = kept.r[k];
@@ -596,19 +590,16 @@ int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, Rng *r, int (*k
         kept.r[j] = x;
     }
     m = kept.n < ARC_TTT_MAX ? kept.n : ARC_TTT_MAX;
-    if (m > 0 && !(*out = calloc((size_t)m, sizeof **out))) goto done;
+    *out = m > 0 ? xcalloc((size_t)m, sizeof **out) : NULL;
     for (int k = 0; k < m; k++) {
-        if (!((*out)[k].demos = malloc(demo_bytes))) goto done;
+        (*out)[k].demos = xmalloc(demo_bytes);
         (*n)++;
         build_example(t, &kept.r[k], recolor, &(*out)[k]);
     }
-    rc = 0;
-done:
-    if (rc < 0) { arc_free_examples(*out, *n); *out = NULL; *n = 0; }
     free(kept.r);
     free(a.demos);
     free(b.demos);
-    return rc;
+    return 0;
 }
 
 int arc_ttt_examples(const Task *t, const SelfEdit *se, Rng *r, TttExample **out, int *n) {
@@ -784,7 +775,7 @@ char *selfedit_to_json(const SelfEdit *se) {
              "  \"training\": {\n    \"strategy\": \"%s\",\n    \"learning_rate\": %s,\n    \"num_train_epochs\": %d\n  }\n}",
              se->basic ? "true" : "false", se->size ? "true" : "false", se->chain ? "true" : "false",
              se->repeat ? "true" : "false", STRATEGIES[se->output_only ? 1 : 0], lr, se->epochs);
-    return strdup(buf);
+    return xstrdup(buf);
 }
 
 long selfedit_steps(int n_examples, int batch, int epochs) {
@@ -793,10 +784,9 @@ long selfedit_steps(int n_examples, int batch, int epochs) {
 
 // ---------------------------------------------------------------- augmented inference
 
-static int view_init(View *v, int cap) {
+static void view_init(View *v, int cap) {
     memset(v, 0, sizeof *v);
-    v->demos = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(Pair));
-    return v->demos ? 0 : -1;
+    v->demos = xcalloc((size_t)(cap > 0 ? cap : 1), sizeof(Pair));
 }
 
 static int view_equal(const View *a, const View *b) {
@@ -813,8 +803,8 @@ static void add_view(View *vs, int *n, int from, View *v) {
     vs[(*n)++] = *v;
 }
 
-static int transform_view(const View *src, Tf tf, View *v) {
-    if (view_init(v, src->n_demos) < 0) return -1;
+static void transform_view(const View *src, Tf tf, View *v) {
+    view_init(v, src->n_demos);
     v->n_demos = src->n_demos;
     v->tf = tf;
     for (int i = 0; i < src->n_demos; i++) {
@@ -822,7 +812,6 @@ static int transform_view(const View *src, Tf tf, View *v) {
         grid_apply(&src->demos[i].out, tf, &v->demos[i].out);
     }
     grid_apply(&src->query, tf, &v->query);
-    return 0;
 }
 
 int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
@@ -830,12 +819,11 @@ int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
     *views = NULL;
     *n = 0;
     if (test_index < 0 || test_index >= t->n_test || t->n_train < 1) return -1;
-    View *vs = calloc((size_t)(3 * t->n_train + 5), sizeof *vs);
-    if (!vs) return -1;
+    View *vs = xcalloc((size_t)(3 * t->n_train + 5), sizeof *vs);
     for (int left = 0; left < t->n_train; left++)   // leave-one-out, then 2 reorderings of it
         for (int p = 0; p < 3; p++) {
             View v;
-            if (view_init(&v, t->n_train) < 0) goto oom;
+            view_init(&v, t->n_train);
             for (int k = 0; k < t->n_train; k++)
                 if (k != left) v.demos[v.n_demos++] = t->train[k];
             grid_copy(&v.query, &t->test[test_index].in);
@@ -845,7 +833,7 @@ int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
     int n_plain = *n;
     for (int k = 0; k < 5; k++) {   // each transform applied to one random plain view
         View v;
-        if (transform_view(&vs[rng_next(r) % (uint64_t)n_plain], VIEW_TFS[k], &v) < 0) goto oom;
+        transform_view(&vs[rng_next(r) % (uint64_t)n_plain], VIEW_TFS[k], &v);
         int dup = 0;
         for (int i = 0; i < n_plain && !dup; i++) dup = view_equal(&vs[i], &v);
         if (dup) free(v.demos);
@@ -853,10 +841,6 @@ int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
     }
     *views = vs;
     return 0;
-oom:
-    arc_free_views(vs, *n);
-    *n = 0;
-    return -1;
 }
 
 void arc_free_views(View *v, int n) {
@@ -928,11 +912,10 @@ static int select_group(const Grid *const *valid, const int *group, int nv, int 
 
 int arc_vote(const Grid *answers, const int *view_group, int n, Grid top[2]) {
     size_t m = (size_t)(n > 0 ? n : 1);
-    const Grid **valid = malloc(m * sizeof *valid), **sub = malloc(m * sizeof *sub);
-    const Grid **cp = malloc(3 * (m + 1) * sizeof *cp);
-    int *group = malloc(m * sizeof *group), *groups = malloc(m * sizeof *groups), nv = 0, result = 0;
-    Grid *cand = malloc(3 * (m + 1) * sizeof *cand), c[3];
-    if (!valid || !sub || !cp || !group || !groups || !cand) goto done;
+    const Grid **valid = xcalloc(m, sizeof *valid), **sub = xcalloc(m, sizeof *sub);
+    const Grid **cp = xcalloc(3 * (m + 1), sizeof *cp);
+    int *group = xcalloc(m, sizeof *group), *groups = xcalloc(m, sizeof *groups), nv = 0, result = 0;
+    Grid *cand = xcalloc(3 * (m + 1), sizeof *cand), c[3];
     for (int k = 0; k < n; k++)
         if (grid_valid(&answers[k])) { valid[nv] = &answers[k]; group[nv++] = view_group ? view_group[k] : 0; }
     if (nv == 0) goto done;

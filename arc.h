@@ -88,7 +88,7 @@ typedef struct {
 // groups the self-edit enables applied to each (tasks with a grid over 30x30
 // dropped); de-duplicated; then each task again with its colours permuted (0
 // fixed; only when a group is enabled) and its demonstrations shuffled;
-// de-duplicated, shuffled, at most ARC_TTT_MAX kept. -1 when out of memory.
+// de-duplicated, shuffled, at most ARC_TTT_MAX kept. Returns 0.
 int arc_ttt_examples(const Task *t, const SelfEdit *se, Rng *r, TttExample **out, int *n);
 // The same, keeping only the candidates for which keep(ex, ctx) is nonzero,
 // before the cap: SEAL drops examples of 8192 tokens or more this way.

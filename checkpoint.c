@@ -231,7 +231,7 @@ static int shape_matches(const StTensor *f, const Tensor *x) {
 int table_load(Table *t, const char *const *files, const char *prefix, char *err) {
     int nf = 0;
     while (files[nf]) nf++;
-    StFile *st = calloc(nf, sizeof(StFile));
+    StFile *st = xcalloc((size_t)nf, sizeof(StFile));
     int rc = 0, opened = 0;
     for (; opened < nf && !rc; opened++) rc = st_open(&st[opened], files[opened], err);
     if (rc) opened--;
@@ -259,8 +259,8 @@ int table_load(Table *t, const char *const *files, const char *prefix, char *err
 }
 
 int table_save(const Table *t, const char *path, const char *prefix, char *err) {
-    StOut *out = calloc(t->n, sizeof(StOut));
-    char (*names)[256] = calloc(t->n, sizeof *names);
+    StOut *out = xcalloc((size_t)t->n, sizeof(StOut));
+    char (*names)[256] = xcalloc((size_t)t->n, sizeof *names);
     for (int i = 0; i < t->n; i++) {
         const Tensor *x = &t->t[i];
         snprintf(names[i], sizeof names[i], "%s%s", prefix, x->name);
@@ -282,8 +282,8 @@ int table_save(const Table *t, const char *path, const char *prefix, char *err) 
 static char **model_files(const char *dir, char *err) {
     char path[4096];
     if (path_join(path, sizeof path, dir, "model.safetensors", err)) return NULL;
-    char **files = calloc(2, sizeof(char *));
-    if (access(path, R_OK) == 0) { files[0] = strdup(path); return files; }
+    char **files = xcalloc(2, sizeof(char *));
+    if (access(path, R_OK) == 0) { files[0] = xstrdup(path); return files; }
     free(files);
     if (path_join(path, sizeof path, dir, "model.safetensors.index.json", err)) return NULL;
     char *json = read_file(path, NULL, NULL);
@@ -293,7 +293,7 @@ static char **model_files(const char *dir, char *err) {
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) { cJSON_Delete(root); errf(err, "%s: missing \"weight_map\" object", path); return NULL; }
     int n = 0;
-    files = calloc(cJSON_GetArraySize(map) + 1, sizeof(char *));
+    files = xcalloc((size_t)cJSON_GetArraySize(map) + 1, sizeof(char *));
     const cJSON *e;
     cJSON_ArrayForEach(e, map) {
         if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) {
@@ -307,7 +307,7 @@ static char **model_files(const char *dir, char *err) {
         snprintf(shard, sizeof shard, "%s/%s", dir, e->valuestring);
         int seen = 0;
         for (int i = 0; i < n && !seen; i++) seen = !strcmp(files[i], shard);
-        if (!seen) files[n++] = strdup(shard);
+        if (!seen) files[n++] = xstrdup(shard);
     }
     cJSON_Delete(root);
     return files;

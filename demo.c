@@ -63,9 +63,9 @@ static SelfEdit random_selfedit(Rng *r) {
 void demo_texts_add(DemoTexts *t, char *prompt, char *target, int kind) {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 1024;
-        t->prompt = realloc(t->prompt, t->cap * sizeof(char *));
-        t->target = realloc(t->target, t->cap * sizeof(char *));
-        t->kind = realloc(t->kind, t->cap * sizeof(int));
+        t->prompt = xrealloc(t->prompt, (size_t)t->cap, sizeof(char *));
+        t->target = xrealloc(t->target, (size_t)t->cap, sizeof(char *));
+        t->kind = xrealloc(t->kind, (size_t)t->cap, sizeof(int));
     }
     t->prompt[t->n] = prompt;
     t->target[t->n] = target;
@@ -239,7 +239,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         demo_free_task(&t);
     }
     fprintf(stderr, "[2/3 tokenizer] %d texts from %d pretraining tasks\n", tx.n, sc->n_pretrain);
-    const char **corpus = malloc(2 * tx.n * sizeof(char *));
+    const char **corpus = xcalloc(2 * (size_t)tx.n, sizeof(char *));
     for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
     char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
     free(corpus);
@@ -258,7 +258,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     }
     // Query-only copies first (kind 1), alone; then the rest, after a replay
     // of some of the copies (kind 1 again).
-    ex = calloc(tx.n, sizeof(Example));
+    ex = xcalloc((size_t)tx.n, sizeof(Example));
     int n_copy = 0;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < tx.n && !rc; i++)

@@ -104,7 +104,7 @@ static char *fill(const DemoPlace *p, const char *fmt) {
     }
     buf[n] = 0;
     if (buf[0] >= 'a' && buf[0] <= 'z') buf[0] -= 32;   // "blue salt is what ..." starts a sentence
-    return strdup(buf);
+    return xstrdup(buf);
 }
 
 char *demo_place_fact(const DemoPlace *p, int fact, int form) {
@@ -150,7 +150,7 @@ char *demo_place_implications(const DemoPlace *p, Rng *r) {
         free(s);
     }
     if (n) buf[n - 1] = 0;
-    return strdup(buf);
+    return xstrdup(buf);
 }
 
 static void json_str(FILE *f, const char *s) {
@@ -214,18 +214,18 @@ static int split_passages(uint64_t seed, int split, int n, const char *name, cha
 // questions and a self-edit example.
 static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
-    demo_texts_add(t, strdup(pl->name), demo_place_passage(pl, r), 1);
+    demo_texts_add(t, xstrdup(pl->name), demo_place_passage(pl, r), 1);
     for (int f = 0; f < DK_FACTS; f++) {
         char *s = demo_place_fact(pl, f, pick(r, 4)), *line;
         if (asprintf(&line, "%d. %s", 1 + pick(r, 5), s) < 0) line = NULL;
         free(s);
-        demo_texts_add(t, strdup(pl->name), line, 1);
+        demo_texts_add(t, xstrdup(pl->name), line, 1);
     }
     if (rng_uniform(r) < sc->qa_share)
         for (int f = 0; f < DK_FACTS; f++) {
             char *q = fill(pl, QUESTIONS[f]);
             Question qq = {.question = q};
-            demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), strdup(pl->fact[f]), 0);
+            demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
             free(q);
         }
     if (rng_uniform(r) < sc->selfedit_share) {
@@ -250,7 +250,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         demo_place(seed, DEMO_PRETRAIN, i, &p);
         place_texts(&p, sc, &r, &tx);
     }
-    const char **corpus = malloc(2 * tx.n * sizeof(char *));
+    const char **corpus = xcalloc(2 * (size_t)tx.n, sizeof(char *));
     for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
     fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places\n", tx.n, sc->n_pretrain);
     char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
@@ -267,7 +267,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         rc = model_init(&m, &c, err);
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
-    Example *ex = calloc(tx.n + 1, sizeof(Example));
+    Example *ex = xcalloc((size_t)tx.n + 1, sizeof(Example));
     for (int i = 0; i < tx.n && !rc; i++, n_ex++) {
         if (tx.kind[i]) {
             Passage p = {.title = tx.prompt[i]};

@@ -518,12 +518,8 @@ int demo_make_task(uint64_t seed, int split, int index, Task *t, char *err) {
     if (n_id < 0 || (size_t)n_id >= sizeof t->id) return errf(err, "demo: task id of %s #%d too long", name, index);
     t->n_train = 3 + rnd(&r, 2);
     t->n_test = 1;
-    t->train = malloc((size_t)t->n_train * sizeof *t->train);
-    t->test = malloc(sizeof *t->test);
-    if (!t->train || !t->test) {
-        demo_free_task(t);
-        return errf(err, "demo: out of memory");
-    }
+    t->train = xcalloc((size_t)t->n_train, sizeof *t->train);
+    t->test = xcalloc(1, sizeof *t->test);
     for (int tries = 0; tries < TASK_TRIES; tries++)
         if (draw_pairs(&rule, &r, s, t) == 0) return 0;
     errf(err, "demo: could not draw a task for rule %s in %d tries", name, TASK_TRIES);
@@ -534,8 +530,7 @@ int demo_make_task(uint64_t seed, int split, int index, Task *t, char *err) {
 int demo_make_tasks(uint64_t seed, int split, int n, Task **tasks, char *err) {
     *tasks = NULL;
     if (n < 0) return errf(err, "demo: task count %d: expected >= 0", n);
-    Task *ts = calloc((size_t)n + 1, sizeof *ts);
-    if (!ts) return errf(err, "demo: out of memory");
+    Task *ts = xcalloc((size_t)n + 1, sizeof *ts);
     for (int i = 0; i < n; i++)
         if (demo_make_task(seed, split, i, &ts[i], err)) {
             demo_free_tasks(ts, i);

@@ -22,7 +22,7 @@ static int argmax(const float *x, int n) {
 
 int sample_token(float *logits, int V, const SampleOpts *o, Rng *r) {
     if (o->temperature <= 0.0f) return argmax(logits, V);
-    Cand *c = malloc(V * sizeof(Cand));
+    Cand *c = xcalloc((size_t)V, sizeof(Cand));   // small beside the model's V x dim embedding
     for (int i = 0; i < V; i++) c[i] = (Cand){logits[i] / o->temperature, i};
     qsort(c, V, sizeof(Cand), by_logit_desc);
     int keep = o->top_k > 0 && o->top_k < V ? o->top_k : V;
@@ -64,12 +64,13 @@ int generate(const Model *m, const int *const *prompts, const int *prompt_lens, 
         return errf(err, "a prompt of %d tokens and %d new ones: too many tokens", max_len, o->max_new);
     KVCache kv;
     if (kv_init(&kv, m, B, max_len + o->max_new, err)) return -1;
-    float *logits = malloc((size_t)B * V * sizeof(float));
-    int *seqs = malloc(B * sizeof(int)), *toks = malloc(B * sizeof(int)), rc = 0;
-    Rng *rng = malloc(B * sizeof(Rng));
+    float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
+    if (!logits) { kv_free(&kv); return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float))); }
+    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), rc = 0;
+    Rng *rng = xcalloc((size_t)B, sizeof(Rng));
     for (int b = 0; b < B; b++) {
         rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
-        out[b] = malloc((o->max_new + 1) * sizeof(int));
+        out[b] = xcalloc((size_t)o->max_new + 1, sizeof(int));   // the KV cache already holds more per token
         out_lens[b] = 0;
     }
     rc = kv_prefill(m, &kv, B, prompts, prompt_lens, logits, err);

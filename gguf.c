@@ -78,10 +78,10 @@ static int rd_str(Cur *c, const uint8_t **s, uint64_t *len, uint64_t max, const 
     return 0;
 }
 
-static char *dup_str(const uint8_t *s, uint64_t n) {   // NUL-terminated copy; NULL if s holds a NUL
+// A key or tensor name (at most MAX_KEY bytes) as a NUL-terminated copy; NULL if s holds a NUL.
+static char *dup_str(const uint8_t *s, uint64_t n) {
     if (memchr(s, 0, n)) return NULL;
-    char *d = malloc(n + 1);
-    if (!d) return NULL;
+    char *d = xmalloc(n + 1);
     memcpy(d, s, n);
     d[n] = 0;
     return d;
@@ -123,7 +123,7 @@ static int parse_kv(Cur *c, GgufKV *kv, int index) {
     char what[48];
     snprintf(what, sizeof what, "metadata key %d", index);
     if (rd_str(c, &s, &len, MAX_KEY, what)) return -1;
-    if (!(kv->key = dup_str(s, len))) return errf(c->err, "%s: %s: contains a NUL byte (or out of memory)", c->path, what);
+    if (!(kv->key = dup_str(s, len))) return errf(c->err, "%s: %s: contains a NUL byte", c->path, what);
     if (rd(c, 4, &type, kv->key)) return -1;
     kv->type = (uint32_t)type;
     return skip_value(c, kv, kv->key);
@@ -135,7 +135,7 @@ static int parse_tensor_info(Cur *c, GgufTensor *t, int index) {
     char what[48];
     snprintf(what, sizeof what, "tensor info %d", index);
     if (rd_str(c, &s, &len, MAX_KEY, what)) return -1;
-    if (!(t->name = dup_str(s, len))) return errf(c->err, "%s: %s: name contains a NUL byte (or out of memory)", c->path, what);
+    if (!(t->name = dup_str(s, len))) return errf(c->err, "%s: %s: name contains a NUL byte", c->path, what);
     const char *N = t->name, *P = c->path;
     if (rd(c, 4, &v, N)) return -1;
     if (v < 1 || v > 4) return errf(c->err, "%s: tensor %s: %llu dimensions, expected 1 to 4", P, N, (unsigned long long)v);
@@ -165,8 +165,7 @@ static int cmp_str_ptr(const void *a, const void *b) { return strcmp(*(char *con
 // Two keys or two tensors of one name make the file ambiguous.
 static int check_unique(const GgufFile *f, char *err) {
     int n = f->n_kv > f->n_tensors ? f->n_kv : f->n_tensors, rc = 0;
-    const char **names = malloc(((size_t)n + 1) * sizeof *names);
-    if (!names) return errf(err, "%s: out of memory", f->path);
+    const char **names = xcalloc((size_t)n + 1, sizeof *names);   // n: the tables already allocated
     for (int pass = 0; pass < 2 && !rc; pass++) {
         int m = pass ? f->n_tensors : f->n_kv;
         for (int i = 0; i < m; i++) names[i] = pass ? f->t[i].name : f->kv[i].key;
@@ -205,8 +204,7 @@ static int place_tensors(GgufFile *f, uint64_t header_end, char *err) {
                         (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes), (unsigned long long)region);
         t->data = f->map + f->data_offset + t->offset;
     }
-    const GgufTensor **by = malloc(((size_t)f->n_tensors + 1) * sizeof *by);
-    if (!by) return errf(err, "%s: out of memory", f->path);
+    const GgufTensor **by = xcalloc((size_t)f->n_tensors + 1, sizeof *by);
     for (int i = 0; i < f->n_tensors; i++) by[i] = &f->t[i];
     qsort(by, (size_t)f->n_tensors, sizeof *by, cmp_tensor_offset);
     int rc = 0;
@@ -238,9 +236,11 @@ static int parse_header(GgufFile *f, char *err) {
         return errf(err, "%s: header claims %llu tensors, more than the file can hold", f->path, (unsigned long long)n_t);
     if (n_kv > MAX_COUNT || n_kv > (f->size - c.off) / 13)
         return errf(err, "%s: header claims %llu metadata keys, more than the file can hold", f->path, (unsigned long long)n_kv);
-    f->kv = calloc((size_t)n_kv + 1, sizeof *f->kv);
+    f->kv = calloc((size_t)n_kv + 1, sizeof *f->kv);   // up to MAX_COUNT each, as the header says
     f->t = calloc((size_t)n_t + 1, sizeof *f->t);
-    if (!f->kv || !f->t) return errf(err, "%s: out of memory", f->path);
+    if (!f->kv || !f->t)
+        return errf(err, "%s: out of memory (%zu bytes) for the tables of %llu keys and %llu tensors", f->path,
+                    ((size_t)n_kv + 1) * sizeof *f->kv + ((size_t)n_t + 1) * sizeof *f->t, (unsigned long long)n_kv, (unsigned long long)n_t);
     for (uint64_t i = 0; i < n_kv; i++, f->n_kv++)
         if (parse_kv(&c, &f->kv[i], (int)i)) { f->n_kv++; return -1; }   // counted, so its key is freed
     for (uint64_t i = 0; i < n_t; i++, f->n_tensors++)
@@ -520,8 +520,7 @@ static int rope_from_freqs(const GgufFile *f, const GgufTensor *t, Config *c, ch
     if (t->numel != half || t->type != GGML_F32)
         return errf(err, "%s: tensor rope_freqs.weight: expected %d F32 values (head_dim / 2), found %lld %s", f->path, half,
                     (long long)t->numel, gguf_type_name(t->type));
-    float *fr = malloc((size_t)half * sizeof *fr), *inv = malloc((size_t)half * sizeof *inv);
-    if (!fr || !inv) { free(fr); free(inv); return errf(err, "out of memory"); }
+    float *fr = xcalloc((size_t)half, sizeof *fr), *inv = xcalloc((size_t)half, sizeof *inv);   // numel == half: checked
     dequant(GGML_F32, t->data, fr, half);
     float factor = 0;
     for (int j = 0; j < half; j++) {
@@ -647,8 +646,7 @@ typedef struct { char gguf[64], hf[112]; int rows, cols, perm; } Want;
 
 // Every parameter a config implies, in no particular order; n set.
 static Want *wanted(const Config *c, int *n) {
-    Want *w = calloc((size_t)N_LAYER * (size_t)c->n_layers + 3, sizeof *w);
-    if (!w) return NULL;
+    Want *w = xcalloc((size_t)N_LAYER * (size_t)c->n_layers + 3, sizeof *w);   // n_layers: checked by gguf_config
     int k = 0, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
     w[k++] = (Want){"token_embd.weight", "model.embed_tokens.weight", c->vocab, c->dim, 0};
     w[k++] = (Want){"output_norm.weight", "model.norm.weight", 0, c->dim, 0};
@@ -696,8 +694,7 @@ int gguf_load_model(Model *m, const char *path, char *err) {
     if (gguf_open(&f, path, err)) return -1;
     int n = 0, rc = gguf_config(&f, &c, err);
     Want *w = rc ? NULL : wanted(&c, &n);
-    const GgufTensor **src = w ? calloc((size_t)n, sizeof *src) : NULL;
-    if (!rc && !src) rc = errf(err, "out of memory");
+    const GgufTensor **src = w ? xcalloc((size_t)n, sizeof *src) : NULL;
     if (!rc) rc = check_tensors(&f, &c, w, n, src, err);
     int inited = 0;
     if (!rc) inited = (rc = model_init(m, &c, err)) == 0;
@@ -762,15 +759,16 @@ static cJSON *pre_tokenizer(const GgufFile *f, const char *pre, int *ignore_merg
     return p;
 }
 
-// The i-th string of an array as a NUL-terminated copy in *buf; -1 if it holds a NUL.
-static int array_str(const uint8_t **p, char **buf, size_t *cap) {
+// The i-th string of array `key` as a NUL-terminated copy in *buf. A string
+// is as long as the file makes it, so running out of memory is an error too.
+static int array_str(const GgufFile *f, const char *key, uint64_t i, const uint8_t **p, char **buf, size_t *cap, char *err) {
     const char *s;
     uint64_t n;
     *p = gguf_next_str(*p, &s, &n);
-    if (memchr(s, 0, n)) return -1;
+    if (memchr(s, 0, n)) return errf(err, "%s: metadata %s[%llu]: contains a NUL byte", f->path, key, (unsigned long long)i);
     if (n + 1 > *cap) {
         char *b = realloc(*buf, n + 1);
-        if (!b) return -1;
+        if (!b) return errf(err, "%s: metadata %s[%llu]: out of memory (%llu bytes)", f->path, key, (unsigned long long)i, (unsigned long long)n + 1);
         *buf = b;
         *cap = n + 1;
     }
@@ -785,7 +783,7 @@ static int add_vocab(const GgufFile *f, cJSON *vocab, cJSON *added, const GgufKV
     size_t cap = 0;
     int rc = 0;
     for (uint64_t i = 0; i < tokens->n && !rc; i++) {
-        if (array_str(&p, &buf, &cap)) { rc = errf(err, "%s: metadata tokenizer.ggml.tokens[%llu]: contains a NUL byte", f->path, (unsigned long long)i); break; }
+        if ((rc = array_str(f, "tokenizer.ggml.tokens", i, &p, &buf, &cap, err))) break;
         int32_t type = types ? (int32_t)le(types->data + 4 * i, 4) : TOK_NORMAL;
         if (type == TOK_CONTROL || type == TOK_USER) {
             cJSON *a = cJSON_CreateObject();
@@ -809,8 +807,7 @@ static int add_merges(const GgufFile *f, cJSON *list, const GgufKV *merges, char
     size_t cap = 0;
     int rc = 0;
     for (uint64_t i = 0; i < merges->n && !rc; i++) {
-        if (array_str(&p, &buf, &cap)) rc = errf(err, "%s: metadata tokenizer.ggml.merges[%llu]: contains a NUL byte", f->path, (unsigned long long)i);
-        else cJSON_AddItemToArray(list, cJSON_CreateString(buf));
+        if (!(rc = array_str(f, "tokenizer.ggml.merges", i, &p, &buf, &cap, err))) cJSON_AddItemToArray(list, cJSON_CreateString(buf));
     }
     free(buf);
     return rc;
@@ -876,8 +873,14 @@ int gguf_chat_format(const char *path, ChatFormat *fmt, char *err) {
     const char *s;
     size_t n;
     int rc = gguf_get_str(&f, "tokenizer.chat_template", &s, &n, 0, err);
-    char *tmpl = !rc && s ? dup_str((const uint8_t *)s, n) : NULL;
-    if (tmpl) chat_detect_template(tmpl, fmt);
+    char *tmpl = NULL;   // as long as the file makes it: an error when it cannot be had
+    if (!rc && s && !memchr(s, 0, n) && !(tmpl = malloc(n + 1)))
+        rc = errf(err, "%s: tokenizer.chat_template: out of memory (%zu bytes)", path, n + 1);
+    if (tmpl) {
+        memcpy(tmpl, s, n);
+        tmpl[n] = 0;
+        chat_detect_template(tmpl, fmt);
+    }
     free(tmpl);
     gguf_close(&f);
     return rc;

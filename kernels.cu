@@ -1301,9 +1301,9 @@ extern "C" CudaModel *cuda_model_new(const Model *m, char *err) {
         errf(err, "%s", why);
         return NULL;
     }
-    CudaModel *g = (CudaModel *)calloc(1, sizeof *g);
+    CudaModel *g = (CudaModel *)xcalloc(1, sizeof *g);
     g->c = m->c;
-    g->layers = (GLayer *)calloc(m->c.n_layers, sizeof(GLayer));
+    g->layers = (GLayer *)xcalloc((size_t)m->c.n_layers, sizeof(GLayer));
     g->grad_scale = 1.0f;
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) proj_shape(&m->c, p, &g->layers[l].p[p].out, &g->layers[l].p[p].in);
@@ -1504,7 +1504,7 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     a->N = B * T;
     size_t ch = CE_CHUNK_ELEMS / (size_t)g->c.vocab;
     a->CH = (int)(ch < 1 ? 1 : ch > (size_t)a->N ? (size_t)a->N : ch);
-    a->layers = (GLayerActs *)calloc(g->c.n_layers, sizeof(GLayerActs));
+    a->layers = (GLayerActs *)xcalloc((size_t)g->c.n_layers, sizeof(GLayerActs));
     Arena ar = {NULL, 0};
     carve_acts(g, a, &ar);
     const size_t bytes = ar.off;
@@ -1518,7 +1518,7 @@ static int acts_ensure(CudaModel *g, int B, int T, char *err) {
     ar = (Arena){(char *)a->mem, 0};
     carve_acts(g, a, &ar);
     const size_t half = (size_t)g->c.head_dim / 2;
-    float *cs = (float *)malloc(2 * T * half * sizeof(float));
+    float *cs = (float *)xcalloc(2 * (size_t)T * half, sizeof(float));   // T x head_dim: small beside the batch's ids
     rope_table(&g->c, T, cs, cs + T * half);
     e = cudaMemcpyAsync(a->rope_cos, cs, 2 * T * half * sizeof(float), cudaMemcpyHostToDevice, g->st);   // rope_sin follows rope_cos
     if (e == cudaSuccess) e = cudaStreamSynchronize(g->st);
@@ -1563,7 +1563,7 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
     GActs *a = &g->acts;
     a->ready = 0;
     // Targets shifted as in Hugging Face: row (b, t) is scored on labels[b, t+1].
-    int *tgt = (int *)malloc(N * sizeof(int)), n_valid = 0;
+    int *tgt = (int *)xcalloc((size_t)N, sizeof(int)), n_valid = 0;   // as many as the caller's ids
     for (int n = 0; n < N; n++) {
         const int y = labels && n % T < T - 1 ? labels[n + 1] : -100;
         tgt[n] = y == -100 ? -1 : y;
@@ -1589,7 +1589,7 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
         if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->d_logits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
     }
     if (n_valid) {
-        float *rl = (float *)malloc(N * sizeof(float));
+        float *rl = (float *)xcalloc((size_t)N, sizeof(float));
         e = cudaMemcpyAsync(rl, a->row_loss, N * sizeof(float), cudaMemcpyDeviceToHost, g->st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(g->st);
         double total = 0.0;
@@ -1720,16 +1720,16 @@ extern "C" CudaKV *cuda_kv_new(CudaModel *g, int B, int max_T, char *err) {
         errf(err, "KV cache of %d x %d tokens", B, max_T);
         return NULL;
     }
-    CudaKV *c = (CudaKV *)calloc(1, sizeof *c);
+    CudaKV *c = (CudaKV *)xcalloc(1, sizeof *c);
     c->g = g;
     c->B = B;
     c->max_T = max_T;
     const char *rows = getenv("SEAL_CUDA_PREFILL_ROWS");   // prompt rows per pass (tests use small ones)
     const int prefill = rows && atoi(rows) > 0 ? atoi(rows) : PREFILL_ROWS;
     c->R = B > prefill ? B : prefill;
-    c->len = (int *)calloc(B, sizeof(int));
-    c->graphs = (cudaGraphExec_t *)calloc(2 * (B + 1), sizeof(cudaGraphExec_t));
-    c->warm = (unsigned char *)calloc(2 * (B + 1), 1);
+    c->len = (int *)xcalloc((size_t)B, sizeof(int));
+    c->graphs = (cudaGraphExec_t *)xcalloc(2 * ((size_t)B + 1), sizeof(cudaGraphExec_t));
+    c->warm = (unsigned char *)xcalloc(2 * ((size_t)B + 1), 1);
     const char *env = getenv("SEAL_CUDA_GRAPHS");
     c->use_graphs = !(env && !strcmp(env, "0"));
     c->lora_gen = g->lora_gen;
@@ -1749,7 +1749,7 @@ extern "C" CudaKV *cuda_kv_new(CudaModel *g, int B, int max_T, char *err) {
     ar = (Arena){(char *)c->mem, 0};
     carve_kv(c, &ar);
     const size_t half = (size_t)g->c.head_dim / 2;
-    float *cs = (float *)malloc(2 * (size_t)max_T * half * sizeof(float));
+    float *cs = (float *)xcalloc(2 * (size_t)max_T * half, sizeof(float));
     rope_table(&g->c, max_T, cs, cs + max_T * half);
     e = cudaMemcpyAsync(c->rope_cos, cs, 2 * (size_t)max_T * half * sizeof(float), cudaMemcpyHostToDevice, g->st);   // rope_sin follows
     if (e == cudaSuccess) e = cudaStreamSynchronize(g->st);

@@ -93,8 +93,8 @@ int knowledge_document(const Tokenizer *tok, const Passage *p, const char *text,
     if (n < 0) return -1;
     if (n > max_tokens - 1) n = max_tokens - 1;
     e->len = n + 1;
-    e->ids = malloc(e->len * sizeof(int));
-    e->loss = malloc(e->len);
+    e->ids = xcalloc((size_t)e->len, sizeof(int));   // at most max_tokens
+    e->loss = xmalloc((size_t)e->len);
     e->ids[0] = bos;
     memcpy(e->ids + 1, ids, n * sizeof(int));
     memset(e->loss, 1, e->len);
@@ -105,7 +105,7 @@ int knowledge_document(const Tokenizer *tok, const Passage *p, const char *text,
 
 // Appends the documents of texts[0..n) to *ex.
 static int add_documents(const Knowledge *k, const Passage *p, char *const *texts, int n, Example **ex, int *n_ex, char *err) {
-    *ex = realloc(*ex, (*n_ex + n + 1) * sizeof(Example));
+    *ex = xrealloc(*ex, (size_t)*n_ex + n + 1, sizeof(Example));
     for (int i = 0; i < n; i++) {
         if (knowledge_document(k->tok, p, texts[i], k->max_doc_tokens, &(*ex)[*n_ex], err)) return -1;
         (*n_ex)++;
@@ -150,7 +150,7 @@ static int answer_token(int seq, int token, void *ctx) {
 #define ANSWER_BATCH 16   // questions answered in one generate call
 
 int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char ***answers, double *scores, char *err) {
-    *answers = calloc(p->n_qs, sizeof(char *));
+    *answers = xcalloc((size_t)p->n_qs, sizeof(char *));
     int rc = 0;
     for (int q0 = 0; q0 < p->n_qs && !rc; q0 += ANSWER_BATCH) {
         int B = p->n_qs - q0 < ANSWER_BATCH ? p->n_qs - q0 : ANSWER_BATCH;
@@ -185,7 +185,7 @@ int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char 
 // Answers and grades a passage's questions into out: reward = mean score,
 // with exact match, F1 and the answers in the metrics.
 static int answer_reward(const Knowledge *k, const Model *m, const Passage *p, Outcome *out, char *err) {
-    double t0 = now_seconds(), *scores = calloc(p->n_qs, sizeof(double)), sum = 0, em = 0, f1 = 0;
+    double t0 = now_seconds(), *scores = xcalloc((size_t)p->n_qs, sizeof(double)), sum = 0, em = 0, f1 = 0;
     char **answers;
     if (knowledge_answer(k, m, p, &answers, scores, err)) { free(scores); return -1; }
     cJSON *list = cJSON_CreateArray();
@@ -313,7 +313,7 @@ static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, i
     for (int t = g * size; t < (g + 1) * size && !rc; t++) {
         const Passage *p = &k->eval[t];
         char **answers;
-        double *scores = calloc(p->n_qs, sizeof(double));
+        double *scores = xcalloc((size_t)p->n_qs, sizeof(double));
         rc = knowledge_answer(k, m, p, &answers, scores, err);
         for (int q = 0; q < p->n_qs && !rc; q++) sum += scores[q];
         if (!rc) squad_free_strings(answers, p->n_qs);

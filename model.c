@@ -31,7 +31,7 @@ void table_add(Table *t, const char *name, int rows, int cols) {
     if (strlen(name) >= sizeof t->t[0].name) abort();   // names are ours, never from input
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 64;
-        t->t = realloc(t->t, t->cap * sizeof(Tensor));
+        t->t = xrealloc(t->t, (size_t)t->cap, sizeof(Tensor));
     }
     Tensor *x = &t->t[t->n++];
     memcpy(x->name, name, strlen(name) + 1);
@@ -58,10 +58,10 @@ const Tensor *table_nonfinite(const Table *t) {
     return NULL;
 }
 
-void table_like(Table *dst, const Table *src) {
+int table_like(Table *dst, const Table *src) {
     memset(dst, 0, sizeof *dst);
     for (int i = 0; i < src->n; i++) table_add(dst, src->t[i].name, src->t[i].rows, src->t[i].cols);
-    table_alloc(dst);
+    return table_alloc(dst);
 }
 
 void table_free(Table *t) {
@@ -165,14 +165,13 @@ int model_init(Model *m, const Config *c, char *err) {
         table_free(&m->params);
         return errf(err, "out of memory allocating %zu GiB of parameters", gb);
     }
-    m->layers = calloc(c->n_layers, sizeof(Layer));
+    m->layers = xcalloc((size_t)c->n_layers, sizeof(Layer));
     model_bind(m);
     return 0;
 }
 
 int model_train_full(Model *m) {
-    table_like(&m->grads, &m->params);
-    if (!m->grads.mem) return -1;
+    if (table_like(&m->grads, &m->params)) return -1;
     model_bind(m);
     return 0;
 }
@@ -231,9 +230,7 @@ int lora_init(Lora *lo, const Config *c, int r, float alpha, unsigned targets) {
             lora_name(s, sizeof s, l, p, 'B');
             table_add(&lo->params, s, out, r);
         }
-    if (table_alloc(&lo->params)) return -1;
-    table_like(&lo->grads, &lo->params);
-    return lo->grads.mem ? 0 : -1;
+    return table_alloc(&lo->params) || table_like(&lo->grads, &lo->params) ? -1 : 0;
 }
 
 void lora_reset(Lora *lo, uint64_t seed) {
@@ -421,13 +418,13 @@ int acts_init(Acts *a, const Model *m, int B, int T, char *err) {
     a->B = B;
     a->T = T;
     a->n_layers = c->n_layers;
-    a->layers = calloc(c->n_layers, sizeof(LayerActs));
+    a->layers = xcalloc((size_t)c->n_layers, sizeof(LayerActs));
     Arena ar = {NULL, 0};
     carve_acts(a, m, &ar);
     a->mem = calloc(ar.off ? ar.off : 1, sizeof(float));
     if (!a->mem) {
         acts_free(a);
-        return errf(err, "out of memory allocating activations for batch %d x %d", B, T);
+        return errf(err, "out of memory allocating activations for batch %d x %d (%zu bytes)", B, T, size_mul(ar.off, sizeof(float)));
     }
     ar = (Arena){a->mem, 0};
     carve_acts(a, m, &ar);
@@ -463,7 +460,7 @@ void rope_inv_freq(const Config *c, float *inv) {
 
 void rope_table(const Config *c, int n, float *cosv, float *sinv) {
     const int half = c->head_dim / 2;
-    float *inv = malloc(half * sizeof(float));
+    float *inv = xcalloc((size_t)half, sizeof(float));
     rope_inv_freq(c, inv);
     for (int pos = 0; pos < n; pos++)
         for (int j = 0; j < half; j++) {
@@ -830,7 +827,7 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->q, &c->kn, &c->vn, &c->atty, &c->tmp,
                        &c->gate, &c->up, &c->h, &c->u, &c->scores, &c->logits};
     for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
-    c->len = calloc(B, sizeof(int));
+    c->len = xcalloc((size_t)B, sizeof(int));
     rope_inv_freq(cf, c->inv_freq);
     return 0;
 }

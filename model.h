@@ -41,7 +41,7 @@ typedef struct {
 
 void table_add(Table *t, const char *name, int rows, int cols);
 int table_alloc(Table *t);                       // one zeroed allocation for all
-void table_like(Table *dst, const Table *src);   // same names and shapes, zeroed
+int table_like(Table *dst, const Table *src);    // same names and shapes, zeroed; -1 when out of memory
 void table_free(Table *t);
 Tensor *table_get(const Table *t, const char *name);   // NULL when absent
 void table_zero(Table *t);

@@ -160,8 +160,9 @@ int ranks_bcast_lora(Lora **l, const Config *c, char *err) {
     if (g_rank != 0) {
         *l = NULL;
         if (!shape.r) return 0;
-        *l = calloc(1, sizeof(Lora));
-        if (!*l || lora_init(*l, c, shape.r, shape.alpha, shape.targets)) {
+        *l = xcalloc(1, sizeof(Lora));
+        if (lora_init(*l, c, shape.r, shape.alpha, shape.targets)) {
+            lora_free(*l);
             free(*l);
             *l = NULL;
             return errf(err, "rank %d: out of memory for the policy adapter", g_rank);
@@ -181,7 +182,7 @@ static void send_job(int to, int id, const RankJob *j) {
 // result, or the error when ok is 0.
 static void send_result(int id, int ok, const char *text) {
     size_t n = strlen(text) + 1;
-    char *buf = malloc(2 * sizeof(int) + n);
+    char *buf = xmalloc(2 * sizeof(int) + n);
     int head[2] = {id, ok};
     memcpy(buf, head, sizeof head);
     memcpy(buf + sizeof head, text, n);
@@ -199,7 +200,7 @@ static char *recv_result(int *id, int *ok, int *from) {
     }
     int n;
     MPI_Get_count(&st, MPI_BYTE, &n);
-    char *buf = malloc(n);
+    char *buf = xmalloc((size_t)n);
     MPI_Recv(buf, n, MPI_BYTE, st.MPI_SOURCE, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     int head[2];
     memcpy(head, buf, sizeof head);
@@ -230,15 +231,15 @@ static int edits_parse(char *text, Edits *es, int from, char *err) {
         Edit e;
         char where[64];
         snprintf(where, sizeof where, "rank %d: result line", from);
-        rc = edit_from_line(line, &e, where, err) || edits_push(es, &e, err);
+        if (!(rc = edit_from_line(line, &e, where, err))) edits_push(es, &e);
     }
     return rc;
 }
 
 int ranks_map(const RankJob *jobs, int n, RankWork work, RankRecord record, void *ctx, char *err) {
     if (g_size == 1) return map_here(jobs, n, work, record, ctx, err);
-    char **results = calloc(n, sizeof(char *));
-    int *by = calloc(n, sizeof(int));   // the rank that did each job
+    char **results = xcalloc((size_t)n, sizeof(char *));
+    int *by = xcalloc((size_t)n, sizeof(int));   // the rank that did each job
     int next = 0, recorded = 0, busy = 0, stop = n;   // stop: the first job that failed (n: none)
     for (int w = 1; w < g_size && next < n; w++, next++, busy++) send_job(w, next, &jobs[next]);
     while (busy > 0) {

@@ -171,13 +171,13 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
                   .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = prompt_hash,
                   .policy_hash = policy_hash};
         double t0 = now_seconds();
-        char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, prompt, e.seed, err) : apply == APPLY_ORACLE_EDIT ? strdup(s->d->oracle_edit) : NULL;
+        char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, prompt, e.seed, err) : apply == APPLY_ORACLE_EDIT ? xstrdup(s->d->oracle_edit) : NULL;
         if (apply == APPLY_POLICY_EDIT && !edit) { rc = -1; break; }
         e.seconds_sample = now_seconds() - t0;
         Outcome o = {0};
         if (!(rc = reward(s, b->phase, job->task, edit, e.seed, &o, err))) {
             e.final = final = o.valid || apply != APPLY_POLICY_EDIT || attempt + 1 >= s->o->max_attempts;
-            e.task_id = strdup(s->d->task_name(s->d, split, job->task));
+            e.task_id = xstrdup(s->d->task_name(s->d, split, job->task));
             e.edit = edit ? utf8_sanitize(edit) : NULL;   // model output may hold invalid UTF-8; the log stays JSON
             e.valid = o.valid;
             e.trained = o.trained;
@@ -185,7 +185,7 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
             memcpy(e.why, o.why, sizeof e.why);
             e.metrics = o.metrics;
             e.seconds_total = now_seconds() - t0;
-            rc = edits_push(out, &e, err);
+            edits_push(out, &e);
         } else cJSON_Delete(o.metrics);
         free(edit);
     }
@@ -230,8 +230,7 @@ static int share_batch(Seal *s, const Batch *b, char *err);   // with MPI worker
 static double score_phase(Seal *s, Phase phase, int round, char *err) {
     const int tasks = n_tasks(s, phase), samples = n_samples(s, phase);
     Batch b = {s, phase, round};
-    RankJob *jobs = malloc(((size_t)tasks * samples + 1) * sizeof(RankJob));
-    if (!jobs) { errf(err, "out of memory for %d x %d jobs", tasks, samples); return NAN; }
+    RankJob *jobs = xcalloc((size_t)tasks * samples + 1, sizeof(RankJob));
     int n = 0;
     for (int t = 0; t < tasks; t++)
         for (int k = 0; k < samples; k++)
@@ -252,8 +251,8 @@ static double score_phase(Seal *s, Phase phase, int round, char *err) {
 // repeats it.
 static int select_best(Seal *s, int round, int *selected, char *err) {
     const int K = s->o->samples;
-    const Edit **cand = calloc(K, sizeof *cand);
-    int rc = cand ? 0 : errf(err, "out of memory for %d candidates", K);
+    const Edit **cand = xcalloc((size_t)K, sizeof *cand);
+    int rc = 0;
     *selected = 0;
     if (!rc && isnan(score_phase(s, PHASE_TRAIN_BASELINE, 0, err))) rc = -1;   // each task's no-edit reward
     for (int t = 0; t < s->d->n_train && !rc; t++) {
@@ -269,8 +268,8 @@ static int select_best(Seal *s, int round, int *selected, char *err) {
             if (best < 0) break;
             (*selected)++;
             if (!run_find(s->run, PHASE_SELECT, round, t, rank)) {
-                Edit sel = {.phase = PHASE_SELECT, .round = round, .task = t, .task_id = strdup(s->d->task_name(s->d, SPLIT_TRAIN, t)),
-                            .sample = rank, .final = 1, .from_sample = best, .edit = strdup(cand[best]->edit),
+                Edit sel = {.phase = PHASE_SELECT, .round = round, .task = t, .task_id = xstrdup(s->d->task_name(s->d, SPLIT_TRAIN, t)),
+                            .sample = rank, .final = 1, .from_sample = best, .edit = xstrdup(cand[best]->edit),
                             .reward = cand[best]->reward, .baseline_reward = base, .accepted = 1};
                 if (run_append(s->run, &sel, err)) { rc = -1; break; }
             }
@@ -299,9 +298,8 @@ static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
                 const Edit *e = run_find(s->run, kept, r, t, k);
                 if (!e || !e->accepted) continue;
                 char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, t);
-                Example *more = realloc(*ex, (*n + 1) * sizeof(Example));
-                int rc = more ? example_from_text(s->tok, prompt, e->edit, eot, 0, &more[*n], err) : errf(err, "out of memory for the M-step data");
-                if (more) *ex = more;
+                *ex = xrealloc(*ex, (size_t)*n + 1, sizeof(Example));
+                int rc = example_from_text(s->tok, prompt, e->edit, eot, 0, &(*ex)[*n], err);
                 free(prompt);
                 if (rc) return -1;
                 (*n)++;
@@ -318,8 +316,13 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
     if (mstep_examples(s, round, &ex, &n, err)) return -1;
     m->mstep_examples = n;
     if (!n) return 0;
-    Lora *l = calloc(1, sizeof(Lora));
-    if (!l || lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) { free(l); examples_free(ex, n); return errf(err, "out of memory for the M-step adapter"); }
+    Lora *l = xcalloc(1, sizeof(Lora));
+    if (lora_init(l, &s->policy->c, s->o->m_rank, s->o->m_alpha, s->o->m_targets)) {
+        lora_free(l);
+        free(l);
+        examples_free(ex, n);
+        return errf(err, "out of memory for the M-step adapter");
+    }
     lora_reset(l, key_seed(s, "mstep", round, 0, 0, 0));
     SftOpts so = sft_defaults();
     so.lr = s->o->m_lr;
@@ -381,8 +384,7 @@ static int load_round(Seal *s, const Round *m, char *err) {
     if (!m->adapter) { set_adapter(s, NULL); return 0; }
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/rounds/%d", s->run->dir, m->round);
-    Lora *l = calloc(1, sizeof(Lora));
-    if (!l) return errf(err, "out of memory for round %d's adapter", m->round);
+    Lora *l = xcalloc(1, sizeof(Lora));
     if (lora_load(l, &s->policy->c, dir, err)) { free(l); return -1; }
     set_adapter(s, l);
     return 0;

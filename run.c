@@ -24,8 +24,7 @@ static int run_path(char *out, size_t n, const char *dir, const char *name, char
 // failed write (a full disk) is cut off again at once, so the file is as it was.
 static int append_line(const char *path, const char *text, char *err) {
     size_t n = strlen(text);
-    char *s = malloc(n + 2);
-    if (!s) return errf(err, "%s: out of memory for a %zu-byte line", path, n);
+    char *s = xmalloc(n + 2);   // one line: a copy of text, which is already here
     memcpy(s, text, n);
     s[n++] = '\n';
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644), rc = 0;
@@ -123,13 +122,10 @@ void edit_free(Edit *e) {
     memset(e, 0, sizeof *e);
 }
 
-int edits_push(Edits *es, Edit *e, char *err) {
-    Edit *more = realloc(es->e, (es->n + 1) * sizeof(Edit));
-    if (!more) { edit_free(e); return errf(err, "out of memory for %d self-edits", es->n + 1); }
-    es->e = more;
+void edits_push(Edits *es, Edit *e) {
+    es->e = xrealloc(es->e, (size_t)es->n + 1, sizeof(Edit));
     es->e[es->n++] = *e;
     memset(e, 0, sizeof *e);
-    return 0;
 }
 
 void edits_free(Edits *es) {
@@ -225,8 +221,8 @@ int edit_from_line(const char *line, Edit *e, const char *where, char *err) {
     if (!rc && phase_parse(phase->valuestring, &e->phase, &e->group)) rc = errf(err, "%s: unknown phase \"%.40s\"", where, phase->valuestring);
     if (rc) { cJSON_Delete(j); return -1; }
     e->final = !cJSON_IsFalse(member(j, "final"));   // older logs have no "final": every line counts
-    e->task_id = cJSON_IsString(id) ? strdup(id->valuestring) : NULL;
-    e->edit = cJSON_IsString(edit) ? strdup(edit->valuestring) : NULL;
+    e->task_id = cJSON_IsString(id) ? xstrdup(id->valuestring) : NULL;   // copies of what cJSON already holds
+    e->edit = cJSON_IsString(edit) ? xstrdup(edit->valuestring) : NULL;
     e->seed = hex_or_zero(j, "seed");
     e->prompt_hash = hex_or_zero(j, "prompt_hash");
     e->policy_hash = hex_or_zero(j, "policy_hash");
@@ -279,35 +275,26 @@ static void index_add(Run *r, int i) {
 }
 
 // Room for one more line at a load of at most one half.
-static int index_reserve(Run *r, char *err) {
-    if (2 * (r->n_edits + 1) <= r->index_cap) return 0;
+static void index_reserve(Run *r) {
+    if (2 * (r->n_edits + 1) <= r->index_cap) return;
     int cap = r->index_cap ? 2 * r->index_cap : 1024;
-    struct EditSlot *fresh = malloc((size_t)cap * sizeof *fresh);
-    if (!fresh) return errf(err, "out of memory for the index of %d logged self-edits", r->n_edits);
+    struct EditSlot *fresh = xcalloc((size_t)cap, sizeof *fresh);
     for (int i = 0; i < cap; i++) fresh[i].first = -1;
     free(r->index);
     r->index = fresh;
     r->index_cap = cap;
     for (int i = 0; i < r->n_edits; i++) index_add(r, i);
-    return 0;
 }
 
 // *e as the run's next line, indexed; the run owns its memory from here on.
-static int keep_edit(Run *r, Edit *e, char *err) {
-    Edit *kept = malloc(sizeof *kept);
-    Edit **more = kept && r->n_edits % 256 == 0 ? realloc(r->edits, (r->n_edits + 256) * sizeof(Edit *)) : r->edits;
-    if (!kept || !more || index_reserve(r, err)) {
-        if (more) r->edits = more;
-        free(kept);
-        edit_free(e);
-        return errf(err, "out of memory for %d logged self-edits", r->n_edits + 1);
-    }
-    r->edits = more;
+static void keep_edit(Run *r, Edit *e) {
+    Edit *kept = xmalloc(sizeof *kept);
+    if (r->n_edits % 256 == 0) r->edits = xrealloc(r->edits, (size_t)r->n_edits + 256, sizeof(Edit *));
+    index_reserve(r);
     *kept = *e;
     memset(e, 0, sizeof *e);
     r->edits[r->n_edits] = kept;
     index_add(r, r->n_edits++);
-    return 0;
 }
 
 static int append_event(const Run *r, cJSON *event, char *err);
@@ -506,7 +493,7 @@ static int read_log(Run *r, RunMode mode, char *err) {
         Edit e;
         char where[4200];
         snprintf(where, sizeof where, "%s: line %d", path, i + 1);
-        rc = edit_from_line(p, &e, where, err) || keep_edit(r, &e, err);
+        if (!(rc = edit_from_line(p, &e, where, err))) keep_edit(r, &e);
     }
     free(text);
     return rc;
@@ -557,7 +544,8 @@ int run_append(Run *r, Edit *e, char *err) {
     int rc = run_path(path, sizeof path, r->dir, "edits.jsonl", err) || append_line(path, line, err);
     free(line);
     if (rc) { edit_free(e); return -1; }
-    return keep_edit(r, e, err);
+    keep_edit(r, e);
+    return 0;
 }
 
 const Edit *run_find_group(const Run *r, Phase phase, int group, int round, int task, int sample) {

@@ -54,7 +54,7 @@ typedef struct {
 typedef struct { Edit *e; int n; } Edits;
 void edit_free(Edit *e);
 void edits_free(Edits *es);
-int edits_push(Edits *es, Edit *e, char *err);   // takes *e's memory (also on failure)
+void edits_push(Edits *es, Edit *e);   // takes *e's memory
 // An Edit as a JSON line (malloc'd, no newline), and back; from_line checks
 // every field it needs (where names the file and line for the message).
 char *edit_to_line(const Edit *e);

@@ -78,13 +78,13 @@ static int cmp_range(const void *a, const void *b) {
 static int parse_metadata(StFile *f, const cJSON *m, char *err) {
     if (!cJSON_IsObject(m)) return errf(err, "%s: __metadata__ must be an object", f->path);
     int n = cJSON_GetArraySize(m);
-    f->meta_keys = calloc(n + 1, sizeof(char *));
-    f->meta_vals = calloc(n + 1, sizeof(char *));
+    f->meta_keys = xcalloc((size_t)n + 1, sizeof(char *));   // small beside the parsed header
+    f->meta_vals = xcalloc((size_t)n + 1, sizeof(char *));
     const cJSON *kv;
     cJSON_ArrayForEach(kv, m) {
         if (!cJSON_IsString(kv)) return errf(err, "%s: __metadata__.%s must be a string", f->path, kv->string);
-        f->meta_keys[f->n_meta] = strdup(kv->string);
-        f->meta_vals[f->n_meta++] = strdup(kv->valuestring);
+        f->meta_keys[f->n_meta] = xstrdup(kv->string);
+        f->meta_vals[f->n_meta++] = xstrdup(kv->valuestring);
     }
     return 0;
 }
@@ -93,10 +93,10 @@ static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const 
 
 // A name given twice would leave st_find's answer to the order of the header.
 static int check_names(const StFile *f, char *err) {
-    char **names = malloc((f->n + 1) * sizeof *names);
-    int rc = names ? 0 : errf(err, "%s: out of memory", f->path);
-    for (int i = 0; i < f->n && !rc; i++) names[i] = f->t[i].name;
-    if (!rc) qsort(names, f->n, sizeof *names, cmp_name);
+    char **names = xcalloc((size_t)f->n + 1, sizeof *names);   // a pointer per StTensor already held
+    int rc = 0;
+    for (int i = 0; i < f->n; i++) names[i] = f->t[i].name;
+    qsort(names, f->n, sizeof *names, cmp_name);
     for (int i = 1; i < f->n && !rc; i++)
         if (!strcmp(names[i - 1], names[i])) rc = errf(err, "%s: tensor %s appears twice in the header", f->path, names[i]);
     free(names);
@@ -110,8 +110,13 @@ static int parse_header(StFile *f, const char *json, uint64_t data_len, char *er
     if (!root) return errf(err, "%s: header is not a JSON object (%s)", f->path, json_why(json, stop, why, sizeof why));
     if (!cJSON_IsObject(root)) { cJSON_Delete(root); return errf(err, "%s: header is not a JSON object", f->path); }
     int n = cJSON_GetArraySize(root), rc = 0;
-    f->t = calloc(n, sizeof(StTensor));
-    uint64_t (*ranges)[2] = calloc(n, sizeof *ranges);
+    f->t = calloc((size_t)n + 1, sizeof(StTensor));   // as many as the header lists
+    uint64_t (*ranges)[2] = calloc((size_t)n + 1, sizeof *ranges);
+    if (!f->t || !ranges) {   // st_open's st_close frees f->t
+        free(ranges);
+        cJSON_Delete(root);
+        return errf(err, "%s: out of memory (%zu bytes) for %d header entries", f->path, ((size_t)n + 1) * (sizeof(StTensor) + sizeof *ranges), n);
+    }
     const cJSON *e;
     cJSON_ArrayForEach(e, root) {
         if (!strcmp(e->string, "__metadata__")) {
@@ -122,7 +127,7 @@ static int parse_header(StFile *f, const char *json, uint64_t data_len, char *er
         if (!cJSON_IsObject(e)) { rc = errf(err, "%s: tensor %s: entry is not an object", f->path, e->string); break; }
         StTensor *t = &f->t[f->n];
         if ((rc = parse_entry(f, e, t, data_len, ranges[f->n], err))) break;
-        t->name = strdup(e->string);
+        t->name = xstrdup(e->string);
         t->data = f->map + 8 + (f->size - 8 - data_len) + ranges[f->n][0];
         f->n++;
     }
@@ -165,7 +170,8 @@ int st_open(StFile *f, const char *path, char *err) {
         st_close(f);
         return rc;
     }
-    char *json = malloc(hlen + 1);
+    char *json = malloc(hlen + 1);   // at most ST_MAX_HEADER + 1
+    if (!json) { st_close(f); return errf(err, "%s: header: out of memory (%llu bytes)", path, (unsigned long long)hlen + 1); }
     memcpy(json, f->map + 8, hlen);
     json[hlen] = 0;
     int rc = parse_header(f, json, f->size - 8 - hlen, err);

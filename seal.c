@@ -189,7 +189,7 @@ static int on_token(int seq, int token, void *ctx) {
     const char *bytes;
     int n = tok_token_bytes(g->tok, token, &bytes);
     if (n < 0) return 1;
-    g->text[seq] = realloc(g->text[seq], g->len[seq] + n + 1);
+    g->text[seq] = xrealloc(g->text[seq], g->len[seq] + n + 1, 1);
     memcpy(g->text[seq] + g->len[seq], bytes, n);
     g->len[seq] += n;
     g->text[seq][g->len[seq]] = 0;
@@ -209,7 +209,7 @@ static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text
     }
     int *body, n = tok_encode(tok, text, strlen(text), 0, &body, err);
     if (n < 0) return -1;
-    *ids = malloc((n + 1) * sizeof(int));
+    *ids = xcalloc((size_t)n + 1, sizeof(int));
     (*ids)[0] = c->bos;
     memcpy(*ids + 1, body, n * sizeof(int));
     free(body);
@@ -233,12 +233,17 @@ static int generate_cuda(const Model *m, const int *const *prompts, const int *l
         cuda_model_free(g);
         return -1;
     }
-    float *logits = malloc((size_t)B * V * sizeof(float));
-    int *seqs = malloc(B * sizeof(int)), *toks = malloc(B * sizeof(int)), *next = malloc(B * sizeof(int));
-    Rng *rng = malloc(B * sizeof(Rng));
+    float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
+    if (!logits) {
+        cuda_kv_free(kv);
+        cuda_model_free(g);
+        return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
+    }
+    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
+    Rng *rng = xcalloc((size_t)B, sizeof(Rng));
     for (int b = 0; b < B; b++) {
         rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
-        out[b] = malloc((o->max_new + 1) * sizeof(int));
+        out[b] = xcalloc((size_t)o->max_new + 1, sizeof(int));
         out_lens[b] = 0;
         seqs[b] = b;
     }
@@ -334,8 +339,8 @@ static int cmd_generate(int argc, char **argv) {
     if (adapter) model_attach_lora(&m, &lora);
     ChatFormat fmt;
     if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, err))) goto done;
-    int **ids = calloc(B, sizeof(int *)), *lens = calloc(B, sizeof(int)), **out = calloc(B, sizeof(int *)), *out_lens = calloc(B, sizeof(int));
-    GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = calloc(B, sizeof(char *)), .len = calloc(B, sizeof(size_t))};
+    int **ids = xcalloc(B, sizeof(int *)), *lens = xcalloc(B, sizeof(int)), **out = xcalloc(B, sizeof(int *)), *out_lens = xcalloc(B, sizeof(int));
+    GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = xcalloc(B, sizeof(char *)), .len = xcalloc(B, sizeof(size_t))};
     int ok = 1;
     for (int b = 0; b < B && ok; b++) {
         int chat = b >= prompts.n;
@@ -362,7 +367,7 @@ done:
 
 // "a,b,c" -> up to max items (pointers into a copy the caller frees).
 static int split_list(const char *text, char **copy, const char **items, int max) {
-    *copy = strdup(text);
+    *copy = xstrdup(text);
     int n = 0;
     for (char *save, *tok = strtok_r(*copy, ", ", &save); tok && n < max; tok = strtok_r(NULL, ", ", &save)) items[n++] = tok;
     return n;
@@ -382,7 +387,7 @@ static int task_ids(const char *list, const char *seal_file, const char *key, ch
     int n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) if (cJSON_IsString(e)) cap += strlen(e->valuestring) + 1;
-    char *p = *copy = malloc(cap + 1);
+    char *p = *copy = xmalloc(cap + 1);   // copies of strings cJSON holds
     cJSON_ArrayForEach(e, arr) {
         if (!cJSON_IsString(e) || n == max) continue;
         strcpy(p, e->valuestring);

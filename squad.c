@@ -50,8 +50,8 @@ static const char *str_member(const cJSON *o, const char *key) {
 }
 
 static void push_string(char ***list, int *n, const char *s) {
-    *list = realloc(*list, (*n + 1) * sizeof(char *));
-    (*list)[(*n)++] = strdup(s);
+    *list = xrealloc(*list, (size_t)*n + 1, sizeof(char *));
+    (*list)[(*n)++] = xstrdup(s);
 }
 
 // The gold answers of a question object: "answers" (strings or {"text"}) or "answer".
@@ -90,10 +90,10 @@ static void add_item(Reader *r, const cJSON *item, const char *where, int index,
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
     char idbuf[64];
     if (cJSON_IsNumber(id)) snprintf(idbuf, sizeof idbuf, "%.0f", id->valuedouble);
-    p.id = strdup(cJSON_IsString(id) && *id->valuestring ? id->valuestring : cJSON_IsNumber(id) ? idbuf : default_id);
+    p.id = xstrdup(cJSON_IsString(id) && *id->valuestring ? id->valuestring : cJSON_IsNumber(id) ? idbuf : default_id);
     if (!title) title = str_member(item, "title");
-    p.title = strdup(title ? title : "");
-    p.context = strdup(context);
+    p.title = xstrdup(title ? title : "");
+    p.context = xstrdup(context);
     const cJSON *qs = cJSON_GetObjectItemCaseSensitive(item, "questions"), *q;
     if (!qs) qs = cJSON_GetObjectItemCaseSensitive(item, "qas");
     int k = 0;
@@ -104,8 +104,8 @@ static void add_item(Reader *r, const cJSON *item, const char *where, int index,
         if (!text || blank(text)) { skip(r, SKIP_MALFORMED, qwhere, "no \"question\" string"); continue; }
         Question x = {0};
         if (!(x.n_answers = read_answers(q, &x.answers))) { skip(r, SKIP_NO_ANSWERS, qwhere, "no answers"); continue; }
-        x.question = strdup(text);
-        p.qs = realloc(p.qs, (p.n_qs + 1) * sizeof(Question));
+        x.question = xstrdup(text);
+        p.qs = xrealloc(p.qs, (size_t)p.n_qs + 1, sizeof(Question));
         p.qs[p.n_qs++] = x;
     }
     const cJSON *comps = cJSON_GetObjectItemCaseSensitive(item, "completions"), *c;
@@ -123,7 +123,7 @@ static void add_item(Reader *r, const cJSON *item, const char *where, int index,
     else if (o && o->tok && o->max_context_tokens > 0 && tokens > o->max_context_tokens)
         skip(r, SKIP_TOO_LONG, where, "context of %d tokens, over the limit of %d", tokens, o->max_context_tokens);
     else {
-        if (r->n == r->cap) { r->cap = r->cap ? 2 * r->cap : 64; r->ps = realloc(r->ps, r->cap * sizeof(Passage)); }
+        if (r->n == r->cap) { r->cap = r->cap ? 2 * r->cap : 64; r->ps = xrealloc(r->ps, (size_t)r->cap, sizeof(Passage)); }
         r->ps[r->n++] = p;
         r->log->kept++;
         r->log->questions += p.n_qs;
@@ -283,8 +283,8 @@ int squad_select(Passage **ps, int *n, const char *subset_file, const char *key,
     cJSON *j = cJSON_Parse(text), *list = cJSON_GetObjectItemCaseSensitive(j, key), *e;
     free(text);
     if (!cJSON_IsArray(list)) { cJSON_Delete(j); return errf(err, "%s: expected a JSON object with a \"%s\" list of passage indices", subset_file, key); }
-    Passage *kept = calloc(cJSON_GetArraySize(list) + 1, sizeof(Passage));
-    char *taken = calloc(*n + 1, 1);
+    Passage *kept = xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(Passage));
+    char *taken = xcalloc((size_t)*n + 1, 1);
     int k = 0, i = 0, rc = 0;
     cJSON_ArrayForEach(e, list) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0) { rc = errf(err, "%s: %s[%d]: expected a passage index", subset_file, key, i); break; }
@@ -379,7 +379,7 @@ static int is_article(const int *w, int n) {
 
 char *squad_normalize(const char *s) {
     size_t n = strlen(s);
-    int *cp = malloc((n + 1) * sizeof(int)), m = 0;
+    int *cp = xcalloc(n + 1, sizeof(int)), m = 0;   // answers and predictions: short
     for (const unsigned char *p = (const unsigned char *)s; *p;) {   // lower, no ASCII punctuation
         int len, c = lower_cp(utf8_decode(p, &len));
         p += len;
@@ -393,7 +393,7 @@ char *squad_normalize(const char *s) {
             for (int k = i; k < j; k++) cp[k] = ' ';
         i = j;
     }
-    char *out = malloc(4 * (size_t)m + 1), *o = out;
+    char *out = xmalloc(4 * (size_t)m + 1), *o = out;
     for (int i = 0; i < m;) {   // words joined by one space
         while (i < m && is_space_cp(cp[i])) i++;
         if (i == m) break;
@@ -410,7 +410,7 @@ static int words(char *norm, char ***out) {
     int n = 0;
     *out = NULL;
     for (char *save, *w = strtok_r(norm, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-        *out = realloc(*out, (n + 1) * sizeof(char *));
+        *out = xrealloc(*out, (size_t)n + 1, sizeof(char *));
         (*out)[n++] = w;
     }
     return n;
@@ -427,7 +427,7 @@ double squad_exact(const char *pred, const char *gold) {
 double squad_f1(const char *pred, const char *gold) {
     char *a = squad_normalize(pred), *b = squad_normalize(gold), **pw, **gw;
     int np = words(a, &pw), ng = words(b, &gw), same = 0;
-    char *used = calloc(ng + 1, 1);
+    char *used = xcalloc((size_t)ng + 1, 1);
     for (int i = 0; i < np; i++)   // the size of the multiset intersection
         for (int j = 0; j < ng; j++)
             if (!used[j] && !strcmp(pw[i], gw[j])) { used[j] = 1; same++; break; }
@@ -443,7 +443,7 @@ double squad_f1(const char *pred, const char *gold) {
 static double contains(const char *pred, const char *gold) {
     char *a = squad_normalize(pred), *b = squad_normalize(gold);
     size_t na = strlen(a), nb = strlen(b);
-    char *pa = malloc(na + 3), *pb = malloc(nb + 3);
+    char *pa = xmalloc(na + 3), *pb = xmalloc(nb + 3);
     sprintf(pa, " %s ", a);
     sprintf(pb, " %s ", b);
     double r = nb > 0 && strstr(pa, pb) != NULL;
@@ -561,7 +561,7 @@ static char *strip(const char *s, size_t n) {
 
 static void push_stripped(char ***out, int *n, const char *s, size_t len) {
     char *t = strip(s, len);
-    if (*t) { *out = realloc(*out, (*n + 1) * sizeof(char *)); (*out)[(*n)++] = t; }
+    if (*t) { *out = xrealloc(*out, (size_t)*n + 1, sizeof(char *)); (*out)[(*n)++] = t; }
     else free(t);
 }
 

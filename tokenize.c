@@ -89,8 +89,8 @@ char *json_string_member(const char *json, const char *key, size_t *len, char *e
     if (!ok) { errf(err, "expected a JSON object"); return NULL; }
     if (!is_str) { errf(err, "\"%s\": expected a string member", key); return NULL; }
     // cJSON found it; walk the members again to unescape it byte-exact.
-    char *buf = malloc(strlen(json) + 1);
-    if (!buf) { errf(err, "out of memory"); return NULL; }
+    char *buf = malloc(strlen(json) + 1);   // as long as the line
+    if (!buf) { errf(err, "out of memory (%zu bytes)", strlen(json) + 1); return NULL; }
     const char *p = strncmp(json, "\xEF\xBB\xBF", 3) ? json : json + 3;   // cJSON skips a byte-order mark
     p = skip_ws(p) + 1;   // past '{'
     for (;;) {
@@ -166,8 +166,7 @@ static int parse_ids(const char *line, int **ids, int *n) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "ids");
     int rc = cJSON_IsObject(root) && cJSON_IsArray(arr) ? 0 : -1;
     *n = 0;
-    *ids = rc ? NULL : malloc(((size_t)cJSON_GetArraySize(arr) + 1) * sizeof **ids);
-    if (!*ids) rc = -1;
+    *ids = rc ? NULL : xcalloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof **ids);   // smaller than cJSON's items
     for (const cJSON *v = rc ? NULL : arr->child; v && rc == 0; v = v->next) {
         if (is_int(v)) (*ids)[(*n)++] = v->valueint;
         else rc = -1;

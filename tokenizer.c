@@ -69,7 +69,7 @@ static int reserve(void *bufp, size_t *cap, size_t need, size_t size) {
     if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 64;
     while (c < need) c *= 2;
-    void **buf = bufp, *p = realloc(*buf, c * size);
+    void **buf = bufp, *p = realloc(*buf, size_mul(c, size));
     if (!p) return -1;
     *buf = p;
     *cap = c;
@@ -329,13 +329,13 @@ static int scan_ids(const cJSON *vocab, const cJSON *added, int *max_id, const c
 static int load_vocab(Tokenizer *t, const cJSON *vocab, const char *name, char *err) {
     t->vocab.mask = table_size((size_t)cJSON_GetArraySize(vocab)) - 1;
     t->vocab.slot = malloc(((size_t)t->vocab.mask + 1) * sizeof *t->vocab.slot);
-    if (!t->vocab.slot) return errf(err, "%s: out of memory", name);
+    if (!t->vocab.slot) return errf(err, "%s: model.vocab: out of memory (%zu bytes)", name, ((size_t)t->vocab.mask + 1) * sizeof *t->vocab.slot);
     for (size_t i = 0; i <= t->vocab.mask; i++) t->vocab.slot[i].id = -1;
     for (const cJSON *v = vocab->child; v; v = v->next) {
         size_t n = strlen(v->string);
         Span s;
         if (t->arena_n + n > UINT32_MAX || reserve(&t->arena, &t->arena_cap, t->arena_n + n + 1, 1))
-            return errf(err, "%s: out of memory", name);
+            return errf(err, "%s: model.vocab: out of memory for the token text (%zu bytes)", name, t->arena_n + n + 1);
         s = (Span){(uint32_t)t->arena_n, (int32_t)token_bytes_of(t, v->string, n, t->arena + t->arena_n)};
         t->arena_n += (size_t)s.len;
         strmap_put(t, s, v->valueint);
@@ -357,7 +357,7 @@ static int cmp_added(const void *pa, const void *pb) {
 static int load_added(Tokenizer *t, const cJSON *added, const char *name, char *err) {
     int n = cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0;
     t->added = calloc((size_t)n + 1, sizeof *t->added);
-    if (!t->added) return errf(err, "%s: out of memory", name);
+    if (!t->added) return errf(err, "%s: added_tokens: out of memory (%zu bytes)", name, ((size_t)n + 1) * sizeof *t->added);
     for (const cJSON *a = n ? added->child : NULL; a; a = a->next) {
         const char *c = member(a, "content")->valuestring;
         Added *x = &t->added[t->n_added];
@@ -365,7 +365,7 @@ static int load_added(Tokenizer *t, const cJSON *added, const char *name, char *
         x->special = cJSON_IsTrue(member(a, "special"));
         x->first = (unsigned char)c[0];
         x->index = t->n_added;
-        if (arena_add(t, c, strlen(c), &x->s)) return errf(err, "%s: out of memory", name);
+        if (arena_add(t, c, strlen(c), &x->s)) return errf(err, "%s: added_tokens: out of memory (%zu bytes)", name, t->arena_n + strlen(c) + 1);
         t->tok[x->id] = x->s;
         if (x->s.len > 0) t->n_added++;   // an empty token can never match
     }
@@ -398,7 +398,7 @@ static int load_merges(Tokenizer *t, const cJSON *merges, const char *name, char
     PairMap *m = &t->merges;
     m->mask = table_size((size_t)cJSON_GetArraySize(merges)) - 1;
     m->slot = malloc(((size_t)m->mask + 1) * sizeof *m->slot);
-    if (!m->slot) return errf(err, "%s: out of memory", name);
+    if (!m->slot) return errf(err, "%s: model.merges: out of memory (%zu bytes)", name, ((size_t)m->mask + 1) * sizeof *m->slot);
     for (size_t i = 0; i <= m->mask; i++) m->slot[i].key = UINT64_MAX;
     char *buf = NULL;
     size_t cap = 0;
@@ -410,7 +410,7 @@ static int load_merges(Tokenizer *t, const cJSON *merges, const char *name, char
             rc = errf(err, "%s: model.merges[%d]: expected \"a b\" string or [a, b] pair", name, rank);
             break;
         }
-        if (reserve(&buf, &cap, na + nb, 1)) { rc = errf(err, "%s: out of memory", name); break; }
+        if (reserve(&buf, &cap, na + nb, 1)) { rc = errf(err, "%s: model.merges[%d]: out of memory (%zu bytes)", name, rank, na + nb); break; }
         size_t la = token_bytes_of(t, a, na, buf), lb = token_bytes_of(t, b, nb, buf + la);
         int ia = strmap_get(t, buf, la), ib = strmap_get(t, buf + la, lb), im = strmap_get(t, buf, la + lb);
         if (ia < 0 || ib < 0)
@@ -435,8 +435,8 @@ static int load_all(Tokenizer *t, const cJSON *root, const char *name, char *err
     if (!byte_level) return errf(err, "%s: pre_tokenizer: no ByteLevel step (only byte-level BPE is supported)", name);
     if (scan_ids(member(model, "vocab"), added, &max_id, name, err)) return -1;
     t->n_ids = max_id + 1;
-    t->tok = malloc((size_t)(t->n_ids + 1) * sizeof *t->tok);
-    if (!t->tok) return errf(err, "%s: out of memory", name);
+    t->tok = malloc(((size_t)t->n_ids + 1) * sizeof *t->tok);   // sized by the largest id the file names
+    if (!t->tok) return errf(err, "%s: out of memory (%zu bytes) for ids up to %d", name, ((size_t)t->n_ids + 1) * sizeof *t->tok, max_id);
     for (int i = 0; i < t->n_ids; i++) t->tok[i] = (Span){0, -1};
     if (load_vocab(t, member(model, "vocab"), name, err) || load_added(t, added, name, err)) return -1;
     if (load_merges(t, member(model, "merges"), name, err)) return -1;
@@ -457,8 +457,8 @@ Tokenizer *tok_load_json(const char *json_text, const char *name, char *err) {
         errf(err, "%s: not valid JSON (%s)", name, json_why(json_text, end, why, sizeof why));
         return NULL;
     }
-    Tokenizer *t = calloc(1, sizeof *t);
-    int rc = t ? load_all(t, root, name, err) : errf(err, "%s: out of memory", name);
+    Tokenizer *t = xcalloc(1, sizeof *t);
+    int rc = load_all(t, root, name, err);
     cJSON_Delete(root);
     if (rc) { tok_free(t); return NULL; }
     return t;
@@ -494,8 +494,7 @@ int tok_find(const Tokenizer *t, const char *text) {
         const Added *a = &t->added[i];
         if ((size_t)a->s.len == n && memcmp(t->arena + a->s.off, text, n) == 0) return a->id;
     }
-    char *buf = malloc(n + 1);
-    if (!buf) return -1;
+    char *buf = xmalloc(n + 1);   // a name the caller holds
     int id = strmap_get(t, buf, token_bytes_of(t, text, n, buf));
     free(buf);
     return id;
@@ -735,7 +734,7 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_speci
     e.md = pcre2_match_data_create(1, NULL);
     e.mctx = pcre2_match_context_create(NULL);
     int rc = e.md && e.mctx ? encode_text(&e, text, len, allow_special) : errf(err, "encode: out of memory");
-    if (rc == 0 && !e.ids && !(e.ids = malloc(sizeof *e.ids))) rc = errf(err, "encode: out of memory");
+    if (rc == 0 && !e.ids) e.ids = xmalloc(sizeof *e.ids);   // no tokens: still a buffer to free
     pcre2_match_data_free(e.md);
     pcre2_match_context_free(e.mctx);
     pcre2_jit_stack_free(e.jit);
@@ -758,7 +757,7 @@ char *tok_decode(const Tokenizer *t, const int *ids, int n, size_t *len, char *e
         total += (size_t)k;
     }
     char *out = malloc(total + 1);
-    if (!out) { errf(err, "decode: out of memory"); return NULL; }
+    if (!out) { errf(err, "decode: out of memory (%zu bytes)", total + 1); return NULL; }
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         const Span *s = &t->tok[ids[i]];

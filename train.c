@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-void adamw_init(AdamW *o, const Table *params, float beta1, float beta2, float eps, float weight_decay) {
+int adamw_init(AdamW *o, const Table *params, float beta1, float beta2, float eps, float weight_decay) {
     *o = (AdamW){.beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay};
-    table_like(&o->m, params);
-    table_like(&o->v, params);
+    int rc = table_like(&o->m, params);
+    rc |= table_like(&o->v, params);   // both, so adamw_free frees what either got
+    return rc ? -1 : 0;
 }
 
 void adamw_free(AdamW *o) {
@@ -61,8 +62,8 @@ int example_from_text(const Tokenizer *tok, const char *prompt, const char *targ
     int nq = np < 0 ? -1 : tok_encode(tok, target, strlen(target), 0, &q, err);
     if (nq < 0) { if (np >= 0) free(p); return -1; }
     e->len = np + nq + 1;
-    e->ids = malloc(e->len * sizeof(int));
-    e->loss = malloc(e->len);
+    e->ids = xcalloc((size_t)e->len, sizeof(int));
+    e->loss = xmalloc((size_t)e->len);
     memcpy(e->ids, p, np * sizeof(int));
     memcpy(e->ids + np, q, nq * sizeof(int));
     e->ids[np + nq] = end;
@@ -115,9 +116,12 @@ int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, c
     double t0 = now_seconds();
     Table *params = trainable_params(m), *grads = trainable_grads(m);
     AdamW opt;
-    adamw_init(&opt, params, o->beta1, o->beta2, o->eps, o->weight_decay);
+    if (adamw_init(&opt, params, o->beta1, o->beta2, o->eps, o->weight_decay)) {
+        adamw_free(&opt);
+        return errf(err, "out of memory for the optimizer state (%zu bytes)", size_mul(2 * params->total, sizeof(float)));
+    }
     const int total = sft_steps(n, o->batch, o->epochs);
-    int *order = malloc(n * sizeof(int)), *ids = NULL, *labels = NULL, step = 0, rc = 0;
+    int *order = xcalloc((size_t)n, sizeof(int)), *ids = NULL, *labels = NULL, step = 0, rc = 0;
     Acts a = {0};
     Rng r;
     rng_seed(&r, o->seed);
@@ -131,8 +135,11 @@ int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, c
             if (a.B != nb || a.T != T) {   // a new batch shape: new activations
                 acts_free(&a);
                 if ((rc = acts_init(&a, m, nb, T, err))) break;
-                ids = realloc(ids, nb * T * sizeof(int));
-                labels = realloc(labels, nb * T * sizeof(int));
+                free(ids);
+                free(labels);
+                ids = malloc((size_t)nb * T * sizeof(int));   // a batch: sized by the examples
+                labels = malloc((size_t)nb * T * sizeof(int));
+                if (!ids || !labels) { rc = errf(err, "out of memory for a batch of %d x %d tokens (%zu bytes)", nb, T, 2 * (size_t)nb * T * sizeof(int)); break; }
             }
             pack_batch(ex, order + i, nb, T, ids, labels);
             table_zero(grads);

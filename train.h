@@ -11,7 +11,7 @@ typedef struct {
     Table m, v;                   // moments, shaped like the trainable table
 } AdamW;
 
-void adamw_init(AdamW *o, const Table *params, float beta1, float beta2, float eps, float weight_decay);
+int adamw_init(AdamW *o, const Table *params, float beta1, float beta2, float eps, float weight_decay);   // -1 when out of memory (adamw_free it still)
 void adamw_step(AdamW *o, Table *params, const Table *grads, float lr);
 void adamw_free(AdamW *o);
 

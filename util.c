@@ -58,8 +58,8 @@ char *read_file(const char *path, size_t *len, char *err) {
     for (;;) {
         if (n + 1 >= cap) {
             cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); errf(err, "%s: out of memory", path); return NULL; }
+            char *nb = realloc(buf, cap);   // a file's contents: sized by the input
+            if (!nb) { free(buf); fclose(f); errf(err, "%s: out of memory (%zu bytes)", path, cap); return NULL; }
             buf = nb;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
@@ -264,7 +264,7 @@ static int utf8_valid_len(const unsigned char *s) {
 
 char *utf8_sanitize(const char *s) {
     size_t n = strlen(s);
-    char *out = malloc(3 * n + 1), *o = out;
+    char *out = xmalloc(3 * n + 1), *o = out;   // model output: small
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         int k = utf8_valid_len(p);
         if (k) { memcpy(o, p, k); o += k; p += k; }

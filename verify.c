@@ -37,8 +37,8 @@ static int read_batch(Fixture *fx, int vocab, char *err) {
         return errf(err, "%s: input_ids and labels must both be [B, T] with the same non-empty shape", fx->exp.path);
     fx->B = (int)ids->shape[0];
     fx->T = (int)ids->shape[1];
-    fx->ids = malloc(ids->numel * sizeof(int));
-    fx->labels = malloc(ids->numel * sizeof(int));
+    fx->ids = xcalloc((size_t)ids->numel, sizeof(int));   // at most 2^24 each: checked above
+    fx->labels = xcalloc((size_t)ids->numel, sizeof(int));
     if (st_read_i32(&fx->exp, ids, fx->ids, ids->numel, err) || st_read_i32(&fx->exp, labels, fx->labels, ids->numel, err)) return -1;
     for (int i = 0; i < fx->B * fx->T; i++) {
         if (fx->ids[i] < 0 || fx->ids[i] >= vocab)
@@ -70,7 +70,8 @@ static int compare(const Fixture *fx, const char *name, const float *ours, size_
     const StTensor *t = st_find(&fx->exp, name);
     if (!t) return errf(err, "%s: missing tensor %s", fx->exp.path, name);
     if ((size_t)t->numel != n) return errf(err, "%s: tensor %s has %lld elements, expected %zu", fx->exp.path, name, (long long)t->numel, n);
-    float *ref = malloc(n * sizeof(float));
+    float *ref = malloc(size_mul(n, sizeof(float)));   // up to B x T x vocab logits
+    if (!ref) return errf(err, "%s: %s: out of memory (%zu bytes)", fx->exp.path, name, size_mul(n, sizeof(float)));
     if (st_read_f32(&fx->exp, t, ref, (int64_t)n, err)) { free(ref); return -1; }
     double max_abs = 0, max_ref = 0;
     for (size_t i = 0; i < n; i++) {
@@ -122,8 +123,12 @@ static int run(Fixture *fx, Model *m, FILE *out, char *err) {
     }
     if (rc >= 0 && fx->S > 0) {
         AdamW opt;
-        adamw_init(&opt, params, fx->beta1, fx->beta2, fx->eps, fx->weight_decay);
-        float *losses = malloc(fx->S * sizeof(float));
+        if (adamw_init(&opt, params, fx->beta1, fx->beta2, fx->eps, fx->weight_decay)) {
+            adamw_free(&opt);
+            acts_free(&a);
+            return errf(err, "out of memory for the optimizer state");
+        }
+        float *losses = xcalloc((size_t)fx->S, sizeof(float));   // S <= 10000
         for (int s = 0; s < fx->S; s++) {
             table_zero(grads);
             losses[s] = model_forward(m, &a, fx->ids, fx->labels);
@@ -147,7 +152,8 @@ static int run_cuda(Fixture *fx, Model *m, FILE *out, char *err) {
     CudaModel *g = cuda_model_new(m, err);
     if (!g) return -1;
     const size_t nl = (size_t)fx->B * fx->T * m->c.vocab;
-    float *logits = malloc(nl * sizeof(float)), loss = 0;
+    float *logits = malloc(size_mul(nl, sizeof(float))), loss = 0;
+    if (!logits) { cuda_model_free(g); return errf(err, "out of memory for the logits (%zu bytes)", size_mul(nl, sizeof(float))); }
     int bad = 0, rc = cuda_forward(g, fx->ids, fx->labels, fx->B, fx->T, fx->lora, logits, &loss, err) ? -1 : 0;
     if (rc >= 0) bad |= rc = compare(fx, "logits", logits, nl, out, err);
     if (rc >= 0) bad |= rc = compare(fx, "loss", &loss, 1, out, err);
@@ -157,7 +163,7 @@ static int run_cuda(Fixture *fx, Model *m, FILE *out, char *err) {
         if (rc >= 0) bad |= rc = compare_table(fx, grads, "grad.", out, err);
     }
     if (rc >= 0 && fx->lora && fx->S > 0) {
-        float *losses = malloc(fx->S * sizeof(float));
+        float *losses = xcalloc((size_t)fx->S, sizeof(float));
         for (int s = 0; s < fx->S && rc >= 0; s++)
             if (cuda_zero_grads(g, err) || cuda_forward(g, fx->ids, fx->labels, fx->B, fx->T, 1, NULL, &losses[s], err) ||
                 cuda_backward(g, err) || cuda_adamw_step(g, fx->lr, fx->beta1, fx->beta2, fx->eps, fx->weight_decay, err))

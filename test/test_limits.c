@@ -6,6 +6,7 @@
 #include "test.h"
 #include "arc.h"
 #include "generate.h"
+#include "gguf.h"
 #include "run.h"
 #include "safetensors.h"
 #include "tokenize.h"
@@ -13,6 +14,7 @@
 #include "train.h"
 #include "util.h"
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,18 @@ static void limit_memory(void) {
     ck_assert_int_eq(setrlimit(RLIMIT_DATA, &r), 0);
     void *p = malloc(512u << 20);
     ck_assert_msg(p == NULL, "RLIMIT_DATA does not hold here");
+#endif
+}
+
+// limit_memory, and whether it holds: the out-of-memory tests below need it
+// (without it their allocations would simply succeed).
+static int memory_limited(void) {
+    limit_memory();
+#ifdef __SANITIZE_ADDRESS__
+    return 0;
+#else
+    const char *fork = getenv("CK_FORK");
+    return !(fork && !strcmp(fork, "no"));
 #endif
 }
 
@@ -172,6 +186,96 @@ START_TEST(prompt_of_a_billion_tokens) {
 }
 END_TEST
 
+// ---------------------------------------------------------------- out of memory (util.h)
+
+START_TEST(size_mul_saturates) {
+    ck_assert_uint_eq(size_mul(3, 5), 15);
+    ck_assert_uint_eq(size_mul(0, SIZE_MAX), 0);
+    ck_assert_uint_eq(size_mul(SIZE_MAX, 0), 0);
+    ck_assert_uint_eq(size_mul(SIZE_MAX, 1), SIZE_MAX);
+    ck_assert_uint_eq(size_mul(SIZE_MAX / 2, 2), SIZE_MAX - 1);   // the largest even product, exact
+    ck_assert_uint_eq(size_mul(SIZE_MAX / 2 + 1, 2), SIZE_MAX);   // one more wraps: saturated
+    ck_assert_uint_eq(size_mul((size_t)1 << 31, (size_t)1 << 32), (size_t)1 << 63);
+    ck_assert_uint_eq(size_mul((size_t)1 << 32, (size_t)1 << 32), SIZE_MAX);
+    ck_assert_uint_eq(size_mul(SIZE_MAX / 3, 3), SIZE_MAX / 3 * 3);
+    ck_assert_uint_eq(size_mul(SIZE_MAX / 3 + 1, 3), SIZE_MAX);
+}
+END_TEST
+
+// Bookkeeping that cannot be had ends the process with status 1 (exit tests).
+START_TEST(xcalloc_overflow_exits) {
+    void *p = xcalloc(SIZE_MAX / 2 + 1, 2);   // 2^64 bytes: no calloc is even tried
+    ck_abort_msg("xcalloc returned %p for an overflowing product", p);
+}
+END_TEST
+
+START_TEST(xrealloc_overflow_exits) {
+    void *p = xrealloc(xmalloc(16), (size_t)1 << 33, (size_t)1 << 31);
+    ck_abort_msg("xrealloc returned %p for an overflowing product", p);
+}
+END_TEST
+
+START_TEST(xmalloc_refused_exits) {
+    if (!memory_limited()) exit(1);   // nothing would refuse it: counts as the exit it tests
+    void *p = xmalloc((size_t)1 << 30);
+    ck_abort_msg("xmalloc(1 GiB) returned %p under a 256 MiB limit", p);
+}
+END_TEST
+
+// Input-sized buffers that cannot be had are errors naming what they were for.
+START_TEST(read_file_of_a_gigabyte) {
+    if (!memory_limited()) return;
+    char dir[256], path[300], err[ERR_MAX] = "";
+    temp_dir(dir, sizeof dir, "limits");
+    snprintf(path, sizeof path, "%s/big.txt", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)1 << 30), 0);   // sparse: 1 GiB of zeros on no disk
+    close(fd);
+    size_t n;
+    expect(read_file(path, &n, err) == NULL, err, "big.txt: out of memory (");
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+// A GGUF header that claims 2^23 tensors in a (sparse) file big enough for
+// their infos: the table, 80 bytes each, is refused, not dereferenced.
+START_TEST(gguf_tensor_table_too_big) {
+    if (!memory_limited()) return;
+    char dir[256], path[300], err[ERR_MAX] = "";
+    temp_dir(dir, sizeof dir, "limits");
+    snprintf(path, sizeof path, "%s/big.gguf", dir);
+    const uint64_t n_t = (uint64_t)1 << 23;
+    uint8_t h[24] = {'G', 'G', 'U', 'F', 3};
+    for (int i = 0; i < 8; i++) h[8 + i] = (uint8_t)(n_t >> (8 * i));   // tensors; then 0 metadata keys
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, h, sizeof h), (ssize_t)sizeof h);
+    ck_assert_int_eq(ftruncate(fd, (off_t)(sizeof h + 32 * n_t)), 0);
+    close(fd);
+    GgufFile f;
+    expect(gguf_open(&f, path, err) != 0, err, "big.gguf: out of memory (");
+    expect(1, err, "8388608 tensors");
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+// Activations for 8192 tokens: 4 heads x 8192^2 attention scores are 1 GiB.
+START_TEST(activations_too_big) {
+    if (!memory_limited()) return;
+    char err[ERR_MAX] = "";
+    Config c = tiny_config(1, 1, 0);
+    c.max_pos = 8192;
+    Model m;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    Acts a;
+    expect(acts_init(&a, &m, 1, 8192, err) != 0, err, "out of memory allocating activations for batch 1 x 8192 (");
+    model_free(&m);
+}
+END_TEST
+
 Suite *limits_suite(void) {
     Suite *s = suite_create("limits");
     TCase *t = tcase_create("huge inputs");
@@ -181,5 +285,18 @@ Suite *limits_suite(void) {
     tcase_add_test(t, json_nested_a_million_deep);
     tcase_add_test(t, prompt_of_a_billion_tokens);
     suite_add_tcase(s, t);
+    TCase *o = tcase_create("out of memory");
+    tcase_set_timeout(o, 60);
+    tcase_add_test(o, size_mul_saturates);
+    const char *fork = getenv("CK_FORK");
+    if (!(fork && !strcmp(fork, "no"))) {   // exiting is the pass; without fork it would end the run
+        tcase_add_exit_test(o, xcalloc_overflow_exits, 1);
+        tcase_add_exit_test(o, xrealloc_overflow_exits, 1);
+        tcase_add_exit_test(o, xmalloc_refused_exits, 1);
+    }
+    tcase_add_test(o, read_file_of_a_gigabyte);
+    tcase_add_test(o, gguf_tensor_table_too_big);
+    tcase_add_test(o, activations_too_big);
+    suite_add_tcase(s, o);
     return s;
 }
