@@ -174,12 +174,7 @@ END_TEST
 
 Suite *limits_suite(void) {
     Suite *s = suite_create("limits");
-    TCase *t = tcase_create("huge inputs");
-    tcase_set_timeout(t, 60);
-    tcase_add_test(t, safetensors_10gb_header);
-    tcase_add_test(t, tensor_of_2_40_elements);
-    tcase_add_test(t, json_nested_a_million_deep);
-    tcase_add_test(t, prompt_of_a_billion_tokens);
-    suite_add_tcase(s, t);
+    add_case(s, "huge inputs", 60, safetensors_10gb_header, tensor_of_2_40_elements, json_nested_a_million_deep,
+             prompt_of_a_billion_tokens);
     return s;
 }
