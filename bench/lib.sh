@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: what bench/run.sh and bench/run_gpu.sh share, sourced by both:
 # reading the "key value" lines the benchmarks and their peers print, running
 # a peer, and the rows of the results table with their Markdown and JSON forms.

@@ -34,6 +34,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 machine="${cpu:-unknown CPU}, $(nproc) cores"
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
+# shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
 # Busy cores skew every number here; say so rather than hide it.

@@ -22,6 +22,7 @@ python=${PYTHON:-python3}
 steps=${STEPS:-10} gen=${GEN:-128} prompt=${PROMPT:-1024}
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
+# shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
 echo "== ours: bench_gpu (LoRA step, then decode at batch 1 and 64)"
