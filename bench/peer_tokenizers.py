@@ -21,6 +21,8 @@ import array
 import sys
 import time
 
+from peer_common import import_peer
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -29,15 +31,12 @@ def main():
     ap.add_argument("names", nargs="*", default=["squad", "arc"])
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    try:
-        import tokenizers
-        from tokenizers import Tokenizer
-    except Exception as e:   # the peer is reported missing, never invented
-        print("peer_missing %s" % str(e).replace("\n", " "))
+    tokenizers = import_peer("tokenizers")
+    if tokenizers is None:
         return 0
     print("version %s" % tokenizers.__version__)
     t0 = time.perf_counter()
-    tok = Tokenizer.from_file(args.tokenizer)
+    tok = tokenizers.Tokenizer.from_file(args.tokenizer)
     print("load_s %.3f" % (time.perf_counter() - t0))
     for name in args.names:
         with open(os.path.join(args.dir, name + ".txt"), "rb") as f:

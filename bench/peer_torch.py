@@ -8,24 +8,19 @@ frozen base (PEFT's lora_B(lora_A(x)) * scaling) and torch.optim.AdamW on the
 adapters. Batch 4 x 256 of random ids, warm-up steps then timed steps of
 zero_grad + forward + backward + step, on the same thread count.
 
-Prints "key value" lines; exits 0 with "torch_missing <why>" when torch cannot
-be imported, so the caller reports the peer as missing.
+Prints "key value" lines; exits 0 with "peer_missing <why>" when torch cannot
+be imported, so the caller reports the peer as missing. Runs with
+OMP_WAIT_POLICY=PASSIVE unless set (see peer_common.py).
 
 Usage: /usr/bin/python3 bench/peer_torch.py [--threads N] [--steps N] [--warmup N]
 """
 import argparse
 import math
 import os
-import resource
 import sys
 import time
 
-# Debian's torch runs its own OpenMP threads beside OpenBLAS's pthreads, which
-# do the matmuls; with OpenMP's default (active) waiting, the idle OpenMP
-# threads spin on the cores OpenBLAS needs (the 25M training step ran at ~40%
-# of its speed that way on 2 cores). Passive waiting is the peer at its best;
-# set OMP_WAIT_POLICY to override. Read when torch loads libgomp, so set here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from peer_common import cpu_seconds, import_torch
 
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, VOCAB = 512, 1536, 8, 8, 4, 64, 8192
 EPS, THETA, RANK, ALPHA = 1e-5, 10000.0, 16, 32.0
@@ -123,15 +118,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
-    try:
-        import torch
-    except Exception as e:   # the peer is reported missing, never invented
-        print("torch_missing %s" % str(e).replace("\n", " "))
+    torch = import_torch(args.threads)
+    if torch is None:
         return 0
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    print("torch_version %s" % torch.__version__)
-    print("torch_threads %d" % torch.get_num_threads())
     model = build(torch)
     params = [p for p in model.parameters() if p.requires_grad]
     print("torch_params %d" % sum(p.numel() for p in model.parameters()))
@@ -148,17 +137,13 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    def cpu_seconds():
-        u = resource.getrusage(resource.RUSAGE_SELF)
-        return u.ru_utime + u.ru_stime
-
     t0, c0 = time.perf_counter(), cpu_seconds()
     for _ in range(args.steps):
         loss = step()
     dt = (time.perf_counter() - t0) / args.steps
     cpu = (cpu_seconds() - c0) / args.steps
     if not math.isfinite(loss):
-        print("torch_missing the loss is not finite")
+        print("peer_missing the loss is not finite")
         return 0
     print("torch_loss %.4f" % loss)
     print("torch_step_s %.4f" % dt)

@@ -15,7 +15,8 @@ prints the largest difference from the last decode step's logits: the cached
 path computes the same function.
 
 Prints "key value" lines with bench_infer's keys; exits 0 with
-"peer_missing <why>" when torch cannot be imported.
+"peer_missing <why>" when torch cannot be imported. Runs with
+OMP_WAIT_POLICY=PASSIVE unless set (see peer_common.py).
 
 Usage: /usr/bin/python3 bench/peer_torch_decode.py 25m|1b [--threads N]
            [--prompt P] [--gen G] [--reps N] [--check 0|1]
@@ -23,16 +24,10 @@ Usage: /usr/bin/python3 bench/peer_torch_decode.py 25m|1b [--threads N]
 import argparse
 import math
 import os
-import resource
 import sys
 import time
 
-# Debian's torch runs its own OpenMP threads beside OpenBLAS's pthreads, which
-# do the matmuls; with OpenMP's default (active) waiting, the idle OpenMP
-# threads spin on the cores OpenBLAS needs (the 25M training step ran at ~40%
-# of its speed that way on 2 cores). Passive waiting is the peer at its best;
-# set OMP_WAIT_POLICY to override. Read when torch loads libgomp, so set here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from peer_common import cpu_seconds, import_torch
 
 SHAPES = {   # dim, hidden, layers, heads, kv heads, head_dim, vocab, rope theta, llama3 rope scaling
     "25m": dict(D=512, F=1536, L=8, H=8, KV=4, hd=64, V=8192, theta=10000.0, llama3=None),
@@ -123,11 +118,6 @@ class Llama:
         return F.linear(self.rms(x[:, -1], self.norm), self.embed)
 
 
-def cpu_seconds():
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
-
-
 def decode_once(torch, m, B, P, G, seed, check):
     gen = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, m.s["V"], (B, P), generator=gen)
@@ -160,15 +150,9 @@ def main():
     ap.add_argument("--check", type=int, default=None)
     args = ap.parse_args()
     check = args.check if args.check is not None else args.model == "25m"
-    try:
-        import torch
-    except Exception as e:   # the peer is reported missing, never invented
-        print("peer_missing %s" % str(e).replace("\n", " "))
+    torch = import_torch(args.threads)
+    if torch is None:
         return 0
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    print("version %s" % torch.__version__)
-    print("threads %d" % torch.get_num_threads())
     P, G = args.prompt, args.gen
     with torch.inference_mode():
         t0 = time.perf_counter()

@@ -34,11 +34,8 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 machine="${cpu:-unknown CPU}, $(nproc) cores"
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
-
-# "key value" lines -> the value of key in file $1 (empty when absent)
-get() { awk -v k="$2" '$1 == k { sub(/^[^ ]+ /, ""); print; exit }' "$1"; }
-# a / b with 2 decimals, empty when either is missing
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 != 0) printf "%.2f", a / b }'; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 # Busy cores skew every number here; say so rather than hide it.
 busy_share() {
@@ -55,43 +52,8 @@ echo "== sgemm and the 25M LoRA training step (ours)" >&2
 "$bin" train --threads "$threads" | tee "$log/train" >&2
 
 echo "== the same step in PyTorch" >&2
-peer_name=""
-if [ ! -x "$python" ]; then
-    peer_name="missing ($python not found)"
-elif ! "$python" "$here/peer_torch.py" --threads "$threads" > "$log/torch" 2> "$log/torch.err"; then
-    peer_name="missing (peer_torch.py failed: $(tail -n 1 "$log/torch.err"))"
-elif [ -n "$(get "$log/torch" torch_missing)" ]; then
-    peer_name="missing ($(get "$log/torch" torch_missing))"
-else
-    peer_name="PyTorch $(get "$log/torch" torch_version)"
-fi
-[ -f "$log/torch" ] && cat "$log/torch" >&2
-echo "peer: $peer_name" >&2
+run_peer "$log/torch" PyTorch 600 "$python" "$here/peer_torch.py" --threads "$threads"
 
-# run_peer OUT LABEL TIMEOUT CMD...: runs a peer script, its "key value" lines
-# into OUT; OUT.status gets "LABEL VERSION" when it ran (", timed out" when
-# TIMEOUT seconds ended it: the rows it finished stand) or "missing (why)".
-run_peer() {
-    local o=$1 label=$2 limit=$3 rc=0
-    shift 3
-    timeout "$limit" "$@" > "$o" 2> "$o.err" || rc=$?
-    cat "$o" >&2
-    if [ -n "$(get "$o" peer_missing)" ]; then echo "missing ($(get "$o" peer_missing))"
-    elif [ "$rc" = 124 ]; then echo "$label $(get "$o" version), timed out after $limit s"
-    elif [ "$rc" != 0 ]; then echo "missing ($(basename "$2") failed: $(tail -n 1 "$o.err"))"
-    else echo "$label $(get "$o" version)"
-    fi > "$o.status"
-    echo "peer: $(cat "$o.status")" >&2
-}
-# peer_name FILE KEY: the peer column for a row: the peer's label when it
-# gave KEY, else "missing (why)"
-peer_name() {
-    local st
-    st=$(cat "$1.status" 2> /dev/null || echo "missing (not run)")
-    if [ -n "$(get "$1" "$2")" ]; then echo "${st%%, timed out*}"
-    else case $st in missing*) echo "$st" ;; *", timed out"*) echo "missing (${st#*, })" ;; *) echo "missing (no result)" ;; esac
-    fi
-}
 pdec_timeout=${PEER_1B_TIMEOUT:-420}
 for f in tok ptok dec_25m pdec_25m dec_1b pdec_1b; do touch "$log/$f"; done
 
@@ -170,25 +132,23 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# Rows: measure, ours, peer name, peer value, ratio, unit
-rows=()
-US=$'\x1f'   # field separator: not whitespace, so empty fields survive `read`
-row() { rows+=("$1$US$2$US$3$US$4$US$5$US$6"); }
+# Rows (row in bench/lib.sh): measure, ours, peer name, peer value, ratio, unit
 T=$log/train P=$log/torch
+train_peer=$(peer_name "$P" torch_tokens_per_s)
 ours_tps=$(get "$T" train_tokens_per_s)
-peer_tps=$(get "$P" torch_tokens_per_s 2> /dev/null || true)
-case $peer_name in missing*) peer_tps="" ;; esac
+peer_tps=$(get "$P" torch_tokens_per_s)
+case $train_peer in missing*) peer_tps="" ;; esac
 gf=$(get "$T" sgemm_gflops)
 step_gflop=$(get "$T" train_step_gflop)
-peer_step=$(get "$P" torch_step_s 2> /dev/null || true)
+peer_step=$(get "$P" torch_step_s)
 [ -n "$peer_tps" ] || peer_step=""
 peer_gflops=$(awk -v f="$step_gflop" -v s="$peer_step" 'BEGIN { if (s != "") printf "%.2f", f / s }')
 peer_frac=$(awk -v g="$peer_gflops" -v s="$gf" 'BEGIN { if (g != "") printf "%.3f", g / s }')
 ratio_tps=$(div "$ours_tps" "$peer_tps")
-row "LoRA training step, 25M Llama, batch 4x256, $threads threads" "$ours_tps" "$peer_name" "$peer_tps" "$ratio_tps" "tokens/s"
-row "Step model FLOP rate (${step_gflop} GFLOP per step)" "$(get "$T" train_gflops)" "$peer_name" "$peer_gflops" \
+row "LoRA training step, 25M Llama, batch 4x256, $threads threads" "$ours_tps" "$train_peer" "$peer_tps" "$ratio_tps" "tokens/s"
+row "Step model FLOP rate (${step_gflop} GFLOP per step)" "$(get "$T" train_gflops)" "$train_peer" "$peer_gflops" \
     "$(div "$(get "$T" train_gflops)" "$peer_gflops")" "GFLOP/s"
-row "Step FLOP rate / OpenBLAS sgemm rate" "$(get "$T" train_sgemm_fraction)" "$peer_name" "$peer_frac" \
+row "Step FLOP rate / OpenBLAS sgemm rate" "$(get "$T" train_sgemm_fraction)" "$train_peer" "$peer_frac" \
     "$(div "$(get "$T" train_sgemm_fraction)" "$peer_frac")" "fraction"
 row "OpenBLAS sgemm 2048^3, $threads threads (the yardstick)" "$gf" "" "" "" "GFLOP/s"
 B=$log/1b
@@ -247,20 +207,10 @@ fi
 
 # ---------------------------------------------------------------------------
 # Markdown table on stdout
-echo
-echo "| measure | ours | peer | ratio | unit |"
-echo "|---|---|---|---|---|"
-for r in "${rows[@]}"; do
-    IFS=$US read -r m o pn pv ra u <<< "$r"
-    if [ -z "$pn" ]; then peer="—"
-    elif [ -n "$pv" ]; then peer="$pv ($pn)"
-    else peer="$pn"
-    fi
-    echo "| $m | ${o:-missing} | $peer | ${ra:-—} | $u |"
-done
+print_table
 echo
 share_ours=$(get "$T" train_cpu_share)
-share_peer=$(get "$P" torch_cpu_share 2> /dev/null || true)
+share_peer=$(get "$P" torch_cpu_share)
 echo "machine: $machine; cores busy before the run: $busy (0 = idle); share of the cores the 25M step" \
     "got: ours ${share_ours:-?}, peer ${share_peer:-?} (1 = all; lower means other processes interfered)"
 shares=""
@@ -272,25 +222,7 @@ for sz in 25m 1b; do
 done
 [ -n "$shares" ] && echo "share of the cores the decode got (ours/peer):${shares%;}"
 echo "ratio: the speed-up of ours over the peer (rates: ours / peer; times: peer / ours); tokenizer rows run on one thread;" \
-    "PyTorch peers run with OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} (see bench/peer_torch.py)"
+    "PyTorch peers run with OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} (see bench/peer_common.py)"
 
-# ---------------------------------------------------------------------------
 # bench-results.json, atomically
-json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
-json_num() { if [ -n "$1" ]; then printf '%s' "$1"; else printf 'null'; fi; }
-tmpjson="$out.tmp.$$"
-{
-    echo "["
-    n=${#rows[@]} i=0
-    for r in "${rows[@]}"; do
-        IFS=$US read -r m o pn pv ra u <<< "$r"
-        i=$((i + 1))
-        printf '  {"measure": %s, "ours": %s, "peer": %s, "peer_value": %s, "ratio": %s, "unit": %s, "machine": %s}' \
-            "$(json_str "$m")" "$(json_num "$o")" "$(if [ -n "$pn" ]; then json_str "$pn"; else printf 'null'; fi)" \
-            "$(json_num "$pv")" "$(json_num "$ra")" "$(json_str "$u")" "$(json_str "$machine")"
-        [ "$i" -lt "$n" ] && echo "," || echo
-    done
-    echo "]"
-} > "$tmpjson"
-mv "$tmpjson" "$out"
-echo "wrote $out" >&2
+write_json "$out" "$machine"

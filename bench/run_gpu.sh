@@ -22,87 +22,48 @@ python=${PYTHON:-python3}
 steps=${STEPS:-10} gen=${GEN:-128} prompt=${PROMPT:-1024}
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
-
-get() { awk -v k="$2" '$1 == k { sub(/^[^ ]+ /, ""); print; exit }' "$1"; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 != 0) printf "%.2f", a / b }'; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 echo "== ours: bench_gpu (LoRA step, then decode at batch 1 and 64)"
 "$bin" --steps "$steps" --gen "$gen" --prompt "$prompt" | tee "$log/ours" || echo "bench_gpu failed" > "$log/ours.failed"
 gpu=$(get "$log/ours" gpu)
 
 echo "== peer: Hugging Face transformers + peft (bench/peer_hf_gpu.py)"
-peer="missing (not run)"
-rc=0
-timeout "${PEER_TIMEOUT:-300}" "$python" "$here/peer_hf_gpu.py" --steps "$steps" --gen "$gen" --prompt "$prompt" \
-    > "$log/peer" 2> "$log/peer.err" || rc=$?
-cat "$log/peer"
-if [ -n "$(get "$log/peer" peer_missing)" ]; then peer="missing ($(get "$log/peer" peer_missing))"
-elif [ "$rc" = 124 ]; then peer="HF $(get "$log/peer" version), timed out after ${PEER_TIMEOUT:-300} s"
-elif [ "$rc" != 0 ]; then peer="missing (peer_hf_gpu.py failed: $(tail -n 1 "$log/peer.err"))"
-else peer="HF $(get "$log/peer" version)"
-fi
-echo "peer: $peer"
+run_peer "$log/peer" HF "${PEER_TIMEOUT:-300}" "$python" "$here/peer_hf_gpu.py" --steps "$steps" --gen "$gen" --prompt "$prompt"
 
 O=$log/ours P=$log/peer
-rows=()
-US=$'\x1f'
-row() { rows+=("$1$US$2$US$3$US$4$US$5$US$6"); }
-# rate: ours / peer; time or memory: peer / ours (the ratio is always ours' advantage)
-peer_col() { if [ -n "$(get "$P" "$1")" ]; then echo "${peer%%, timed out*}"; else case $peer in missing*) echo "$peer" ;; *) echo "missing (no result)" ;; esac; fi; }
+# rows (row in bench/lib.sh); rate: ours / peer; time or memory: peer / ours (the ratio is always ours' advantage)
 
 k=train_tokens_per_s
-row "LoRA training step, 1B shape, r=128 on q,v,gate,up,down, batch 2x1024" "$(get "$O" $k)" "$(peer_col $k)" "$(get "$P" $k)" \
+row "LoRA training step, 1B shape, r=128 on q,v,gate,up,down, batch 2x1024" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
     "$(div "$(get "$O" $k)" "$(get "$P" $k)")" "tokens/s"
 mfu_peer=$(awk -v t="$(get "$P" train_tokens_per_s)" -v f="$(get "$O" train_step_gflop)" -v pk="$(get "$O" gpu_peak_bf16_tflops)" \
     'BEGIN { if (t != "" && f != "" && pk + 0 > 0) printf "%.3f", t / 2048 * f / 1000 / pk }')
 row "LoRA training step: MFU (model FLOPs $(get "$O" train_step_gflop) GFLOP/step / peak $(get "$O" gpu_peak_bf16_tflops) TFLOP/s)" \
-    "$(get "$O" train_mfu)" "$(peer_col train_tokens_per_s)" "$mfu_peer" "$(div "$(get "$O" train_mfu)" "$mfu_peer")" "fraction"
+    "$(get "$O" train_mfu)" "$(peer_name "$P" train_tokens_per_s)" "$mfu_peer" "$(div "$(get "$O" train_mfu)" "$mfu_peer")" "fraction"
 k=train_mem_gib
-row "LoRA training step: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_col $k)" "$(get "$P" $k)" \
+row "LoRA training step: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
     "$(div "$(get "$P" $k)" "$(get "$O" $k)")" "GiB"
 for b in 1 64; do
     k=b${b}_decode_tokens_per_s
-    row "Greedy decode, 1B shape, batch $b, $gen tokens after a $prompt-token prompt" "$(get "$O" $k)" "$(peer_col $k)" "$(get "$P" $k)" \
+    row "Greedy decode, 1B shape, batch $b, $gen tokens after a $prompt-token prompt" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
         "$(div "$(get "$O" $k)" "$(get "$P" $k)")" "tokens/s"
     [ "$b" = 1 ] && row "Greedy decode, batch 1: share of the GPU's memory bandwidth (weights + KV cache read per token)" \
         "$(get "$O" b1_decode_bandwidth_share)" "" "" "" "fraction"
     k=b${b}_prefill_tokens_per_s
-    row "Prefill, 1B shape, batch $b x $prompt tokens" "$(get "$O" $k)" "$(peer_col $k)" "$(get "$P" $k)" \
+    row "Prefill, 1B shape, batch $b x $prompt tokens" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
         "$(div "$(get "$O" $k)" "$(get "$P" $k)")" "tokens/s"
     k=b${b}_mem_gib
-    row "Decode, batch $b: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_col $k)" "$(get "$P" $k)" \
+    row "Decode, batch $b: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
         "$(div "$(get "$P" $k)" "$(get "$O" $k)")" "GiB"
 done
 row "One ARC self-edit evaluation (TTT + augmented voting): not measured, the fewshot loop does not run on CUDA yet" "" "" "" "" "s"
 
-echo
-echo "| measure | ours | peer | ratio | unit |"
-echo "|---|---|---|---|---|"
-for r in "${rows[@]}"; do
-    IFS=$US read -r m o pn pv ra u <<< "$r"
-    if [ -z "$pn" ]; then p="—"; elif [ -n "$pv" ]; then p="$pv ($pn)"; else p="$pn"; fi
-    echo "| $m | ${o:-missing} | $p | ${ra:-—} | $u |"
-done
+print_table
 echo
 echo "GPU: ${gpu:-unknown}; decode graphs: batch 1 $(get "$O" b1_graphs), batch 64 $(get "$O" b64_graphs) (1 = replayed from CUDA graphs);" \
     "memory is cudaMemGetInfo's in-use figure on both sides (peer's torch.cuda.max_memory_allocated: training $(get "$P" train_max_allocated_gib) GiB)"
 
-json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
-json_num() { if [ -n "$1" ]; then printf '%s' "$1"; else printf 'null'; fi; }
-tmp="$out.tmp.$$"
-{
-    echo "["
-    n=${#rows[@]} i=0
-    for r in "${rows[@]}"; do
-        IFS=$US read -r m o pn pv ra u <<< "$r"
-        i=$((i + 1))
-        printf '  {"measure": %s, "ours": %s, "peer": %s, "peer_value": %s, "ratio": %s, "unit": %s, "machine": %s}' \
-            "$(json_str "$m")" "$(json_num "$o")" "$(if [ -n "$pn" ]; then json_str "$pn"; else printf 'null'; fi)" \
-            "$(json_num "$pv")" "$(json_num "$ra")" "$(json_str "$u")" "$(json_str "${gpu:-unknown GPU}")"
-        [ "$i" -lt "$n" ] && echo "," || echo
-    done
-    echo "]"
-} > "$tmp"
-mv "$tmp" "$out"
-echo "wrote $out"
+write_json "$out" "${gpu:-unknown GPU}"
 [ ! -f "$log/ours.failed" ]

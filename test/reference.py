@@ -258,13 +258,14 @@ def qwen2_config(hidden, inter, heads, kv, vocab, tie, rope_theta=1000000.0):
             "sliding_window": 256, "max_window_layers": 2, "attention_dropout": 0.0, "torch_dtype": "float32"}
 
 
+# What the small LoRA fixtures share: r 4 (alpha 8), AdamW at lr 1e-2 without
+# weight decay, batch 2 with a few -100 labels.
+LORA_R4 = dict(B=2, labels="scattered", trainable="lora", r=4, alpha=8, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, wd=0.0)
+
 FIXTURES = {
     # tied head, H = KV = 4, LoRA on all seven modules, no rope scaling, a few -100 labels.
-    "tied_lora_kv1": dict(
-        seed=1001, B=2, T=12, labels="scattered",
-        cfg=config(32, 64, 4, 4, 64, True, 10000.0, hd=8),
-        trainable="lora", r=4, alpha=8, targets=ALL_MODULES,
-        steps=3, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, wd=0.0),
+    "tied_lora_kv1": dict(LORA_R4, seed=1001, T=12, steps=3, targets=ALL_MODULES,
+                          cfg=config(32, 64, 4, 4, 64, True, 10000.0, hd=8)),
     # untied, H 4 / KV 2, full training, llama3 scaling (rope_type) with 2 kept / 1 smoothed / 1 divided freq.
     "untied_full_kv2_llama3": dict(
         seed=2002, B=2, T=16, labels="scattered",
@@ -282,11 +283,8 @@ FIXTURES = {
         trainable="lora", r=8, alpha=16, targets=SEAL_MODULES,
         steps=2, lr=5e-3, betas=(0.9, 0.999), eps=1e-6, wd=0.01),
     # T = 80: attention runs in several blocks of query rows, as it does for real sequence lengths.
-    "long_lora_kv2": dict(
-        seed=5005, B=2, T=80, labels="scattered",
-        cfg=config(32, 48, 4, 2, 48, True, 10000.0, hd=8),
-        trainable="lora", r=4, alpha=8, targets=ALL_MODULES,
-        steps=2, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, wd=0.0),
+    "long_lora_kv2": dict(LORA_R4, seed=5005, T=80, steps=2, targets=ALL_MODULES,
+                          cfg=config(32, 48, 4, 2, 48, True, 10000.0, hd=8)),
     # tied head, H 4 / KV 2, full training, rope_scaling null, no head_dim key (hidden/heads), no -100.
     "tied_full_kv2": dict(
         seed=4004, B=2, T=10, labels="all",
@@ -295,11 +293,8 @@ FIXTURES = {
         trainable="full", steps=3, lr=1e-2, betas=(0.8, 0.99), eps=1e-8, wd=0.5),
     # Qwen2 (q/k/v biases, rope_theta 1e6, no head_dim key), tied head as Qwen2.5-0.5B..3B,
     # H 4 / KV 2, LoRA on q_proj and v_proj as SEAL's knowledge runs: the biases stay frozen.
-    "qwen2_lora_qv": dict(
-        seed=6006, B=2, T=10, labels="scattered",
-        cfg=qwen2_config(32, 48, 4, 2, 48, True),
-        trainable="lora", r=4, alpha=8, targets=["q_proj", "v_proj"],
-        steps=2, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, wd=0.0),
+    "qwen2_lora_qv": dict(LORA_R4, seed=6006, T=10, steps=2, targets=["q_proj", "v_proj"],
+                          cfg=qwen2_config(32, 48, 4, 2, 48, True)),
     # Qwen2, untied head as Qwen2.5-7B, full training: grad.* and after.* hold the biases too.
     "qwen2_full": dict(
         seed=7007, B=2, T=10, labels="prompt_and_pad",

@@ -12,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-Suite *arc_suite(void);
-
 // ---------------------------------------------------------------- helpers
 
 static const char *arc_data(void) {
@@ -28,6 +26,12 @@ static void random_grid(Rng *r, int h, int w, Grid *g) {
     g->h = h;
     g->w = w;
     for (int k = 0; k < h * w; k++) g->c[k] = (uint8_t)(rng_next(r) % 10);
+}
+
+static Rng seeded(uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    return r;
 }
 
 static int rand_in(Rng *r, int lo, int hi) { return lo + (int)(rng_next(r) % (uint64_t)(hi - lo + 1)); }
@@ -61,6 +65,13 @@ static int examples_equal(const TttExample *a, const TttExample *b) {
     for (int i = 0; i < a->n_demos; i++)
         if (!pair_equal(&a->demos[i], &b->demos[i])) return 0;
     return 1;
+}
+
+// arc_ttt_examples, which must succeed: the examples and their count in *n.
+static TttExample *examples(const Task *t, const SelfEdit *se, Rng *r, int *n) {
+    TttExample *ex;
+    ck_assert_int_eq(arc_ttt_examples(t, se, r, &ex, n), 0);
+    return ex;
 }
 
 static void assert_unique(const TttExample *ex, int n) {
@@ -122,8 +133,7 @@ START_TEST(transforms_match_numpy) {
 END_TEST
 
 START_TEST(every_transform_inverts) {
-    Rng r;
-    rng_seed(&r, 7);
+    Rng r = seeded(7);
     for (int trial = 0; trial < 300; trial++) {
         Grid g, t, back;
         random_grid(&r, rand_in(&r, 1, GRID_MAX), rand_in(&r, 1, GRID_MAX), &g);
@@ -152,8 +162,7 @@ START_TEST(invert_refuses_non_images) {
 END_TEST
 
 START_TEST(color_permutations_keep_zero_and_invert) {
-    Rng r;
-    rng_seed(&r, 3);
+    Rng r = seeded(3);
     int moved = 0;
     for (int trial = 0; trial < 200; trial++) {
         uint8_t perm[10], inv[10], seen[10] = {0};
@@ -176,8 +185,7 @@ END_TEST
 // ---------------------------------------------------------------- prompts and answers
 
 START_TEST(answer_round_trips) {
-    Rng r;
-    rng_seed(&r, 11);
+    Rng r = seeded(11);
     for (int trial = 0; trial < 200; trial++) {
         Grid g, back;
         random_grid(&r, rand_in(&r, 1, 30), rand_in(&r, 1, 30), &g);
@@ -236,19 +244,32 @@ START_TEST(prompt_format) {
 }
 END_TEST
 
-START_TEST(selfedit_prompt_format) {
-    Pair train[2] = {{G("[[1 2]]"), G("[[3]]")}, {G("[[4] [5]]"), G("[[6 7] [8 9]]")}};
-    Task t = {.id = "x", .n_train = 2, .train = train};
-    char *p = arc_selfedit_prompt(&t, CHAT_LLAMA3);
-    const char *head =
-        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-        "You are a helpful assistant that provide the correct output for the given task immediately.<|eot_id|>"
-        "<|start_header_id|>user<|end_header_id|>\n\n"
-        "Input:\n1 2\n\nOutput:\n3\n\nInput:\n4\n5\n\nOutput:\n6 7\n8 9\n\n------\n\n\n"
-        "You are configuring a model training pipeline by selecting from predefined tools.\n\n";
-    const char *tail = "    \"num_train_epochs\": ...\n  }\n}\n<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+// The self-edit prompt of a two-pair task: SEAL's system message, and how the
+// user turn starts and ends, in every chat format.
+static Task selfedit_task(Pair train[2]) {
+    train[0] = (Pair){G("[[1 2]]"), G("[[3]]")};
+    train[1] = (Pair){G("[[4] [5]]"), G("[[6 7] [8 9]]")};
+    return (Task){.id = "x", .n_train = 2, .train = train};
+}
+#define SE_SYSTEM "You are a helpful assistant that provide the correct output for the given task immediately."
+#define SE_USER_HEAD "Input:\n1 2\n\nOutput:\n3\n\nInput:\n4\n5\n\nOutput:\n6 7\n8 9\n\n------\n\n\n" \
+                     "You are configuring a model training pipeline by selecting from predefined tools.\n\n"
+#define SE_USER_TAIL "    \"num_train_epochs\": ...\n  }\n}\n"
+
+// p starts with head and ends with tail.
+static void expect_ends(const char *p, const char *head, const char *tail) {
     ck_assert_msg(strncmp(p, head, strlen(head)) == 0, "head:\n%s", p);
     ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
+}
+
+START_TEST(selfedit_prompt_format) {
+    Pair train[2];
+    Task t = selfedit_task(train);
+    char *p = arc_selfedit_prompt(&t, CHAT_LLAMA3);
+    expect_ends(p,
+                "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" SE_SYSTEM "<|eot_id|>"
+                "<|start_header_id|>user<|end_header_id|>\n\n" SE_USER_HEAD,
+                SE_USER_TAIL "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
     ck_assert(strstr(p, "Today Date") == NULL);   // SEAL writes this prompt by hand, without dates
     ck_assert(strstr(p, "1. **Data Generation Tools** \xe2\x80\x94 For each") != NULL);
     free(p);
@@ -289,20 +310,13 @@ static char *between(const char *text, const char *open, const char *close) {
 }
 
 START_TEST(selfedit_prompt_format_chatml) {
-    Pair train[2] = {{G("[[1 2]]"), G("[[3]]")}, {G("[[4] [5]]"), G("[[6 7] [8 9]]")}};
-    Task t = {.id = "x", .n_train = 2, .train = train};
+    Pair train[2];
+    Task t = selfedit_task(train);
     char *llama = arc_selfedit_prompt(&t, CHAT_LLAMA3);
     for (ChatFormat f = CHAT_CHATML; f <= CHAT_SMOLLM2; f++) {
         char *p = arc_selfedit_prompt(&t, f);
-        const char *head =
-            "<|im_start|>system\n"
-            "You are a helpful assistant that provide the correct output for the given task immediately.<|im_end|>\n"
-            "<|im_start|>user\n"
-            "Input:\n1 2\n\nOutput:\n3\n\nInput:\n4\n5\n\nOutput:\n6 7\n8 9\n\n------\n\n\n"
-            "You are configuring a model training pipeline by selecting from predefined tools.\n\n";
-        const char *tail = "    \"num_train_epochs\": ...\n  }\n}\n<|im_end|>\n<|im_start|>assistant\n";
-        ck_assert_msg(strncmp(p, head, strlen(head)) == 0, "head:\n%s", p);
-        ck_assert_str_eq(p + strlen(p) - strlen(tail), tail);
+        expect_ends(p, "<|im_start|>system\n" SE_SYSTEM "<|im_end|>\n<|im_start|>user\n" SE_USER_HEAD,
+                    SE_USER_TAIL "<|im_end|>\n<|im_start|>assistant\n");
         ck_assert(!strstr(p, "<|eot_id|>") && !strstr(p, "<|start_header_id|>") && !strstr(p, "Today Date"));
         int turns = 0;
         for (const char *q = p; (q = strstr(q, "<|im_start|>")); q++) turns++;
@@ -460,13 +474,11 @@ static void identify(const Task *t, const TttExample *ex, int *query, unsigned *
 }
 
 START_TEST(leave_out_tasks) {
-    Rng r;
-    rng_seed(&r, 5);
+    Rng r = seeded(5);
     Task t = random_task(&r, 4, 3, 3);
     SelfEdit none = {0};
-    TttExample *ex;
     int n;
-    ck_assert_int_eq(arc_ttt_examples(&t, &none, &r, &ex, &n), 0);
+    TttExample *ex = examples(&t, &none, &r, &n);
     int seen[4][5] = {{0}}, in_order = 0;   // [query][second left out, 4 = none]
     for (int i = 0; i < n; i++) {
         int q;
@@ -501,17 +513,11 @@ START_TEST(leave_out_tasks) {
 END_TEST
 
 START_TEST(cap_and_determinism) {
-    Rng r;
-    rng_seed(&r, 9);
+    Rng r = seeded(9), r1 = seeded(42), r2 = seeded(42);
     Task t = random_task(&r, 5, 5, 4);
     SelfEdit all = {1, 1, 1, 1, 0, 1e-4f, 2};
-    TttExample *a, *b;
     int na, nb;
-    Rng r1, r2;
-    rng_seed(&r1, 42);
-    rng_seed(&r2, 42);
-    ck_assert_int_eq(arc_ttt_examples(&t, &all, &r1, &a, &na), 0);
-    ck_assert_int_eq(arc_ttt_examples(&t, &all, &r2, &b, &nb), 0);
+    TttExample *a = examples(&t, &all, &r1, &na), *b = examples(&t, &all, &r2, &nb);
     ck_assert_int_eq(na, ARC_TTT_MAX);
     ck_assert_int_eq(nb, na);
     for (int i = 0; i < na; i++) ck_assert(examples_equal(&a[i], &b[i]));
@@ -529,41 +535,39 @@ START_TEST(cap_and_determinism) {
 }
 END_TEST
 
+// One family of augmentations each, at a learning rate and epochs these tests do not look at.
+static const SelfEdit BASIC = {.basic = 1, .lr = 1e-4f, .epochs = 1}, SIZE = {.size = 1, .lr = 1e-4f, .epochs = 1};
+
 static int upright(const TttExample *ex, void *ctx) { return ex->query.in.h == *(int *)ctx; }
 static int nothing(const TttExample *ex, void *ctx) { (void)ex; (void)ctx; return 0; }
 
 START_TEST(filter_before_cap) {
-    Rng r;
-    rng_seed(&r, 19);
+    Rng r = seeded(19);
     Task t = random_task(&r, 5, 5, 4);   // 25 leave-out tasks x 7 upright basic views x 2 > 250
-    SelfEdit basic = {.basic = 1, .lr = 1e-4f, .epochs = 1};
     TttExample *ex;
     int n, h = 5;
-    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &basic, &r, upright, &h, &ex, &n), 0);
+    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, &r, upright, &h, &ex, &n), 0);
     ck_assert_int_eq(n, ARC_TTT_MAX);   // the cap counts kept examples only
     for (int i = 0; i < n; i++) ck_assert_int_eq(ex[i].query.in.h, 5);
     arc_free_examples(ex, n);
-    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &basic, &r, nothing, NULL, &ex, &n), 0);
+    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, &r, nothing, NULL, &ex, &n), 0);
     ck_assert(n == 0 && ex == NULL);
     arc_free_task(&t);
 }
 END_TEST
 
 START_TEST(oversized_grids_dropped) {
-    Rng r;
-    rng_seed(&r, 13);
-    SelfEdit size = {.size = 1, .lr = 1e-4f, .epochs = 1};
+    Rng r = seeded(13);
     Task big = random_task(&r, 3, 20, 20), small = random_task(&r, 3, 12, 12);
-    TttExample *ex;
     int n, n_small;
-    ck_assert_int_eq(arc_ttt_examples(&big, &size, &r, &ex, &n), 0);
+    TttExample *ex = examples(&big, &SIZE, &r, &n);
     for (int i = 0; i < n; i++) {   // every x2 augmentation makes a 40-cell side: all dropped
         ck_assert(ex[i].query.in.h == 20 && ex[i].query.in.w == 20);
         for (int k = 0; k < ex[i].n_demos; k++) ck_assert(ex[i].demos[k].out.h == 20 && ex[i].demos[k].out.w == 20);
     }
     ck_assert_int_eq(n, 18);   // 3 + 6 leave-out tasks, each also recoloured and reordered
     arc_free_examples(ex, n);
-    ck_assert_int_eq(arc_ttt_examples(&small, &size, &r, &ex, &n_small), 0);
+    ex = examples(&small, &SIZE, &r, &n_small);
     ck_assert_int_eq(n_small, 4 * 18);   // 12x12 doubles to 24: all three size augmentations kept
     assert_fit(ex, n_small);
     arc_free_examples(ex, n_small);
@@ -573,9 +577,7 @@ START_TEST(oversized_grids_dropped) {
 END_TEST
 
 START_TEST(symmetric_task_deduplicates) {
-    Rng r;
-    rng_seed(&r, 17);
-    SelfEdit basic = {.basic = 1, .lr = 1e-4f, .epochs = 1};
+    Rng r = seeded(17);
     Task asym = random_task(&r, 3, 3, 3), sym = random_task(&r, 3, 3, 3);
     for (int i = 0; i < 4; i++) {   // grids symmetric under every rotation and flip
         Grid *gs[2] = {i < 3 ? &sym.train[i].in : &sym.test[0].in, i < 3 ? &sym.train[i].out : &sym.test[0].out};
@@ -585,12 +587,11 @@ START_TEST(symmetric_task_deduplicates) {
             memcpy(gs[k]->c, cells, 9);
         }
     }
-    TttExample *ex;
     int n_asym, n_sym;
-    ck_assert_int_eq(arc_ttt_examples(&asym, &basic, &r, &ex, &n_asym), 0);
+    TttExample *ex = examples(&asym, &BASIC, &r, &n_asym);
     assert_unique(ex, n_asym);
     arc_free_examples(ex, n_asym);
-    ck_assert_int_eq(arc_ttt_examples(&sym, &basic, &r, &ex, &n_sym), 0);
+    ex = examples(&sym, &BASIC, &r, &n_sym);
     assert_unique(ex, n_sym);
     arc_free_examples(ex, n_sym);
     // 9 leave-out tasks x (1 + 11 basic augmentations) x 2, less the few
@@ -606,8 +607,7 @@ END_TEST
 // ---------------------------------------------------------------- augmented inference and voting
 
 START_TEST(views_and_perfect_model) {
-    Rng r;
-    rng_seed(&r, 23);
+    Rng r = seeded(23);
     Task t = random_task(&r, 3, 4, 6);
     View *v;
     int n, tfs[TF_COUNT] = {0};
@@ -914,35 +914,12 @@ END_TEST
 
 Suite *arc_suite(void) {
     Suite *s = suite_create("arc");
-    TCase *t = tcase_create("arc");
-    tcase_set_timeout(t, 120);
-    tcase_add_test(t, transforms_match_numpy);
-    tcase_add_test(t, every_transform_inverts);
-    tcase_add_test(t, invert_refuses_non_images);
-    tcase_add_test(t, color_permutations_keep_zero_and_invert);
-    tcase_add_test(t, answer_round_trips);
-    tcase_add_test(t, malformed_answers);
-    tcase_add_test(t, prompt_format);
-    tcase_add_test(t, selfedit_prompt_format);
-    tcase_add_test(t, prompt_format_chatml);
-    tcase_add_test(t, selfedit_prompt_format_chatml);
-    tcase_add_test(t, fewshot_example_chatml);
-    tcase_add_test(t, selfedit_parses_valid);
-    tcase_add_test(t, selfedit_rejects_invalid);
-    tcase_add_test(t, step_limit);
-    tcase_add_test(t, leave_out_tasks);
-    tcase_add_test(t, cap_and_determinism);
-    tcase_add_test(t, filter_before_cap);
-    tcase_add_test(t, oversized_grids_dropped);
-    tcase_add_test(t, symmetric_task_deduplicates);
-    tcase_add_test(t, views_and_perfect_model);
-    tcase_add_test(t, vote_majority_and_ties);
-    tcase_add_test(t, vote_ignores_invalid);
-    tcase_add_test(t, vote_is_hierarchical);
-    tcase_add_test(t, vote_tie_prefers_untransformed);
-    tcase_add_test(t, load_seal_tasks);
-    tcase_add_test(t, load_whole_folders);
-    tcase_add_test(t, malformed_task_files);
-    suite_add_tcase(s, t);
+    add_case(s, "arc", 120, transforms_match_numpy, every_transform_inverts, invert_refuses_non_images,
+             color_permutations_keep_zero_and_invert, answer_round_trips, malformed_answers, prompt_format,
+             selfedit_prompt_format, prompt_format_chatml, selfedit_prompt_format_chatml, fewshot_example_chatml,
+             selfedit_parses_valid, selfedit_rejects_invalid, step_limit, leave_out_tasks, cap_and_determinism,
+             filter_before_cap, oversized_grids_dropped, symmetric_task_deduplicates, views_and_perfect_model,
+             vote_majority_and_ties, vote_ignores_invalid, vote_is_hierarchical, vote_tie_prefers_untransformed,
+             load_seal_tasks, load_whole_folders, malformed_task_files);
     return s;
 }

@@ -1,7 +1,7 @@
 // test_demo.c: the demo's world: procedural tasks (determinism, disjoint
 // splits, valid grids, demonstrations that follow their rule, what each
 // transformation does) and the tokenizer.json the demo writes and trains.
-#include <check.h>
+#include "test.h"
 #include "demo_tasks.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -245,17 +245,6 @@ static int encode_count(const Tokenizer *tk, const char *s, size_t n, int **ids)
     return k;
 }
 
-static void expect_roundtrip(const Tokenizer *tk, const char *s, size_t n) {
-    char err[ERR_MAX];
-    int *ids, k = encode_count(tk, s, n, &ids);
-    size_t len;
-    char *back = tok_decode(tk, ids, k, &len, err);
-    ck_assert_msg(back != NULL, "%s", err);
-    ck_assert_msg(len == n && memcmp(back, s, n) == 0, "round trip of %zu bytes gave %zu", n, len);
-    free(back);
-    free(ids);
-}
-
 static Tokenizer *load(const char *json) {
     char err[ERR_MAX];
     ck_assert(json != NULL);
@@ -288,7 +277,7 @@ START_TEST(test_trained_tokenizer) {
         char *s = task_text(&held[i]);
         int *ids, n = encode_count(tk, s, strlen(s), &ids);
         ck_assert_msg(n < (int)strlen(s) / 2, "%d tokens for %zu bytes", n, strlen(s));
-        expect_roundtrip(tk, s, strlen(s));
+        expect_roundtrip(tk, s, strlen(s), 1);
         free(ids);
         free(s);
     }
@@ -338,10 +327,10 @@ START_TEST(test_bytelevel_json) {
     for (int rep = 0; rep < 50; rep++) {
         size_t n = (size_t)(rng_next(&r) % sizeof buf);
         for (size_t i = 0; i < n; i++) buf[i] = (char)(rng_next(&r) & 0xFF);
-        expect_roundtrip(tk, buf, n);
+        expect_roundtrip(tk, buf, n, 1);
     }
     const char odd[] = "\xff\xfe caf\xc3\xa9 \xe2\x82 \xf0\x9f\x98\x80 \x00x <|eot_id|>\r\n";
-    expect_roundtrip(tk, odd, sizeof odd - 1);
+    expect_roundtrip(tk, odd, sizeof odd - 1, 1);
     tok_free(tk);
     free(json);
 
@@ -370,18 +359,8 @@ END_TEST
 
 Suite *demo_suite(void) {
     Suite *s = suite_create("demo");
-    TCase *tc = tcase_create("tasks");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_same_seed_same_tasks);
-    tcase_add_test(tc, test_splits_disjoint);
-    tcase_add_test(tc, test_grids_valid_and_follow_rule);
-    tcase_add_test(tc, test_transformations);
-    tcase_add_test(tc, test_bad_arguments);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("tokenizer");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_trained_tokenizer);
-    tcase_add_test(tc, test_bytelevel_json);
-    suite_add_tcase(s, tc);
+    add_case(s, "tasks", 60, test_same_seed_same_tasks, test_splits_disjoint, test_grids_valid_and_follow_rule,
+             test_transformations, test_bad_arguments);
+    add_case(s, "tokenizer", 60, test_trained_tokenizer, test_bytelevel_json);
     return s;
 }

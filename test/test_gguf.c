@@ -343,16 +343,12 @@ END_TEST
 
 // ---------------------------------------------------------------- a tiny model as GGUF
 
+// tiny_config's 4 heads over 2 KV heads, wider: with hd = 16 the 8 llama3
+// frequencies span all three regimes too.
 static Config gguf_config_tiny(int tied, int llama3) {
-    Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16, .vocab = 40,
-                .norm_eps = 1e-5f, .rope_theta = 500000.0f, .tied = tied, .max_pos = 256, .bos = 1, .eos = {2}, .n_eos = 1};
-    if (llama3) {   // with hd = 16 the 8 frequencies span all three regimes
-        c.rope_llama3 = 1;
-        c.rope_factor = 8.0f;
-        c.rope_low_freq = 1.0f;
-        c.rope_high_freq = 4.0f;
-        c.rope_orig_max_pos = 8192;
-    }
+    Config c = tiny_config(tied, 2, llama3);
+    c.dim = 64; c.hidden = 96; c.head_dim = 16;
+    c.vocab = 40; c.max_pos = 256;
     return c;
 }
 
@@ -569,6 +565,16 @@ static const char *load_err(Bad *b, const Bytes *img, size_t n) {
     return err;
 }
 
+// load_err of the valid image with the n-byte little-endian field at `at` set to v.
+static const char *load_patched(Bad *b, size_t at, uint64_t v, int n) {
+    Bytes img = {0};
+    put(&img, b->img.b, b->img.n);
+    set_le(&img, at, v, n);
+    const char *err = load_err(b, &img, img.n);
+    free(img.b);
+    return err;
+}
+
 static void expect(const char *err, const char *a, const char *bb) {
     ck_assert_msg(err != NULL, "loaded, expected an error with \"%s\"", a);
     ck_assert_msg(strstr(err, a) && (!bb || strstr(err, bb)), "expected \"%s\"%s%s in: %s", a, bb ? " and " : "", bb ? bb : "", err);
@@ -590,32 +596,14 @@ END_TEST
 START_TEST(bad_offsets) {
     Bad b;
     bad_init(&b, "llama", NULL);
-    Bytes img = {0};
     size_t at = b.w.off_pos[0];   // token_embd.weight's offset field
     const uint64_t lies[] = {1ull << 62, UINT64_MAX & ~31ull, align_up(b.img.n, 32)};
-    for (int i = 0; i < 3; i++) {
-        img.n = 0;
-        put(&img, b.img.b, b.img.n);
-        set_le(&img, at, lies[i], 8);
-        expect(load_err(&b, &img, img.n), "token_embd.weight", "outside");
-    }
-    img.n = 0;
-    put(&img, b.img.b, b.img.n);
-    set_le(&img, at, 32 + 1, 8);
-    expect(load_err(&b, &img, img.n), "token_embd.weight", "alignment");
-    img.n = 0;   // the second tensor on top of the first
-    put(&img, b.img.b, b.img.n);
-    set_le(&img, b.w.off_pos[1], 0, 8);
-    expect(load_err(&b, &img, img.n), "overlap", NULL);
-    img.n = 0;   // a count of dimensions and a size that cannot be
-    put(&img, b.img.b, b.img.n);
-    set_le(&img, b.w.off_pos[0] - 4 - 2 * 8 - 4, 9, 4);
-    expect(load_err(&b, &img, img.n), "token_embd.weight", "dimensions");
-    img.n = 0;
-    put(&img, b.img.b, b.img.n);
-    set_le(&img, b.w.off_pos[0] - 4 - 8, 1ull << 50, 8);
-    expect(load_err(&b, &img, img.n), "token_embd.weight", NULL);
-    free(img.b);
+    for (int i = 0; i < 3; i++) expect(load_patched(&b, at, lies[i], 8), "token_embd.weight", "outside");
+    expect(load_patched(&b, at, 32 + 1, 8), "token_embd.weight", "alignment");
+    expect(load_patched(&b, b.w.off_pos[1], 0, 8), "overlap", NULL);   // the second tensor on top of the first
+    // a count of dimensions and a size that cannot be
+    expect(load_patched(&b, at - 4 - 2 * 8 - 4, 9, 4), "token_embd.weight", "dimensions");
+    expect(load_patched(&b, at - 4 - 8, 1ull << 50, 8), "token_embd.weight", NULL);
     bad_free(&b);
 }
 END_TEST
@@ -623,7 +611,6 @@ END_TEST
 START_TEST(bad_counts) {
     Bad b;
     bad_init(&b, "llama", NULL);
-    Bytes img = {0};
     struct { size_t at; uint64_t v; int n; const char *msg; } cases[] = {
         {8, 1ull << 40, 8, "tensors"},               // tensor count
         {8, UINT64_MAX, 8, "tensors"},
@@ -634,12 +621,8 @@ START_TEST(bad_counts) {
         {4, 0x03000000, 4, "big-endian"},
         {24 + 8 + strlen("general.architecture"), 99, 4, "unknown value type"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        img.n = 0;
-        put(&img, b.img.b, b.img.n);
-        set_le(&img, cases[i].at, cases[i].v, cases[i].n);
-        expect(load_err(&b, &img, img.n), cases[i].msg, NULL);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect(load_patched(&b, cases[i].at, cases[i].v, cases[i].n), cases[i].msg, NULL);
     // An array that claims more elements than the file holds, and an array of arrays.
     W w;
     w_init(&w);
@@ -658,7 +641,6 @@ START_TEST(bad_counts) {
     expect(load_err(&b, &o, o.n), "nested", "arrays of arrays");
     free(o.b);
     w_free(&w);
-    free(img.b);
     bad_free(&b);
 }
 END_TEST
@@ -1100,29 +1082,10 @@ END_TEST
 
 Suite *gguf_suite(void) {
     Suite *s = suite_create("gguf");
-    TCase *tc = tcase_create("gguf");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, dequant_blocks);
-    tcase_add_test(tc, dequant_file);
-    tcase_add_test(tc, unpermute_round_trip);
-    tcase_add_test(tc, model_round_trip_untied);
-    tcase_add_test(tc, model_round_trip_tied_llama3);
-    tcase_add_test(tc, model_unpermuted_file_differs);
-    tcase_add_test(tc, bad_truncated);
-    tcase_add_test(tc, bad_offsets);
-    tcase_add_test(tc, bad_counts);
-    tcase_add_test(tc, bad_model);
-    tcase_add_test(tc, tokenizer_from_gguf);
-    tcase_add_test(tc, chat_template_from_gguf);
-    tcase_add_test(tc, chat_formats);
-    tcase_add_test(tc, chat_qwen);
-    suite_add_tcase(s, tc);
-    TCase *tiny = tcase_create("tiny_chatml");   // CK_RUN_CASE=tiny_chatml: test/cli.sh writes its model this way
-    tcase_add_test(tiny, tiny_chatml_model);
-    suite_add_tcase(s, tiny);
-    TCase *real = tcase_create("smollm2");   // CK_RUN_CASE=smollm2 runs only this
-    tcase_set_timeout(real, 1200);
-    tcase_add_test(real, smollm2_greedy);
-    suite_add_tcase(s, real);
+    add_case(s, "gguf", 600, dequant_blocks, dequant_file, unpermute_round_trip, model_round_trip_untied,
+             model_round_trip_tied_llama3, model_unpermuted_file_differs, bad_truncated, bad_offsets, bad_counts,
+             bad_model, tokenizer_from_gguf, chat_template_from_gguf, chat_formats, chat_qwen);
+    add_case(s, "tiny_chatml", 0, tiny_chatml_model);   // CK_RUN_CASE=tiny_chatml: test/cli.sh writes its model this way
+    add_case(s, "smollm2", 1200, smollm2_greedy);       // CK_RUN_CASE=smollm2 runs only this
     return s;
 }

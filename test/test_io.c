@@ -274,20 +274,16 @@ START_TEST(llama3_config) {
     Config c;
     char err[ERR_MAX];
     ck_assert_msg(config_load(&c, path, err) == 0, "%s", err);
-    ck_assert_int_eq(c.dim, 2048);
-    ck_assert_int_eq(c.n_layers, 16);
-    ck_assert_int_eq(c.n_heads, 32);
-    ck_assert_int_eq(c.n_kv_heads, 8);
-    ck_assert_int_eq(c.head_dim, 64);
-    ck_assert_int_eq(c.hidden, 8192);
-    ck_assert_int_eq(c.vocab, 128256);
-    ck_assert_int_eq(c.tied, 1);
-    ck_assert_int_eq(c.rope_llama3, 1);
+    struct { const char *name; int got, want; } fields[] = {
+        {"dim", c.dim, 2048}, {"n_layers", c.n_layers, 16}, {"n_heads", c.n_heads, 32},
+        {"n_kv_heads", c.n_kv_heads, 8}, {"head_dim", c.head_dim, 64}, {"hidden", c.hidden, 8192},
+        {"vocab", c.vocab, 128256}, {"tied", c.tied, 1}, {"rope_llama3", c.rope_llama3, 1},
+        {"rope_orig_max_pos", c.rope_orig_max_pos, 8192}, {"n_eos", c.n_eos, 3}, {"eos[2]", c.eos[2], 128009},
+        {"bos", c.bos, 128000},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        ck_assert_msg(fields[i].got == fields[i].want, "%s: %d, want %d", fields[i].name, fields[i].got, fields[i].want);
     ck_assert_float_eq(c.rope_factor, 32.0f);
-    ck_assert_int_eq(c.rope_orig_max_pos, 8192);
-    ck_assert_int_eq(c.n_eos, 3);
-    ck_assert_int_eq(c.eos[2], 128009);
-    ck_assert_int_eq(c.bos, 128000);
 }
 END_TEST
 
@@ -352,18 +348,10 @@ END_TEST
 
 Suite *io_suite(void) {
     Suite *s = suite_create("io");
-    TCase *t = tcase_create("bad input");
-    tcase_add_test(t, st_bad_headers);
-    tcase_add_test(t, st_header_longer_than_file);
-    tcase_add_test(t, fp_conversions);
+    TCase *t = add_case(s, "bad input", 0, st_bad_headers, st_header_longer_than_file, fp_conversions,
+                        weights_disagree_with_config, missing_tensor_and_truncation, sharded_and_half_precision,
+                        llama3_config, adapter_config_errors, utf8_sanitize_replaces_invalid);
     tcase_add_loop_test(t, config_errors, 0, 8);
     tcase_add_loop_test(t, config_arch, 0, 9);
-    tcase_add_test(t, weights_disagree_with_config);
-    tcase_add_test(t, missing_tensor_and_truncation);
-    tcase_add_test(t, sharded_and_half_precision);
-    tcase_add_test(t, llama3_config);
-    tcase_add_test(t, adapter_config_errors);
-    tcase_add_test(t, utf8_sanitize_replaces_invalid);
-    suite_add_tcase(s, t);
     return s;
 }

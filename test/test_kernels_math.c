@@ -356,15 +356,8 @@ END_TEST
 
 Suite *kernels_math_suite(void) {
     Suite *s = suite_create("kernels_math");
-    TCase *tc = tcase_create("kernels_math");
-    tcase_add_test(tc, bf16_rounds_like_torch);
-    tcase_add_test(tc, online_softmax_equals_two_pass);
-    tcase_add_test(tc, adamw_matches_train_c);
-    tcase_add_test(tc, rmsnorm_forward_and_backward);
-    tcase_add_test(tc, swiglu_and_its_derivatives);
-    tcase_add_test(tc, rope_rotates_and_unrotates);
-    tcase_add_test(tc, cross_entropy_gradient);
-    tcase_add_test(tc, composed_forward_matches_model_forward);
-    suite_add_tcase(s, tc);
+    add_case(s, "kernels_math", 0, bf16_rounds_like_torch, online_softmax_equals_two_pass, adamw_matches_train_c,
+             rmsnorm_forward_and_backward, swiglu_and_its_derivatives, rope_rotates_and_unrotates,
+             cross_entropy_gradient, composed_forward_matches_model_forward);
     return s;
 }

@@ -278,25 +278,14 @@ END_TEST
 
 Suite *limits_suite(void) {
     Suite *s = suite_create("limits");
-    TCase *t = tcase_create("huge inputs");
-    tcase_set_timeout(t, 60);
-    tcase_add_test(t, safetensors_10gb_header);
-    tcase_add_test(t, tensor_of_2_40_elements);
-    tcase_add_test(t, json_nested_a_million_deep);
-    tcase_add_test(t, prompt_of_a_billion_tokens);
-    suite_add_tcase(s, t);
-    TCase *o = tcase_create("out of memory");
-    tcase_set_timeout(o, 60);
-    tcase_add_test(o, size_mul_saturates);
+    add_case(s, "huge inputs", 60, safetensors_10gb_header, tensor_of_2_40_elements, json_nested_a_million_deep,
+             prompt_of_a_billion_tokens);
+    TCase *o = add_case(s, "out of memory", 60, size_mul_saturates, read_file_of_a_gigabyte, gguf_tensor_table_too_big, activations_too_big);
     const char *fork = getenv("CK_FORK");
     if (!(fork && !strcmp(fork, "no"))) {   // exiting is the pass; without fork it would end the run
         tcase_add_exit_test(o, xcalloc_overflow_exits, 1);
         tcase_add_exit_test(o, xrealloc_overflow_exits, 1);
         tcase_add_exit_test(o, xmalloc_refused_exits, 1);
     }
-    tcase_add_test(o, read_file_of_a_gigabyte);
-    tcase_add_test(o, gguf_tensor_table_too_big);
-    tcase_add_test(o, activations_too_big);
-    suite_add_tcase(s, o);
     return s;
 }

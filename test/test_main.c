@@ -1,8 +1,18 @@
 // test/test_main.c: runs every Check suite. Tests run from the project root.
 #include "test.h"
+#include "util.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+TCase *add_case_tests(Suite *s, const char *name, int timeout, const TTest **tests) {
+    TCase *tc = tcase_create(name);
+    if (timeout) tcase_set_timeout(tc, timeout);
+    for (; *tests; tests++) tcase_add_test(tc, *tests);
+    suite_add_tcase(s, tc);
+    return tc;
+}
 
 Config tiny_config(int tied, int group, int llama3) {
     Config c = {.dim = 24, .hidden = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4 / group, .head_dim = 8,
@@ -21,6 +31,27 @@ Config tiny_config(int tied, int group, int llama3) {
 void temp_dir(char *out, size_t n, const char *tag) {
     snprintf(out, n, "/tmp/seal-test-%s-XXXXXX", tag);
     if (!mkdtemp(out)) { perror("mkdtemp"); exit(1); }
+}
+
+Tokenizer *byte_tokenizer(void) {
+    const char *specials[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+    char *json = tok_bytelevel_json(NULL, 0, specials, 5), err[ERR_MAX];
+    Tokenizer *t = tok_load_json(json, "bytes.json", err);
+    ck_assert_msg(t != NULL, "%s", err);
+    free(json);
+    return t;
+}
+
+void expect_roundtrip(const Tokenizer *t, const char *text, size_t len, int allow_special) {
+    char err[ERR_MAX];
+    int *ids, n = tok_encode(t, text, len, allow_special, &ids, err);
+    ck_assert_msg(n >= 0, "%s", err);
+    size_t back_len;
+    char *back = tok_decode(t, ids, n, &back_len, err);
+    ck_assert_msg(back != NULL, "%s", err);
+    ck_assert_msg(back_len == len && memcmp(back, text, len) == 0, "roundtrip of %zu bytes gave %zu", len, back_len);
+    free(back);
+    free(ids);
 }
 
 int main(void) {

@@ -484,29 +484,16 @@ END_TEST
 
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
-    TCase *t = tcase_create("math");
-    tcase_set_timeout(t, 120);
+    TCase *t = add_case(s, "math", 120, lora_merge_equals_adapter, adamw_matches_formula, schedule_and_clipping,
+                        rope_llama3_regimes, gemm_matches_naive);
     tcase_add_loop_test(t, grad_full, 0, 4);
     tcase_add_loop_test(t, grad_lora, 0, 3);
-    tcase_add_test(t, lora_merge_equals_adapter);
     tcase_add_loop_test(t, save_load_roundtrip, 0, 3);
-    tcase_add_test(t, adamw_matches_formula);
-    tcase_add_test(t, schedule_and_clipping);
-    tcase_add_test(t, rope_llama3_regimes);
-    tcase_add_test(t, gemm_matches_naive);
-    suite_add_tcase(s, t);
-    TCase *f = tcase_create("fixtures");
-    tcase_set_timeout(f, 120);
+    TCase *f = add_case(s, "fixtures", 120, perturbed_gradient_fails, greedy_matches_reference);
     tcase_add_loop_test(f, fixtures_pass, 0, 2);
     tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
-    tcase_add_test(f, perturbed_gradient_fails);
-    tcase_add_test(f, greedy_matches_reference);
-    suite_add_tcase(s, f);
-    TCase *g = tcase_create("generation");
-    tcase_set_timeout(g, 60);   // the default 4 s is short on two busy cores
+    // the default 4 s is short on two busy cores
+    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single);
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
-    tcase_add_test(g, sampling);
-    tcase_add_test(g, batch_equals_single);
-    suite_add_tcase(s, g);
     return s;
 }

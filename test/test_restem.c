@@ -52,15 +52,6 @@ static int mock_evaluate(const Domain *d, Model *student, int split, int task, c
     return 0;
 }
 
-static Tokenizer *byte_tokenizer(void) {
-    const char *specials[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
-    char *json = tok_bytelevel_json(NULL, 0, specials, 5), err[ERR_MAX];
-    Tokenizer *t = tok_load_json(json, "bytes.json", err);
-    ck_assert_msg(t != NULL, "%s", err);
-    free(json);
-    return t;
-}
-
 static void tiny_policy(Model *m, const Tokenizer *t) {
     Config c = tiny_config(1, 2, 0);
     c.vocab = tok_vocab_size(t);
@@ -522,17 +513,7 @@ END_TEST
 
 Suite *restem_suite(void) {
     Suite *s = suite_create("restem");
-    TCase *t = tcase_create("run");
-    tcase_set_timeout(t, 120);
-    tcase_add_test(t, complete_run_directory);
-    tcase_add_test(t, resume_matches_uninterrupted);
-    tcase_add_test(t, run_directory_guards);
-    tcase_add_test(t, resume_checks_inputs);
-    tcase_add_test(t, retention_guard_holds);
-    tcase_add_test(t, shadow_policy_until_it_passes);
-    tcase_add_test(t, filter_keeps_first_rewarded);
-    tcase_add_test(t, ranks_without_mpi);
-    tcase_add_test(t, edit_line_round_trip);
-    suite_add_tcase(s, t);
+    add_case(s, "run", 120, complete_run_directory, resume_matches_uninterrupted, run_directory_guards, resume_checks_inputs,
+             retention_guard_holds, shadow_policy_until_it_passes, filter_keeps_first_rewarded, ranks_without_mpi, edit_line_round_trip);
     return s;
 }

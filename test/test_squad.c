@@ -230,15 +230,6 @@ START_TEST(splits_statements) {
 }
 END_TEST
 
-static Tokenizer *byte_tokenizer(void) {
-    const char *specials[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
-    char *json = tok_bytelevel_json(NULL, 0, specials, 5), err[ERR_MAX];
-    Tokenizer *t = tok_load_json(json, "bytes.json", err);
-    ck_assert_msg(t != NULL, "%s", err);
-    free(json);
-    return t;
-}
-
 START_TEST(prompts_and_documents) {
     Question q = {.question = "Who writes self-edits?"};
     Passage p = {.id = "x", .title = "SEAL", .context = "SEAL writes its own fine-tuning data.", .qs = &q, .n_qs = 1};
@@ -520,21 +511,9 @@ END_TEST
 
 Suite *squad_suite(void) {
     Suite *s = suite_create("squad");
-    TCase *t = tcase_create("graders and readers");
-    tcase_add_test(t, normalisation);
-    tcase_add_test(t, exact_match_and_f1);
-    tcase_add_test(t, reads_squad_v11);
-    tcase_add_test(t, reads_jsonl_and_skips_bad_items);
-    tcase_add_test(t, unreadable_files_are_errors);
-    tcase_add_test(t, reads_seal_files);
-    tcase_add_test(t, splits_statements);
-    tcase_add_test(t, prompts_and_documents);
-    tcase_add_test(t, demo_world);
-    suite_add_tcase(s, t);
-    TCase *e = tcase_create("knowledge");
-    tcase_set_timeout(e, 120);
-    tcase_add_test(e, best_per_task_filter);
-    tcase_add_test(e, knowledge_end_to_end);
-    suite_add_tcase(s, e);
+    add_case(s, "graders and readers", 0, normalisation, exact_match_and_f1, reads_squad_v11,
+             reads_jsonl_and_skips_bad_items, unreadable_files_are_errors, reads_seal_files, splits_statements,
+             prompts_and_documents, demo_world);
+    add_case(s, "knowledge", 120, best_per_task_filter, knowledge_end_to_end);
     return s;
 }

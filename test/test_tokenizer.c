@@ -48,19 +48,6 @@ static void expect_ids(const Tokenizer *t, const char *text, int allow_special, 
     int want_[] = {__VA_ARGS__}; \
     expect_ids(t, text, special, want_, (int)(sizeof want_ / sizeof *want_)); } while (0)
 
-// Encode then decode gives the same bytes back.
-static void expect_roundtrip(const Tokenizer *t, const char *text, size_t len, int allow_special) {
-    char err[ERR_MAX];
-    int *ids, n = tok_encode(t, text, len, allow_special, &ids, err);
-    ck_assert_msg(n >= 0, "%s", err);
-    size_t back_len;
-    char *back = tok_decode(t, ids, n, &back_len, err);
-    ck_assert_msg(back != NULL, "%s", err);
-    ck_assert_msg(back_len == len && memcmp(back, text, len) == 0, "roundtrip of %zu bytes gave %zu", len, back_len);
-    free(back);
-    free(ids);
-}
-
 // ---------------------------------------------------------------- a small tokenizer.json
 
 // GPT-2's bytes_to_unicode, written out here independently of tokenizer.c.
@@ -389,6 +376,33 @@ START_TEST(test_unsupported_kinds) {
 }
 END_TEST
 
+// ---------------------------------------------------------------- tokenizer_cases.jsonl
+
+// One line of a tokenizer_cases.jsonl file: the text's exact bytes
+// (json_string_member keeps NULs), the ids Hugging Face gives and the category.
+typedef struct { char *text; size_t len; int *ids, n_ids; const char *category; cJSON *root; } TokCase;
+
+// Parses the line at *at (lines split on "\n" only) into c and moves *at to
+// the next; 0 at the end of the file. case_free frees c.
+static int next_case(char **at, TokCase *c) {
+    char *line = *at, err[ERR_MAX];
+    if (!line || !*line) return 0;
+    *at = strchr(line, '\n');
+    if (*at) *(*at)++ = 0;
+    c->text = json_string_member(line, "text", &c->len, err);
+    ck_assert_msg(c->text != NULL, "%s in: %.80s", err, line);
+    c->root = cJSON_Parse(line);
+    const cJSON *ids = cJSON_GetObjectItem(c->root, "ids"), *category = cJSON_GetObjectItem(c->root, "category");
+    c->n_ids = cJSON_GetArraySize(ids);
+    c->ids = malloc(((size_t)c->n_ids + 1) * sizeof *c->ids);
+    int i = 0;
+    for (const cJSON *v = ids->child; v; v = v->next) c->ids[i++] = v->valueint;
+    c->category = cJSON_IsString(category) ? category->valuestring : "?";
+    return 1;
+}
+
+static void case_free(TokCase *c) { free(c->text); free(c->ids); cJSON_Delete(c->root); }
+
 // ---------------------------------------------------------------- the real Llama-3 tokenizer
 
 START_TEST(test_llama3_cases) {
@@ -398,28 +412,20 @@ START_TEST(test_llama3_cases) {
     Tokenizer *t = load_llama3();
     char err[ERR_MAX];
     int lines = 0, enc_ok = 0, dec_ok = 0;
-    for (char *line = file, *next; line && *line; line = next) {
-        next = strchr(line, '\n');   // split on "\n" only
-        if (next) *next++ = 0;
+    TokCase cs;
+    for (char *at = file; next_case(&at, &cs); case_free(&cs)) {
         lines++;
-        size_t len;
-        char *text = json_string_member(line, "text", &len, err);
-        ck_assert_msg(text != NULL, "line %d: %s", lines, err);
-        cJSON *root = cJSON_Parse(line);
-        const cJSON *want = cJSON_GetObjectItem(root, "ids");
-        int nw = cJSON_GetArraySize(want), *w = malloc(((size_t)nw + 1) * sizeof *w), i = 0;
-        for (const cJSON *v = want->child; v; v = v->next) w[i++] = v->valueint;
-        int *ids, k = tok_encode(t, text, len, 1, &ids, err);
+        int *ids, k = tok_encode(t, cs.text, cs.len, 1, &ids, err);
         ck_assert_msg(k >= 0, "line %d: %s", lines, err);
-        if (k == nw && memcmp(ids, w, (size_t)k * sizeof *w) == 0) enc_ok++;
-        else printf("tokenizer case line %d (%s): encode gives other ids\n", lines, cJSON_GetObjectItem(root, "category")->valuestring);
+        if (k == cs.n_ids && memcmp(ids, cs.ids, (size_t)k * sizeof *ids) == 0) enc_ok++;
+        else printf("tokenizer case line %d (%s): encode gives other ids\n", lines, cs.category);
         size_t back_len;
-        char *back = tok_decode(t, w, nw, &back_len, err);
+        char *back = tok_decode(t, cs.ids, cs.n_ids, &back_len, err);
         ck_assert_msg(back != NULL, "line %d: %s", lines, err);
-        if (back_len == len && memcmp(back, text, len) == 0) dec_ok++;
+        if (back_len == cs.len && memcmp(back, cs.text, cs.len) == 0) dec_ok++;
         else printf("tokenizer case line %d: decode differs\n", lines);
-        free(back); free(ids); free(w); free(text);
-        cJSON_Delete(root);
+        free(back);
+        free(ids);
     }
     printf("tokenizer cases: %d lines, encode %d ok, decode %d ok\n", lines, enc_ok, dec_ok);
     ck_assert_int_eq(lines, 144);
@@ -440,24 +446,15 @@ START_TEST(test_qwen2_cases) {
     Tokenizer *t = tok_load("test/qwen2_tokenizer/tokenizer.json", err);
     ck_assert_msg(t != NULL, "%s", err);
     int lines = 0;
-    for (char *line = file, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
+    TokCase cs;
+    for (char *at = file; next_case(&at, &cs); case_free(&cs)) {
         lines++;
-        size_t len;
-        char *text = json_string_member(line, "text", &len, err);
-        ck_assert_msg(text != NULL, "line %d: %s", lines, err);
-        cJSON *root = cJSON_Parse(line);
-        const cJSON *want = cJSON_GetObjectItem(root, "ids");
-        const char *what = cJSON_GetObjectItem(root, "category")->valuestring;
-        int *ids, k = tok_encode(t, text, len, 1, &ids, err), i = 0;
-        ck_assert_msg(k >= 0, "%s: %s", what, err);
-        ck_assert_msg(k == cJSON_GetArraySize(want), "%s: %d ids, HF gives %d", what, k, cJSON_GetArraySize(want));
-        for (const cJSON *v = want->child; v; v = v->next, i++)
-            ck_assert_msg(ids[i] == v->valueint, "%s: id %d is %d, HF gives %d", what, i, ids[i], v->valueint);
+        int *ids, k = tok_encode(t, cs.text, cs.len, 1, &ids, err);
+        ck_assert_msg(k >= 0, "%s: %s", cs.category, err);
+        ck_assert_msg(k == cs.n_ids, "%s: %d ids, HF gives %d", cs.category, k, cs.n_ids);
+        for (int i = 0; i < k; i++)
+            ck_assert_msg(ids[i] == cs.ids[i], "%s: id %d is %d, HF gives %d", cs.category, i, ids[i], cs.ids[i]);
         free(ids);
-        free(text);
-        cJSON_Delete(root);
     }
     ck_assert_int_eq(lines, 14);
     // Decomposed text encodes as its composed form; invalid UTF-8 around it stays bytes.
@@ -518,25 +515,20 @@ START_TEST(test_chat_template_cases) {
     char *want[2] = {chat_render_llama3(conv1, 3, 0), chat_render_llama3(conv2, 2, 1)};
     int found = 0;
     char err[ERR_MAX];
-    for (char *line = file, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        cJSON *root = cJSON_Parse(line);
-        const cJSON *text = cJSON_GetObjectItem(root, "text"), *ids = cJSON_GetObjectItem(root, "ids");
-        if (strncmp(text->valuestring, "<|begin_of_text|><|start_header_id|>system", 41) == 0) {
-            int k = cJSON_GetArraySize(ids), *v = malloc((size_t)k * sizeof *v), i = 0;
-            for (const cJSON *x = ids->child; x; x = x->next) v[i++] = x->valueint;
+    TokCase cs;
+    for (char *at = file; next_case(&at, &cs); case_free(&cs)) {
+        if (strncmp(cs.text, "<|begin_of_text|><|start_header_id|>system", 41) == 0) {
             size_t len;
-            char *dec = tok_decode(t, v, k, &len, err);
+            char *dec = tok_decode(t, cs.ids, cs.n_ids, &len, err);
             ck_assert_ptr_nonnull(dec);
             ck_assert_int_lt(found, 2);
             ck_assert_msg(strcmp(dec, want[found]) == 0, "rendering %d differs:\n%s\nthe ids decode to:\n%s", found, want[found], dec);
             int *mine, km = tok_encode(t, want[found], strlen(want[found]), 1, &mine, err);
-            ck_assert(km == k && memcmp(mine, v, (size_t)k * sizeof *v) == 0);
+            ck_assert(km == cs.n_ids && memcmp(mine, cs.ids, (size_t)km * sizeof *mine) == 0);
             found++;
-            free(dec); free(v); free(mine);
+            free(dec);
+            free(mine);
         }
-        cJSON_Delete(root);
     }
     ck_assert_int_eq(found, 2);
     free(want[0]); free(want[1]);
@@ -571,28 +563,11 @@ END_TEST
 
 Suite *tokenizer_suite(void) {
     Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("small");
-    tcase_add_test(tc, test_qwen2_cases);
-    tcase_add_test(tc, test_merge_priority);
-    tcase_add_test(tc, test_bytes_without_merges);
-    tcase_add_test(tc, test_added_tokens);
-    tcase_add_test(tc, test_empty);
-    tcase_add_test(tc, test_invalid_utf8);
-    tcase_add_test(tc, test_merge_forms_agree);
-    tcase_add_test(tc, test_ignore_merges);
-    tcase_add_test(tc, test_gpt2_pretokenizer);
-    tcase_add_test(tc, test_lookup_and_decode);
-    tcase_add_test(tc, test_malformed_files);
-    tcase_add_test(tc, test_unsupported_kinds);
-    suite_add_tcase(s, tc);
-    TCase *real = tcase_create("llama3");
-    tcase_set_timeout(real, 120);   // loading the 9 MB tokenizer.json, slower under sanitizers
-    tcase_add_test(real, test_llama3_cases);
-    tcase_add_test(real, test_llama3_specials);
-    tcase_add_test(real, test_chat_template_cases);
-    suite_add_tcase(s, real);
-    TCase *chat = tcase_create("chat");
-    tcase_add_test(chat, test_chat_template_multi_turn);
-    suite_add_tcase(s, chat);
+    add_case(s, "small", 0, test_qwen2_cases, test_merge_priority, test_bytes_without_merges, test_added_tokens,
+             test_empty, test_invalid_utf8, test_merge_forms_agree, test_ignore_merges, test_gpt2_pretokenizer,
+             test_lookup_and_decode, test_malformed_files, test_unsupported_kinds);
+    // loading the 9 MB tokenizer.json, slower under sanitizers
+    add_case(s, "llama3", 120, test_llama3_cases, test_llama3_specials, test_chat_template_cases);
+    add_case(s, "chat", 0, test_chat_template_multi_turn);
     return s;
 }
