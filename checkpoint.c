@@ -343,8 +343,7 @@ static int check_size(const Config *c, char **files, const char *config_path, ch
                 config_path, (unsigned long long)params, params * 2.0 / (1 << 30), (unsigned long long)bytes);
 }
 
-int model_load(Model *m, const char *dir, char *err) {
-    if (gguf_is_path(dir)) return gguf_load_model(m, dir, err);   // a llama.cpp file instead of a folder
+static int load_folder(Model *m, const char *dir, char *err) {
     char path[4096];
     Config c;
     if (path_join(path, sizeof path, dir, "config.json", err) || config_load(&c, path, err)) return -1;
@@ -356,6 +355,16 @@ int model_load(Model *m, const char *dir, char *err) {
     if (rc && m->layers) model_free(m);
     free_list(files);
     return rc;
+}
+
+// A model folder, or a llama.cpp .gguf file; weights that hold a NaN or Inf are refused.
+int model_load(Model *m, const char *dir, char *err) {
+    int rc = gguf_is_path(dir) ? gguf_load_model(m, dir, err) : load_folder(m, dir, err);
+    const Tensor *bad = rc ? NULL : table_nonfinite(&m->params);
+    if (!bad) return rc;
+    errf(err, "%s: tensor %s holds NaN or Inf", dir, bad->name);
+    model_free(m);
+    return -1;
 }
 
 int model_config_load(Config *c, const char *path, char *err) {
@@ -458,7 +467,8 @@ int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
     cJSON_Delete(root);
     if (rc) return -1;
     if (path_join(path, sizeof path, dir, "adapter_model.safetensors", err) ||
-        table_load(&l->params, (const char *const[]){path, NULL}, "", err) || lora_check_tensors(l, path, err)) {
+        table_load(&l->params, (const char *const[]){path, NULL}, "", err) || lora_check_tensors(l, path, err) ||
+        (table_nonfinite(&l->params) && errf(err, "%s: tensor %s holds NaN or Inf", path, table_nonfinite(&l->params)->name))) {
         lora_free(l);
         return -1;
     }

@@ -130,6 +130,7 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
 
 // The inner loop: a fresh LoRA l on the student, trained on the self-edit's
 // data. It stays attached for the reward; the caller detaches and frees it.
+// When training diverges, out->why says so and l is no use.
 static int ttt(const FewShot *fs, Model *m, Lora *l, const SelfEdit *se, Example *ex, int n, uint64_t seed, Outcome *out, char *err) {
     if (lora_init(l, &m->c, fs->lora_r, fs->lora_alpha, fs->lora_targets)) return errf(err, "out of memory for the TTT adapter");
     lora_reset(l, seed);
@@ -142,7 +143,8 @@ static int ttt(const FewShot *fs, Model *m, Lora *l, const SelfEdit *se, Example
     SftStats st;
     model_attach_lora(m, l);
     int rc = sft(m, ex, n, &so, &st, err);
-    if (!rc) {
+    if (!rc && st.diverged) sft_diverged_why(&st, sft_steps(n, so.batch, so.epochs), out->why, sizeof out->why);
+    else if (!rc) {
         cJSON_AddNumberToObject(out->metrics, "steps", st.steps);
         cJSON_AddNumberToObject(out->metrics, "first_loss", st.first_loss);
         cJSON_AddNumberToObject(out->metrics, "last_loss", st.last_loss);
@@ -180,7 +182,7 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
     Lora *before = m->lora, l = {0};
     if (!rc) rc = ttt(fs, m, &l, &se, ex, n, seed, out, err);
     examples_free(ex, n);
-    if (!rc) {
+    if (!rc && !*out->why) {   // trained (a diverged one is not, and gets reward 0)
         out->trained = 1;
         double t0 = now_seconds();
         rc = infer_reward(fs, m, t, &r, out, err);

@@ -21,6 +21,8 @@ static int argmax(const float *x, int n) {
 }
 
 int sample_token(float *logits, int V, const SampleOpts *o, Rng *r) {
+    for (int i = 0; i < V; i++)
+        if (!isfinite(logits[i])) return -1;
     if (o->temperature <= 0.0f) return argmax(logits, V);
     Cand *c = xcalloc((size_t)V, sizeof(Cand));   // small beside the model's V x dim embedding
     for (int i = 0; i < V; i++) c[i] = (Cand){logits[i] / o->temperature, i};
@@ -52,6 +54,10 @@ static int is_stop(int tok, const int *stop, int n) {
     return 0;
 }
 
+int nonfinite_logits(int b, int step, char *err) {
+    return errf(err, "sequence %d, token %d: the model's logits are NaN or Inf (broken weights, or an adapter whose training diverged)", b, step);
+}
+
 int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
              const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
     const int V = m->c.vocab;
@@ -81,11 +87,12 @@ int generate(const Model *m, const int *const *prompts, const int *prompt_lens, 
         int kept = 0;
         for (int i = 0; i < n; i++) {
             int b = seqs[i], tok = sample_token(logits + (size_t)i * V, V, o, &rng[b]);
+            if (tok < 0) { rc = nonfinite_logits(b, step, err); break; }
             out[b][out_lens[b]++] = tok;
             int stop = is_stop(tok, stop_ids, n_stop) || (on_token && on_token(b, tok, ctx)) || out_lens[b] == o->max_new;
             if (!stop) { seqs[kept] = b; toks[kept++] = tok; }
         }
-        n = kept;
+        n = rc ? 0 : kept;
         if (n) rc = kv_step(m, &kv, n, seqs, toks, logits, err);
     }
     free(logits); free(seqs); free(toks); free(rng);

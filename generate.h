@@ -13,8 +13,11 @@ typedef struct {
 
 // Picks a token from logits (V): temperature, then top-k, then top-p, as the
 // Hugging Face logits warpers apply them. Greedy ties go to the lowest id.
-// logits are modified.
+// logits are modified. -1 when a logit is NaN or Inf: the model is broken
+// (its weights, or an adapter that diverged), and no token means anything.
 int sample_token(float *logits, int V, const SampleOpts *o, Rng *r);
+// The error when sample_token finds non-finite logits for sequence b at a step: -1.
+int nonfinite_logits(int b, int step, char *err);
 
 // Called for each generated token; return nonzero to stop that sequence
 // (a stop string was seen, say).

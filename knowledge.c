@@ -212,8 +212,9 @@ static int answer_reward(const Knowledge *k, const Model *m, const Passage *p, O
 // The inner loop
 
 // A fresh adapter l on m trained on ex; left attached (the caller restores).
+// When its training diverges, why says so and l is no use.
 static int train_adapter(const Knowledge *k, Model *m, Lora *l, const Example *ex, int n, int epochs, int batch, float lr,
-                         uint64_t seed, cJSON *metrics, char *err) {
+                         uint64_t seed, cJSON *metrics, char *why, size_t why_n, char *err) {
     if (lora_init(l, &m->c, k->lora_r, k->lora_alpha, k->lora_targets)) return errf(err, "out of memory for the inner-loop adapter");
     lora_reset(l, seed);
     SftOpts so = sft_defaults();
@@ -224,7 +225,8 @@ static int train_adapter(const Knowledge *k, Model *m, Lora *l, const Example *e
     SftStats st;
     model_attach_lora(m, l);
     int rc = sft(m, ex, n, &so, &st, err);
-    if (!rc) {
+    if (!rc && st.diverged) sft_diverged_why(&st, sft_steps(n, batch, epochs), why, why_n);
+    else if (!rc) {
         cJSON_AddNumberToObject(metrics, "steps", st.steps);
         cJSON_AddNumberToObject(metrics, "first_loss", st.first_loss);
         cJSON_AddNumberToObject(metrics, "last_loss", st.last_loss);
@@ -259,9 +261,9 @@ static int kn_evaluate(const Domain *d, Model *m, int split, int task, const cha
     }
     out->valid = 1;
     Lora *before = m->lora, l = {0};
-    int rc = train_adapter(k, m, &l, ex, n, k->epochs, k->batch, k->lr, seed, out->metrics, err);
+    int rc = train_adapter(k, m, &l, ex, n, k->epochs, k->batch, k->lr, seed, out->metrics, out->why, sizeof out->why, err);
     examples_free(ex, n);
-    if (!rc) {
+    if (!rc && !*out->why) {   // trained (a diverged one is not, and gets reward 0)
         out->trained = 1;
         rc = answer_reward(k, m, p, out, err);
     }
@@ -306,12 +308,14 @@ static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, i
     cJSON_AddNumberToObject(metrics, "passages", size);
     cJSON_AddNumberToObject(metrics, "documents", n);
     Lora *before = m->lora, l = {0};
-    if (!rc) rc = train_adapter(k, m, &l, ex, n, k->cpt_epochs, k->cpt_batch, k->cpt_lr, seed, metrics, err);
+    if (!rc) rc = train_adapter(k, m, &l, ex, n, k->cpt_epochs, k->cpt_batch, k->cpt_lr, seed, metrics, line->why, sizeof line->why, err);
     examples_free(ex, n);
+    line->trained = !*line->why;   // diverged: its questions count, each scored 0
     double sum = 0, t0 = now_seconds();
     int questions = 0;
     for (int t = g * size; t < (g + 1) * size && !rc; t++) {
         const Passage *p = &k->eval[t];
+        if (!line->trained) { questions += p->n_qs; continue; }
         char **answers;
         double *scores = xcalloc((size_t)p->n_qs, sizeof(double));
         rc = knowledge_answer(k, m, p, &answers, scores, err);

@@ -334,11 +334,13 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
     int rc = sft(s->policy, ex, n, &so, &st, err);
     model_attach_lora(s->policy, NULL);
     examples_free(ex, n);
-    if (rc) { lora_free(l); free(l); return -1; }
+    if (rc || st.diverged) { lora_free(l); free(l); l = NULL; }
+    if (rc) return -1;
     m->mstep_steps = st.steps;
     m->mstep_first_loss = st.first_loss;
     m->mstep_last_loss = st.last_loss;
     m->mstep_seconds = st.seconds;
+    m->mstep_diverged = st.diverged;
     *out = l;
     return 0;
 }
@@ -367,9 +369,10 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     Lora *l;
     if (mstep(s, k, &l, &m, err)) return -1;
     if (l) set_adapter(s, l);
-    else {   // nothing passed the filter: the previous policy carries over
-        if (!o->quiet) fprintf(stderr, "\nround %d: no self-edit passed the filter; the policy is unchanged\n", k);
-        if (run_log_event(s->run, "mstep-skipped", k, NAN, NAN, err)) return -1;
+    else {   // nothing passed the filter, or the M-step diverged: the previous policy carries over
+        if (!o->quiet) fprintf(stderr, "\nround %d: %s; the policy is unchanged\n", k,
+                               m.mstep_diverged ? "the M-step's loss became NaN or Inf" : "no self-edit passed the filter");
+        if (run_log_event(s->run, m.mstep_diverged ? "mstep-diverged" : "mstep-skipped", k, NAN, NAN, err)) return -1;
     }
     *eval = m.eval_success = score_phase(s, PHASE_EVAL, k, err);
     m.probe = score_phase(s, PHASE_PROBE, k, err);
@@ -420,6 +423,9 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
         if (!rc) report_row(rows, name, eval, k == 1 ? d->paper[2] : NAN, d->n_eval * o->eval_samples);
     }
     if (d->oracle_edit) report_row(rows, "oracle configuration", oracle, d->paper[3], d->n_eval);
+    int diverged = 0;   // self-edits whose training diverged: not trained, reward 0
+    for (int i = 0; i < s->run->n_edits; i++) diverged += s->run->edits[i]->final && !strncmp(s->run->edits[i]->why, SFT_DIVERGED, strlen(SFT_DIVERGED));
+    if (diverged) cJSON_AddNumberToObject(report, "diverged", diverged);
     if (!o->quiet) fprintf(stderr, "\n");
     return rc;
 }
@@ -554,4 +560,7 @@ void restem_report_markdown(const cJSON *report, FILE *out) {
         fprintf(out, "| %s | %.1f%% | %s | %d |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,
                 100 * cJSON_GetObjectItemCaseSensitive(r, "ours")->valuedouble, p, cJSON_GetObjectItemCaseSensitive(r, "n")->valueint);
     }
+    const cJSON *diverged = cJSON_GetObjectItemCaseSensitive(report, "diverged");
+    if (cJSON_IsNumber(diverged))
+        fprintf(out, "\n%d self-edits' training diverged (a NaN or Inf loss): counted as not trained, reward 0 (edits.jsonl \"why\")\n", diverged->valueint);
 }

@@ -103,12 +103,13 @@ typedef struct {
     int selected;                 // best_per_task: the pairs it chose; -1: off
     int mstep_examples, mstep_steps;   // steps 0: no M-step
     double mstep_first_loss, mstep_last_loss, mstep_seconds;
+    int mstep_diverged;           // its loss became NaN or Inf: no adapter, the policy carried over
     double eval_success, probe;   // held-out score and retention probe of the round's policy
     int adapter;                  // rounds/K holds the policy adapter (else: the base policy)
 } Round;
 
 // An event of the loop in events.jsonl: "promote" or "hold" (with the probe
-// scores), "mstep-skipped" (probe NaN: none).
+// scores), "mstep-skipped" or "mstep-diverged" (probe NaN: none).
 int run_log_event(const Run *r, const char *event, int round, double probe, double probe_base, char *err);
 
 int run_save_round(const Run *r, const Round *m, const Lora *adapter, char *err);

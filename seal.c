@@ -248,7 +248,8 @@ static int generate_cuda(const Model *m, const int *const *prompts, const int *l
         seqs[b] = b;
     }
     rc = cuda_kv_prefill(kv, B, prompts, lens, logits, err);
-    for (int i = 0; i < B && !rc; i++) next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[i]);
+    for (int i = 0; i < B && !rc; i++)
+        if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[i])) < 0) rc = nonfinite_logits(i, 0, err);
     int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
     for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
         int kept = 0;
@@ -267,7 +268,8 @@ static int generate_cuda(const Model *m, const int *const *prompts, const int *l
         if (!n) break;
         if (greedy) rc = cuda_kv_step_greedy(kv, n, seqs, toks, next, err);
         else if (!(rc = cuda_kv_step(kv, n, seqs, toks, logits, err)))
-            for (int i = 0; i < n; i++) next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]]);
+            for (int i = 0; i < n && !rc; i++)
+                if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) rc = nonfinite_logits(seqs[i], step + 1, err);
     }
     free(logits); free(seqs); free(toks); free(next); free(rng);
     cuda_kv_free(kv);

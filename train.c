@@ -108,6 +108,11 @@ static void pack_batch(const Example *ex, const int *order, int nb, int T, int *
     }
 }
 
+void sft_diverged_why(const SftStats *st, int total, char *buf, size_t n) {
+    if (isnan(st->bad_loss) && st->steps == total) snprintf(buf, n, SFT_DIVERGED ": the weights hold NaN or Inf after %d steps", total);
+    else snprintf(buf, n, SFT_DIVERGED ": loss %s at step %d of %d", isnan(st->bad_loss) ? "NaN" : "Inf", st->steps + 1, total);
+}
+
 int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err) {
     if (n <= 0 || o->batch <= 0 || o->epochs <= 0) return errf(err, "nothing to train: %d examples, batch %d, %d epochs", n, o->batch, o->epochs);
     for (int i = 0; i < n; i++)
@@ -144,16 +149,19 @@ int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, c
             pack_batch(ex, order + i, nb, T, ids, labels);
             table_zero(grads);
             float loss = model_forward(m, &a, ids, labels);
+            if (!isfinite(loss)) { stats->diverged = 1; stats->bad_loss = loss; break; }
             sum += loss;
             model_backward(m, &a);
             if (o->max_grad_norm > 0) clip_grad_norm(grads, o->max_grad_norm);
             adamw_step(&opt, params, grads, lr_at(o->lr, step, o->warmup, total));
             if (o->progress) o->progress(step + 1, total, loss, o->progress_ctx);
         }
+        if (stats->diverged) break;
         float mean = (float)(sum / ((n + o->batch - 1) / o->batch));
         if (e == 0) stats->first_loss = mean;
         stats->last_loss = mean;
     }
+    if (!rc && !stats->diverged && table_nonfinite(params)) stats->diverged = 1, stats->bad_loss = NAN;   // a step that overflowed last
     stats->steps = step;
     stats->seconds = now_seconds() - t0;
     acts_free(&a);

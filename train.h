@@ -61,7 +61,14 @@ typedef struct {
     int steps;
     float first_loss, last_loss;  // mean loss of the first and the last epoch
     double seconds;
+    int diverged;                 // a loss (or, at the end, a weight) was NaN or Inf: training stopped
+                                  // there, the weights are no use, and the caller says so
+    float bad_loss;               // that loss
 } SftStats;
+
+// "training diverged: loss nan at step 3 of 40" into buf: why a self-edit was not trained.
+#define SFT_DIVERGED "training diverged"
+void sft_diverged_why(const SftStats *st, int total, char *buf, size_t n);
 
 // Optimizer steps that sft() will take: epochs * ceil(n / batch).
 int sft_steps(int n_examples, int batch, int epochs);

@@ -482,6 +482,55 @@ START_TEST(batch_equals_single) {
 }
 END_TEST
 
+// NaN and Inf are never results: weights that hold one are refused when
+// loaded, a training run whose loss becomes one says it diverged, and
+// generation stops with an error instead of emitting tokens.
+START_TEST(nonfinite_refused) {
+    char dir[256], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "nonfinite");
+    Model m, m2;
+    random_model(&m, 1, 2, 0);
+    table_get(&m.params, "model.layers.0.mlp.up_proj.weight")->data[5] = NAN;
+    ck_assert_msg(model_save(&m, dir, err) == 0, "%s", err);
+    ck_assert_int_eq(model_load(&m2, dir, err), -1);
+    ck_assert_msg(strstr(err, "model.layers.0.mlp.up_proj.weight holds NaN or Inf"), "%s", err);
+    table_get(&m.params, "model.layers.0.mlp.up_proj.weight")->data[5] = 0;
+    // an absurd learning rate: the loss becomes NaN or Inf and training stops
+    Lora l;
+    ck_assert_int_eq(lora_init(&l, &m.c, 2, 4.0f, (1u << PROJ_Q) | (1u << PROJ_V)), 0);
+    lora_reset(&l, 3);
+    model_attach_lora(&m, &l);
+    int ids[6] = {1, 2, 3, 4, 5, 6};
+    uint8_t loss[6] = {0, 1, 1, 1, 1, 1};
+    Example ex = {.ids = ids, .loss = loss, .len = 6};
+    SftOpts so = sft_defaults();
+    so.lr = 1e38f;
+    so.epochs = 20;
+    so.max_grad_norm = 0;
+    SftStats st;
+    ck_assert_msg(sft(&m, &ex, 1, &so, &st, err) == 0, "%s", err);
+    ck_assert_int_eq(st.diverged, 1);
+    ck_assert_int_lt(st.steps, 20);
+    char why[128];
+    sft_diverged_why(&st, 20, why, sizeof why);
+    ck_assert_msg(!strncmp(why, SFT_DIVERGED ": loss NaN at step ", strlen(SFT_DIVERGED ": loss NaN at step ")) && strstr(why, "of 20"), "%s", why);
+    // sampling from such a model: an error, not tokens
+    float logits[4] = {0.5f, NAN, 1.0f, 0.0f}, inf[4] = {0, INFINITY, 0, 0};
+    Rng r;
+    rng_seed(&r, 1);
+    ck_assert_int_eq(sample_token(logits, 4, &(SampleOpts){.temperature = 0}, &r), -1);
+    ck_assert_int_eq(sample_token(inf, 4, &(SampleOpts){.temperature = 1, .top_p = 1}, &r), -1);
+    int prompt[2] = {1, 2}, *out[1], out_len[1];
+    const int *prompts[1] = {prompt};
+    ck_assert_int_eq(generate(&m, prompts, (int[]){2}, 1, &(SampleOpts){.temperature = 0, .max_new = 4}, NULL, 0, NULL, NULL, out, out_len, err), -1);
+    ck_assert_msg(strstr(err, "NaN or Inf"), "%s", err);
+    free(out[0]);
+    model_attach_lora(&m, NULL);
+    lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *t = add_case(s, "math", 120, lora_merge_equals_adapter, adamw_matches_formula, schedule_and_clipping,
@@ -493,7 +542,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(f, fixtures_pass, 0, 2);
     tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
     // the default 4 s is short on two busy cores
-    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single);
+    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single, nonfinite_refused);
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     return s;
 }

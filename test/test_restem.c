@@ -15,6 +15,7 @@ typedef struct {
     int calls, fail_after;        // evaluate fails (a simulated crash) on call fail_after; 0 = never
     int forgetful;                // a trained policy scores 0 on the probe (it "forgot")
     int forget_probes;            // ... only on its first forget_probes probe answers, then remembers
+    int diverge;                  // a third of the valid self-edits' training diverges
 } Mock;
 
 static char *mock_prompt(const Domain *d, int split, int task) {
@@ -48,6 +49,11 @@ static int mock_evaluate(const Domain *d, Model *student, int split, int task, c
     out->trained = out->valid;
     out->reward = out->valid && (h >> 8) % 2 ? 1.0f : 0.0f;
     if (!out->valid) snprintf(out->why, sizeof out->why, "mock: invalid");
+    if (out->valid && m->diverge && (h >> 9) % 3 == 0) {
+        out->trained = 0;
+        out->reward = 0;
+        snprintf(out->why, sizeof out->why, SFT_DIVERGED ": mock");
+    }
     cJSON_AddNumberToObject(out->metrics, "h", (double)(h % 1000));
     return 0;
 }
@@ -349,6 +355,32 @@ START_TEST(resume_checks_inputs) {
 }
 END_TEST
 
+// Self-edits whose training diverged are counted in the report, not hidden.
+START_TEST(diverged_counted) {
+    char dir[256], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "restem-diverged");
+    cJSON *report;
+    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){.diverge = 1}, &report), 0);
+    Run r;
+    ck_assert_msg(run_open(&r, dir, NULL, NULL, RUN_READ, err) == 0, "%s", err);
+    int n = 0;
+    for (int i = 0; i < r.n_edits; i++) n += r.edits[i]->final && strstr(r.edits[i]->why, SFT_DIVERGED) && !r.edits[i]->trained;
+    run_close(&r);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(report, "diverged")->valueint, n);
+    char *md;
+    size_t len;
+    FILE *f = open_memstream(&md, &len);
+    restem_report_markdown(report, f);
+    fclose(f);
+    char want[64];
+    snprintf(want, sizeof want, "%d self-edits' training diverged", n);
+    ck_assert_msg(strstr(md, want), "%s", md);
+    free(md);
+    cJSON_Delete(report);
+}
+END_TEST
+
 // A policy whose probe score falls is kept in shadow: not promoted, and said so.
 START_TEST(retention_guard_holds) {
     char dir[256], path[400], err[ERR_MAX];
@@ -513,7 +545,7 @@ END_TEST
 
 Suite *restem_suite(void) {
     Suite *s = suite_create("restem");
-    add_case(s, "run", 120, complete_run_directory, resume_matches_uninterrupted, run_directory_guards, resume_checks_inputs,
+    add_case(s, "run", 120, complete_run_directory, resume_matches_uninterrupted, run_directory_guards, resume_checks_inputs, diverged_counted,
              retention_guard_holds, shadow_policy_until_it_passes, filter_keeps_first_rewarded, ranks_without_mpi, edit_line_round_trip);
     return s;
 }
