@@ -82,18 +82,35 @@ build/test-ref: $(SRC) $(TEST_SRC) $(wildcard *.h test/*.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $(SRC) $(TEST_SRC) $(LDLIBS) $(shell pkg-config --libs check)
 
+# The everyday suite, about 5 minutes on 2 cores (`./setup test` installs
+# what it needs first): the Check suite on both matmul paths, the command
+# line, a kill-and-resume, the MPI identity check.
 test: seal build/test-blas build/test-ref
 	@echo "== Check suite, OpenBLAS matmuls" && ./build/test-blas
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
-	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run" && test/kill_resume.sh
+	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run; a second writer; a changed input" && test/kill_resume.sh
 	@if command -v $(MPICC) >/dev/null; then echo "== mpirun -n 1, 2, 3: the same run directories as ./seal; a rank killed, resumed" && \
 	    $(MAKE) --no-print-directory build/seal-mpi && test/mpi.sh build/seal-mpi; \
-	 else echo "== MPI skipped: $(MPICC) is not installed (apt-get install openmpi-bin libopenmpi-dev)"; fi
+	 else echo "== MPI skipped: $(MPICC) is not installed (./setup test installs it)"; fi
+
+# The slow hardening: a full disk and a read-only run directory, the Check
+# suite under ASan + UBSan, every reader fuzzed, the demo under valgrind, the
+# CUDA code on the CPU emulator. `make check` is test and slow; CI runs both.
+slow:
 	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
 	@echo "== the Check suite under AddressSanitizer + UndefinedBehaviorSanitizer" && $(MAKE) --no-print-directory test-asan
 	@if command -v $(FUZZ_CC) >/dev/null; then echo "== every reader fuzzed 10 s after its regression inputs" && $(MAKE) --no-print-directory fuzz-ci; \
-	 else echo "== fuzzing skipped: $(FUZZ_CC) is not installed (apt-get install clang libclang-rt-dev)"; fi
+	 else echo "== fuzzing skipped: $(FUZZ_CC) is not installed (./setup check installs it)"; fi
+	@echo "== seal demo --quick under valgrind memcheck" && $(MAKE) --no-print-directory valgrind
+	@echo "== the CUDA backend on the CPU emulator" && $(MAKE) --no-print-directory test-cuda-emu
+
+check: test slow
+
+# Build, then SEAL end to end on the built-in world (`./setup demo` installs
+# the build packages first).
+demo: seal
+	./seal demo
 
 # The Check suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc,
 # reference-loop matmuls; OpenBLAS is not instrumented), and a short
@@ -216,4 +233,4 @@ fixtures:
 clean:
 	rm -rf seal build
 
-.PHONY: FORCE all test bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
+.PHONY: FORCE all demo test slow check bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
