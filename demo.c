@@ -145,9 +145,9 @@ static void pretrain_progress(int step, int total, float loss, void *ctx) {
     Progress *p = ctx;
     double el = now_seconds() - p->t0;
     if (step % 10 && step != total) return;
-    fprintf(stderr, "\r[2/3 %s] step %d/%d loss %.3f | %.0f s, ~%.0f s left   ", p->what, step, total, loss, el,
-            step ? el / step * (total - step) : 0.0);
-    if (step == total) fprintf(stderr, "\n");
+    progress(step == total, "[2/3 %s] step %d/%d loss %.3f | %.0f s, ~%.0f s left", p->what, step, total, loss, el,
+             step ? el / step * (total - step) : 0.0);
+    if (step == total) progress_end();
 }
 
 int demo_write_file(const char *dir, const char *name, const char *text, char *err) {

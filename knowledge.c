@@ -349,7 +349,7 @@ static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, 
             double t0 = now_seconds();
             if (cpt_group(k, m, run, source, round, size, g, fnv1a(o->seed ^ 0xc97ULL, name, strlen(name)) + (uint64_t)g, &line, err)) { edit_free(&line); return -1; }
             line.seconds_total = now_seconds() - t0;
-            if (!o->quiet) fprintf(stderr, "\r[%s] group %d/%d score %.3f   ", name, g + 1, groups, line.reward);
+            if (!o->quiet) progress(g + 1 == groups, "[%s] group %d/%d score %.3f", name, g + 1, groups, line.reward);
             if (run_append(run, &line, err)) return -1;
             done = run_find_group(run, phase, size, round, g, 0);
         }
@@ -357,7 +357,7 @@ static int cpt_row(const Knowledge *k, Model *m, Run *run, const RestemOpts *o, 
         sum += done->reward * nq;
         questions += nq;
     }
-    if (!o->quiet && groups) fprintf(stderr, "\n");
+    if (!o->quiet) progress_end();
     *score = questions ? sum / questions : 0.0;
     *passages = groups * size;
     return 0;

@@ -101,14 +101,13 @@ static void set_adapter(Seal *s, Lora *l) {
     s->policy_version++;
 }
 
-static void progress(Seal *s, const Edit *e) {
+static void report_progress(Seal *s, const Edit *e) {
     s->done++;
     if (s->o->quiet) return;
     double el = now_seconds() - s->t_start, per = el / s->done;
     int left = s->total - s->done;
-    fprintf(stderr, "\r[%s round %d] task %d sample %d reward %.2f | %.1f s/edit, ~%.0f s left   ", PHASE_NAME[e->phase], e->round, e->task,
-            e->sample, e->reward, per, left > 0 ? per * left : 0.0);
-    fflush(stderr);
+    progress(0, "[%s round %d] task %d sample %d reward %.2f | %.1f s/edit, ~%.0f s left", PHASE_NAME[e->phase], e->round, e->task,
+             e->sample, e->reward, per, left > 0 ? per * left : 0.0);
 }
 
 // ----------------------------------------------------------------------------
@@ -218,7 +217,7 @@ static int record_pair(void *ctx, const RankJob *job, Edits *result, char *err) 
         e->accepted = passes_filter(s, e);
         if (run_append(s->run, e, err)) return -1;
         const Edit *logged = s->run->edits[s->run->n_edits - 1];
-        if (logged->final) progress(s, logged);
+        if (logged->final) report_progress(s, logged);
     }
     return 0;
 }
@@ -352,7 +351,7 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
 // max_retention_drop below the base policy's is not promoted (shadow).
 static int promote(Seal *s, int k, double probe, double probe0, char *err) {
     int ok = !(probe0 - probe > s->o->max_retention_drop);
-    if (!ok && !s->o->quiet) fprintf(stderr, "\nround %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted; in shadow, "
+    if (!ok && !s->o->quiet) progress_end(), fprintf(stderr, "round %d: probe score %.3f fell more than %.3f below the base policy's %.3f: not promoted; in shadow, "
                                      "it writes the next round's self-edits\n",
                      k, probe, s->o->max_retention_drop, probe0);
     if (run_log_event(s->run, ok ? "promote" : "hold", k, probe, probe0, err)) return -1;
@@ -370,7 +369,7 @@ static int run_round(Seal *s, int k, double probe0, double *eval, char *err) {
     if (mstep(s, k, &l, &m, err)) return -1;
     if (l) set_adapter(s, l);
     else {   // nothing passed the filter, or the M-step diverged: the previous policy carries over
-        if (!o->quiet) fprintf(stderr, "\nround %d: %s; the policy is unchanged\n", k,
+        if (!o->quiet) progress_end(), fprintf(stderr, "round %d: %s; the policy is unchanged\n", k,
                                m.mstep_diverged ? "the M-step's loss became NaN or Inf" : "no self-edit passed the filter");
         if (run_log_event(s->run, m.mstep_diverged ? "mstep-diverged" : "mstep-skipped", k, NAN, NAN, err)) return -1;
     }
@@ -426,7 +425,7 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
     int diverged = 0;   // self-edits whose training diverged: not trained, reward 0
     for (int i = 0; i < s->run->n_edits; i++) diverged += s->run->edits[i]->final && !strncmp(s->run->edits[i]->why, SFT_DIVERGED, strlen(SFT_DIVERGED));
     if (diverged) cJSON_AddNumberToObject(report, "diverged", diverged);
-    if (!o->quiet) fprintf(stderr, "\n");
+    if (!o->quiet) progress_end();
     return rc;
 }
 

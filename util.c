@@ -50,6 +50,28 @@ char *xstrdup(const char *s) {
     return memcpy(xmalloc(n), s, n);
 }
 
+static struct { int tty, open; double last; } prog = {-1, 0, -1e9};
+
+void progress(int last, const char *fmt, ...) {
+    if (prog.tty < 0) prog.tty = isatty(2);
+    double now = now_seconds();
+    if (!prog.tty && !last && now - prog.last < PROGRESS_SECONDS) return;
+    prog.last = now;
+    va_list ap;
+    va_start(ap, fmt);
+    if (prog.tty) fputc('\r', stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(prog.tty ? "   " : "\n", stderr);
+    prog.open = prog.tty;
+    fflush(stderr);
+}
+
+void progress_end(void) {
+    if (prog.open) fputc('\n', stderr);
+    prog.open = 0;
+}
+
 char *read_file(const char *path, size_t *len, char *err) {
     FILE *f = fopen(path, "rb");
     if (!f) { errf(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }

@@ -56,6 +56,14 @@ float rng_normal(Rng *r);    // mean 0, std 1
 
 double now_seconds(void);
 
+// Progress of long work on stderr. On a terminal the line is redrawn in place;
+// into a file or a pipe, a line goes out every PROGRESS_SECONDS (and always
+// when last is set), so a log holds a few lines, not one endless one.
+// progress_end finishes an in-place line before other output.
+#define PROGRESS_SECONDS 5.0
+void progress(int last, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void progress_end(void);
+
 // 64-bit FNV-1a: the stable hash behind seeds and keys that must not move
 // between runs or machines. fnv1a continues h over n more bytes; hash_str is
 // s's bytes from the standard offset basis.

@@ -26,6 +26,8 @@ expect() {   # expect CODE PATTERN NAME COMMAND...: exit code CODE and PATTERN i
 # --- seal demo --quick: every phase, a complete run directory, a reproducible table
 "$SEAL" demo --quick --seed 3 --cache "$tmp/cache" --out "$tmp/a" --json "$tmp/a.json" >"$tmp/a.out" 2>"$tmp/a.err"
 check "demo --quick runs" test $? = 0
+check "progress into a file: whole lines, no carriage returns" test "$(tr -cd '\r' <"$tmp/a.err" | wc -c)" = 0
+check "progress into a file: a few lines" grep -q "step .* loss" "$tmp/a.err"
 for phase in "1/3 world" "2/3 tokenizer" "2/3 pretraining" "3/3 SEAL"; do
     check "demo phase '$phase' ran" grep -q "$phase" "$tmp/a.err"
 done
