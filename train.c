@@ -113,59 +113,84 @@ void sft_diverged_why(const SftStats *st, int total, char *buf, size_t n) {
     else snprintf(buf, n, SFT_DIVERGED ": loss %s at step %d of %d", isnan(st->bad_loss) ? "NaN" : "Inf", st->steps + 1, total);
 }
 
-int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err) {
+int sft_loop(const Example *ex, int n, int vocab, const SftOpts *o, TrainStep step_fn, void *ctx, SftStats *stats, char *err) {
+    *stats = (SftStats){0};
     if (n <= 0 || o->batch <= 0 || o->epochs <= 0) return errf(err, "nothing to train: %d examples, batch %d, %d epochs", n, o->batch, o->epochs);
     for (int i = 0; i < n; i++)
         for (int t = 0; t < ex[i].len; t++)
-            if (ex[i].ids[t] < 0 || ex[i].ids[t] >= m->c.vocab) return errf(err, "example %d: token id %d outside the vocabulary", i, ex[i].ids[t]);
+            if (ex[i].ids[t] < 0 || ex[i].ids[t] >= vocab) return errf(err, "example %d: token id %d outside the vocabulary", i, ex[i].ids[t]);
     double t0 = now_seconds();
-    Table *params = trainable_params(m), *grads = trainable_grads(m);
-    AdamW opt;
-    if (adamw_init(&opt, params, o->beta1, o->beta2, o->eps, o->weight_decay)) {
-        adamw_free(&opt);
-        return errf(err, "out of memory for the optimizer state (%zu bytes)", size_mul(2 * params->total, sizeof(float)));
-    }
     const int total = sft_steps(n, o->batch, o->epochs);
     int *order = xcalloc((size_t)n, sizeof(int)), *ids = NULL, *labels = NULL, step = 0, rc = 0;
-    Acts a = {0};
+    size_t cap = 0;
     Rng r;
     rng_seed(&r, o->seed);
-    *stats = (SftStats){0};
-    for (int e = 0; e < o->epochs && !rc; e++) {
+    for (int e = 0; e < o->epochs && !rc && !stats->diverged; e++) {
         shuffle(order, n, &r);
         double sum = 0.0;
         for (int i = 0; i < n && !rc; i += o->batch, step++) {
             int nb = n - i < o->batch ? n - i : o->batch, T = 0;
             for (int b = 0; b < nb; b++) T = ex[order[i + b]].len > T ? ex[order[i + b]].len : T;
-            if (a.B != nb || a.T != T) {   // a new batch shape: new activations
-                acts_free(&a);
-                if ((rc = acts_init(&a, m, nb, T, err))) break;
+            if ((size_t)nb * T > cap) {   // a batch: sized by the examples
+                cap = (size_t)nb * T;
                 free(ids);
                 free(labels);
-                ids = malloc((size_t)nb * T * sizeof(int));   // a batch: sized by the examples
-                labels = malloc((size_t)nb * T * sizeof(int));
-                if (!ids || !labels) { rc = errf(err, "out of memory for a batch of %d x %d tokens (%zu bytes)", nb, T, 2 * (size_t)nb * T * sizeof(int)); break; }
+                ids = malloc(cap * sizeof(int));
+                labels = malloc(cap * sizeof(int));
+                if (!ids || !labels) { rc = errf(err, "out of memory for a batch of %d x %d tokens (%zu bytes)", nb, T, 2 * cap * sizeof(int)); break; }
             }
             pack_batch(ex, order + i, nb, T, ids, labels);
-            table_zero(grads);
-            float loss = model_forward(m, &a, ids, labels);
-            if (!isfinite(loss)) { stats->diverged = 1; stats->bad_loss = loss; break; }
+            float loss;
+            if ((rc = step_fn(ctx, ids, labels, nb, T, lr_at(o->lr, step, o->warmup, total), &loss, err))) break;
+            if (!isfinite(loss)) { stats->diverged = 1; stats->bad_loss = loss; break; }   // the caller says so; the weights are no use
             sum += loss;
-            model_backward(m, &a);
-            if (o->max_grad_norm > 0) clip_grad_norm(grads, o->max_grad_norm);
-            adamw_step(&opt, params, grads, lr_at(o->lr, step, o->warmup, total));
             if (o->progress) o->progress(step + 1, total, loss, o->progress_ctx);
         }
-        if (stats->diverged) break;
+        if (rc || stats->diverged) break;
         float mean = (float)(sum / ((n + o->batch - 1) / o->batch));
         if (e == 0) stats->first_loss = mean;
         stats->last_loss = mean;
     }
-    if (!rc && !stats->diverged && table_nonfinite(params)) stats->diverged = 1, stats->bad_loss = NAN;   // a step that overflowed last
     stats->steps = step;
     stats->seconds = now_seconds() - t0;
-    acts_free(&a);
-    adamw_free(&opt);
     free(order); free(ids); free(labels);
+    return rc;
+}
+
+// The CPU step: model.c's forward and backward, then clipping and AdamW here.
+typedef struct {
+    Model *m;
+    Table *params, *grads;
+    AdamW opt;
+    Acts a;
+    float max_grad_norm;
+} CpuTrain;
+
+static int cpu_step(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err) {
+    CpuTrain *c = ctx;
+    if (c->a.B != B || c->a.T != T) {   // a new batch shape: new activations
+        acts_free(&c->a);
+        if (acts_init(&c->a, c->m, B, T, err)) return -1;
+    }
+    table_zero(c->grads);
+    *loss = model_forward(c->m, &c->a, ids, labels);
+    if (!isfinite(*loss)) return 0;
+    model_backward(c->m, &c->a);
+    if (c->max_grad_norm > 0) clip_grad_norm(c->grads, c->max_grad_norm);
+    adamw_step(&c->opt, c->params, c->grads, lr);
+    return 0;
+}
+
+int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err) {
+    CpuTrain c = {.m = m, .params = trainable_params(m), .grads = trainable_grads(m), .max_grad_norm = o->max_grad_norm};
+    if (adamw_init(&c.opt, c.params, o->beta1, o->beta2, o->eps, o->weight_decay)) {
+        adamw_free(&c.opt);
+        *stats = (SftStats){0};
+        return errf(err, "out of memory for the optimizer state (%zu bytes)", size_mul(2 * c.params->total, sizeof(float)));
+    }
+    int rc = sft_loop(ex, n, m->c.vocab, o, cpu_step, &c, stats, err);
+    if (!rc && !stats->diverged && table_nonfinite(c.params)) stats->diverged = 1, stats->bad_loss = NAN;   // a step that overflowed last
+    acts_free(&c.a);
+    adamw_free(&c.opt);
     return rc;
 }

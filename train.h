@@ -77,3 +77,11 @@ int sft_steps(int n_examples, int batch, int epochs);
 // model) on the examples with AdamW and the warm-up/cosine schedule. Batches
 // are padded on the right to their longest example. Returns 0 or -1 with err.
 int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err);
+
+// sft's loop with the step left to the caller (the CUDA backend's is on the
+// GPU): the epochs, the shuffled order, packing, the schedule, divergence and
+// the stats are the same on every backend. A step trains on one packed batch
+// ids/labels (B, T) at learning rate lr and returns its loss before the update
+// (a NaN or Inf loss stops the loop: stats->diverged).
+typedef int (*TrainStep)(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err);
+int sft_loop(const Example *ex, int n, int vocab, const SftOpts *o, TrainStep step, void *ctx, SftStats *stats, char *err);
