@@ -11,7 +11,7 @@ LDLIBS  := -lcjson -lpcre2-8 -licuuc -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c checkpoint.c train.c verify.c generate.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
+SRC := util.c safetensors.c model.c checkpoint.c train.c backend.c verify.c generate.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c test/test_gguf.c test/test_squad.c test/test_limits.c
 TEST_SRC += test/test_kernels_math.c
 
@@ -223,7 +223,10 @@ build/kernels-emu-exact.o: kernels.cu kernels_math.h kernels.h model.h util.h te
 build/gpu_compare-emu-exact: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu-exact.o
 	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ test/gpu_compare.c $(SRC) build/kernels-emu-exact.o $(LDLIBS) -lopenblas -lstdc++
 
-test-cuda-emu: build/seal-emu build/gpu_compare-emu build/gpu_compare-emu-exact
+build/seal-emu-exact: seal.c $(SRC) $(wildcard *.h) build/kernels-emu-exact.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ seal.c $(SRC) build/kernels-emu-exact.o $(LDLIBS) -lopenblas -lstdc++
+
+test-cuda-emu: build/seal-emu build/seal-emu-exact build/gpu_compare-emu build/gpu_compare-emu-exact
 	test/cuda_emu.sh
 
 # Regenerate the committed fixtures (needs PyTorch: Debian's python3-torch).

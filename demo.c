@@ -312,6 +312,7 @@ cJSON *demo_config(const Demo *d, const char *command, const char *scale) {
     char h[20];
     snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&d->m.params));
     cJSON_AddStringToObject(config, "base_hash", h);
+    if (backend_is_cuda(d->o->be)) cJSON_AddStringToObject(config, "backend", "cuda");   // bf16 numbers
     return config;
 }
 
@@ -447,6 +448,7 @@ static int run_seal(Demo *d, const Scale *sc, FewShot *fs, const RestemOpts *ro,
     if (rc) return rc;
     if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", d->out, ranks_note());
     Domain dom;
+    fs->be = d->o->be;
     fewshot_domain(&dom, fs);
     cJSON *report = cJSON_CreateObject();
     rc = restem_run(&dom, &d->m, &d->m, d->tok, &d->run, ro, report, err);

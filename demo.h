@@ -1,6 +1,7 @@
 // demo.h: `seal demo`: the whole SEAL few-shot loop on a built-in world of
 // ARC-like tasks, with a tiny Llama pretrained on the spot, on a laptop CPU.
 #pragma once
+#include "backend.h"
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@ typedef struct {
     const char *cache;            // base-model cache root (default ~/.cache/seal/demo)
     const char *out;              // run directory (default seal-runs/demo-SEED-TIME)
     const char *json;             // also write the report here
+    Backend *be;                  // where the SEAL phase samples and trains (NULL: the CPU)
 } DemoOpts;
 
 int demo_run(const DemoOpts *o, char *err);

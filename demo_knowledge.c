@@ -363,6 +363,7 @@ static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const
 static int run_seal(Demo *d, const Scale *sc, Knowledge *k, const RestemOpts *ro, const World *w, char *err) {
     if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", d->out, ranks_note());
     cJSON *report = cJSON_CreateObject();
+    k->be = d->o->be;
     int rc = knowledge_run(k, &d->m, &d->m, &d->run, ro, &w->train_log, &w->eval_log, report, err);
     if (!rc && ranks_root()) rc = save_report(d, sc, k, report, err);
     cJSON_Delete(report);

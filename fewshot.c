@@ -105,7 +105,7 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
     int stop[9], n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
     for (int i = 0; i < n_stop; i++) has_eot |= (stop[i] = m->c.eos[i]) == fs->eot;
     if (!has_eot) stop[n_stop++] = fs->eot;
-    if (!rc) rc = generate(m, (const int *const *)ids, lens, nv, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
+    if (!rc) rc = be_generate(fs->be, m, (const int *const *)ids, lens, nv, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
     Grid *answers = xcalloc(nv, sizeof(Grid)), top[2];
     int valid = 0;
     for (int i = 0; i < nv && !rc; i++) {
@@ -142,7 +142,7 @@ static int ttt(const FewShot *fs, Model *m, Lora *l, const SelfEdit *se, Example
     so.seed = seed;
     SftStats st;
     model_attach_lora(m, l);
-    int rc = sft(m, ex, n, &so, &st, err);
+    int rc = be_sft(fs->be, m, ex, n, &so, &st, err);
     if (!rc && st.diverged) sft_diverged_why(&st, sft_steps(n, so.batch, so.epochs), out->why, sizeof out->why);
     else if (!rc) {
         cJSON_AddNumberToObject(out->metrics, "steps", st.steps);
@@ -196,5 +196,5 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
 void fewshot_domain(Domain *d, FewShot *fs) {
     *d = (Domain){.name = "fewshot-arc", .n_train = fs->n_train, .n_eval = fs->n_eval, .n_probe = fs->n_eval, .ctx = fs,
                   .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
-                  .paper = {0.0, 0.20, 0.725, 1.0}};
+                  .paper = {0.0, 0.20, 0.725, 1.0}, .be = fs->be};
 }

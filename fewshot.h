@@ -2,6 +2,7 @@
 // directives build test-time-training data, a fresh LoRA trains on it, and
 // the reward is augmented greedy inference with voting (pass@2).
 #pragma once
+#include "backend.h"
 #include "arc.h"
 #include "chat.h"
 #include "restem.h"
@@ -11,6 +12,7 @@
 typedef struct FewShot {
     Task *train, *eval;           // eval tasks also serve as the retention probe
     int n_train, n_eval;
+    Backend *be;                  // where TTT and answering run (NULL: the CPU)
     const Tokenizer *tok;
     ChatFormat chat;              // how prompts are rendered (CHAT_LLAMA3 by default)
     int eot;                      // its end-of-turn token (chat_eot), closing each answer

@@ -163,7 +163,7 @@ int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char 
         }
         SampleOpts greedy = {.max_new = k->max_answer_tokens, .temperature = 0, .top_p = 1};
         AnswerState st = {k->tok, seen};
-        if (!rc) rc = generate(m, (const int *const *)ids, lens, B, &greedy, m->c.eos, m->c.n_eos, answer_token, &st, out, out_lens, err);
+        if (!rc) rc = be_generate(k->be, m, (const int *const *)ids, lens, B, &greedy, m->c.eos, m->c.n_eos, answer_token, &st, out, out_lens, err);
         for (int b = 0; b < B && !rc; b++) {
             int n = out_lens[b];
             for (int i = 0; n > 0 && i < m->c.n_eos; i++)
@@ -224,7 +224,7 @@ static int train_adapter(const Knowledge *k, Model *m, Lora *l, const Example *e
     so.seed = seed;
     SftStats st;
     model_attach_lora(m, l);
-    int rc = sft(m, ex, n, &so, &st, err);
+    int rc = be_sft(k->be, m, ex, n, &so, &st, err);
     if (!rc && st.diverged) sft_diverged_why(&st, sft_steps(n, batch, epochs), why, why_n);
     else if (!rc) {
         cJSON_AddNumberToObject(metrics, "steps", st.steps);
@@ -275,7 +275,7 @@ static int kn_evaluate(const Domain *d, Model *m, int split, int task, const cha
 void knowledge_domain(Domain *d, Knowledge *k) {
     *d = (Domain){.name = "knowledge-squad", .n_train = k->n_train, .n_eval = k->n_eval, .n_probe = k->n_probe, .ctx = k,
                   .prompt = kn_prompt, .task_name = kn_name, .evaluate = kn_evaluate, .oracle_edit = KNOWLEDGE_PASSAGE_ONLY,
-                  .eot = chat_eot(k->chat), .paper = {0.327, 0.397, NAN, 0.335}};
+                  .eot = chat_eot(k->chat), .paper = {0.327, 0.397, NAN, 0.335}, .be = k->be};
 }
 
 // ----------------------------------------------------------------------------

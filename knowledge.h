@@ -5,6 +5,7 @@
 // student's greedy answers to the passage's questions asked without the
 // passage, graded by SQuAD exact match / token F1.
 #pragma once
+#include "backend.h"
 #include "restem.h"
 #include "squad.h"
 #include "train.h"
@@ -20,6 +21,7 @@ extern const char *const CPT_SOURCE_NAME[CPT_SOURCES];   // "passage", "base", "
 typedef struct {
     Passage *train, *eval;        // eval passages also serve as the retention probe
     int n_train, n_eval, n_probe;
+    Backend *be;                  // where training and answering run (NULL: the CPU)
     const Tokenizer *tok;
     ChatFormat chat;              // how prompts are rendered (CHAT_LLAMA3 by default)
     int style;                    // STYLE_*: the self-edit the policy is asked for

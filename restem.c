@@ -122,7 +122,7 @@ static char *draw_edit(Seal *s, const char *prompt, uint64_t seed, char *err) {
     model_attach_lora(s->policy, s->adapter);
     int *out = NULL, out_len = 0;
     const int *prompts[1] = {ids};
-    int rc = generate(s->policy, prompts, &n, 1, &so, s->policy->c.eos, s->policy->c.n_eos, NULL, NULL, &out, &out_len, err);
+    int rc = be_generate(s->d->be, s->policy, prompts, &n, 1, &so, s->policy->c.eos, s->policy->c.n_eos, NULL, NULL, &out, &out_len, err);
     model_attach_lora(s->policy, NULL);
     free(ids);
     if (rc) { free(out); return NULL; }
@@ -330,7 +330,7 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
     so.seed = key_seed(s, "mstep-order", round, 0, 0, 0);
     SftStats st;
     model_attach_lora(s->policy, l);
-    int rc = sft(s->policy, ex, n, &so, &st, err);
+    int rc = be_sft(s->d->be, s->policy, ex, n, &so, &st, err);
     model_attach_lora(s->policy, NULL);
     examples_free(ex, n);
     if (rc || st.diverged) { lora_free(l); free(l); l = NULL; }

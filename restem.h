@@ -1,6 +1,7 @@
 // restem.h: SEAL's outer loop, ReST^EM, over any domain.
 #pragma once
 #include <cjson/cJSON.h>
+#include "backend.h"
 #include "generate.h"
 #include "model.h"
 #include "run.h"
@@ -31,6 +32,7 @@ struct Domain {
     const char *eot;              // the token closing a turn in the prompt's chat format (chat_eot), which
                                   // ends each self-edit of the M-step data; NULL: "<|eot_id|>"
     double paper[4];              // the paper's numbers: no adaptation, untrained, SEAL, oracle (NaN: none)
+    Backend *be;                  // where sampling and training run (backend.h; NULL: the CPU)
 };
 enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_PROBE };
 

@@ -3,6 +3,7 @@
 // Results go to stdout; progress and messages to stderr. Errors read
 // "seal: <file or flag>: <what was wrong>". Exit status: 0 success, 1 bad
 // input or failed check, 2 usage.
+#include "backend.h"
 #include "kernels.h"
 #include "demo.h"
 #include "demo_knowledge.h"
@@ -136,11 +137,6 @@ static int pick_backend(const char *cmd, const char *backend, int has_cuda, int 
     return 0;
 }
 
-static int check_backend(const char *cmd, const char *backend) {
-    int cuda;
-    return pick_backend(cmd, backend, 0, &cuda);
-}
-
 // ----------------------------------------------------------------------------
 // seal verify
 
@@ -216,67 +212,6 @@ static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text
     return n + 1;
 }
 
-// generate() (generate.c) on the CUDA backend: the same prompts, per-sequence
-// RNG streams, sampling, stops and callbacks, with the model in bf16 on the
-// GPU; greedy decoding takes the argmax there, so the logits stay on the GPU.
-static int generate_cuda(const Model *m, const int *const *prompts, const int *lens, int B, const SampleOpts *o, const int *stop_ids,
-                         int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
-    const int V = m->c.vocab, greedy = o->temperature <= 0.0f;
-    int max_len = 0, rc = 0;
-    for (int b = 0; b < B; b++) {
-        if (lens[b] < 1) return errf(err, "prompt %d is empty", b);
-        if (lens[b] > max_len) max_len = lens[b];
-    }
-    CudaModel *g = cuda_model_new(m, err);
-    CudaKV *kv = g ? cuda_kv_new(g, B, max_len + o->max_new, err) : NULL;
-    if (!kv) {
-        cuda_model_free(g);
-        return -1;
-    }
-    float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
-    if (!logits) {
-        cuda_kv_free(kv);
-        cuda_model_free(g);
-        return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
-    }
-    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
-    Rng *rng = xcalloc((size_t)B, sizeof(Rng));
-    for (int b = 0; b < B; b++) {
-        rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
-        out[b] = xcalloc((size_t)o->max_new + 1, sizeof(int));
-        out_lens[b] = 0;
-        seqs[b] = b;
-    }
-    rc = cuda_kv_prefill(kv, B, prompts, lens, logits, err);
-    for (int i = 0; i < B && !rc; i++)
-        if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[i])) < 0) rc = nonfinite_logits(i, 0, err);
-    int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
-    for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
-        int kept = 0;
-        for (int i = 0; i < n; i++) {
-            const int b = seqs[i], tok = next[i];
-            out[b][out_lens[b]++] = tok;
-            int stop = 0;   // in generate()'s order: a stop id is not passed to on_token
-            for (int k = 0; k < n_stop; k++) stop |= stop_ids[k] == tok;
-            if (!stop) stop = (on_token && on_token(b, tok, ctx)) || out_lens[b] == o->max_new;
-            if (!stop) {
-                seqs[kept] = b;
-                toks[kept++] = tok;
-            }
-        }
-        n = kept;
-        if (!n) break;
-        if (greedy) rc = cuda_kv_step_greedy(kv, n, seqs, toks, next, err);
-        else if (!(rc = cuda_kv_step(kv, n, seqs, toks, logits, err)))
-            for (int i = 0; i < n && !rc; i++)
-                if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) rc = nonfinite_logits(seqs[i], step + 1, err);
-    }
-    free(logits); free(seqs); free(toks); free(next); free(rng);
-    cuda_kv_free(kv);
-    cuda_model_free(g);
-    return rc;
-}
-
 // The tokenizer for model_dir: tok_path when given, else the .gguf's own or
 // MODEL/tokenizer.json; and its chat format: detected from its special tokens,
 // then the .gguf's template or MODEL/tokenizer_config.json's, then chat_name
@@ -349,13 +284,15 @@ static int cmd_generate(int argc, char **argv) {
         lens[b] = encode_prompt(tok, &m.c, chat ? chats.items[b - prompts.n] : prompts.items[b], chat, fmt, &ids[b], err);
         ok = lens[b] > 0;
     }
-    if (ok && (cuda ? generate_cuda : generate)(&m, (const int *const *)ids, lens, B, &o, m.c.eos, m.c.n_eos, on_token, &g, out, out_lens, err) == 0) {
+    Backend *be = ok ? backend_new(cuda, err) : NULL;
+    if (be && be_generate(be, &m, (const int *const *)ids, lens, B, &o, m.c.eos, m.c.n_eos, on_token, &g, out, out_lens, err) == 0) {
         for (int b = 0; B > 1 && b < B; b++) printf("=== %d ===\n%s\n", b, g.text[b] ? g.text[b] : "");
         if (B == 1) printf("\n");
         rc = 0;
     }
     for (int b = 0; b < B; b++) { free(ids[b]); free(out[b]); free(g.text[b]); }
     free(ids); free(lens); free(out); free(out_lens); free(g.text); free(g.len);
+    backend_close(be);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
     tok_free(tok);
@@ -454,6 +391,7 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
 typedef struct {
     const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
     int resume, accept_changed, gpus;
+    Backend *be;                  // from --backend
     Model student, teacher;
     Tokenizer *tok;
     ChatFormat chat;
@@ -475,19 +413,24 @@ typedef struct {
     {"--eval-samples", F_INT, &(o).eval_samples, "self-edits per held-out " TASK}
 // Under mpirun (a `make MPI=1` build): which GPU each rank takes.
 #define GPU_FLAG(n) {"--gpus-per-node", F_INT, &(n), "under mpirun: each rank uses GPU (its rank on the node % N) with the cuda backend, 0 = all"}
+#define BACKEND_FLAG(b) {"--backend", F_STR, &(b), "cpu, cuda (bf16, kernels.cu), or auto: cuda when built with it and a device is present"}
 #define OUTPUT_FLAGS(x)                                                     \
     {"--json", F_STR, &(x).json_path, "also write the report here"},       \
-    {"--backend", F_STR, &(x).backend, "cpu (auto: the same, until the loop runs on cuda)"}, \
+    BACKEND_FLAG((x).backend), \
     GPU_FLAG((x).gpus)
 
-// --gpus-per-node, then --backend: 0 when both are usable. From here on every
-// file read is an input of the run: run.json keeps its hash (fingerprints_start).
+// --gpus-per-node, then --backend: 0 when both are usable, 1 when cuda is asked
+// for and none is usable. From here on every file read is an input of the
+// run: run.json keeps its hash (fingerprints_start).
 static int experiment_begin(const char *cmd, Experiment *x) {
     char err[ERR_MAX];
     if (x->accept_changed && !x->resume) return usage_error(cmd, "--accept-changed-inputs goes with --resume", NULL);
     if (ranks_use_gpus(x->gpus, err)) return usage_error(cmd, err, NULL);
+    int cuda, picked = pick_backend(cmd, x->backend, 1, &cuda);
+    if (picked) return picked;
+    if (!(x->be = backend_new(cuda, err))) { fprintf(stderr, "seal: %s\n", err); return 1; }
     fingerprints_start();
-    return check_backend(cmd, x->backend);
+    return 0;
 }
 
 // The student, the teacher (with --teacher) and the tokenizer with its chat format.
@@ -503,6 +446,7 @@ static Model *experiment_policy(Experiment *x) { return x->teacher_dir ? &x->tea
 static cJSON *experiment_config(const Experiment *x, const char *command) {
     cJSON *config = cJSON_CreateObject();
     cJSON_AddStringToObject(config, "command", command);
+    if (backend_is_cuda(x->be)) cJSON_AddStringToObject(config, "backend", "cuda");   // bf16 numbers: a resume stays on it
     model_config_json(&x->student, x->model_dir, config, "model");
     if (x->teacher_dir) model_config_json(&x->teacher, x->teacher_dir, config, "teacher");
     return config;
@@ -522,6 +466,7 @@ static int experiment_open(Experiment *x, cJSON *config, const RestemOpts *o, ch
 
 static void experiment_free(Experiment *x) {
     run_close(&x->run);
+    backend_close(x->be);
     tok_free(x->tok);
     if (x->teacher.layers) model_free(&x->teacher);
     if (x->student.layers) model_free(&x->student);
@@ -546,6 +491,7 @@ static int fewshot_load(const FewShotArgs *a, Experiment *x, FewShot *fs, char *
         return -1;
     fs->tok = x->tok;
     fs->chat = x->chat;
+    fs->be = x->be;
     fs->eot = tok_find(x->tok, chat_eot(fs->chat));
     if (fs->eot < 0)
         return errf(err, "%s: the tokenizer has no %s token, which ends a turn in the %s chat format (see --chat-format)",
@@ -573,7 +519,7 @@ static int fewshot_run(Experiment *x, FewShot *fs, const RestemOpts *o, char *er
 static int cmd_fewshot(int argc, char **argv) {
     FewShotArgs a = {.targets = "q_proj,v_proj,gate_proj,up_proj,down_proj"};
     const char *pos[1];
-    Experiment x = {.backend = "cpu"};
+    Experiment x = {.backend = "auto"};
     RestemOpts o = restem_defaults();
     FewShot fs = {0};
     fewshot_defaults(&fs);
@@ -612,7 +558,8 @@ static int cmd_fewshot(int argc, char **argv) {
         return 0;
     }
     int npos, rc;
-    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos) || experiment_begin("fewshot", &x)) return 2;
+    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) return 2;
+    if ((rc = experiment_begin("fewshot", &x))) return rc;
     if ((rc = fewshot_configure(&a, &x, &o, &fs))) return rc;
     char err[ERR_MAX];
     rc = fewshot_load(&a, &x, &fs, err) || fewshot_run(&x, &fs, &o, err);
@@ -707,6 +654,7 @@ static int knowledge_load(const KnowledgeArgs *a, Experiment *x, const RestemOpt
     if (experiment_load(x, err)) return -1;
     k->tok = x->tok;
     k->chat = x->chat;
+    k->be = x->be;
     int max_context = a->max_context ? a->max_context : x->student.c.max_pos - o->sampling.max_new - 256;
     SquadReadOpts ro = {x->tok, max_context > 0 ? max_context : 1};
     if (load_passages("held-out", a->eval_path, a->eval_subset, a->subset_key, a->n_eval, &ro, &k->eval, &k->n_eval, eval_log, err)) return -1;
@@ -747,7 +695,7 @@ static int cmd_knowledge(int argc, char **argv) {
                        .style = "implications", .grader = "em-f1", .cpt_sizes = "1,200", .cpt_sources = "passage,base,seal", .filter = "best",
                        .n_train = 50, .n_eval = 200, .n_probe = 20};
     const char *pos[1];
-    Experiment x = {.backend = "cpu"};
+    Experiment x = {.backend = "auto"};
     RestemOpts o = knowledge_restem_defaults();
     Knowledge k = {0};
     knowledge_defaults(&k);
@@ -801,7 +749,8 @@ static int cmd_knowledge(int argc, char **argv) {
         return 0;
     }
     int npos, rc;
-    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos) || experiment_begin("knowledge", &x)) return 2;
+    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos)) return 2;
+    if ((rc = experiment_begin("knowledge", &x))) return rc;
     if ((rc = knowledge_configure(&a, &x, &k, &o))) return rc;
     char err[ERR_MAX];
     SquadLoad train_log = {0}, eval_log = {0};
@@ -820,6 +769,7 @@ static int cmd_demo(int argc, char **argv) {
     DemoOpts o = {.seed = 1};
     const char *pos[1];
     int gpus = 0;
+    const char *backend = "auto";
     Flag flags[] = {
         {"--seed", F_U64, &o.seed, "the world, the model and every sample; the same seed gives the same table"},
         {"--quick", F_BOOL, &o.quick, "a much smaller world and model (well under a minute): an end-to-end check"},
@@ -827,6 +777,7 @@ static int cmd_demo(int argc, char **argv) {
         {"--cache", F_STR, &o.cache, "base-model cache (default $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo)"},
         {"--out", F_STR, &o.out, "run directory (default seal-runs/demo-SCALE-seedS-TIME)"},
         {"--json", F_STR, &o.json, "also write the report here"},
+        BACKEND_FLAG(backend),
         GPU_FLAG(gpus),
     };
     const int nf = sizeof flags / sizeof flags[0];
@@ -845,7 +796,14 @@ static int cmd_demo(int argc, char **argv) {
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
     char err[ERR_MAX];
     if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
-    if ((npos ? demo_knowledge_run(&o, err) : demo_run(&o, err))) { fprintf(stderr, "seal: %s\n", err); return 1; }
+    int cuda, picked = pick_backend("demo", backend, 1, &cuda);
+    if (picked) return picked;
+    if (!(o.be = backend_new(cuda, err)) || (npos ? demo_knowledge_run(&o, err) : demo_run(&o, err))) {
+        fprintf(stderr, "seal: %s\n", err);
+        backend_close(o.be);
+        return 1;
+    }
+    backend_close(o.be);
     return 0;
 }
 

@@ -38,4 +38,20 @@ if SEAL_EMU_NO_DEVICE=1 "$seal" verify --backend cuda test/fixtures/tied_lora_kv
 fi
 grep "no CUDA device" build/emu-nodev.err
 SEAL_EMU_NO_DEVICE=1 "$seal" verify test/fixtures/tied_lora_kv1 | grep -E "gemm:" | sed 's/.*gemm:/auto ran on the CPU, gemm:/'
+echo "== the SEAL loop on the backend: seal demo --quick --backend cuda (exact build) against the CPU run"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+OMP_NUM_THREADS=1 ./seal demo --quick --cache "$tmp/cache" --out "$tmp/cpu" > "$tmp/cpu.out" 2>/dev/null
+OMP_NUM_THREADS=1 build/seal-emu-exact demo --quick --backend cuda --cache "$tmp/cache" --out "$tmp/cuda" > "$tmp/cuda.out" 2>/dev/null
+outcomes() {   # what each self-edit was and earned: no timings, no policy hashes
+    python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    print(*(e.get(k) for k in ("phase", "round", "task", "sample", "attempt", "edit", "valid", "trained", "accepted", "reward")))' "$1"
+}
+diff <(outcomes "$tmp/cpu/edits.jsonl") <(outcomes "$tmp/cuda/edits.jsonl") > /dev/null || { echo "FAIL: self-edits or rewards differ"; exit 1; }
+diff <(grep '^|' "$tmp/cpu.out") <(grep '^|' "$tmp/cuda.out") || { echo "FAIL: the tables differ"; exit 1; }
+grep -q '"backend": "cuda"' "$tmp/cuda/run.json" || { echo "FAIL: run.json does not record the backend"; exit 1; }
+echo "$(wc -l < "$tmp/cuda/edits.jsonl") self-edits, the same rewards and accepted ones, the same table"
+echo "== bf16 build: the same demo finishes and reports"
+OMP_NUM_THREADS=1 build/seal-emu demo --quick --backend cuda --cache "$tmp/cache" --out "$tmp/bf16" 2>/dev/null | grep -c '^| SEAL, round' | sed 's/$/ SEAL row(s) in the bf16 table/'
 echo "cuda emulation: all passed"

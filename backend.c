@@ -1,0 +1,132 @@
+// backend.c: see backend.h.
+#include "backend.h"
+#include "kernels.h"
+#include "util.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEVICE_MODELS 4   // the student, the policy (a teacher), a spare
+
+struct Backend {
+    int cuda;
+    int n;
+    const Model *host[MAX_DEVICE_MODELS];   // host[i]'s weights live in dev[i]
+    CudaModel *dev[MAX_DEVICE_MODELS];
+};
+
+Backend *backend_new(int cuda, char *err) {
+    char why[ERR_MAX];
+    if (cuda && !cuda_available(why)) { errf(err, "--backend cuda: %s", why); return NULL; }
+    Backend *b = xcalloc(1, sizeof *b);
+    b->cuda = cuda;
+    return b;
+}
+
+void backend_close(Backend *b) {
+    for (int i = 0; b && i < b->n; i++) cuda_model_free(b->dev[i]);
+    free(b);
+}
+
+int backend_is_cuda(const Backend *b) { return b && b->cuda; }
+const char *backend_name(const Backend *b) { return backend_is_cuda(b) ? "cuda" : "cpu"; }
+
+// m on the device, its base weights uploaded the first time, with m's adapter
+// (or none) as the attached one.
+static CudaModel *on_device(Backend *b, const Model *m, char *err) {
+    int i = 0;
+    while (i < b->n && b->host[i] != m) i++;
+    if (i == b->n) {
+        if (b->n == MAX_DEVICE_MODELS) { errf(err, "the cuda backend holds %d models at most", MAX_DEVICE_MODELS); return NULL; }
+        if (!(b->dev[i] = cuda_model_new(m, err))) return NULL;
+        b->host[b->n++] = m;
+    }
+    return cuda_lora_set(b->dev[i], m->lora, err) ? NULL : b->dev[i];
+}
+
+// ----------------------------------------------------------------------------
+// Training: train.c's loop, each step on the device.
+
+typedef struct {
+    CudaModel *g;
+    const SftOpts *o;
+} CudaTrain;
+
+static int cuda_step(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err) {
+    const CudaTrain *c = ctx;
+    const SftOpts *o = c->o;
+    float norm;
+    if (cuda_zero_grads(c->g, err) || cuda_forward(c->g, ids, labels, B, T, 1, NULL, loss, err)) return -1;
+    if (!isfinite(*loss)) return 0;   // sft_loop stops here
+    return cuda_backward(c->g, err) || (o->max_grad_norm > 0 && cuda_clip_grad_norm(c->g, o->max_grad_norm, &norm, err)) ||
+           cuda_adamw_step(c->g, lr, o->beta1, o->beta2, o->eps, o->weight_decay, err) ? -1 : 0;
+}
+
+int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, SftStats *st, char *err) {
+    if (!backend_is_cuda(b)) return sft(m, ex, n, o, st, err);
+    *st = (SftStats){0};
+    if (!m->lora) return errf(err, "the cuda backend trains adapters only: attach one first");
+    CudaTrain c = {.g = on_device(b, m, err), .o = o};   // a fresh AdamW state comes with the adapter
+    if (!c.g) return -1;
+    int rc = sft_loop(ex, n, m->c.vocab, o, cuda_step, &c, st, err);
+    if (!rc && cuda_lora_get(c.g, &m->lora->params, 0, err)) rc = -1;
+    if (!rc && !st->diverged && table_nonfinite(&m->lora->params)) st->diverged = 1, st->bad_loss = NAN;
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// Generation: generate.c's contract on the device.
+
+int be_generate(Backend *b, const Model *m, const int *const *prompts, const int *lens, int B, const SampleOpts *o, const int *stop_ids,
+                int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
+    if (!backend_is_cuda(b)) return generate(m, prompts, lens, B, o, stop_ids, n_stop, on_token, ctx, out, out_lens, err);
+    const int V = m->c.vocab, greedy = o->temperature <= 0.0f;
+    int max_len = 0, rc = 0;
+    for (int i = 0; i < B; i++) {
+        if (lens[i] < 1) return errf(err, "prompt %d is empty", i);
+        if (lens[i] > max_len) max_len = lens[i];
+    }
+    CudaModel *g = on_device(b, m, err);
+    CudaKV *kv = g ? cuda_kv_new(g, B, max_len + o->max_new, err) : NULL;
+    if (!kv) return -1;
+    float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
+    if (!logits) {
+        cuda_kv_free(kv);
+        return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
+    }
+    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
+    Rng *rng = xcalloc((size_t)B, sizeof(Rng));
+    for (int i = 0; i < B; i++) {
+        rng_seed(&rng[i], o->seed * 1000003ULL + (uint64_t)i);
+        out[i] = xcalloc((size_t)o->max_new + 1, sizeof(int));
+        out_lens[i] = 0;
+        seqs[i] = i;
+    }
+    rc = cuda_kv_prefill(kv, B, prompts, lens, logits, err);
+    for (int i = 0; i < B && !rc; i++)
+        if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[i])) < 0) rc = nonfinite_logits(i, 0, err);
+    int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
+    for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            const int s = seqs[i], tok = next[i];
+            out[s][out_lens[s]++] = tok;
+            int stop = 0;   // in generate()'s order: a stop id is not passed to on_token
+            for (int k = 0; k < n_stop; k++) stop |= stop_ids[k] == tok;
+            if (!stop) stop = (on_token && on_token(s, tok, ctx)) || out_lens[s] == o->max_new;
+            if (!stop) {
+                seqs[kept] = s;
+                toks[kept++] = tok;
+            }
+        }
+        n = kept;
+        if (!n) break;
+        if (greedy) rc = cuda_kv_step_greedy(kv, n, seqs, toks, next, err);
+        else if (!(rc = cuda_kv_step(kv, n, seqs, toks, logits, err)))
+            for (int i = 0; i < n && !rc; i++)
+                if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) rc = nonfinite_logits(seqs[i], step + 1, err);
+    }
+    free(logits); free(seqs); free(toks); free(next); free(rng);
+    cuda_kv_free(kv);
+    return rc;
+}
