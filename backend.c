@@ -81,24 +81,21 @@ int be_generate(Backend *b, const Model *m, const int *const *prompts, const int
                 int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
     if (!backend_is_cuda(b)) return generate(m, prompts, lens, B, o, stop_ids, n_stop, on_token, ctx, out, out_lens, err);
     const int V = m->c.vocab, greedy = o->temperature <= 0.0f;
-    int max_len = 0, rc = 0;
-    for (int i = 0; i < B; i++) {
-        if (lens[i] < 1) return errf(err, "prompt %d is empty", i);
-        if (lens[i] > max_len) max_len = lens[i];
-    }
-    CudaModel *g = on_device(b, m, err);
-    CudaKV *kv = g ? cuda_kv_new(g, B, max_len + o->max_new, err) : NULL;
-    if (!kv) return -1;
-    float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
+    int rc = 0, *room = xcalloc((size_t)B, sizeof(int)), max_T = generate_room(&m->c, lens, B, o->max_new, room, err);
+    CudaModel *g = max_T > 0 ? on_device(b, m, err) : NULL;
+    CudaKV *kv = g ? cuda_kv_new(g, B, max_T, err) : NULL;
+    float *logits = kv ? malloc(size_mul((size_t)B * V, sizeof(float))) : NULL;
     if (!logits) {
+        if (kv) errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
         cuda_kv_free(kv);
-        return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
+        free(room);
+        return -1;
     }
     int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
     Rng *rng = xcalloc((size_t)B, sizeof(Rng));
     for (int i = 0; i < B; i++) {
         rng_seed(&rng[i], o->seed * 1000003ULL + (uint64_t)i);
-        out[i] = xcalloc((size_t)o->max_new + 1, sizeof(int));
+        out[i] = xcalloc((size_t)room[i] + 1, sizeof(int));
         out_lens[i] = 0;
         seqs[i] = i;
     }
@@ -113,7 +110,7 @@ int be_generate(Backend *b, const Model *m, const int *const *prompts, const int
             out[s][out_lens[s]++] = tok;
             int stop = 0;   // in generate()'s order: a stop id is not passed to on_token
             for (int k = 0; k < n_stop; k++) stop |= stop_ids[k] == tok;
-            if (!stop) stop = (on_token && on_token(s, tok, ctx)) || out_lens[s] == o->max_new;
+            if (!stop) stop = (on_token && on_token(s, tok, ctx)) || out_lens[s] >= room[s];
             if (!stop) {
                 seqs[kept] = s;
                 toks[kept++] = tok;
@@ -126,7 +123,7 @@ int be_generate(Backend *b, const Model *m, const int *const *prompts, const int
             for (int i = 0; i < n && !rc; i++)
                 if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) rc = nonfinite_logits(seqs[i], step + 1, err);
     }
-    free(logits); free(seqs); free(toks); free(next); free(rng);
+    free(logits); free(seqs); free(toks); free(next); free(rng); free(room);
     cuda_kv_free(kv);
     return rc;
 }

@@ -42,6 +42,20 @@ void fewshot_config_json(const FewShot *fs, cJSON *j) {
     if (fs->chat != CHAT_LLAMA3) cJSON_AddStringToObject(j, "chat_format", chat_format_name(fs->chat));   // absent: older run.json files still match
 }
 
+int fewshot_check(const FewShot *fs, char *err) {
+    SelfEdit se;
+    char why[256];
+    if (fs->oracle && selfedit_parse(fs->oracle, &se, why)) return errf(err, "--oracle: not a valid self-edit: %s", why);
+    for (int split = 0; split < 2; split++)
+        for (int i = 0; i < (split ? fs->n_eval : fs->n_train); i++) {
+            const Task *t = split ? &fs->eval[i] : &fs->train[i];
+            if (t->n_test < 1 || t->test[0].out.h < 1)   // arc.c leaves h = 0 when "output" is missing
+                return errf(err, "%s task %s (%s.json): its first test pair has no \"output\", which the reward compares answers with",
+                            split ? "held-out" : "training", t->id, t->id);
+        }
+    return 0;
+}
+
 static const Task *task_of(const FewShot *fs, int split, int i) {
     return split == SPLIT_TRAIN ? &fs->train[i] : &fs->eval[i];
 }
@@ -105,10 +119,20 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
     int stop[9], n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
     for (int i = 0; i < n_stop; i++) has_eot |= (stop[i] = m->c.eos[i]) == fs->eot;
     if (!has_eot) stop[n_stop++] = fs->eot;
-    if (!rc) rc = be_generate(fs->be, m, (const int *const *)ids, lens, nv, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
+    // A view whose prompt fills the model's context is dropped, as SEAL drops
+    // queries of max_tokens or more: it gets no answer. The others go in one batch.
+    int n_fit = 0, *fit = xcalloc(nv, sizeof(int)), **fit_ans = xcalloc(nv, sizeof(int *)), *fit_len = xcalloc(nv, sizeof(int));
+    const int **fit_ids = xcalloc(nv, sizeof(int *));
+    int *fit_prompt = xcalloc(nv, sizeof(int));
+    for (int i = 0; i < nv && !rc; i++)
+        if (lens[i] < m->c.max_pos) { fit_ids[n_fit] = ids[i]; fit_prompt[n_fit] = lens[i]; fit[n_fit++] = i; }
+    if (!rc && n_fit) rc = be_generate(fs->be, m, fit_ids, fit_prompt, n_fit, &greedy, stop, n_stop, NULL, NULL, fit_ans, fit_len, err);
+    for (int j = 0; j < n_fit; j++) { ans[fit[j]] = fit_ans[j]; ans_len[fit[j]] = fit_len[j]; }
+    free(fit); free(fit_ans); free(fit_len); free(fit_ids); free(fit_prompt);
     Grid *answers = xcalloc(nv, sizeof(Grid)), top[2];
     int valid = 0;
     for (int i = 0; i < nv && !rc; i++) {
+        if (!ans[i]) { answers[i].h = 0; continue; }   // dropped: too long
         size_t len;
         char *text = tok_decode(fs->tok, ans[i], ans_len[i] > 0 && ans[i][ans_len[i] - 1] == fs->eot ? ans_len[i] - 1 : ans_len[i], &len, err);
         Grid g;
@@ -121,6 +145,7 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
         out->reward = (float)arc_pass2(top, n_top, &t->test[0].out);
         cJSON_AddNumberToObject(out->metrics, "views", nv);
         cJSON_AddNumberToObject(out->metrics, "valid_answers", valid);
+        if (n_fit < nv) cJSON_AddNumberToObject(out->metrics, "views_too_long", nv - n_fit);
     }
     for (int i = 0; i < nv; i++) { free(ids[i]); free(ans[i]); }
     free(ids); free(lens); free(ans); free(ans_len); free(group); free(answers);

@@ -28,6 +28,9 @@ typedef struct FewShot {
 // warm-up steps; examples of 8192 tokens or more dropped.
 void fewshot_defaults(FewShot *fs);
 void fewshot_domain(Domain *d, FewShot *fs);
+// What the run needs before it starts: an oracle that is a valid self-edit,
+// and every task's first test pair with its output (the reward's answer key).
+int fewshot_check(const FewShot *fs, char *err);
 void fewshot_config_json(const FewShot *fs, cJSON *into);
 
 // The training sequences of a self-edit's TTT data (exposed for tests).

@@ -2,6 +2,7 @@
 #include "generate.h"
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,25 +59,41 @@ int nonfinite_logits(int b, int step, char *err) {
     return errf(err, "sequence %d, token %d: the model's logits are NaN or Inf (broken weights, or an adapter whose training diverged)", b, step);
 }
 
+int generate_room(const Config *c, const int *prompt_lens, int B, int max_new, int *room, char *err) {
+    int max_T = 0;
+    if (max_new < 0) return errf(err, "%d new tokens asked for", max_new);
+    for (int b = 0; b < B; b++) {
+        const int len = prompt_lens[b];
+        if (len < 1) return errf(err, "prompt %d is empty", b);
+        if (len >= c->max_pos)
+            return errf(err, "a prompt of %d tokens leaves no room in the model's context of %d tokens (max_position_embeddings)", len, c->max_pos);
+        room[b] = max_new < c->max_pos - len ? max_new : c->max_pos - len;
+        if (room[b] < max_new) {
+            static int warned;   // once a process: a run asks for the same length again and again
+            if (!warned++)
+                fprintf(stderr, "seal: warning: a prompt of %d tokens leaves room for %d of the %d new tokens asked for in the model's context "
+                        "of %d tokens; generation stops at the context, as vLLM's does (said once)\n", len, room[b], max_new, c->max_pos);
+        }
+        if (len + room[b] > max_T) max_T = len + room[b];
+    }
+    return max_T;
+}
+
 int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
              const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
     const int V = m->c.vocab;
-    int max_len = 0;
-    for (int b = 0; b < B; b++) {
-        if (prompt_lens[b] < 1) return errf(err, "prompt %d is empty", b);
-        if (prompt_lens[b] > max_len) max_len = prompt_lens[b];
-    }
-    if (o->max_new < 0 || max_len > INT_MAX - o->max_new)   // kv_init refuses what does not fit in memory
-        return errf(err, "a prompt of %d tokens and %d new ones: too many tokens", max_len, o->max_new);
+    int *room = malloc((B > 0 ? B : 1) * sizeof(int)), max_T;
+    if (!room) return errf(err, "out of memory for %d prompts", B);
+    if ((max_T = generate_room(&m->c, prompt_lens, B, o->max_new, room, err)) < 0) { free(room); return -1; }
     KVCache kv;
-    if (kv_init(&kv, m, B, max_len + o->max_new, err)) return -1;
+    if (kv_init(&kv, m, B, max_T, err)) { free(room); return -1; }
     float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
-    if (!logits) { kv_free(&kv); return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float))); }
+    if (!logits) { kv_free(&kv); free(room); return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float))); }
     int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), rc = 0;
     Rng *rng = xcalloc((size_t)B, sizeof(Rng));
     for (int b = 0; b < B; b++) {
         rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
-        out[b] = xcalloc((size_t)o->max_new + 1, sizeof(int));   // the KV cache already holds more per token
+        out[b] = xcalloc((size_t)room[b] + 1, sizeof(int));   // the KV cache already holds more per token
         out_lens[b] = 0;
     }
     rc = kv_prefill(m, &kv, B, prompts, prompt_lens, logits, err);
@@ -89,13 +106,13 @@ int generate(const Model *m, const int *const *prompts, const int *prompt_lens, 
             int b = seqs[i], tok = sample_token(logits + (size_t)i * V, V, o, &rng[b]);
             if (tok < 0) { rc = nonfinite_logits(b, step, err); break; }
             out[b][out_lens[b]++] = tok;
-            int stop = is_stop(tok, stop_ids, n_stop) || (on_token && on_token(b, tok, ctx)) || out_lens[b] == o->max_new;
+            int stop = is_stop(tok, stop_ids, n_stop) || (on_token && on_token(b, tok, ctx)) || out_lens[b] >= room[b];
             if (!stop) { seqs[kept] = b; toks[kept++] = tok; }
         }
         n = rc ? 0 : kept;
         if (n) rc = kv_step(m, &kv, n, seqs, toks, logits, err);
     }
-    free(logits); free(seqs); free(toks); free(rng);
+    free(logits); free(seqs); free(toks); free(rng); free(room);
     kv_free(&kv);
     return rc;
 }

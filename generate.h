@@ -23,9 +23,16 @@ int nonfinite_logits(int b, int step, char *err);
 // (a stop string was seen, say).
 typedef int (*TokenFn)(int seq, int token, void *ctx);
 
+// The room each prompt leaves for new tokens in the model's context
+// (max_position_embeddings): room[b] = min(max_new, max_pos - prompt_lens[b]).
+// A generation longer than the context stops there, with one warning on stderr
+// a process (as vLLM stops at max_model_len); a prompt that fills the context
+// is an error. Returns the longest sequence (prompt and new tokens), or -1.
+int generate_room(const Config *c, const int *prompt_lens, int B, int max_new, int *room, char *err);
+
 // Continues B prompts at once. Sequence b samples from its own RNG stream,
 // seeded by (seed, b), so a prompt's continuation does not depend on the
 // others in the batch. Stops at any of the stop ids (which are emitted),
-// at max_new tokens, or when on_token asks. out[b] (malloc'd) gets the new tokens.
+// at max_new tokens (or the context: generate_room), or when on_token asks. out[b] (malloc'd) gets the new tokens.
 int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
              const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err);

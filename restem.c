@@ -44,6 +44,7 @@
 #include "ranks.h"
 #include "train.h"
 #include "util.h"
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,8 @@ typedef struct {
     int sent_version;             // the version the worker ranks hold (rank 0)
     uint64_t setup;               // setup_hash, with several ranks
     double t_start;
-    int done, total;              // samples scored this session, for the ETA
+    int done;                     // samples scored this session, for the ETA
+    double total;                 // of all there are (a double: the flags' product may pass INT_MAX)
 } Seal;
 
 // What each phase scores: which of the domain's tasks, and what the student
@@ -105,7 +107,7 @@ static void report_progress(Seal *s, const Edit *e) {
     s->done++;
     if (s->o->quiet) return;
     double el = now_seconds() - s->t_start, per = el / s->done;
-    int left = s->total - s->done;
+    double left = s->total - s->done;
     progress(0, "[%s round %d] task %d sample %d reward %.2f | %.1f s/edit, ~%.0f s left", PHASE_NAME[e->phase], e->round, e->task,
              e->sample, e->reward, per, left > 0 ? per * left : 0.0);
 }
@@ -229,6 +231,7 @@ static int share_batch(Seal *s, const Batch *b, char *err);   // with MPI worker
 static double score_phase(Seal *s, Phase phase, int round, char *err) {
     const int tasks = n_tasks(s, phase), samples = n_samples(s, phase);
     Batch b = {s, phase, round};
+    if ((int64_t)tasks * samples > INT_MAX) { errf(err, "%d tasks x %d samples: more pairs than a phase can hold", tasks, samples); return NAN; }
     RankJob *jobs = xcalloc((size_t)tasks * samples + 1, sizeof(RankJob));
     int n = 0;
     for (int t = 0; t < tasks; t++)
@@ -432,8 +435,8 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
 int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
                const RestemOpts *o, cJSON *report, char *err) {
     Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
-    s.total = d->n_eval * (2 + o->eval_samples) + d->n_probe +
-              o->rounds * (d->n_train * o->samples + d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
+    s.total = (double)d->n_eval * (2 + o->eval_samples) + d->n_probe +
+              (double)o->rounds * ((double)d->n_train * o->samples + (double)d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
     if (ranks_size() > 1) s.setup = setup_hash(&s);
     int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
     if (ranks_root()) end_workers();
@@ -502,6 +505,25 @@ static int serve(Seal *s, char *err) {
         Batch b = {s, h.phase, h.round};
         if (ranks_serve(score_pair, &b, err)) return -1;
     }
+}
+
+// ----------------------------------------------------------------------------
+// Before a run
+
+int restem_check_prompts(const Domain *d, const Model *policy, const Tokenizer *tok, char *err) {
+    const int n[2] = {d->n_train, d->n_eval}, ctx = policy->c.max_pos;
+    for (int split = 0; split < 2; split++)
+        for (int t = 0; t < n[split]; t++) {
+            char *p = d->prompt(d, split, t);
+            int *ids, len = tok_encode(tok, p, strlen(p), 1, &ids, err);
+            free(p);
+            if (len < 0) return -1;
+            free(ids);
+            if (len >= ctx)
+                return errf(err, "%s %s: its self-edit prompt of %d tokens leaves no room in the policy's context of %d tokens",
+                            split == SPLIT_TRAIN ? "training task" : "held-out task", d->task_name(d, split, t), len, ctx);
+        }
+    return 0;
 }
 
 // ----------------------------------------------------------------------------

@@ -65,6 +65,11 @@ void restem_opts_json(const RestemOpts *o, cJSON *into);   // recorded in run.js
 int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *tok, Run *run,
                const RestemOpts *o, cJSON *report, char *err);
 
+// Every task's self-edit prompt leaves room in the policy's context
+// (max_position_embeddings) for at least one token: else an error naming the
+// task, before the run starts (a self-edit too long stops at the context: generate_room).
+int restem_check_prompts(const Domain *d, const Model *policy, const Tokenizer *tok, char *err);
+
 // A row of a report's table: {"method", "ours", "paper" (null when NaN), "n"}.
 cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, int n);
 // The report as a Markdown table beside the paper's numbers.

@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name, *summary;
@@ -52,40 +54,116 @@ static int usage_error(const char *cmd, const char *msg, const char *arg) {
     return 2;
 }
 
+// The values every integer and float flag may take, whichever command reads
+// it: lo..hi (lo excluded when open), and at most a property of the model
+// when bound, checked once the model is loaded (check_model_bounds). Seeds
+// (F_U64) take any 64-bit value.
+typedef enum { B_NONE, B_WIDTH, B_CONTEXT, B_NEW_TOKENS, B_VOCAB } Bound;
+static const char *const BOUND_NAME[] = {"", "the model's hidden size", "the model's context", "the model's context less one prompt token",
+                                         "the model's vocabulary"};
+#define MAX_N 10000000            // counts: passages, examples, steps
+#define MAX_TOKENS (1 << 30)      // lengths (checkpoint.c's bound on max_position_embeddings)
+static const struct Range {
+    const char *flag;
+    double lo, hi;
+    int open;                     // lo itself is not allowed
+    Bound bound;
+} RANGES[] = {
+#define IN(flag, lo, hi, bound) {flag, lo, hi, 0, bound}
+#define ABOVE(flag, lo, hi) {flag, lo, hi, 1, B_NONE}
+    // sampling
+    IN("--max-new", 1, MAX_TOKENS, B_NEW_TOKENS),   IN("--max-edit-tokens", 1, MAX_TOKENS, B_NEW_TOKENS),
+    IN("--max-answer-tokens", 1, MAX_TOKENS, B_NEW_TOKENS),   IN("--temperature", 0, 100, B_NONE),
+    IN("--top-k", 0, MAX_TOKENS, B_VOCAB),   ABOVE("--top-p", 0, 1),
+    // ReST^EM
+    IN("--rounds", 0, 1000, B_NONE),   IN("--samples", 1, 10000, B_NONE),   IN("--eval-samples", 1, 10000, B_NONE),
+    IN("--keep", 1, 10000, B_NONE),   IN("--attempts", 1, 100, B_NONE),   IN("--threshold", 0, 1, B_NONE),
+    IN("--max-retention-drop", 0, 1, B_NONE),   IN("--m-rank", 1, MAX_TOKENS, B_WIDTH),   ABOVE("--m-alpha", 0, 1e4),
+    ABOVE("--m-lr", 0, 1),   IN("--m-epochs", 1, 1000, B_NONE),   IN("--m-batch", 1, 10000, B_NONE),
+    // inner loops
+    IN("--lora-r", 1, MAX_TOKENS, B_WIDTH),   ABOVE("--lora-alpha", 0, 1e4),   ABOVE("--lr", 0, 1),   IN("--epochs", 1, 1000, B_NONE),
+    IN("--batch", 1, 10000, B_NONE),   IN("--warmup", 0, MAX_N, B_NONE),   IN("--max-examples", 1, MAX_N, B_NONE),
+    IN("--max-steps", 1, MAX_N, B_NONE),   IN("--max-views", 0, 1000, B_NONE),   IN("--max-tokens", 2, MAX_TOKENS, B_CONTEXT),
+    IN("--max-doc-tokens", 2, MAX_TOKENS, B_CONTEXT),   IN("--cpt-epochs", 1, 1000, B_NONE),   ABOVE("--cpt-lr", 0, 1),
+    IN("--cpt-batch", 1, 10000, B_NONE),
+    // data, runs, ranks
+    IN("--n-train", 1, MAX_N, B_NONE),   IN("--n-eval", 1, MAX_N, B_NONE),   IN("--n-probe", 0, MAX_N, B_NONE),
+    IN("--max-context-tokens", 0, MAX_TOKENS, B_CONTEXT),   IN("--to", 0, 1000, B_NONE),   IN("--gpus-per-node", 0, 1024, B_NONE),
+#undef IN
+#undef ABOVE
+};
+#define N_RANGES (sizeof RANGES / sizeof RANGES[0])
+static int GIVEN[N_RANGES];      // on this command line (parse_number)
+
+static const struct Range *range_of(const char *flag) {
+    for (size_t i = 0; i < N_RANGES; i++)
+        if (!strcmp(RANGES[i].flag, flag)) return &RANGES[i];
+    return NULL;
+}
+
+// "1..64", "more than 0 and at most 1"; hi: the model's bound when known (else -1).
+static void range_text(const struct Range *r, int hi, char *buf, size_t size) {
+    char top[96];
+    if (hi >= 0) snprintf(top, sizeof top, "%d (%s)", hi, BOUND_NAME[r->bound]);
+    else if (r->bound) snprintf(top, sizeof top, "%s", BOUND_NAME[r->bound]);
+    else snprintf(top, sizeof top, "%.10g", r->hi);
+    if (r->open) snprintf(buf, size, "more than %.10g and at most %s", r->lo, top);
+    else snprintf(buf, size, "in %.10g..%s", r->lo, top);
+}
+
 static void print_flags(const Flag *f, int n) {
     for (int i = 0; i < n; i++) {
-        char def[64] = "";
+        char def[64] = "", range[200] = "";
         switch (f[i].kind) {
         case F_STR: if (*(char **)f[i].dst) snprintf(def, sizeof def, " (default %s)", *(char **)f[i].dst); break;
-        case F_INT: snprintf(def, sizeof def, " (default %d)", *(int *)f[i].dst); break;
-        case F_FLOAT: snprintf(def, sizeof def, " (default %g)", *(float *)f[i].dst); break;
+        case F_INT: snprintf(def, sizeof def, " (default %d", *(int *)f[i].dst); break;
+        case F_FLOAT: snprintf(def, sizeof def, " (default %g", *(float *)f[i].dst); break;
         case F_U64: snprintf(def, sizeof def, " (default %llu)", (unsigned long long)*(uint64_t *)f[i].dst); break;
         default: break;
         }
+        const struct Range *r = f[i].kind == F_INT || f[i].kind == F_FLOAT ? range_of(f[i].name) : NULL;
+        if (r) {
+            char text[160];
+            range_text(r, -1, text, sizeof text);
+            snprintf(range, sizeof range, "; %s)", text);
+        } else if (f[i].kind == F_INT || f[i].kind == F_FLOAT) snprintf(range, sizeof range, ")");
         const char *arg = f[i].kind == F_BOOL ? "" : f[i].kind == F_STR || f[i].kind == F_LIST ? " TEXT" : " N";
         char left[64];
         snprintf(left, sizeof left, "%s%s", f[i].name, arg);
-        printf("  %-22s %s%s\n", left, f[i].help, def);
+        printf("  %-22s %s%s%s\n", left, f[i].help, def, range);
     }
 }
 
+// A number for f: 0; 2 after a usage message when v is not a number; 1 after
+// "seal: --flag V: must be in LO..HI" when it is one out of range.
 static int parse_number(const char *cmd, const Flag *f, const char *v) {
     char *end;
     errno = 0;
-    if (f->kind == F_FLOAT) {
-        double d = strtod(v, &end);
-        if (end == v || *end || errno || !isfinite(d)) return usage_error(cmd, "expected a number", f->name);
-        *(float *)f->dst = (float)d;
+    if (f->kind == F_U64) {   // seeds: any 64-bit value
+        unsigned long long x = strtoull(v, &end, 10);
+        if (end == v || *end) return usage_error(cmd, "expected a non-negative integer", f->name);
+        if (errno || strchr(v, '-')) { fprintf(stderr, "seal: %s %s: must be in 0..%llu\n", f->name, v, (unsigned long long)UINT64_MAX); return 1; }
+        *(uint64_t *)f->dst = x;
         return 0;
     }
-    long long x = strtoll(v, &end, 10);
-    if (end == v || *end || errno || x < 0 || (f->kind == F_INT && x > INT32_MAX)) return usage_error(cmd, "expected a non-negative integer", f->name);
-    if (f->kind == F_INT) *(int *)f->dst = (int)x;
-    else *(uint64_t *)f->dst = (uint64_t)x;
+    const struct Range *r = range_of(f->name);
+    if (!r) { fprintf(stderr, "seal %s: %s: no range (seal.c RANGES)\n", cmd, f->name); return 2; }
+    double d = f->kind == F_FLOAT ? (float)strtod(v, &end) : (double)strtoll(v, &end, 10);   // the float it will be
+    if (end == v || *end || isnan(d)) return usage_error(cmd, f->kind == F_FLOAT ? "expected a number" : "expected an integer", f->name);
+    if (errno || d < r->lo || (r->open && d == r->lo) || d > r->hi) {
+        char text[160];
+        range_text(r, -1, text, sizeof text);
+        fprintf(stderr, "seal: %s %s: must be %s\n", f->name, v, text);
+        return 1;
+    }
+    GIVEN[r - RANGES] = 1;
+    if (f->kind == F_INT) *(int *)f->dst = (int)d;
+    else *(float *)f->dst = (float)d;
     return 0;
 }
 
 // Parses argv[1..] into flags; other words go to pos (at most max_pos).
+// Returns 0, 2 after a usage message, or 1 after a value out of range.
 static int parse_flags(const char *cmd, int argc, char **argv, const Flag *f, int nf, const char **pos, int max_pos, int *npos) {
     *npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -94,7 +172,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, const Flag *f, in
             pos[(*npos)++] = argv[i];
             continue;
         }
-        int k = 0;
+        int k = 0, rc;
         while (k < nf && strcmp(argv[i], f[k].name)) k++;
         if (k == nf) return usage_error(cmd, "unknown flag", argv[i]);
         if (f[k].kind == F_BOOL) { *(int *)f[k].dst = 1; continue; }
@@ -105,8 +183,62 @@ static int parse_flags(const char *cmd, int argc, char **argv, const Flag *f, in
             StrList *l = f[k].dst;
             if (l->n == MAX_LIST) return usage_error(cmd, "given too many times", f[k].name);
             l->items[l->n++] = v;
-        } else if (parse_number(cmd, &f[k], v)) return 2;
+        } else if ((rc = parse_number(cmd, &f[k], v))) return rc;
     }
+    return 0;
+}
+
+// The integer flags bounded by the models the command loaded (the smaller
+// bound of the two when there is a teacher): a value given over its bound is
+// an error; a default over it is lowered to it, with a note.
+static int check_model_bounds(const Flag *f, int nf, const Config *a, const Config *b, char *err) {
+    for (int i = 0; i < nf; i++) {
+        const struct Range *r = f[i].kind == F_INT ? range_of(f[i].name) : NULL;
+        if (!r || !r->bound) continue;
+        int hi = INT32_MAX;
+        for (const Config *c = a; c; c = c == a ? b : NULL) {
+            const int v = r->bound == B_WIDTH ? c->dim : r->bound == B_CONTEXT ? c->max_pos : r->bound == B_NEW_TOKENS ? c->max_pos - 1 : c->vocab;
+            if (v < hi) hi = v;
+        }
+        int *v = f[i].dst;
+        if (*v <= hi) continue;
+        if (GIVEN[r - RANGES]) {
+            char text[160];
+            range_text(r, hi, text, sizeof text);
+            return errf(err, "%s %d: must be %s", f[i].name, *v, text);
+        }
+        if (ranks_root()) fprintf(stderr, "seal: note: %s is %d here, its default %d being more than %s\n", f[i].name, hi, *v, BOUND_NAME[r->bound]);
+        *v = hi;
+    }
+    return 0;
+}
+
+// Where the command will write: a file (--json) or a directory made with its
+// parents (--out, --cache). Checked before any work: an existing path must be
+// of the right kind and writable; else a file's folder, or a directory's
+// nearest existing ancestor, must be a directory this process can write in.
+static int check_output(const char *flag, const char *path, int is_dir, char *err) {
+    struct stat st;
+    if (!path) return 0;
+    if (!*path) return errf(err, "%s: an empty path", flag);
+    if (stat(path, &st) == 0) {
+        if (is_dir && !S_ISDIR(st.st_mode)) return errf(err, "%s %s: exists and is not a directory", flag, path);
+        if (!is_dir && S_ISDIR(st.st_mode)) return errf(err, "%s %s: is a directory", flag, path);
+        if (access(path, is_dir ? W_OK | X_OK : W_OK)) return errf(err, "%s %s: not writable: %s", flag, path, strerror(errno));
+        return 0;
+    }
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) return errf(err, "%s: path too long", flag);
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        while (slash && slash > dir && !slash[1]) { *slash = 0; slash = strrchr(dir, '/'); }   // trailing slashes
+        if (!slash) { strcpy(dir, "."); break; }
+        slash[slash == dir] = 0;   // "/x" -> "/"
+        if (stat(dir, &st) == 0) break;
+        if (!is_dir) return errf(err, "%s %s: no directory %s", flag, path, dir);
+    }
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return errf(err, "%s %s: %s is not a directory", flag, path, dir);
+    if (access(dir, W_OK | X_OK)) return errf(err, "%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
     return 0;
 }
 
@@ -258,20 +390,19 @@ static int cmd_generate(int argc, char **argv) {
         print_flags(flags, nf);
         return 0;
     }
-    int npos;
-    int cuda, picked;
-    if (parse_flags("generate", argc, argv, flags, nf, pos, 0, &npos)) return 2;
+    int npos, cuda, picked;
+    if ((picked = parse_flags("generate", argc, argv, flags, nf, pos, 0, &npos))) return picked;
     if ((picked = pick_backend("generate", backend, 1, &cuda))) return picked;
     if (!model_dir) return usage_error("generate", "--model is required", NULL);
     const int B = prompts.n + chats.n;
     if (!B) return usage_error("generate", "give --prompt or --chat", NULL);
-    if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1) return usage_error("generate", "need --temperature >= 0 and 0 < --top-p <= 1", NULL);
     char err[ERR_MAX];
     Model m;
     Lora lora = {0};
     Tokenizer *tok = NULL;
     int rc = 1;
     if (model_load(&m, model_dir, err)) { fprintf(stderr, "seal: %s\n", err); return 1; }
+    if (check_model_bounds(flags, nf, &m.c, NULL, err)) goto done;
     if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
     if (adapter) model_attach_lora(&m, &lora);
     ChatFormat fmt;
@@ -440,6 +571,19 @@ static int experiment_load(Experiment *x, char *err) {
     return x->tok ? 0 : -1;
 }
 
+// --out and --json, before anything is loaded: 0, or 1 after the message.
+static int experiment_outputs(const Experiment *x) {
+    char err[ERR_MAX];
+    if (!check_output("--out", x->out, 1, err) && !check_output("--json", x->json_path, 0, err)) return 0;
+    fprintf(stderr, "seal: %s\n", err);
+    return 1;
+}
+
+// The flags bounded by the models (rank by width, lengths by context), once they are loaded.
+static int experiment_bounds(const Experiment *x, const Flag *flags, int nf, char *err) {
+    return check_model_bounds(flags, nf, &x->student.c, x->teacher_dir ? &x->teacher.c : NULL, err);
+}
+
 static Model *experiment_policy(Experiment *x) { return x->teacher_dir ? &x->teacher : &x->student; }
 
 // A run's configuration: the command and the models; the caller adds its own.
@@ -475,19 +619,20 @@ static void experiment_free(Experiment *x) {
 // seal fewshot's flags that name what to load.
 typedef struct { const char *train_dir, *eval_dir, *train_ids, *eval_ids, *seal_tasks, *targets; } FewShotArgs;
 
-// Checks the flags and sets what they choose in fs: 0, or 2 after a usage message.
-static int fewshot_configure(const FewShotArgs *a, const Experiment *x, const RestemOpts *o, FewShot *fs) {
+// Checks the flags and sets what they choose in fs: 0, 2 after a usage
+// message, or 1 after an error (an output path that cannot be written).
+static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot *fs) {
     if (!x->model_dir || !a->train_dir || !a->eval_dir || !x->out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
     char err[ERR_MAX];
     if (!(fs->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("fewshot", err, "--lora-targets");
-    if (fs->lora_r < 1 || fs->batch < 1 || o->samples < 1 || o->rounds < 0) return usage_error("fewshot", "ranks, batch and samples must be positive", NULL);
-    return 0;
+    return experiment_outputs(x);
 }
 
 // Both splits' tasks, the models and the tokenizer, whose chat format must have a token that ends a turn.
 static int fewshot_load(const FewShotArgs *a, Experiment *x, FewShot *fs, char *err) {
     if (load_split(a->train_dir, a->train_ids, a->seal_tasks, "train", &fs->train, &fs->n_train, err) ||
-        load_split(a->eval_dir, a->eval_ids, a->seal_tasks, "eval", &fs->eval, &fs->n_eval, err) || experiment_load(x, err))
+        load_split(a->eval_dir, a->eval_ids, a->seal_tasks, "eval", &fs->eval, &fs->n_eval, err) || fewshot_check(fs, err) ||
+        experiment_load(x, err))
         return -1;
     fs->tok = x->tok;
     fs->chat = x->chat;
@@ -501,14 +646,15 @@ static int fewshot_load(const FewShotArgs *a, Experiment *x, FewShot *fs, char *
 
 // Opens (or resumes) the run and runs ReST^EM on the tasks; rank 0 writes the report.
 static int fewshot_run(Experiment *x, FewShot *fs, const RestemOpts *o, char *err) {
+    Domain d;
+    fewshot_domain(&d, fs);
+    if (restem_check_prompts(&d, experiment_policy(x), x->tok, err)) return -1;
     cJSON *config = experiment_config(x, "fewshot");
     fewshot_config_json(fs, config);
     if (experiment_open(x, config, o, err)) return -1;
     if (ranks_root())
         fprintf(stderr, "seal fewshot: %d training tasks, %d held-out tasks, %d rounds, %s chat format, run %s%s%s\n", fs->n_train, fs->n_eval,
                 o->rounds, chat_format_name(fs->chat), x->out, x->resume ? " (resumed)" : "", ranks_note());
-    Domain d;
-    fewshot_domain(&d, fs);
     cJSON *report = cJSON_CreateObject();
     int rc = restem_run(&d, experiment_policy(x), &x->student, x->tok, &x->run, o, report, err) ||
              (ranks_root() && save_report(report, restem_report_markdown, 0, x->out, x->json_path, err));
@@ -558,11 +704,10 @@ static int cmd_fewshot(int argc, char **argv) {
         return 0;
     }
     int npos, rc;
-    if (parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) return 2;
-    if ((rc = experiment_begin("fewshot", &x))) return rc;
-    if ((rc = fewshot_configure(&a, &x, &o, &fs))) return rc;
+    if ((rc = parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) || (rc = experiment_begin("fewshot", &x))) return rc;
+    if ((rc = fewshot_configure(&a, &x, &fs))) return rc;
     char err[ERR_MAX];
-    rc = fewshot_load(&a, &x, &fs, err) || fewshot_run(&x, &fs, &o, err);
+    rc = fewshot_load(&a, &x, &fs, err) || experiment_bounds(&x, flags, nf, err) || fewshot_run(&x, &fs, &o, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
     experiment_free(&x);
     arc_free_tasks(fs.train, fs.n_train);
@@ -597,19 +742,24 @@ typedef struct {
     int n_train, n_eval, n_probe, no_passage, max_context;
 } KnowledgeArgs;
 
-// --cpt-sizes: up to CPT_MAX_SIZES positive passage counts; 0, or 2 after a usage message.
+// --cpt-sizes: up to CPT_MAX_SIZES passage counts in 1..MAX_N; 0, 2 after a
+// usage message (not a list of integers), or 1 (out of range, too many).
 static int parse_cpt_sizes(const char *list, Knowledge *k) {
     char *copy;
     const char *items[CPT_MAX_SIZES + 1];
-    int n = split_list(list, &copy, items, CPT_MAX_SIZES + 1);
-    for (k->n_cpt_sizes = 0; k->n_cpt_sizes < n; k->n_cpt_sizes++) {
+    int n = split_list(list, &copy, items, CPT_MAX_SIZES + 1), rc = 0;
+    for (k->n_cpt_sizes = 0; k->n_cpt_sizes < n && !rc; k->n_cpt_sizes++) {
         char *end;
-        long v = strtol(items[k->n_cpt_sizes], &end, 10);
-        if (*end || v < 1 || k->n_cpt_sizes == CPT_MAX_SIZES) { free(copy); return usage_error("knowledge", "--cpt-sizes: expected up to 8 positive integers", list); }
-        k->cpt_sizes[k->n_cpt_sizes] = (int)v;
+        errno = 0;
+        long long v = strtoll(items[k->n_cpt_sizes], &end, 10);
+        if (end == items[k->n_cpt_sizes] || *end) rc = usage_error("knowledge", "--cpt-sizes: expected comma-separated integers", list);
+        else if (errno || v < 1 || v > MAX_N || k->n_cpt_sizes == CPT_MAX_SIZES) {
+            fprintf(stderr, "seal: --cpt-sizes %s: expected up to %d sizes, each in 1..%d\n", list, CPT_MAX_SIZES, MAX_N);
+            rc = 1;
+        } else k->cpt_sizes[k->n_cpt_sizes] = (int)v;
     }
     free(copy);
-    return 0;
+    return rc;
 }
 
 // --cpt-sources: names of CPT_SOURCE_NAME; 0, or 2 after a usage message.
@@ -628,7 +778,8 @@ static int parse_cpt_sources(const char *list, Knowledge *k) {
     return 0;
 }
 
-// Checks the flags and sets what they choose in k and o: 0, or 2 after a usage message.
+// Checks the flags and sets what they choose in k and o: 0, 2 after a usage
+// message, or 1 after an error (an output path that cannot be written).
 static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Knowledge *k, RestemOpts *o) {
     if (!x->model_dir || !a->eval_path || !x->out || (o->rounds > 0 && !a->train_path))
         return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
@@ -640,18 +791,15 @@ static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Know
     k->with_passage = !a->no_passage;
     if (!(k->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("knowledge", err, "--lora-targets");
     if (!(o->m_targets = lora_targets_parse(a->m_targets, err))) return usage_error("knowledge", err, "--m-targets");
-    if (parse_cpt_sizes(a->cpt_sizes, k) || parse_cpt_sources(a->cpt_sources, k)) return 2;
-    if (k->lora_r < 1 || k->batch < 1 || k->epochs < 1 || k->cpt_batch < 1 || k->cpt_epochs < 1 || o->samples < 1 || o->eval_samples < 1 ||
-        o->m_batch < 1 || a->n_eval < 1 || k->max_doc_tokens < 2 || k->max_answer_tokens < 1)
-        return usage_error("knowledge", "ranks, batches, epochs, samples, --n-eval and token limits must be positive", NULL);
-    return 0;
+    int rc;
+    if ((rc = parse_cpt_sizes(a->cpt_sizes, k)) || (rc = parse_cpt_sources(a->cpt_sources, k))) return rc;
+    return experiment_outputs(x);
 }
 
 // The models, the tokenizer and the passages: the held-out ones, and the
 // training ones when there are rounds; the logs say how each file was read.
 static int knowledge_load(const KnowledgeArgs *a, Experiment *x, const RestemOpts *o, Knowledge *k, SquadLoad *train_log, SquadLoad *eval_log,
                           char *err) {
-    if (experiment_load(x, err)) return -1;
     k->tok = x->tok;
     k->chat = x->chat;
     k->be = x->be;
@@ -666,6 +814,9 @@ static int knowledge_load(const KnowledgeArgs *a, Experiment *x, const RestemOpt
 // Opens (or resumes) the run and runs ReST^EM and the evaluations; rank 0 writes the report.
 static int knowledge_seal(const KnowledgeArgs *a, Experiment *x, Knowledge *k, const RestemOpts *o, const SquadLoad *train_log,
                           const SquadLoad *eval_log, char *err) {
+    Domain d;
+    knowledge_domain(&d, k);
+    if (restem_check_prompts(&d, experiment_policy(x), x->tok, err)) return -1;
     cJSON *config = experiment_config(x, "knowledge");
     cJSON_AddStringToObject(config, "train_file", a->train_path ? a->train_path : "");
     cJSON_AddStringToObject(config, "eval_file", a->eval_path);
@@ -749,12 +900,12 @@ static int cmd_knowledge(int argc, char **argv) {
         return 0;
     }
     int npos, rc;
-    if (parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos)) return 2;
-    if ((rc = experiment_begin("knowledge", &x))) return rc;
+    if ((rc = parse_flags("knowledge", argc, argv, flags, nf, pos, 0, &npos)) || (rc = experiment_begin("knowledge", &x))) return rc;
     if ((rc = knowledge_configure(&a, &x, &k, &o))) return rc;
     char err[ERR_MAX];
     SquadLoad train_log = {0}, eval_log = {0};
-    rc = knowledge_load(&a, &x, &o, &k, &train_log, &eval_log, err) || knowledge_seal(&a, &x, &k, &o, &train_log, &eval_log, err);
+    rc = experiment_load(&x, err) || experiment_bounds(&x, flags, nf, err) || knowledge_load(&a, &x, &o, &k, &train_log, &eval_log, err) ||
+         knowledge_seal(&a, &x, &k, &o, &train_log, &eval_log, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
     experiment_free(&x);
     squad_free(k.train, k.n_train);
@@ -791,11 +942,15 @@ static int cmd_demo(int argc, char **argv) {
         print_flags(flags, nf);
         return 0;
     }
-    int npos;
-    if (parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos)) return 2;
+    int npos, rc;
+    if ((rc = parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos))) return rc;
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
     char err[ERR_MAX];
     if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
+    if (check_output("--out", o.out, 1, err) || check_output("--json", o.json, 0, err) || check_output("--cache", o.cache, 1, err)) {
+        fprintf(stderr, "seal: %s\n", err);
+        return 1;
+    }
     int cuda, picked = pick_backend("demo", backend, 1, &cuda);
     if (picked) return picked;
     if (!(o.be = backend_new(cuda, err)) || (npos ? demo_knowledge_run(&o, err) : demo_run(&o, err))) {
@@ -822,11 +977,10 @@ static int cmd_runs(int argc, char **argv) {
         print_flags(flags, nf);
         return 0;
     }
-    int n;
-    if (parse_flags("runs", argc, argv, flags, nf, pos, 2, &n)) return 2;
+    int n, rc;
+    if ((rc = parse_flags("runs", argc, argv, flags, nf, pos, 2, &n))) return rc;
     if (n != 2) return usage_error("runs", "expected show RUN or rollback RUN --to K", NULL);
     char err[ERR_MAX];
-    int rc;
     if (!strcmp(pos[0], "show")) rc = run_show(pos[1], stdout, err);
     else if (!strcmp(pos[0], "rollback")) {
         if (to < 0) return usage_error("runs", "rollback needs --to K", NULL);

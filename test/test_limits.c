@@ -5,6 +5,7 @@
 // refusal that came after one would read "out of memory" instead.
 #include "test.h"
 #include "arc.h"
+#include "fewshot.h"
 #include "generate.h"
 #include "gguf.h"
 #include "run.h"
@@ -176,7 +177,7 @@ START_TEST(prompt_of_a_billion_tokens) {
     int ids[4] = {1, 2, 3, 4}, len = 1000000000, *out[1] = {NULL}, out_len = 0;
     const int *prompts[1] = {ids};
     SampleOpts o = {.max_new = 16, .temperature = 0.0f, .top_p = 1.0f};
-    expect(generate(&m, prompts, &len, 1, &o, NULL, 0, NULL, NULL, out, &out_len, err) != 0, err, "too large");
+    expect(generate(&m, prompts, &len, 1, &o, NULL, 0, NULL, NULL, out, &out_len, err) != 0, err, "context");
     ck_assert_ptr_null(out[0]);
     KVCache kv;
     expect(kv_init(&kv, &m, 1, len, err) != 0, err, "too large");
@@ -276,6 +277,68 @@ START_TEST(activations_too_big) {
 }
 END_TEST
 
+// The model's context (max_position_embeddings) bounds generation: a prompt
+// that fills it is refused; a continuation stops where it is full (as vLLM
+// stops at max_model_len), each sequence of a batch at its own length.
+START_TEST(generation_stops_at_the_context) {
+    char err[ERR_MAX] = "";
+    Config c = tiny_config(1, 1, 0);   // a context of 64 tokens
+    Model m;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    model_random(&m, 3, 0.2f);
+    int ids[64], *out[2] = {NULL, NULL}, out_len[2] = {0, 0}, room[2];
+    for (int i = 0; i < 64; i++) ids[i] = 3 + i % 30;
+    const int *prompts[2] = {ids, ids}, lens[2] = {60, 50}, full = 64;
+    SampleOpts o = {.max_new = 16, .temperature = 0.0f, .top_p = 1.0f};
+    ck_assert_int_eq(generate_room(&m.c, lens, 2, 16, room, err), 64);
+    ck_assert_int_eq(room[0], 4);
+    ck_assert_int_eq(room[1], 14);
+    ck_assert_msg(generate(&m, prompts, lens, 2, &o, NULL, 0, NULL, NULL, out, out_len, err) == 0, "%s", err);
+    ck_assert_int_eq(out_len[0], 4);
+    ck_assert_int_eq(out_len[1], 14);
+    free(out[0]);
+    free(out[1]);
+    o.max_new = 3;   // room enough: max_new as asked
+    ck_assert_msg(generate(&m, prompts, lens, 1, &o, NULL, 0, NULL, NULL, out, out_len, err) == 0, "%s", err);
+    ck_assert_int_eq(out_len[0], 3);
+    free(out[0]);
+    out[0] = NULL;
+    expect(generate(&m, prompts, &full, 1, &o, NULL, 0, NULL, NULL, out, out_len, err) != 0, err, "context of 64 tokens");
+    ck_assert_ptr_null(out[0]);
+    model_free(&m);
+}
+END_TEST
+
+// Before any work: the oracle is a valid self-edit, and every task has the
+// test output its reward compares answers with.
+START_TEST(fewshot_checks_oracle_and_outputs) {
+    char err[ERR_MAX] = "";
+    Task t[2];
+    ck_assert_msg(arc_parse_task("{\"train\": [{\"input\": [[1]], \"output\": [[2]]}], \"test\": [{\"input\": [[3]], \"output\": [[4]]}]}",
+                                 "dir/full.json", &t[0], err) == 0, "%s", err);
+    ck_assert_msg(arc_parse_task("{\"train\": [{\"input\": [[1]], \"output\": [[2]]}], \"test\": [{\"input\": [[3]]}]}", "dir/open.json",
+                                 &t[1], err) == 0, "%s", err);
+    FewShot fs;
+    fewshot_defaults(&fs);
+    fs.train = fs.eval = &t[0];
+    fs.n_train = fs.n_eval = 1;
+    ck_assert_msg(fewshot_check(&fs, err) == 0, "%s", err);
+    fs.oracle = "{\"data_generation\": {}}";
+    expect(fewshot_check(&fs, err) != 0, err, "--oracle: not a valid self-edit");
+    fs.oracle = "not json";
+    expect(fewshot_check(&fs, err) != 0, err, "--oracle");
+    fewshot_defaults(&fs);
+    fs.train = &t[0];
+    fs.eval = &t[1];
+    fs.n_train = fs.n_eval = 1;
+    expect(fewshot_check(&fs, err) != 0, err, "held-out task open (open.json)");
+    fs.train = &t[1];
+    expect(fewshot_check(&fs, err) != 0, err, "training task open");
+    arc_free_task(&t[0]);
+    arc_free_task(&t[1]);
+}
+END_TEST
+
 Suite *limits_suite(void) {
     Suite *s = suite_create("limits");
     add_case(s, "huge inputs", 60, safetensors_10gb_header, tensor_of_2_40_elements, json_nested_a_million_deep,
@@ -287,5 +350,6 @@ Suite *limits_suite(void) {
         tcase_add_exit_test(o, xrealloc_overflow_exits, 1);
         tcase_add_exit_test(o, xmalloc_refused_exits, 1);
     }
+    add_case(s, "bounds", 60, generation_stops_at_the_context, fewshot_checks_oracle_and_outputs);
     return s;
 }

@@ -461,6 +461,7 @@ END_TEST
 START_TEST(batch_equals_single) {
     Model m;
     random_model(&m, 1, 2, 1);
+    m.c.max_pos = 128;   // room in the context for p1 and its new tokens
     const int p0[] = {3, 5, 7}, p1[] = {9, 1, 4, 4, 2, 8, 6, 30, 31, 32, 33, 34, 35, 36, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                                         17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
     const int *prompts[2] = {p0, p1}, lens[2] = {3, (int)(sizeof p1 / sizeof *p1)};
