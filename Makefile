@@ -100,6 +100,8 @@ test: seal build/test-blas build/test-ref
 # CUDA code on the CPU emulator. `make check` is test and slow; CI runs both.
 slow:
 	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
+	@echo "== bad input files and run directories: exit 1, the file named, no sanitizer report, the run kept" && \
+	    $(MAKE) --no-print-directory build/seal-asan && test/bad_inputs.sh
 	@echo "== the Check suite under AddressSanitizer + UndefinedBehaviorSanitizer" && $(MAKE) --no-print-directory test-asan
 	@if command -v $(FUZZ_CC) >/dev/null; then echo "== every reader fuzzed 10 s after its regression inputs" && $(MAKE) --no-print-directory fuzz-ci; \
 	 else echo "== fuzzing skipped: $(FUZZ_CC) is not installed (./setup check installs it)"; fi
@@ -120,6 +122,12 @@ SAN_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 build/test-asan: $(SRC) $(TEST_SRC) $(wildcard *.h test/*.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $(SRC) $(TEST_SRC) $(LDLIBS) $(shell pkg-config --libs check)
+
+# ./seal itself under the same sanitizers (CPU only, reference-loop matmuls):
+# test/bad_inputs.sh runs its corpus of broken files and run directories on it.
+build/seal-asan: seal.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ seal.c $(SRC) $(LDLIBS)
 
 test-asan: build/test-asan
 	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -121,6 +121,7 @@ static int config_check(const Config *c, const char *path, char *err) {
     if (c->head_dim > HEAD_DIM_MAX)   // hidden_size / num_attention_heads, when head_dim is not given
         return errf(err, "%s: head_dim %d (hidden_size / num_attention_heads) is over %d", path, c->head_dim, HEAD_DIM_MAX);
     if (c->head_dim % 2) return errf(err, "%s: head_dim (%d) must be even for RoPE", path, c->head_dim);
+    if (c->bos >= c->vocab) return errf(err, "%s: bos_token_id %d outside the vocabulary (%d)", path, c->bos, c->vocab);
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos[i] >= c->vocab) return errf(err, "%s: eos_token_id %d outside the vocabulary (%d)", path, c->eos[i], c->vocab);
     return 0;
@@ -333,14 +334,18 @@ static uint64_t config_params(const Config *c) {
 // parameter at the least) is refused before its parameters are allocated.
 static int check_size(const Config *c, char **files, const char *config_path, char *err) {
     uint64_t bytes = 0, params = config_params(c);
-    for (int i = 0; files[i]; i++) {
+    int n = 0;
+    for (; files[n]; n++) {
         struct stat s;
-        if (stat(files[i], &s) != 0) return 0;   // table_load names the file it cannot open
+        if (stat(files[n], &s) != 0 || !S_ISREG(s.st_mode)) return 0;   // table_load names the file it cannot open
         bytes += (uint64_t)s.st_size;
     }
     if (bytes / 2 >= params) return 0;
-    return errf(err, "%s: describes %llu parameters (%.1f GiB in bf16), more than the safetensors files hold (%llu bytes)",
-                config_path, (unsigned long long)params, params * 2.0 / (1 << 30), (unsigned long long)bytes);
+    char held[4200];   // the file by name when there is one: a truncated download shows
+    if (n == 1) snprintf(held, sizeof held, "%s holds", files[0]);
+    else snprintf(held, sizeof held, "its %d safetensors files hold", n);
+    return errf(err, "%s: describes %llu parameters (%.1f GiB in bf16), more than %s (%llu bytes)",
+                config_path, (unsigned long long)params, params * 2.0 / (1 << 30), held, (unsigned long long)bytes);
 }
 
 static int load_folder(Model *m, const char *dir, char *err) {
@@ -442,6 +447,8 @@ static int lora_check_tensors(const Lora *l, const char *path, char *err) {
     return rc;
 }
 
+#define LORA_ALPHA_MAX 1e4   // as --lora-alpha and --m-alpha allow
+
 int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
     char path[4096];
     if (path_join(path, sizeof path, dir, "adapter_config.json", err)) return -1;
@@ -461,6 +468,8 @@ int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
     else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536 || r->valuedouble != floor(r->valuedouble))
         rc = errf(err, "%s: \"r\" must be a positive integer", path);
     else if (!cJSON_IsNumber(alpha)) rc = errf(err, "%s: \"lora_alpha\" must be a number", path);
+    else if (!(alpha->valuedouble > 0 && alpha->valuedouble <= LORA_ALPHA_MAX))   // a huge scale overflows every output it touches
+        rc = errf(err, "%s: \"lora_alpha\" = %g, expected a number in (0, %g]", path, alpha->valuedouble, LORA_ALPHA_MAX);
     else if (bias && cJSON_IsString(bias) && strcmp(bias->valuestring, "none")) rc = errf(err, "%s: bias \"%s\" is not supported (expected \"none\")", path, bias->valuestring);
     else rc = lora_check_keys(root, path, err) || parse_targets(cJSON_GetObjectItemCaseSensitive(root, "target_modules"), path, &mask, err);
     if (!rc && lora_init(l, c, r->valueint, (float)alpha->valuedouble, mask)) rc = errf(err, "%s: out of memory", dir);

@@ -373,12 +373,14 @@ int gguf_get_array(const GgufFile *f, const char *key, uint32_t elem, const Gguf
     return 0;
 }
 
-// A string value as a NUL-terminated copy for messages and comparisons.
+// A string value as a NUL-terminated copy for messages and comparisons: one
+// holding a NUL byte would compare equal to its first part ("llama\0x").
 static int get_cstr(const GgufFile *f, const char *key, char *out, size_t cap, int required, char *err) {
     const char *s;
     size_t n;
     out[0] = 0;
     if (gguf_get_str(f, key, &s, &n, required, err)) return -1;
+    if (s && memchr(s, 0, n)) return errf(err, "%s: metadata %s: contains a NUL byte", f->path, key);
     if (s) snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), s);
     return 0;
 }

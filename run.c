@@ -3,6 +3,7 @@
 #include "train.h"
 #include "util.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -65,6 +66,14 @@ static char *read_lines(const char *path, int *n, int cut, char *err) {
     while (keep > 0 && text[keep - 1] != '\n') keep--;
     if (cut && keep < len && truncate(path, (off_t)keep) != 0) { free(text); errf(err, "%s: cannot cut a torn last line: %s", path, strerror(errno)); return NULL; }
     text[keep] = 0;
+    const char *nul = memchr(text, 0, keep);   // it would cut its line in two
+    if (nul) {
+        int line = 1;
+        for (const char *p = text; p < nul; p++) line += *p == '\n';
+        free(text);
+        errf(err, "%s: line %d holds a NUL byte", path, line);
+        return NULL;
+    }
     for (size_t i = 0; i < keep; i++)
         if (text[i] == '\n') { text[i] = 0; (*n)++; }
     return text;
@@ -212,8 +221,11 @@ int edit_from_line(const char *line, Edit *e, const char *where, char *err) {
     const cJSON *phase = member(j, "phase"), *edit = member(j, "edit"), *id = member(j, "task_id"), *why_v = member(j, "why");
     if (!cJSON_IsString(phase)) rc = errf(err, "%s: no \"phase\" string", where);
     for (int k = 0; k < 4 && !rc; k++) {
-        if (!cJSON_IsNumber(member(j, ints[k]))) rc = errf(err, "%s: no \"%s\" number", where, ints[k]);
-        else *slot[k] = member(j, ints[k])->valueint;
+        const cJSON *v = member(j, ints[k]);
+        if (!cJSON_IsNumber(v)) rc = errf(err, "%s: no \"%s\" number", where, ints[k]);
+        else if (!(v->valuedouble >= 0 && v->valuedouble <= INT_MAX && v->valuedouble == floor(v->valuedouble)))
+            rc = errf(err, "%s: \"%s\" = %g, expected a whole number from 0", where, ints[k], v->valuedouble);
+        else *slot[k] = v->valueint;
     }
     if (!rc && !cJSON_IsNumber(member(j, "reward"))) rc = errf(err, "%s: no \"reward\" number", where);
     if (!rc && !cJSON_IsString(edit) && !cJSON_IsNull(edit)) rc = errf(err, "%s: \"edit\" must be a string or null", where);
@@ -399,6 +411,7 @@ static void first_difference(const cJSON *was, const cJSON *now, char *buf, size
 static int check_inputs(const Run *r, cJSON *stored, const cJSON *inputs, RunMode mode, char *err) {
     if (!inputs) return 0;   // the caller reads no files (the tests' runs)
     const cJSON *was = cJSON_GetObjectItemCaseSensitive(stored, "inputs"), *f;
+    if (was && !cJSON_IsObject(was)) return errf(err, "%s/run.json: \"inputs\" must be an object of file: hash", r->dir);
     if (!was && mode != RUN_RESUME_CHANGED)
         return errf(err, "%s: run.json records no input fingerprints (an older seal wrote it); pass --accept-changed-inputs to resume over the inputs as they are now", r->dir);
     cJSON *changed = cJSON_CreateArray();
@@ -503,10 +516,12 @@ static int run_reopen(Run *r, const cJSON *config, const cJSON *inputs, RunMode 
     char path[4096], why[ERR_MAX];
     if (run_path(path, sizeof path, r->dir, "run.json", err)) return -1;
     cJSON *stored = read_json_why(path, why);
-    if (!stored) return errf(err, access(path, F_OK) == 0 ? "%s: cannot resume: %s" : "%s: no run.json to resume", r->dir, why);
+    const char *verb = mode == RUN_READ ? "read" : "resume";
+    if (!stored) return access(path, F_OK) == 0 ? errf(err, "%s: cannot %s: %s", r->dir, verb, why) : errf(err, "%s: no run.json to %s", r->dir, verb);
     const cJSON *was = cJSON_GetObjectItemCaseSensitive(stored, "config");
     int rc = 0;
-    if (mode != RUN_READ && !cJSON_Compare(was, config, 1)) {
+    if (mode != RUN_READ && !cJSON_IsObject(was)) rc = errf(err, "%s: cannot resume: run.json holds no \"config\" object", r->dir);
+    else if (mode != RUN_READ && !cJSON_Compare(was, config, 1)) {
         char where[400] = "";
         first_difference(was, config, where, sizeof where);
         rc = errf(err, "%s: a run directory from another configuration: %s", r->dir, where);

@@ -156,6 +156,7 @@ int st_open(StFile *f, const char *path, char *err) {
     if (fd < 0) return errf(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat s;
     if (fstat(fd, &s) != 0) { close(fd); return errf(err, "%s: cannot stat", path); }
+    if (!S_ISREG(s.st_mode)) { close(fd); return errf(err, "%s: not a regular file", path); }
     f->size = (size_t)s.st_size;
     if (f->size < 8) { close(fd); return errf(err, "%s: %zu bytes, too short for a safetensors header", path, f->size); }
     f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);

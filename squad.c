@@ -3,6 +3,7 @@
 #include "util.h"
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,11 +284,20 @@ int squad_select(Passage **ps, int *n, const char *subset_file, const char *key,
     cJSON *j = cJSON_Parse(text), *list = cJSON_GetObjectItemCaseSensitive(j, key), *e;
     free(text);
     if (!cJSON_IsArray(list)) { cJSON_Delete(j); return errf(err, "%s: expected a JSON object with a \"%s\" list of passage indices", subset_file, key); }
+    if (!list->child) { cJSON_Delete(j); return errf(err, "%s: the \"%s\" list is empty", subset_file, key); }
     Passage *kept = xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(Passage));
     char *taken = xcalloc((size_t)*n + 1, 1);
     int k = 0, i = 0, rc = 0;
     cJSON_ArrayForEach(e, list) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0) { rc = errf(err, "%s: %s[%d]: expected a passage index", subset_file, key, i); break; }
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble != floor(e->valuedouble)) {
+            rc = errf(err, "%s: %s[%d]: expected a passage index (a whole number from 0)", subset_file, key, i);
+            break;
+        }
+        if (e->valuedouble >= log->items) {   // beyond the file, not a passage it skipped: another file's subset
+            rc = errf(err, "%s: %s[%d] = %.0f, but the passage file holds %d item%s (indices from 0); is it the file this subset was made for?",
+                      subset_file, key, i, e->valuedouble, log->items, log->items == 1 ? "" : "s");
+            break;
+        }
         int idx = (int)e->valuedouble, at = -1;
         for (int m = 0; m < *n && at < 0; m++)
             if ((*ps)[m].index == idx) at = m;

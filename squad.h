@@ -58,7 +58,8 @@ void squad_free(Passage *p, int n);
 void squad_keep(Passage *p, int *n, int max);       // frees the passages past the first max
 // Keeps the passages listed, in order, by the index array `key` of a JSON
 // object file (SEAL's seal_subsets.json, key "val_eval_200"); indices of
-// skipped items are left out. Sets log->selected.
+// skipped items are left out. An index beyond the file's items (log->items,
+// from its squad_read) or an empty list is an error. Sets log->selected.
 int squad_select(Passage **ps, int *n, const char *subset_file, const char *key, SquadLoad *log, char *err);
 // One line: "kept 198 of 200 passages (954 questions); skipped: 2 context over the token limit"
 void squad_load_summary(const SquadLoad *log, char *out, size_t n);

@@ -191,7 +191,7 @@ int verify_fixture_on(const char *dir, int cuda, FILE *out, char *err) {
     if (!rc) rc = model_load(&m, dir, err);
     if (!rc) rc = read_batch(&fx, m.c.vocab, err);
     if (!rc && fx.lora) {
-        rc = path_join(path, sizeof path, dir, "adapter", err) || lora_load(&lora, &m.c, path, err);
+        rc = path_join(path, sizeof path, dir, "adapter", err) || lora_load(&lora, &m.c, path, err) ? -1 : 0;   // -1: a message in err
         if (!rc) model_attach_lora(&m, &lora);
     } else if (!rc && model_train_full(&m)) rc = errf(err, "%s: out of memory for gradients", dir);
     if (!rc && cuda) {

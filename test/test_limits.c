@@ -103,7 +103,7 @@ START_TEST(tensor_of_2_40_elements) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     write_st(path, 2, "{}", 0);
     Model m;
-    expect(model_load(&m, dir, err) != 0, err, "more than the safetensors files hold");
+    expect(model_load(&m, dir, err) != 0, err, "model.safetensors holds");
 }
 END_TEST
 

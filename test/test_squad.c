@@ -175,7 +175,14 @@ START_TEST(unreadable_files_are_errors) {
     ck_assert_int_eq(write_file_atomic(path, "{\"val\": [0, 9]}", 15, err), 0);
     ck_assert_int_eq(squad_select(&ps, &n, path, "other", &log, err), -1);
     ck_assert_msg(strstr(err, "subset.json: expected a JSON object with a \"other\" list"), "%s", err);
-    ck_assert_int_eq(squad_select(&ps, &n, path, "val", &log, err), 0);   // index 9 is not there
+    ck_assert_int_eq(squad_select(&ps, &n, path, "val", &log, err), -1);   // the file has 2 items: index 9 is another file's
+    ck_assert_msg(strstr(err, "subset.json: val[1] = 9, but the passage file holds 2 items"), "%s", err);
+    ck_assert_int_eq(n, 1);   // nothing dropped
+    ck_assert_int_eq(write_file_atomic(path, "{\"val\": []}", 11, err), 0);
+    ck_assert_int_eq(squad_select(&ps, &n, path, "val", &log, err), -1);
+    ck_assert_msg(strstr(err, "subset.json: the \"val\" list is empty"), "%s", err);
+    ck_assert_int_eq(write_file_atomic(path, "{\"val\": [0, 1]}", 15, err), 0);
+    ck_assert_int_eq(squad_select(&ps, &n, path, "val", &log, err), 0);   // index 1 is the item skipped when read
     ck_assert_int_eq(n, 1);
     ck_assert_int_eq(log.selected, 1);
     squad_free(ps, n);
