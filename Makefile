@@ -91,6 +91,7 @@ test: seal build/test-blas build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
 	@echo "== every numeric flag out of range, and unwritable outputs: exit 1, the flag named, the run untouched" && test/bad_flags.sh
 	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run; a second writer; a changed input" && test/kill_resume.sh
+	@echo "== data/fetch.sh from the ../shared/data mirror: every file verified, a bad file named, a repair" && test/data_fetch.sh
 	@if command -v $(MPICC) >/dev/null; then echo "== mpirun -n 1, 2, 3: the same run directories as ./seal; a rank killed, resumed" && \
 	    $(MAKE) --no-print-directory build/seal-mpi && test/mpi.sh build/seal-mpi; \
 	 else echo "== MPI skipped: $(MPICC) is not installed (./setup test installs it)"; fi
