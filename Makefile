@@ -90,6 +90,7 @@ test: seal build/test-blas build/test-ref
 	@echo "== Check suite, reference-loop matmuls" && ./build/test-ref
 	@echo "== command line: seal demo --quick, run directories, bad input" && test/cli.sh
 	@echo "== every numeric flag out of range, and unwritable outputs: exit 1, the flag named, the run untouched" && test/bad_flags.sh
+	@echo "== 441 bad input files and run directories: exit 1, the file named, the run kept" && SEAL=./seal test/bad_inputs.sh
 	@echo "== seal fewshot killed with SIGKILL and resumed, against an uninterrupted run; a second writer; a changed input" && test/kill_resume.sh
 	@echo "== data/fetch.sh from the ../shared/data mirror: every file verified, a bad file named, a repair" && test/data_fetch.sh
 	@if command -v $(MPICC) >/dev/null; then echo "== mpirun -n 1, 2, 3: the same run directories as ./seal; a rank killed, resumed" && \
@@ -101,7 +102,7 @@ test: seal build/test-blas build/test-ref
 # CUDA code on the CPU emulator. `make check` is test and slow; CI runs both.
 slow:
 	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
-	@echo "== bad input files and run directories: exit 1, the file named, no sanitizer report, the run kept" && \
+	@echo "== the same bad inputs under ASan + UBSan: no sanitizer report" && \
 	    $(MAKE) --no-print-directory build/seal-asan && test/bad_inputs.sh
 	@echo "== the Check suite under AddressSanitizer + UndefinedBehaviorSanitizer" && $(MAKE) --no-print-directory test-asan
 	@if command -v $(FUZZ_CC) >/dev/null; then echo "== every reader fuzzed 10 s after its regression inputs" && $(MAKE) --no-print-directory fuzz-ci; \

@@ -363,6 +363,14 @@ static Tokenizer *load_tokenizer(const char *model_dir, const char *tok_path, co
     return tok;
 }
 
+// The tokenizer's ids all have a row in the model's embedding; else an id past
+// it would fail mid-run, naming neither file.
+static int tok_fits(const Tokenizer *tok, const char *tok_path, const Model *m, const char *model_dir, char *err) {
+    if (tok_vocab_size(tok) <= m->c.vocab) return 0;
+    if (tok_path) return errf(err, "%s: the tokenizer has %d ids, more than the %d rows of %s's embedding", tok_path, tok_vocab_size(tok), m->c.vocab, model_dir);
+    return errf(err, "%s: its tokenizer.json has %d ids, more than the %d rows of its embedding", model_dir, tok_vocab_size(tok), m->c.vocab);
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "auto", *pos[1];
     StrList prompts = {0}, chats = {0};
@@ -406,7 +414,7 @@ static int cmd_generate(int argc, char **argv) {
     if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
     if (adapter) model_attach_lora(&m, &lora);
     ChatFormat fmt;
-    if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, err))) goto done;
+    if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, err)) || tok_fits(tok, tok_path, &m, model_dir, err)) goto done;
     int **ids = xcalloc(B, sizeof(int *)), *lens = xcalloc(B, sizeof(int)), **out = xcalloc(B, sizeof(int *)), *out_lens = xcalloc(B, sizeof(int));
     GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = xcalloc(B, sizeof(char *)), .len = xcalloc(B, sizeof(size_t))};
     int ok = 1;
@@ -452,14 +460,19 @@ static int task_ids(const char *list, const char *seal_file, const char *key, ch
     if (!text) return -1;
     cJSON *j = cJSON_Parse(text), *arr = cJSON_GetObjectItemCaseSensitive(j, key);
     free(text);
-    if (!cJSON_IsArray(arr)) { cJSON_Delete(j); return errf(err, "%s: expected a \"%s\" list of task ids", seal_file, key); }
+    if (!cJSON_IsArray(arr) || !cJSON_GetArraySize(arr)) { cJSON_Delete(j); return errf(err, "%s: expected a non-empty \"%s\" list of task ids", seal_file, key); }
     size_t cap = 0;
     int n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) if (cJSON_IsString(e)) cap += strlen(e->valuestring) + 1;
     char *p = *copy = xmalloc(cap + 1);   // copies of strings cJSON holds
     cJSON_ArrayForEach(e, arr) {
-        if (!cJSON_IsString(e) || n == max) continue;
+        if (!cJSON_IsString(e) || !*e->valuestring || n == max) {   // a list that names no task would select every one
+            free(*copy);
+            *copy = NULL;
+            cJSON_Delete(j);
+            return errf(err, "%s: \"%s\" must list at most %d task ids (non-empty strings)", seal_file, key, max);
+        }
         strcpy(p, e->valuestring);
         ids[n++] = p;
         p += strlen(p) + 1;
@@ -568,7 +581,8 @@ static int experiment_begin(const char *cmd, Experiment *x) {
 static int experiment_load(Experiment *x, char *err) {
     if (model_load(&x->student, x->model_dir, err) || (x->teacher_dir && model_load(&x->teacher, x->teacher_dir, err))) return -1;
     x->tok = load_tokenizer(x->model_dir, x->tok_path, x->chat_name, &x->chat, err);
-    return x->tok ? 0 : -1;
+    return !x->tok || tok_fits(x->tok, x->tok_path, &x->student, x->model_dir, err) ||
+           (x->teacher_dir && tok_fits(x->tok, x->tok_path, &x->teacher, x->teacher_dir, err)) ? -1 : 0;
 }
 
 // --out and --json, before anything is loaded: 0, or 1 after the message.

@@ -31,15 +31,8 @@ if [ ! -x "$SEAL" ]; then echo "FAIL $SEAL is not built (make build/seal-asan)";
 if ! command -v python3 >/dev/null; then echo "FAIL python3 is needed to write the broken files"; exit 1; fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
-# Known failures (case names): bugs in seal.c and fewshot.c, which another
-# branch is changing; each prints "known" until fixed, then "fixed?".
-#   tokenizer/larger-than-model: ids the model has no row for ("token id 71 outside
-#     the vocabulary (48)", naming neither file): seal.c's load_tokenizer could compare sizes
-#   arc/*-no-test-output: a task without its test output is scored as a failure
-#   arc/seal-tasks-empty-lists, arc/seal-tasks-numbers: a --seal-tasks list without
-#     one task id (seal.c's task_ids) selects every task in the folder, silently
-KNOWN_BAD=" tokenizer/larger-than-model arc/heldout-no-test-output arc/train-no-test-output arc/seal-tasks-empty-lists 
-           arc/seal-tasks-numbers ${KNOWN_BAD:-} "
+# Known failures (case names): each prints "known" until fixed, then "fixed?".
+KNOWN_BAD=" ${KNOWN_BAD:-} "
 
 tmp=$(mktemp -d)
 [ -n "${KEEP:-}" ] && echo "keeping $tmp"
