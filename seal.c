@@ -13,6 +13,7 @@
 #include "knowledge.h"
 #include "gguf.h"
 #include "model.h"
+#include "plot.h"
 #include "ranks.h"
 #include "run.h"
 #include "tokenize.h"
@@ -977,26 +978,31 @@ static int cmd_demo(int argc, char **argv) {
 }
 
 // ----------------------------------------------------------------------------
-// seal runs show RUN | seal runs rollback RUN --to K
+// seal runs show RUN | seal runs rollback RUN --to K | seal runs plot RUN [-o FILE.svg]
 
 static int cmd_runs(int argc, char **argv) {
     int to = -1;
-    const char *pos[2];
-    Flag flags[] = {{"--to", F_INT, &to, "rollback: the round to make current (0 = the base policy)"}};
+    const char *pos[2], *svg = NULL;
+    Flag flags[] = {{"--to", F_INT, &to, "rollback: the round to make current (0 = the base policy)"},
+                    {"-o", F_STR, &svg, "plot: the SVG file to write (default RUN/plot.svg)"}};
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
-        printf("usage: seal runs show RUN\n       seal runs rollback RUN --to K\n\n"
+        printf("usage: seal runs show RUN\n       seal runs rollback RUN --to K\n       seal runs plot RUN [-o FILE.svg]\n\n"
                "show: rounds, self-edits sampled/valid/trained/accepted, rewards, metrics, the current round.\n"
-               "rollback: make round K's policy current again (the later rounds stay on disk).\n\n");
+               "rollback: make round K's policy current again (the later rounds stay on disk).\n"
+               "plot: one SVG of the run: held-out success per round beside the baseline and the oracle, self-edits\n"
+               "accepted, the directive mix, the retention probe, seconds per phase.\n\n");
         print_flags(flags, nf);
         return 0;
     }
     int n, rc;
     if ((rc = parse_flags("runs", argc, argv, flags, nf, pos, 2, &n))) return rc;
-    if (n != 2) return usage_error("runs", "expected show RUN or rollback RUN --to K", NULL);
+    if (n != 2) return usage_error("runs", "expected show RUN, plot RUN or rollback RUN --to K", NULL);
     char err[ERR_MAX];
     if (!strcmp(pos[0], "show")) rc = run_show(pos[1], stdout, err);
-    else if (!strcmp(pos[0], "rollback")) {
+    else if (!strcmp(pos[0], "plot")) {
+        if (!(rc = plot_run(pos[1], svg, err))) printf("%s%s written\n", svg ? svg : pos[1], svg ? "" : "/plot.svg");
+    } else if (!strcmp(pos[0], "rollback")) {
         if (to < 0) return usage_error("runs", "rollback needs --to K", NULL);
         rc = run_rollback(pos[1], to, err);
         if (!rc) printf("%s: round %d is current\n", pos[1], to);
@@ -1012,7 +1018,7 @@ static const Command COMMANDS[] = {
     {"demo", "the whole SEAL few-shot loop on a built-in world, in minutes on a CPU", cmd_demo},
     {"fewshot", "SEAL's few-shot ARC experiment: self-edits, TTT, voting reward, ReST^EM", cmd_fewshot},
     {"knowledge", "SEAL's knowledge incorporation: passages, implications, no-context QA reward, ReST^EM", cmd_knowledge},
-    {"runs", "show a run directory, or roll its policy back to an earlier round", cmd_runs},
+    {"runs", "show or plot a run directory, or roll its policy back to an earlier round", cmd_runs},
 };
 
 static void print_help(void) {

@@ -45,6 +45,12 @@ check "same seed, same table (cached base)" diff <(table "$tmp/a.out") <(table "
 check "same seed, same table (rebuilt base)" diff <(table "$tmp/a.out") <(table "$tmp/c.out")
 check "same seed, same edits" diff <(cut -c1-200 "$tmp/a/edits.jsonl" | sed 's/"seconds[^,]*,//g') <(cut -c1-200 "$tmp/b/edits.jsonl" | sed 's/"seconds[^,]*,//g')
 check "runs show" quiet "$SEAL" runs show "$tmp/a"
+check "runs plot" quiet "$SEAL" runs plot "$tmp/a"
+svg_ok() { python3 -c "import xml.dom.minidom,sys; assert xml.dom.minidom.parse(sys.argv[1]).documentElement.tagName == 'svg'" "$1"; }
+check "runs plot writes well-formed SVG" svg_ok "$tmp/a/plot.svg"
+plot_has_table() { python3 -c "import json,sys; svg = open(sys.argv[2]).read(); fmt = {'in-context only, no adaptation': 'no adaptation %.2f<', 'oracle configuration': 'oracle %.2f<'}
+sys.exit(any(fmt.get(r['method'], '>%.2f<') % r['ours'] not in svg for r in json.load(open(sys.argv[1]))['rows']))" "$@"; }
+check "runs plot shows the table's numbers" plot_has_table "$tmp/a/report.json" "$tmp/a/plot.svg"
 check "runs rollback" quiet "$SEAL" runs rollback "$tmp/a" --to 0
 check "rollback recorded" grep -q rollback "$tmp/a/events.jsonl"
 expect 1 "round 5 is not complete" "rollback to a missing round" "$SEAL" runs rollback "$tmp/a" --to 5
@@ -72,6 +78,7 @@ check "knowledge --resume gives the same table" diff <(table "$tmp/k.out") <(tab
 check "demo knowledge --quick runs" test $? = 0
 check "demo knowledge table" grep -q "passage + base-model implications" "$tmp/dk.out"
 check "demo knowledge writes its passages" test -s "$tmp/dk/eval.jsonl"
+check "runs plot of a knowledge run" eval '"$SEAL" runs plot "$tmp/dk" -o "$tmp/dk.svg" >/dev/null && svg_ok "$tmp/dk.svg"'
 expect 2 "unknown demo" "an unknown demo" "$SEAL" demo arc2
 expect 2 "unknown grader" "knowledge with an unknown grader" kn --grader judge
 expect 1 "no-such.jsonl: cannot open" "knowledge with a missing file" "$SEAL" knowledge --model "$base" --eval "$tmp/no-such.jsonl" --rounds 0 --out "$tmp/k3"
