@@ -909,7 +909,7 @@ static int cmd_knowledge(int argc, char **argv) {
                "fresh LoRA trains on them, and the reward is the updated model's answers to the\n"
                "passage's questions asked without it (SQuAD exact match / F1). ReST^EM keeps each\n"
                "passage's best self-edit and trains the policy on them. Passage files: SQuAD v1.1,\n"
-               "SEAL's ../shared/data/squad lists, or JSON Lines of {\"id\", \"context\", \"questions\":\n"
+               "SEAL's data/squad lists, or JSON Lines of {\"id\", \"context\", \"questions\":\n"
                "[{\"question\", \"answers\": [..]}]}. Writes RUN/ and the table of the paper (report.md).\n\n");
         print_flags(flags, nf);
         return 0;

@@ -26,7 +26,7 @@ typedef struct {
 // Readers. squad_read recognises the format from the text:
 //   SQuAD v1.1   {"data": [{"title", "paragraphs": [{"context", "qas": [{"question", "answers": [{"text"}]}]}]}]}
 //   SEAL         [{"title", "context", "questions": [{"question", "answer"}], "completions"?: [str]}]
-//                (../shared/data/squad: squad_val.json, squad_train_seal_subset.json, seal_synthetic/*.json)
+//                (data/squad, from data/fetch.sh: squad_val.json, squad_train_seal_subset.json, seal_synthetic/*.json)
 //   JSON Lines   one {"id", "title"?, "context", "questions": [{"question", "answers": [str]}]} per line
 // Every item form accepts "answers" (strings or {"text"} objects) or "answer" (a string).
 // A bad item is skipped, counted under its reason, and described in the first

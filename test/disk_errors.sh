@@ -14,7 +14,7 @@
 set -u
 SEAL=${SEAL:-./seal}
 SEAL=$(cd "$(dirname "$SEAL")" && pwd)/$(basename "$SEAL")
-ARC=$(cd "${SEAL_SHARED_DATA:-../shared/data}" 2>/dev/null && pwd)/arc
+ARC=$(cd "${SEAL_SHARED_DATA:-$([ -d data/arc/training ] && echo data || echo ../shared/data)}" 2>/dev/null && pwd)/arc
 
 if [ -z "${SEAL_DISK_NS:-}" ] && command -v unshare >/dev/null && unshare -m true 2>/dev/null; then
     exec unshare -m --propagation private env SEAL_DISK_NS=1 bash "$0" "$@"

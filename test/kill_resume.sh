@@ -5,9 +5,9 @@
 # ARC tasks from ../shared/data (skipped when that is absent).
 set -u
 SEAL=${SEAL:-./seal}
-SHARED_ARC=${SEAL_SHARED_DATA:-../shared/data}/arc
+SHARED_ARC=${SEAL_SHARED_DATA:-$([ -d data/arc/training ] && echo data || echo ../shared/data)}/arc
 KILLS=${KILLS:-20}
-if [ ! -d "$SHARED_ARC/training" ]; then echo "SKIP: ../shared/data not found (kill_resume)"; exit 0; fi
+if [ ! -d "$SHARED_ARC/training" ]; then echo "SKIP: ARC tasks in neither data/ nor ../shared/data (data/fetch.sh fetches them) (kill_resume)"; exit 0; fi
 tmp=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "keeping $tmp"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
 ARC=$tmp/arc   # a copy of the three tasks: the last check edits one

@@ -47,7 +47,7 @@ while IFS=$'\t' read -r prompt _ ids; do
     i=$((i + 1))
 done <test/smollm2_expected.txt
 
-ARC=${SEAL_SHARED_DATA:-../shared/data}/arc
+ARC=${SEAL_SHARED_DATA:-$([ -d data/arc/training ] && echo data || echo ../shared/data)}/arc
 if [ -z "${SMOLLM2_FEWSHOT:-}" ]; then
     echo "note: SMOLLM2_FEWSHOT not set, seal fewshot not run on the model (a few minutes)"
 elif [ ! -d "$ARC/training" ]; then

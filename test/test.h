@@ -24,6 +24,10 @@ TCase *add_case_tests(Suite *s, const char *name, int timeout, const TTest **tes
 
 // A tiny random config: GQA ratio `group`, llama3 RoPE when llama3 is set.
 Config tiny_config(int tied, int group, int llama3);
+// The real data (data/fetch.sh): $SEAL_SHARED_DATA, else data/, else the
+// mirror ../shared/data, the first that holds rel; NULL, after printing a SKIP
+// line naming what the test needs, when none does.
+const char *data_dir(const char *rel);
 // Makes a fresh empty directory under /tmp and returns its path (static buffer per call site is the caller's).
 void temp_dir(char *out, size_t n, const char *tag);
 // A byte-level tokenizer with no merges and Llama 3's five chat specials.

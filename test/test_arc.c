@@ -15,10 +15,10 @@
 // ---------------------------------------------------------------- helpers
 
 static const char *arc_data(void) {
-    const char *d = getenv("SEAL_SHARED_DATA");
+    const char *d = data_dir("arc/training");
     static char path[1024];   // short, so the paths built from it always fit
-    snprintf(path, sizeof path, "%s/arc", d && *d ? d : "../shared/data");
-    if (access(path, R_OK) != 0) { printf("SKIP: ../shared/data not found\n"); return NULL; }
+    if (!d) return NULL;
+    snprintf(path, sizeof path, "%s/arc", d);
     return path;
 }
 

@@ -71,3 +71,15 @@ int main(void) {
     srunner_free(sr);
     return failed ? 1 : 0;
 }
+
+const char *data_dir(const char *rel) {
+    const char *env = getenv("SEAL_SHARED_DATA"), *dirs[] = {env && *env ? env : NULL, "data", "../shared/data"};
+    char path[4096];
+    for (int i = 0; i < 3; i++) {
+        if (!dirs[i]) continue;
+        snprintf(path, sizeof path, "%s/%s", dirs[i], rel);
+        if (access(path, R_OK) == 0) return dirs[i];
+    }
+    printf("SKIP: %s is in neither data/ nor ../shared/data (data/fetch.sh fetches it)\n", rel);
+    return NULL;
+}

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SHARED "../shared/data/squad"
 
 // ---------------------------------------------------------------- graders
 
@@ -189,22 +188,27 @@ START_TEST(unreadable_files_are_errors) {
 }
 END_TEST
 
-// The real files of ../shared/data/squad (SEAL's subsets), when present.
+// The real files of data/squad (SEAL's subsets), when present.
 START_TEST(reads_seal_files) {
-    if (access(SHARED "/squad_val.json", R_OK) != 0) { fprintf(stderr, "SKIP: " SHARED " not found\n"); return; }
+    const char *d = data_dir("squad/seal_synthetic/iter1_train.json");
+    if (!d) return;
+    char val[4096], subsets[4096], iter1[4096];
+    snprintf(val, sizeof val, "%s/squad/squad_val.json", d);
+    snprintf(subsets, sizeof subsets, "%s/squad/seal_subsets.json", d);
+    snprintf(iter1, sizeof iter1, "%s/squad/seal_synthetic/iter1_train.json", d);
     Passage *ps;
     int n;
     SquadLoad log;
     char err[ERR_MAX];
-    ck_assert_msg(squad_read(SHARED "/squad_val.json", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_msg(squad_read(val, NULL, &ps, &n, &log, err) == 0, "%s", err);
     ck_assert_str_eq(log.format, "seal");
     ck_assert_int_eq(n, 2067);
     ck_assert_int_eq(log.questions, 10570);
-    ck_assert_msg(squad_select(&ps, &n, SHARED "/seal_subsets.json", "val_eval_200", &log, err) == 0, "%s", err);
+    ck_assert_msg(squad_select(&ps, &n, subsets, "val_eval_200", &log, err) == 0, "%s", err);
     ck_assert_int_eq(n, 200);
     ck_assert_str_eq(ps[0].id, "1168");   // SEAL's first eval passage
     squad_free(ps, n);
-    ck_assert_msg(squad_read(SHARED "/seal_synthetic/iter1_train.json", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    ck_assert_msg(squad_read(iter1, NULL, &ps, &n, &log, err) == 0, "%s", err);
     ck_assert_int_eq(n, 50);
     ck_assert_int_eq(ps[0].n_completions, 5);
     char **st;

@@ -13,23 +13,20 @@
 
 // ---------------------------------------------------------------- helpers
 
-static const char *data_dir(void) {
-    const char *d = getenv("SEAL_SHARED_DATA");
-    return d && *d ? d : "../shared/data";
-}
-
-// Reads data_dir()/rel, or NULL (after printing SKIP) when it is not there.
+// Reads data_dir(rel)/rel, or NULL (after printing SKIP) when it is not there.
 static char *read_data(const char *rel, size_t *len) {
     char path[4096], err[ERR_MAX];
-    snprintf(path, sizeof path, "%s/%s", data_dir(), rel);
+    const char *d = data_dir(rel);
+    if (!d) return NULL;
+    snprintf(path, sizeof path, "%s/%s", d, rel);
     char *text = read_file(path, len, err);
-    if (!text) printf("SKIP: ../shared/data not found (%s)\n", err);
+    if (!text) printf("SKIP: %s\n", err);
     return text;
 }
 
 static Tokenizer *load_llama3(void) {
     char path[4096], err[ERR_MAX];
-    snprintf(path, sizeof path, "%s/llama3/tokenizer.json", data_dir());
+    snprintf(path, sizeof path, "%s/llama3/tokenizer.json", data_dir("llama3/tokenizer.json"));
     Tokenizer *t = tok_load(path, err);
     ck_assert_msg(t != NULL, "%s", err);
     return t;
