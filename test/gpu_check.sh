@@ -9,14 +9,22 @@
 #      attention, head_dim 128, no CUDA graphs);
 #   3. compute-sanitizer (memcheck, racecheck) on a small model, when the
 #      tool is there;
-#   4. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft.
-# Made to finish in about 8 minutes on an H100.
+#   4. the SEAL loop on the GPU: seal demo --quick --backend cuda beside the
+#      CPU run (its self-edits and rewards compared, bf16 against fp32);
+#   5. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft.
+# Made to finish in about 8 minutes on an H100; one summary table at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 exec 2>&1
 fail=0
-step() { echo; echo "== $*"; }
-check() { if "$@"; then :; else echo "FAILED (exit $?): $*"; fail=1; fi; }
+summary=""
+step() { echo; echo "== $*"; current=$*; }
+check() {   # check COMMAND...: run it, and note its result and time under the current step
+    local t0=$(date +%s) rc=0
+    "$@" || rc=$?
+    if [ "$rc" != 0 ]; then echo "FAILED (exit $rc): $*"; fail=1; fi
+    summary+="| $current | $([ "$rc" = 0 ] && echo pass || echo "FAIL ($rc)") | $(( $(date +%s) - t0 )) s |"$'\n'
+}
 start=$(date +%s)
 
 step "device"
@@ -54,10 +62,25 @@ else
     step "compute-sanitizer not found: skipped"
 fi
 
+step "the SEAL loop on CUDA: seal demo --quick --backend cuda beside --backend cpu"
+tmp=$(mktemp -d)
+check ./seal demo --quick --backend cpu --cache "$tmp/cache" --out "$tmp/cpu" > "$tmp/cpu.out"
+check ./seal demo --quick --backend cuda --cache "$tmp/cache" --out "$tmp/cuda" > "$tmp/cuda.out"
+grep '^|' "$tmp/cuda.out"
+outcomes() { python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l); print(e["phase"], e["round"], e["task"], e.get("sample"), e.get("valid"), e.get("trained"), e.get("reward"))' "$1"; }
+echo "self-edits with the CPU run's outcome: $(diff <(outcomes "$tmp/cpu/edits.jsonl") <(outcomes "$tmp/cuda/edits.jsonl") | grep -c '^>') differ of $(wc -l < "$tmp/cuda/edits.jsonl") (bf16 against fp32)"
+./seal runs show "$tmp/cuda" | head -20
+rm -rf "$tmp"
+
 step "benchmarks (bench/run_gpu.sh)"
 check bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
 
 echo
-echo "gpu-check: $(( $(date +%s) - start )) s"
+echo "| step | result | seconds |"
+echo "|---|---|---|"
+printf '%s' "$summary"
+echo "gpu-check: $(( $(date +%s) - start )) s on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 if [ "$fail" = 0 ]; then echo "gpu-check: PASS"; else echo "gpu-check: FAIL"; fi
 exit "$fail"
