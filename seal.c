@@ -535,8 +535,8 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
 // tokenizer and its chat format, the run directory and where the report goes.
 typedef struct {
     const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
-    int resume, accept_changed, gpus;
-    Backend *be;                  // from --backend
+    int resume, accept_changed, gpus, cuda;
+    Backend *be;                  // from --backend (cuda), made when the models load
     Model student, teacher;
     Tokenizer *tok;
     ChatFormat chat;
@@ -571,15 +571,15 @@ static int experiment_begin(const char *cmd, Experiment *x) {
     char err[ERR_MAX];
     if (x->accept_changed && !x->resume) return usage_error(cmd, "--accept-changed-inputs goes with --resume", NULL);
     if (ranks_use_gpus(x->gpus, err)) return usage_error(cmd, err, NULL);
-    int cuda, picked = pick_backend(cmd, x->backend, 1, &cuda);
+    int picked = pick_backend(cmd, x->backend, 1, &x->cuda);
     if (picked) return picked;
-    if (!(x->be = backend_new(cuda, err))) { fprintf(stderr, "seal: %s\n", err); return 1; }
     fingerprints_start();
     return 0;
 }
 
 // The student, the teacher (with --teacher) and the tokenizer with its chat format.
 static int experiment_load(Experiment *x, char *err) {
+    if (!(x->be = backend_new(x->cuda, err))) return -1;
     if (model_load(&x->student, x->model_dir, err) || (x->teacher_dir && model_load(&x->teacher, x->teacher_dir, err))) return -1;
     x->tok = load_tokenizer(x->model_dir, x->tok_path, x->chat_name, &x->chat, err);
     return !x->tok || tok_fits(x->tok, x->tok_path, &x->student, x->model_dir, err) ||
