@@ -70,7 +70,12 @@ static char g_note[96];
 enum { TAG_JOB = 1, TAG_RESULT = 2 };
 
 // Open MPI's mpirun stops the whole job when a rank dies: it sends the others
-// SIGTERM. Rank 0 says what that means for the run before it goes.
+// SIGTERM, waits (odls_base_sigkill_timeout, 1 s), then SIGKILL. Rank 0 says
+// what that means for the run before it goes. The wait ends early when any
+// rank exits (its SIGCHLD cuts mpirun's sleep): a worker dying at SIGTERM would
+// get rank 0 SIGKILLed before its message whenever the worker ran first, as it
+// may on a busy machine. Workers hold nothing of the run, so they ignore
+// SIGTERM and go at the SIGKILL (or kill -9; killing mpirun stops them all).
 static void on_term(int sig) {
     static const char msg[] = "\nseal: rank 0 stopped by mpirun (a rank failed or died, or the job was cancelled); the run directory keeps "
                               "every result recorded so far: run the same command with --resume (any number of ranks) to continue\n";
@@ -91,7 +96,7 @@ int ranks_init(int *argc, char ***argv) {
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &g_local);
     MPI_Comm_free(&node);
-    if (g_rank == 0 && g_size > 1) signal(SIGTERM, on_term);
+    if (g_size > 1) signal(SIGTERM, g_rank == 0 ? on_term : SIG_IGN);
     if (g_size == 2) snprintf(g_note, sizeof g_note, ", over 2 MPI ranks (rank 0 records, rank 1 scores the self-edits)");
     else if (g_size > 2) snprintf(g_note, sizeof g_note, ", over %d MPI ranks (rank 0 records, ranks 1 to %d score the self-edits)", g_size, g_size - 1);
     return 0;
