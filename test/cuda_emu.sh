@@ -50,7 +50,7 @@ for l in open(sys.argv[1]):
 }
 diff <(outcomes "$tmp/cpu/edits.jsonl") <(outcomes "$tmp/cuda/edits.jsonl") > /dev/null || { echo "FAIL: self-edits or rewards differ"; exit 1; }
 diff <(grep '^|' "$tmp/cpu.out") <(grep '^|' "$tmp/cuda.out") || { echo "FAIL: the tables differ"; exit 1; }
-grep -q '"backend": "cuda"' "$tmp/cuda/run.json" || { echo "FAIL: run.json does not record the backend"; exit 1; }
+grep -Eq '"backend":[[:space:]]*"cuda"' "$tmp/cuda/run.json" || { echo "FAIL: run.json does not record the backend"; exit 1; }
 echo "$(wc -l < "$tmp/cuda/edits.jsonl") self-edits, the same rewards and accepted ones, the same table"
 echo "== bf16 build: the same demo finishes and reports"
 OMP_NUM_THREADS=1 build/seal-emu demo --quick --backend cuda --cache "$tmp/cache" --out "$tmp/bf16" 2>/dev/null | grep -c '^| SEAL, round' | sed 's/$/ SEAL row(s) in the bf16 table/'
