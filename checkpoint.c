@@ -362,12 +362,16 @@ static int load_folder(Model *m, const char *dir, char *err) {
     return rc;
 }
 
+// 0, or -1 naming the first tensor of t (read from `where`) that holds a NaN or Inf.
+static int check_finite(const Table *t, const char *where, char *err) {
+    const Tensor *bad = table_nonfinite(t);
+    return bad ? errf(err, "%s: tensor %s holds NaN or Inf", where, bad->name) : 0;
+}
+
 // A model folder, or a llama.cpp .gguf file; weights that hold a NaN or Inf are refused.
 int model_load(Model *m, const char *dir, char *err) {
     int rc = gguf_is_path(dir) ? gguf_load_model(m, dir, err) : load_folder(m, dir, err);
-    const Tensor *bad = rc ? NULL : table_nonfinite(&m->params);
-    if (!bad) return rc;
-    errf(err, "%s: tensor %s holds NaN or Inf", dir, bad->name);
+    if (rc || !check_finite(&m->params, dir, err)) return rc;
     model_free(m);
     return -1;
 }
@@ -477,7 +481,7 @@ int lora_load(Lora *l, const Config *c, const char *dir, char *err) {
     if (rc) return -1;
     if (path_join(path, sizeof path, dir, "adapter_model.safetensors", err) ||
         table_load(&l->params, (const char *const[]){path, NULL}, "", err) || lora_check_tensors(l, path, err) ||
-        (table_nonfinite(&l->params) && errf(err, "%s: tensor %s holds NaN or Inf", path, table_nonfinite(&l->params)->name))) {
+        check_finite(&l->params, path, err)) {
         lora_free(l);
         return -1;
     }
