@@ -52,7 +52,7 @@ typedef struct {
     const SftOpts *o;
 } CudaTrain;
 
-static int cuda_step(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err) {
+static int cuda_train_step(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err) {
     const CudaTrain *c = ctx;
     const SftOpts *o = c->o;
     float norm;
@@ -68,7 +68,7 @@ int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, Sft
     if (!m->lora) return errf(err, "the cuda backend trains adapters only: attach one first");
     CudaTrain c = {.g = on_device(b, m, err), .o = o};   // a fresh AdamW state comes with the adapter
     if (!c.g) return -1;
-    int rc = sft_loop(ex, n, m->c.vocab, o, cuda_step, &c, st, err);
+    int rc = sft_loop(ex, n, m->c.vocab, o, cuda_train_step, &c, st, err);
     if (!rc && cuda_lora_get(c.g, &m->lora->params, 0, err)) rc = -1;
     if (!rc && !st->diverged && table_nonfinite(&m->lora->params)) st->diverged = 1, st->bad_loss = NAN;
     return rc;
@@ -77,53 +77,31 @@ int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, Sft
 // ----------------------------------------------------------------------------
 // Generation: generate.c's contract on the device.
 
+typedef struct {
+    Decoder d;   // first: a Decoder * is a CudaDecoder *
+    CudaModel *g;
+    CudaKV *kv;
+} CudaDecoder;
+
+static int cuda_open(Decoder *d, int B, int max_T, char *err) {
+    CudaDecoder *c = (CudaDecoder *)d;
+    return (c->kv = cuda_kv_new(c->g, B, max_T, err)) ? 0 : -1;
+}
+static int cuda_prefill(Decoder *d, int B, const int *const *prompts, const int *lens, float *logits, char *err) {
+    return cuda_kv_prefill(((CudaDecoder *)d)->kv, B, prompts, lens, logits, err);
+}
+static int cuda_step(Decoder *d, int n, const int *seqs, const int *tokens, float *logits, char *err) {
+    return cuda_kv_step(((CudaDecoder *)d)->kv, n, seqs, tokens, logits, err);
+}
+static int cuda_step_greedy(Decoder *d, int n, const int *seqs, const int *tokens, int *next, char *err) {
+    return cuda_kv_step_greedy(((CudaDecoder *)d)->kv, n, seqs, tokens, next, err);
+}
+static void cuda_close(Decoder *d) { cuda_kv_free(((CudaDecoder *)d)->kv); }
+
 int be_generate(Backend *b, const Model *m, const int *const *prompts, const int *lens, int B, const SampleOpts *o, const int *stop_ids,
                 int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
     if (!backend_is_cuda(b)) return generate(m, prompts, lens, B, o, stop_ids, n_stop, on_token, ctx, out, out_lens, err);
-    const int V = m->c.vocab, greedy = o->temperature <= 0.0f;
-    int rc = 0, *room = xcalloc((size_t)B, sizeof(int)), max_T = generate_room(&m->c, lens, B, o->max_new, room, err);
-    CudaModel *g = max_T > 0 ? on_device(b, m, err) : NULL;
-    CudaKV *kv = g ? cuda_kv_new(g, B, max_T, err) : NULL;
-    float *logits = kv ? malloc(size_mul((size_t)B * V, sizeof(float))) : NULL;
-    if (!logits) {
-        if (kv) errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
-        cuda_kv_free(kv);
-        free(room);
-        return -1;
-    }
-    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
-    Rng *rng = xcalloc((size_t)B, sizeof(Rng));
-    for (int i = 0; i < B; i++) {
-        rng_seed(&rng[i], o->seed * 1000003ULL + (uint64_t)i);
-        out[i] = xcalloc((size_t)room[i] + 1, sizeof(int));
-        out_lens[i] = 0;
-        seqs[i] = i;
-    }
-    rc = cuda_kv_prefill(kv, B, prompts, lens, logits, err);
-    for (int i = 0; i < B && !rc; i++)
-        if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[i])) < 0) rc = nonfinite_logits(i, 0, err);
-    int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
-    for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
-        int kept = 0;
-        for (int i = 0; i < n; i++) {
-            const int s = seqs[i], tok = next[i];
-            out[s][out_lens[s]++] = tok;
-            int stop = 0;   // in generate()'s order: a stop id is not passed to on_token
-            for (int k = 0; k < n_stop; k++) stop |= stop_ids[k] == tok;
-            if (!stop) stop = (on_token && on_token(s, tok, ctx)) || out_lens[s] >= room[s];
-            if (!stop) {
-                seqs[kept] = s;
-                toks[kept++] = tok;
-            }
-        }
-        n = kept;
-        if (!n) break;
-        if (greedy) rc = cuda_kv_step_greedy(kv, n, seqs, toks, next, err);
-        else if (!(rc = cuda_kv_step(kv, n, seqs, toks, logits, err)))
-            for (int i = 0; i < n && !rc; i++)
-                if ((next[i] = sample_token(logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) rc = nonfinite_logits(seqs[i], step + 1, err);
-    }
-    free(logits); free(seqs); free(toks); free(next); free(rng); free(room);
-    cuda_kv_free(kv);
-    return rc;
+    CudaDecoder c = {.d = {.open = cuda_open, .prefill = cuda_prefill, .step = cuda_step, .step_greedy = cuda_step_greedy, .close = cuda_close},
+                     .g = on_device(b, m, err)};
+    return c.g ? decode(&c.d, &m->c, prompts, lens, B, o, stop_ids, n_stop, on_token, ctx, out, out_lens, err) : -1;
 }

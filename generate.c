@@ -79,40 +79,78 @@ int generate_room(const Config *c, const int *prompt_lens, int B, int max_new, i
     return max_T;
 }
 
+// The CPU decoder: model.c's KV cache.
+typedef struct {
+    Decoder d;   // first: a Decoder * is a CpuDecoder *
+    const Model *m;
+    KVCache kv;
+} CpuDecoder;
+
+static int cpu_open(Decoder *d, int B, int max_T, char *err) {
+    CpuDecoder *c = (CpuDecoder *)d;
+    return kv_init(&c->kv, c->m, B, max_T, err);
+}
+static int cpu_prefill(Decoder *d, int B, const int *const *prompts, const int *lens, float *logits, char *err) {
+    CpuDecoder *c = (CpuDecoder *)d;
+    return kv_prefill(c->m, &c->kv, B, prompts, lens, logits, err);
+}
+static int cpu_step(Decoder *d, int n, const int *seqs, const int *tokens, float *logits, char *err) {
+    CpuDecoder *c = (CpuDecoder *)d;
+    return kv_step(c->m, &c->kv, n, seqs, tokens, logits, err);
+}
+static void cpu_close(Decoder *d) { kv_free(&((CpuDecoder *)d)->kv); }
+
 int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
              const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
-    const int V = m->c.vocab;
-    int *room = malloc((B > 0 ? B : 1) * sizeof(int)), max_T;
-    if (!room) return errf(err, "out of memory for %d prompts", B);
-    if ((max_T = generate_room(&m->c, prompt_lens, B, o->max_new, room, err)) < 0) { free(room); return -1; }
-    KVCache kv;
-    if (kv_init(&kv, m, B, max_T, err)) { free(room); return -1; }
+    CpuDecoder c = {.d = {.open = cpu_open, .prefill = cpu_prefill, .step = cpu_step, .close = cpu_close}, .m = m};
+    return decode(&c.d, &m->c, prompts, prompt_lens, B, o, stop_ids, n_stop, on_token, ctx, out, out_lens, err);
+}
+
+// Samples row i of logits into next[i] for sequence seqs[i] (at its token
+// number step); -1 on non-finite logits.
+static int sample_rows(const float *logits, int V, int n, const int *seqs, const SampleOpts *o, Rng *rng, int step, int *next, char *err) {
+    for (int i = 0; i < n; i++)
+        if ((next[i] = sample_token((float *)logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) return nonfinite_logits(seqs[i], step, err);
+    return 0;
+}
+
+int decode(Decoder *d, const Config *c, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
+           const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
+    const int V = c->vocab, greedy = o->temperature <= 0.0f && d->step_greedy;
+    int *room = xcalloc((size_t)(B > 0 ? B : 1), sizeof(int)), max_T = generate_room(c, prompt_lens, B, o->max_new, room, err);
+    if (max_T < 0 || d->open(d, B, max_T, err)) { free(room); return -1; }
     float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
-    if (!logits) { kv_free(&kv); free(room); return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float))); }
-    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), rc = 0;
+    if (!logits) {
+        d->close(d);
+        free(room);
+        return errf(err, "out of memory for %d x %d logits (%zu bytes)", B, V, size_mul((size_t)B * V, sizeof(float)));
+    }
+    int *seqs = xcalloc((size_t)B, sizeof(int)), *toks = xcalloc((size_t)B, sizeof(int)), *next = xcalloc((size_t)B, sizeof(int));
     Rng *rng = xcalloc((size_t)B, sizeof(Rng));
     for (int b = 0; b < B; b++) {
-        rng_seed(&rng[b], o->seed * 1000003ULL + (uint64_t)b);
+        rng_seed(&rng[b], o->seeds ? o->seeds[b] * 1000003ULL : o->seed * 1000003ULL + (uint64_t)b);
         out[b] = xcalloc((size_t)room[b] + 1, sizeof(int));   // the KV cache already holds more per token
         out_lens[b] = 0;
+        seqs[b] = b;
     }
-    rc = kv_prefill(m, &kv, B, prompts, prompt_lens, logits, err);
-    // active[0..n) lists the sequences still going; logits row i belongs to active[i]
-    int n = rc ? 0 : B;
-    for (int b = 0; b < n; b++) seqs[b] = b;
+    int rc = d->prefill(d, B, prompts, prompt_lens, logits, err) || sample_rows(logits, V, B, seqs, o, rng, 0, next, err);
+    int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
     for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
         int kept = 0;
         for (int i = 0; i < n; i++) {
-            int b = seqs[i], tok = sample_token(logits + (size_t)i * V, V, o, &rng[b]);
-            if (tok < 0) { rc = nonfinite_logits(b, step, err); break; }
+            const int b = seqs[i], tok = next[i];
             out[b][out_lens[b]++] = tok;
-            int stop = is_stop(tok, stop_ids, n_stop) || (on_token && on_token(b, tok, ctx)) || out_lens[b] >= room[b];
-            if (!stop) { seqs[kept] = b; toks[kept++] = tok; }
+            // a stop id is emitted but not passed to on_token
+            if (!is_stop(tok, stop_ids, n_stop) && !(on_token && on_token(b, tok, ctx)) && out_lens[b] < room[b]) {
+                seqs[kept] = b;
+                toks[kept++] = tok;
+            }
         }
-        n = rc ? 0 : kept;
-        if (n) rc = kv_step(m, &kv, n, seqs, toks, logits, err);
+        if (!(n = kept)) break;
+        if (greedy) rc = d->step_greedy(d, n, seqs, toks, next, err);
+        else rc = d->step(d, n, seqs, toks, logits, err) || sample_rows(logits, V, n, seqs, o, rng, step + 1, next, err);
     }
-    free(logits); free(seqs); free(toks); free(rng); free(room);
-    kv_free(&kv);
-    return rc;
+    free(logits); free(seqs); free(toks); free(next); free(rng); free(room);
+    d->close(d);
+    return rc ? -1 : 0;
 }

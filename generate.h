@@ -8,7 +8,8 @@ typedef struct {
     float temperature;            // 0: greedy (argmax)
     int top_k;                    // 0: off
     float top_p;                  // 1: off
-    uint64_t seed;
+    uint64_t seed;                // sequence b samples from stream (seed, b)...
+    const uint64_t *seeds;        // ...or, when set, from stream (seeds[b], 0)
 } SampleOpts;
 
 // Picks a token from logits (V): temperature, then top-k, then top-p, as the
@@ -30,9 +31,26 @@ typedef int (*TokenFn)(int seq, int token, void *ctx);
 // is an error. Returns the longest sequence (prompt and new tokens), or -1.
 int generate_room(const Config *c, const int *prompt_lens, int B, int max_new, int *room, char *err);
 
+// Where generate()'s forward passes run: model.c's KV cache on the CPU
+// (generate), kernels.cu's on CUDA (backend.c). open makes a cache for B
+// sequences of up to max_T tokens; prefill gives the logits (B, V) of each
+// prompt's last token; step appends one token to each of n sequences (seqs[i]
+// gets tokens[i]) and gives their logits. step_greedy, when there is one, does
+// step and the argmax where the logits are (next[i]); NULL: on the host.
+typedef struct Decoder {
+    int (*open)(struct Decoder *d, int B, int max_T, char *err);
+    int (*prefill)(struct Decoder *d, int B, const int *const *prompts, const int *lens, float *logits, char *err);
+    int (*step)(struct Decoder *d, int n, const int *seqs, const int *tokens, float *logits, char *err);
+    int (*step_greedy)(struct Decoder *d, int n, const int *seqs, const int *tokens, int *next, char *err);
+    void (*close)(struct Decoder *d);
+} Decoder;
+
 // Continues B prompts at once. Sequence b samples from its own RNG stream,
 // seeded by (seed, b), so a prompt's continuation does not depend on the
 // others in the batch. Stops at any of the stop ids (which are emitted),
 // at max_new tokens (or the context: generate_room), or when on_token asks. out[b] (malloc'd) gets the new tokens.
 int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
              const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err);
+// generate()'s loop on any decoder, for a model of config c.
+int decode(Decoder *d, const Config *c, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
+           const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err);

@@ -64,6 +64,11 @@ typedef struct {
     double t_start;
     int done;                     // samples scored this session, for the ETA
     double total;                 // of all there are (a double: the flags' product may pass INT_MAX)
+    struct {                      // a task's first draws, sampled as one batch (score_pair)
+        int phase, round, task, policy_version, n;
+        char **text;              // text[k]: sample k's attempt 0, until score_pair takes it
+        double seconds;           // the batch's sampling time, per self-edit
+    } drawn;
 } Seal;
 
 // What each phase scores: which of the domain's tasks, and what the student
@@ -115,26 +120,78 @@ static void report_progress(Seal *s, const Edit *e) {
 // ----------------------------------------------------------------------------
 // E-step: sample a self-edit, apply it, reward it.
 
-// Samples one self-edit for a prompt from the policy (with its adapter).
-static char *draw_edit(Seal *s, const char *prompt, uint64_t seed, char *err) {
+// A batch: the (task, sample) pairs of one phase of one round that the log
+// does not hold yet. Any rank may score a pair (score_pair); rank 0 records
+// them in the batch's order (record_pair), so the log is the same for any
+// number of ranks (ranks.h).
+typedef struct {
+    Seal *s;
+    Phase phase;
+    int round;
+} Batch;
+
+// Samples B self-edits for a prompt from the policy (with its adapter) as one
+// batch, self-edit b from seeds[b], into texts[b] (malloc'd).
+static int draw_edits(Seal *s, const char *prompt, const uint64_t *seeds, int B, char **texts, char *err) {
     int *ids, n = tok_encode(s->tok, prompt, strlen(prompt), 1, &ids, err);
-    if (n < 0) return NULL;
+    if (n < 0) return -1;
     SampleOpts so = s->o->sampling;
-    so.seed = seed;
+    so.seeds = seeds;
+    const int **prompts = xcalloc((size_t)B, sizeof *prompts), **outs = xcalloc((size_t)B, sizeof *outs);
+    int *lens = xcalloc((size_t)B, sizeof(int)), *out_lens = xcalloc((size_t)B, sizeof(int));
+    for (int b = 0; b < B; b++) prompts[b] = ids, lens[b] = n;
     model_attach_lora(s->policy, s->adapter);
-    int *out = NULL, out_len = 0;
-    const int *prompts[1] = {ids};
-    int rc = be_generate(s->d->be, s->policy, prompts, &n, 1, &so, s->policy->c.eos, s->policy->c.n_eos, NULL, NULL, &out, &out_len, err);
+    int rc = be_generate(s->d->be, s->policy, prompts, lens, B, &so, s->policy->c.eos, s->policy->c.n_eos, NULL, NULL, (int **)outs, out_lens, err);
     model_attach_lora(s->policy, NULL);
-    free(ids);
-    if (rc) { free(out); return NULL; }
-    if (out_len > 0) {   // the stop token is not part of the edit
-        for (int i = 0; i < s->policy->c.n_eos; i++)
-            if (out[out_len - 1] == s->policy->c.eos[i]) { out_len--; break; }
+    for (int b = 0; b < B; b++) {
+        int len = out_lens[b];
+        for (int i = 0; len > 0 && i < s->policy->c.n_eos; i++)   // the stop token is not part of the edit
+            if (outs[b][len - 1] == s->policy->c.eos[i]) { len--; break; }
+        size_t bytes;
+        texts[b] = rc ? NULL : tok_decode(s->tok, outs[b], len, &bytes, err);
+        if (!texts[b]) rc = -1;
+        free((int *)outs[b]);
     }
-    size_t len;
-    char *text = tok_decode(s->tok, out, out_len, &len, err);
-    free(out);
+    free(ids); free(prompts); free(outs); free(lens); free(out_lens);
+    return rc;
+}
+
+static void drawn_clear(Seal *s) {
+    for (int k = 0; k < s->drawn.n; k++) free(s->drawn.text[k]);
+    free(s->drawn.text);
+    s->drawn.text = NULL;
+    s->drawn.n = 0;
+}
+
+// Attempt `attempt` of sample k's self-edit for a task. The first attempts of
+// all the task's samples are drawn together, one batch that decodes them side
+// by side, on the first call for the task; a redraw (attempt > 0) is drawn
+// alone. Each sequence has its own seed and stream (generate.h), so a
+// self-edit is the same whichever rank draws it, and however resumed.
+static char *draw_edit(Seal *s, const Batch *b, int task, int k, int attempt, const char *prompt, uint64_t seed, double *seconds, char *err) {
+    char *text = NULL;
+    double t0 = now_seconds();
+    if (attempt > 0) {
+        if (draw_edits(s, prompt, &seed, 1, &text, err)) return NULL;
+        *seconds = now_seconds() - t0;
+        return text;
+    }
+    const int K = n_samples(s, b->phase);
+    if (s->drawn.phase != (int)b->phase || s->drawn.round != b->round || s->drawn.task != task || s->drawn.policy_version != s->policy_version ||
+        s->drawn.n != K || !s->drawn.text[k]) {
+        drawn_clear(s);
+        uint64_t *seeds = xcalloc((size_t)K, sizeof *seeds);
+        for (int j = 0; j < K; j++) seeds[j] = key_seed(s, PHASE_NAME[b->phase], b->round, task, j, 0);
+        s->drawn.text = xcalloc((size_t)K, sizeof(char *));
+        int rc = draw_edits(s, prompt, seeds, K, s->drawn.text, err);
+        free(seeds);
+        if (rc) { drawn_clear(s); return NULL; }
+        s->drawn.phase = b->phase, s->drawn.round = b->round, s->drawn.task = task, s->drawn.policy_version = s->policy_version, s->drawn.n = K;
+        s->drawn.seconds = (now_seconds() - t0) / K;
+    }
+    text = s->drawn.text[k];
+    s->drawn.text[k] = NULL;
+    *seconds = s->drawn.seconds;
     return text;
 }
 
@@ -146,16 +203,6 @@ static int reward(Seal *s, Phase phase, int task, const char *edit, uint64_t see
     model_attach_lora(s->policy, NULL);
     return rc;
 }
-
-// A batch: the (task, sample) pairs of one phase of one round that the log
-// does not hold yet. Any rank may score a pair (score_pair); rank 0 records
-// them in the batch's order (record_pair), so the log is the same for any
-// number of ranks (ranks.h).
-typedef struct {
-    Seal *s;
-    Phase phase;
-    int round;
-} Batch;
 
 // One self-edit, from attempt job->attempt until an attempt counts: a policy
 // self-edit that is invalid is drawn again, up to max_attempts draws. Each
@@ -172,9 +219,9 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
                   .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = prompt_hash,
                   .policy_hash = policy_hash};
         double t0 = now_seconds();
-        char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, prompt, e.seed, err) : apply == APPLY_ORACLE_EDIT ? xstrdup(s->d->oracle_edit) : NULL;
+        char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, b, job->task, job->sample, attempt, prompt, e.seed, &e.seconds_sample, err)
+                   : apply == APPLY_ORACLE_EDIT ? xstrdup(s->d->oracle_edit) : NULL;
         if (apply == APPLY_POLICY_EDIT && !edit) { rc = -1; break; }
-        e.seconds_sample = now_seconds() - t0;
         Outcome o = {0};
         if (!(rc = reward(s, b->phase, job->task, edit, e.seed, &o, err))) {
             e.final = final = o.valid || apply != APPLY_POLICY_EDIT || attempt + 1 >= s->o->max_attempts;
@@ -441,6 +488,7 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
     int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
     if (ranks_root()) end_workers();
     set_adapter(&s, NULL);
+    drawn_clear(&s);
     return rc;
 }
 
