@@ -546,11 +546,11 @@ START_TEST(filter_before_cap) {
     Task t = random_task(&r, 5, 5, 4);   // 25 leave-out tasks x 7 upright basic views x 2 > 250
     TttExample *ex;
     int n, h = 5;
-    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, &r, upright, &h, &ex, &n), 0);
+    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, 1, &r, upright, &h, &ex, &n), 0);
     ck_assert_int_eq(n, ARC_TTT_MAX);   // the cap counts kept examples only
     for (int i = 0; i < n; i++) ck_assert_int_eq(ex[i].query.in.h, 5);
     arc_free_examples(ex, n);
-    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, &r, nothing, NULL, &ex, &n), 0);
+    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, 1, &r, nothing, NULL, &ex, &n), 0);
     ck_assert(n == 0 && ex == NULL);
     arc_free_task(&t);
 }
