@@ -26,6 +26,17 @@ void fewshot_defaults(FewShot *fs) {
                  "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.0001, \"num_train_epochs\": 2}}";
 }
 
+RestemOpts fewshot_restem_defaults(void) {
+    RestemOpts o = restem_defaults();
+    o.keep_per_task = 0;          // BC-self-edit.py: every correct self-edit
+    o.keep_untrained = 1;         // ... trained or not
+    o.max_attempts = 1000;        // self-edit.py draws until the JSON parses; a cap, for a model that never writes JSON
+    o.sampling.temperature = 0.8f; o.sampling.top_p = 1.0f; o.sampling.max_new = 128;   // self-edit.py's SamplingParams
+    o.m_batch = 5;                // few-shot/README.md: --per_device_train_batch_size=5
+    o.merge_policy = 1;           // BC-self-edit.py merges the LoRA; the next steps run on that model
+    return o;
+}
+
 void fewshot_config_json(const FewShot *fs, cJSON *j) {
     cJSON *ids = cJSON_AddArrayToObject(j, "train_tasks");
     for (int i = 0; i < fs->n_train; i++) cJSON_AddItemToArray(ids, cJSON_CreateString(fs->train[i].id));

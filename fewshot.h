@@ -35,6 +35,11 @@ typedef struct FewShot {
 // the oracle is ttt.py's configuration (all groups, lr 1e-4, 2 epochs).
 void fewshot_defaults(FewShot *fs);
 void fewshot_domain(Domain *d, FewShot *fs);
+// SEAL's few-shot ReST^EM values where they differ from restem_defaults:
+// sampling 0.8 / top-p 1 / 128 tokens, up to 1000 draws until the JSON parses,
+// every correct self-edit kept (no cap, trained or not), M-step batch 5, the
+// M-step adapter merged into the student (docs/FIDELITY.md).
+RestemOpts fewshot_restem_defaults(void);
 // What the run needs before it starts: an oracle that is a valid self-edit,
 // and every task's first test pair with its output (the reward's answer key).
 int fewshot_check(const FewShot *fs, char *err);

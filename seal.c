@@ -698,23 +698,11 @@ static int fewshot_run(Experiment *x, FewShot *fs, const RestemOpts *o, char *er
     return rc;
 }
 
-// SEAL's few-shot values where they differ from restem_defaults: self-edit.py
-// samples at temperature 0.8 (top-p 1) up to 128 tokens, drawing again until
-// the JSON parses; BC-self-edit.py keeps every correct self-edit (trained or
-// not), batch 5, and merges its LoRA into the model the next steps use.
-static RestemOpts fewshot_restem_defaults(void) {
-    RestemOpts o = restem_defaults();
-    o.keep_per_task = 0; o.max_attempts = 1000;
-    o.sampling.temperature = 0.8f; o.sampling.top_p = 1.0f; o.sampling.max_new = 128;
-    o.m_batch = 5; o.keep_untrained = 1; o.merge_policy = 1;
-    return o;
-}
-
 static int cmd_fewshot(int argc, char **argv) {
     FewShotArgs a = {.targets = "q_proj,v_proj,gate_proj,up_proj,down_proj", .selection = SEAL_SELECTION};
     const char *pos[1];
     Experiment x = {.backend = "auto"};
-    RestemOpts o = fewshot_restem_defaults();
+    RestemOpts o = fewshot_restem_defaults();   // fewshot.c
     FewShot fs = {0};
     fewshot_defaults(&fs);
     Flag flags[] = {

@@ -1094,6 +1094,9 @@ START_TEST(fewshot_zero_epoch_fallback) {
         ck_assert_int_eq(junk.valid, 0);
         cJSON_Delete(junk.metrics);
     }
+    RestemOpts ro = fewshot_restem_defaults();   // self-edit.py's sampling; BC-self-edit.py's filter, batch and merge
+    ck_assert(ro.sampling.temperature == 0.8f && ro.sampling.top_p == 1.0f && ro.sampling.max_new == 128 && ro.max_attempts == 1000);
+    ck_assert(ro.keep_per_task == 0 && ro.keep_untrained && ro.m_batch == 5 && ro.merge_policy);
     SelfEdit se;
     char why[ERR_MAX];
     ck_assert_int_eq(selfedit_parse(fs.oracle, &se, why), 0);   // ttt.py's oracle: 2 epochs
