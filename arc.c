@@ -453,6 +453,7 @@ static const Aug AUGS[] = {
 // into AUGS (-1: none), permuted whether colours and order are shuffled. The
 // random choices come from seed, so a candidate is a few bytes until kept.
 typedef struct { int query, skip, aug, permuted; uint64_t seed, hash; } Recipe;
+enum { RECOLOR_ANY = 1, RECOLOR_UNUSED_FIRST };   // how a permuted candidate's colours change (0: they do not)
 
 static int example_grids(const TttExample *ex) { return 2 * (ex->n_demos + 1); }
 
@@ -489,16 +490,54 @@ static void shuffle_pairs(Pair *p, int n, Rng *r) {   // Fisher-Yates
     }
 }
 
+// SEAL's PermuteColors (arclib/augmenters.py): each colour the example uses
+// (0 aside, in random order) goes to a colour it does not use while there are
+// some; the used colours left over are permuted among themselves (SEAL swaps
+// them pairwise). perm stays a permutation of 0..9 with perm[0] == 0.
+void color_perm_unused_first(const uint8_t *cells, size_t n, Rng *r, uint8_t perm[10]) {
+    int used[10] = {0}, u[9], f[9], nu = 0, nf = 0;
+    for (size_t k = 0; k < n; k++) used[cells[k] % 10] = 1;
+    for (int c = 1; c <= 9; c++) {
+        if (used[c]) u[nu++] = c;
+        else f[nf++] = c;
+    }
+    for (int i = nu - 1; i > 0; i--) { int j = (int)(rng_next(r) % (uint64_t)(i + 1)), t = u[i]; u[i] = u[j]; u[j] = t; }
+    for (int i = nf - 1; i > 0; i--) { int j = (int)(rng_next(r) % (uint64_t)(i + 1)), t = f[i]; f[i] = f[j]; f[j] = t; }
+    for (int i = 0; i < 10; i++) perm[i] = (uint8_t)i;
+    int m = nu < nf ? nu : nf;
+    for (int i = 0; i < m; i++) { perm[u[i]] = (uint8_t)f[i]; perm[f[i]] = (uint8_t)u[i]; }   // a swap keeps it a permutation
+    int left = nu - m, *l = u + m, sh[9];   // the rest among themselves
+    for (int i = 0; i < left; i++) sh[i] = l[i];
+    for (int i = left - 1; i > 0; i--) { int j = (int)(rng_next(r) % (uint64_t)(i + 1)), t = sh[i]; sh[i] = sh[j]; sh[j] = t; }
+    for (int i = 0; i < left; i++) perm[l[i]] = (uint8_t)sh[i];
+}
+
+static void example_perm(TttExample *ex, int unused_first, Rng *r, uint8_t perm[10]);
+
 static void permute_example(TttExample *ex, int recolor, Rng *r) {
     if (recolor) {
         uint8_t perm[10];
-        color_perm_random(r, perm);
+        example_perm(ex, recolor == RECOLOR_UNUSED_FIRST, r, perm);
         for (int k = 0; k < example_grids(ex); k++) grid_recolor(example_grid(ex, k), perm, example_grid(ex, k));
     }
     shuffle_pairs(ex->demos, ex->n_demos, r);
 }
 
 // ex->demos must hold t->n_train pairs. -1 when a grid grows past GRID_MAX.
+static void example_perm(TttExample *ex, int unused_first, Rng *r, uint8_t perm[10]) {
+    if (!unused_first) { color_perm_random(r, perm); return; }
+    uint8_t cells[GRID_MAX * GRID_MAX];
+    int used[10] = {0};
+    for (int k = 0; k < example_grids(ex); k++) {   // the colours of every grid, query output included (SEAL's use_test_output)
+        const Grid *g = example_grid(ex, k);
+        for (int i = 0; i < g->h * g->w; i++) used[g->c[i] % 10] = 1;
+    }
+    size_t n = 0;
+    for (int c = 0; c < 10; c++)
+        if (used[c]) cells[n++] = (uint8_t)c;
+    color_perm_unused_first(cells, n, r, perm);
+}
+
 static int build_example(const Task *t, const Recipe *rc, int recolor, TttExample *ex) {
     Rng r;
     rng_seed(&r, rc->seed);
@@ -532,7 +571,9 @@ static int example_equal(TttExample *a, TttExample *b) {
 typedef struct { Recipe *r; int n, cap; } Recipes;
 
 // SEAL permutes colours only when some augmentation group is enabled.
-static int recolors(const SelfEdit *se) { return se->basic || se->size || se->chain || se->repeat; }
+static int recolors(const SelfEdit *se, int unused_first) {
+    return !(se->basic || se->size || se->chain || se->repeat) ? 0 : unused_first ? RECOLOR_UNUSED_FIRST : RECOLOR_ANY;
+}
 
 // Keeps candidate c unless its grids grow too big or an equal example is
 // already kept (same hash, then compared cell by cell). a, b: scratch examples.
@@ -551,9 +592,8 @@ static void keep_unique(const Task *t, Recipes *kept, Recipe c, int recolor, Ttt
 
 // The unique candidates: every leave-one-out and leave-two-out task, plain and
 // through each enabled augmentation; then each of those permuted.
-static void ttt_candidates(const Task *t, const SelfEdit *se, Rng *r, Recipes *kept, TttExample *a, TttExample *b) {
+static void ttt_candidates(const Task *t, const SelfEdit *se, int recolor, Rng *r, Recipes *kept, TttExample *a, TttExample *b) {
     const int on[4] = {[G_BASIC] = se->basic, [G_SIZE] = se->size, [G_CHAIN] = se->chain, [G_REPEAT] = se->repeat};
-    int recolor = recolors(se);
     for (int q = 0; q < t->n_train; q++)
         for (int skip = -1; skip < t->n_train; skip++) {
             if (skip == q) continue;
@@ -570,15 +610,15 @@ static void ttt_candidates(const Task *t, const SelfEdit *se, Rng *r, Recipes *k
     }
 }
 
-int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, Rng *r, int (*keep)(const TttExample *ex, void *ctx),
+int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, int unused_colors, Rng *r, int (*keep)(const TttExample *ex, void *ctx),
                               void *ctx, TttExample **out, int *n) {
     *out = NULL;
     *n = 0;
     size_t demo_bytes = (size_t)(t->n_train > 0 ? t->n_train : 1) * sizeof(Pair);
-    int recolor = recolors(se);
+    int recolor = recolors(se, unused_colors);
     Recipes kept = {0};
     TttExample a = {.demos = xmalloc(demo_bytes)}, b = {.demos = xmalloc(demo_bytes)};
-    ttt_candidates(t, se, r, &kept, &a, &b);
+    ttt_candidates(t, se, recolor, r, &kept, &a, &b);
     int m = 0;   // SEAL drops over-long examples before it caps
     for (int k = 0; k < kept.n; k++)
         if (!keep || (build_example(t, &kept.r[k], recolor, &a) == 0 && keep(&a, ctx))) kept.r[m++] = kept.r[k];
@@ -603,7 +643,7 @@ int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, Rng *r, int (*k
 }
 
 int arc_ttt_examples(const Task *t, const SelfEdit *se, Rng *r, TttExample **out, int *n) {
-    return arc_ttt_examples_filtered(t, se, r, NULL, NULL, out, n);
+    return arc_ttt_examples_filtered(t, se, 1, r, NULL, NULL, out, n);
 }
 
 void arc_free_examples(TttExample *ex, int n) {
@@ -814,24 +854,26 @@ static void transform_view(const View *src, Tf tf, View *v) {
     grid_apply(&src->query, tf, &v->query);
 }
 
-int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
+int arc_views_leave(const Task *t, int test_index, int leave, Rng *r, View **views, int *n) {
     static const Tf VIEW_TFS[5] = {TF_TRANSPOSE, TF_FLIP_UD, TF_FLIP_LR, TF_ROT90, TF_ROT180};
     *views = NULL;
     *n = 0;
-    if (test_index < 0 || test_index >= t->n_test || t->n_train < 1) return -1;
-    View *vs = xcalloc((size_t)(3 * t->n_train + 5), sizeof *vs);
-    for (int left = 0; left < t->n_train; left++)   // leave-one-out, then 2 reorderings of it
-        for (int p = 0; p < 3; p++) {
-            View v;
-            view_init(&v, t->n_train);
-            for (int k = 0; k < t->n_train; k++)
-                if (k != left) v.demos[v.n_demos++] = t->train[k];
-            grid_copy(&v.query, &t->test[test_index].in);
-            if (p > 0) shuffle_pairs(v.demos, v.n_demos, r);
-            add_view(vs, n, 0, &v);
-        }
+    if (test_index < 0 || test_index >= t->n_test || t->n_train < leave || leave < 1 || leave > 2) return -1;
+    const int subsets = leave == 1 ? t->n_train : t->n_train * (t->n_train - 1) / 2;
+    View *vs = xcalloc((size_t)(3 * subsets + 5), sizeof *vs);
+    for (int a = 0; a < t->n_train; a++)   // each subset left out (a; or a and b), then 2 reorderings of it
+        for (int b = leave == 1 ? a : a + 1; b < t->n_train; b += leave == 1 ? t->n_train : 1)
+            for (int p = 0; p < 3; p++) {
+                View v;
+                view_init(&v, t->n_train);
+                for (int k = 0; k < t->n_train; k++)
+                    if (k != a && k != b) v.demos[v.n_demos++] = t->train[k];
+                grid_copy(&v.query, &t->test[test_index].in);
+                if (p > 0) shuffle_pairs(v.demos, v.n_demos, r);
+                add_view(vs, n, 0, &v);
+            }
     int n_plain = *n;
-    for (int k = 0; k < 5; k++) {   // each transform applied to one random plain view
+    for (int k = 0; k < 5 && n_plain; k++) {   // each transform applied to one random plain view
         View v;
         transform_view(&vs[rng_next(r) % (uint64_t)n_plain], VIEW_TFS[k], &v);
         int dup = 0;
@@ -841,6 +883,10 @@ int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
     }
     *views = vs;
     return 0;
+}
+
+int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n) {
+    return arc_views_leave(t, test_index, 1, r, views, n);
 }
 
 void arc_free_views(View *v, int n) {

@@ -71,6 +71,9 @@ int grid_invert(const Grid *g, Tf tf, Grid *out);   // -1 when g is not an image
 void grid_roll(const Grid *g, int dy, int dx, Grid *out);   // cyclic shift (numpy roll); (-dy, -dx) undoes it
 // Colour permutations keep 0 (the background) fixed: perm[0] == 0.
 void color_perm_random(Rng *r, uint8_t perm[10]);
+// SEAL's PermuteColors: the colours among cells[0..n) (0 aside) go to colours
+// not among them while there are some, the rest are permuted among themselves.
+void color_perm_unused_first(const uint8_t *cells, size_t n, Rng *r, uint8_t perm[10]);
 void color_perm_invert(const uint8_t perm[10], uint8_t inv[10]);
 void grid_recolor(const Grid *g, const uint8_t perm[10], Grid *out);
 
@@ -87,12 +90,14 @@ typedef struct {
 // train pairs, every leave-one-out and leave-two-out task; the augmentation
 // groups the self-edit enables applied to each (tasks with a grid over 30x30
 // dropped); de-duplicated; then each task again with its colours permuted (0
-// fixed; only when a group is enabled) and its demonstrations shuffled;
+// fixed; only when a group is enabled; as SEAL's PermuteColors, onto colours
+// the example does not use first) and its demonstrations shuffled;
 // de-duplicated, shuffled, at most ARC_TTT_MAX kept. Returns 0.
 int arc_ttt_examples(const Task *t, const SelfEdit *se, Rng *r, TttExample **out, int *n);
 // The same, keeping only the candidates for which keep(ex, ctx) is nonzero,
 // before the cap: SEAL drops examples of 8192 tokens or more this way.
-int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, Rng *r, int (*keep)(const TttExample *ex, void *ctx),
+// unused_colors 0: any permutation of 1..9 (color_perm_random; the demo's).
+int arc_ttt_examples_filtered(const Task *t, const SelfEdit *se, int unused_colors, Rng *r, int (*keep)(const TttExample *ex, void *ctx),
                               void *ctx, TttExample **out, int *n);
 void arc_free_examples(TttExample *ex, int n);
 
@@ -142,6 +147,9 @@ typedef struct {
 // (duplicates removed), then transpose, flip up-down, flip left-right, rot90,
 // rot180 each applied to one random view of those (skipped when it equals one).
 int arc_views(const Task *t, int test_index, Rng *r, View **views, int *n);
+// The same with leave (1 or 2) demonstrations left out of each view: SEAL's
+// fallback adds the leave-two-out views when no leave-one-out view fits.
+int arc_views_leave(const Task *t, int test_index, int leave, Rng *r, View **views, int *n);
 void arc_free_views(View *v, int n);
 int arc_unview(const View *v, const Grid *answer, Grid *out);   // answer in the original frame; -1 if invalid
 // SEAL's hierarchical vote (arclib/voting.py): the 3 best answers of all

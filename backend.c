@@ -29,6 +29,16 @@ void backend_close(Backend *b) {
 }
 
 int backend_is_cuda(const Backend *b) { return b && b->cuda; }
+
+void be_forget(Backend *b, const Model *m) {
+    for (int i = 0; b && i < b->n; i++)
+        if (b->host[i] == m) {
+            cuda_model_free(b->dev[i]);
+            for (int k = i + 1; k < b->n; k++) b->host[k - 1] = b->host[k], b->dev[k - 1] = b->dev[k];
+            b->n--;
+            return;
+        }
+}
 const char *backend_name(const Backend *b) { return backend_is_cuda(b) ? "cuda" : "cpu"; }
 
 // m on the device, its base weights uploaded the first time, with m's adapter

@@ -20,6 +20,9 @@ Backend *backend_new(int cuda, char *err);
 void backend_close(Backend *b);
 int backend_is_cuda(const Backend *b);
 const char *backend_name(const Backend *b);   // "cpu" or "cuda"
+// m's base weights changed on the host (an adapter merged in or taken out):
+// the device copy is dropped, and the next call uploads them again.
+void be_forget(Backend *b, const Model *m);
 
 // sft() on b. CUDA trains adapters only: m must have one attached.
 int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, SftStats *st, char *err);

@@ -383,6 +383,10 @@ void demo_fewshot(FewShot *fs, int quick, const Tokenizer *tok) {
     fs->max_views = sc->max_views;
     fs->max_answer_tokens = sc->max_answer_tokens;
     fs->warmup = 2;
+    // The demo keeps its own settings, not SEAL's protocol (docs/FIDELITY.md):
+    // any colour permutation, and a self-edit with a bad field drawn again.
+    fs->unused_colors = 0;
+    fs->strict_edits = 1;
     fs->oracle = "{\"data_generation\": {\"use_basic_augmentations\": false, \"use_size_augmentations\": false, "
                  "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, "
                  "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.003, \"num_train_epochs\": 8}}";

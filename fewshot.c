@@ -18,9 +18,23 @@ void fewshot_defaults(FewShot *fs) {
     fs->max_answer_tokens = 1024;
     fs->max_examples = ARC_TTT_MAX;
     fs->max_steps = ARC_MAX_STEPS;
+    fs->unused_colors = 1;
+    fs->strict_edits = 0;
+    // ttt.py's configuration: every augmentation group, output tokens, lr 1e-4, 2 epochs
     fs->oracle = "{\"data_generation\": {\"use_basic_augmentations\": true, \"use_size_augmentations\": true, "
                  "\"use_chain_augmentations\": true, \"use_repeat_augmentations\": true}, "
-                 "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.0001, \"num_train_epochs\": 1}}";
+                 "\"training\": {\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.0001, \"num_train_epochs\": 2}}";
+}
+
+RestemOpts fewshot_restem_defaults(void) {
+    RestemOpts o = restem_defaults();
+    o.keep_per_task = 0;          // BC-self-edit.py: every correct self-edit
+    o.keep_untrained = 1;         // ... trained or not
+    o.max_attempts = 1000;        // self-edit.py draws until the JSON parses; a cap, for a model that never writes JSON
+    o.sampling.temperature = 0.8f; o.sampling.top_p = 1.0f; o.sampling.max_new = 128;   // self-edit.py's SamplingParams
+    o.m_batch = 5;                // few-shot/README.md: --per_device_train_batch_size=5
+    o.merge_policy = 1;           // BC-self-edit.py merges the LoRA; the next steps run on that model
+    return o;
 }
 
 void fewshot_config_json(const FewShot *fs, cJSON *j) {
@@ -40,6 +54,78 @@ void fewshot_config_json(const FewShot *fs, cJSON *j) {
     cJSON_AddNumberToObject(j, "max_steps", fs->max_steps);
     cJSON_AddStringToObject(j, "oracle", fs->oracle ? fs->oracle : "");
     if (fs->chat != CHAT_LLAMA3) cJSON_AddStringToObject(j, "chat_format", chat_format_name(fs->chat));   // absent: older run.json files still match
+    cJSON_AddNumberToObject(j, "colors", fs->unused_colors ? 1 : 0);   // new keys: an older run.json differs, and --resume says so
+    cJSON_AddNumberToObject(j, "strict_edits", fs->strict_edits);
+    cJSON *sel = cJSON_AddArrayToObject(j, "selection");   // SEAL's entry counts, [] with --all-tasks
+    for (int i = 0; fs->selected && i < 4; i++) cJSON_AddItemToArray(sel, cJSON_CreateNumber(fs->selection[i]));
+    if (fs->eval_wrong) {
+        cJSON *w = cJSON_AddArrayToObject(j, "eval_counted_wrong");
+        for (int i = 0; i < fs->n_eval; i++)
+            if (fs->eval_wrong[i]) cJSON_AddItemToArray(w, cJSON_CreateString(fs->eval[i].id));
+    }
+}
+
+// ----------------------------------------------------------------------------
+// SEAL's task selection. An entry is one test input of a task ("<id>-<k>"),
+// in the order of SEAL's files (by id). self-edit.py --n_tasks N samples
+// self-edits, and trains LoRAs, for the tasks whose entry 0 is among the
+// first N entries (it skips "-1" entries); eval-self-edits.py --num_examples M
+// scores the first M entries of numpy's seed-0 shuffle of all entries
+// (np.random.seed(0); np.random.shuffle); a task without a LoRA submits
+// [[0]]; evaluate() counts a task right only when each of its test inputs is
+// submitted and right. SEAL's commands (few-shot/README.md): training
+// N 12, M 11; held-out N 10, M 9.
+
+typedef struct { int task, test; } Entry;
+
+static int by_id(const void *a, const void *b) { return strcmp(((const Task *)a)->id, ((const Task *)b)->id); }
+
+// One split: keeps the tasks the protocol uses (training: with a LoRA and all
+// entries scored; held-out: with an entry scored) in id order; *wrong (held-out
+// only) gets each kept task's reason to count as failed: 1 no LoRA, 2 some
+// entry unscored.
+static void select_split(Task **tasks, int *n, int lora_entries, int scored_entries, int held_out, unsigned char **wrong) {
+    qsort(*tasks, (size_t)*n, sizeof(Task), by_id);
+    int ne = 0;
+    for (int i = 0; i < *n; i++) ne += (*tasks)[i].n_test;
+    Entry *e = xcalloc((size_t)ne + 1, sizeof *e);
+    int *perm = xcalloc((size_t)ne + 1, sizeof *perm), *scored = xcalloc((size_t)*n + 1, sizeof *scored);
+    unsigned char *lora = xcalloc((size_t)*n + 1, 1);
+    for (int i = 0, k = 0; i < *n; i++)
+        for (int t = 0; t < (*tasks)[i].n_test; t++, k++) e[k] = (Entry){i, t};
+    for (int k = 0; k < ne && k < lora_entries; k++)
+        if (e[k].test == 0) lora[e[k].task] = 1;
+    for (int k = 0; k < ne; k++) perm[k] = k;
+    np_shuffle(0, perm, ne);
+    for (int k = 0; k < ne && k < scored_entries; k++) scored[e[perm[k]].task]++;
+    int m = 0;
+    if (held_out) *wrong = xcalloc((size_t)*n + 1, 1);
+    for (int i = 0; i < *n; i++) {
+        Task *t = &(*tasks)[i];
+        int keep = held_out ? scored[i] > 0 : lora[i] && scored[i] == t->n_test;
+        if (!keep) { arc_free_task(t); continue; }
+        if (held_out) (*wrong)[m] = !lora[i] ? 1 : scored[i] < t->n_test ? 2 : 0;
+        (*tasks)[m++] = *t;
+    }
+    *n = m;
+    free(e); free(perm); free(scored); free(lora);
+}
+
+void fewshot_select(FewShot *fs, const int counts[4]) {
+    memcpy(fs->selection, counts, sizeof fs->selection);
+    fs->selected = 1;
+    select_split(&fs->train, &fs->n_train, counts[0], counts[1], 0, NULL);
+    select_split(&fs->eval, &fs->n_eval, counts[2], counts[3], 1, &fs->eval_wrong);
+}
+
+static int fs_counted_wrong(const Domain *d, int split, int task, int oracle, char *why) {
+    const FewShot *fs = d->ctx;
+    if (split != SPLIT_EVAL || !fs->eval_wrong || !fs->eval_wrong[task] || (oracle && fs->eval_wrong[task] == 1)) return 0;
+    if (why)
+        snprintf(why, 256, fs->eval_wrong[task] == 1 ? "SEAL's protocol: no LoRA (entry 0 is not among the first %d entries); it submits [[0]], counted wrong"
+                                                     : "SEAL's protocol: not all test inputs among the %d scored entries; counted wrong",
+                 fs->eval_wrong[task] == 1 ? fs->selection[2] : fs->selection[3]);
+    return 1;
 }
 
 int fewshot_check(const FewShot *fs, char *err) {
@@ -49,9 +135,10 @@ int fewshot_check(const FewShot *fs, char *err) {
     for (int split = 0; split < 2; split++)
         for (int i = 0; i < (split ? fs->n_eval : fs->n_train); i++) {
             const Task *t = split ? &fs->eval[i] : &fs->train[i];
-            if (t->n_test < 1 || t->test[0].out.h < 1)   // arc.c leaves h = 0 when "output" is missing
-                return errf(err, "%s task %s (%s.json): its first test pair has no \"output\", which the reward compares answers with",
-                            split ? "held-out" : "training", t->id, t->id);
+            for (int k = 0; k < t->n_test || k == 0; k++)
+                if (k >= t->n_test || t->test[k].out.h < 1)   // arc.c leaves h = 0 when "output" is missing
+                    return errf(err, "%s task %s (%s.json): test pair %d has no \"output\", which the reward compares answers with",
+                                split ? "held-out" : "training", t->id, t->id, k);
         }
     return 0;
 }
@@ -99,58 +186,121 @@ static int short_enough(const TttExample *x, void *ctx) {
     return ok;
 }
 
-// Augmented greedy inference on the task's first test input: every view
-// answered in one batch, answers mapped back, voted to two attempts.
-static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outcome *out, char *err) {
-    View *views;
-    int nv, n_built;
-    if (arc_views(t, 0, r, &views, &n_built)) return errf(err, "%s: cannot build inference views", t->id);
-    nv = fs->max_views > 0 && n_built > fs->max_views ? fs->max_views : n_built;
-    int **ids = xcalloc(nv, sizeof(int *)), *lens = xcalloc(nv, sizeof(int)), **ans = xcalloc(nv, sizeof(int *)), *ans_len = xcalloc(nv, sizeof(int));
-    int *group = xcalloc(nv, sizeof(int)), rc = 0;
-    for (int i = 0; i < nv && !rc; i++) {
-        char *prompt = arc_prompt(views[i].demos, views[i].n_demos, &views[i].query, fs->chat);
-        lens[i] = tok_encode(fs->tok, prompt, strlen(prompt), 1, &ids[i], err);
-        free(prompt);
-        if (lens[i] < 0) rc = -1;
-        group[i] = views[i].tf;
+// A view's prompt tokens (into *ids) and, as SEAL counts it for its limit,
+// the length of prompt and true answer together (into *total).
+static int view_tokens(const FewShot *fs, const Task *t, int test, const View *v, int **ids, int *total, char *err) {
+    char *prompt = arc_prompt(v->demos, v->n_demos, &v->query, fs->chat);
+    int len = tok_encode(fs->tok, prompt, strlen(prompt), 1, ids, err);
+    free(prompt);
+    if (len < 0) return -1;
+    Grid g;
+    *total = len;
+    if (grid_apply(&t->test[test].out, v->tf, &g) == 0) {
+        char *a = arc_answer(&g);
+        int *aid, al = tok_encode(fs->tok, a, strlen(a), 0, &aid, err);
+        free(a);
+        if (al < 0) { free(*ids); *ids = NULL; return -1; }
+        free(aid);
+        *total += al + 1;   // and the end of turn
+    }
+    return len;
+}
+
+// Builds test input `test`'s views (leave = 1: leave-one-out; 2: SEAL's
+// fallback, leave-one-out and leave-two-out together), at most max_views.
+static int build_views(const FewShot *fs, const Task *t, int test, int leave, Rng *r, View **views, int *nv, int *n_built) {
+    View *a, *b = NULL;
+    int na, nb = 0;
+    if (arc_views_leave(t, test, 1, r, &a, &na)) return -1;
+    if (leave == 2 && t->n_train >= 2 && arc_views_leave(t, test, 2, r, &b, &nb)) { arc_free_views(a, na); return -1; }
+    if (nb) {
+        a = xrealloc(a, (size_t)(na + nb), sizeof *a);
+        memcpy(a + na, b, (size_t)nb * sizeof *b);
+    }
+    free(b);
+    *views = a;
+    *n_built = na + nb;
+    *nv = fs->max_views > 0 && *n_built > fs->max_views ? fs->max_views : *n_built;
+    return 0;
+}
+
+typedef struct { int views, valid, too_long, fallback; } InferStats;
+
+// Augmented greedy inference on one test input: the views whose prompt and
+// answer are under max_tokens (SEAL's filter; and whose prompt fits the
+// model's context) answered in one batch, mapped back, voted to two attempts.
+// When no leave-one-out view fits, SEAL's fallback: the leave-two-out views
+// too. *right: one of the attempts is the solution.
+static int answer_test(const FewShot *fs, Model *m, const Task *t, int test, Rng *r, int *right, InferStats *st, char *err) {
+    View *views = NULL;
+    int nv = 0, n_built = 0, rc = 0, n_fit = 0;
+    int **ids = NULL, *fit = NULL, *lens = NULL;
+    *right = 0;
+    for (int leave = 1; leave <= 2 && !n_fit && !rc; leave++) {
+        if (views) { for (int i = 0; i < nv; i++) free(ids[i]); free(ids); free(fit); free(lens); arc_free_views(views, n_built); }
+        if (build_views(fs, t, test, leave, r, &views, &nv, &n_built)) return errf(err, "%s: cannot build inference views", t->id);
+        ids = xcalloc((size_t)nv + 1, sizeof(int *));
+        fit = xcalloc((size_t)nv + 1, sizeof(int));
+        lens = xcalloc((size_t)nv + 1, sizeof(int));
+        n_fit = 0;
+        for (int i = 0; i < nv && !rc; i++) {
+            int total;
+            lens[i] = view_tokens(fs, t, test, &views[i], &ids[i], &total, err);
+            if (lens[i] < 0) rc = -1;
+            else if (lens[i] < m->c.max_pos && total < fs->max_tokens) fit[n_fit++] = i;
+        }
+        if (leave == 2) st->fallback++;
     }
     SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0};
     int stop[9], n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
     for (int i = 0; i < n_stop; i++) has_eot |= (stop[i] = m->c.eos[i]) == fs->eot;
     if (!has_eot) stop[n_stop++] = fs->eot;
-    // A view whose prompt fills the model's context is dropped, as SEAL drops
-    // queries of max_tokens or more: it gets no answer. The others go in one batch.
-    int n_fit = 0, *fit = xcalloc(nv, sizeof(int)), **fit_ans = xcalloc(nv, sizeof(int *)), *fit_len = xcalloc(nv, sizeof(int));
-    const int **fit_ids = xcalloc(nv, sizeof(int *));
-    int *fit_prompt = xcalloc(nv, sizeof(int));
-    for (int i = 0; i < nv && !rc; i++)
-        if (lens[i] < m->c.max_pos) { fit_ids[n_fit] = ids[i]; fit_prompt[n_fit] = lens[i]; fit[n_fit++] = i; }
-    if (!rc && n_fit) rc = be_generate(fs->be, m, fit_ids, fit_prompt, n_fit, &greedy, stop, n_stop, NULL, NULL, fit_ans, fit_len, err);
-    for (int j = 0; j < n_fit; j++) { ans[fit[j]] = fit_ans[j]; ans_len[fit[j]] = fit_len[j]; }
-    free(fit); free(fit_ans); free(fit_len); free(fit_ids); free(fit_prompt);
-    Grid *answers = xcalloc(nv, sizeof(Grid)), top[2];
-    int valid = 0;
-    for (int i = 0; i < nv && !rc; i++) {
-        if (!ans[i]) { answers[i].h = 0; continue; }   // dropped: too long
+    const int **fit_ids = xcalloc((size_t)n_fit + 1, sizeof(int *));
+    int *fit_len = xcalloc((size_t)n_fit + 1, sizeof(int)), **ans = xcalloc((size_t)n_fit + 1, sizeof(int *)), *ans_len = xcalloc((size_t)n_fit + 1, sizeof(int));
+    for (int j = 0; j < n_fit; j++) { fit_ids[j] = ids[fit[j]]; fit_len[j] = lens[fit[j]]; }
+    if (!rc && n_fit) rc = be_generate(fs->be, m, fit_ids, fit_len, n_fit, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
+    Grid *answers = xcalloc((size_t)n_fit + 1, sizeof(Grid)), top[2];
+    int *group = xcalloc((size_t)n_fit + 1, sizeof(int));
+    for (int j = 0; j < n_fit && !rc; j++) {
         size_t len;
-        char *text = tok_decode(fs->tok, ans[i], ans_len[i] > 0 && ans[i][ans_len[i] - 1] == fs->eot ? ans_len[i] - 1 : ans_len[i], &len, err);
+        const int *a = ans[j];
+        char *text = tok_decode(fs->tok, a, ans_len[j] > 0 && a[ans_len[j] - 1] == fs->eot ? ans_len[j] - 1 : ans_len[j], &len, err);
         Grid g;
-        if (text && grid_parse(text, &g) == 0 && arc_unview(&views[i], &g, &answers[i]) == 0) valid++;
-        else answers[i].h = 0;   // h = 0 marks an invalid answer
+        group[j] = views[fit[j]].tf;
+        if (text && grid_parse(text, &g) == 0 && arc_unview(&views[fit[j]], &g, &answers[j]) == 0) st->valid++;
+        else answers[j].h = 0;   // h = 0 marks an invalid answer
         free(text);
     }
     if (!rc) {
-        int n_top = arc_vote(answers, group, nv, top);
-        out->reward = (float)arc_pass2(top, n_top, &t->test[0].out);
-        cJSON_AddNumberToObject(out->metrics, "views", nv);
-        cJSON_AddNumberToObject(out->metrics, "valid_answers", valid);
-        if (n_fit < nv) cJSON_AddNumberToObject(out->metrics, "views_too_long", nv - n_fit);
+        int n_top = n_fit ? arc_vote(answers, group, n_fit, top) : 0;   // no view fits: no answer, as SEAL's invalid task
+        *right = n_top > 0 && arc_pass2(top, n_top, &t->test[test].out);
+        st->views += n_fit;
+        if (n_fit < nv) st->too_long += nv - n_fit;
     }
-    for (int i = 0; i < nv; i++) { free(ids[i]); free(ans[i]); }
-    free(ids); free(lens); free(ans); free(ans_len); free(group); free(answers);
+    for (int i = 0; i < nv; i++) free(ids[i]);
+    for (int j = 0; j < n_fit; j++) free(ans[j]);
+    free(ids); free(fit); free(lens); free(fit_ids); free(fit_len); free(ans); free(ans_len); free(answers); free(group);
     arc_free_views(views, n_built);   // every view built, not only those used
     return rc;
+}
+
+// SEAL's scoring of a task: right when every test input is (eval.py evaluate).
+static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outcome *out, char *err) {
+    InferStats st = {0};
+    int all = 1, rc = 0;
+    for (int k = 0; k < t->n_test && !rc; k++) {
+        int right;
+        rc = answer_test(fs, m, t, k, r, &right, &st, err);
+        all &= right;
+    }
+    if (rc) return rc;
+    out->reward = (float)all;
+    cJSON_AddNumberToObject(out->metrics, "views", st.views);
+    cJSON_AddNumberToObject(out->metrics, "valid_answers", st.valid);
+    if (t->n_test > 1) cJSON_AddNumberToObject(out->metrics, "tests", t->n_test);
+    if (st.too_long) cJSON_AddNumberToObject(out->metrics, "views_too_long", st.too_long);
+    if (st.fallback) cJSON_AddNumberToObject(out->metrics, "views_fallback", st.fallback);
+    return 0;
 }
 
 // The inner loop: a fresh LoRA l on the student, trained on the self-edit's
@@ -178,6 +328,16 @@ static int ttt(const FewShot *fs, Model *m, Lora *l, const SelfEdit *se, Example
     return rc;
 }
 
+// What SEAL's self-edit.py needs to get as far as training: JSON (it draws
+// again when json.loads fails) whose "data_generation" and "training" are
+// objects (it reads their items before anything else).
+static int json_sections(const char *edit) {
+    cJSON *j = cJSON_ParseWithOpts(edit, NULL, 1);
+    int ok = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "data_generation")) && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "training"));
+    cJSON_Delete(j);
+    return ok;
+}
+
 static int fs_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
     const FewShot *fs = d->ctx;
     const Task *t = task_of(fs, split, task);
@@ -186,11 +346,19 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
     out->metrics = cJSON_CreateObject();
     SelfEdit se;
     if (!edit) { out->valid = 1; return infer_reward(fs, m, t, &r, out, err); }
-    if (selfedit_parse(edit, &se, out->why)) return 0;   // invalid: no training, reward 0
+    if (selfedit_parse(edit, &se, out->why)) {
+        if (fs->strict_edits || !json_sections(edit)) return 0;   // invalid: drawn again; else reward 0
+        // SEAL's fallback (self-edit.py): a JSON self-edit with a field it cannot
+        // use trains 0 epochs; the unadapted model answers, and it is scored.
+        out->valid = 1;
+        size_t l = strlen(out->why);
+        snprintf(out->why + l, sizeof out->why - l, "; trained 0 epochs, as SEAL does");
+        return infer_reward(fs, m, t, &r, out, err);
+    }
     out->valid = 1;
     TttExample *tx;
     int n;
-    arc_ttt_examples_filtered(t, &se, &r, short_enough, (void *)fs, &tx, &n);
+    arc_ttt_examples_filtered(t, &se, fs->unused_colors, &r, short_enough, (void *)fs, &tx, &n);
     if (n > fs->max_examples) {   // already shuffled: the first ones are a random subset
         while (n > fs->max_examples) free(tx[--n].demos);
     }
@@ -221,5 +389,5 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
 void fewshot_domain(Domain *d, FewShot *fs) {
     *d = (Domain){.name = "fewshot-arc", .n_train = fs->n_train, .n_eval = fs->n_eval, .n_probe = fs->n_eval, .ctx = fs,
                   .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
-                  .paper = {0.0, 0.20, 0.725, 1.0}, .be = fs->be};
+                  .paper = {0.0, 0.20, 0.725, 1.0}, .be = fs->be, .counted_wrong = fs_counted_wrong};
 }

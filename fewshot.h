@@ -22,16 +22,34 @@ typedef struct FewShot {
     float lora_alpha;
     unsigned lora_targets;
     const char *oracle;           // the fixed configuration reported as the oracle
+    int unused_colors;            // TTT colour permutations onto unused colours first (SEAL's PermuteColors); 0: any
+    int strict_edits;             // a self-edit with a bad field is invalid (drawn again); 0: SEAL's 0 epochs, scored
+    int selected;                 // fewshot_select ran: SEAL's task selection
+    int selection[4];             // its entry counts: training LoRAs, training scored, held-out LoRAs, held-out scored
+    unsigned char *eval_wrong;    // per held-out task: 0, or why SEAL counts it failed (1 no LoRA, 2 an entry unscored)
 } FewShot;
 
 // SEAL's defaults: r=128, alpha=16 on q, v, gate, up, down; batch 2; 11
-// warm-up steps; examples of 8192 tokens or more dropped.
+// warm-up steps; examples and views of 8192 tokens or more dropped; colour
+// permutations onto unused colours; SEAL's 0-epoch fallback for bad fields;
+// the oracle is ttt.py's configuration (all groups, lr 1e-4, 2 epochs).
 void fewshot_defaults(FewShot *fs);
 void fewshot_domain(Domain *d, FewShot *fs);
+// SEAL's few-shot ReST^EM values where they differ from restem_defaults:
+// sampling 0.8 / top-p 1 / 128 tokens, up to 1000 draws until the JSON parses,
+// every correct self-edit kept (no cap, trained or not), M-step batch 5, the
+// M-step adapter merged into the student (docs/FIDELITY.md).
+RestemOpts fewshot_restem_defaults(void);
 // What the run needs before it starts: an oracle that is a valid self-edit,
 // and every task's first test pair with its output (the reward's answer key).
 int fewshot_check(const FewShot *fs, char *err);
 void fewshot_config_json(const FewShot *fs, cJSON *into);
+// SEAL's selection of tasks (fewshot.c: entries, self-edit.py --n_tasks,
+// eval-self-edits.py --num_examples) with counts {training N, training M,
+// held-out N, held-out M}; SEAL's: {12, 11, 10, 9}. Reorders both splits by id
+// and frees the tasks left out.
+#define SEAL_SELECTION {12, 11, 10, 9}
+void fewshot_select(FewShot *fs, const int counts[4]);
 
 // The training sequences of a self-edit's TTT data (exposed for tests).
 int fewshot_examples(const FewShot *fs, const TttExample *ex, int n, int output_only, Example **out, char *err);

@@ -58,6 +58,8 @@ typedef struct {
     Run *run;
     const RestemOpts *o;
     Lora *adapter;                // the policy's trained part; NULL = the base policy
+    int merged;                   // merge_policy: the adapter is in the student's weights now
+    float **saved;                // then: the base weights it replaced, per (layer, projection)
     int policy_version;           // counts the adapter's changes
     int sent_version;             // the version the worker ranks hold (rank 0)
     uint64_t setup;               // setup_hash, with several ranks
@@ -102,7 +104,51 @@ static uint64_t key_seed(const Seal *s, const char *what, int round, int task, i
     return mix(mix(mix(mix(h, round), task), sample), attempt);
 }
 
+// merge_policy, when the policy is the student: in the phases that adapt or
+// probe the policy, the student is the policy with its adapter merged into the
+// weights (W += s B A), as SEAL's BC-self-edit.py merges the M-step LoRA and
+// the next step's test-time training runs on that model. The base weights are
+// copied first and copied back (exactly) for the other phases and the M-step.
+static void student_restore(Seal *s) {
+    if (!s->merged) return;
+    const Model *m = s->student;
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const Linear *x = &m->layers[l].proj[p];
+            if (s->saved[l * N_PROJ + p]) memcpy(x->w, s->saved[l * N_PROJ + p], (size_t)x->out * x->in * sizeof(float));
+        }
+    s->merged = 0;
+    be_forget(s->d->be, s->student);
+}
+
+static void student_merge(Seal *s) {
+    if (s->merged || !s->adapter) return;
+    Model *m = s->student;
+    if (!s->saved) s->saved = xcalloc((size_t)m->c.n_layers * N_PROJ, sizeof(float *));
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const Linear *x = &m->layers[l].proj[p];
+            float **keep = &s->saved[l * N_PROJ + p];
+            if (!(s->adapter->targets >> p & 1)) continue;
+            if (!*keep) *keep = xmalloc((size_t)x->out * x->in * sizeof(float));
+            memcpy(*keep, x->w, (size_t)x->out * x->in * sizeof(float));
+        }
+    lora_merge(m, s->adapter, 1.0f);
+    s->merged = 1;
+    be_forget(s->d->be, s->student);
+}
+
+// The student as a phase needs it: merged in the phases that use the policy.
+static void student_for(Seal *s, Phase p) {
+    if (s->o->merge_policy && s->policy == s->student && (p == PHASE_TRAIN || p == PHASE_EVAL || p == PHASE_PROBE)) student_merge(s);
+    else student_restore(s);
+}
+
+// What to attach to the policy to get it: nothing when it is merged in.
+static Lora *policy_lora(const Seal *s) { return s->merged ? NULL : s->adapter; }
+
 static void set_adapter(Seal *s, Lora *l) {
+    student_restore(s);
     if (s->adapter) { lora_free(s->adapter); free(s->adapter); }
     s->adapter = l;
     s->policy_version++;
@@ -140,7 +186,7 @@ static int draw_edits(Seal *s, const char *prompt, const uint64_t *seeds, int B,
     const int **prompts = xcalloc((size_t)B, sizeof *prompts), **outs = xcalloc((size_t)B, sizeof *outs);
     int *lens = xcalloc((size_t)B, sizeof(int)), *out_lens = xcalloc((size_t)B, sizeof(int));
     for (int b = 0; b < B; b++) prompts[b] = ids, lens[b] = n;
-    model_attach_lora(s->policy, s->adapter);
+    model_attach_lora(s->policy, policy_lora(s));
     int rc = be_generate(s->d->be, s->policy, prompts, lens, B, &so, s->policy->c.eos, s->policy->c.n_eos, NULL, NULL, (int **)outs, out_lens, err);
     model_attach_lora(s->policy, NULL);
     for (int b = 0; b < B; b++) {
@@ -198,7 +244,7 @@ static char *draw_edit(Seal *s, const Batch *b, int task, int k, int attempt, co
 // The domain's inner loop and reward for one task (edit NULL: no adaptation).
 static int reward(Seal *s, Phase phase, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
     if (phase != PHASE_PROBE) return s->d->evaluate(s->d, s->student, PHASE_DOES[phase].split, task, edit, seed, out, err);
-    model_attach_lora(s->policy, s->adapter);
+    model_attach_lora(s->policy, policy_lora(s));
     int rc = s->d->evaluate(s->d, s->policy, SPLIT_PROBE, task, edit, seed, out, err);
     model_attach_lora(s->policy, NULL);
     return rc;
@@ -214,6 +260,16 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
     char *prompt = s->d->prompt(s->d, split, job->task);
     const uint64_t prompt_hash = hash_str(prompt), policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0;
     int rc = 0;
+    student_for(s, b->phase);
+    if (s->d->counted_wrong && b->phase != PHASE_PROBE && s->d->counted_wrong(s->d, split, job->task, apply == APPLY_ORACLE_EDIT, NULL)) {
+        Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = job->attempt, .final = 1,
+                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, job->attempt), .prompt_hash = prompt_hash,
+                  .policy_hash = policy_hash, .task_id = xstrdup(s->d->task_name(s->d, split, job->task))};
+        s->d->counted_wrong(s->d, split, job->task, apply == APPLY_ORACLE_EDIT, e.why);   // no self-edit, no answer: reward 0
+        edits_push(out, &e);
+        free(prompt);
+        return 0;
+    }
     for (int attempt = job->attempt, final = 0; !final && !rc; attempt++) {
         Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = attempt,
                   .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = prompt_hash,
@@ -242,18 +298,19 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
 }
 
 // A self-edit worth learning from: valid, trained, rewarded at least the threshold.
+// keep_untrained: trained or not (SEAL's BC-self-edit.py keeps every correct one).
 static int rewarded(const Seal *s, const Edit *e) {
-    return e && e->valid && e->trained && e->edit && e->reward >= s->o->threshold;
+    return e && e->valid && (e->trained || s->o->keep_untrained) && e->edit && e->reward >= s->o->threshold;
 }
 
 // The threshold filter: a rewarded self-edit of a training task is kept when
 // fewer than keep_per_task of its task's earlier samples (by sample index,
-// whenever they were logged) were rewarded.
+// whenever they were logged) were rewarded; keep_per_task 0: always.
 static int passes_filter(const Seal *s, const Edit *e) {
     if (s->o->best_per_task || e->phase != PHASE_TRAIN || !e->final || !rewarded(s, e)) return 0;
     int before = 0;
     for (int k = 0; k < e->sample; k++) before += rewarded(s, run_find(s->run, PHASE_TRAIN, e->round, e->task, k));
-    return before < s->o->keep_per_task;
+    return s->o->keep_per_task <= 0 || before < s->o->keep_per_task;
 }
 
 // Rank 0: a pair's attempts into the log, each appended (fsync'd) whole.
@@ -310,7 +367,7 @@ static int select_best(Seal *s, int round, int *selected, char *err) {
             const Edit *e = run_find(s->run, PHASE_TRAIN, round, t, k);
             cand[k] = rewarded(s, e) && e->reward > base ? e : NULL;
         }
-        for (int rank = 0; rank < s->o->keep_per_task; rank++) {
+        for (int rank = 0; s->o->keep_per_task <= 0 || rank < s->o->keep_per_task; rank++) {
             int best = -1;
             for (int k = 0; k < K; k++)
                 if (cand[k] && (best < 0 || cand[k]->reward > cand[best]->reward)) best = k;
@@ -362,6 +419,7 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
     Example *ex;
     int n;
     *out = NULL;
+    student_restore(s);   // the M-step trains from the base policy
     if (mstep_examples(s, round, &ex, &n, err)) return -1;
     m->mstep_examples = n;
     if (!n) return 0;
@@ -447,6 +505,23 @@ static int serve(Seal *s, char *err);
 static void end_workers(void);
 
 // ----------------------------------------------------------------------------
+// How many draws the policy's self-edits took (an invalid one is drawn again,
+// up to max_attempts draws): report "draws" {"self_edits", "draws", "most"}.
+static void report_draws(const Seal *s, cJSON *report) {
+    int edits = 0, draws = 0, most = 0;
+    for (int i = 0; i < s->run->n_edits; i++) {
+        const Edit *e = s->run->edits[i];
+        if (PHASE_DOES[e->phase].apply != APPLY_POLICY_EDIT || !e->edit) continue;
+        draws++;
+        if (e->final) edits++, most = e->attempt + 1 > most ? e->attempt + 1 : most;
+    }
+    cJSON *j = cJSON_AddObjectToObject(report, "draws");
+    cJSON_AddNumberToObject(j, "self_edits", edits);
+    cJSON_AddNumberToObject(j, "draws", draws);
+    cJSON_AddNumberToObject(j, "most", most);
+    cJSON_AddNumberToObject(j, "max_attempts", s->o->max_attempts);
+}
+
 // The loop. Rank 0's part (all of it without workers): round 0, then the rounds.
 static int seal_rounds(Seal *s, cJSON *report, char *err) {
     const Domain *d = s->d;
@@ -475,6 +550,7 @@ static int seal_rounds(Seal *s, cJSON *report, char *err) {
     int diverged = 0;   // self-edits whose training diverged: not trained, reward 0
     for (int i = 0; i < s->run->n_edits; i++) diverged += s->run->edits[i]->final && !strncmp(s->run->edits[i]->why, SFT_DIVERGED, strlen(SFT_DIVERGED));
     if (diverged) cJSON_AddNumberToObject(report, "diverged", diverged);
+    report_draws(s, report);
     if (!o->quiet) progress_end();
     return rc;
 }
@@ -487,7 +563,9 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
     if (ranks_size() > 1) s.setup = setup_hash(&s);
     int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
     if (ranks_root()) end_workers();
-    set_adapter(&s, NULL);
+    set_adapter(&s, NULL);   // the student's base weights back, when they were merged
+    for (int i = 0; s.saved && i < student->c.n_layers * N_PROJ; i++) free(s.saved[i]);
+    free(s.saved);
     drawn_clear(&s);
     return rc;
 }
@@ -594,6 +672,8 @@ void restem_opts_json(const RestemOpts *o, cJSON *j) {
     cJSON_AddNumberToObject(j, "max_attempts", o->max_attempts);
     cJSON_AddNumberToObject(j, "threshold", o->threshold);
     if (o->best_per_task) cJSON_AddNumberToObject(j, "best_per_task", 1);   // absent when off: older run.json files still match
+    if (o->keep_untrained) cJSON_AddNumberToObject(j, "keep_untrained", 1);   // the same
+    if (o->merge_policy) cJSON_AddNumberToObject(j, "merge_policy", 1);
     cJSON_AddNumberToObject(j, "temperature", o->sampling.temperature);
     cJSON_AddNumberToObject(j, "top_k", o->sampling.top_k);
     cJSON_AddNumberToObject(j, "top_p", o->sampling.top_p);
@@ -629,6 +709,11 @@ void restem_report_markdown(const cJSON *report, FILE *out) {
         fprintf(out, "| %s | %.1f%% | %s | %d |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,
                 100 * cJSON_GetObjectItemCaseSensitive(r, "ours")->valuedouble, p, cJSON_GetObjectItemCaseSensitive(r, "n")->valueint);
     }
+    const cJSON *draws = cJSON_GetObjectItemCaseSensitive(report, "draws"), *de = cJSON_GetObjectItemCaseSensitive(draws, "self_edits");
+    if (cJSON_IsNumber(de) && de->valueint > 0)
+        fprintf(out, "\n%d self-edits took %d draws (at most %d for one; an invalid one is drawn again, up to %d draws)\n", de->valueint,
+                cJSON_GetObjectItemCaseSensitive(draws, "draws")->valueint, cJSON_GetObjectItemCaseSensitive(draws, "most")->valueint,
+                cJSON_GetObjectItemCaseSensitive(draws, "max_attempts")->valueint);
     const cJSON *diverged = cJSON_GetObjectItemCaseSensitive(report, "diverged");
     if (cJSON_IsNumber(diverged))
         fprintf(out, "\n%d self-edits' training diverged (a NaN or Inf loss): counted as not trained, reward 0 (edits.jsonl \"why\")\n", diverged->valueint);

@@ -32,16 +32,24 @@ struct Domain {
     const char *eot;              // the token closing a turn in the prompt's chat format (chat_eot), which
                                   // ends each self-edit of the M-step data; NULL: "<|eot_id|>"
     double paper[4];              // the paper's numbers: no adaptation, untrained, SEAL, oracle (NaN: none)
+    // Optional: nonzero when the protocol counts the task as failed without
+    // running it (oracle: in the oracle phase), writing why (256 bytes) when
+    // why is not NULL. Such a pair is logged with reward 0 and no self-edit.
+    int (*counted_wrong)(const Domain *d, int split, int task, int oracle, char *why);
     Backend *be;                  // where sampling and training run (backend.h; NULL: the CPU)
 };
 enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_PROBE };
 
 typedef struct {
-    int rounds, samples, eval_samples, keep_per_task, max_attempts;
+    int rounds, samples, eval_samples, keep_per_task, max_attempts;   // keep_per_task 0: no cap
     float threshold;              // accept rewards >= threshold (binary reward: 1)
     int best_per_task;            // instead, once a task's samples are scored, accept its keep_per_task best
                                   // that reach threshold and beat the task's no-edit reward (logged as "select" lines)
     SampleOpts sampling;          // how self-edits are drawn from the policy
+    int keep_untrained;           // the filter also keeps rewarded self-edits that got no training
+    int merge_policy;             // with no teacher: the policy's adapter is merged into the student for the
+                                  // phases that use the policy (TTT and answers on the trained model), not
+                                  // only attached while sampling
     int m_rank, m_epochs, m_batch;
     float m_alpha, m_lr;
     unsigned m_targets;

@@ -78,7 +78,7 @@ static const struct Range {
     IN("--top-k", 0, MAX_TOKENS, B_VOCAB),   ABOVE("--top-p", 0, 1),
     // ReST^EM
     IN("--rounds", 0, 1000, B_NONE),   IN("--samples", 1, 10000, B_NONE),   IN("--eval-samples", 1, 10000, B_NONE),
-    IN("--keep", 1, 10000, B_NONE),   IN("--attempts", 1, 100, B_NONE),   IN("--threshold", 0, 1, B_NONE),
+    IN("--keep", 0, 10000, B_NONE),   IN("--attempts", 1, 100000, B_NONE),   IN("--threshold", 0, 1, B_NONE),
     IN("--max-retention-drop", 0, 1, B_NONE),   IN("--m-rank", 1, MAX_TOKENS, B_WIDTH),   ABOVE("--m-alpha", 0, 1e4),
     ABOVE("--m-lr", 0, 1),   IN("--m-epochs", 1, 1000, B_NONE),   IN("--m-batch", 1, 10000, B_NONE),
     // inner loops
@@ -88,7 +88,8 @@ static const struct Range {
     IN("--max-doc-tokens", 2, MAX_TOKENS, B_CONTEXT),   IN("--cpt-epochs", 1, 1000, B_NONE),   ABOVE("--cpt-lr", 0, 1),
     IN("--cpt-batch", 1, 10000, B_NONE),
     // data, runs, ranks
-    IN("--n-train", 1, MAX_N, B_NONE),   IN("--n-eval", 1, MAX_N, B_NONE),   IN("--n-probe", 0, MAX_N, B_NONE),
+    IN("--train-entries", 1, MAX_N, B_NONE),   IN("--train-scored", 1, MAX_N, B_NONE),   IN("--eval-entries", 1, MAX_N, B_NONE),
+    IN("--eval-scored", 1, MAX_N, B_NONE),   IN("--n-train", 1, MAX_N, B_NONE),   IN("--n-eval", 1, MAX_N, B_NONE),   IN("--n-probe", 0, MAX_N, B_NONE),
     IN("--max-context-tokens", 0, MAX_TOKENS, B_CONTEXT),   IN("--to", 0, 1000, B_NONE),   IN("--gpus-per-node", 0, 1024, B_NONE),
 #undef IN
 #undef ABOVE
@@ -632,23 +633,43 @@ static void experiment_free(Experiment *x) {
 }
 
 // seal fewshot's flags that name what to load.
-typedef struct { const char *train_dir, *eval_dir, *train_ids, *eval_ids, *seal_tasks, *targets; } FewShotArgs;
+typedef struct {
+    const char *train_dir, *eval_dir, *train_ids, *eval_ids, *seal_tasks, *targets;
+    int all_tasks, attach_policy, trained_only, any_colors, selection[4];
+} FewShotArgs;
 
 // Checks the flags and sets what they choose in fs: 0, 2 after a usage
 // message, or 1 after an error (an output path that cannot be written).
-static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot *fs) {
+static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot *fs, RestemOpts *o) {
     if (!x->model_dir || !a->train_dir || !a->eval_dir || !x->out) return usage_error("fewshot", "--model, --train-dir, --eval-dir and --out are required", NULL);
     char err[ERR_MAX];
     if (!(fs->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("fewshot", err, "--lora-targets");
+    o->merge_policy = !a->attach_policy;
+    o->keep_untrained = !a->trained_only;
+    fs->unused_colors = !a->any_colors;
     return experiment_outputs(x);
 }
 
 // Both splits' tasks, the models and the tokenizer, whose chat format must have a token that ends a turn.
 static int fewshot_load(const FewShotArgs *a, Experiment *x, FewShot *fs, char *err) {
     if (load_split(a->train_dir, a->train_ids, a->seal_tasks, "train", &fs->train, &fs->n_train, err) ||
-        load_split(a->eval_dir, a->eval_ids, a->seal_tasks, "eval", &fs->eval, &fs->n_eval, err) || fewshot_check(fs, err) ||
-        experiment_load(x, err))
+        load_split(a->eval_dir, a->eval_ids, a->seal_tasks, "eval", &fs->eval, &fs->n_eval, err) || fewshot_check(fs, err))
         return -1;
+    if (!a->all_tasks) {
+        int n_train = fs->n_train, n_eval = fs->n_eval;
+        fewshot_select(fs, a->selection);
+        if (!fs->n_train || !fs->n_eval)
+            return errf(err, "SEAL's task selection (--train-entries %d --train-scored %d --eval-entries %d --eval-scored %d) leaves no %s task; "
+                        "--all-tasks uses every task", a->selection[0], a->selection[1], a->selection[2], a->selection[3], fs->n_train ? "held-out" : "training");
+        if (ranks_root()) {
+            int wrong = 0;
+            for (int i = 0; i < fs->n_eval; i++) wrong += fs->eval_wrong[i] != 0;
+            fprintf(stderr, "seal fewshot: SEAL's task selection: %d of %d training tasks get self-edits and are scored, %d of %d held-out tasks are "
+                    "scored (%d of them counted wrong: no LoRA or an unscored test input); --all-tasks uses every task\n",
+                    fs->n_train, n_train, fs->n_eval, n_eval, wrong);
+        }
+    }
+    if (experiment_load(x, err)) return -1;
     fs->tok = x->tok;
     fs->chat = x->chat;
     fs->be = x->be;
@@ -678,10 +699,10 @@ static int fewshot_run(Experiment *x, FewShot *fs, const RestemOpts *o, char *er
 }
 
 static int cmd_fewshot(int argc, char **argv) {
-    FewShotArgs a = {.targets = "q_proj,v_proj,gate_proj,up_proj,down_proj"};
+    FewShotArgs a = {.targets = "q_proj,v_proj,gate_proj,up_proj,down_proj", .selection = SEAL_SELECTION};
     const char *pos[1];
     Experiment x = {.backend = "auto"};
-    RestemOpts o = restem_defaults();
+    RestemOpts o = fewshot_restem_defaults();   // fewshot.c
     FewShot fs = {0};
     fewshot_defaults(&fs);
     Flag flags[] = {
@@ -691,22 +712,32 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--train-ids", F_STR, &a.train_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
         {"--eval-ids", F_STR, &a.eval_ids, "comma-separated task ids (default: --seal-tasks, else every task)"},
         {"--seal-tasks", F_STR, &a.seal_tasks, "a JSON file with \"train\" and \"eval\" id lists (SEAL's selection)"},
+        {"--train-entries", F_INT, &a.selection[0], "SEAL's selection: training tasks whose entry 0 is among the first N entries (by id) get self-edits"},
+        {"--train-scored", F_INT, &a.selection[1], "SEAL's selection: ... and are scored when all their entries are among numpy's seed-0 shuffle's first N"},
+        {"--eval-entries", F_INT, &a.selection[2], "SEAL's selection: held-out tasks that get self-edit LoRAs (the others count wrong)"},
+        {"--eval-scored", F_INT, &a.selection[3], "SEAL's selection: held-out entries scored (seed-0 shuffle); the report's n"},
+        {"--all-tasks", F_BOOL, &a.all_tasks, "no SEAL selection: every task gets self-edits and is scored"},
         RUN_FLAGS(x, o, "task"),
-        {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most"},
-        {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones are invalid"},
+        {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most, 0 = all (SEAL)"},
+        {"--keep-trained-only", F_BOOL, &a.trained_only, "the filter keeps only self-edits that trained (SEAL keeps every correct one)"},
+        {"--attempts", F_INT, &o.max_attempts, "draws per self-edit while its JSON does not parse"},
+        {"--strict-edits", F_BOOL, &fs.strict_edits, "a self-edit with a missing or out-of-range field is drawn again (SEAL: 0 epochs, scored)"},
+        {"--attach-policy", F_BOOL, &a.attach_policy, "the M-step adapter only attached while sampling; TTT and answers on the base (SEAL merges it)"},
+        {"--any-colors", F_BOOL, &a.any_colors, "TTT colour permutations: any of 1..9 (SEAL: unused colours first)"},
         SAMPLING_FLAGS(o),
         {"--lora-r", F_INT, &fs.lora_r, "inner-loop LoRA rank"},
         {"--lora-alpha", F_FLOAT, &fs.lora_alpha, "inner-loop LoRA alpha"},
         {"--lora-targets", F_STR, &a.targets, "inner-loop LoRA modules"},
         {"--batch", F_INT, &fs.batch, "inner-loop batch size"},
         {"--warmup", F_INT, &fs.warmup, "inner-loop warm-up steps"},
-        {"--max-tokens", F_INT, &fs.max_tokens, "drop TTT examples this long or longer"},
+        {"--max-tokens", F_INT, &fs.max_tokens, "drop TTT examples and inference views (prompt and answer) this long or longer"},
         {"--max-examples", F_INT, &fs.max_examples, "TTT examples per self-edit at most (SEAL: 250)"},
         {"--max-steps", F_INT, &fs.max_steps, "a self-edit over this many optimizer steps gets no training (SEAL: 375)"},
         {"--max-views", F_INT, &fs.max_views, "inference views per reward, 0 = all"},
         {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
         {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
         MSTEP_FLAGS(o),
+        {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
         OUTPUT_FLAGS(x),
     };
     const int nf = sizeof flags / sizeof flags[0];
@@ -720,13 +751,14 @@ static int cmd_fewshot(int argc, char **argv) {
     }
     int npos, rc;
     if ((rc = parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) || (rc = experiment_begin("fewshot", &x))) return rc;
-    if ((rc = fewshot_configure(&a, &x, &fs))) return rc;
+    if ((rc = fewshot_configure(&a, &x, &fs, &o))) return rc;
     char err[ERR_MAX];
     rc = fewshot_load(&a, &x, &fs, err) || experiment_bounds(&x, flags, nf, err) || fewshot_run(&x, &fs, &o, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
     experiment_free(&x);
     arc_free_tasks(fs.train, fs.n_train);
     arc_free_tasks(fs.eval, fs.n_eval);
+    free(fs.eval_wrong);
     return rc ? 1 : 0;
 }
 

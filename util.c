@@ -225,6 +225,46 @@ uint64_t rng_next(Rng *r) {   // xoshiro256**
     return out;
 }
 
+void mt_seed(Mt19937 *m, uint32_t seed) {   // init_genrand
+    m->mt[0] = seed;
+    for (int k = 1; k < 624; k++) m->mt[k] = 1812433253u * (m->mt[k - 1] ^ (m->mt[k - 1] >> 30)) + (uint32_t)k;
+    m->i = 624;
+}
+
+uint32_t mt_next(Mt19937 *m) {   // genrand_int32
+    if (m->i >= 624) {
+        for (int k = 0; k < 624; k++) {
+            uint32_t y = (m->mt[k] & 0x80000000u) | (m->mt[(k + 1) % 624] & 0x7fffffffu);
+            m->mt[k] = m->mt[(k + 397) % 624] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0);
+        }
+        m->i = 0;
+    }
+    uint32_t y = m->mt[m->i++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+// numpy's random_interval: a uniform draw in 0..max by masked rejection.
+static uint32_t mt_interval(Mt19937 *m, uint32_t max) {
+    uint32_t mask = max, v;
+    if (max == 0) return 0;
+    mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16;
+    while ((v = mt_next(m) & mask) > max) {}
+    return v;
+}
+
+void np_shuffle(uint32_t seed, int *a, int n) {   // RandomState.shuffle: Fisher-Yates from the end
+    Mt19937 m;
+    mt_seed(&m, seed);
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)mt_interval(&m, (uint32_t)i), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
 float rng_uniform(Rng *r) { return (float)(rng_next(r) >> 40) / (float)(1 << 24); }
 
 float rng_normal(Rng *r) {   // Box-Muller

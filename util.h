@@ -54,6 +54,15 @@ uint64_t rng_next(Rng *r);
 float rng_uniform(Rng *r);   // [0, 1)
 float rng_normal(Rng *r);    // mean 0, std 1
 
+// numpy's legacy RandomState: MT19937 seeded as np.random.seed(seed) does
+// (init_genrand), and RandomState.shuffle of a list of n items. Only to
+// reproduce a choice the official SEAL code makes with numpy (fewshot.c's
+// task selection), so that the same seed picks the same items.
+typedef struct { uint32_t mt[624]; int i; } Mt19937;
+void mt_seed(Mt19937 *m, uint32_t seed);
+uint32_t mt_next(Mt19937 *m);
+void np_shuffle(uint32_t seed, int *a, int n);
+
 double now_seconds(void);
 
 // Progress of long work on stderr. On a terminal the line is redrawn in place;

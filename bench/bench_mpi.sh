@@ -39,7 +39,7 @@ fewshot() {   # fewshot OUT COMMAND...
     local out=$1; shift
     "$@" fewshot --model "$base" --train-dir "$arc/training" --eval-dir "$arc/evaluation" --train-ids 007bbfb7 --eval-ids "$ids" \
         --out "$out" --rounds 0 --eval-samples 1 --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 40 --max-edit-tokens 60 --max-examples 24 \
-        --oracle "$oracle" --seed 1 >/dev/null 2>"$out.err"
+        --all-tasks --attempts 3 --oracle "$oracle" --seed 1 >/dev/null 2>"$out.err"
 }
 # prints: pairs, mean seconds_total of the oracle pairs
 tally() { awk '/"final":true/ {n++} /"phase":"oracle"/ {match($0, /"seconds_total":[-0-9.e]+/); s += substr($0, RSTART + 16, RLENGTH - 16); k++}

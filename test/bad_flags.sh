@@ -30,7 +30,7 @@ echo "not a folder" >"$tmp/file.txt"
 # The commands, each with flags that work; a case adds one bad flag. The run
 # directory $tmp/run is a finished fewshot run: fewshot and knowledge cases resume it.
 fs() { "$SEAL" fewshot --model "$tmp/tiny.gguf" --train-dir "$tmp/arc" --eval-dir "$tmp/arc" --rounds 0 --samples 1 --eval-samples 1 \
-       --lora-r 2 --max-views 1 --max-answer-tokens 8 --max-edit-tokens 8 --m-rank 2 --out "$tmp/run" --resume "$@"; }
+       --lora-r 2 --max-views 1 --max-answer-tokens 8 --max-edit-tokens 8 --m-rank 2 --attempts 3 --out "$tmp/run" --resume "$@"; }
 kn() { "$SEAL" knowledge --model "$tmp/tiny.gguf" --train "$tmp/notes.jsonl" --eval "$tmp/notes.jsonl" --rounds 0 --samples 1 \
        --max-edit-tokens 8 --max-answer-tokens 4 --lora-r 2 --m-rank 2 --cpt-sizes 1 --out "$tmp/run" --resume "$@"; }
 gen() { "$SEAL" generate --model "$tmp/tiny.gguf" --prompt hi --max-new 4 "$@"; }
@@ -40,7 +40,7 @@ export SEAL tmp
 export -f fs kn gen demo runs
 
 "$SEAL" fewshot --model "$tmp/tiny.gguf" --train-dir "$tmp/arc" --eval-dir "$tmp/arc" --rounds 0 --samples 1 --eval-samples 1 \
-    --lora-r 2 --max-views 1 --max-answer-tokens 8 --max-edit-tokens 8 --m-rank 2 --out "$tmp/run" >/dev/null 2>"$tmp/setup.err" ||
+    --lora-r 2 --max-views 1 --max-answer-tokens 8 --max-edit-tokens 8 --m-rank 2 --attempts 3 --out "$tmp/run" >/dev/null 2>"$tmp/setup.err" ||
     { echo "FAIL making the run directory: $(tail -c 300 "$tmp/setup.err")"; exit 1; }
 listing() { (cd "$tmp/run" && find . -print0 | sort -z | xargs -0 ls -ld --time-style=+%s.%N | awk '{print $1, $5, $6, $7}'
              find . -type f -print0 | sort -z | xargs -0 md5sum); }
@@ -67,9 +67,14 @@ fs --samples 0
 fs --samples 2147483647
 fs --eval-samples 0
 fs --eval-samples 100000
-fs --keep 0
+fs --keep -1
 fs --attempts 0
-fs --attempts 101
+fs --attempts 100001
+fs --m-batch 0
+fs --train-entries 0
+fs --train-scored 0
+fs --eval-entries 0
+fs --eval-scored 10000001
 fs --temperature -0.5
 fs --temperature 1e999
 fs --top-k -1
@@ -117,8 +122,8 @@ kn --n-probe -1
 kn --max-context-tokens -1
 kn --max-context-tokens 4096
 kn --threshold 2
-kn --keep 0
-kn --attempts 1000
+kn --keep -1
+kn --attempts 100001
 kn --epochs 0
 kn --lr 0
 kn --lr 1e30

@@ -63,7 +63,7 @@ fewshot_with() {   # fewshot_with BINARY FLAGS...: fewshot on the tiny model, a 
     local bin=$1; shift
     timeout "${TMO:-30}" "$bin" fewshot --model "$GG" \
         --rounds 1 --samples 2 --eval-samples 1 --lora-r 2 --lora-alpha 4 --max-views 2 --max-answer-tokens 12 --max-edit-tokens 24 \
-        --max-examples 4 --m-rank 2 --m-epochs 1 --seed 1 "$@"
+        --max-examples 4 --m-rank 2 --m-epochs 1 --seed 1 --attempts 3 "$@"
 }
 GOOD_TASKS=(--train-dir "$G/arc" --eval-dir "$G/arc" --train-ids flip --eval-ids same)
 if ! TMO=300 fewshot_with "$SEAL_GOOD" "${GOOD_TASKS[@]}" --out "$G/run" >"$tmp/g.out" 2>"$tmp/g.err"; then

@@ -102,14 +102,14 @@ oracle='{"data_generation": {"use_basic_augmentations": false, "use_size_augment
 fewshot() {   # fewshot OUT [--resume]
     "$SEAL" fewshot --model "$base" --train-dir "$ARC/training" --eval-dir "$ARC/evaluation" \
         --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 --out "$1" --samples 4 --eval-samples 3 --rounds 2 \
-        --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 60 --m-rank 2 --m-epochs 1 \
+        --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 60 --m-rank 2 --m-epochs 1 --attempts 3 \
         --oracle "$oracle" --seed 7 "${@:2}"
 }
 fewshot "$tmp/A" >/dev/null 2>&1 || { echo "FAIL: the uninterrupted fewshot run failed"; exit 1; }
 # An interrupted run: killed once edits.jsonl has 12 lines, its torn line cut.
 (exec "$SEAL" fewshot --model "$base" --train-dir "$ARC/training" --eval-dir "$ARC/evaluation" \
     --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 --out "$tmp/P" --samples 4 --eval-samples 3 --rounds 2 \
-    --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 60 --m-rank 2 --m-epochs 1 \
+    --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 60 --m-rank 2 --m-epochs 1 --attempts 3 \
     --oracle "$oracle" --seed 7 >/dev/null 2>&1) &
 pid=$!
 for _ in $(seq 600); do

@@ -19,7 +19,7 @@ oracle='{"data_generation": {"use_basic_augmentations": false, "use_size_augment
 fewshot() {   # fewshot OUT [--resume]; exec, so that a background job's pid is seal's own
     exec "$SEAL" fewshot --model "$base" --train-dir "$ARC/training" --eval-dir "$ARC/evaluation" \
         --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 --out "$1" --samples 4 --eval-samples 3 --rounds 2 \
-        --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 60 --m-rank 2 --m-epochs 1 \
+        --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 60 --m-rank 2 --m-epochs 1 --attempts 3 \
         --oracle "$oracle" --seed 7 "${@:2}" >/dev/null 2>"${ERRLOG:-/dev/null}"
 }
 stable() { LC_ALL=C sed -E 's/"seconds_[a-z]+":[^,}]*[,]?//g' "$1"; }   # timings differ run to run

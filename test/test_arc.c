@@ -546,11 +546,11 @@ START_TEST(filter_before_cap) {
     Task t = random_task(&r, 5, 5, 4);   // 25 leave-out tasks x 7 upright basic views x 2 > 250
     TttExample *ex;
     int n, h = 5;
-    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, &r, upright, &h, &ex, &n), 0);
+    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, 1, &r, upright, &h, &ex, &n), 0);
     ck_assert_int_eq(n, ARC_TTT_MAX);   // the cap counts kept examples only
     for (int i = 0; i < n; i++) ck_assert_int_eq(ex[i].query.in.h, 5);
     arc_free_examples(ex, n);
-    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, &r, nothing, NULL, &ex, &n), 0);
+    ck_assert_int_eq(arc_ttt_examples_filtered(&t, &BASIC, 1, &r, nothing, NULL, &ex, &n), 0);
     ck_assert(n == 0 && ex == NULL);
     arc_free_task(&t);
 }
@@ -912,6 +912,202 @@ START_TEST(malformed_task_files) {
 }
 END_TEST
 
+// numpy's legacy shuffle (np.random.seed(s); np.random.shuffle(list(range(n)))).
+// The references were printed by numpy 2.4.6 (a venv, `pip install numpy`):
+//   python3 -c "import numpy as np; l=list(range(N)); np.random.seed(S); np.random.shuffle(l); print(l)"
+// When python3 has numpy here, it is asked too.
+START_TEST(numpy_shuffle_matches) {
+    static const int n11[] = {4, 9, 2, 10, 6, 1, 7, 8, 3, 0, 5}, n13[] = {6, 11, 4, 10, 2, 8, 1, 7, 9, 3, 0, 5, 12},
+                     n10[] = {2, 8, 4, 9, 1, 6, 7, 3, 0, 5}, s7n20[] = {1, 17, 2, 5, 11, 0, 18, 6, 13, 19, 10, 14, 8, 16, 9, 12, 7, 3, 4, 15};
+    const struct { uint32_t seed; int n; const int *want; } refs[] = {{0, 11, n11}, {0, 13, n13}, {0, 10, n10}, {7, 20, s7n20}};
+    for (size_t r = 0; r < sizeof refs / sizeof *refs; r++) {
+        int a[20];
+        for (int i = 0; i < refs[r].n; i++) a[i] = i;
+        np_shuffle(refs[r].seed, a, refs[r].n);
+        for (int i = 0; i < refs[r].n; i++) ck_assert_msg(a[i] == refs[r].want[i], "seed %u n %d: item %d", refs[r].seed, refs[r].n, i);
+    }
+    FILE *p = popen("python3 -c 'import numpy as np\nfor n in (2, 5, 100, 1000):\n l=list(range(n)); np.random.seed(12345); np.random.shuffle(l); print(*l)' 2>/dev/null", "r");
+    if (!p) return;
+    const int sizes[] = {2, 5, 100, 1000};
+    static int a[1000];
+    for (int s = 0; s < 4; s++) {
+        for (int i = 0; i < sizes[s]; i++) a[i] = i;
+        np_shuffle(12345, a, sizes[s]);
+        for (int i = 0, x; i < sizes[s]; i++) {
+            if (fscanf(p, "%d", &x) != 1) {   // no numpy here: the references above stand
+                ck_assert_msg(s == 0 && i == 0, "python3's numpy stopped after %d numbers", i);
+                pclose(p);
+                return;
+            }
+            ck_assert_msg(x == a[i], "n %d item %d: numpy %d, ours %d", sizes[s], i, x, a[i]);
+        }
+    }
+    pclose(p);
+}
+END_TEST
+
+static Task seal_task(const char *id, int n_test) {
+    Task t = {.n_train = 1, .n_test = n_test, .train = xcalloc(1, sizeof(Pair)), .test = xcalloc((size_t)n_test, sizeof(Pair))};
+    snprintf(t.id, sizeof t.id, "%s", id);
+    return t;
+}
+
+// SEAL's selection on its own task lists (few-shot/data/*_filtered_1B_*.json,
+// in derive.py's order, not by id): training, 13 entries (44f52bb0 has two
+// test inputs): 8e1813be gets no self-edits (entry 12), 5bd6f4ac is not scored
+// (entry 5 is past the shuffle's 11th); held-out, 11 entries (b1fc8b8e has
+// two): 358ba94e and af24b4cc are not scored, ce8d95cc is scored without a
+// LoRA: the 8 tasks of SEAL's final_results.json.
+START_TEST(seal_selection) {
+    static const char *train[] = {"44f52bb0", "4be741c5", "5582e5ca", "5614dbcf", "5bd6f4ac", "6150a2bd",
+                                  "67e8384a", "6d0aefbc", "6e02f1e3", "8be77c9e", "8d5021e8", "8e1813be"};
+    static const char *eval[] = {"59341089", "68b67ca3", "903d1b4a", "af24b4cc", "b1fc8b8e", "bc4146bd", "c7d4e6ad", "ce8d95cc", "358ba94e", "66e6c45b"};
+    FewShot fs;
+    fewshot_defaults(&fs);
+    fs.n_train = 12;
+    fs.n_eval = 10;
+    fs.train = xcalloc(12, sizeof(Task));
+    fs.eval = xcalloc(10, sizeof(Task));
+    for (int i = 0; i < 12; i++) fs.train[i] = seal_task(train[i], strcmp(train[i], "44f52bb0") ? 1 : 2);
+    for (int i = 0; i < 10; i++) fs.eval[i] = seal_task(eval[i], strcmp(eval[i], "b1fc8b8e") ? 1 : 2);
+    const int counts[4] = SEAL_SELECTION;
+    fewshot_select(&fs, counts);
+    ck_assert_int_eq(fs.n_train, 10);
+    for (int i = 0; i < fs.n_train; i++) ck_assert(strcmp(fs.train[i].id, "8e1813be") && strcmp(fs.train[i].id, "5bd6f4ac"));
+    static const char *scored[] = {"59341089", "66e6c45b", "68b67ca3", "903d1b4a", "b1fc8b8e", "bc4146bd", "c7d4e6ad", "ce8d95cc"};
+    ck_assert_int_eq(fs.n_eval, 8);
+    Domain d;
+    fewshot_domain(&d, &fs);
+    ck_assert_int_eq(d.n_eval, 8);
+    for (int i = 0; i < 8; i++) {
+        char why[256] = "";
+        ck_assert_str_eq(fs.eval[i].id, scored[i]);
+        int none = !strcmp(scored[i], "ce8d95cc");
+        ck_assert_int_eq(d.counted_wrong(&d, SPLIT_EVAL, i, 0, why), none);
+        ck_assert_int_eq(d.counted_wrong(&d, SPLIT_EVAL, i, 1, NULL), 0);   // the oracle trains every scored task
+        if (none) ck_assert_msg(strstr(why, "no LoRA"), "%s", why);
+    }
+    ck_assert_int_eq(d.counted_wrong(&d, SPLIT_TRAIN, 0, 0, NULL), 0);
+    arc_free_tasks(fs.train, fs.n_train);
+    arc_free_tasks(fs.eval, fs.n_eval);
+    free(fs.eval_wrong);
+}
+END_TEST
+
+// SEAL's PermuteColors: used colours go to unused ones first; 0 stays.
+START_TEST(color_permutation_prefers_unused) {
+    Rng r;
+    rng_seed(&r, 3);
+    for (int trial = 0; trial < 200; trial++) {
+        const uint8_t few[] = {0, 1, 2, 3}, many[] = {0, 1, 2, 3, 4, 5, 6};
+        uint8_t perm[10];
+        color_perm_unused_first(few, 4, &r, perm);
+        ck_assert_int_eq(perm[0], 0);
+        for (int c = 1; c <= 3; c++) ck_assert_int_ge(perm[c], 4);   // every used colour onto an unused one
+        int seen[10] = {0};
+        for (int c = 0; c < 10; c++) seen[perm[c]]++;
+        for (int c = 0; c < 10; c++) ck_assert_int_eq(seen[c], 1);
+        color_perm_unused_first(many, 7, &r, perm);   // 6 used, 3 unused: 3 go there, 3 among the used
+        int out = 0;
+        for (int c = 1; c <= 6; c++) out += perm[c] >= 7;
+        ck_assert_int_eq(out, 3);
+        memset(seen, 0, sizeof seen);
+        for (int c = 0; c < 10; c++) seen[perm[c]]++;
+        for (int c = 0; c < 10; c++) ck_assert_int_eq(seen[c], 1);
+    }
+}
+END_TEST
+
+// Leave-two-out views (SEAL's fallback): every pair of demonstrations left out.
+START_TEST(views_leave_two_out) {
+    Task t = seal_task("x", 1);
+    free(t.train);
+    t.n_train = 4;
+    t.train = xcalloc(4, sizeof(Pair));
+    for (int k = 0; k < 4; k++) t.train[k] = (Pair){G(k == 0 ? "[[1 2]]" : k == 1 ? "[[3 4]]" : k == 2 ? "[[5 6]]" : "[[7 8]]"), G("[[1 1]]")};
+    t.test[0] = (Pair){G("[[9 9]]"), G("[[1 1]]")};
+    Rng r;
+    rng_seed(&r, 1);
+    View *v;
+    int n, plain = 0;
+    ck_assert_int_eq(arc_views_leave(&t, 0, 2, &r, &v, &n), 0);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(v[i].n_demos, 2);
+        plain += v[i].tf == TF_IDENTITY;
+    }
+    ck_assert_int_ge(plain, 6);   // the 6 pairs, some also reordered
+    arc_free_views(v, n);
+    arc_free_task(&t);
+}
+END_TEST
+
+// A self-edit whose JSON parses but whose field is out of range: SEAL trains it
+// 0 epochs and scores the unadapted model (valid, not trained); --strict-edits
+// draws it again (invalid). Text that is not JSON is invalid either way. With
+// a context of 64 tokens no view fits: SEAL's leave-two-out fallback is tried,
+// and the task gets no answer.
+START_TEST(fewshot_zero_epoch_fallback) {
+    const char *specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    char *json = tok_bytelevel_json(NULL, 0, specials, 3), err[ERR_MAX];
+    Tokenizer *tok = tok_load_json(json, "chatml.json", err);
+    ck_assert_msg(tok != NULL, "%s", err);
+    free(json);
+    Config c = tiny_config(1, 1, 0);
+    c.vocab = tok_vocab_size(tok);
+    c.eos[0] = tok_find(tok, "<|im_end|>");
+    Model m;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    model_random(&m, 3, 0.1f);
+    FewShot fs;
+    fewshot_defaults(&fs);
+    fs.tok = tok;
+    fs.chat = CHAT_CHATML;
+    fs.eot = tok_find(tok, "<|im_end|>");
+    Task t = seal_task("x", 1);
+    free(t.train);
+    t.n_train = 3;
+    t.train = xcalloc(3, sizeof(Pair));
+    for (int k = 0; k < 3; k++) t.train[k] = (Pair){G("[[1 2]]"), G("[[2 1]]")};
+    t.test[0] = (Pair){G("[[3 4]]"), G("[[4 3]]")};
+    fs.eval = &t;
+    fs.n_eval = 1;
+    Domain d;
+    fewshot_domain(&d, &fs);
+    const char *bad_lr = "{\"data_generation\": {\"use_basic_augmentations\": true, \"use_size_augmentations\": false, "
+                         "\"use_chain_augmentations\": false, \"use_repeat_augmentations\": false}, \"training\": "
+                         "{\"strategy\": \"train_using_output_tokens\", \"learning_rate\": 0.5, \"num_train_epochs\": 2}}";
+    for (int strict = 0; strict < 2; strict++) {
+        fs.strict_edits = strict;
+        Outcome o = {0};
+        ck_assert_msg(d.evaluate(&d, &m, SPLIT_EVAL, 0, bad_lr, 1, &o, err) == 0, "%s", err);
+        ck_assert_int_eq(o.valid, !strict);
+        ck_assert_int_eq(o.trained, 0);
+        ck_assert_msg(strstr(o.why, "learning_rate"), "%s", o.why);
+        if (!strict) {
+            ck_assert_msg(strstr(o.why, "0 epochs"), "%s", o.why);
+            ck_assert_int_eq(cJSON_GetObjectItem(o.metrics, "views_fallback")->valueint, 1);
+            ck_assert_int_eq(cJSON_GetObjectItem(o.metrics, "views")->valueint, 0);
+        }
+        cJSON_Delete(o.metrics);
+        Outcome junk = {0};
+        ck_assert_msg(d.evaluate(&d, &m, SPLIT_EVAL, 0, "{\"data_generation\": tru", 1, &junk, err) == 0, "%s", err);
+        ck_assert_int_eq(junk.valid, 0);
+        cJSON_Delete(junk.metrics);
+    }
+    RestemOpts ro = fewshot_restem_defaults();   // self-edit.py's sampling; BC-self-edit.py's filter, batch and merge
+    ck_assert(ro.sampling.temperature == 0.8f && ro.sampling.top_p == 1.0f && ro.sampling.max_new == 128 && ro.max_attempts == 1000);
+    ck_assert(ro.keep_per_task == 0 && ro.keep_untrained && ro.m_batch == 5 && ro.merge_policy);
+    SelfEdit se;
+    char why[ERR_MAX];
+    ck_assert_int_eq(selfedit_parse(fs.oracle, &se, why), 0);   // ttt.py's oracle: 2 epochs
+    ck_assert_int_eq(se.epochs, 2);
+    ck_assert(se.basic && se.size && se.chain && se.repeat && se.output_only && se.lr == 1e-4f);
+    arc_free_task(&t);
+    model_free(&m);
+    tok_free(tok);
+}
+END_TEST
+
 Suite *arc_suite(void) {
     Suite *s = suite_create("arc");
     add_case(s, "arc", 120, transforms_match_numpy, every_transform_inverts, invert_refuses_non_images,
@@ -920,6 +1116,7 @@ Suite *arc_suite(void) {
              selfedit_parses_valid, selfedit_rejects_invalid, step_limit, leave_out_tasks, cap_and_determinism,
              filter_before_cap, oversized_grids_dropped, symmetric_task_deduplicates, views_and_perfect_model,
              vote_majority_and_ties, vote_ignores_invalid, vote_is_hierarchical, vote_tie_prefers_untransformed,
-             load_seal_tasks, load_whole_folders, malformed_task_files);
+             load_seal_tasks, load_whole_folders, malformed_task_files, numpy_shuffle_matches, seal_selection,
+             color_permutation_prefers_unused, views_leave_two_out, fewshot_zero_epoch_fallback);
     return s;
 }

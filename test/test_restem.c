@@ -16,6 +16,9 @@ typedef struct {
     int forgetful;                // a trained policy scores 0 on the probe (it "forgot")
     int forget_probes;            // ... only on its first forget_probes probe answers, then remembers
     int diverge;                  // a third of the valid self-edits' training diverges
+    int untrained;                // valid self-edits get no training (as a 375-step or 0-epoch one), still rewarded
+    uint64_t base_hash;           // nonzero: count the calls whose student is not the base
+    int merged_calls, double_adapter;   // ... and those of them that also have an adapter attached
 } Mock;
 
 static char *mock_prompt(const Domain *d, int split, int task) {
@@ -38,6 +41,10 @@ static int mock_evaluate(const Domain *d, Model *student, int split, int task, c
     Mock *m = d->ctx;
     if (++m->calls == m->fail_after) return errf(err, "injected failure");
     out->metrics = cJSON_CreateObject();
+    if (m->base_hash && table_hash(&student->params) != m->base_hash) {
+        m->merged_calls++;
+        m->double_adapter += student->lora != NULL;
+    }
     if (!edit) {
         int forgot = student->lora && (m->forgetful || (split == SPLIT_PROBE && m->forget_probes-- > 0));
         out->valid = 1;
@@ -46,7 +53,7 @@ static int mock_evaluate(const Domain *d, Model *student, int split, int task, c
     }
     uint64_t h = fnv1a(seed, edit, strlen(edit));
     out->valid = h % 4 != 0;
-    out->trained = out->valid;
+    out->trained = out->valid && !m->untrained;
     out->reward = out->valid && (h >> 8) % 2 ? 1.0f : 0.0f;
     if (!out->valid) snprintf(out->why, sizeof out->why, "mock: invalid");
     if (out->valid && m->diverge && (h >> 9) % 3 == 0) {
@@ -94,15 +101,20 @@ static cJSON *mock_config(const char *dir) {
     return config;
 }
 
+static RestemOpts *opts_override;   // a test's own options instead of tiny_opts()
+static uint64_t *final_hash;        // where a test wants the policy's weights' hash after the run
+
 // Runs the mock SEAL into dir; fail_after > 0 stops it there. Returns restem_run's code.
-static int run_mock_with(const char *dir, int resume, Mock mock, cJSON **report_out) {
+static int run_mock_with(const char *dir, int resume, Mock *mock_in, cJSON **report_out) {
     Tokenizer *t = byte_tokenizer();
     Model m;
     tiny_policy(&m, t);
+    Mock mock = *mock_in;
+    if (mock.base_hash) mock.base_hash = table_hash(&m.params);
     Domain d = {.name = "mock", .n_train = 3, .n_eval = 2, .n_probe = 2, .ctx = &mock, .prompt = mock_prompt,
                 .task_name = mock_name, .evaluate = mock_evaluate, .oracle_edit = "oracle",
                 .paper = {0, 0.2, 0.725, 1.0}};
-    RestemOpts o = tiny_opts();
+    RestemOpts o = opts_override ? *opts_override : tiny_opts();
     cJSON *config = mock_config(dir);
     Run run;
     char err[ERR_MAX], path[400];
@@ -114,6 +126,8 @@ static int run_mock_with(const char *dir, int resume, Mock mock, cJSON **report_
     cJSON *report = cJSON_CreateObject();
     int rc = restem_run(&d, &m, &m, t, &run, &o, report, err);
     if (rc) ck_assert_msg(strstr(err, "injected"), "%s", err);
+    if (final_hash) *final_hash = table_hash(&m.params);
+    *mock_in = mock;
     run_close(&run);
     cJSON_Delete(config);
     if (report_out) *report_out = report; else cJSON_Delete(report);
@@ -123,7 +137,8 @@ static int run_mock_with(const char *dir, int resume, Mock mock, cJSON **report_
 }
 
 static int run_mock(const char *dir, int resume, int fail_after, cJSON **report_out) {
-    return run_mock_with(dir, resume, (Mock){.fail_after = fail_after}, report_out);
+    Mock mock = {.fail_after = fail_after};
+    return run_mock_with(dir, resume, &mock, report_out);
 }
 
 // edits.jsonl without the timing fields, which differ between runs.
@@ -360,7 +375,7 @@ START_TEST(diverged_counted) {
     char dir[256], err[ERR_MAX];
     temp_dir(dir, sizeof dir, "restem-diverged");
     cJSON *report;
-    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){.diverge = 1}, &report), 0);
+    ck_assert_int_eq(run_mock_with(dir, 0, &(Mock){.diverge = 1}, &report), 0);
     Run r;
     ck_assert_msg(run_open(&r, dir, NULL, NULL, RUN_READ, err) == 0, "%s", err);
     int n = 0;
@@ -385,7 +400,7 @@ END_TEST
 START_TEST(retention_guard_holds) {
     char dir[256], path[400], err[ERR_MAX];
     temp_dir(dir, sizeof dir, "restem-guard");
-    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){.forgetful = 1}, NULL), 0);
+    ck_assert_int_eq(run_mock_with(dir, 0, &(Mock){.forgetful = 1}, NULL), 0);
     snprintf(path, sizeof path, "%s/events.jsonl", dir);
     char *events = read_file(path, NULL, err);
     ck_assert_ptr_nonnull(events);
@@ -393,7 +408,7 @@ START_TEST(retention_guard_holds) {
     ck_assert_int_eq(run_get_current(dir), 0);   // the base policy stays current
     free(events);
     temp_dir(dir, sizeof dir, "restem-noguard");
-    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){0}, NULL), 0);
+    ck_assert_int_eq(run_mock_with(dir, 0, &(Mock){0}, NULL), 0);
     ck_assert_int_eq(run_get_current(dir), 2);   // the same run without forgetting promotes
 }
 END_TEST
@@ -404,7 +419,7 @@ END_TEST
 START_TEST(shadow_policy_until_it_passes) {
     char dir[256], path[400], err[ERR_MAX];
     temp_dir(dir, sizeof dir, "restem-shadow");
-    ck_assert_int_eq(run_mock_with(dir, 0, (Mock){.forget_probes = 2}, NULL), 0);   // round 1's two probe tasks
+    ck_assert_int_eq(run_mock_with(dir, 0, &(Mock){.forget_probes = 2}, NULL), 0);   // round 1's two probe tasks
     snprintf(path, sizeof path, "%s/events.jsonl", dir);
     char *events = read_file(path, NULL, err);
     ck_assert_ptr_nonnull(events);
@@ -451,6 +466,70 @@ START_TEST(filter_keeps_first_rewarded) {
     ck_assert_int_gt(accepted, 0);
     run_close(&r);
     cJSON_Delete(config);
+}
+END_TEST
+
+// merge_policy (SEAL merges the M-step LoRA into the model): once the policy
+// has an adapter, the student of the train and held-out phases (and the probe)
+// is the policy with it merged in, never merged and attached at once; the base
+// weights come back bit for bit. Without it the student stays the base.
+START_TEST(merged_policy_is_the_student) {
+    char dir[256];
+    for (int merge = 0; merge < 2; merge++) {
+        temp_dir(dir, sizeof dir, merge ? "restem-merge" : "restem-attach");
+        RestemOpts o = tiny_opts();
+        o.merge_policy = merge;
+        Mock mock = {.base_hash = 1};
+        uint64_t after = 0;
+        opts_override = &o;
+        final_hash = &after;
+        ck_assert_int_eq(run_mock_with(dir, 0, &mock, NULL), 0);
+        opts_override = NULL;
+        final_hash = NULL;
+        if (merge) ck_assert_int_gt(mock.merged_calls, 0);
+        else ck_assert_int_eq(mock.merged_calls, 0);
+        ck_assert_int_eq(mock.double_adapter, 0);
+        ck_assert(after == mock.base_hash);
+    }
+}
+END_TEST
+
+// keep_untrained and keep_per_task 0 (SEAL's BC-self-edit.py): every rewarded
+// self-edit is kept, trained or not; without keep_untrained none that did not
+// train is. The report counts the draws the self-edits took.
+START_TEST(filter_keeps_every_correct_one) {
+    char dir[256], err[ERR_MAX];
+    for (int keep_untrained = 0; keep_untrained < 2; keep_untrained++) {
+        temp_dir(dir, sizeof dir, keep_untrained ? "restem-keepall" : "restem-trainedonly");
+        RestemOpts o = tiny_opts();
+        o.keep_per_task = 0;
+        o.keep_untrained = keep_untrained;
+        o.rounds = 1;
+        Mock mock = {.untrained = 1};
+        cJSON *report;
+        opts_override = &o;
+        ck_assert_int_eq(run_mock_with(dir, 0, &mock, &report), 0);
+        opts_override = NULL;
+        const cJSON *draws = cJSON_GetObjectItem(report, "draws");
+        ck_assert_int_eq(cJSON_GetObjectItem(draws, "self_edits")->valueint, 3 * 3 + 2 * 2 * 2);   // train, then eval in rounds 0 and 1
+        ck_assert_int_ge(cJSON_GetObjectItem(draws, "draws")->valueint, 3 * 3 + 2 * 2 * 2);
+        cJSON_Delete(report);
+        Run r;
+        cJSON *config = mock_config(dir);
+        ck_assert_msg(run_open(&r, dir, config, NULL, RUN_RESUME_CHANGED, err) == 0, "%s", err);
+        int accepted = 0, rewarded = 0;
+        for (int t = 0; t < 3; t++)
+            for (int k = 0; k < o.samples; k++) {
+                const Edit *e = run_find(&r, PHASE_TRAIN, 1, t, k);
+                ck_assert_ptr_nonnull(e);
+                rewarded += e->valid && e->reward >= 1;
+                accepted += e->accepted;
+            }
+        ck_assert_int_eq(accepted, keep_untrained ? rewarded : 0);
+        if (keep_untrained) ck_assert_int_gt(accepted, 0);
+        run_close(&r);
+        cJSON_Delete(config);
+    }
 }
 END_TEST
 
@@ -546,6 +625,7 @@ END_TEST
 Suite *restem_suite(void) {
     Suite *s = suite_create("restem");
     add_case(s, "run", 120, complete_run_directory, resume_matches_uninterrupted, run_directory_guards, resume_checks_inputs, diverged_counted,
-             retention_guard_holds, shadow_policy_until_it_passes, filter_keeps_first_rewarded, ranks_without_mpi, edit_line_round_trip);
+             retention_guard_holds, shadow_policy_until_it_passes, filter_keeps_first_rewarded, ranks_without_mpi, edit_line_round_trip,
+             merged_policy_is_the_student, filter_keeps_every_correct_one);
     return s;
 }
