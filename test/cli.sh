@@ -64,7 +64,7 @@ cat >"$tmp/notes.jsonl" <<'JSONL'
 {"id": "r23", "context": "Release 2.3 has no FAQ yet.", "questions": []}
 JSONL
 kn() { "$SEAL" knowledge --model "$base" --train "$tmp/notes.jsonl" --eval "$tmp/notes.jsonl" --n-train 1 --n-eval 2 --rounds 1 --samples 2 \
-       --epochs 1 --max-edit-tokens 16 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/k" "$@"; }
+       --epochs 1 --max-edit-tokens 16 --ttt-runs 1 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/k" "$@"; }
 kn --json "$tmp/k.json" >"$tmp/k.out" 2>"$tmp/k.err"
 check "knowledge runs" test $? = 0
 for row in "base model, no adaptation" "train on the passage only" "passage + base-model implications" "SEAL, round 1" "continued pretraining, n=2"; do
