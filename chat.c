@@ -18,6 +18,7 @@ static const struct { const char *name, *eot, *default_system; } FORMATS[CHAT_N_
     [CHAT_SMOLLM2] = {"smollm2", "<|im_end|>", SMOLLM2_SYSTEM},
     [CHAT_QWEN2] = {"qwen2", "<|im_end|>", QWEN2_SYSTEM},
     [CHAT_QWEN25] = {"qwen2.5", "<|im_end|>", QWEN25_SYSTEM},
+    [CHAT_RAW] = {"raw", NULL, NULL},
 };
 
 ChatFormat chat_detect(const Tokenizer *t) {
@@ -47,7 +48,7 @@ void chat_detect_config(const char *path, ChatFormat *f) {
 int chat_format_parse(const char *name, ChatFormat *f, char *err) {
     for (int i = 0; i < CHAT_N_FORMATS; i++)
         if (name && !strcmp(name, FORMATS[i].name)) { *f = (ChatFormat)i; return 0; }
-    return errf(err, "--chat-format: \"%s\" is not a chat format (expected llama3, chatml, smollm2, qwen2 or qwen2.5)", name ? name : "");
+    return errf(err, "--chat-format: \"%s\" is not a chat format (expected llama3, chatml, smollm2, qwen2, qwen2.5 or raw)", name ? name : "");
 }
 
 const char *chat_format_name(ChatFormat f) { return f >= 0 && f < CHAT_N_FORMATS ? FORMATS[f].name : "?"; }
@@ -75,8 +76,20 @@ static char *render_chatml(const ChatMsg *msgs, int n, int add_generation_prompt
     return sb_done(&b);
 }
 
+// SEAL's base-model prompts (make_squad_data.py, utils.py) are sent as they are.
+static char *render_raw(const ChatMsg *msgs, int n) {
+    StrBuf b = {0};
+    sb_str(&b, "");
+    for (int i = 0; i < n; i++) {
+        if (i) sb_str(&b, "\n\n");
+        sb_str(&b, msgs[i].content ? msgs[i].content : "");
+    }
+    return sb_done(&b);
+}
+
 char *chat_render(ChatFormat f, const ChatMsg *msgs, int n, int add_generation_prompt) {
     switch (f) {
+    case CHAT_RAW: return render_raw(msgs, n);
     case CHAT_LLAMA3: return chat_render_llama3(msgs, n, add_generation_prompt);
     default: return render_chatml(msgs, n, add_generation_prompt, f >= 0 && f < CHAT_N_FORMATS ? FORMATS[f].default_system : NULL);
     }

@@ -9,6 +9,7 @@ typedef enum {
     CHAT_SMOLLM2,   // ChatML with SmolLM2's default system message when none is given
     CHAT_QWEN2,     // ChatML with Qwen2's default system message ("You are a helpful assistant.")
     CHAT_QWEN25,    // ChatML with Qwen2.5's ("You are Qwen, created by Alibaba Cloud. ...")
+    CHAT_RAW,       // no template: the messages' text as it is (how SEAL prompts a base model); no end-of-turn token
     CHAT_N_FORMATS
 } ChatFormat;
 
@@ -22,11 +23,12 @@ int chat_detect_template(const char *tmpl, ChatFormat *f);
 // The same from a Hugging Face folder's tokenizer_config.json ("chat_template"
 // as one string). An absent or unreadable file, or another template, leaves *f.
 void chat_detect_config(const char *tokenizer_config_path, ChatFormat *f);
-// "llama3", "chatml", "smollm2", "qwen2" or "qwen2.5" (what --chat-format takes); errors list them.
+// "llama3", "chatml", "smollm2", "qwen2", "qwen2.5" or "raw" (what --chat-format takes); errors list them.
 int chat_format_parse(const char *name, ChatFormat *f, char *err);
 const char *chat_format_name(ChatFormat f);
-// The text of the special token that ends a turn: "<|eot_id|>", "<|im_end|>".
+// The text of the special token that ends a turn: "<|eot_id|>", "<|im_end|>"; NULL for raw.
 const char *chat_eot(ChatFormat f);
 // The conversation as the format's template renders it, with the opening of an
-// assistant turn when add_generation_prompt is set. malloc'd; NULL when out of memory.
+// assistant turn when add_generation_prompt is set. Raw: the messages' contents
+// joined by blank lines, nothing added. malloc'd; NULL when out of memory.
 char *chat_render(ChatFormat f, const ChatMsg *msgs, int n, int add_generation_prompt);

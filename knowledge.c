@@ -20,6 +20,7 @@
 #include "ranks.h"
 #include "util.h"
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,17 @@ void knowledge_defaults(Knowledge *k) {
     k->cpt_epochs = 3;
     k->cpt_batch = 8;
     k->cpt_lr = 1e-3f;
+    k->ttt_runs = 1;
+    k->cpt_split_lines = 1;
+}
+
+void knowledge_official(Knowledge *k) {
+    k->ttt_runs = 3;
+    k->cpt_completions = 5;
+    k->cpt_split_lines = 0;
+    k->cpt_sizes[0] = 200;
+    k->n_cpt_sizes = 1;
+    k->stored_k = 1;
 }
 
 void knowledge_config_json(const Knowledge *k, cJSON *j) {
@@ -75,6 +87,12 @@ void knowledge_config_json(const Knowledge *k, cJSON *j) {
     cJSON_AddNumberToObject(j, "cpt_epochs", k->cpt_epochs);
     cJSON_AddNumberToObject(j, "cpt_batch", k->cpt_batch);
     cJSON_AddNumberToObject(j, "cpt_lr", k->cpt_lr);
+    // absent at the demo's values, so earlier run.json files still match
+    if (k->ttt_runs != 1) cJSON_AddNumberToObject(j, "ttt_runs", k->ttt_runs);
+    if (k->cpt_completions) cJSON_AddNumberToObject(j, "cpt_completions", k->cpt_completions);
+    if (!k->cpt_split_lines) cJSON_AddBoolToObject(j, "cpt_split_lines", 0);
+    if (k->stored_k) cJSON_AddNumberToObject(j, "stored_k", k->stored_k);
+    if (k->grader == GRADE_JUDGE && k->judge_name) cJSON_AddStringToObject(j, "judge", k->judge_name);
 }
 
 static const Passage *passage_of(const Knowledge *k, int split, int task) {
@@ -85,20 +103,19 @@ static const Passage *passage_of(const Knowledge *k, int split, int task) {
 // Documents
 
 int knowledge_document(const Tokenizer *tok, const Passage *p, const char *text, int max_tokens, Example *e, char *err) {
-    int bos = tok_find(tok, "<|begin_of_text|>");
-    if (bos < 0) bos = 0;
+    const int bos = tok_bos(tok), head = bos >= 0;   // as the tokenizer encodes a text: Qwen2's puts nothing first
     char *doc = squad_document(p, text);
     int *ids, n = doc ? tok_encode(tok, doc, strlen(doc), 0, &ids, err) : errf(err, "out of memory");
     free(doc);
     if (n < 0) return -1;
-    if (n > max_tokens - 1) n = max_tokens - 1;
-    e->len = n + 1;
-    e->ids = xcalloc((size_t)e->len, sizeof(int));   // at most max_tokens
-    e->loss = xmalloc((size_t)e->len);
-    e->ids[0] = bos;
-    memcpy(e->ids + 1, ids, n * sizeof(int));
+    if (n > max_tokens - head) n = max_tokens - head;
+    e->len = n + head;
+    e->ids = xcalloc((size_t)e->len + 1, sizeof(int));   // at most max_tokens
+    e->loss = xmalloc((size_t)e->len + 1);
+    if (head) e->ids[0] = bos;
+    memcpy(e->ids + head, ids, n * sizeof(int));
     memset(e->loss, 1, e->len);
-    e->loss[0] = 0;
+    e->loss[0] = 0;   // the first token has nothing before it to be predicted from
     free(ids);
     return 0;
 }
@@ -148,36 +165,104 @@ static int answer_token(int seq, int token, void *ctx) {
 }
 
 #define ANSWER_BATCH 16   // questions answered in one generate call
+#define JUDGE_MAX_TOKENS 16   // a verdict is "yes" or "no"; a little room for "Yes." and the like
+
+// Where greedy generation stops: the model's eos ids, and the chat format's
+// end-of-turn token when the tokenizer has it and they lack it. *n set.
+static void stop_ids(const Tokenizer *tok, const Model *m, ChatFormat chat, int stop[9], int *n) {
+    *n = 0;
+    for (int i = 0; i < m->c.n_eos && *n < 8; i++) stop[(*n)++] = m->c.eos[i];
+    const char *eot = chat_eot(chat);
+    const int id = eot ? tok_find(tok, eot) : -1;
+    for (int i = 0; i < *n; i++)
+        if (stop[i] == id) return;
+    if (id >= 0) stop[(*n)++] = id;
+}
+
+// A prompt's ids: BOS first when the text is raw (a chat template writes its own).
+static int encode_prompt(const Tokenizer *tok, ChatFormat chat, const char *text, int **ids, char *err) {
+    int *body, n = tok_encode(tok, text, strlen(text), 1, &body, err), bos = chat == CHAT_RAW ? tok_bos(tok) : -1;
+    if (n < 0 || bos < 0) { *ids = n < 0 ? NULL : body; return n; }
+    *ids = xcalloc((size_t)n + 1, sizeof(int));
+    (*ids)[0] = bos;
+    memcpy(*ids + 1, body, n * sizeof(int));
+    free(body);
+    return n + 1;
+}
+
+// Greedy generations of m for B prompts (user messages rendered in chat),
+// each cut at a stop token and, with stop_line, at its first line; malloc'd.
+static int generate_texts(const Knowledge *k, const Model *m, const Tokenizer *tok, ChatFormat chat, char **prompts, int B, int max_new,
+                          int stop_line, char **texts, char *err) {
+    int *ids[ANSWER_BATCH] = {0}, lens[ANSWER_BATCH], *out[ANSWER_BATCH] = {0}, out_lens[ANSWER_BATCH], seen[ANSWER_BATCH] = {0}, stop[9], n_stop, rc = 0;
+    stop_ids(tok, m, chat, stop, &n_stop);
+    for (int b = 0; b < B && !rc; b++)
+        if ((lens[b] = prompts[b] ? encode_prompt(tok, chat, prompts[b], &ids[b], err) : errf(err, "out of memory")) < 0) rc = -1;
+    SampleOpts greedy = {.max_new = max_new, .temperature = 0, .top_p = 1};
+    AnswerState st = {tok, seen};
+    if (!rc) rc = be_generate(k->be, m, (const int *const *)ids, lens, B, &greedy, stop, n_stop, stop_line ? answer_token : NULL, &st, out, out_lens, err);
+    for (int b = 0; b < B && !rc; b++) {
+        int n = out_lens[b];
+        for (int i = 0; n > 0 && i < n_stop; i++)
+            if (out[b][n - 1] == stop[i]) { n--; break; }
+        size_t len;
+        if (!(texts[b] = tok_decode(tok, out[b], n, &len, err))) rc = -1;
+    }
+    for (int b = 0; b < B; b++) { free(ids[b]); free(out[b]); }
+    if (rc)
+        for (int b = 0; b < B; b++) { free(texts[b]); texts[b] = NULL; }
+    return rc;
+}
+
+// The judge's verdicts (1 yes, 0 no) on a passage's answers, as SEAL's
+// TTT_server.py asks them: an empty answer is wrong without asking; the
+// question carries its "Topic: TITLE" line and the first gold answer stands for all.
+static int judge_scores(const Knowledge *k, const Passage *p, char **answers, double *scores, char *err) {
+    int rc = 0;
+    for (int q0 = 0; q0 < p->n_qs && !rc; q0 += ANSWER_BATCH) {
+        int B = 0, which[ANSWER_BATCH];
+        char *prompts[ANSWER_BATCH] = {0}, *verdicts[ANSWER_BATCH] = {0};
+        for (int q = q0; q < p->n_qs && q < q0 + ANSWER_BATCH; q++) {
+            scores[q] = 0;
+            const char *a = answers[q];
+            while (isspace((unsigned char)*a)) a++;
+            if (!*a) continue;
+            char *question, *judge = NULL;
+            if (asprintf(&question, "%s%s%s%s", *p->title ? "Topic: " : "", p->title, *p->title ? "\n" : "", p->qs[q].question) < 0) question = NULL;
+            if (question) judge = squad_judge_prompt(question, p->qs[q].answers[0], answers[q]);
+            free(question);
+            prompts[B] = judge ? squad_chat(k->judge_chat, judge) : NULL;
+            free(judge);
+            which[B++] = q;
+        }
+        if (B) rc = generate_texts(k, k->judge, k->judge_tok, k->judge_chat, prompts, B, JUDGE_MAX_TOKENS, 0, verdicts, err);
+        for (int b = 0; b < B; b++) {
+            if (!rc) scores[which[b]] = squad_judge_yes(verdicts[b]);
+            free(prompts[b]);
+            free(verdicts[b]);
+        }
+    }
+    return rc;
+}
 
 int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char ***answers, double *scores, char *err) {
     *answers = xcalloc((size_t)p->n_qs, sizeof(char *));
     int rc = 0;
     for (int q0 = 0; q0 < p->n_qs && !rc; q0 += ANSWER_BATCH) {
         int B = p->n_qs - q0 < ANSWER_BATCH ? p->n_qs - q0 : ANSWER_BATCH;
-        int *ids[ANSWER_BATCH] = {0}, lens[ANSWER_BATCH], *out[ANSWER_BATCH] = {0}, out_lens[ANSWER_BATCH], seen[ANSWER_BATCH] = {0};
-        for (int b = 0; b < B && !rc; b++) {
-            char *prompt = squad_question_prompt(p, &p->qs[q0 + b], k->chat);
-            lens[b] = prompt ? tok_encode(k->tok, prompt, strlen(prompt), 1, &ids[b], err) : errf(err, "out of memory");
-            free(prompt);
-            if (lens[b] < 0) rc = -1;
+        char *prompts[ANSWER_BATCH] = {0}, *texts[ANSWER_BATCH] = {0};
+        for (int b = 0; b < B; b++) prompts[b] = squad_question_prompt(p, &p->qs[q0 + b], k->chat);
+        rc = generate_texts(k, m, k->tok, k->chat, prompts, B, k->max_answer_tokens, 1, texts, err);
+        for (int b = 0; b < B; b++) {
+            if (!rc) (*answers)[q0 + b] = squad_answer_text(texts[b]);
+            free(prompts[b]);
+            free(texts[b]);
         }
-        SampleOpts greedy = {.max_new = k->max_answer_tokens, .temperature = 0, .top_p = 1};
-        AnswerState st = {k->tok, seen};
-        if (!rc) rc = be_generate(k->be, m, (const int *const *)ids, lens, B, &greedy, m->c.eos, m->c.n_eos, answer_token, &st, out, out_lens, err);
-        for (int b = 0; b < B && !rc; b++) {
-            int n = out_lens[b];
-            for (int i = 0; n > 0 && i < m->c.n_eos; i++)
-                if (out[b][n - 1] == m->c.eos[i]) { n--; break; }
-            size_t len;
-            char *text = tok_decode(k->tok, out[b], n, &len, err);
-            if (!text) { rc = -1; break; }
-            (*answers)[q0 + b] = squad_answer_text(text);
-            free(text);
-        }
-        for (int b = 0; b < B; b++) { free(ids[b]); free(out[b]); }
     }
-    for (int q = 0; q < p->n_qs && !rc; q++)
-        if (scores) scores[q] = squad_grade(k->grader, (*answers)[q], p->qs[q].answers, p->qs[q].n_answers);
+    if (!rc && scores && k->grader == GRADE_JUDGE) rc = k->judge ? judge_scores(k, p, *answers, scores, err) : errf(err, "--grader judge needs --judge MODEL");
+    else
+        for (int q = 0; q < p->n_qs && !rc; q++)
+            if (scores) scores[q] = squad_grade(k->grader, (*answers)[q], p->qs[q].answers, p->qs[q].n_answers);
     if (rc) { squad_free_strings(*answers, p->n_qs); *answers = NULL; }
     return rc;
 }
@@ -235,9 +320,17 @@ static int train_adapter(const Knowledge *k, Model *m, Lora *l, const Example *e
     return rc;
 }
 
+// The self-edit prompt; a raw one opens with the tokenizer's BOS, written as
+// its special token's text (restem encodes prompts with special tokens on).
 static char *kn_prompt(const Domain *d, int split, int task) {
     const Knowledge *k = d->ctx;
-    return squad_selfedit_prompt(passage_of(k, split, task), k->style, k->chat);
+    char *prompt = squad_selfedit_prompt(passage_of(k, split, task), k->style, k->chat), *out;
+    const char *bos;
+    const int bos_id = k->chat == CHAT_RAW ? tok_bos(k->tok) : -1, n = bos_id >= 0 ? tok_token_bytes(k->tok, bos_id, &bos) : -1;
+    if (!prompt || n <= 0) return prompt;
+    if (asprintf(&out, "%.*s%s", n, bos, prompt) < 0) out = NULL;
+    free(prompt);
+    return out;
 }
 
 static const char *kn_name(const Domain *d, int split, int task) {
@@ -260,15 +353,31 @@ static int kn_evaluate(const Domain *d, Model *m, int split, int task, const cha
         return answer_reward(k, m, p, out, err);
     }
     out->valid = 1;
-    Lora *before = m->lora, l = {0};
-    int rc = train_adapter(k, m, &l, ex, n, k->epochs, k->batch, k->lr, seed, out->metrics, out->why, sizeof out->why, err);
-    examples_free(ex, n);
-    if (!rc && !*out->why) {   // trained (a diverged one is not, and gets reward 0)
-        out->trained = 1;
-        rc = answer_reward(k, m, p, out, err);
+    // SEAL's query_server.sh: a training passage's self-edit is rewarded by the
+    // mean of eval_times (3) fresh inner loops; a held-out one by one.
+    const int runs = split == SPLIT_TRAIN && k->ttt_runs > 1 ? k->ttt_runs : 1;
+    cJSON *each = runs > 1 ? cJSON_CreateArray() : NULL;
+    double sum = 0;
+    int rc = 0;
+    for (int r = 0; r < runs && !rc && !*out->why; r++) {
+        Lora *before = m->lora, l = {0};
+        Outcome again = {.metrics = cJSON_CreateObject()}, *into = r ? &again : out;
+        rc = train_adapter(k, m, &l, ex, n, k->epochs, k->batch, k->lr, seed + 0x9e3779b97f4a7c15ULL * (uint64_t)r, into->metrics, out->why,
+                           sizeof out->why, err);
+        if (!rc && !*out->why) {   // trained (a diverged one is not, and the self-edit gets reward 0)
+            out->trained = 1;
+            rc = answer_reward(k, m, p, into, err);
+            sum += into->reward;
+            if (each) cJSON_AddItemToArray(each, cJSON_CreateNumber(into->reward));
+        }
+        cJSON_Delete(again.metrics);
+        model_attach_lora(m, before);
+        lora_free(&l);
     }
-    model_attach_lora(m, before);
-    lora_free(&l);
+    examples_free(ex, n);
+    if (*out->why) out->trained = 0, out->reward = 0;
+    else out->reward = (float)(sum / runs);
+    if (each) cJSON_AddItemToObject(out->metrics, "ttt_rewards", each);
     return rc;
 }
 
@@ -282,30 +391,57 @@ void knowledge_domain(Domain *d, Knowledge *k) {
 // Continued pretraining: n held-out passages (and self-edits for them)
 // absorbed in one update, then every question of the n answered (SEAL's CPT.py).
 
-// The logged self-edits of a round's held-out evaluation for one passage.
-static int add_logged_edits(const Knowledge *k, const Run *run, int round, int task, Example **ex, int *n, char *err) {
+// One self-edit's CPT documents: with cpt_split_lines a statement a line (the
+// passage follows once per passage, in cpt_group); else as SEAL's CPT.sh
+// builds them (build_train_sequences, split_newlines off): each "---" segment
+// whole, then the passage.
+static int add_cpt_edit(const Knowledge *k, const Passage *p, const char *edit, Example **ex, int *n, char *err) {
+    char **st;
+    int m = k->cpt_split_lines ? squad_split_edit(edit, &st) : squad_split_segments(edit, &st), rc = add_documents(k, p, st, m, ex, n, err);
+    squad_free_strings(st, m);
+    if (!rc && !k->cpt_split_lines) rc = add_documents(k, p, &p->context, 1, ex, n, err);
+    return rc;
+}
+
+// A held-out passage's self-edits for CPT, at most cpt_completions (0: all):
+// for "base", the completions stored with the passage (SEAL's base_val.json)
+// when it has some, else the base policy's logged ones; for "seal" the logged
+// self-edits of the round's held-out evaluation. *used gets their count.
+static int add_cpt_edits(const Knowledge *k, const Run *run, int source, int round, int task, Example **ex, int *n, int *used, char *err) {
     const Passage *p = &k->eval[task];
-    for (int s = 0;; s++) {
+    const int most = k->cpt_completions > 0 ? k->cpt_completions : INT_MAX;
+    *used = 0;
+    if (source == CPT_BASE && p->n_completions) {
+        for (int c = 0; c < p->n_completions && *used < most; c++)
+            if (strspn(p->completions[c], " \t\r\n") < strlen(p->completions[c])) {   // SEAL drops empty ones
+                if (add_cpt_edit(k, p, p->completions[c], ex, n, err)) return -1;
+                (*used)++;
+            }
+        return 0;
+    }
+    for (int s = 0; *used < most; s++) {
         const Edit *e = run_find(run, PHASE_EVAL, round, task, s);
         if (!e) return s ? 0 : errf(err, "%s: no logged self-edit of round %d for held-out passage %s", run->dir, round, p->id);
         if (!e->edit || !e->valid) continue;
-        char **st;
-        int m = squad_split_edit(e->edit, &st), rc = add_documents(k, p, st, m, ex, n, err);
-        squad_free_strings(st, m);
-        if (rc) return -1;
+        if (add_cpt_edit(k, p, e->edit, ex, n, err)) return -1;
+        (*used)++;
     }
+    return 0;
 }
 
 // One group: passages [g*size, (g+1)*size) into one adapter, scored on all their questions.
 static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, int round, int size, int g, uint64_t seed, Edit *line, char *err) {
     Example *ex = NULL;
-    int n = 0, rc = 0;
+    int n = 0, rc = 0, completions = 0;
     for (int t = g * size; t < (g + 1) * size && !rc; t++) {
-        if (source != CPT_PASSAGE) rc = add_logged_edits(k, run, round, t, &ex, &n, err);
-        if (!rc) rc = add_documents(k, &k->eval[t], &k->eval[t].context, 1, &ex, &n, err);
+        int used = 0;
+        if (source != CPT_PASSAGE) rc = add_cpt_edits(k, run, source, round, t, &ex, &n, &used, err);
+        completions += used;
+        if (!rc && (k->cpt_split_lines || !used)) rc = add_documents(k, &k->eval[t], &k->eval[t].context, 1, &ex, &n, err);
     }
     cJSON *metrics = line->metrics = cJSON_CreateObject();
     cJSON_AddNumberToObject(metrics, "passages", size);
+    cJSON_AddNumberToObject(metrics, "completions", completions);
     cJSON_AddNumberToObject(metrics, "documents", n);
     Lora *before = m->lora, l = {0};
     if (!rc) rc = train_adapter(k, m, &l, ex, n, k->cpt_epochs, k->cpt_batch, k->cpt_lr, seed, metrics, line->why, sizeof line->why, err);
@@ -413,6 +549,47 @@ static void add_timing(cJSON *report, const Run *run) {
     cJSON_AddNumberToObject(j, "inference", n ? infer / n : 0);
 }
 
+// "passage + SEAL's stored base-model implications": each held-out passage's
+// first stored_k stored completions (SEAL's base_val.json, Qwen2.5-7B's),
+// each through the inner loop once, as SEAL's eval_baseline (query_server.sh:
+// k 1, eval_times 1). Logged as "stored" lines, so resume skips them. The
+// mean over passages of each passage's mean; *passages: those with completions.
+static int stored_row(const Knowledge *k, const Domain *d, Model *m, Run *run, const RestemOpts *o, double *score, int *passages, char *err) {
+    double sum = 0;
+    *passages = 0;
+    for (int t = 0; t < k->n_eval; t++) {
+        const Passage *p = &k->eval[t];
+        const int K = p->n_completions < k->stored_k ? p->n_completions : k->stored_k;
+        if (K < 1) continue;
+        double mean = 0;
+        for (int c = 0; c < K; c++) {
+            const Edit *done = run_find(run, PHASE_STORED, 0, t, c);
+            if (!done) {
+                Edit e = {.phase = PHASE_STORED, .task = t, .sample = c, .final = 1, .task_id = xstrdup(p->id),
+                          .seed = fnv1a(o->seed ^ 0x5703edULL, p->id, strlen(p->id)) + (uint64_t)c, .edit = utf8_sanitize(p->completions[c])};
+                Outcome out = {0};
+                double t0 = now_seconds();
+                if (d->evaluate(d, m, SPLIT_EVAL, t, p->completions[c], e.seed, &out, err)) { cJSON_Delete(out.metrics); edit_free(&e); return -1; }
+                e.valid = out.valid;
+                e.trained = out.trained;
+                e.reward = out.reward;
+                memcpy(e.why, out.why, sizeof e.why);
+                e.metrics = out.metrics;
+                e.seconds_total = now_seconds() - t0;
+                if (!o->quiet) progress(0, "[stored] passage %d/%d completion %d reward %.3f", t + 1, k->n_eval, c + 1, e.reward);
+                if (run_append(run, &e, err)) return -1;
+                done = run_find(run, PHASE_STORED, 0, t, c);
+            }
+            mean += done->reward / K;
+        }
+        sum += mean;
+        (*passages)++;
+    }
+    if (!o->quiet && *passages) progress_end();
+    *score = *passages ? sum / *passages : 0.0;
+    return 0;
+}
+
 int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const RestemOpts *o,
                   const SquadLoad *train_log, const SquadLoad *eval_log, cJSON *report, char *err) {
     Domain d;
@@ -426,6 +603,8 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
     cJSON_AddStringToObject(report, "domain", d.name);
     cJSON_AddStringToObject(report, "grader", GRADER_NAME[k->grader]);
     cJSON_AddStringToObject(report, "grader_about", GRADER_ABOUT[k->grader]);
+    if (k->grader == GRADE_JUDGE && k->judge_name) cJSON_AddStringToObject(report, "judge", k->judge_name);
+    cJSON_AddStringToObject(report, "paper_grader", KNOWLEDGE_PAPER_GRADER);
     cJSON_AddStringToObject(report, "style", STYLE_NAME[k->style]);
     cJSON *rows = cJSON_AddArrayToObject(report, "rows");
     copy_row(rows, find_row(raw_rows, "in-context only, no adaptation"), "base model, no adaptation", d.paper[0]);
@@ -437,7 +616,12 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
         copy_row(rows, find_row(raw_rows, name), name, r == 2 ? 0.47 : NAN);
     }
     cJSON_Delete(raw);
-    int rc = 0;
+    int rc = 0, stored;
+    double score;
+    if (k->stored_k > 0 && !(rc = stored_row(k, &d, student, run, o, &score, &stored, err)) && stored) {
+        snprintf(name, sizeof name, "passage + SEAL's stored base-model %s (Qwen2.5-7B, first %d a passage)", noun, k->stored_k);
+        report_row(rows, name, score, d.paper[1], stored);
+    }
     for (int i = 0; i < k->n_cpt_sizes && !rc; i++) {
         int size = k->cpt_sizes[i] < k->n_eval ? k->cpt_sizes[i] : k->n_eval, again = 0;
         for (int j = 0; j < i; j++) again |= size == (k->cpt_sizes[j] < k->n_eval ? k->cpt_sizes[j] : k->n_eval);
@@ -462,10 +646,30 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
 
 void knowledge_report_markdown(const cJSON *report, FILE *out) {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(report, "data"), *timing = cJSON_GetObjectItemCaseSensitive(report, "seconds_per_self_edit");
+    const char *grader = cJSON_GetObjectItemCaseSensitive(report, "grader")->valuestring;
+    const cJSON *judge = cJSON_GetObjectItemCaseSensitive(report, "judge"), *pg = cJSON_GetObjectItemCaseSensitive(report, "paper_grader");
+    const char *paper_grader = cJSON_IsString(pg) ? pg->valuestring : KNOWLEDGE_PAPER_GRADER;
+    char ours[400];
+    if (cJSON_IsString(judge)) snprintf(ours, sizeof ours, "ours (grader: judge %s)", judge->valuestring);
+    else snprintf(ours, sizeof ours, "ours (grader: %s)", grader);
     fprintf(out, "SEAL knowledge incorporation: no-context question answering after each update.\n"
-                 "grader: %s (%s)\n\n",
-            cJSON_GetObjectItemCaseSensitive(report, "grader")->valuestring, cJSON_GetObjectItemCaseSensitive(report, "grader_about")->valuestring);
-    restem_report_markdown(report, out);
+                 "grader: %s (%s)\n",
+            grader, cJSON_GetObjectItemCaseSensitive(report, "grader_about")->valuestring);
+    if (strcmp(grader, "judge"))
+        fprintf(out, "the paper's column was graded by %s, ours by %s: different graders, not the same measure\n", paper_grader, grader);
+    else fprintf(out, "the paper's column was graded by %s, ours by a local judge model with the same prompt\n", paper_grader);
+    fprintf(out, "\n| method | %s | paper (grader: %s) | n |\n|---|---|---|---|\n", ours, paper_grader);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rows")) {
+        const cJSON *paper = cJSON_GetObjectItemCaseSensitive(r, "paper");
+        char p[32] = "-";
+        if (cJSON_IsNumber(paper)) snprintf(p, sizeof p, "%.1f%%", 100 * paper->valuedouble);
+        fprintf(out, "| %s | %.1f%% | %s | %d |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,
+                100 * cJSON_GetObjectItemCaseSensitive(r, "ours")->valuedouble, p, cJSON_GetObjectItemCaseSensitive(r, "n")->valueint);
+    }
+    const cJSON *diverged = cJSON_GetObjectItemCaseSensitive(report, "diverged");
+    if (cJSON_IsNumber(diverged))
+        fprintf(out, "\n%d self-edits' training diverged (a NaN or Inf loss): counted as not trained, reward 0 (edits.jsonl \"why\")\n", diverged->valueint);
     fprintf(out, "\n");
     const char *keys[] = {"train", "eval"};
     for (int i = 0; i < 2; i++) {

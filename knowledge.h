@@ -17,6 +17,9 @@
 enum { CPT_PASSAGE, CPT_BASE, CPT_SEAL, CPT_SOURCES };   // what continued pretraining trains on besides the passages
 extern const char *const CPT_SOURCE_NAME[CPT_SOURCES];   // "passage", "base", "seal"
 
+// Who graded the paper's numbers (SEAL's utils.py grade_with_gpt4): every knowledge table says so.
+#define KNOWLEDGE_PAPER_GRADER "GPT-4.1 as a yes/no judge"
+
 #define CPT_MAX_SIZES 8
 typedef struct {
     Passage *train, *eval;        // eval passages also serve as the retention probe
@@ -30,20 +33,34 @@ typedef struct {
     int lora_r, epochs, batch, max_doc_tokens;
     float lora_alpha, lr;
     unsigned lora_targets;
+    int ttt_runs;                 // inner loops per training passage's self-edit, reward = their mean (SEAL: 3; held-out: always 1)
     // reward
     int max_answer_tokens, grader;
+    const Model *judge;           // GRADE_JUDGE: the model that answers SEAL's grading prompt, its tokenizer and chat format
+    const Tokenizer *judge_tok;
+    ChatFormat judge_chat;
+    const char *judge_name;       // for the report
+    int stored_k;                 // the "stored" row: the first stored_k completions stored with each held-out passage (0: no row)
     // continued pretraining: the held-out passages in groups of n, each group absorbed in one update
     int cpt_sizes[CPT_MAX_SIZES], n_cpt_sizes;
     unsigned cpt_sources;         // bits of CPT_*
     int cpt_epochs, cpt_batch;
     float cpt_lr;
+    int cpt_completions;          // self-edits per passage at most (0: every logged one)
+    int cpt_split_lines;          // 1: a statement a line, the passage once; 0: CPT.sh's documents (see cpt_group)
 } Knowledge;
 
-// SEAL's defaults: LoRA r=32, alpha=64 on q_proj and v_proj, 10 epochs, lr
+// SEAL's inner loop: LoRA r=32, alpha=64 on q_proj and v_proj, 10 epochs, lr
 // 1e-3, batch 1, documents cut at 2048 tokens, answers of 64 tokens at most,
 // grader em-f1; continued pretraining n = 1 and 200 from every source, 3
-// epochs, lr 1e-3, batch 8 (CPT.sh: 4 x 2 accumulation).
+// epochs, lr 1e-3, batch 8 (CPT.sh: 4 x 2 accumulation). The rest as seal
+// demo knowledge runs it: Llama-3 chat prompts, one inner loop per self-edit,
+// CPT on every logged self-edit split into lines, no stored row.
+// knowledge_official then sets what `seal knowledge` follows SEAL's code in
+// (docs/FIDELITY.md): 3 inner loops per training self-edit, CPT.sh's
+// documents (5 completions, no line split, n=200), the stored row's first completion.
 void knowledge_defaults(Knowledge *k);
+void knowledge_official(Knowledge *k);
 void knowledge_domain(Domain *d, Knowledge *k);
 void knowledge_config_json(const Knowledge *k, cJSON *into);
 

@@ -12,10 +12,12 @@
 //              at least the threshold: its first keep_per_task by sample
 //              index, or (best_per_task) its keep_per_task best that also beat
 //              the task's no-edit reward
-//     M-step   a fresh LoRA on the base policy, trained on the kept (prompt,
+//     M-step   a fresh LoRA on the base policy (m_from_previous: round k-1's
+//              adapter, trained further), trained on the kept (prompt,
 //              self-edit) pairs of round k (with replay: of rounds 1..k), loss
 //              on the self-edit tokens only; with nothing kept the policy
-//              stays what it was
+//              stays what it was. With train_stride each round's E-step
+//              draws the next train_per_round training tasks
 //     evaluate the new policy on held-out tasks, and on the retention probe
 //     promote  when its probe score is at most max_retention_drop below the
 //              base policy's, the new policy becomes RUN/current. Otherwise it
@@ -85,7 +87,15 @@ static const struct { int split, apply; } PHASE_DOES[] = {
 
 static int n_tasks(const Seal *s, Phase p) {
     const int split = PHASE_DOES[p].split;
-    return split == SPLIT_TRAIN ? s->d->n_train : split == SPLIT_EVAL ? s->d->n_eval : s->d->n_probe;
+    if (split == SPLIT_TRAIN) return s->o->train_per_round > 0 && s->o->train_per_round < s->d->n_train ? s->o->train_per_round : s->d->n_train;
+    return split == SPLIT_EVAL ? s->d->n_eval : s->d->n_probe;
+}
+
+// The domain's index of a phase's t-th task in round k: training tasks move on
+// by train_stride a round (a fresh set, wrapping around n_train), others stay.
+static int task_of(const Seal *s, Phase p, int round, int t) {
+    if (PHASE_DOES[p].split != SPLIT_TRAIN || s->o->train_stride <= 0 || round < 1) return t;
+    return (int)(((int64_t)(round - 1) * s->o->train_stride + t) % s->d->n_train);
 }
 
 static int n_samples(const Seal *s, Phase p) {
@@ -186,13 +196,18 @@ static int draw_edits(Seal *s, const char *prompt, const uint64_t *seeds, int B,
     const int **prompts = xcalloc((size_t)B, sizeof *prompts), **outs = xcalloc((size_t)B, sizeof *outs);
     int *lens = xcalloc((size_t)B, sizeof(int)), *out_lens = xcalloc((size_t)B, sizeof(int));
     for (int b = 0; b < B; b++) prompts[b] = ids, lens[b] = n;
+    int stop[9], n_stop = 0, has = 0;
+    for (int i = 0; i < s->policy->c.n_eos && n_stop < 8; i++) stop[n_stop++] = s->policy->c.eos[i];
+    const int eot = s->d->eot ? tok_find(s->tok, s->d->eot) : -1;   // the chat's end of turn, when the eos ids lack it
+    for (int i = 0; i < n_stop; i++) has |= stop[i] == eot;
+    if (eot >= 0 && !has) stop[n_stop++] = eot;
     model_attach_lora(s->policy, policy_lora(s));
-    int rc = be_generate(s->d->be, s->policy, prompts, lens, B, &so, s->policy->c.eos, s->policy->c.n_eos, NULL, NULL, (int **)outs, out_lens, err);
+    int rc = be_generate(s->d->be, s->policy, prompts, lens, B, &so, stop, n_stop, NULL, NULL, (int **)outs, out_lens, err);
     model_attach_lora(s->policy, NULL);
     for (int b = 0; b < B; b++) {
         int len = out_lens[b];
-        for (int i = 0; len > 0 && i < s->policy->c.n_eos; i++)   // the stop token is not part of the edit
-            if (outs[b][len - 1] == s->policy->c.eos[i]) { len--; break; }
+        for (int i = 0; len > 0 && i < n_stop; i++)   // the stop token is not part of the edit
+            if (outs[b][len - 1] == stop[i]) { len--; break; }
         size_t bytes;
         texts[b] = rc ? NULL : tok_decode(s->tok, outs[b], len, &bytes, err);
         if (!texts[b]) rc = -1;
@@ -332,40 +347,45 @@ static int share_batch(Seal *s, const Batch *b, char *err);   // with MPI worker
 
 // Mean reward of a phase of a round over its tasks and samples; the pairs the
 // log lacks are scored first, over the ranks. NAN on error.
+// The training tasks' no-edit rewards are logged under round 0 (they do not
+// change), whichever round's tasks they are scored for.
 static double score_phase(Seal *s, Phase phase, int round, char *err) {
-    const int tasks = n_tasks(s, phase), samples = n_samples(s, phase);
-    Batch b = {s, phase, round};
+    const int tasks = n_tasks(s, phase), samples = n_samples(s, phase), key = phase == PHASE_TRAIN_BASELINE ? 0 : round;
+    Batch b = {s, phase, key};
     if ((int64_t)tasks * samples > INT_MAX) { errf(err, "%d tasks x %d samples: more pairs than a phase can hold", tasks, samples); return NAN; }
     RankJob *jobs = xcalloc((size_t)tasks * samples + 1, sizeof(RankJob));
     int n = 0;
-    for (int t = 0; t < tasks; t++)
+    for (int i = 0; i < tasks; i++) {
+        const int t = task_of(s, phase, round, i);
         for (int k = 0; k < samples; k++)
-            if (!run_find(s->run, phase, round, t, k)) jobs[n++] = (RankJob){t, k, run_attempts(s->run, phase, round, t, k)};
+            if (!run_find(s->run, phase, key, t, k)) jobs[n++] = (RankJob){t, k, run_attempts(s->run, phase, key, t, k)};
+    }
     int rc = n ? share_batch(s, &b, err) || ranks_map(jobs, n, score_pair, record_pair, &b, err) : 0;
     free(jobs);
     if (rc) return NAN;
     double sum = 0;
-    for (int t = 0; t < tasks; t++)
-        for (int k = 0; k < samples; k++) sum += run_find(s->run, phase, round, t, k)->reward;
+    for (int i = 0; i < tasks; i++)
+        for (int k = 0; k < samples; k++) sum += run_find(s->run, phase, key, task_of(s, phase, round, i), k)->reward;
     return tasks > 0 && samples > 0 ? sum / ((double)tasks * samples) : 0.0;
 }
 
 // best_per_task, instead of the threshold filter: a task's keep_per_task best
 // self-edits of the round that reach the threshold and beat its no-edit reward
-// (ties: the earlier sample) are copied into "select" lines, which the M-step
-// reads as accepted pairs. The choice depends on the log alone, so resume
-// repeats it.
+// (best_any: whatever that reward) (ties: the earlier sample) are copied into
+// "select" lines, which the M-step reads as accepted pairs. The choice depends
+// on the log alone, so resume repeats it.
 static int select_best(Seal *s, int round, int *selected, char *err) {
     const int K = s->o->samples;
     const Edit **cand = xcalloc((size_t)K, sizeof *cand);
     int rc = 0;
     *selected = 0;
-    if (!rc && isnan(score_phase(s, PHASE_TRAIN_BASELINE, 0, err))) rc = -1;   // each task's no-edit reward
-    for (int t = 0; t < s->d->n_train && !rc; t++) {
-        const double base = run_find(s->run, PHASE_TRAIN_BASELINE, 0, t, 0)->reward;
+    if (!rc && !s->o->best_any && isnan(score_phase(s, PHASE_TRAIN_BASELINE, round, err))) rc = -1;   // each task's no-edit reward
+    for (int i = 0; i < n_tasks(s, PHASE_TRAIN) && !rc; i++) {
+        const int t = task_of(s, PHASE_TRAIN, round, i);
+        const double base = s->o->best_any ? NAN : run_find(s->run, PHASE_TRAIN_BASELINE, 0, t, 0)->reward;
         for (int k = 0; k < K; k++) {
             const Edit *e = run_find(s->run, PHASE_TRAIN, round, t, k);
-            cand[k] = rewarded(s, e) && e->reward > base ? e : NULL;
+            cand[k] = rewarded(s, e) && (s->o->best_any || e->reward > base) ? e : NULL;
         }
         for (int rank = 0; s->o->keep_per_task <= 0 || rank < s->o->keep_per_task; rank++) {
             int best = -1;
@@ -399,8 +419,8 @@ static int mstep_examples(Seal *s, int round, Example **ex, int *n, char *err) {
     if (eot < 0) eot = s->policy->c.eos[0];
     const Phase kept = s->o->best_per_task ? PHASE_SELECT : PHASE_TRAIN;
     for (int r = s->o->replay ? 1 : round; r <= round; r++)
-        for (int t = 0; t < s->d->n_train; t++)
-            for (int k = 0; k < s->o->samples; k++) {
+        for (int i = 0; i < n_tasks(s, PHASE_TRAIN); i++)
+            for (int k = 0, t = task_of(s, PHASE_TRAIN, r, i); k < s->o->samples; k++) {
                 const Edit *e = run_find(s->run, kept, r, t, k);
                 if (!e || !e->accepted) continue;
                 char *prompt = s->d->prompt(s->d, SPLIT_TRAIN, t);
@@ -431,6 +451,8 @@ static int mstep(Seal *s, int round, Lora **out, Round *m, char *err) {
         return errf(err, "out of memory for the M-step adapter");
     }
     lora_reset(l, key_seed(s, "mstep", round, 0, 0, 0));
+    if (s->o->m_from_previous && s->adapter && s->adapter->params.total == l->params.total)   // round k-1's policy, trained on
+        memcpy(l->params.mem, s->adapter->params.mem, l->params.total * sizeof(float));
     SftOpts so = sft_defaults();
     so.lr = s->o->m_lr;
     so.epochs = s->o->m_epochs;
@@ -559,7 +581,8 @@ int restem_run(const Domain *d, Model *policy, Model *student, const Tokenizer *
                const RestemOpts *o, cJSON *report, char *err) {
     Seal s = {.d = d, .policy = policy, .student = student, .tok = tok, .run = run, .o = o, .t_start = now_seconds()};
     s.total = (double)d->n_eval * (2 + o->eval_samples) + d->n_probe +
-              (double)o->rounds * ((double)d->n_train * o->samples + (double)d->n_eval * o->eval_samples + d->n_probe) + (o->best_per_task ? d->n_train : 0);
+              (double)o->rounds * ((double)n_tasks(&s, PHASE_TRAIN) * o->samples + (double)d->n_eval * o->eval_samples + d->n_probe) +
+              (o->best_per_task && !o->best_any ? d->n_train : 0);
     if (ranks_size() > 1) s.setup = setup_hash(&s);
     int rc = ranks_root() ? seal_rounds(&s, report, err) : serve(&s, err);
     if (ranks_root()) end_workers();
@@ -672,8 +695,12 @@ void restem_opts_json(const RestemOpts *o, cJSON *j) {
     cJSON_AddNumberToObject(j, "max_attempts", o->max_attempts);
     cJSON_AddNumberToObject(j, "threshold", o->threshold);
     if (o->best_per_task) cJSON_AddNumberToObject(j, "best_per_task", 1);   // absent when off: older run.json files still match
-    if (o->keep_untrained) cJSON_AddNumberToObject(j, "keep_untrained", 1);   // the same
+    if (o->keep_untrained) cJSON_AddNumberToObject(j, "keep_untrained", 1);   // the same for these
     if (o->merge_policy) cJSON_AddNumberToObject(j, "merge_policy", 1);
+    if (o->best_any) cJSON_AddNumberToObject(j, "best_any", 1);
+    if (o->train_per_round) cJSON_AddNumberToObject(j, "train_per_round", o->train_per_round);
+    if (o->train_stride) cJSON_AddNumberToObject(j, "train_stride", o->train_stride);
+    if (o->m_from_previous) cJSON_AddNumberToObject(j, "m_from_previous", 1);
     cJSON_AddNumberToObject(j, "temperature", o->sampling.temperature);
     cJSON_AddNumberToObject(j, "top_k", o->sampling.top_k);
     cJSON_AddNumberToObject(j, "top_p", o->sampling.top_p);

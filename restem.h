@@ -24,6 +24,7 @@ struct Domain {
     int n_train, n_eval, n_probe;
     void *ctx;
     char *(*prompt)(const Domain *d, int split, int task);   // malloc'd chat text ending at the assistant header
+    // (a self-edit's sampling stops at the policy's eos ids and at eot below)
     const char *(*task_name)(const Domain *d, int split, int task);
     // Applies the edit (inner loop) to student and scores it; edit NULL scores the
     // student as it is (no adaptation). seed drives every random choice.
@@ -45,6 +46,12 @@ typedef struct {
     float threshold;              // accept rewards >= threshold (binary reward: 1)
     int best_per_task;            // instead, once a task's samples are scored, accept its keep_per_task best
                                   // that reach threshold and beat the task's no-edit reward (logged as "select" lines)
+    int best_any;                 // with best_per_task: keep the best whatever the no-edit reward (SEAL's
+                                  // build_SFT_dataset.py); the training tasks' baselines are then not scored
+    int train_per_round;          // training tasks a round's E-step samples (0: all n_train) ...
+    int train_stride;             // ... round k's start at (k-1) x train_stride, modulo n_train (0: the same every round)
+    int m_from_previous;          // round k's M-step continues round k-1's adapter (SEAL's train_SFT.sh
+                                  // fine-tunes the n-1'th checkpoint), else a fresh one on the base policy
     SampleOpts sampling;          // how self-edits are drawn from the policy
     int keep_untrained;           // the filter also keeps rewarded self-edits that got no training
     int merge_policy;             // with no teacher: the policy's adapter is merged into the student for the

@@ -103,7 +103,7 @@ static int write_json(const char *path, const cJSON *j, char *err) {
 // best_per_task choice ("select") and a continued-pretraining group ("cpt-...").
 
 const char *const PHASE_NAME[N_PHASES] = {"baseline", "eval", "oracle", "probe", "train", "train-baseline", "select",
-                                          "cpt-passage", "cpt-base", "cpt-seal"};
+                                          "cpt-passage", "cpt-base", "cpt-seal", "stored"};
 
 static int is_cpt(Phase p) { return p >= PHASE_CPT_PASSAGE && p <= PHASE_CPT_SEAL; }
 

@@ -27,6 +27,7 @@ typedef enum {
     PHASE_TRAIN_BASELINE,         // training tasks, no adaptation (best_per_task)
     PHASE_SELECT,                 // best_per_task's choice, copied from a train line
     PHASE_CPT_PASSAGE, PHASE_CPT_BASE, PHASE_CPT_SEAL,   // knowledge's continued pretraining
+    PHASE_STORED,                 // knowledge: held-out tasks, a self-edit stored with the passage (SEAL's base_val.json)
     N_PHASES
 } Phase;
 extern const char *const PHASE_NAME[N_PHASES];

@@ -86,7 +86,8 @@ static const struct Range {
     IN("--batch", 1, 10000, B_NONE),   IN("--warmup", 0, MAX_N, B_NONE),   IN("--max-examples", 1, MAX_N, B_NONE),
     IN("--max-steps", 1, MAX_N, B_NONE),   IN("--max-views", 0, 1000, B_NONE),   IN("--max-tokens", 2, MAX_TOKENS, B_CONTEXT),
     IN("--max-doc-tokens", 2, MAX_TOKENS, B_CONTEXT),   IN("--cpt-epochs", 1, 1000, B_NONE),   ABOVE("--cpt-lr", 0, 1),
-    IN("--cpt-batch", 1, 10000, B_NONE),
+    IN("--cpt-batch", 1, 10000, B_NONE),   IN("--ttt-runs", 1, 100, B_NONE),   IN("--cpt-completions", 0, 10000, B_NONE),
+    IN("--stored-k", 0, 10000, B_NONE),   IN("--train-stride", 0, MAX_N, B_NONE),
     // data, runs, ranks
     IN("--train-entries", 1, MAX_N, B_NONE),   IN("--train-scored", 1, MAX_N, B_NONE),   IN("--eval-entries", 1, MAX_N, B_NONE),
     IN("--eval-scored", 1, MAX_N, B_NONE),   IN("--n-train", 1, MAX_N, B_NONE),   IN("--n-eval", 1, MAX_N, B_NONE),   IN("--n-probe", 0, MAX_N, B_NONE),
@@ -349,19 +350,24 @@ static int encode_prompt(const Tokenizer *tok, const Config *c, const char *text
 // The tokenizer for model_dir: tok_path when given, else the .gguf's own or
 // MODEL/tokenizer.json; and its chat format: detected from its special tokens,
 // then the .gguf's template or MODEL/tokenizer_config.json's, then chat_name
-// (--chat-format) when given.
-static Tokenizer *load_tokenizer(const char *model_dir, const char *tok_path, const char *chat_name, ChatFormat *fmt, char *err) {
+// (--chat-format) when given. *templated (may be NULL): the model has a chat
+// template of a format seal knows.
+static Tokenizer *load_tokenizer(const char *model_dir, const char *tok_path, const char *chat_name, ChatFormat *fmt, int *templated, char *err) {
     char tpath[4096];
     int gguf = !tok_path && gguf_is_path(model_dir);
     if (!tok_path) { snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir); tok_path = tpath; }
     Tokenizer *tok = gguf ? gguf_load_tokenizer(model_dir, err) : tok_load(tok_path, err);
     if (!tok) return NULL;
     *fmt = chat_detect(tok);
+    ChatFormat found = CHAT_N_FORMATS;
     if (!gguf && !gguf_is_path(model_dir)) {   // a folder: its template, when it has one
         snprintf(tpath, sizeof tpath, "%s/tokenizer_config.json", model_dir);
-        chat_detect_config(tpath, fmt);
+        chat_detect_config(tpath, &found);
     }
-    if ((gguf && gguf_chat_format(model_dir, fmt, err)) || (chat_name && chat_format_parse(chat_name, fmt, err))) { tok_free(tok); return NULL; }
+    if (gguf && gguf_chat_format(model_dir, &found, err)) { tok_free(tok); return NULL; }
+    if (found != CHAT_N_FORMATS) *fmt = found;
+    if (templated) *templated = found != CHAT_N_FORMATS;
+    if (chat_name && chat_format_parse(chat_name, fmt, err)) { tok_free(tok); return NULL; }
     return tok;
 }
 
@@ -416,7 +422,7 @@ static int cmd_generate(int argc, char **argv) {
     if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
     if (adapter) model_attach_lora(&m, &lora);
     ChatFormat fmt;
-    if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, err)) || tok_fits(tok, tok_path, &m, model_dir, err)) goto done;
+    if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, NULL, err)) || tok_fits(tok, tok_path, &m, model_dir, err)) goto done;
     int **ids = xcalloc(B, sizeof(int *)), *lens = xcalloc(B, sizeof(int)), **out = xcalloc(B, sizeof(int *)), *out_lens = xcalloc(B, sizeof(int));
     GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = xcalloc(B, sizeof(char *)), .len = xcalloc(B, sizeof(size_t))};
     int ok = 1;
@@ -537,6 +543,7 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
 typedef struct {
     const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
     int resume, accept_changed, gpus, cuda;
+    int templated;                // the model has a chat template (load_tokenizer)
     Backend *be;                  // from --backend (cuda), made when the models load
     Model student, teacher;
     Tokenizer *tok;
@@ -549,7 +556,7 @@ typedef struct {
     {"--model", F_STR, &(x).model_dir, "the student: Hugging Face model folder or .gguf file (required)"},              \
     {"--teacher", F_STR, &(x).teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"}, \
     {"--tokenizer", F_STR, &(x).tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},        \
-    {"--chat-format", F_STR, &(x).chat_name, "llama3, chatml, smollm2, qwen2 or qwen2.5 (default: the model's)"}
+    {"--chat-format", F_STR, &(x).chat_name, "llama3, chatml, smollm2, qwen2, qwen2.5 or raw (default: the model's)"}
 #define RUN_FLAGS(x, o, TASK)                                                                      \
     {"--out", F_STR, &(x).out, "run directory (required)"},                                       \
     {"--resume", F_BOOL, &(x).resume, "continue the run in --out"},                               \
@@ -582,7 +589,7 @@ static int experiment_begin(const char *cmd, Experiment *x) {
 static int experiment_load(Experiment *x, char *err) {
     if (!(x->be = backend_new(x->cuda, err))) return -1;
     if (model_load(&x->student, x->model_dir, err) || (x->teacher_dir && model_load(&x->teacher, x->teacher_dir, err))) return -1;
-    x->tok = load_tokenizer(x->model_dir, x->tok_path, x->chat_name, &x->chat, err);
+    x->tok = load_tokenizer(x->model_dir, x->tok_path, x->chat_name, &x->chat, &x->templated, err);
     return !x->tok || tok_fits(x->tok, x->tok_path, &x->student, x->model_dir, err) ||
            (x->teacher_dir && tok_fits(x->tok, x->tok_path, &x->teacher, x->teacher_dir, err)) ? -1 : 0;
 }
@@ -673,6 +680,7 @@ static int fewshot_load(const FewShotArgs *a, Experiment *x, FewShot *fs, char *
     fs->tok = x->tok;
     fs->chat = x->chat;
     fs->be = x->be;
+    if (fs->chat == CHAT_RAW) return errf(err, "--chat-format raw: few-shot prompts need a chat format with a token that ends a turn");
     fs->eot = tok_find(x->tok, chat_eot(fs->chat));
     if (fs->eot < 0)
         return errf(err, "%s: the tokenizer has no %s token, which ends a turn in the %s chat format (see --chat-format)",
@@ -786,7 +794,10 @@ static int load_passages(const char *what, const char *path, const char *subset,
 // seal knowledge's flags that name what to load, or choose what is parsed into Knowledge and RestemOpts.
 typedef struct {
     const char *train_path, *eval_path, *eval_subset, *subset_key, *targets, *m_targets, *style, *grader, *cpt_sizes, *cpt_sources, *filter;
-    int n_train, n_eval, n_probe, no_passage, max_context;
+    const char *judge_dir, *base_completions, *m_from;
+    int n_train, n_eval, n_probe, no_passage, max_context, train_stride, same_passages, cpt_split_lines;
+    Model judge;                  // --judge, with its tokenizer
+    Tokenizer *judge_tok;
 } KnowledgeArgs;
 
 // --cpt-sizes: up to CPT_MAX_SIZES passage counts in 1..MAX_N; 0, 2 after a
@@ -832,9 +843,16 @@ static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Know
         return usage_error("knowledge", "--model, --eval, --out (and --train when --rounds > 0) are required", NULL);
     char err[ERR_MAX];
     if ((k->style = squad_style_parse(a->style)) < 0) return usage_error("knowledge", "unknown self-edit style", a->style);
-    if ((k->grader = squad_grader_parse(a->grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains)", a->grader);
-    if (strcmp(a->filter, "best") && strcmp(a->filter, "threshold")) return usage_error("knowledge", "--filter is best or threshold", a->filter);
-    o->best_per_task = !strcmp(a->filter, "best");
+    if ((k->grader = squad_grader_parse(a->grader)) < 0) return usage_error("knowledge", "unknown grader (em, f1, em-f1, contains, judge)", a->grader);
+    if ((k->grader == GRADE_JUDGE) != !!a->judge_dir) return usage_error("knowledge", "--grader judge and --judge MODEL go together", NULL);
+    if (strcmp(a->filter, "best") && strcmp(a->filter, "best-gain") && strcmp(a->filter, "threshold"))
+        return usage_error("knowledge", "--filter is best, best-gain or threshold", a->filter);
+    o->best_per_task = strcmp(a->filter, "threshold") != 0;
+    o->best_any = !strcmp(a->filter, "best");
+    if (strcmp(a->m_from, "previous") && strcmp(a->m_from, "base")) return usage_error("knowledge", "--m-from is previous or base", a->m_from);
+    o->m_from_previous = !strcmp(a->m_from, "previous");
+    if (!a->same_passages) { o->train_per_round = a->n_train; o->train_stride = a->train_stride ? a->train_stride : a->n_train; }
+    k->cpt_split_lines = a->cpt_split_lines;
     k->with_passage = !a->no_passage;
     if (!(k->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("knowledge", err, "--lora-targets");
     if (!(o->m_targets = lora_targets_parse(a->m_targets, err))) return usage_error("knowledge", err, "--m-targets");
@@ -845,16 +863,58 @@ static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Know
 
 // The models, the tokenizer and the passages: the held-out ones, and the
 // training ones when there are rounds; the logs say how each file was read.
-static int knowledge_load(const KnowledgeArgs *a, Experiment *x, const RestemOpts *o, Knowledge *k, SquadLoad *train_log, SquadLoad *eval_log,
+static int knowledge_load(KnowledgeArgs *a, Experiment *x, const RestemOpts *o, Knowledge *k, SquadLoad *train_log, SquadLoad *eval_log,
                           char *err) {
     k->tok = x->tok;
     k->chat = x->chat;
     k->be = x->be;
-    int max_context = a->max_context ? a->max_context : x->student.c.max_pos - o->sampling.max_new - 256;
+    const Config *c = &experiment_policy(x)->c;
+    int has_eot = 0, eot = chat_eot(x->chat) ? tok_find(x->tok, chat_eot(x->chat)) : -1;
+    for (int i = 0; i < c->n_eos; i++) has_eot |= c->eos[i] == eot;
+    if (!x->chat_name && (!x->templated || !has_eot)) {   // a base model: SEAL prompts Qwen2.5-7B with raw text
+        k->chat = CHAT_RAW;
+        if (ranks_root())
+            fprintf(stderr, "seal knowledge: %s %s: prompts are raw text, as SEAL prompts its base model (--chat-format to change)\n", x->model_dir,
+                    x->templated ? "ends its text with no chat end token (a base model)" : "has no chat template");
+    }
+    // a self-edit may take up to --max-edit-tokens (SEAL: 8192), at most half the context; the passage fits beside it
+    const int max_pos = x->student.c.max_pos < c->max_pos ? x->student.c.max_pos : c->max_pos;
+    int reserve = o->sampling.max_new < max_pos / 2 ? o->sampling.max_new : max_pos / 2;
+    int max_context = a->max_context ? a->max_context : max_pos - reserve - 256;
     SquadReadOpts ro = {x->tok, max_context > 0 ? max_context : 1};
     if (load_passages("held-out", a->eval_path, a->eval_subset, a->subset_key, a->n_eval, &ro, &k->eval, &k->n_eval, eval_log, err)) return -1;
-    if (o->rounds > 0 && load_passages("training", a->train_path, NULL, NULL, a->n_train, &ro, &k->train, &k->n_train, train_log, err)) return -1;
+    // each round a fresh set of --n-train passages (SEAL: 50 a round), unless --same-passages
+    const int64_t want = o->train_stride ? (int64_t)o->train_stride * (o->rounds - 1) + a->n_train : a->n_train;
+    if (o->rounds > 0 && load_passages("training", a->train_path, NULL, NULL, want < MAX_N ? (int)want : MAX_N, &ro, &k->train, &k->n_train, train_log, err))
+        return -1;
+    if (o->rounds > 1 && o->train_stride && k->n_train < want && ranks_root())
+        fprintf(stderr, "seal knowledge: %d training passages, fewer than the %lld that %d rounds of fresh ones take: later rounds wrap around to the first\n",
+                k->n_train, (long long)want, o->rounds);
     k->n_probe = a->n_probe < k->n_eval ? a->n_probe : k->n_eval;
+    if (a->base_completions) {   // SEAL's stored completions (base_val.json) for the held-out passages
+        Passage *stored;
+        int n_stored;
+        SquadLoad log = {0};
+        if (squad_read(a->base_completions, NULL, &stored, &n_stored, &log, err)) return -1;
+        int matched = squad_attach_completions(k->eval, k->n_eval, stored, n_stored);
+        squad_free(stored, n_stored);
+        if (ranks_root()) fprintf(stderr, "seal knowledge: --base-completions %s: completions for %d of %d held-out passages\n", a->base_completions, matched, k->n_eval);
+        if (!matched) return errf(err, "%s: no passage with completions matches a held-out passage (same title and context)", a->base_completions);
+    }
+    if (a->judge_dir) {   // the judge grader's model: any model seal loads, in its own chat format
+        int templated;
+        ChatFormat jf;
+        if (model_load(&a->judge, a->judge_dir, err) || !(a->judge_tok = load_tokenizer(a->judge_dir, NULL, NULL, &jf, &templated, err)) ||
+            tok_fits(a->judge_tok, NULL, &a->judge, a->judge_dir, err))
+            return -1;
+        const char *jeot = chat_eot(jf);
+        int judge_eot = jeot ? tok_find(a->judge_tok, jeot) : -1, ok = 0;
+        for (int i = 0; i < a->judge.c.n_eos; i++) ok |= a->judge.c.eos[i] == judge_eot;
+        k->judge = &a->judge;
+        k->judge_tok = a->judge_tok;
+        k->judge_chat = templated && ok ? jf : CHAT_RAW;
+        k->judge_name = a->judge_dir;
+    }
     return 0;
 }
 
@@ -883,32 +943,35 @@ static int knowledge_seal(const KnowledgeArgs *a, Experiment *x, Knowledge *k, c
 static RestemOpts knowledge_restem_defaults(void) {
     RestemOpts o = restem_defaults();
     o.rounds = 2; o.samples = 5; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0;
-    o.sampling.max_new = 512; o.sampling.temperature = 1.0f; o.sampling.top_p = 0.95f;
+    o.sampling.max_new = 8192; o.sampling.temperature = 1.0f; o.sampling.top_p = 0.95f;   // make_squad_data.sh
     o.m_rank = 64; o.m_alpha = 128; o.m_lr = 3e-4f; o.m_epochs = 2; o.m_batch = 5;
     return o;
 }
 
 static int cmd_knowledge(int argc, char **argv) {
     KnowledgeArgs a = {.subset_key = "val_eval_200", .targets = "q_proj,v_proj", .m_targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-                       .style = "implications", .grader = "em-f1", .cpt_sizes = "1,200", .cpt_sources = "passage,base,seal", .filter = "best",
-                       .n_train = 50, .n_eval = 200, .n_probe = 20};
+                       .style = "implications", .grader = "em-f1", .cpt_sizes = "200", .cpt_sources = "passage,base,seal", .filter = "best",
+                       .m_from = "previous", .n_train = 50, .n_eval = 200, .n_probe = 20};
     const char *pos[1];
     Experiment x = {.backend = "auto"};
     RestemOpts o = knowledge_restem_defaults();
     Knowledge k = {0};
     knowledge_defaults(&k);
+    knowledge_official(&k);
     Flag flags[] = {
         MODEL_FLAGS(x),
         {"--train", F_STR, &a.train_path, "passages for the E-step: SQuAD v1.1, SEAL's list or JSON Lines (required with --rounds > 0)"},
         {"--eval", F_STR, &a.eval_path, "held-out passages, same formats (required)"},
         {"--eval-subset", F_STR, &a.eval_subset, "a JSON object whose --subset-key list picks --eval passages by index (SEAL's seal_subsets.json)"},
         {"--subset-key", F_STR, &a.subset_key, "the list in --eval-subset"},
-        {"--n-train", F_INT, &a.n_train, "training passages at most (SEAL: 50 a round)"},
+        {"--n-train", F_INT, &a.n_train, "training passages a round (SEAL: 50)"},
+        {"--train-stride", F_INT, &a.train_stride, "round k's passages start at (k-1) x N in --train, 0 = --n-train (a fresh set each round)"},
+        {"--same-passages", F_BOOL, &a.same_passages, "every round samples the first --n-train passages again"},
         {"--n-eval", F_INT, &a.n_eval, "held-out passages at most (SEAL: 200)"},
         {"--n-probe", F_INT, &a.n_probe, "held-out passages the retention probe answers with the policy itself"},
         {"--max-context-tokens", F_INT, &a.max_context, "skip passages longer than this, 0 = the model's context less the self-edit and prompt"},
         RUN_FLAGS(x, o, "passage"),
-        {"--filter", F_STR, &a.filter, "best: a passage's best self-edit when it beats no edit; threshold: every one >= --threshold"},
+        {"--filter", F_STR, &a.filter, "best: each passage's best self-edit (SEAL); best-gain: the same when it beats no edit; threshold: every one >= --threshold"},
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per passage at most"},
         {"--threshold", F_FLOAT, &o.threshold, "lowest reward an accepted self-edit may have"},
         {"--attempts", F_INT, &o.max_attempts, "samples per self-edit when earlier ones have no statements"},
@@ -923,15 +986,22 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--batch", F_INT, &k.batch, "inner-loop batch size"},
         {"--max-doc-tokens", F_INT, &k.max_doc_tokens, "training documents are cut at this many tokens"},
         {"--max-answer-tokens", F_INT, &k.max_answer_tokens, "longest greedy answer"},
-        {"--grader", F_STR, &a.grader, "em, f1, em-f1 (their mean) or contains"},
+        {"--ttt-runs", F_INT, &k.ttt_runs, "inner loops per training self-edit, rewarded by their mean (SEAL: 3; held-out: 1)"},
+        {"--grader", F_STR, &a.grader, "em, f1, em-f1 (their mean), contains, or judge (with --judge)"},
+        {"--judge", F_STR, &a.judge_dir, "--grader judge: a model (folder or .gguf) that answers SEAL's yes/no grading prompt"},
+        {"--base-completions", F_STR, &a.base_completions, "SEAL's stored self-edits for the held-out passages (base_val.json): a row, and CPT's base data"},
+        {"--stored-k", F_INT, &k.stored_k, "stored completions per passage the stored row trains on, one inner loop each"},
         {"--cpt-sizes", F_STR, &a.cpt_sizes, "continued pretraining: passages per update, comma-separated (capped at --n-eval; empty: none)"},
         {"--cpt-sources", F_STR, &a.cpt_sources, "continued pretraining trains on the passages plus: passage (nothing), base, seal"},
         {"--cpt-epochs", F_INT, &k.cpt_epochs, "continued-pretraining epochs"},
         {"--cpt-lr", F_FLOAT, &k.cpt_lr, "continued-pretraining learning rate"},
         {"--cpt-batch", F_INT, &k.cpt_batch, "continued-pretraining batch size"},
+        {"--cpt-completions", F_INT, &k.cpt_completions, "continued pretraining: self-edits per passage at most, 0 = all logged"},
+        {"--cpt-split-lines", F_BOOL, &a.cpt_split_lines, "continued pretraining: a statement a line, the passage once (SEAL's CPT.sh: each self-edit whole, then the passage)"},
         MSTEP_FLAGS(o),
         {"--m-targets", F_STR, &a.m_targets, "M-step LoRA modules"},
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
+        {"--m-from", F_STR, &a.m_from, "previous: round k's M-step trains round k-1's policy further (SEAL); base: a fresh adapter each round"},
         OUTPUT_FLAGS(x),
     };
     const int nf = sizeof flags / sizeof flags[0];
@@ -955,6 +1025,8 @@ static int cmd_knowledge(int argc, char **argv) {
          knowledge_seal(&a, &x, &k, &o, &train_log, &eval_log, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
     experiment_free(&x);
+    tok_free(a.judge_tok);
+    if (a.judge.layers) model_free(&a.judge);
     squad_free(k.train, k.n_train);
     squad_free(k.eval, k.n_eval);
     return rc ? 1 : 0;

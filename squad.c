@@ -461,13 +461,51 @@ static double contains(const char *pred, const char *gold) {
     return r;
 }
 
-const char *const GRADER_NAME[GRADERS] = {"em", "f1", "em-f1", "contains"};
+const char *const GRADER_NAME[GRADERS] = {"em", "f1", "em-f1", "contains", "judge"};
 const char *const GRADER_ABOUT[GRADERS] = {
     "exact match of the normalised answer (SQuAD v1.1), max over gold answers",
     "token F1 of the normalised answer (SQuAD v1.1), max over gold answers",
     "mean of exact match and token F1 (SQuAD v1.1 normalisation), each max over gold answers",
     "the normalised gold answer appears as whole words in the normalised prediction, max over gold answers",
+    "a local judge model answers SEAL's grading prompt (utils.py SQUAD_GRADE_TEMPLATE, sent to GPT-4.1 in the paper) yes or no, "
+    "first gold answer",
 };
+
+// SEAL's grading prompt, word for word: knowledge-incorporation/src/utils.py
+// SQUAD_GRADE_TEMPLATE (Continual-Intelligence/SEAL, MIT licence), quoted as
+// data because the judge's verdicts depend on its exact wording. The three
+// %s are the question, the gold answer and the stripped prediction.
+static const char JUDGE_TEMPLATE[] =
+    "You are a grading assistant. Your job is to determine whether a student's answer correctly answers the question based solely on the provided gold answer. "
+    "Do not use any outside knowledge. The student answer can include additional information, but it must at least fully convey the gold answer and must not contradict it. "
+    "Ignore style, phrasing, or extra details that do not affect correctness. Respond ONLY with 'yes' or 'no'.\n\n"
+    "Question: %s\nGold answer: %s\nStudent answer: %s\n"
+    "Is the student answer correct based solely on the gold answer? Respond 'yes' or 'no'.";
+
+char *squad_judge_prompt(const char *question, const char *gold, const char *pred) {
+    const char *b = pred, *e = pred + strlen(pred);
+    while (b < e && isspace((unsigned char)*b)) b++;
+    while (e > b && isspace((unsigned char)e[-1])) e--;
+    char *s;
+    char *trimmed = strndup(b, e - b);
+    if (!trimmed || asprintf(&s, JUDGE_TEMPLATE, question, gold, trimmed) < 0) s = NULL;
+    free(trimmed);
+    return s;
+}
+
+// A whole word, case-insensitively: \bWORD\b of Python's re for ASCII words.
+static int has_word(const char *text, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = text; *p; p++) {
+        if (strncasecmp(p, word, n)) continue;
+        int before = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        int after = !(isalnum((unsigned char)p[n]) || p[n] == '_');
+        if (before && after) return 1;
+    }
+    return 0;
+}
+
+int squad_judge_yes(const char *verdict) { return has_word(verdict, "yes") && !has_word(verdict, "no"); }
 
 int squad_grader_parse(const char *name) {
     for (int g = 0; g < GRADERS; g++)
@@ -635,6 +673,33 @@ int squad_split_edit(const char *edit, char ***out) {
         n--;
     }
     return n;
+}
+
+int squad_split_segments(const char *edit, char ***out) {
+    *out = NULL;
+    int n = 0;
+    for (const char *seg = edit;;) {
+        const char *dash = strstr(seg, "---"), *end = dash ? dash : seg + strlen(seg);
+        push_stripped(out, &n, seg, end - seg);
+        if (!dash) break;
+        seg = dash + 3;
+    }
+    return n;
+}
+
+int squad_attach_completions(Passage *ps, int n, const Passage *from, int n_from) {
+    int matched = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n_from; j++) {
+            if (strcmp(ps[i].context, from[j].context) || strcmp(ps[i].title, from[j].title) || !from[j].n_completions) continue;
+            squad_free_strings(ps[i].completions, ps[i].n_completions);
+            ps[i].completions = xcalloc((size_t)from[j].n_completions, sizeof(char *));
+            for (int c = 0; c < from[j].n_completions; c++) ps[i].completions[c] = xstrdup(from[j].completions[c]);
+            ps[i].n_completions = from[j].n_completions;
+            matched++;
+            break;
+        }
+    return matched;
 }
 
 void squad_free_strings(char **s, int n) {

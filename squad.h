@@ -72,14 +72,22 @@ void squad_load_summary(const SquadLoad *log, char *out, size_t n);
 char *squad_normalize(const char *s);                            // malloc'd
 double squad_exact(const char *pred, const char *gold);          // 1 or 0
 double squad_f1(const char *pred, const char *gold);             // token F1
-enum { GRADE_EM, GRADE_F1, GRADE_EM_F1, GRADE_CONTAINS, GRADERS };
-extern const char *const GRADER_NAME[GRADERS];      // "em", "f1", "em-f1", "contains"
+// GRADE_JUDGE is not squad_grade's: knowledge.c asks a judge model with
+// squad_judge_prompt and reads its verdict with squad_judge_yes.
+enum { GRADE_EM, GRADE_F1, GRADE_EM_F1, GRADE_CONTAINS, GRADE_JUDGE, GRADERS };
+extern const char *const GRADER_NAME[GRADERS];      // "em", "f1", "em-f1", "contains", "judge"
 extern const char *const GRADER_ABOUT[GRADERS];     // one line for the report
 int squad_grader_parse(const char *name);           // -1 when unknown
 // The score of a prediction: max over the gold answers. "contains": the
 // normalised gold appears as whole tokens in the normalised prediction (a
 // local stand-in for SEAL's lenient judge).
 double squad_grade(int grader, const char *pred, char *const *golds, int n_golds);
+// SEAL's judge prompt (utils.py SQUAD_GRADE_TEMPLATE, quoted exactly) for a
+// question, its gold answer and a prediction (stripped), malloc'd.
+char *squad_judge_prompt(const char *question, const char *gold, const char *pred);
+// SEAL's parse_yes_no: 1 when the verdict has the word "yes" and not the word
+// "no" (whole words, any case), else 0 (ambiguous counts as no).
+int squad_judge_yes(const char *verdict);
 // The answer in a greedy generation: its first non-empty line, trimmed,
 // without a leading "Answer:" (malloc'd).
 char *squad_answer_text(const char *generation);
@@ -102,6 +110,13 @@ char *squad_question_prompt(const Passage *p, const Question *q, ChatFormat f); 
 // starting "1." is a preamble and dropped; question-answer text splits at each
 // "Question N:". Returns the count; *out (malloc'd strings) may be empty.
 int squad_split_edit(const char *edit, char ***out);
+// The same without the line split (SEAL's build_train_sequences with
+// split_newlines off, as CPT.sh runs it): the stripped, non-empty segments between "---".
+int squad_split_segments(const char *edit, char ***out);
 void squad_free_strings(char **s, int n);
+// Copies the stored completions of the passage in from with the same title and
+// context into each of ps (SEAL's base_val.json onto squad_val.json's
+// passages); returns how many of ps got some.
+int squad_attach_completions(Passage *ps, int n, const Passage *from, int n_from);
 // A training document: "TITLE\nTEXT" (SEAL's sequence template), or TEXT without a title.
 char *squad_document(const Passage *p, const char *text);

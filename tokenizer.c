@@ -43,6 +43,7 @@ struct Tokenizer {
     PairMap merges;
     int byte_id[256];          // token of each single byte, -1 if none
     int ignore_merges, unk_id;
+    int bos_id;                // what the post-processor puts first (tok_bos), -1 if nothing
     Added *added; int n_added; // sorted by first byte, longest first
     int added_first[257];      // added[added_first[c] .. added_first[c+1]) start with byte c
     pcre2_code *split[MAX_SPLITS]; int n_splits;
@@ -423,6 +424,25 @@ static int load_merges(Tokenizer *t, const cJSON *merges, const char *name, char
     return rc;
 }
 
+// The special token a TemplateProcessing post-processor (alone or in a
+// Sequence) puts before the text ("single": [{"SpecialToken": {"id": ..}}, ..]),
+// or -1: Llama 3's adds <|begin_of_text|>, Qwen2's (ByteLevel only) nothing.
+static int template_bos(const Tokenizer *t, const cJSON *pp) {
+    if (!cJSON_IsObject(pp)) return -1;
+    const cJSON *type = member(pp, "type"), *e;
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "Sequence")) {
+        cJSON_ArrayForEach(e, member(pp, "processors")) {
+            int id = template_bos(t, e);
+            if (id >= 0) return id;
+        }
+        return -1;
+    }
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "TemplateProcessing")) return -1;
+    const cJSON *single = member(pp, "single"), *first = cJSON_IsArray(single) ? single->child : NULL;
+    const cJSON *id = member(member(first, "SpecialToken"), "id");
+    return cJSON_IsString(id) ? tok_find(t, id->valuestring) : -1;
+}
+
 static int load_all(Tokenizer *t, const cJSON *root, const char *name, char *err) {
     if (!cJSON_IsObject(root)) return errf(err, "%s: expected a JSON object", name);
     const cJSON *model = member(root, "model"), *pre = member(root, "pre_tokenizer");
@@ -446,6 +466,8 @@ static int load_all(Tokenizer *t, const cJSON *root, const char *name, char *err
     }
     const cJSON *unk = member(model, "unk_token");
     t->unk_id = cJSON_IsString(unk) ? tok_find(t, unk->valuestring) : -1;
+    t->bos_id = template_bos(t, member(root, "post_processor"));
+    if (t->bos_id < 0) t->bos_id = tok_find(t, "<|begin_of_text|>");
     return 0;
 }
 
@@ -481,6 +503,8 @@ void tok_free(Tokenizer *t) {
 }
 
 int tok_vocab_size(const Tokenizer *t) { return t->n_ids; }
+
+int tok_bos(const Tokenizer *t) { return t->bos_id; }
 
 int tok_token_bytes(const Tokenizer *t, int id, const char **bytes) {
     if (id < 0 || id >= t->n_ids || t->tok[id].len < 0) { *bytes = NULL; return -1; }

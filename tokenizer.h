@@ -14,6 +14,11 @@ Tokenizer *tok_load_json(const char *json_text, const char *name_for_errors, cha
 void tok_free(Tokenizer *t);
 
 int tok_vocab_size(const Tokenizer *t);   // max id + 1, added tokens included
+// The token Hugging Face's tokenizer puts before a text (add_special_tokens):
+// the special token that tokenizer.json's TemplateProcessing post-processor
+// opens "single" with, else <|begin_of_text|> when the vocabulary has it (a
+// Llama-3 GGUF, seal demo's tokenizers); -1 when none (Qwen2, SmolLM2).
+int tok_bos(const Tokenizer *t);
 
 // Encodes len bytes of text (any bytes: invalid UTF-8 becomes byte tokens).
 // allow_special=1 maps the literal text of a special added token to its id;

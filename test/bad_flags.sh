@@ -138,6 +138,11 @@ kn --cpt-sizes 1,2,3,4,5,6,7,8,9
 kn --cpt-epochs 0
 kn --cpt-lr -1
 kn --cpt-batch 0
+kn --ttt-runs 0
+kn --ttt-runs 101
+kn --cpt-completions -1
+kn --stored-k -1
+kn --train-stride -1
 kn --m-batch 0
 kn --m-rank 0
 kn --m-rank 100000

@@ -628,7 +628,7 @@ cat >"$G/notes.jsonl" <<'JSONL'
 {"id": "r22", "title": "Release 2.2", "context": "Release 2.2 ships on Mondays.", "questions": [{"question": "When does 2.2 ship?", "answers": ["Mondays", "on Mondays"]}]}
 JSONL
 KN() {
-    timeout 30 "$SEAL" knowledge --model "$GG" --n-train 1 --n-eval 2 --rounds 1 --samples 2 --epochs 1 --max-edit-tokens 16 \
+    timeout 30 "$SEAL" knowledge --model "$GG" --n-train 1 --n-eval 2 --rounds 1 --samples 2 --epochs 1 --max-edit-tokens 16 --ttt-runs 1 \
         --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 "$@"
 }
 pas() {   # pas NAME TEXT [eval|train] [WANT]: TEXT as the passage file passages.json

@@ -64,7 +64,7 @@ cat >"$tmp/notes.jsonl" <<'JSONL'
 {"id": "r23", "context": "Release 2.3 has no FAQ yet.", "questions": []}
 JSONL
 kn() { "$SEAL" knowledge --model "$base" --train "$tmp/notes.jsonl" --eval "$tmp/notes.jsonl" --n-train 1 --n-eval 2 --rounds 1 --samples 2 \
-       --epochs 1 --max-edit-tokens 16 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/k" "$@"; }
+       --epochs 1 --max-edit-tokens 16 --ttt-runs 1 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/k" "$@"; }
 kn --json "$tmp/k.json" >"$tmp/k.out" 2>"$tmp/k.err"
 check "knowledge runs" test $? = 0
 for row in "base model, no adaptation" "train on the passage only" "passage + base-model implications" "SEAL, round 1" "continued pretraining, n=2"; do
@@ -80,7 +80,8 @@ check "demo knowledge table" grep -q "passage + base-model implications" "$tmp/d
 check "demo knowledge writes its passages" test -s "$tmp/dk/eval.jsonl"
 check "runs plot of a knowledge run" eval '"$SEAL" runs plot "$tmp/dk" -o "$tmp/dk.svg" >/dev/null && svg_ok "$tmp/dk.svg"'
 expect 2 "unknown demo" "an unknown demo" "$SEAL" demo arc2
-expect 2 "unknown grader" "knowledge with an unknown grader" kn --grader judge
+expect 2 "unknown grader" "knowledge with an unknown grader" kn --grader llm
+expect 2 "go together" "knowledge --grader judge without --judge" kn --grader judge
 expect 1 "no-such.jsonl: cannot open" "knowledge with a missing file" "$SEAL" knowledge --model "$base" --eval "$tmp/no-such.jsonl" --rounds 0 --out "$tmp/k3"
 echo '{"id": "x", "context": "", "questions": []}' >"$tmp/empty.jsonl"
 expect 1 "no usable passages" "knowledge with no usable passage" "$SEAL" knowledge --model "$base" --eval "$tmp/empty.jsonl" --rounds 0 --out "$tmp/k4"

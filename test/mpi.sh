@@ -59,7 +59,7 @@ base=$(ls -d "$tmp"/cache/knowledge-*)
 knowledge() {   # knowledge OUT COMMAND...: the run into OUT by COMMAND (./seal, or mpirun ...); --resume when $RESUME is set
     local out=$1; shift
     "$@" knowledge --model "$base" --train "$tmp/know/train.jsonl" --eval "$tmp/know/eval.jsonl" --out "$out" \
-        --rounds 4 --samples 8 --filter threshold --threshold 0 --cpt-sizes "" --seed 3 ${RESUME:+--resume}
+        --rounds 4 --samples 8 --filter threshold --threshold 0 --cpt-sizes "" --seed 3 --max-edit-tokens 512 --ttt-runs 1 --same-passages --m-from base ${RESUME:+--resume}
 }
 knowledge "$tmp/k" "$SEAL" >/dev/null 2>&1 || { echo "FAIL ./seal knowledge"; exit 1; }
 if [ "$(grep -c '"adapter":[[:space:]]*true' "$tmp"/k/rounds/*/metrics.json | awk -F: '{s += $2} END {print s}')" -lt 2 ]; then

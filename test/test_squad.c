@@ -55,7 +55,7 @@ START_TEST(exact_match_and_f1) {
     ck_assert_double_eq(squad_grade(GRADE_CONTAINS, "It was the Denver Broncos.", bronco, 1), 1.0);
     ck_assert_double_eq(squad_grade(GRADE_CONTAINS, "Denver", bronco, 1), 0.0);
     ck_assert_int_eq(squad_grader_parse("em-f1"), GRADE_EM_F1);
-    ck_assert_int_eq(squad_grader_parse("judge"), -1);
+    ck_assert_int_eq(squad_grader_parse("llm"), -1);
     char *a = squad_answer_text("\n  Answer: Paris \nThe capital"), *b = squad_answer_text("");
     ck_assert_str_eq(a, "Paris");
     ck_assert_str_eq(b, "");
@@ -280,6 +280,107 @@ START_TEST(prompts_and_documents) {
     ck_assert_int_eq(n, 1);
     examples_free(ex, n);
     tok_free((Tokenizer *)k.tok);
+}
+END_TEST
+
+
+// ---------------------------------------------------------------- fidelity to SEAL's code (docs/FIDELITY.md)
+
+// Item 9: a base model gets SEAL's templates as raw text, nothing around them.
+START_TEST(raw_prompts) {
+    Question q = {.question = "Who writes self-edits?"};
+    Passage p = {.id = "x", .title = "SEAL", .context = "SEAL writes its own fine-tuning data.", .qs = &q, .n_qs = 1};
+    char *se = squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_RAW), *qa = squad_question_prompt(&p, &q, CHAT_RAW);
+    ck_assert_str_eq(se, "Let's read the following passage and produce a list of implications derived directly or indirectly from the content.\n\n"
+                         "Passage:\nSEAL\nSEAL writes its own fine-tuning data.\n\nImplications:\n");
+    ck_assert_str_eq(qa, "Let's answer a question directly and concisely.\nQuestion: Topic: SEAL\nWho writes self-edits?\nAnswer:\n");
+    free(se);
+    free(qa);
+    ChatFormat f;
+    char err[ERR_MAX];
+    ck_assert_int_eq(chat_format_parse("raw", &f, err), 0);
+    ck_assert_int_eq(f, CHAT_RAW);
+    ck_assert_ptr_null(chat_eot(CHAT_RAW));
+}
+END_TEST
+
+// Item 10: documents open with the tokenizer's BOS only when it has one
+// (Qwen2's has none: id 0 would be "!").
+START_TEST(bos_only_when_the_tokenizer_has_one) {
+    char err[ERR_MAX];
+    Tokenizer *q = tok_load("test/qwen2_tokenizer/tokenizer.json", err);
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_assert_int_eq(tok_bos(q), -1);
+    Passage p = {.id = "x", .title = "SEAL", .context = "c"};
+    Example e;
+    ck_assert_int_eq(knowledge_document(q, &p, "It adapts.", 64, &e, err), 0);
+    int *ids, n = tok_encode(q, "SEAL\nIt adapts.", strlen("SEAL\nIt adapts."), 0, &ids, err);
+    ck_assert_int_eq(e.len, n);
+    ck_assert_int_ne(e.ids[0], 0);
+    ck_assert_int_eq(e.ids[0], ids[0]);
+    free(ids);
+    free(e.ids);
+    free(e.loss);
+    tok_free(q);
+    Tokenizer *b = byte_tokenizer();
+    ck_assert_int_eq(tok_bos(b), tok_find(b, "<|begin_of_text|>"));
+    tok_free(b);
+    const char *d = data_dir("llama3/tokenizer.json");
+    if (!d) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/llama3/tokenizer.json", d);
+    Tokenizer *l = tok_load(path, err);
+    ck_assert_msg(l != NULL, "%s", err);
+    ck_assert_int_eq(tok_bos(l), 128000);   // its TemplateProcessing post-processor
+    tok_free(l);
+}
+END_TEST
+
+// Item 17: SEAL's judge prompt, word for word, and its yes/no parse.
+START_TEST(judge_prompt_and_verdicts) {
+    ck_assert_int_eq(squad_grader_parse("judge"), GRADE_JUDGE);
+    char *j = squad_judge_prompt("Topic: SEAL\nWho?", "MIT", "  MIT researchers \n");
+    ck_assert_msg(!strncmp(j, "You are a grading assistant. Your job is to determine whether a student's answer correctly answers the question "
+                              "based solely on the provided gold answer. Do not use any outside knowledge.", 160), "%s", j);
+    ck_assert_msg(strstr(j, "'yes' or 'no'.\n\nQuestion: Topic: SEAL\nWho?\nGold answer: MIT\nStudent answer: MIT researchers\n"
+                            "Is the student answer correct based solely on the gold answer? Respond 'yes' or 'no'."), "%s", j);
+    free(j);
+    ck_assert_int_eq(squad_judge_yes("Yes."), 1);
+    ck_assert_int_eq(squad_judge_yes("yes"), 1);
+    ck_assert_int_eq(squad_judge_yes("No"), 0);
+    ck_assert_int_eq(squad_judge_yes("yes, no"), 0);      // ambiguous: no
+    ck_assert_int_eq(squad_judge_yes("yesterday"), 0);    // whole words only
+    ck_assert_int_eq(squad_judge_yes(""), 0);
+}
+END_TEST
+
+// Items 15 and 16: CPT.sh's documents split only at "---"; base_val.json's
+// completions attach to SEAL's 200 held-out passages.
+START_TEST(cpt_segments_and_stored_completions) {
+    char **st;
+    int n = squad_split_segments("1. A.\n2. B.\n---\n C. \n---\n \n", &st);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(st[0], "1. A.\n2. B.");
+    ck_assert_str_eq(st[1], "C.");
+    squad_free_strings(st, n);
+    ck_assert_int_eq(squad_split_segments("  ", &st), 0);
+    squad_free_strings(st, 0);
+    const char *d = data_dir("squad/seal_synthetic/base_val.json");
+    if (!d) return;
+    char val[4096], subsets[4096], base[4096], err[ERR_MAX];
+    snprintf(val, sizeof val, "%s/squad/squad_val.json", d);
+    snprintf(subsets, sizeof subsets, "%s/squad/seal_subsets.json", d);
+    snprintf(base, sizeof base, "%s/squad/seal_synthetic/base_val.json", d);
+    Passage *ps, *bs;
+    int np, nb;
+    SquadLoad log;
+    ck_assert_msg(squad_read(val, NULL, &ps, &np, &log, err) == 0 && squad_select(&ps, &np, subsets, "val_eval_200", &log, err) == 0, "%s", err);
+    ck_assert_msg(squad_read(base, NULL, &bs, &nb, &log, err) == 0, "%s", err);
+    ck_assert_int_eq(squad_attach_completions(ps, np, bs, nb), 200);
+    ck_assert_int_eq(ps[0].n_completions, 5);
+    ck_assert_str_eq(ps[0].completions[0], bs[0].completions[0]);   // the same order as SEAL's eval subset
+    squad_free(ps, np);
+    squad_free(bs, nb);
 }
 END_TEST
 
@@ -520,11 +621,130 @@ START_TEST(demo_world) {
 }
 END_TEST
 
+
+// Items 13 and 14: the best self-edit kept whatever the no-edit reward (no
+// baseline scored), a fresh training task each round, and round 2's M-step
+// continuing round 1's adapter.
+static void run_mock(const char *dir, int from_previous, Lora *round2) {
+    Tokenizer *t = byte_tokenizer();
+    Model m;
+    tiny_model(&m, t, 1);
+    Mock mock = {0};
+    Domain d = {.name = "mock", .n_train = 3, .n_eval = 1, .n_probe = 1, .ctx = &mock, .prompt = mock_prompt, .task_name = mock_name,
+                .evaluate = mock_evaluate, .paper = {NAN, NAN, NAN, NAN}};
+    RestemOpts o = restem_defaults();
+    o.rounds = 2; o.samples = 2; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0; o.best_per_task = 1; o.best_any = 1;
+    o.train_per_round = 1; o.train_stride = 1; o.m_from_previous = from_previous;
+    o.sampling.max_new = 8; o.m_epochs = 1; o.m_rank = 2; o.quiet = 1; o.seed = 3;
+    char err[ERR_MAX];
+    cJSON *cfg = cJSON_CreateObject(), *report = cJSON_CreateObject();
+    restem_opts_json(&o, cfg);
+    Run run;
+    ck_assert_msg(run_open(&run, dir, cfg, NULL, 0, err) == 0, "%s", err);
+    ck_assert_msg(restem_run(&d, &m, &m, t, &run, &o, report, err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(run_find(&run, PHASE_TRAIN, 1, 0, 0));   // round 1: task 0 only
+    ck_assert_ptr_null(run_find(&run, PHASE_TRAIN, 1, 1, 0));
+    ck_assert_ptr_nonnull(run_find(&run, PHASE_TRAIN, 2, 1, 0));   // round 2: task 1 only
+    ck_assert_ptr_null(run_find(&run, PHASE_TRAIN, 2, 0, 0));
+    ck_assert_ptr_null(run_find(&run, PHASE_TRAIN_BASELINE, 0, 1, 0));   // best_any scores no baseline
+    ck_assert_ptr_nonnull(run_find(&run, PHASE_SELECT, 2, 1, 0));   // kept though no edit beats task 1's 1.0
+    char rd[600];
+    snprintf(rd, sizeof rd, "%s/rounds/2", dir);
+    ck_assert_msg(lora_load(round2, &m.c, rd, err) == 0, "%s", err);
+    run_close(&run);
+    cJSON_Delete(cfg);
+    cJSON_Delete(report);
+    model_free(&m);
+    tok_free(t);
+}
+
+START_TEST(best_any_fresh_tasks_and_continued_policy) {
+    char a[256], b[256];
+    temp_dir(a, sizeof a, "squad-any-base");
+    temp_dir(b, sizeof b, "squad-any-prev");
+    Lora fresh = {0}, continued = {0};
+    run_mock(a, 0, &fresh);
+    run_mock(b, 1, &continued);
+    ck_assert_int_eq((int)fresh.params.total, (int)continued.params.total);
+    ck_assert_msg(memcmp(fresh.params.mem, continued.params.mem, fresh.params.total * sizeof(float)),
+                  "round 2's adapter is the same whether or not it starts from round 1's");
+    lora_free(&fresh);
+    lora_free(&continued);
+}
+END_TEST
+
+// Items 12, 16, 17: the mean of several inner loops for a training self-edit
+// (one for a held-out one), the stored-completions row, and the judge grader
+// named in the table's header.
+START_TEST(ttt_runs_stored_row_and_judge) {
+    Tokenizer *t = byte_tokenizer();
+    Model m;
+    tiny_model(&m, t, 1);
+    Knowledge k;
+    knowledge_defaults(&k);
+    char err[ERR_MAX];
+    SquadLoad log;
+    Passage *ps;
+    int n;
+    ck_assert_msg(squad_parse(PASSAGES, strlen(PASSAGES), "passages.jsonl", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    k.tok = t; k.train = ps; k.n_train = 1; k.eval = ps + 1; k.n_eval = 1; k.n_probe = 1;
+    k.lora_r = 2; k.lora_alpha = 4; k.epochs = 1; k.max_answer_tokens = 3; k.n_cpt_sizes = 0;
+    k.ttt_runs = 2;
+    Domain d;
+    knowledge_domain(&d, &k);
+    Outcome out = {0};
+    ck_assert_msg(d.evaluate(&d, &m, SPLIT_TRAIN, 0, "1. Quell is the capital.\n2. Blue salt.", 5, &out, err) == 0, "%s", err);
+    const cJSON *each = cJSON_GetObjectItem(out.metrics, "ttt_rewards");
+    ck_assert_int_eq(cJSON_GetArraySize(each), 2);
+    ck_assert_double_eq_tol(out.reward, (cJSON_GetArrayItem(each, 0)->valuedouble + cJSON_GetArrayItem(each, 1)->valuedouble) / 2, 1e-6);
+    cJSON_Delete(out.metrics);
+    out = (Outcome){0};
+    ck_assert_msg(d.evaluate(&d, &m, SPLIT_EVAL, 0, "1. It is long.", 5, &out, err) == 0, "%s", err);
+    ck_assert_ptr_null(cJSON_GetObjectItem(out.metrics, "ttt_rewards"));   // held out: one inner loop
+    cJSON_Delete(out.metrics);
+    // the judge: the tiny model itself, raw prompts; a stored completion for the held-out passage
+    k.grader = GRADE_JUDGE; k.judge = &m; k.judge_tok = t; k.judge_chat = CHAT_RAW; k.judge_name = "tiny";
+    k.stored_k = 1;
+    char *c = xstrdup("The Mip river is 40 km long.");
+    k.eval[0].completions = &c;
+    k.eval[0].n_completions = 1;
+    RestemOpts o = restem_defaults();
+    o.rounds = 0; o.samples = 1; o.eval_samples = 1; o.sampling.max_new = 4; o.quiet = 1; o.seed = 2;
+    char dir[256];
+    temp_dir(dir, sizeof dir, "knowledge-judge");
+    cJSON *cfg = cJSON_CreateObject(), *report = cJSON_CreateObject();
+    knowledge_config_json(&k, cfg);
+    Run run;
+    ck_assert_msg(run_open(&run, dir, cfg, NULL, 0, err) == 0, "%s", err);
+    ck_assert_msg(knowledge_run(&k, &m, &m, &run, &o, NULL, &log, report, err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(run_find(&run, PHASE_STORED, 0, 0, 0));
+    char *md;
+    size_t len;
+    FILE *f = open_memstream(&md, &len);
+    knowledge_report_markdown(report, f);
+    fclose(f);
+    ck_assert_msg(strstr(md, "| method | ours (grader: judge tiny) | paper (grader: GPT-4.1 as a yes/no judge) | n |") &&
+                  strstr(md, "| passage + SEAL's stored base-model implications"), "%s", md);
+    free(md);
+    run_close(&run);
+    cJSON_Delete(cfg);
+    cJSON_Delete(report);
+    k.eval[0].completions = NULL;
+    k.eval[0].n_completions = 0;
+    free(c);
+    squad_free(ps, n);
+    model_free(&m);
+    tok_free(t);
+}
+END_TEST
+
 Suite *squad_suite(void) {
     Suite *s = suite_create("squad");
     add_case(s, "graders and readers", 0, normalisation, exact_match_and_f1, reads_squad_v11,
              reads_jsonl_and_skips_bad_items, unreadable_files_are_errors, reads_seal_files, splits_statements,
-             prompts_and_documents, demo_world);
-    add_case(s, "knowledge", 120, best_per_task_filter, knowledge_end_to_end);
+             prompts_and_documents, demo_world, raw_prompts, bos_only_when_the_tokenizer_has_one, judge_prompt_and_verdicts,
+             cpt_segments_and_stored_completions);
+    add_case(s, "knowledge", 120, best_per_task_filter, knowledge_end_to_end, best_any_fresh_tasks_and_continued_policy,
+             ttt_runs_stored_row_and_judge);
     return s;
 }
