@@ -26,7 +26,11 @@ typedef struct {
     int pre_epochs, pre_batch;
     float pre_lr;
     int n_bios;                               // restatements of each pretraining place, in random phrasings
-    float qa_share, incontext_share, selfedit_share;   // pretraining places with closed-book QA / in-context QA / a self-edit example
+    float qa_share;                           // pretraining places with closed-book questions (stage 2)
+    int n_skill;                              // more places, for in-context questions and self-edit examples
+    float incontext_share, selfedit_share;    // of those places: with in-context questions / a self-edit example
+    int qa_epochs;
+    float qa_lr, replay_share;
     int rounds, samples, max_edit_tokens;
     int lora_r, epochs;
     float lr;
@@ -34,18 +38,8 @@ typedef struct {
     float m_lr;
 } Scale;
 
-static Scale FULL = {"full", 400, 16, 24, 400, 128, 4, 4, 2, 384, 4, 16, 3e-3f, 4, 0.5f, 0.3f, 0.5f, 2, 4, 64, 32, 10, 3e-3f, 3, 1e-3f};
-static Scale QUICK = {"quick", 40, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 0.3f, 0.5f, 1, 2, 32, 4, 2, 1e-3f, 1, 1e-3f};
-
-// EXPERIMENT ONLY: environment overrides (removed before commit)
-static void scale_env(Scale *s) {
-    const char *v;
-#define EI(f) if ((v = getenv("DK_" #f))) s->f = atoi(v);
-#define EF(f) if ((v = getenv("DK_" #f))) s->f = (float)atof(v);
-    EI(n_pretrain) EI(n_train) EI(n_eval) EI(n_merges) EI(dim) EI(layers) EI(heads) EI(kv_heads) EI(hidden) EI(pre_epochs) EI(pre_batch)
-    EF(pre_lr) EI(n_bios) EF(qa_share) EF(incontext_share) EF(selfedit_share) EI(rounds) EI(samples) EI(max_edit_tokens) EI(lora_r)
-    EI(epochs) EF(lr) EI(m_epochs) EF(m_lr)
-}
+static const Scale FULL = {"full", 150, 16, 24, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 100, 0.5f, 0.5f, 30, 1e-2f, 0.3f, 2, 4, 64, 32, 10, 3e-3f, 3, 1e-3f};
+static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 10, 0.5f, 0.5f, 1, 1e-3f, 0.3f, 1, 2, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
 // The world
@@ -68,12 +62,13 @@ static const char *const GOODS[] = {"salt", "copper", "wool", "amber", "glass", 
 // Phrasings of each fact. Passages use the first two, which put the answer
 // before the place: a model trained on "Ada founded Velmor." learns what
 // follows "Ada founded", not who founded Velmor (the reversal curse). The
-// last two follow the question ("Velmor was founded by Ada."): the
-// restatements that make a fact recallable, which a good self-edit writes.
+// last two follow the question: "Velmor was founded by Ada." and the
+// question answered, "Who founded Velmor? Ada.", the restatements that make a
+// fact recallable, which a good self-edit writes.
 static const char *const FORMS[DK_FACTS][4] = {
-    {"%F founded %N.", "%F was the founder of %N.", "%N was founded by %F.", "The founder of %N was %F."},
-    {"In %Y, %N was built.", "%Y saw the founding of %N.", "%N was founded in %Y.", "%N dates from %Y."},
-    {"%E is what %N is known for.", "%E comes from %N.", "The main export of %N is %E.", "%N mainly exports %E."},
+    {"%F founded %N.", "%F was the founder of %N.", "%N was founded by %F.", "Who founded %N? %F."},
+    {"In %Y, %N was built.", "%Y saw the founding of %N.", "%N was founded in %Y.", "In what year was %N founded? %Y."},
+    {"%E is what %N is known for.", "%E comes from %N.", "The main export of %N is %E.", "What is the main export of %N? %E."},
 };
 static const char *const QUESTIONS[DK_FACTS] = {"Who founded %N?", "In what year was %N founded?", "What is the main export of %N?"};
 
@@ -273,10 +268,12 @@ static void in_context_free(Passage *c) {
 // closed-book questions (the extraction skill is learnt on those and carries
 // over to the rest), for another share a question with the passage in the
 // prompt, and for half a self-edit example of mixed quality.
-// Returns which questions the place had: PLACE_CLOSED, PLACE_IN_CONTEXT or PLACE_NO_QA.
-enum { PLACE_CLOSED, PLACE_IN_CONTEXT, PLACE_NO_QA, PLACE_KINDS };
-static int place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
-    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
+// The knowledge of one pretraining place: its passage and n_bios restatements
+// (its kind and facts in a random order and random phrasings, so that every
+// fact is seen in several forms: the condition for a model to learn to
+// extract a fact from its weights at all, Allen-Zhu & Li, Physics of
+// Language Models 3.1), each a document titled by the place.
+static void knowledge_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
     demo_texts_add(t, xstrdup(pl->name), demo_place_passage(pl, r), 1);
     for (int b = 0; b < sc->n_bios; b++) {
         int order[DK_FACTS] = {0, 1, 2};
@@ -288,33 +285,37 @@ static int place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *
         for (int i = 0; i <= DK_FACTS; i++) free(s[i]);
         demo_texts_add(t, xstrdup(pl->name), bio, 1);
     }
-    float u = rng_uniform(r);
-    const int kind = u < sc->qa_share ? PLACE_CLOSED : u < sc->qa_share + sc->incontext_share ? PLACE_IN_CONTEXT : PLACE_NO_QA;
-    if (kind == PLACE_CLOSED)
-        for (int f = 0; f < DK_FACTS; f++) {
-            char *q = fill(pl, QUESTIONS[f]);
-            Question qq = {.question = q};
-            demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
-            free(q);
-        }
-    else if (kind == PLACE_IN_CONTEXT) {
+}
+
+// The place's questions, closed book (with context NULL) or behind its passage.
+static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *t) {
+    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
+    for (int f = 0; f < DK_FACTS; f++) {
+        char *q = fill(pl, QUESTIONS[f]);
+        Question qq = {.question = context ? demo_incontext_question(context, q) : xstrdup(q)};
+        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
+        free(qq.question);
+        free(q);
+    }
+}
+
+// Skills that need no memorised fact, taught on places of their own: answering
+// with the passage in the prompt, and (for a share) writing implications of a
+// passage, of mixed quality (the untrained policy).
+static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
+    if (rng_uniform(r) < sc->incontext_share) {
         char *context = demo_place_passage(pl, r);
-        for (int f = 0; f < DK_FACTS; f++) {
-            char *q = fill(pl, QUESTIONS[f]);
-            Question qq = {.question = demo_incontext_question(context, q)};
-            demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
-            free(qq.question);
-            free(q);
-        }
+        question_texts(pl, context, t);
         free(context);
     }
     if (rng_uniform(r) < sc->selfedit_share) {
-        p.context = demo_place_passage(pl, r);
+        Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = demo_place_passage(pl, r)};
         demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
         free(p.context);
     }
-    return kind;
 }
+
+enum { PLACE_CLOSED, PLACE_IN_CONTEXT, PLACE_NO_QA, PLACE_KINDS };
 
 static void pretrain_progress(int step, int total, float loss, void *ctx) {
     (void)ctx;
@@ -322,21 +323,21 @@ static void pretrain_progress(int step, int total, float loss, void *ctx) {
     if (step == total) progress_end();
 }
 
-static int pretrain(Model *m, const Example *ex, int n, const Scale *sc, uint64_t seed, char *err) {
+static int pretrain(Model *m, const Example *ex, int n, const char *what, int epochs, float lr, int batch, uint64_t seed, char *err) {
     long tokens = 0;
     for (int i = 0; i < n; i++) tokens += ex[i].len;
-    fprintf(stderr, "[2/3 pretraining] %.2fM-parameter Llama, %d sequences of %.0f tokens on average, %d epochs\n", m->params.total / 1e6, n,
-            (double)tokens / n, sc->pre_epochs);
+    fprintf(stderr, "[2/3 %s] %.2fM-parameter Llama, %d sequences of %.0f tokens on average, %d epochs\n", what, m->params.total / 1e6, n,
+            (double)tokens / n, epochs);
     SftOpts so = sft_defaults();
-    so.lr = sc->pre_lr;
-    so.epochs = sc->pre_epochs;
-    so.batch = sc->pre_batch;
+    so.lr = lr;
+    so.epochs = epochs;
+    so.batch = batch;
     so.warmup = 20;
     so.seed = seed;
     so.progress = pretrain_progress;
     SftStats st;
     if (sft(m, ex, n, &so, &st, err)) return -1;
-    fprintf(stderr, "[2/3 pretraining] mean loss %.3f in the first epoch, %.3f in the last, %.0f s\n", st.first_loss, st.last_loss, st.seconds);
+    fprintf(stderr, "[2/3 %s] mean loss %.3f in the first epoch, %.3f in the last, %.0f s\n", what, st.first_loss, st.last_loss, st.seconds);
     return 0;
 }
 
@@ -345,7 +346,7 @@ static int pretrain(Model *m, const Example *ex, int n, const Scale *sc, uint64_
 // questions were not (the extraction skill carried over to them), and
 // answers with the passage in the prompt.
 static int extraction_check(const Model *m, const Tokenizer *tok, const Scale *sc, uint64_t seed, const int *kinds, char *err) {
-    Knowledge k;
+    Knowledge k = {0};
     knowledge_defaults(&k);
     k.tok = tok;
     k.max_answer_tokens = 8;
@@ -379,6 +380,31 @@ static int extraction_check(const Model *m, const Tokenizer *tok, const Scale *s
     return rc;
 }
 
+// The tokenizer's extra text: every founder, export and year, and every
+// syllable pair as a name, repeated so that the trainer merges each answer
+// into one token and each name into its two syllables: a held-out name is
+// made of tokens the model knows, and an answer is one prediction.
+static char *vocabulary_text(void) {
+    char *out;
+    size_t len;
+    FILE *f = open_memstream(&out, &len);
+    for (int rep = 0; rep < 40; rep++) {
+        for (int i = 0; i < COUNT(FOUNDERS); i++) fprintf(f, " %s", FOUNDERS[i]);
+        for (int i = 0; i < COUNT(GOODS); i++) fprintf(f, " %s", GOODS[i]);
+        for (int i = 0; i < 20; i++) fprintf(f, " %d", 1500 + 25 * i);
+    }
+    for (int rep = 0; rep < 3; rep++)
+        for (int a = 0; a < N_SYL; a++)
+            for (int b = 0; b < N_SYL; b++) {
+                char name[16];
+                snprintf(name, sizeof name, "%s%s", SYL[a], SYL[b]);
+                capitalise(name);
+                fprintf(f, " %s", name);
+            }
+    fclose(f);
+    return out;
+}
+
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
 
 static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
@@ -386,20 +412,35 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
     if (make_dirs(tmp, err)) return -1;
-    DemoTexts tx = {0};
+    // Stage 1 (tx[0]): the knowledge places' documents; stage 2 (tx[1]):
+    // closed-book questions on a share of the knowledge places and the
+    // skills, with a replay of stage 1.
+    DemoTexts tx[2] = {{0}};
     Rng r;
     rng_seed(&r, mix(seed, 0xba5e));
     int *kinds = xcalloc((size_t)sc->n_pretrain, sizeof(int));
     for (int i = 0; i < sc->n_pretrain; i++) {
         DemoPlace p;
         demo_place(seed, DEMO_PRETRAIN, i, &p);
-        kinds[i] = place_texts(&p, sc, &r, &tx);
+        knowledge_texts(&p, sc, &r, &tx[0]);
+        kinds[i] = rng_uniform(&r) < sc->qa_share ? PLACE_CLOSED : PLACE_NO_QA;
+        if (kinds[i] == PLACE_CLOSED) question_texts(&p, NULL, &tx[1]);
     }
-    const char **corpus = xcalloc(2 * (size_t)tx.n, sizeof(char *));
-    for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
-    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places\n", tx.n, sc->n_pretrain);
-    char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
+    for (int i = 0; i < sc->n_skill; i++) {
+        DemoPlace p;
+        demo_place(seed, DEMO_PRETRAIN, sc->n_pretrain + i, &p);
+        skill_texts(&p, sc, &r, &tx[1]);
+    }
+    const int n_text = tx[0].n + tx[1].n;
+    const char **corpus = xcalloc(2 * (size_t)n_text + 1, sizeof(char *));
+    for (int s = 0, k = 0; s < 2; s++)
+        for (int i = 0; i < tx[s].n; i++, k++) { corpus[2 * k] = tx[s].prompt[i]; corpus[2 * k + 1] = tx[s].target[i]; }
+    char *words = vocabulary_text();   // every answer one token, every name two, in every split
+    corpus[2 * n_text] = words;
+    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places and %d more for skills\n", n_text, sc->n_pretrain, sc->n_skill);
+    char *tok_json = tok_train_bytelevel(corpus, 2 * n_text + 1, sc->n_merges, SPECIALS, 5);
     free(corpus);
+    free(words);
     Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
     int rc = tok ? demo_write_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
     free(tok_json);
@@ -412,15 +453,20 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         rc = model_init(&m, &c, err);
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
-    Example *ex = xcalloc((size_t)tx.n + 1, sizeof(Example));
-    for (int i = 0; i < tx.n && !rc; i++, n_ex++) {
-        if (tx.kind[i]) {
-            Passage p = {.title = tx.prompt[i]};
-            rc = knowledge_document(tok, &p, tx.target[i], 2048, &ex[i], err);
-        } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
-    }
-    demo_texts_free(&tx);
-    if (!rc) rc = pretrain(&m, ex, n_ex, sc, seed, err);
+    Example *ex = xcalloc((size_t)n_text + 1, sizeof(Example));
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < tx[s].n && !rc; i++, n_ex++) {
+            if (tx[s].kind[i]) {
+                Passage p = {.title = tx[s].prompt[i]};
+                rc = knowledge_document(tok, &p, tx[s].target[i], 2048, &ex[n_ex], err);
+            } else rc = example_from_text(tok, tx[s].prompt[i], tx[s].target[i], eot, 0, &ex[n_ex], err);
+        }
+    const int n1 = tx[0].n, n_replay = (int)(sc->replay_share * n1);
+    demo_texts_free(&tx[0]);
+    demo_texts_free(&tx[1]);
+    if (!rc) rc = pretrain(&m, ex, n1, "pretraining", sc->pre_epochs, sc->pre_lr, sc->pre_batch, seed, err);
+    // stage 2: the closed-book questions after the last n_replay stage-1 examples (their order is shuffled anyway)
+    if (!rc && n_ex > n1) rc = pretrain(&m, ex + n1 - n_replay, n_ex - n1 + n_replay, "closed-book questions", sc->qa_epochs, sc->qa_lr, sc->pre_batch, seed + 1, err);
     if (!rc) rc = extraction_check(&m, tok, sc, seed, kinds, err);
     free(kinds);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
@@ -636,7 +682,6 @@ static int run_seal(Demo *d, const Scale *sc, Knowledge *k, const RestemOpts *ro
     cJSON *report = cJSON_CreateObject();
     k->be = d->o->be;
     int rc = ranks_root() ? reference_rows(d, k, oracle, in_ctx, secs, err) : 0;
-    if (!rc && getenv("DK_REFS_ONLY")) { cJSON_Delete(report); free(oracle); free(in_ctx); return 0; }   // EXPERIMENT ONLY
     if (!rc) rc = knowledge_run(k, &d->m, &d->m, &d->run, ro, &w->train_log, &w->eval_log, report, err);
     if (!rc && ranks_root()) rc = save_report(d, sc, k, ro, oracle, in_ctx, report, err);
     cJSON_Delete(report);
@@ -646,8 +691,7 @@ static int run_seal(Demo *d, const Scale *sc, Knowledge *k, const RestemOpts *ro
 }
 
 int demo_knowledge_run(const DemoOpts *o, char *err) {
-    Scale *sc = o->quick ? &QUICK : &FULL;
-    scale_env(sc);
+    const Scale *sc = o->quick ? &QUICK : &FULL;
     Demo d;
     demo_init(&d, o, "knowledge-v3", "demo-knowledge", sc->name);
     Knowledge k = {0};
