@@ -18,6 +18,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef struct {
     const char *name;
@@ -692,6 +695,13 @@ static int run_seal(Demo *d, const Scale *sc, Knowledge *k, const RestemOpts *ro
 
 int demo_knowledge_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
+#ifdef _OPENMP
+    // A 64-wide model gains nothing from threads, and on a loaded machine each
+    // parallel region waits for a descheduled thread: seed 1's self-edits took
+    // 1.4 s each with 2 threads and 0.15 s with 1 on this project's shared
+    // 2-core machine. OMP_NUM_THREADS, when set, still decides.
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+#endif
     Demo d;
     demo_init(&d, o, "knowledge-v3", "demo-knowledge", sc->name);
     Knowledge k = {0};
