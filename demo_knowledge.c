@@ -2,11 +2,14 @@
 //   1. the world: fictional places, dealt into pretraining, SEAL-training and
 //      held-out splits, written as JSON Lines passages into the run directory;
 //   2. the base model (cached): a tokenizer trained on the world's text and a
-//      tiny Llama pretrained on the pretraining places: their passages and
-//      restatements as documents, closed-book questions about them, and
-//      implications of mixed quality after the self-edit prompt;
-//   3. SEAL: the knowledge domain and ReST^EM of a real run, on the held-out
-//      places the model has never seen.
+//      tiny Llama pretrained in two stages: the pretraining places' passages
+//      and restatements as documents; then closed-book questions about some
+//      of them, questions with the passage in the prompt and implications of
+//      mixed quality after the self-edit prompt (about places of their own);
+//   3. SEAL: two reference rows (the oracle self-edit, the passage in the
+//      prompt), then the knowledge domain and ReST^EM of a real run, on the
+//      held-out places the model has never seen; the table with 95% bootstrap
+//      intervals over passages.
 #include "demo_knowledge.h"
 #include "demo_tasks.h"
 #include "knowledge.h"
@@ -318,7 +321,7 @@ static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts 
     }
 }
 
-enum { PLACE_CLOSED, PLACE_IN_CONTEXT, PLACE_NO_QA, PLACE_KINDS };
+enum { PLACE_CLOSED, PLACE_NO_QA, PLACE_KINDS };   // pretraining places with and without closed-book questions
 
 static void pretrain_progress(int step, int total, float loss, void *ctx) {
     (void)ctx;

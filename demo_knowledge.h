@@ -25,8 +25,8 @@ void demo_place(uint64_t seed, int split, int index, DemoPlace *p);
 // One fact, or the kind ("Velmor is a port."), in phrasing `form` (any int; taken mod the count).
 char *demo_place_fact(const DemoPlace *p, int fact, int form);
 // A passage: the kind, then the facts in a random order, each in one of the
-// two phrasings that are hard to recall from (the answer first, or far from
-// the question's words).
+// two phrasings that put the answer before the place ("Ada founded Velmor."),
+// which a causal model trained on them cannot answer the question from.
 char *demo_place_passage(const DemoPlace *p, Rng *r);
 // The place as one JSON Lines passage ({"id", "title", "context", "questions"}).
 char *demo_place_jsonl(const DemoPlace *p, Rng *r);
