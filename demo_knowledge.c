@@ -2,11 +2,14 @@
 //   1. the world: fictional places, dealt into pretraining, SEAL-training and
 //      held-out splits, written as JSON Lines passages into the run directory;
 //   2. the base model (cached): a tokenizer trained on the world's text and a
-//      tiny Llama pretrained on the pretraining places: their passages and
-//      restatements as documents, closed-book questions about them, and
-//      implications of mixed quality after the self-edit prompt;
-//   3. SEAL: the knowledge domain and ReST^EM of a real run, on the held-out
-//      places the model has never seen.
+//      tiny Llama pretrained in two stages: the pretraining places' passages
+//      and restatements as documents; then closed-book questions about some
+//      of them, questions with the passage in the prompt and implications of
+//      mixed quality after the self-edit prompt (about places of their own);
+//   3. SEAL: two reference rows (the oracle self-edit, the passage in the
+//      prompt), then the knowledge domain and ReST^EM of a real run, on the
+//      held-out places the model has never seen; the table with 95% bootstrap
+//      intervals over passages.
 #include "demo_knowledge.h"
 #include "demo_tasks.h"
 #include "knowledge.h"
@@ -18,20 +21,31 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef struct {
     const char *name;
     int n_pretrain, n_train, n_eval, n_merges;
     int dim, layers, heads, kv_heads, hidden;
     int pre_epochs, pre_batch;
-    float pre_lr, qa_share, selfedit_share;   // pretraining places with closed-book QA / with a self-edit example
+    float pre_lr;
+    int n_bios;                               // restatements of each pretraining place, in random phrasings
+    float qa_share;                           // pretraining places with closed-book questions (stage 2)
+    int n_skill;                              // more places, for in-context questions and self-edit examples
+    float incontext_share, selfedit_share;    // of those places: with in-context questions / a self-edit example
+    int qa_epochs;
+    float qa_lr, replay_share;
     int rounds, samples, max_edit_tokens;
     int lora_r, epochs;
     float lr;
+    int m_epochs;
+    float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 120, 12, 12, 300, 64, 3, 4, 2, 192, 24, 8, 3e-3f, 0.7f, 0.5f, 2, 4, 64, 16, 10, 1e-3f};
-static const Scale QUICK = {"quick", 40, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 0.7f, 0.5f, 1, 2, 32, 4, 2, 1e-3f};
+static const Scale FULL = {"full", 150, 16, 24, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 100, 0.5f, 0.5f, 30, 1e-2f, 0.3f, 2, 4, 64, 32, 10, 3e-3f, 3, 1e-3f};
+static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 10, 0.5f, 0.5f, 1, 1e-3f, 0.3f, 1, 2, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
 // The world
@@ -52,13 +66,15 @@ static const char *const GOODS[] = {"salt", "copper", "wool", "amber", "glass", 
 #define COUNT(a) (int)(sizeof a / sizeof a[0])
 
 // Phrasings of each fact. Passages use the first two, which put the answer
-// before the place or far from the question's words; the last two follow the
-// question ("The main export of X is ..."), the restatements that make a fact
-// easy to recall, which a good self-edit writes.
+// before the place: a model trained on "Ada founded Velmor." learns what
+// follows "Ada founded", not who founded Velmor (the reversal curse). The
+// last two follow the question: "Velmor was founded by Ada." and the
+// question answered, "Who founded Velmor? Ada.", the restatements that make a
+// fact recallable, which a good self-edit writes.
 static const char *const FORMS[DK_FACTS][4] = {
-    {"%F founded %N.", "%N owes its start to %F.", "The founder of %N was %F.", "%N was founded by %F."},
-    {"In %Y, %N was built.", "Work on %N began in %Y.", "%N was founded in %Y.", "%N dates from %Y."},
-    {"%E is what %N is known for.", "Merchants from %N sell %E.", "The main export of %N is %E.", "%N trades %E."},
+    {"%F founded %N.", "%F was the founder of %N.", "%N was founded by %F.", "Who founded %N? %F."},
+    {"In %Y, %N was built.", "%Y saw the founding of %N.", "%N was founded in %Y.", "In what year was %N founded? %Y."},
+    {"%E is what %N is known for.", "%E comes from %N.", "The main export of %N is %E.", "What is the main export of %N? %E."},
 };
 static const char *const QUESTIONS[DK_FACTS] = {"Who founded %N?", "In what year was %N founded?", "What is the main export of %N?"};
 
@@ -153,6 +169,25 @@ char *demo_place_implications(const DemoPlace *p, Rng *r) {
     return xstrdup(buf);
 }
 
+char *demo_place_oracle(const DemoPlace *p) {
+    char buf[2048];
+    size_t n = 0;
+    int k = 0;
+    for (int form = 2; form < 4; form++)
+        for (int f = 0; f < DK_FACTS; f++) {
+            char *s = demo_place_fact(p, f, form);
+            n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
+            free(s);
+        }
+    buf[n - 1] = 0;
+    return xstrdup(buf);
+}
+
+char *demo_incontext_question(const char *context, const char *question) {
+    char *out;
+    return asprintf(&out, "%s\n%s", context, question) < 0 ? NULL : out;
+}
+
 static void json_str(FILE *f, const char *s) {
     cJSON *j = cJSON_CreateString(s);
     char *t = cJSON_PrintUnformatted(j);
@@ -209,30 +244,171 @@ static int split_passages(uint64_t seed, int split, int n, const char *name, cha
 // ----------------------------------------------------------------------------
 // The base model
 
-// What the base model reads about one pretraining place: its passage, each
-// fact alone as a numbered statement, and for some places closed-book
-// questions and a self-edit example.
-static void place_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
-    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
-    demo_texts_add(t, xstrdup(pl->name), demo_place_passage(pl, r), 1);
-    for (int f = 0; f < DK_FACTS; f++) {
-        char *s = demo_place_fact(pl, f, pick(r, 4)), *line;
-        if (asprintf(&line, "%d. %s", 1 + pick(r, 5), s) < 0) line = NULL;
-        free(s);
-        demo_texts_add(t, xstrdup(pl->name), line, 1);
+static double mean_of(const double *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return n ? s / n : 0;
+}
+
+// A passage's copy whose questions carry the passage (for "in context"); free with in_context_free.
+static Passage in_context(const Passage *p) {
+    Passage c = *p;
+    c.qs = xcalloc((size_t)p->n_qs, sizeof(Question));
+    for (int q = 0; q < p->n_qs; q++) {
+        c.qs[q] = p->qs[q];
+        c.qs[q].question = demo_incontext_question(p->context, p->qs[q].question);
     }
-    if (rng_uniform(r) < sc->qa_share)
-        for (int f = 0; f < DK_FACTS; f++) {
-            char *q = fill(pl, QUESTIONS[f]);
-            Question qq = {.question = q};
-            demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
-            free(q);
-        }
+    return c;
+}
+
+static void in_context_free(Passage *c) {
+    for (int q = 0; q < c->n_qs; q++) free(c->qs[q].question);
+    free(c->qs);
+}
+
+// What the base model reads about one pretraining place: restatements of it
+// (n_bios documents, each its kind and facts in a random order and random
+// phrasings, so that every fact is seen in several forms: the condition for a
+// model to learn to extract a fact from its weights at all, Allen-Zhu & Li,
+// Physics of Language Models 3.1), its passage; for a share of places
+// closed-book questions (the extraction skill is learnt on those and carries
+// over to the rest), for another share a question with the passage in the
+// prompt, and for half a self-edit example of mixed quality.
+// The knowledge of one pretraining place: its passage and n_bios restatements
+// (its kind and facts in a random order and random phrasings, so that every
+// fact is seen in several forms: the condition for a model to learn to
+// extract a fact from its weights at all, Allen-Zhu & Li, Physics of
+// Language Models 3.1), each a document titled by the place.
+static void knowledge_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
+    demo_texts_add(t, xstrdup(pl->name), demo_place_passage(pl, r), 1);
+    for (int b = 0; b < sc->n_bios; b++) {
+        int order[DK_FACTS] = {0, 1, 2};
+        for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), x = order[i]; order[i] = order[j]; order[j] = x; }
+        char *s[DK_FACTS + 1], *bio;
+        s[0] = demo_place_fact(pl, -1, 0);
+        for (int i = 0; i < DK_FACTS; i++) s[i + 1] = demo_place_fact(pl, order[i], pick(r, 4));
+        if (asprintf(&bio, "%s %s %s %s", s[0], s[1], s[2], s[3]) < 0) bio = NULL;
+        for (int i = 0; i <= DK_FACTS; i++) free(s[i]);
+        demo_texts_add(t, xstrdup(pl->name), bio, 1);
+    }
+}
+
+// The place's questions, closed book (with context NULL) or behind its passage.
+static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *t) {
+    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
+    for (int f = 0; f < DK_FACTS; f++) {
+        char *q = fill(pl, QUESTIONS[f]);
+        Question qq = {.question = context ? demo_incontext_question(context, q) : xstrdup(q)};
+        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
+        free(qq.question);
+        free(q);
+    }
+}
+
+// Skills that need no memorised fact, taught on places of their own: answering
+// with the passage in the prompt, and (for a share) writing implications of a
+// passage, of mixed quality (the untrained policy).
+static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
+    if (rng_uniform(r) < sc->incontext_share) {
+        char *context = demo_place_passage(pl, r);
+        question_texts(pl, context, t);
+        free(context);
+    }
     if (rng_uniform(r) < sc->selfedit_share) {
-        p.context = demo_place_passage(pl, r);
+        Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = demo_place_passage(pl, r)};
         demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
         free(p.context);
     }
+}
+
+enum { PLACE_CLOSED, PLACE_NO_QA, PLACE_KINDS };   // pretraining places with and without closed-book questions
+
+static void pretrain_progress(int step, int total, float loss, void *ctx) {
+    (void)ctx;
+    progress(step == total, "[2/3 pretraining] step %d/%d loss %.3f", step, total, loss);
+    if (step == total) progress_end();
+}
+
+static int pretrain(Model *m, const Example *ex, int n, const char *what, int epochs, float lr, int batch, uint64_t seed, char *err) {
+    long tokens = 0;
+    for (int i = 0; i < n; i++) tokens += ex[i].len;
+    fprintf(stderr, "[2/3 %s] %.2fM-parameter Llama, %d sequences of %.0f tokens on average, %d epochs\n", what, m->params.total / 1e6, n,
+            (double)tokens / n, epochs);
+    SftOpts so = sft_defaults();
+    so.lr = lr;
+    so.epochs = epochs;
+    so.batch = batch;
+    so.warmup = 20;
+    so.seed = seed;
+    so.progress = pretrain_progress;
+    SftStats st;
+    if (sft(m, ex, n, &so, &st, err)) return -1;
+    fprintf(stderr, "[2/3 %s] mean loss %.3f in the first epoch, %.3f in the last, %.0f s\n", what, st.first_loss, st.last_loss, st.seconds);
+    return 0;
+}
+
+// What pretraining taught, on up to 60 pretraining places: closed-book
+// answers for places whose questions were trained, for places whose
+// questions were not (the extraction skill carried over to them), and
+// answers with the passage in the prompt.
+static int extraction_check(const Model *m, const Tokenizer *tok, const Scale *sc, uint64_t seed, const int *kinds, char *err) {
+    Knowledge k = {0};
+    knowledge_defaults(&k);
+    k.tok = tok;
+    k.max_answer_tokens = 8;
+    Passage *ps;
+    int n = sc->n_pretrain < 60 ? sc->n_pretrain : 60, np;
+    char *text;
+    SquadLoad log;
+    if (split_passages(seed, DEMO_PRETRAIN, n, "pretraining places", &text, &ps, &np, &log, err)) { free(text); return -1; }
+    free(text);
+    double right[PLACE_KINDS + 1] = {0}, asked[PLACE_KINDS + 1] = {0};
+    int rc = 0;
+    for (int i = 0; i < np && !rc; i++) {
+        double scores[DK_FACTS * 2];
+        char **answers;
+        if ((rc = knowledge_answer(&k, m, &ps[i], &answers, scores, err))) break;
+        squad_free_strings(answers, ps[i].n_qs);
+        for (int q = 0; q < ps[i].n_qs; q++) { right[kinds[i]] += scores[q]; asked[kinds[i]]++; }
+        if (kinds[i] != PLACE_NO_QA) continue;
+        Passage in = in_context(&ps[i]);
+        rc = knowledge_answer(&k, m, &in, &answers, scores, err);
+        if (!rc) squad_free_strings(answers, in.n_qs);
+        for (int q = 0; q < in.n_qs && !rc; q++) { right[PLACE_KINDS] += scores[q]; asked[PLACE_KINDS]++; }
+        in_context_free(&in);
+    }
+    squad_free(ps, np);
+    if (!rc)
+        fprintf(stderr, "[2/3 base model] pretraining places, closed book: %.0f%% of %.0f trained questions, %.0f%% of %.0f untrained; "
+                        "with the passage in the prompt: %.0f%% of %.0f\n",
+                100 * right[PLACE_CLOSED] / (asked[PLACE_CLOSED] + 1e-9), asked[PLACE_CLOSED], 100 * right[PLACE_NO_QA] / (asked[PLACE_NO_QA] + 1e-9),
+                asked[PLACE_NO_QA], 100 * right[PLACE_KINDS] / (asked[PLACE_KINDS] + 1e-9), asked[PLACE_KINDS]);
+    return rc;
+}
+
+// The tokenizer's extra text: every founder, export and year, and every
+// syllable pair as a name, repeated so that the trainer merges each answer
+// into one token and each name into its two syllables: a held-out name is
+// made of tokens the model knows, and an answer is one prediction.
+static char *vocabulary_text(void) {
+    char *out;
+    size_t len;
+    FILE *f = open_memstream(&out, &len);
+    for (int rep = 0; rep < 40; rep++) {
+        for (int i = 0; i < COUNT(FOUNDERS); i++) fprintf(f, " %s", FOUNDERS[i]);
+        for (int i = 0; i < COUNT(GOODS); i++) fprintf(f, " %s", GOODS[i]);
+        for (int i = 0; i < 20; i++) fprintf(f, " %d", 1500 + 25 * i);
+    }
+    for (int rep = 0; rep < 3; rep++)
+        for (int a = 0; a < N_SYL; a++)
+            for (int b = 0; b < N_SYL; b++) {
+                char name[16];
+                snprintf(name, sizeof name, "%s%s", SYL[a], SYL[b]);
+                capitalise(name);
+                fprintf(f, " %s", name);
+            }
+    fclose(f);
+    return out;
 }
 
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
@@ -242,19 +418,35 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
     if (make_dirs(tmp, err)) return -1;
-    DemoTexts tx = {0};
+    // Stage 1 (tx[0]): the knowledge places' documents; stage 2 (tx[1]):
+    // closed-book questions on a share of the knowledge places and the
+    // skills, with a replay of stage 1.
+    DemoTexts tx[2] = {{0}};
     Rng r;
     rng_seed(&r, mix(seed, 0xba5e));
+    int *kinds = xcalloc((size_t)sc->n_pretrain, sizeof(int));
     for (int i = 0; i < sc->n_pretrain; i++) {
         DemoPlace p;
         demo_place(seed, DEMO_PRETRAIN, i, &p);
-        place_texts(&p, sc, &r, &tx);
+        knowledge_texts(&p, sc, &r, &tx[0]);
+        kinds[i] = rng_uniform(&r) < sc->qa_share ? PLACE_CLOSED : PLACE_NO_QA;
+        if (kinds[i] == PLACE_CLOSED) question_texts(&p, NULL, &tx[1]);
     }
-    const char **corpus = xcalloc(2 * (size_t)tx.n, sizeof(char *));
-    for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
-    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places\n", tx.n, sc->n_pretrain);
-    char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
+    for (int i = 0; i < sc->n_skill; i++) {
+        DemoPlace p;
+        demo_place(seed, DEMO_PRETRAIN, sc->n_pretrain + i, &p);
+        skill_texts(&p, sc, &r, &tx[1]);
+    }
+    const int n_text = tx[0].n + tx[1].n;
+    const char **corpus = xcalloc(2 * (size_t)n_text + 1, sizeof(char *));
+    for (int s = 0, k = 0; s < 2; s++)
+        for (int i = 0; i < tx[s].n; i++, k++) { corpus[2 * k] = tx[s].prompt[i]; corpus[2 * k + 1] = tx[s].target[i]; }
+    char *words = vocabulary_text();   // every answer one token, every name two, in every split
+    corpus[2 * n_text] = words;
+    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places and %d more for skills\n", n_text, sc->n_pretrain, sc->n_skill);
+    char *tok_json = tok_train_bytelevel(corpus, 2 * n_text + 1, sc->n_merges, SPECIALS, 5);
     free(corpus);
+    free(words);
     Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
     int rc = tok ? demo_write_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
     free(tok_json);
@@ -267,15 +459,23 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         rc = model_init(&m, &c, err);
         if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
     }
-    Example *ex = xcalloc((size_t)tx.n + 1, sizeof(Example));
-    for (int i = 0; i < tx.n && !rc; i++, n_ex++) {
-        if (tx.kind[i]) {
-            Passage p = {.title = tx.prompt[i]};
-            rc = knowledge_document(tok, &p, tx.target[i], 2048, &ex[i], err);
-        } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[i], err);
-    }
-    demo_texts_free(&tx);
-    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){sc->pre_epochs, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
+    Example *ex = xcalloc((size_t)n_text + 1, sizeof(Example));
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < tx[s].n && !rc; i++, n_ex++) {
+            if (tx[s].kind[i]) {
+                Passage p = {.title = tx[s].prompt[i]};
+                rc = knowledge_document(tok, &p, tx[s].target[i], 2048, &ex[n_ex], err);
+            } else rc = example_from_text(tok, tx[s].prompt[i], tx[s].target[i], eot, 0, &ex[n_ex], err);
+        }
+    const int n1 = tx[0].n, n_replay = (int)(sc->replay_share * n1);
+    demo_texts_free(&tx[0]);
+    demo_texts_free(&tx[1]);
+    if (!rc) rc = pretrain(&m, ex, n1, "pretraining", sc->pre_epochs, sc->pre_lr, sc->pre_batch, seed, err);
+    // stage 2: the closed-book questions after the last n_replay stage-1 examples (their order is shuffled anyway)
+    if (!rc && n_ex > n1) rc = pretrain(&m, ex + n1 - n_replay, n_ex - n1 + n_replay, "closed-book questions", sc->qa_epochs, sc->qa_lr, sc->pre_batch, seed + 1, err);
+    if (!rc) rc = extraction_check(&m, tok, sc, seed, kinds, err);
+    free(kinds);
+    return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -307,7 +507,7 @@ static void knowledge_opts(Knowledge *k, const Scale *sc, const Tokenizer *tok) 
     k->max_answer_tokens = 12;
     // the miniature stores facts in its MLPs: the inner loop adapts them too (SEAL: q and v only)
     k->lora_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN);
-    k->cpt_batch = 4;
+    k->n_cpt_sizes = 0;   // the demo's table leaves continued pretraining out (seal knowledge has it)
 }
 
 static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
@@ -321,8 +521,8 @@ static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
     ro.sampling.max_new = sc->max_edit_tokens;
     ro.m_rank = sc->lora_r;
     ro.m_alpha = 2.0f * sc->lora_r;
-    ro.m_lr = 1e-3f;
-    ro.m_epochs = 3;
+    ro.m_lr = sc->m_lr;
+    ro.m_epochs = sc->m_epochs;
     ro.m_batch = 2;
     ro.seed = seed;
     return ro;
@@ -350,30 +550,163 @@ static int open_run(Demo *d, const Scale *sc, const Knowledge *k, const RestemOp
     return rc;
 }
 
-static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const cJSON *report, char *err) {
+// The demo's table: each row's per-passage scores (the mean over a passage's
+// questions, and over its self-edits), their mean, and a 95% bootstrap
+// interval over passages.
+enum { ROW_BASE, ROW_PASSAGE, ROW_UNTRAINED, ROW_SEAL1, ROW_SEAL2, ROW_ORACLE, ROW_IN_CONTEXT, N_ROWS };
+static const char *const ROW_NAME[N_ROWS] = {"no passage (base model)", "passage only", "passage + implications of the untrained policy",
+                                             "SEAL, round 1", "SEAL, round 2", "oracle self-edit", "in context (passage in the prompt, no training)"};
+
+void demo_bootstrap(const double *x, int n, uint64_t seed, double *mean, double *lo, double *hi) {
+    enum { B = 2000 };
+    double *means = xcalloc(B, sizeof(double)), s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = n ? s / n : 0;
+    Rng r;
+    rng_seed(&r, seed);
+    for (int b = 0; b < B && n; b++) {
+        double t = 0;
+        for (int i = 0; i < n; i++) t += x[rng_next(&r) % (uint64_t)n];
+        means[b] = t / n;
+    }
+    for (int i = 1; i < B; i++) {   // insertion sort: B is small
+        double v = means[i];
+        int j = i - 1;
+        while (j >= 0 && means[j] > v) { means[j + 1] = means[j]; j--; }
+        means[j + 1] = v;
+    }
+    *lo = n ? means[(int)(0.025 * B)] : 0;
+    *hi = n ? means[(int)(0.975 * B) - 1] : 0;
+    free(means);
+}
+
+// The reference rows, before SEAL: the oracle self-edit (trained on as any
+// self-edit is) and the passage in the prompt (no training).
+static int reference_rows(Demo *d, Knowledge *k, double *oracle, double *in_ctx, double *seconds, char *err) {
+    Domain dom;
+    knowledge_domain(&dom, k);
+    double t0 = now_seconds();
+    for (int t = 0; t < k->n_eval; t++) {
+        DemoPlace pl = {0};
+        demo_place(d->o->seed, DEMO_EVAL, t, &pl);
+        char *edit = demo_place_oracle(&pl);
+        Outcome out = {0};
+        int rc = dom.evaluate(&dom, &d->m, SPLIT_EVAL, t, edit, mix(d->o->seed, 0x0ac1e + (uint64_t)t), &out, err);
+        free(edit);
+        cJSON_Delete(out.metrics);
+        if (rc) return -1;
+        oracle[t] = out.reward;
+    }
+    seconds[0] = (now_seconds() - t0) / (k->n_eval ? k->n_eval : 1);
+    t0 = now_seconds();
+    for (int t = 0; t < k->n_eval; t++) {
+        Passage in = in_context(&k->eval[t]);
+        double scores[DK_FACTS * 2], sum = 0;
+        char **answers;
+        int rc = knowledge_answer(k, &d->m, &in, &answers, scores, err);
+        if (!rc) squad_free_strings(answers, in.n_qs);
+        for (int q = 0; q < in.n_qs && !rc; q++) sum += scores[q];
+        in_ctx[t] = sum / in.n_qs;
+        in_context_free(&in);
+        if (rc) return -1;
+    }
+    seconds[1] = (now_seconds() - t0) / (k->n_eval ? k->n_eval : 1);
+    fprintf(stderr, "[3/3 SEAL] reference rows: oracle self-edit %.1f%%, in context %.1f%% (%.2f s and %.2f s a passage)\n", 100 * mean_of(oracle, k->n_eval),
+            100 * mean_of(in_ctx, k->n_eval), seconds[0], seconds[1]);
+    return 0;
+}
+
+// A logged phase's per-passage scores (the mean over its samples); 0 when absent.
+static int phase_scores(const Run *run, Phase phase, int round, int tasks, int samples, double *out) {
+    int found = 0;
+    for (int t = 0; t < tasks; t++) {
+        double s = 0;
+        int n = 0;
+        for (int k = 0; k < samples; k++) {
+            const Edit *e = run_find(run, phase, round, t, k);
+            if (e) { s += e->reward; n++; }
+        }
+        out[t] = n ? s / n : 0;
+        found += n;
+    }
+    return found;
+}
+
+static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const RestemOpts *ro, const double *oracle, const double *in_ctx,
+                       cJSON *report, char *err) {
+    const int n = k->n_eval;
+    double *x = xcalloc((size_t)n + 1, sizeof(double));
     DemoReport r;
     FILE *f = demo_report_open(&r);
-    fprintf(f, "SEAL knowledge demo, seed %llu (%s scale): %d held-out fictional places, %d questions each\n\n", (unsigned long long)d->o->seed,
-            sc->name, k->n_eval, DK_FACTS);
-    knowledge_report_markdown(report, f);
+    fprintf(f, "SEAL knowledge demo, seed %llu (%s scale): %d held-out fictional places, %d questions each\n", (unsigned long long)d->o->seed,
+            sc->name, n, DK_FACTS);
+    fprintf(f, "no-context question answering after each update; grader %s; 95%% bootstrap interval over passages\n\n",
+            cJSON_GetObjectItemCaseSensitive(report, "grader")->valuestring);
+    fprintf(f, "| method | accuracy | 95%% CI | n |\n|---|---|---|---|\n");
+    cJSON *rows = cJSON_AddArrayToObject(report, "demo_rows");
+    for (int row = 0; row < N_ROWS; row++) {
+        int samples = 1, found = n;
+        switch (row) {
+        case ROW_BASE: found = phase_scores(&d->run, PHASE_BASELINE, 0, n, 1, x); break;
+        case ROW_PASSAGE: found = phase_scores(&d->run, PHASE_ORACLE, 0, n, 1, x); break;
+        case ROW_UNTRAINED: samples = ro->eval_samples; found = phase_scores(&d->run, PHASE_EVAL, 0, n, samples, x); break;
+        case ROW_SEAL1: case ROW_SEAL2:
+            samples = ro->eval_samples;
+            found = row - ROW_SEAL1 + 1 <= ro->rounds ? phase_scores(&d->run, PHASE_EVAL, row - ROW_SEAL1 + 1, n, samples, x) : 0;
+            break;
+        case ROW_ORACLE: memcpy(x, oracle, n * sizeof(double)); break;
+        case ROW_IN_CONTEXT: memcpy(x, in_ctx, n * sizeof(double)); break;
+        }
+        if (!found) continue;
+        double mean, lo, hi;
+        demo_bootstrap(x, n, 0xc1ULL + (uint64_t)row, &mean, &lo, &hi);
+        const int questions = n * DK_FACTS * samples;
+        fprintf(f, "| %s | %.1f%% | %.1f–%.1f%% | %d |\n", ROW_NAME[row], 100 * mean, 100 * lo, 100 * hi, questions);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "method", ROW_NAME[row]);
+        cJSON_AddNumberToObject(j, "ours", mean);
+        cJSON_AddNumberToObject(j, "ci_low", lo);
+        cJSON_AddNumberToObject(j, "ci_high", hi);
+        cJSON_AddNumberToObject(j, "n", questions);
+        cJSON_AddNumberToObject(j, "passages", n);
+        cJSON_AddItemToArray(rows, j);
+    }
+    free(x);
+    const cJSON *timing = cJSON_GetObjectItemCaseSensitive(report, "seconds_per_self_edit");
+    if (timing && cJSON_GetObjectItemCaseSensitive(timing, "self_edits")->valuedouble > 0)
+        fprintf(f, "\nseconds per self-edit evaluation: %.2f (sampling %.2f, training %.2f, answering %.2f) over %.0f self-edits\n",
+                cJSON_GetObjectItemCaseSensitive(timing, "total")->valuedouble, cJSON_GetObjectItemCaseSensitive(timing, "sampling")->valuedouble,
+                cJSON_GetObjectItemCaseSensitive(timing, "training")->valuedouble, cJSON_GetObjectItemCaseSensitive(timing, "inference")->valuedouble,
+                cJSON_GetObjectItemCaseSensitive(timing, "self_edits")->valuedouble);
     return demo_report_save(d, &r, report, err);
 }
 
-// 3. SEAL: the knowledge domain and ReST^EM of a real run, on held-out places the base has never seen.
+// 3. SEAL: the reference rows, then the knowledge domain and ReST^EM of a real run, on held-out places the base has never seen.
 static int run_seal(Demo *d, const Scale *sc, Knowledge *k, const RestemOpts *ro, const World *w, char *err) {
     if (ranks_root()) fprintf(stderr, "[3/3 SEAL] run directory %s%s\n", d->out, ranks_note());
+    double *oracle = xcalloc((size_t)k->n_eval + 1, sizeof(double)), *in_ctx = xcalloc((size_t)k->n_eval + 1, sizeof(double)), secs[2];
     cJSON *report = cJSON_CreateObject();
     k->be = d->o->be;
-    int rc = knowledge_run(k, &d->m, &d->m, &d->run, ro, &w->train_log, &w->eval_log, report, err);
-    if (!rc && ranks_root()) rc = save_report(d, sc, k, report, err);
+    int rc = ranks_root() ? reference_rows(d, k, oracle, in_ctx, secs, err) : 0;
+    if (!rc) rc = knowledge_run(k, &d->m, &d->m, &d->run, ro, &w->train_log, &w->eval_log, report, err);
+    if (!rc && ranks_root()) rc = save_report(d, sc, k, ro, oracle, in_ctx, report, err);
     cJSON_Delete(report);
+    free(oracle);
+    free(in_ctx);
     return rc;
 }
 
 int demo_knowledge_run(const DemoOpts *o, char *err) {
     const Scale *sc = o->quick ? &QUICK : &FULL;
+#ifdef _OPENMP
+    // A 64-wide model gains nothing from threads, and on a loaded machine each
+    // parallel region waits for a descheduled thread: seed 1's self-edits took
+    // 1.4 s each with 2 threads and 0.15 s with 1 on this project's shared
+    // 2-core machine. OMP_NUM_THREADS, when set, still decides.
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+#endif
     Demo d;
-    demo_init(&d, o, "knowledge-v2", "demo-knowledge", sc->name);
+    demo_init(&d, o, "knowledge-v3", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {

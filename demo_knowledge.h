@@ -25,8 +25,8 @@ void demo_place(uint64_t seed, int split, int index, DemoPlace *p);
 // One fact, or the kind ("Velmor is a port."), in phrasing `form` (any int; taken mod the count).
 char *demo_place_fact(const DemoPlace *p, int fact, int form);
 // A passage: the kind, then the facts in a random order, each in one of the
-// two phrasings that are hard to recall from (the answer first, or far from
-// the question's words).
+// two phrasings that put the answer before the place ("Ada founded Velmor."),
+// which a causal model trained on them cannot answer the question from.
 char *demo_place_passage(const DemoPlace *p, Rng *r);
 // The place as one JSON Lines passage ({"id", "title", "context", "questions"}).
 char *demo_place_jsonl(const DemoPlace *p, Rng *r);
@@ -34,5 +34,13 @@ char *demo_place_jsonl(const DemoPlace *p, Rng *r);
 // learns to write them: each fact with some probability, some phrasing, at
 // times the kind and at times a wrong fact.
 char *demo_place_implications(const DemoPlace *p, Rng *r);
+
+// The ideal self-edit: every fact restated in both phrasings that follow the
+// question ("Velmor was founded by Ada."), as a numbered list.
+char *demo_place_oracle(const DemoPlace *p);
+// A question with its passage before it: the "in context" row's question text (malloc'd).
+char *demo_incontext_question(const char *context, const char *question);
+// The mean of x[0..n) and a 95% percentile bootstrap interval (2000 resamples, seeded).
+void demo_bootstrap(const double *x, int n, uint64_t seed, double *mean, double *lo, double *hi);
 
 int demo_knowledge_run(const DemoOpts *o, char *err);

@@ -76,7 +76,9 @@ kn --resume >"$tmp/k2.out" 2>"$tmp/k2.err"
 check "knowledge --resume gives the same table" diff <(table "$tmp/k.out") <(table "$tmp/k2.out")
 "$SEAL" demo knowledge --quick --seed 3 --cache "$tmp/cache" --out "$tmp/dk" >"$tmp/dk.out" 2>"$tmp/dk.err"
 check "demo knowledge --quick runs" test $? = 0
-check "demo knowledge table" grep -q "passage + base-model implications" "$tmp/dk.out"
+for row in "passage + implications of the untrained policy" "oracle self-edit" "in context"; do
+    check "demo knowledge table row '$row'" grep -q "| $row" "$tmp/dk.out"
+done
 check "demo knowledge writes its passages" test -s "$tmp/dk/eval.jsonl"
 check "runs plot of a knowledge run" eval '"$SEAL" runs plot "$tmp/dk" -o "$tmp/dk.svg" >/dev/null && svg_ok "$tmp/dk.svg"'
 expect 2 "unknown demo" "an unknown demo" "$SEAL" demo arc2

@@ -15,6 +15,7 @@ Suite *kernels_math_suite(void);
 Suite *gguf_suite(void);
 Suite *limits_suite(void);
 Suite *plot_suite(void);
+Suite *demo_knowledge_suite(void);
 
 // Adds to s a test case called name with the tests listed, each run once;
 // timeout in seconds, 0 keeps Check's default (4 s). Returns the case, for

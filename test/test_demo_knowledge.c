@@ -1,0 +1,138 @@
+// test/test_demo_knowledge.c: `seal demo knowledge`'s reference rows and
+// table: the oracle self-edit restates every fact in the question's
+// phrasing, the in-context question carries the passage, the bootstrap
+// interval behaves, and a quick demo on a tiny world reports every row with
+// its n and interval.
+#include "demo_knowledge.h"
+#include "demo_tasks.h"
+#include "test.h"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// A founder "Tam" in the place "Tamzor": the text searches below would find the name.
+static int name_holds_fact(const DemoPlace *p) {
+    for (int f = 0; f < DK_FACTS; f++)
+        if (strcasestr(p->name, p->fact[f])) return 1;
+    return 0;
+}
+
+// Every oracle statement names the place before the answer (so a causal
+// model trained on it learns place -> fact, what the question asks) and
+// together they hold every fact twice.
+START_TEST(oracle_restates_every_fact) {
+    for (int i = 0; i < 20; i++) {
+        DemoPlace p;
+        demo_place(3, DEMO_EVAL, i, &p);
+        if (name_holds_fact(&p)) continue;
+        char *edit = demo_place_oracle(&p), **st;
+        int n = squad_split_edit(edit, &st);
+        ck_assert_int_eq(n, 2 * DK_FACTS);
+        for (int f = 0; f < DK_FACTS; f++) {
+            int found = 0;
+            for (int s = 0; s < n; s++) {
+                const char *name = strstr(st[s], p.name), *fact = strcasestr(st[s], p.fact[f]);
+                if (!fact) continue;
+                ck_assert_msg(name && name < fact, "'%s': the answer comes before the place", st[s]);
+                found++;
+            }
+            ck_assert_msg(found == 2, "%s: fact %d (%s) in %d statements of\n%s", p.name, f, p.fact[f], found, edit);
+        }
+        squad_free_strings(st, n);
+        free(edit);
+    }
+}
+END_TEST
+
+// The passage states each fact answer first: that is what separates the
+// "passage only" row from the oracle.
+START_TEST(passage_puts_answers_first) {
+    Rng r;
+    rng_seed(&r, 5);
+    for (int i = 0; i < 20; i++) {
+        DemoPlace p;
+        demo_place(3, DEMO_EVAL, i, &p);
+        if (name_holds_fact(&p)) continue;
+        char *passage = demo_place_passage(&p, &r);
+        for (int f = 0; f < DK_FACTS; f++) {
+            const char *fact = strcasestr(passage, p.fact[f]);
+            ck_assert_msg(fact, "%s lacks %s", passage, p.fact[f]);
+            const char *sentence_end = strchr(fact, '.');
+            const char *name = strstr(fact, p.name);
+            ck_assert_msg(name && name < sentence_end, "'%s': fact %s is not stated before %s", passage, p.fact[f], p.name);
+        }
+        free(passage);
+    }
+}
+END_TEST
+
+START_TEST(in_context_question_has_the_passage) {
+    char *q = demo_incontext_question("Ada founded Velmor.", "Who founded Velmor?");
+    ck_assert_str_eq(q, "Ada founded Velmor.\nWho founded Velmor?");
+    free(q);
+}
+END_TEST
+
+START_TEST(bootstrap_interval) {
+    double same[8] = {0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, mean, lo, hi;
+    demo_bootstrap(same, 8, 1, &mean, &lo, &hi);
+    ck_assert(mean == 0.5 && lo == 0.5 && hi == 0.5);
+    double x[10] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, lo2, hi2, m2;
+    demo_bootstrap(x, 10, 7, &mean, &lo, &hi);
+    ck_assert_double_eq_tol(mean, 0.5, 1e-12);
+    ck_assert_msg(lo > 0.1 && lo < 0.35 && hi > 0.65 && hi < 0.9, "[%g, %g]", lo, hi);   // binomial: about 0.2 to 0.8
+    demo_bootstrap(x, 10, 7, &m2, &lo2, &hi2);
+    ck_assert(lo2 == lo && hi2 == hi);   // the same seed, the same interval
+    double y[40];
+    for (int i = 0; i < 40; i++) y[i] = x[i % 10];
+    demo_bootstrap(y, 40, 7, &m2, &lo2, &hi2);
+    ck_assert_msg(hi2 - lo2 < hi - lo, "4x the passages: [%g, %g] is no narrower than [%g, %g]", lo2, hi2, lo, hi);
+}
+END_TEST
+
+// The quick demo end to end on a tiny world: every row of the table, each with
+// n = passages x questions (x samples) and an interval around its mean.
+START_TEST(quick_demo_reports_every_row) {
+    char dir[256], cache[300], out[300], json[300], err[ERR_MAX];
+    temp_dir(dir, sizeof dir, "demo-knowledge");
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(json, sizeof json, "%s/report.json", dir);
+    DemoOpts o = {.seed = 2, .quick = 1, .cache = cache, .out = out, .json = json};
+    ck_assert_msg(demo_knowledge_run(&o, err) == 0, "%s", err);
+    char *text = read_file(json, NULL, err);
+    ck_assert_msg(text, "%s", err);
+    cJSON *report = cJSON_Parse(text), *row;
+    free(text);
+    const char *want[] = {"no passage (base model)", "passage only", "passage + implications of the untrained policy", "SEAL, round 1",
+                          "oracle self-edit", "in context (passage in the prompt, no training)"};
+    int found[6] = {0};
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(report, "demo_rows")) {
+        const char *method = cJSON_GetObjectItemCaseSensitive(row, "method")->valuestring;
+        double mean = cJSON_GetObjectItemCaseSensitive(row, "ours")->valuedouble, lo = cJSON_GetObjectItemCaseSensitive(row, "ci_low")->valuedouble,
+               hi = cJSON_GetObjectItemCaseSensitive(row, "ci_high")->valuedouble;
+        int n = cJSON_GetObjectItemCaseSensitive(row, "n")->valueint, passages = cJSON_GetObjectItemCaseSensitive(row, "passages")->valueint;
+        ck_assert_msg(lo <= mean + 1e-12 && mean <= hi + 1e-12 && lo >= 0 && hi <= 1, "%s: %g not in [%g, %g]", method, mean, lo, hi);
+        ck_assert_msg(passages > 0 && n % (passages * DK_FACTS) == 0, "%s: n %d for %d passages", method, n, passages);
+        for (int i = 0; i < 6; i++) found[i] += !strcmp(method, want[i]);
+    }
+    for (int i = 0; i < 6; i++) ck_assert_msg(found[i] == 1, "row '%s' appears %d times", want[i], found[i]);
+    char md[400];
+    snprintf(md, sizeof md, "%s/report.md", out);
+    text = read_file(md, NULL, err);
+    ck_assert_msg(text && strstr(text, "| oracle self-edit |") && strstr(text, "95% CI") && strstr(text, "seconds per self-edit evaluation"),
+                  "%s", text ? text : err);
+    free(text);
+    cJSON_Delete(report);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+Suite *demo_knowledge_suite(void) {
+    Suite *s = suite_create("demo knowledge");
+    add_case(s, "world", 0, oracle_restates_every_fact, passage_puts_answers_first, in_context_question_has_the_passage, bootstrap_interval);
+    add_case(s, "quick demo", 120, quick_demo_reports_every_row);
+    return s;
+}
