@@ -4,6 +4,7 @@
 // name and shape before allocating the parameters, then dequantises straight
 // into them.
 #include "gguf.h"
+#include "weights.h"
 #include "safetensors.h"   // f16_to_f32, bf16_to_f32
 #include "util.h"
 #include <cjson/cJSON.h>
@@ -709,6 +710,28 @@ int gguf_load_model(Model *m, const char *path, char *err) {
     free(src);
     free(w);
     gguf_close(&f);
+    return rc;
+}
+
+int gguf_read_blocks(const GgufFile *f, const Config *c, const char *hf_name, QMat *q, char *err) {
+    memset(q, 0, sizeof *q);
+    int n = 0, rc = 0;
+    Want *w = wanted(c, &n), *x = NULL;
+    for (int i = 0; i < n && !x; i++)
+        if (w[i].rows && !strcmp(w[i].hf, hf_name)) x = &w[i];
+    const GgufTensor *t = x ? gguf_find_tensor(f, x->gguf) : NULL;
+    if (!t || t->ndim != 2 || t->ne[0] != x->cols || t->ne[1] != x->rows)
+        rc = errf(err, "%s: no tensor of the shape of %s", f->path, hf_name);
+    const int type = rc ? -1 : t->type == GGML_Q8_0 ? QT_Q8_0 : t->type == GGML_Q4_0 ? QT_Q4_0 : t->type == GGML_Q4_1 ? QT_Q4_1
+                               : t->type == GGML_BF16 && x->cols % 32 == 0 ? QT_BF16 : -1;
+    if (!rc && type >= 0) {
+        if (qmat_alloc(q, type, x->rows, x->cols)) rc = errf(err, "out of memory for the blocks of %s", x->gguf);
+        for (int r = 0; !rc && r < x->rows; r++) {   // a row of blocks is a row of the file's tensor
+            int src = x->perm ? gguf_unpermute_row(r, x->perm, x->rows) : r;
+            memcpy(q->data + (size_t)r * q->row_bytes, t->data + (size_t)src * q->row_bytes, q->row_bytes);
+        }
+    }
+    free(w);
     return rc;
 }
 

@@ -94,6 +94,12 @@ int gguf_config(const GgufFile *f, Config *c, char *err);
 // A Llama model: config, then every tensor dequantised to fp32 under its
 // Hugging Face name, q/k rows back in Hugging Face order.
 int gguf_load_model(Model *m, const char *path, char *err);
+// The parameter hf_name (a [out, in] weight, Hugging Face name) of the file f
+// of config c in its own blocks, rows in Hugging Face order, into q (allocated
+// here): Q8_0, Q4_0, Q4_1 and BF16 tensors. A tensor stored as F32 or F16
+// leaves q empty (data NULL): it has no compact form. weights.c's model_compact.
+struct QMat;
+int gguf_read_blocks(const GgufFile *f, const Config *c, const char *hf_name, struct QMat *q, char *err);
 
 // The tokenizer.json text (Hugging Face byte-level BPE) of the file's
 // `tokenizer.ggml.*` keys (model "gpt2"), malloc'd; control tokens become

@@ -10,7 +10,9 @@
 // Qwen2ForCausalLM is the same math plus a bias on the q, k and v projections.
 #include "model.h"
 #include "util.h"
+#include "weights.h"
 #include <limits.h>
+#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,12 +173,14 @@ int model_init(Model *m, const Config *c, char *err) {
 }
 
 int model_train_full(Model *m) {
+    model_compact_free(m);   // the weights will change: a copy would go stale
     if (table_like(&m->grads, &m->params)) return -1;
     model_bind(m);
     return 0;
 }
 
 void model_free(Model *m) {
+    model_compact_free(m);
     table_free(&m->params);
     table_free(&m->grads);
     free(m->layers);
@@ -270,6 +274,7 @@ void model_attach_lora(Model *m, Lora *lo) {
 }
 
 void lora_merge(Model *m, const Lora *lo, float sign) {
+    model_compact_free(m);   // W changes: its compact copy would be stale
     char s[160];
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
@@ -510,9 +515,12 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
     }
 }
 
-// y (N,out) = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for backward
-static void linear_forward(const Linear *l, const float *x, float *y, float *u, int N) {
-    gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+// y (N,out) = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for
+// backward. compact: x W^T through W's compact copy when it has one and N is
+// small (the KV cache's decode steps; training always reads the fp32 W).
+static void linear_apply(const Linear *l, const float *x, float *y, float *u, int N, int compact) {
+    if (compact && l->qw && N <= QMAT_MAX_ROWS) qmat_mul(l->qw, x, N, y);
+    else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
     if (l->bias) {
         #pragma omp parallel for if ((long)N * l->out > 1L << 16)
         for (int n = 0; n < N; n++)
@@ -522,6 +530,8 @@ static void linear_forward(const Linear *l, const float *x, float *y, float *u, 
     gemm(0, 1, N, l->r, l->in, 1.0f, x, l->in, l->a, l->in, 0.0f, u, l->r);
     gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
 }
+
+static void linear_forward(const Linear *l, const float *x, float *y, float *u, int N) { linear_apply(l, x, y, u, N, 0); }
 
 // dx (N,in) = (or += when accumulate) dy W + (s dy B) A, skipped when dx is
 // NULL (nothing needs it); the trainable gradients accumulate: dW += dy^T x,
@@ -820,9 +830,12 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     table_add(t, "k", cf->n_layers * B, max_T * Dkv);
     table_add(t, "v", cf->n_layers * B, max_T * Dkv);
     table_add(t, "inv_freq", 1, hd / 2);
-    const char *names[] = {"x", "xn", "q", "kn", "vn", "atty", "tmp", "gate", "up", "h", "u", "scores", "logits"};
-    const int cols[] = {D, D, Dq, Dkv, Dkv, Dq, D, F, F, F, r ? r : 1, cf->n_heads * max_T, cf->vocab};
-    for (int i = 0; i < 13; i++) table_add(t, names[i], R, cols[i]);
+    const char *names[] = {"x", "xn", "q", "kn", "vn", "atty", "tmp", "gate", "up", "h", "u"};
+    const int cols[] = {D, D, Dq, Dkv, Dkv, Dq, D, F, F, F, r ? r : 1};
+    for (int i = 0; i < 11; i++) table_add(t, names[i], R, cols[i]);
+    c->threads = omp_get_max_threads();
+    table_add(t, "scores", c->threads, max_T);
+    table_add(t, "logits", B < R ? B : R, cf->vocab);
     if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
     float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->q, &c->kn, &c->vn, &c->atty, &c->tmp,
                        &c->gate, &c->up, &c->h, &c->u, &c->scores, &c->logits};
@@ -858,12 +871,13 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
     const Config *cf = &m->c;
     const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    #pragma omp parallel for collapse(2)
+    const int nt = omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads;
+    #pragma omp parallel for collapse(2) num_threads(nt)
     for (int i = 0; i < R; i++)
         for (int h = 0; h < H; h++) {
             const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
             const float *q = c->q + ((size_t)i * H + h) * hd;
-            float *p = c->scores + ((size_t)i * H + h) * c->max_T, mx = -INFINITY, sum = 0.0f;
+            float *p = c->scores + (size_t)omp_get_thread_num() * c->max_T, mx = -INFINITY, sum = 0.0f;
             for (int s = 0; s <= pos[i]; s++) {
                 p[s] = dot(q, c->k + base + (size_t)s * Dkv, hd) * scale;
                 if (p[s] > mx) mx = p[s];
@@ -886,9 +900,9 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
     for (int l = 0; l < cf->n_layers; l++) {
         const Layer *W = &m->layers[l];
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
-        linear_forward(&W->proj[PROJ_Q], c->xn, c->q, c->u, R);
-        linear_forward(&W->proj[PROJ_K], c->xn, c->kn, c->u, R);
-        linear_forward(&W->proj[PROJ_V], c->xn, c->vn, c->u, R);
+        linear_apply(&W->proj[PROJ_Q], c->xn, c->q, c->u, R, 1);
+        linear_apply(&W->proj[PROJ_K], c->xn, c->kn, c->u, R, 1);
+        linear_apply(&W->proj[PROJ_V], c->xn, c->vn, c->u, R, 1);
         rope_at(c->q, pos, c->inv_freq, R, cf->n_heads, hd);
         rope_at(c->kn, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
@@ -897,13 +911,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
             memcpy(c->v + at, c->vn + (size_t)i * Dkv, Dkv * sizeof(float));
         }
         kv_attention(m, c, l, R, seq, pos);
-        linear_forward(&W->proj[PROJ_O], c->atty, c->tmp, c->u, R);
+        linear_apply(&W->proj[PROJ_O], c->atty, c->tmp, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
-        linear_forward(&W->proj[PROJ_GATE], c->xn, c->gate, c->u, R);
-        linear_forward(&W->proj[PROJ_UP], c->xn, c->up, c->u, R);
+        linear_apply(&W->proj[PROJ_GATE], c->xn, c->gate, c->u, R, 1);
+        linear_apply(&W->proj[PROJ_UP], c->xn, c->up, c->u, R, 1);
         swiglu_forward(c->h, c->gate, c->up, (size_t)R * cf->hidden);
-        linear_forward(&W->proj[PROJ_DOWN], c->h, c->tmp, c->u, R);
+        linear_apply(&W->proj[PROJ_DOWN], c->h, c->tmp, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
     }
     int nw = 0;
@@ -911,7 +925,8 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         if (want[i]) memcpy(c->tmp + (size_t)nw++ * D, c->x + (size_t)i * D, D * sizeof(float));
     if (!nw) return;
     rmsnorm_forward(c->xn, rstd, c->tmp, m->norm, nw, D, cf->norm_eps);
-    gemm(0, 1, nw, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
+    if (m->q_lm_head && nw <= QMAT_MAX_ROWS) qmat_mul(m->q_lm_head, c->xn, nw, c->logits);
+    else gemm(0, 1, nw, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
 }
 
 // Prompts of n sequences (prompts[b] appended to sequence b), rows of several
@@ -963,6 +978,7 @@ int kv_append(const Model *m, KVCache *c, int b, const int *tokens, int n, float
 }
 
 int kv_step(const Model *m, KVCache *c, int n, const int *seqs, const int *tokens, float *logits, char *err) {
+    if (n > c->B) return errf(err, "%d sequences, the cache holds %d", n, c->B);
     for (int i = 0; i < n; i++) {   // check everything before touching the cache
         if (seqs[i] < 0 || seqs[i] >= c->B) return errf(err, "sequence %d outside the cache's batch of %d", seqs[i], c->B);
         if (c->len[seqs[i]] >= c->max_T) return errf(err, "sequence %d is full (%d tokens)", seqs[i], c->max_T);

@@ -79,6 +79,7 @@ typedef struct {
     int r;                        // 0: no adapter
     float scale;                  // lora_alpha / r
     float *a, *b, *da, *db;       // lora_A [r,in], lora_B [out,r]
+    const struct QMat *qw;        // compact inference copy of w (weights.h), or NULL
 } Linear;
 
 typedef struct {
@@ -99,6 +100,10 @@ typedef struct {
     Layer *layers;
     float *embed, *norm, *lm_head, *d_embed, *d_norm, *d_lm_head;
     Lora *lora;                   // attached adapter, or NULL
+    // Compact inference copies of the frozen weights (weights.h, model_compact),
+    // read by the KV cache: n_layers * N_PROJ projections, then the LM head.
+    struct QMat *qmats;           // (n_layers * N_PROJ + 1), or NULL: fp32 only
+    const struct QMat *q_lm_head; // the LM head's copy, or NULL
 } Model;
 
 // The parameter table for a config, with Hugging Face names, zeroed.
@@ -177,14 +182,17 @@ const char *gemm_backend(void);   // "openblas" or "reference loops"
 // ---------------------------------------------------------------------------
 // KV cache: incremental decoding of up to B sequences of up to max_T tokens.
 // Logits equal those of model_forward on the whole sequence.
-#define KV_ROWS 64                // tokens per pass; longer prompts go in chunks
+#define KV_ROWS 256               // tokens per pass; longer prompts go in chunks
 typedef struct {
     int B, max_T;
+    int threads;                  // OpenMP threads the scores are sized for
     int *len;                     // tokens cached per sequence (set to 0 to reuse a slot)
     Table mem;
     float *k, *v;                 // (L, B, max_T, KV*hd)
     float *inv_freq;              // (hd/2)
-    float *x, *xn, *q, *kn, *vn, *atty, *tmp, *gate, *up, *h, *u, *scores, *logits;   // (KV_ROWS, ...) scratch
+    float *x, *xn, *q, *kn, *vn, *atty, *tmp, *gate, *up, *h, *u;   // (KV_ROWS, ...) scratch
+    float *scores;                // (threads, max_T) one attention row per thread
+    float *logits;                // (min(B, KV_ROWS), V): a pass wants at most one row per sequence
 } KVCache;
 
 int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err);

@@ -21,6 +21,7 @@
 #include "train.h"
 #include "util.h"
 #include "verify.h"
+#include "weights.h"
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
@@ -379,8 +380,11 @@ static int tok_fits(const Tokenizer *tok, const char *tok_path, const Model *m, 
     return errf(err, "%s: its tokenizer.json has %d ids, more than the %d rows of its embedding", model_dir, tok_vocab_size(tok), m->c.vocab);
 }
 
+// --weights: the copy of the frozen weights the CPU's KV cache reads (weights.h).
+#define WEIGHTS_FLAG(w) {"--weights", F_STR, &(w), "CPU decoding reads fp32, bf16, q8_0, or native (default): a .gguf's own blocks, bf16 for a BF16 checkpoint, else fp32"}
+
 static int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "auto", *pos[1];
+    const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "auto", *weights = "native", *pos[1];
     StrList prompts = {0}, chats = {0};
     SampleOpts o = {.max_new = 128, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     Flag flags[] = {
@@ -396,6 +400,7 @@ static int cmd_generate(int argc, char **argv) {
         {"--seed", F_U64, &o.seed, "sampling seed"},
         {"--stop", F_STR, &stop, "stop a sequence when its text contains this string"},
         {"--backend", F_STR, &backend, "cpu, cuda (bf16), or auto: cuda when built with it and a device is present"},
+        WEIGHTS_FLAG(weights),
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
@@ -417,8 +422,10 @@ static int cmd_generate(int argc, char **argv) {
     Lora lora = {0};
     Tokenizer *tok = NULL;
     int rc = 1;
+    int wkind = weights_parse(weights, err);
+    if (wkind < 0) return usage_error("generate", err, NULL);
     if (model_load(&m, model_dir, err)) { fprintf(stderr, "seal: %s\n", err); return 1; }
-    if (check_model_bounds(flags, nf, &m.c, NULL, err)) goto done;
+    if (check_model_bounds(flags, nf, &m.c, NULL, err) || model_compact(&m, wkind, model_dir, err)) goto done;
     if (adapter && lora_load(&lora, &m.c, adapter, err)) goto done;
     if (adapter) model_attach_lora(&m, &lora);
     ChatFormat fmt;
@@ -541,7 +548,7 @@ static int save_report(const cJSON *report, void (*markdown)(const cJSON *, FILE
 // What fewshot and knowledge share: the student and an optional teacher, the
 // tokenizer and its chat format, the run directory and where the report goes.
 typedef struct {
-    const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend;
+    const char *model_dir, *teacher_dir, *tok_path, *chat_name, *out, *json_path, *backend, *weights;
     int resume, accept_changed, gpus, cuda;
     int templated;                // the model has a chat template (load_tokenizer)
     Backend *be;                  // from --backend (cuda), made when the models load
@@ -556,7 +563,8 @@ typedef struct {
     {"--model", F_STR, &(x).model_dir, "the student: Hugging Face model folder or .gguf file (required)"},              \
     {"--teacher", F_STR, &(x).teacher_dir, "a model that proposes the self-edits (the RL policy); default: the student"}, \
     {"--tokenizer", F_STR, &(x).tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},        \
-    {"--chat-format", F_STR, &(x).chat_name, "llama3, chatml, smollm2, qwen2, qwen2.5 or raw (default: the model's)"}
+    {"--chat-format", F_STR, &(x).chat_name, "llama3, chatml, smollm2, qwen2, qwen2.5 or raw (default: the model's)"}, \
+    WEIGHTS_FLAG((x).weights)
 #define RUN_FLAGS(x, o, TASK)                                                                      \
     {"--out", F_STR, &(x).out, "run directory (required)"},                                       \
     {"--resume", F_BOOL, &(x).resume, "continue the run in --out"},                               \
@@ -588,7 +596,9 @@ static int experiment_begin(const char *cmd, Experiment *x) {
 // The student, the teacher (with --teacher) and the tokenizer with its chat format.
 static int experiment_load(Experiment *x, char *err) {
     if (!(x->be = backend_new(x->cuda, err))) return -1;
-    if (model_load(&x->student, x->model_dir, err) || (x->teacher_dir && model_load(&x->teacher, x->teacher_dir, err))) return -1;
+    int kind = weights_parse(x->weights ? x->weights : "native", err);
+    if (kind < 0 || model_load(&x->student, x->model_dir, err) || (x->teacher_dir && model_load(&x->teacher, x->teacher_dir, err)) ||
+        model_compact(&x->student, kind, x->model_dir, err) || (x->teacher_dir && model_compact(&x->teacher, kind, x->teacher_dir, err))) return -1;
     x->tok = load_tokenizer(x->model_dir, x->tok_path, x->chat_name, &x->chat, &x->templated, err);
     return !x->tok || tok_fits(x->tok, x->tok_path, &x->student, x->model_dir, err) ||
            (x->teacher_dir && tok_fits(x->tok, x->tok_path, &x->teacher, x->teacher_dir, err)) ? -1 : 0;

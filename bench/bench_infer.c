@@ -11,20 +11,30 @@
 //       text). tok_encode with special tokens matched (as Hugging Face's
 //       encode does), best of N. Writes OUT_DIR/NAME.txt and OUT_DIR/NAME.ids
 //       (int32, little-endian) so the peer encodes the same bytes and compares.
-//   bench_infer decode 25m|1b [--threads N] [--prompt P] [--gen G] [--reps N] [--dir DIR]
+//   bench_infer decode 25m|1b|FILE.gguf [--threads N] [--prompt P] [--gen G] [--reps N] [--dir DIR]
+//                      [--weights fp32|bf16|q8_0|native] [--batches 1,8]
 //       Random weights of bench_train's ~25M config or the Llama-3.2-1B shape,
 //       built in memory, or loaded from DIR (the model `bench_train 1b`
-//       writes) when given. For batch 1 and 8: each sequence's P-token random
-//       prompt through kv_append (prefill), then G greedy steps of kv_step +
-//       argmax over the logits of every sequence (decode). Best of N.
+//       writes) when given, or a GGUF file; --weights picks the compact copy
+//       the KV cache reads (model_compact; default native). For each batch
+//       (default 1 and 8): the sequences' P-token random prompts through one
+//       kv_prefill (every prompt token of every sequence packed into passes),
+//       then G greedy steps of kv_step + argmax over the logits of every
+//       sequence (decode). Best of N. Also the weight bytes one step reads and
+//       the bandwidth that makes at the decode rate.
+//   bench_infer bandwidth [--threads N]
+//       The machine's memory read bandwidth: the best of 5 sums of a 1 GiB
+//       array, the threads reading a share each (what decoding does).
 //
 // Output: one "key value" line per measure on stdout (bench/run.sh reads them).
 #include "bench/bench_models.h"
 #include "arc.h"
 #include "generate.h"
+#include "gguf.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "util.h"
+#include "weights.h"
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <omp.h>
@@ -164,8 +174,8 @@ static int bench_tokenize(const char *data, const char *out_dir, int reps) {
 
 typedef struct { double prefill_s, decode_s, cpu_s; } Timing;
 
-// B random prompts of P tokens, prefilled one by one (as generate() does), then
-// G greedy steps of all B at once.
+// B random prompts of P tokens, prefilled in one kv_prefill (as generate()
+// does), then G greedy steps of all B at once.
 static Timing decode_once(const Model *m, int B, int P, int G, uint64_t seed) {
     char err[ERR_MAX];
     const int V = m->c.vocab;
@@ -178,9 +188,13 @@ static Timing decode_once(const Model *m, int B, int P, int G, uint64_t seed) {
     for (int i = 0; i < B * P; i++) prompt[i] = (int)(rng_next(&r) % (uint64_t)V);
     SampleOpts greedy = {.max_new = G, .temperature = 0.0f, .top_p = 1.0f};
     Timing t;
+    const int **prompts = malloc(B * sizeof(int *));
+    int *lens = malloc(B * sizeof(int));
+    for (int b = 0; b < B; b++) { prompts[b] = prompt + (size_t)b * P; lens[b] = P; }
     double t0 = now_seconds();
-    for (int b = 0; b < B; b++)
-        if (kv_append(m, &kv, b, prompt + (size_t)b * P, P, logits + (size_t)b * V, err)) die(err);
+    if (kv_prefill(m, &kv, B, prompts, lens, logits, err)) die(err);
+    free((void *)prompts);
+    free(lens);
     t.prefill_s = now_seconds() - t0;
     for (int b = 0; b < B; b++) { seqs[b] = b; toks[b] = sample_token(logits + (size_t)b * V, V, &greedy, &r); }
     double c0 = cpu_seconds();
@@ -196,29 +210,36 @@ static Timing decode_once(const Model *m, int B, int P, int G, uint64_t seed) {
     return t;
 }
 
-static int bench_decode(const char *which, const char *dir, int threads, int P, int G, int reps) {
+static int bench_decode(const char *which, const char *dir, int threads, int P, int G, int reps, int weights, const char *batch_list) {
     char err[ERR_MAX];
     Config c;
+    const int gguf = gguf_is_path(which);
     if (!strcmp(which, "25m")) c = config_25m();
     else if (!strcmp(which, "1b")) c = config_1b();
-    else die("decode: the model is 25m or 1b");
+    else if (gguf) dir = which;
+    else die("decode: the model is 25m, 1b or a .gguf file");
     printf("threads %d\n", threads);
     Model m;
     double t0 = now_seconds();
     if (dir) {
         if (model_load(&m, dir, err)) die(err);
-        if (memcmp(&m.c, &c, offsetof(Config, tied))) die("decode: the model in --dir is not of the named shape");
+        if (!gguf && memcmp(&m.c, &c, offsetof(Config, tied))) die("decode: the model in --dir is not of the named shape");
     } else {
         if (model_init(&m, &c, err)) die(err);
         fill_random(&m.params);
     }
+    if (model_compact(&m, weights, dir, err)) die(err);
     printf("params %zu\n", m.params.total);
+    printf("weights %s\n", model_weights_name(&m));
+    printf("weight_bytes_per_step %zu\n", model_weight_bytes(&m));
     printf("init_s %.2f\n", now_seconds() - t0);
     printf("prompt %d\ngen %d\n", P, G);
     fflush(stdout);
-    const int batches[] = {1, 8};
-    for (int i = 0; i < 2; i++) {
+    int batches[8], nb = 0;
+    for (const char *p = batch_list; *p && nb < 8; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) batches[nb++] = atoi(p);
+    for (int i = 0; i < nb; i++) {
         int B = batches[i];
+        if (B < 1) die("--batches: a batch below 1");
         Timing best = {1e30, 1e30, 0};
         for (int r = 0; r < reps; r++) {
             Timing t = decode_once(&m, B, P, G, 7 + r);
@@ -230,6 +251,7 @@ static int bench_decode(const char *which, const char *dir, int threads, int P, 
         printf("b%d_decode_s %.4f\n", B, best.decode_s);
         printf("b%d_decode_ms_per_step %.2f\n", B, best.decode_s / G * 1e3);
         printf("b%d_decode_tokens_per_s %.1f\n", B, B * G / best.decode_s);
+        printf("b%d_decode_weight_gb_per_s %.2f\n", B, model_weight_bytes(&m) * (double)G / best.decode_s / 1e9);
         // below 1: other processes took some of the cores while we measured
         printf("b%d_decode_cpu_share %.2f\n", B, best.cpu_s / best.decode_s / threads);
         fflush(stdout);
@@ -238,21 +260,52 @@ static int bench_decode(const char *which, const char *dir, int threads, int P, 
     return 0;
 }
 
+// Memory read bandwidth: sums of a 1 GiB array, each thread its share.
+static int bench_bandwidth(int threads) {
+    const size_t n = (size_t)1 << 28;
+    float *a = malloc(n * sizeof(float));
+    if (!a) die("out of memory");
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
+    double best = 1e30, sink = 0.0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_seconds(), s = 0.0;
+        #pragma omp parallel for reduction(+ : s)
+        for (size_t i = 0; i < n; i += 1024) {
+            float acc = 0.0f;
+            #pragma omp simd reduction(+ : acc)
+            for (int j = 0; j < 1024; j++) acc += a[i + j];
+            s += acc;
+        }
+        double dt = now_seconds() - t0;
+        sink += s;
+        if (dt < best) best = dt;
+    }
+    printf("threads %d\nread_gb_per_s %.2f\n", threads, n * sizeof(float) / best / 1e9 + 0 * sink);
+    free(a);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *usage = "usage: bench_infer tokenize DATA_DIR OUT_DIR [--reps N] | "
-                        "decode 25m|1b [--threads N] [--prompt P] [--gen G] [--reps N] [--dir DIR]";
-    if (argc < 3) die(usage);
-    int tokenize = !strcmp(argv[1], "tokenize"), a = tokenize ? 4 : 3;
-    if (!tokenize && strcmp(argv[1], "decode")) die(usage);
+                        "decode 25m|1b|FILE.gguf [--threads N] [--prompt P] [--gen G] [--reps N] [--dir DIR] "
+                        "[--weights fp32|bf16|q8_0|native] [--batches 1,8] | bandwidth [--threads N]";
+    if (argc < 2) die(usage);
+    int tokenize = !strcmp(argv[1], "tokenize"), bandwidth = !strcmp(argv[1], "bandwidth"), a = tokenize ? 4 : bandwidth ? 2 : 3;
+    if (!tokenize && !bandwidth && strcmp(argv[1], "decode")) die(usage);
     if (argc < a) die(usage);
     int threads = omp_get_num_procs(), P = 128, G = 64, reps = 3;
-    const char *dir = NULL;
+    const char *dir = NULL, *batches = "1,8";
+    int weights = WEIGHTS_NATIVE;
+    char err[ERR_MAX];
     for (; a + 1 < argc; a += 2) {
         if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--prompt")) P = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--gen")) G = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--reps")) reps = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--dir") && !tokenize) dir = argv[a + 1];
+        else if (!strcmp(argv[a], "--batches") && !tokenize) batches = argv[a + 1];
+        else if (!strcmp(argv[a], "--weights") && !tokenize) { if ((weights = weights_parse(argv[a + 1], err)) < 0) die(err); }
         else die("unknown option");
     }
     if (a != argc) die("an option lacks its value");
@@ -260,5 +313,6 @@ int main(int argc, char **argv) {
     if (tokenize) return bench_tokenize(argv[2], argv[3], reps);
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
-    return bench_decode(argv[2], dir, threads, P, G, reps);
+    if (bandwidth) return bench_bandwidth(threads);
+    return bench_decode(argv[2], dir, threads, P, G, reps, weights, batches);
 }

@@ -7,6 +7,7 @@
 #include "chat.h"
 #include "generate.h"
 #include "gguf.h"
+#include "weights.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -459,6 +460,41 @@ static void assert_same_logits(Model *a, Model *b) {
     acts_free(&y);
 }
 
+// The KV cache reading the file's own blocks (model_compact native: Q8_0,
+// Q4_0, Q4_1 and BF16 tensors, q/k rows un-permuted; F32 and F16 ones stay
+// fp32) against the fp32 weights dequantised from the same file: the same
+// values, summed in another order, so within 1e-5 of the largest logit.
+static void assert_native_logits(Model *m, const char *path) {
+    char err[ERR_MAX];
+    const int V = m->c.vocab, P = 6, G = 4;
+    int prompt[6] = {1, 7, 3, 9, 4, 11};
+    const int *prompts[1] = {prompt}, lens[1] = {P};
+    float *ref = malloc((size_t)(G + 1) * V * sizeof(float)), *got = malloc((size_t)V * sizeof(float)), worst = 0, top = 0;
+    for (int k = 0; k < 2; k++) {
+        ck_assert_msg(model_compact(m, k ? WEIGHTS_NATIVE : WEIGHTS_FP32, path, err) == 0, "%s", err);
+        KVCache kv;
+        ck_assert_int_eq(kv_init(&kv, m, 1, P + G, err), 0);
+        for (int s = 0; s <= G; s++) {
+            float *out = k ? got : ref + (size_t)s * V;
+            int seq = 0, tok = (5 * s + 2) % V;
+            if (!s) ck_assert_msg(kv_prefill(m, &kv, 1, prompts, lens, out, err) == 0, "%s", err);
+            else ck_assert_msg(kv_step(m, &kv, 1, &seq, &tok, out, err) == 0, "%s", err);
+            for (int v = 0; k && v < V; v++) {
+                worst = fmaxf(worst, fabsf(out[v] - ref[(size_t)s * V + v]));
+                top = fmaxf(top, fabsf(ref[(size_t)s * V + v]));
+            }
+        }
+        kv_free(&kv);
+    }
+    ck_assert_ptr_nonnull(m->q_lm_head);   // the Q8_0 embedding (tied) or the Q4_1 output
+    printf("GGUF native blocks (%s): max |logit - fp32 logit| %.2e of max |logit| %.2f (tolerance 1e-5 relative)\n",
+           model_weights_name(m), worst, top);
+    ck_assert_msg(worst <= 1e-5f * top, "native logits %g from fp32 (max %g)", worst, top);
+    model_compact_free(m);
+    free(ref);
+    free(got);
+}
+
 static void round_trip(int tied, int llama3) {
     char dir[256], path[300], err[ERR_MAX];
     temp_dir(dir, sizeof dir, "gguf");
@@ -498,6 +534,7 @@ static void round_trip(int tied, int llama3) {
             ck_assert_msg(x->data[j] == y->data[j], "%s[%zu]: %.9g from GGUF, %.9g in memory", x->name, j, y->data[j], x->data[j]);
     }
     assert_same_logits(&mem, &disk);
+    assert_native_logits(&disk, path);
     model_free(&mem);
     model_free(&disk);
 }

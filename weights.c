@@ -1,0 +1,338 @@
+// weights.c: compact inference copies of frozen weights and their products
+// with fp32 rows (weights.h). One kernel shape for every form: a block of 32
+// weights is turned into fp32 once, then multiplied into up to 8 rows of x,
+// accumulating in fp32. The plain C block decoder below is the reference;
+// with AVX2 (-march=native on x86) the same steps run in 8-wide registers.
+#include "weights.h"
+#include "gguf.h"
+#include "model.h"
+#include "safetensors.h"
+#include "util.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+const char *const QT_NAME[QT_N] = {"bf16", "q8_0", "q4_0", "q4_1"};
+static const int QT_BYTES[QT_N] = {64, 34, 18, 20};   // bytes of a block of 32 weights
+
+size_t qt_row_bytes(int type, int cols) { return (size_t)cols / 32 * QT_BYTES[type]; }
+
+int qmat_alloc(QMat *q, int type, int rows, int cols) {
+    *q = (QMat){.type = type, .rows = rows, .cols = cols, .row_bytes = qt_row_bytes(type, cols)};
+    q->data = malloc(rows > 0 ? q->row_bytes * rows : 1);
+    return q->data ? 0 : -1;
+}
+
+void qmat_free(QMat *q) {
+    free(q->data);
+    memset(q, 0, sizeof *q);
+}
+
+static uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+// f32 to f16, round to nearest even (normal range; tiny values flush to 0): Q8_0's scale
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = x >> 16 & 0x8000, e = x >> 23 & 0xff, man = x & 0x7fffff;
+    int ne = (int)e - 127 + 15;
+    if (ne <= 0) return (uint16_t)sign;
+    if (ne >= 31) return (uint16_t)(sign | 0x7c00);
+    uint32_t h = (uint32_t)ne << 10 | man >> 13, rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;   // a carry into the exponent is still right
+    return (uint16_t)(sign | h);
+}
+
+void qmat_from_f32(QMat *q, const float *w) {
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < q->rows; r++) {
+        const float *x = w + (size_t)r * q->cols;
+        uint8_t *b = q->data + (size_t)r * q->row_bytes;
+        for (int k = 0; k < q->cols / 32; k++, x += 32) {
+            if (q->type == QT_BF16) {
+                for (int j = 0; j < 32; j++) { uint16_t h = f32_to_bf16(x[j]); memcpy(b + 2 * j, &h, 2); }
+                b += 64;
+                continue;
+            }
+            float amax = 0.0f;   // QT_Q8_0
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+            uint16_t dh = f32_to_f16(amax / 127.0f);
+            float d = f16_to_f32(dh), inv = d > 0.0f ? 1.0f / d : 0.0f;
+            memcpy(b, &dh, 2);
+            for (int j = 0; j < 32; j++) {
+                float v = roundf(x[j] * inv);
+                b[2 + j] = (uint8_t)(int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+            }
+            b += 34;
+        }
+    }
+}
+
+// Block b (32 weights) of the given form as fp32: w = d * u + m, u returned
+// unscaled in u[32] (bf16: d = 1, m = 0) so the kernels scale a dot product
+// once per block instead of each weight.
+static void block_ref(int type, const uint8_t *b, float *u, float *d, float *m) {
+    *d = 1.0f;
+    *m = 0.0f;
+    switch (type) {
+    case QT_BF16: for (int j = 0; j < 32; j++) u[j] = bf16_to_f32(u16_at(b + 2 * j)); break;
+    case QT_Q8_0:
+        *d = f16_to_f32(u16_at(b));
+        for (int j = 0; j < 32; j++) u[j] = (float)(int8_t)b[2 + j];
+        break;
+    case QT_Q4_0:
+        *d = f16_to_f32(u16_at(b));
+        for (int j = 0; j < 16; j++) { u[j] = (float)((b[2 + j] & 15) - 8); u[j + 16] = (float)((b[2 + j] >> 4) - 8); }
+        break;
+    case QT_Q4_1:
+        *d = f16_to_f32(u16_at(b));
+        *m = f16_to_f32(u16_at(b + 2));
+        for (int j = 0; j < 16; j++) { u[j] = (float)(b[4 + j] & 15); u[j + 16] = (float)(b[4 + j] >> 4); }
+        break;
+    }
+}
+
+void qmat_row_f32(const QMat *q, int r, float *out) {
+    const uint8_t *b = q->data + (size_t)r * q->row_bytes;
+    for (int k = 0; k < q->cols / 32; k++, b += QT_BYTES[q->type]) {
+        float u[32], d, m;
+        block_ref(q->type, b, u, &d, &m);
+        for (int j = 0; j < 32; j++) out[32 * k + j] = d * u[j] + m;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The kernel: out[r] = sum over blocks of d * (u . x_r) + m * sum(x_r), for
+// nr <= 8 rows of x (row stride ldx); xsum (nr, nb) holds the block sums of x
+// (Q4_1 only). Inlined with constant type and nr, so the loops over r unroll.
+
+#ifdef __AVX2__
+static inline __m256 cvt8(__m128i bytes, int is_signed) {   // the low 8 bytes as 8 floats
+    return _mm256_cvtepi32_ps(is_signed ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes));
+}
+
+static inline __attribute__((always_inline)) void block_avx2(int type, const uint8_t *b, __m256 u[4], float *d, float *m) {
+    if (type == QT_BF16) {
+        for (int i = 0; i < 4; i++)
+            u[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 16 * i))), 16));
+        return;
+    }
+    *d = _cvtsh_ss(u16_at(b));
+    if (type == QT_Q8_0) {
+        for (int i = 0; i < 4; i++) u[i] = cvt8(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * i)), 1);
+        return;
+    }
+    const __m128i raw = _mm_loadu_si128((const __m128i *)(b + (type == QT_Q4_1 ? 4 : 2))), low = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(raw, low), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+    if (type == QT_Q4_0) { lo = _mm_sub_epi8(lo, _mm_set1_epi8(8)); hi = _mm_sub_epi8(hi, _mm_set1_epi8(8)); }
+    else *m = _cvtsh_ss(u16_at(b + 2));
+    const int s = type == QT_Q4_0;
+    u[0] = cvt8(lo, s);
+    u[1] = cvt8(_mm_srli_si128(lo, 8), s);
+    u[2] = cvt8(hi, s);
+    u[3] = cvt8(_mm_srli_si128(hi, 8), s);
+}
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __attribute__((always_inline)) void rows_dot(int type, const uint8_t *w, int nb, const float *x, int ldx,
+                                                           const float *xsum, int nr, float *out) {
+    __m256 acc[8];
+    float macc[8] = {0};
+    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
+    for (int k = 0; k < nb; k++, w += QT_BYTES[type]) {
+        __m256 u[4];
+        float d = 1.0f, m = 0.0f;
+        block_avx2(type, w, u, &d, &m);
+        const __m256 dv = _mm256_set1_ps(d);
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + (size_t)r * ldx + 32 * k;
+            __m256 t = _mm256_mul_ps(u[0], _mm256_loadu_ps(xr));
+            t = _mm256_fmadd_ps(u[1], _mm256_loadu_ps(xr + 8), t);
+            t = _mm256_fmadd_ps(u[2], _mm256_loadu_ps(xr + 16), t);
+            t = _mm256_fmadd_ps(u[3], _mm256_loadu_ps(xr + 24), t);
+            acc[r] = type == QT_BF16 ? _mm256_add_ps(acc[r], t) : _mm256_fmadd_ps(dv, t, acc[r]);
+            if (type == QT_Q4_1) macc[r] += m * xsum[r * nb + k];
+        }
+    }
+    for (int r = 0; r < nr; r++) out[r] = hsum(acc[r]) + macc[r];
+}
+#else
+static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, int ldx, const float *xsum, int nr, float *out) {
+    float acc[8] = {0};
+    for (int k = 0; k < nb; k++, w += QT_BYTES[type]) {
+        float u[32], d, m;
+        block_ref(type, w, u, &d, &m);
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + (size_t)r * ldx + 32 * k;
+            float t = 0.0f;
+            #pragma omp simd reduction(+ : t)
+            for (int j = 0; j < 32; j++) t += u[j] * xr[j];
+            acc[r] += d * t + (type == QT_Q4_1 ? m * xsum[r * nb + k] : 0.0f);
+        }
+    }
+    for (int r = 0; r < nr; r++) out[r] = acc[r];
+}
+#endif
+
+// One specialised body per form: rows nr = 1..8 picked by a switch of constants.
+#define QMAT_KERNEL(NAME, TYPE)                                                                          \
+    static void NAME(const uint8_t *w, int nb, const float *x, int ldx, const float *xsum, int nr, float *out) { \
+        switch (nr) {                                                                                    \
+        case 1: rows_dot(TYPE, w, nb, x, ldx, xsum, 1, out); break;                                      \
+        case 2: rows_dot(TYPE, w, nb, x, ldx, xsum, 2, out); break;                                      \
+        case 3: rows_dot(TYPE, w, nb, x, ldx, xsum, 3, out); break;                                      \
+        case 4: rows_dot(TYPE, w, nb, x, ldx, xsum, 4, out); break;                                      \
+        case 5: rows_dot(TYPE, w, nb, x, ldx, xsum, 5, out); break;                                      \
+        case 6: rows_dot(TYPE, w, nb, x, ldx, xsum, 6, out); break;                                      \
+        case 7: rows_dot(TYPE, w, nb, x, ldx, xsum, 7, out); break;                                      \
+        default: rows_dot(TYPE, w, nb, x, ldx, xsum, 8, out); break;                                     \
+        }                                                                                                \
+    }
+QMAT_KERNEL(dot_bf16, QT_BF16)
+QMAT_KERNEL(dot_q8_0, QT_Q8_0)
+QMAT_KERNEL(dot_q4_0, QT_Q4_0)
+QMAT_KERNEL(dot_q4_1, QT_Q4_1)
+typedef void (*DotFn)(const uint8_t *, int, const float *, int, const float *, int, float *);
+static const DotFn DOT[QT_N] = {dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1};
+
+void qmat_mul(const QMat *q, const float *x, int R, float *y) {
+    const int nb = q->cols / 32, O = q->rows;
+    float *xsum = NULL;   // Q4_1's block sums of x (R, nb)
+    if (q->type == QT_Q4_1) {
+        xsum = xmalloc((size_t)R * nb * sizeof(float));
+        for (int i = 0; i < R * nb; i++) {
+            float s = 0.0f;
+            for (int j = 0; j < 32; j++) s += x[(size_t)i * 32 + j];
+            xsum[i] = s;
+        }
+    }
+    const DotFn dot = DOT[q->type];
+    #pragma omp parallel for schedule(static) if ((long)O * q->cols * (R < 8 ? R : 8) > 1L << 15)
+    for (int o = 0; o < O; o++) {
+        const uint8_t *w = q->data + (size_t)o * q->row_bytes;
+        for (int r0 = 0; r0 < R; r0 += 8) {   // the weight row stays in L1 between groups of rows
+            float out[8];
+            const int nr = R - r0 < 8 ? R - r0 : 8;
+            dot(w, nb, x + (size_t)r0 * q->cols, q->cols, xsum ? xsum + (size_t)r0 * nb : NULL, nr, out);
+            for (int r = 0; r < nr; r++) y[(size_t)(r0 + r) * O + o] = out[r];
+        }
+    }
+    free(xsum);
+}
+
+// ---------------------------------------------------------------------------
+// A model's compact copies
+
+int weights_parse(const char *s, char *err) {
+    const char *names[] = {"fp32", "bf16", "q8_0", "native"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) return i;
+    return errf(err, "--weights %s: expected fp32, bf16, q8_0 or native", s);
+}
+
+void model_compact_free(Model *m) {
+    if (m->qmats)
+        for (int i = 0; i <= m->c.n_layers * N_PROJ; i++) qmat_free(&m->qmats[i]);
+    free(m->qmats);
+    m->qmats = NULL;
+    m->q_lm_head = NULL;
+    for (int l = 0; m->layers && l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) m->layers[l].proj[p].qw = NULL;
+}
+
+// Every weight exactly a bf16 (the low 16 bits of each fp32 zero): a checkpoint stored in BF16.
+static int all_bf16(const Model *m) {
+    const float *mats[] = {m->lm_head};
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const Linear *x = &m->layers[l].proj[p];
+            for (size_t i = 0; i < (size_t)x->out * x->in; i++) {
+                uint32_t u;
+                memcpy(&u, &x->w[i], 4);
+                if (u & 0xffff) return 0;
+            }
+        }
+    for (size_t i = 0; i < (size_t)m->c.vocab * m->c.dim; i++) {
+        uint32_t u;
+        memcpy(&u, &mats[0][i], 4);
+        if (u & 0xffff) return 0;
+    }
+    return 1;
+}
+
+// Points each Linear and the LM head at its copy (a QMat with no data: none).
+static void compact_bind(Model *m) {
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const QMat *q = &m->qmats[l * N_PROJ + p];
+            m->layers[l].proj[p].qw = q->data ? q : NULL;
+        }
+    const QMat *h = &m->qmats[m->c.n_layers * N_PROJ];
+    m->q_lm_head = h->data ? h : NULL;
+}
+
+int model_compact(Model *m, int kind, const char *path, char *err) {
+    model_compact_free(m);
+    if (kind == WEIGHTS_FP32) return 0;
+    const int n = m->c.n_layers * N_PROJ + 1;
+    if (kind == WEIGHTS_NATIVE && path && gguf_is_path(path)) {
+        GgufFile f;
+        if (gguf_open(&f, path, err)) return -1;
+        m->qmats = xcalloc((size_t)n, sizeof(QMat));
+        char s[160];
+        int rc = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            if (i < n - 1) snprintf(s, sizeof s, "model.layers.%d.%s.%s.weight", i / N_PROJ, PROJ_BLOCK[i % N_PROJ], PROJ_NAME[i % N_PROJ]);
+            else snprintf(s, sizeof s, "%s", m->c.tied ? "model.embed_tokens.weight" : "lm_head.weight");
+            rc = gguf_read_blocks(&f, &m->c, s, &m->qmats[i], err);
+        }
+        gguf_close(&f);
+        if (rc) { model_compact_free(m); return -1; }
+        compact_bind(m);
+        return 0;
+    }
+    if (kind == WEIGHTS_NATIVE && !all_bf16(m)) return 0;   // fp32 (or F16) on disk: nothing smaller is exact
+    const int type = kind == WEIGHTS_Q8_0 ? QT_Q8_0 : QT_BF16;
+    m->qmats = xcalloc((size_t)n, sizeof(QMat));
+    for (int i = 0; i < n; i++) {
+        const Linear *x = i < n - 1 ? &m->layers[i / N_PROJ].proj[i % N_PROJ] : NULL;
+        const int rows = x ? x->out : m->c.vocab, cols = x ? x->in : m->c.dim;
+        if (cols % 32) continue;   // not whole blocks: this one stays fp32
+        if (qmat_alloc(&m->qmats[i], type, rows, cols)) {
+            model_compact_free(m);
+            return errf(err, "out of memory for the %s copy of the weights", QT_NAME[type]);
+        }
+        qmat_from_f32(&m->qmats[i], x ? x->w : m->lm_head);
+    }
+    compact_bind(m);
+    return 0;
+}
+
+const char *model_weights_name(const Model *m) {
+    static __thread char s[64];
+    const QMat *p = m->c.n_layers ? m->layers[0].proj[PROJ_Q].qw : NULL, *h = m->q_lm_head;
+    const char *pn = p ? QT_NAME[p->type] : "fp32", *hn = h ? QT_NAME[h->type] : "fp32";
+    if (!strcmp(pn, hn)) snprintf(s, sizeof s, "%s", pn);
+    else snprintf(s, sizeof s, "%s (lm head %s)", pn, hn);
+    return s;
+}
+
+size_t model_weight_bytes(const Model *m) {
+    size_t b = 0;
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const Linear *x = &m->layers[l].proj[p];
+            b += x->qw ? x->qw->row_bytes * x->qw->rows : (size_t)x->out * x->in * 4;
+        }
+    return b + (m->q_lm_head ? m->q_lm_head->row_bytes * m->q_lm_head->rows : (size_t)m->c.vocab * m->c.dim * 4);
+}
