@@ -200,6 +200,12 @@ bench: build/bench_train build/bench_infer
 build/gpu_compare: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
 	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ test/gpu_compare.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
 
+# A random model of a config's shape, saved as a Hugging Face folder (for
+# timing a SEAL round at Llama-3.2-1B's size without its weights).
+build/make_model: test/make_model.c bench/bench_models.h $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(VFLAGS) -o $@ test/make_model.c $(SRC) $(LDLIBS) $(VLIBS)
+
 build/bench_gpu: bench/bench_gpu.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
 	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/bench_gpu.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
 
@@ -207,7 +213,7 @@ GPU_PYTHON ?= python3
 bench-gpu: build/bench_gpu
 	PYTHON=$(GPU_PYTHON) bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
 
-gpu-check: seal build/gpu_compare build/bench_gpu
+gpu-check: seal build/gpu_compare build/bench_gpu build/make_model
 	PYTHON=$(GPU_PYTHON) test/gpu_check.sh
 
 # The CUDA backend's logic without a GPU: kernels.cu compiled by the C++

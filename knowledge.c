@@ -659,14 +659,7 @@ void knowledge_report_markdown(const cJSON *report, FILE *out) {
         fprintf(out, "the paper's column was graded by %s, ours by %s: different graders, not the same measure\n", paper_grader, grader);
     else fprintf(out, "the paper's column was graded by %s, ours by a local judge model with the same prompt\n", paper_grader);
     fprintf(out, "\n| method | %s | paper (grader: %s) | n |\n|---|---|---|---|\n", ours, paper_grader);
-    const cJSON *r;
-    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rows")) {
-        const cJSON *paper = cJSON_GetObjectItemCaseSensitive(r, "paper");
-        char p[32] = "-";
-        if (cJSON_IsNumber(paper)) snprintf(p, sizeof p, "%.1f%%", 100 * paper->valuedouble);
-        fprintf(out, "| %s | %.1f%% | %s | %d |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,
-                100 * cJSON_GetObjectItemCaseSensitive(r, "ours")->valuedouble, p, cJSON_GetObjectItemCaseSensitive(r, "n")->valueint);
-    }
+    restem_report_rows(report, out);
     const cJSON *diverged = cJSON_GetObjectItemCaseSensitive(report, "diverged");
     if (cJSON_IsNumber(diverged))
         fprintf(out, "\n%d self-edits' training diverged (a NaN or Inf loss): counted as not trained, reward 0 (edits.jsonl \"why\")\n", diverged->valueint);

@@ -726,8 +726,7 @@ cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, in
     return r;
 }
 
-void restem_report_markdown(const cJSON *report, FILE *out) {
-    fprintf(out, "| method | ours | paper | n |\n|---|---|---|---|\n");
+void restem_report_rows(const cJSON *report, FILE *out) {
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rows")) {
         const cJSON *paper = cJSON_GetObjectItemCaseSensitive(r, "paper");
@@ -736,6 +735,11 @@ void restem_report_markdown(const cJSON *report, FILE *out) {
         fprintf(out, "| %s | %.1f%% | %s | %d |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,
                 100 * cJSON_GetObjectItemCaseSensitive(r, "ours")->valuedouble, p, cJSON_GetObjectItemCaseSensitive(r, "n")->valueint);
     }
+}
+
+void restem_report_markdown(const cJSON *report, FILE *out) {
+    fprintf(out, "| method | ours | paper | n |\n|---|---|---|---|\n");
+    restem_report_rows(report, out);
     const cJSON *draws = cJSON_GetObjectItemCaseSensitive(report, "draws"), *de = cJSON_GetObjectItemCaseSensitive(draws, "self_edits");
     if (cJSON_IsNumber(de) && de->valueint > 0)
         fprintf(out, "\n%d self-edits took %d draws (at most %d for one; an invalid one is drawn again, up to %d draws)\n", de->valueint,

@@ -87,5 +87,7 @@ int restem_check_prompts(const Domain *d, const Model *policy, const Tokenizer *
 
 // A row of a report's table: {"method", "ours", "paper" (null when NaN), "n"}.
 cJSON *report_row(cJSON *rows, const char *method, double ours, double paper, int n);
+// The report's rows as Markdown table rows: method, ours, paper, n.
+void restem_report_rows(const cJSON *report, FILE *out);
 // The report as a Markdown table beside the paper's numbers.
 void restem_report_markdown(const cJSON *report, FILE *out);

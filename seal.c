@@ -642,6 +642,8 @@ static int experiment_open(Experiment *x, cJSON *config, const RestemOpts *o, ch
 }
 
 static void experiment_free(Experiment *x) {
+    if (backend_is_cuda(x->be) && ranks_root())   // the device's whole use (weights, activations, the CUDA context), at its highest
+        fprintf(stderr, "seal: peak device memory %.2f GiB\n", cuda_memory_peak() / 1073741824.0);
     run_close(&x->run);
     backend_close(x->be);
     tok_free(x->tok);

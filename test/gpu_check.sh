@@ -11,7 +11,9 @@
 #      tool is there;
 #   4. the SEAL loop on the GPU: seal demo --quick --backend cuda beside the
 #      CPU run (its self-edits and rewards compared, bf16 against fp32);
-#   5. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft.
+#   5. one SEAL few-shot round on a random Llama-3.2-1B-shaped model at SEAL's
+#      settings (2 tasks x 2 self-edits): seconds per phase, peak memory;
+#   6. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft.
 # Made to finish in about 8 minutes on an H100; one summary table at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +75,24 @@ for l in open(sys.argv[1]):
 echo "self-edits with the CPU run's outcome: $(diff <(outcomes "$tmp/cpu/edits.jsonl") <(outcomes "$tmp/cuda/edits.jsonl") | grep -c '^>') differ of $(wc -l < "$tmp/cuda/edits.jsonl") (bf16 against fp32)"
 ./seal runs show "$tmp/cuda" | head -20
 rm -rf "$tmp"
+
+# SEAL's few-shot settings on Llama-3.2-1B's shape with random weights: what
+# a round costs in time and memory (a random model scores nothing). Its
+# self-edits are grammar-constrained (--constrain) so that they parse and
+# train; 4 minutes at most, then the phases logged so far are shown.
+DATA=$([ -f data/llama3/config.json ] && echo data || echo ../shared/data)
+if [ -f "$DATA/llama3/config.json" ] && [ -f "$DATA/llama3/tokenizer.json" ] && [ -d "$DATA/arc/training" ]; then
+    step "one SEAL few-shot round, random Llama-3.2-1B-shaped model, SEAL's settings, 2 tasks x 2 self-edits"
+    tmp=$(mktemp -d)
+    check build/make_model --config "$DATA/llama3/config.json" --tokenizer "$DATA/llama3/tokenizer.json" --out "$tmp/m1b"
+    check timeout 240 ./seal fewshot --backend cuda --model "$tmp/m1b" --chat-format llama3 --constrain \
+        --train-dir "$DATA/arc/training" --eval-dir "$DATA/arc/evaluation" --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 \
+        --samples 2 --eval-samples 2 --rounds 1 --threshold 0 --attempts 3 --out "$tmp/f1b"
+    ./seal runs show "$tmp/f1b"
+    rm -rf "$tmp"
+else
+    step "SEAL few-shot round on the 1B shape skipped: data/llama3 (config, tokenizer) and data/arc missing (data/fetch.sh llama3-tokenizer arc)"
+fi
 
 step "benchmarks (bench/run_gpu.sh)"
 check bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
