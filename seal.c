@@ -512,6 +512,8 @@ static void model_config_json(const Model *m, const char *path, cJSON *into, con
     char h[20];
     snprintf(h, sizeof h, "%016llx", (unsigned long long)table_hash(&m->params));
     cJSON_AddStringToObject(j, "hash", h);
+    // the copy decoding reads (--weights): absent for fp32, as in run.json files from before it
+    if (strcmp(model_weights_name(m), "fp32")) cJSON_AddStringToObject(j, "weights", model_weights_name(m));
 }
 
 // Prints the report and saves it as RUN/report.json, RUN/report.md (and --json

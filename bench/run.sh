@@ -7,9 +7,11 @@
 # LoRA training step and the Llama-3.2-1B-shaped model, and bench/peer_torch.py
 # (PyTorch on the CPU, same config, same threads) beside it; then bench_infer
 # (bench/bench_infer.c built, beside BENCH_TRAIN) for the Llama-3 tokenizer
-# beside Hugging Face `tokenizers` (bench/peer_tokenizers.py) and KV-cache
-# decoding of the 25M and 1B shapes beside plain PyTorch
-# (bench/peer_torch_decode.py). Prints a Markdown table (measure, ours, peer,
+# beside Hugging Face `tokenizers` (bench/peer_tokenizers.py), the memory read
+# bandwidth, KV-cache decoding of the 25M (bf16 and fp32 weights) and 1B
+# shapes beside plain PyTorch (bench/peer_torch_decode.py), and of
+# SmolLM2-135M's Q4_1 GGUF on its own blocks beside llama.cpp
+# (bench/peer_llamacpp.py; LLAMA_PYTHON, SMOLLM2_GGUF). Prints a Markdown table (measure, ours, peer,
 # ratio, unit) and writes the same rows to OUT.json (default
 # bench-results.json) atomically. A peer that cannot run is reported as
 # missing. Environment: THREADS (default: all cores), PYTHON (default
@@ -97,11 +99,34 @@ else
     fi
 fi
 
-# KV-cache decode of the 25M shape: ours, then PyTorch (the 1B one runs with the 1B model below)
-echo "== KV-cache decode, 25M (ours)" >&2
-"$infer" decode 25m --threads "$threads" --reps 3 | tee "$log/dec_25m" >&2
+# The machine's memory read bandwidth: what decoding, which reads every weight
+# once a step, is bounded by.
+echo "== memory read bandwidth" >&2
+"$infer" bandwidth --threads "$threads" | tee "$log/bw" >&2
+
+# KV-cache decode of the 25M shape: ours with bf16 weights (what a Hugging
+# Face bf16 checkpoint decodes with) and with fp32, then PyTorch in fp32 (the
+# 1B one runs with the 1B model below)
+echo "== KV-cache decode, 25M, bf16 weights (ours)" >&2
+"$infer" decode 25m --weights bf16 --threads "$threads" --reps 3 | tee "$log/dec_25m" >&2
+echo "== KV-cache decode, 25M, fp32 weights (ours)" >&2
+"$infer" decode 25m --weights fp32 --threads "$threads" --reps 3 | tee "$log/dec_25m_fp32" >&2
 echo "== the same decode in PyTorch" >&2
 run_peer "$log/pdec_25m" PyTorch 300 "$python" "$here/peer_torch_decode.py" 25m --threads "$threads" --reps 3
+
+# SmolLM2-135M-Instruct's Q4_1 GGUF (data/fetch.sh smollm2): ours on the
+# file's own blocks, then llama.cpp's Python binding (LLAMA_PYTHON: a python
+# with llama_cpp; default PYTHON) on the same file, batch 1.
+gguf=${SMOLLM2_GGUF:-$(ls "$data"/smollm2/*.gguf 2> /dev/null | head -n 1)}
+touch "$log/dec_smol" "$log/pdec_smol"
+if [ -n "$gguf" ] && [ -f "$gguf" ]; then
+    echo "== KV-cache decode, SmolLM2 Q4_1 GGUF, native blocks (ours)" >&2
+    "$infer" decode "$gguf" --weights native --threads "$threads" --reps 2 | tee "$log/dec_smol" >&2
+    echo "== the same decode in llama.cpp (llama-cpp-python)" >&2
+    run_peer "$log/pdec_smol" llama.cpp 300 "${LLAMA_PYTHON:-$python}" "$here/peer_llamacpp.py" "$gguf" --threads "$threads" --reps 2
+else
+    echo "missing (no SmolLM2 GGUF: data/fetch.sh smollm2, or SMOLLM2_GGUF)" > "$log/pdec_smol.status"
+fi
 
 touch "$log/1b"
 if [ "${SKIP_1B:-0}" = 1 ]; then
@@ -184,20 +209,27 @@ else
     done
 fi
 
-# Decode rows
-for sz in 25m 1b; do
+# Decode rows, each with the weight bandwidth it reaches (bytes of weights a
+# step x steps a second) beside the machine's
+bw=$(get "$log/bw" read_gb_per_s)
+row "Memory read bandwidth, 1 GiB summed, $threads threads (the decode bound)" "$bw" "" "" "" "GB/s"
+for sz in 25m 25m_fp32 smol 1b; do
     O=$log/dec_$sz R=$log/pdec_$sz
+    [ "$sz" = 25m_fp32 ] && R=$log/pdec_25m
     [ -n "$(get "$O" params)" ] || continue
-    name=$(echo "$sz" | tr a-z A-Z)
-    p=$(get "$O" prompt) g=$(get "$O" gen)
+    case $sz in smol) name="SmolLM2-135M Q4_1 GGUF" ;; 25m_fp32) name="25M" ;; *) name=$(echo "$sz" | tr a-z A-Z) ;; esac
+    p=$(get "$O" prompt) g=$(get "$O" gen) w=$(get "$O" weights)
     for b in 1 8; do
         k=b${b}_decode_tokens_per_s
-        row "KV-cache decode, $name, batch $b: $g greedy steps after a $p-token prompt, $threads threads" \
+        [ -n "$(get "$O" "$k")" ] || continue
+        row "KV-cache decode, $name, weights $w, batch $b: $g greedy steps after a $p-token prompt, $threads threads ($(get "$O" "b${b}_decode_weight_gb_per_s") GB/s of weights read, machine ${bw:-?})" \
             "$(get "$O" "$k")" "$(peer_name "$R" "$k")" "$(get "$R" "$k")" "$(div "$(get "$O" "$k")" "$(get "$R" "$k")")" "tokens/s"
     done
+    [ "$sz" = 25m_fp32 ] && continue
     for b in 1 8; do
         k=b${b}_prefill_tokens_per_s
-        row "KV-cache prefill, $name, batch $b x $p tokens (ours: one sequence at a time; peer: one batched forward)" \
+        [ -n "$(get "$O" "$k")" ] || continue
+        row "KV-cache prefill, $name, batch $b x $p tokens (one batched forward, both)" \
             "$(get "$O" "$k")" "$(peer_name "$R" "$k")" "$(get "$R" "$k")" "$(div "$(get "$O" "$k")" "$(get "$R" "$k")")" "tokens/s"
     done
 done
