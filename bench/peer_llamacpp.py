@@ -31,6 +31,20 @@ def main():
     except ImportError as e:
         print("peer_missing llama_cpp not importable: %s" % e)
         return 0
+    # llama.cpp's AMX path (an "extra buffer" that repacks Q4_1 weights) dies
+    # with SIGSEGV on machines whose CPU reports AMX to a process that the
+    # kernel never granted the tile state (this VM): load without extra
+    # buffers unless PEER_EXTRA_BUFTS=1. Q4_1 has no other repacked kernel.
+    if os.environ.get("PEER_EXTRA_BUFTS") != "1":
+        low = llama_cpp.llama_cpp
+        default = low.llama_model_default_params
+
+        def no_extra_bufts():
+            p = default()
+            p.use_extra_bufts = False
+            return p
+
+        low.llama_model_default_params = no_extra_bufts
     P, G = args.prompt, args.gen
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=max(512, P + G + 8), n_batch=512, n_threads=args.threads,
                           n_threads_batch=args.threads, logits_all=False, verbose=False)
