@@ -58,7 +58,7 @@ for b in 1 64; do
     row "Decode, batch $b: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
         "$(div "$(get "$P" $k)" "$(get "$O" $k)")" "GiB"
 done
-row "One ARC self-edit evaluation (TTT + augmented voting): not measured, the fewshot loop does not run on CUDA yet" "" "" "" "" "s"
+row "One ARC self-edit evaluation (TTT + augmented voting): measured by make gpu-check's SEAL round (its oracle row's s/edit); no Hugging Face peer for it yet" "" "" "" "" "s"
 
 print_table
 echo

@@ -89,6 +89,10 @@ if [ -f "$DATA/llama3/config.json" ] && [ -f "$DATA/llama3/tokenizer.json" ] && 
         --train-dir "$DATA/arc/training" --eval-dir "$DATA/arc/evaluation" --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 \
         --samples 2 --eval-samples 2 --rounds 1 --threshold 0 --attempts 3 --out "$tmp/f1b"
     ./seal runs show "$tmp/f1b"
+    python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["phase"] == "oracle": print("one ARC self-edit evaluation at SEAL'"'"'s oracle settings (TTT on every augmentation, 2 epochs, then voting): %.1f s (TTT %.1f s, voting %.1f s)" % (e["seconds_total"], e["metrics"].get("seconds_train", 0), e["metrics"].get("seconds_infer", 0)))' "$tmp/f1b/edits.jsonl"
     rm -rf "$tmp"
 else
     step "SEAL few-shot round on the 1B shape skipped: data/llama3 (config, tokenizer) and data/arc missing (data/fetch.sh llama3-tokenizer arc)"
