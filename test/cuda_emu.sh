@@ -9,7 +9,10 @@
 #      (a missing barrier shows as a difference), Qwen2's biases;
 #   2. bf16 build: gpu_compare with the bf16 bounds, and `seal verify
 #      --backend cuda` on every fixture (the tolerance the GPU states);
-#   3. no device: --backend cuda fails with "no CUDA device", auto runs on the CPU.
+#   3. no device: --backend cuda fails with "no CUDA device", auto runs on the CPU;
+#   4. the SEAL loop: seal demo --quick, seal demo knowledge --quick, and small
+#      seal knowledge and seal fewshot runs with --backend cuda (exact build)
+#      give the CPU runs' self-edits, answers, rewards and tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seal=build/seal-emu
@@ -42,16 +45,44 @@ echo "== the SEAL loop on the backend: seal demo --quick --backend cuda (exact b
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 OMP_NUM_THREADS=1 ./seal demo --quick --cache "$tmp/cache" --out "$tmp/cpu" > "$tmp/cpu.out" 2>/dev/null
 OMP_NUM_THREADS=1 build/seal-emu-exact demo --quick --backend cuda --cache "$tmp/cache" --out "$tmp/cuda" > "$tmp/cuda.out" 2>/dev/null
-outcomes() {   # what each self-edit was and earned: no timings, no policy hashes
+outcomes() {   # what each self-edit was and earned, and the answers given: no timings, no policy hashes
     python3 -c 'import json, sys
 for l in open(sys.argv[1]):
     e = json.loads(l)
-    print(*(e.get(k) for k in ("phase", "round", "task", "sample", "attempt", "edit", "valid", "trained", "accepted", "reward")))' "$1"
+    print(*(e.get(k) for k in ("phase", "round", "task", "sample", "attempt", "edit", "valid", "trained", "accepted", "reward")), (e.get("metrics") or {}).get("answers"))' "$1"
 }
-diff <(outcomes "$tmp/cpu/edits.jsonl") <(outcomes "$tmp/cuda/edits.jsonl") > /dev/null || { echo "FAIL: self-edits or rewards differ"; exit 1; }
-diff <(grep '^|' "$tmp/cpu.out") <(grep '^|' "$tmp/cuda.out") || { echo "FAIL: the tables differ"; exit 1; }
-grep -Eq '"backend":[[:space:]]*"cuda"' "$tmp/cuda/run.json" || { echo "FAIL: run.json does not record the backend"; exit 1; }
+same() {   # same CPU_RUN CUDA_RUN: the same self-edits, rewards, answers and table, and the backend recorded
+    diff <(outcomes "$tmp/$1/edits.jsonl") <(outcomes "$tmp/$2/edits.jsonl") > /dev/null || { echo "FAIL: $2: self-edits, answers or rewards differ from $1's"; exit 1; }
+    diff <(grep '^|' "$tmp/$1.out") <(grep '^|' "$tmp/$2.out") || { echo "FAIL: $2: the tables differ"; exit 1; }
+    grep -Eq '"backend":[[:space:]]*"cuda"' "$tmp/$2/run.json" || { echo "FAIL: $2: run.json does not record the backend"; exit 1; }
+}
+same cpu cuda
 echo "$(wc -l < "$tmp/cuda/edits.jsonl") self-edits, the same rewards and accepted ones, the same table"
 echo "== bf16 build: the same demo finishes and reports"
 OMP_NUM_THREADS=1 build/seal-emu demo --quick --backend cuda --cache "$tmp/cache" --out "$tmp/bf16" 2>/dev/null | grep -c '^| SEAL, round' | sed 's/$/ SEAL row(s) in the bf16 table/'
+echo "== seal knowledge, seal demo knowledge --quick and seal fewshot: --backend cuda (exact build) against the CPU runs"
+base=$(ls -d "$tmp"/cache/base-* | head -1)
+cat > "$tmp/notes.jsonl" <<'JSONL'
+{"id": "r21", "title": "Release 2.1", "context": "Release 2.1 adds dark mode and drops Python 2.", "questions": [{"question": "What does release 2.1 add?", "answers": ["dark mode"]}]}
+{"id": "r22", "title": "Release 2.2", "context": "Release 2.2 ships on Mondays.", "questions": [{"question": "When does 2.2 ship?", "answers": ["Mondays", "on Mondays"]}]}
+JSONL
+kn() { OMP_NUM_THREADS=1 "$1" knowledge --model "$base" --train "$tmp/notes.jsonl" --eval "$tmp/notes.jsonl" --n-train 1 --n-eval 2 --rounds 1 --samples 2 \
+       --epochs 1 --max-edit-tokens 16 --ttt-runs 1 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/$2" "${@:3}" > "$tmp/$2.out" 2>/dev/null; }
+kn ./seal kcpu && kn build/seal-emu-exact kcuda --backend cuda && same kcpu kcuda
+echo "seal knowledge: $(wc -l < "$tmp/kcuda/edits.jsonl") self-edits and answers, the same table"
+OMP_NUM_THREADS=1 ./seal demo knowledge --quick --cache "$tmp/cache" --out "$tmp/dkcpu" > "$tmp/dkcpu.out" 2>/dev/null
+OMP_NUM_THREADS=1 build/seal-emu-exact demo knowledge --quick --backend cuda --cache "$tmp/cache" --out "$tmp/dkcuda" > "$tmp/dkcuda.out" 2>/dev/null
+same dkcpu dkcuda
+echo "seal demo knowledge --quick: $(wc -l < "$tmp/dkcuda/edits.jsonl") self-edits, the same table"
+ARC=${SEAL_SHARED_DATA:-$([ -d data/arc/training ] && echo data || echo ../shared/data)}/arc
+if [ -d "$ARC/training" ]; then
+    oracle='{"data_generation": {"use_basic_augmentations": false, "use_size_augmentations": false, "use_chain_augmentations": false, "use_repeat_augmentations": false}, "training": {"strategy": "train_using_output_tokens", "learning_rate": 0.001, "num_train_epochs": 1}}'
+    fs() { OMP_NUM_THREADS=1 "$1" fewshot --model "$base" --train-dir "$ARC/training" --eval-dir "$ARC/evaluation" --train-ids 6150a2bd --eval-ids 68b67ca3 \
+           --samples 2 --eval-samples 1 --rounds 1 --lora-r 4 --lora-alpha 8 --max-views 2 --max-answer-tokens 24 --max-edit-tokens 40 --m-rank 2 \
+           --m-epochs 1 --attempts 1 --oracle "$oracle" --seed 7 --out "$tmp/$2" "${@:3}" > "$tmp/$2.out" 2>/dev/null; }
+    fs ./seal fcpu && fs build/seal-emu-exact fcuda --backend cuda && same fcpu fcuda
+    echo "seal fewshot: $(wc -l < "$tmp/fcuda/edits.jsonl") self-edits, TTT and votes, the same table"
+else
+    echo "SKIP seal fewshot: ARC tasks in neither data/ nor ../shared/data (data/fetch.sh fetches them)"
+fi
 echo "cuda emulation: all passed"
