@@ -500,17 +500,24 @@ static const char PASSAGES[] =
     "\"questions\": [{\"question\": \"Who founded Tova?\", \"answers\": [\"weavers\"]}]}\n"
     "{\"id\": \"bad\", \"context\": \"No questions here.\"}\n";
 
-static int run_knowledge(const char *dir, int resume, cJSON **report_out, int *lines) {
-    Tokenizer *t = byte_tokenizer();
-    Model m;
-    tiny_model(&m, t, 1);
-    Knowledge k;
-    knowledge_defaults(&k);
+// A tiny model on bytes, the knowledge defaults and the passages above.
+static void knowledge_setup(Tokenizer **t, Model *m, Knowledge *k, Passage **ps, int *n, SquadLoad *log) {
     char err[ERR_MAX];
-    SquadLoad log;
+    *t = byte_tokenizer();
+    tiny_model(m, *t, 1);
+    knowledge_defaults(k);
+    ck_assert_msg(squad_parse(PASSAGES, strlen(PASSAGES), "passages.jsonl", NULL, ps, n, log, err) == 0, "%s", err);
+}
+
+static int run_knowledge(const char *dir, int resume, cJSON **report_out, int *lines) {
+    Tokenizer *t;
+    Model m;
+    Knowledge k;
     Passage *ps;
     int n;
-    ck_assert_msg(squad_parse(PASSAGES, strlen(PASSAGES), "passages.jsonl", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    char err[ERR_MAX];
+    SquadLoad log;
+    knowledge_setup(&t, &m, &k, &ps, &n, &log);
     ck_assert_int_eq(n, 3);
     k.tok = t;
     k.train = ps;   // passages 0-1 train, 1-2 held out (overlap is fine for the mechanics)
@@ -677,16 +684,14 @@ END_TEST
 // (one for a held-out one), the stored-completions row, and the judge grader
 // named in the table's header.
 START_TEST(ttt_runs_stored_row_and_judge) {
-    Tokenizer *t = byte_tokenizer();
+    Tokenizer *t;
     Model m;
-    tiny_model(&m, t, 1);
     Knowledge k;
-    knowledge_defaults(&k);
-    char err[ERR_MAX];
-    SquadLoad log;
     Passage *ps;
     int n;
-    ck_assert_msg(squad_parse(PASSAGES, strlen(PASSAGES), "passages.jsonl", NULL, &ps, &n, &log, err) == 0, "%s", err);
+    char err[ERR_MAX];
+    SquadLoad log;
+    knowledge_setup(&t, &m, &k, &ps, &n, &log);
     k.tok = t; k.train = ps; k.n_train = 1; k.eval = ps + 1; k.n_eval = 1; k.n_probe = 1;
     k.lora_r = 2; k.lora_alpha = 4; k.epochs = 1; k.max_answer_tokens = 3; k.n_cpt_sizes = 0;
     k.ttt_runs = 2;
