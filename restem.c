@@ -79,7 +79,7 @@ typedef struct {
 // gets before it answers: nothing, a self-edit drawn from the policy, or the
 // domain's oracle self-edit. The probe asks the policy itself (with its adapter).
 enum { APPLY_NOTHING, APPLY_POLICY_EDIT, APPLY_ORACLE_EDIT };
-static const struct { int split, apply; } PHASE_DOES[] = {
+static const struct { int split, apply; } PHASE_DOES[N_PHASES] = {   // the phases restem does not score: zeros, APPLY_NOTHING
     [PHASE_BASELINE] = {SPLIT_EVAL, APPLY_NOTHING},     [PHASE_EVAL] = {SPLIT_EVAL, APPLY_POLICY_EDIT},
     [PHASE_ORACLE] = {SPLIT_EVAL, APPLY_ORACLE_EDIT},   [PHASE_PROBE] = {SPLIT_PROBE, APPLY_NOTHING},
     [PHASE_TRAIN] = {SPLIT_TRAIN, APPLY_POLICY_EDIT},   [PHASE_TRAIN_BASELINE] = {SPLIT_TRAIN, APPLY_NOTHING},
