@@ -429,7 +429,7 @@ static int cmd_generate(int argc, char **argv) {
         {"--chat", F_LIST, &chats, "a user message, rendered with the model's chat template (repeatable)"},
         {"--arc-task", F_LIST, &arc_tasks, "an ARC task file: the prompt seal fewshot gives it (--arc-prompt), in the model's chat format (repeatable)"},
         {"--arc-prompt", F_STR, &arc_kind, "edit: SEAL's self-edit prompt; answer: the first test input after every demonstration; "
-                                           "stderr then says how many outputs are valid (default edit)"},
+                                           "stderr then says how many outputs are valid"},
         {"--repeat", F_INT, &repeat, "each prompt this many times in the batch, each sampled on its own stream"},
         {"--constrain", F_STR, &constrain, "arc-edit: only a JSON self-edit of SEAL's schema; arc-grid: only an answer grid (default: off)"},
         {"--max-new", F_INT, &o.max_new, "tokens to generate at most"},
@@ -735,7 +735,21 @@ static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot 
     o->merge_policy = !a->attach_policy;
     o->keep_untrained = !a->trained_only;
     fs->unused_colors = !a->any_colors;
+    if (fs->constrain && strcmp(fs->constrain, "edits") && strcmp(fs->constrain, "answers") && strcmp(fs->constrain, "both")) {
+        fprintf(stderr, "seal: --constrain %s: expected edits, answers or both\n", fs->constrain);
+        return 1;
+    }
     return experiment_outputs(x);
+}
+
+// --constrain, once the tokenizer and models are loaded: the self-edits' grammar
+// for the policy's sampling, the answers' for the student's.
+static int fewshot_constrain(Experiment *x, FewShot *fs, RestemOpts *o, char *err) {
+    if (!fs->constrain) return 0;
+    const int edits = strcmp(fs->constrain, "answers") != 0, answers = strcmp(fs->constrain, "edits") != 0;
+    if (edits && !(o->sampling.constraint = constraint_new(&GRAMMAR_ARC_EDIT, x->tok, experiment_policy(x)->c.vocab, err))) return -1;
+    if (answers && !(fs->answer_constraint = constraint_new(&GRAMMAR_ARC_GRID, x->tok, x->student.c.vocab, err))) return -1;
+    return 0;
 }
 
 // Both splits' tasks, the models and the tokenizer, whose chat format must have a token that ends a turn.
@@ -810,6 +824,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most, 0 = all (SEAL)"},
         {"--keep-trained-only", F_BOOL, &a.trained_only, "the filter keeps only self-edits that trained (SEAL keeps every correct one)"},
         {"--attempts", F_INT, &o.max_attempts, "draws per self-edit while its JSON does not parse"},
+        {"--constrain", F_STR, &fs.constrain, "edits, answers or both: self-edits only JSON of SEAL's schema, answers only grids (beyond SEAL; default: off)"},
         {"--strict-edits", F_BOOL, &fs.strict_edits, "a self-edit with a missing or out-of-range field is drawn again (SEAL: 0 epochs, scored)"},
         {"--attach-policy", F_BOOL, &a.attach_policy, "the M-step adapter only attached while sampling; TTT and answers on the base (SEAL merges it)"},
         {"--any-colors", F_BOOL, &a.any_colors, "TTT colour permutations: any of 1..9 (SEAL: unused colours first)"},
@@ -842,8 +857,10 @@ static int cmd_fewshot(int argc, char **argv) {
     if ((rc = parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) || (rc = experiment_begin("fewshot", &x))) return rc;
     if ((rc = fewshot_configure(&a, &x, &fs, &o))) return rc;
     char err[ERR_MAX];
-    rc = fewshot_load(&a, &x, &fs, err) || experiment_bounds(&x, flags, nf, err) || fewshot_run(&x, &fs, &o, err);
+    rc = fewshot_load(&a, &x, &fs, err) || experiment_bounds(&x, flags, nf, err) || fewshot_constrain(&x, &fs, &o, err) || fewshot_run(&x, &fs, &o, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
+    constraint_free(o.sampling.constraint);
+    constraint_free(fs.answer_constraint);
     experiment_free(&x);
     arc_free_tasks(fs.train, fs.n_train);
     arc_free_tasks(fs.eval, fs.n_eval);
