@@ -185,6 +185,11 @@ build/bench_infer: bench/bench_infer.c bench/bench_models.h $(SRC) $(wildcard *.
 	@mkdir -p build
 	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/bench_infer.c $(SRC) $(LDLIBS) -lopenblas
 
+# What --constrain costs in the sampling loop (see bench/bench_constrain.c).
+build/bench_constrain: bench/bench_constrain.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ bench/bench_constrain.c $(SRC) $(LDLIBS)
+
 # The demo's directives, one self-edit at a time (see bench/demo_directives.c).
 build/demo_directives: bench/demo_directives.c $(SRC) $(wildcard *.h)
 	@mkdir -p build

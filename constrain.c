@@ -320,6 +320,8 @@ struct Constraint {
     size_t cap, used;
     int B;
     uint64_t *state;              // (B) each sequence's automaton state
+    double seconds;               // spent masking and advancing, for the speed report
+    long steps;                   // masks applied
 };
 
 Constraint *constraint_new(const Grammar *g, const Tokenizer *tok, int vocab, char *err) {
@@ -423,18 +425,28 @@ void constraint_begin(Constraint *c, int B) {
 
 int constraint_mask(Constraint *c, int b, float *logits) {
     if (c->state[b] == GRAMMAR_DEAD) return 0;
+    const double t0 = now_seconds();
     const Entry *e = lookup(c, c->state[b]);
-    if (e->n == 0) return 0;
-    for (int t = 0, j = 0; t < c->vocab; t++) {
+    for (int t = 0, j = 0; t < c->vocab && e->n; t++) {
         if (j < e->n && e->ids[j] == t) j++;
         else logits[t] = -INFINITY;
     }
+    c->seconds += now_seconds() - t0;
+    c->steps++;
     return e->n;
 }
 
 void constraint_advance(Constraint *c, int b, int token) {
+    const double t0 = now_seconds();
     if (token < 0 || token >= c->n_tok || !c->len[token]) c->state[b] = GRAMMAR_DEAD;
     else c->state[b] = grammar_walk(c->g, c->state[b], c->bytes[token], (size_t)c->len[token]);
+    c->seconds += now_seconds() - t0;
+}
+
+double constraint_seconds(const Constraint *c, long *steps, int *states) {
+    if (steps) *steps = c->steps;
+    if (states) *states = (int)c->used;
+    return c->seconds;
 }
 
 int constraint_done(const Constraint *c, int b) {

@@ -59,5 +59,8 @@ void constraint_begin(Constraint *c, int B);
 int constraint_mask(Constraint *c, int b, float *logits);
 void constraint_advance(Constraint *c, int b, int token);   // sequence b wrote token
 int constraint_done(const Constraint *c, int b);            // complete (or stuck): stop sequence b
+// Seconds spent in constraint_mask and constraint_advance so far (the cache's
+// first visits included), the masks applied, and the states cached.
+double constraint_seconds(const Constraint *c, long *steps, int *states);
 // Allowed tokens of a state (sorted ids into *ids, owned by c): for tests.
 int constraint_allowed(Constraint *c, uint64_t state, const int **ids);

@@ -512,6 +512,13 @@ static int cmd_generate(int argc, char **argv) {
                            o.constraint ? " (--constrain)" : "");
         fprintf(stderr, "seal generate: %ld new tokens in %.2f s (%.1f tokens/s); after the first token %.1f tokens/s\n", tokens, t1 - t0,
                 tokens / (t1 - t0), clock.last > clock.first ? (clock.tokens - B) / (clock.last - clock.first) : 0.0);
+        long masks;
+        int states;
+        if (o.constraint) {
+            double cs = constraint_seconds(o.constraint, &masks, &states);
+            fprintf(stderr, "seal generate: --constrain took %.3f s of the %.2f s (%.2f%%): %ld masks, %d automaton states cached\n", cs, t1 - t0,
+                    100.0 * cs / (t1 - t0), masks, states);
+        }
         rc = 0;
     }
     for (int b = 0; b < B; b++) { free(ids[b]); free(out[b]); free(g.text[b]); }
