@@ -71,6 +71,7 @@ typedef struct {
     uint8_t num;                  // LrPhase in a learning rate
     uint16_t seen;                // keys given: bits 0-1 top level, 2-5 data_generation, 6-8 training
 } Edit;                           // 8 bytes, no padding: it is the state
+_Static_assert(sizeof(Edit) == sizeof(uint64_t), "an Edit packs into a state");
 
 static uint64_t edit_pack(Edit e) { uint64_t s; memcpy(&s, &e, sizeof s); return s; }
 static Edit edit_unpack(uint64_t s) { Edit e; memcpy(&e, &s, sizeof e); return e; }
@@ -83,7 +84,7 @@ static int all_seen(const Edit *e, int obj) {
     return ((e->seen >> SEEN_SHIFT[obj]) & mask) == mask;
 }
 
-// Bits of the words of list w[0..n) still matching after byte c at position e->n.
+// The bits of cand whose word (of w[0..n)) has byte c at position at.
 static int match_words(const char *const *w, int n, int cand, int at, unsigned char c) {
     int out = 0;
     for (int k = 0; k < n; k++)
@@ -256,6 +257,7 @@ const Grammar GRAMMAR_ARC_EDIT = {"arc-edit", "a JSON object of SEAL's ARC self-
 
 typedef enum { G_START, G_OPEN, G_CELL, G_AFTER_CELL, G_ROW_END, G_NEWLINE, G_ROW_OPEN, G_HASH, G_DONE } GridMode;
 typedef struct { uint8_t mode, rows, width, cols; } GridState;   // width 0: the first row is not closed yet
+_Static_assert(sizeof(GridState) < sizeof(uint64_t), "a GridState packs into a state, never GRAMMAR_DEAD");
 
 static uint64_t grid_pack(GridState g) { uint64_t s = 0; memcpy(&s, &g, sizeof g); return s; }
 
