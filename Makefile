@@ -11,9 +11,9 @@ LDLIBS  := -lcjson -lpcre2-8 -licuuc -lm
 PYTHON  ?= /usr/bin/python3
 BLAS    ?= 1
 
-SRC := util.c safetensors.c model.c weights.c checkpoint.c train.c backend.c verify.c generate.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c plot.c
+SRC := util.c safetensors.c model.c weights.c checkpoint.c train.c backend.c verify.c generate.c constrain.c tokenizer.c tokenize.c run.c ranks.c restem.c arc.c fewshot.c demo_tasks.c demo.c gguf.c chat.c squad.c knowledge.c demo_knowledge.c plot.c
 TEST_SRC := test/test_main.c test/test_model.c test/test_io.c test/test_tokenizer.c test/test_arc.c test/test_demo.c test/test_restem.c test/test_gguf.c test/test_squad.c test/test_limits.c
-TEST_SRC += test/test_kernels_math.c test/test_plot.c test/test_demo_knowledge.c
+TEST_SRC += test/test_kernels_math.c test/test_plot.c test/test_demo_knowledge.c test/test_constrain.c
 
 ifeq ($(BLAS),1)
 VARIANT := blas
@@ -184,6 +184,11 @@ build/bench_train: bench/bench_models.h
 build/bench_infer: bench/bench_infer.c bench/bench_models.h $(SRC) $(wildcard *.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/bench_infer.c $(SRC) $(LDLIBS) -lopenblas
+
+# What --constrain costs in the sampling loop (see bench/bench_constrain.c).
+build/bench_constrain: bench/bench_constrain.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ bench/bench_constrain.c $(SRC) $(LDLIBS)
 
 # The demo's directives, one self-edit at a time (see bench/demo_directives.c).
 build/demo_directives: bench/demo_directives.c $(SRC) $(wildcard *.h)

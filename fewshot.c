@@ -54,6 +54,7 @@ void fewshot_config_json(const FewShot *fs, cJSON *j) {
     cJSON_AddNumberToObject(j, "max_steps", fs->max_steps);
     cJSON_AddStringToObject(j, "oracle", fs->oracle ? fs->oracle : "");
     if (fs->chat != CHAT_LLAMA3) cJSON_AddStringToObject(j, "chat_format", chat_format_name(fs->chat));   // absent: older run.json files still match
+    if (fs->constrain) cJSON_AddStringToObject(j, "constrain", fs->constrain);   // the same
     cJSON_AddNumberToObject(j, "colors", fs->unused_colors ? 1 : 0);   // new keys: an older run.json differs, and --resume says so
     cJSON_AddNumberToObject(j, "strict_edits", fs->strict_edits);
     cJSON *sel = cJSON_AddArrayToObject(j, "selection");   // SEAL's entry counts, [] with --all-tasks
@@ -251,7 +252,7 @@ static int answer_test(const FewShot *fs, Model *m, const Task *t, int test, Rng
         }
         if (leave == 2) st->fallback++;
     }
-    SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0};
+    SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0, .constraint = fs->answer_constraint};
     int stop[9], n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
     for (int i = 0; i < n_stop; i++) has_eot |= (stop[i] = m->c.eos[i]) == fs->eot;
     if (!has_eot) stop[n_stop++] = fs->eot;

@@ -5,6 +5,7 @@
 #include "backend.h"
 #include "arc.h"
 #include "chat.h"
+#include "constrain.h"
 #include "restem.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -27,6 +28,8 @@ typedef struct FewShot {
     int selected;                 // fewshot_select ran: SEAL's task selection
     int selection[4];             // its entry counts: training LoRAs, training scored, held-out LoRAs, held-out scored
     unsigned char *eval_wrong;    // per held-out task: 0, or why SEAL counts it failed (1 no LoRA, 2 an entry unscored)
+    const char *constrain;        // --constrain: "edits", "answers" or "both"; NULL: off, as SEAL (beyond its code)
+    Constraint *answer_constraint;   // answers only as grids (arc-grid), or NULL
 } FewShot;
 
 // SEAL's defaults: r=128, alpha=16 on q, v, gate, up, down; batch 2; 11

@@ -21,9 +21,14 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-int sample_token(float *logits, int V, const SampleOpts *o, Rng *r) {
-    for (int i = 0; i < V; i++)
-        if (!isfinite(logits[i])) return -1;
+static int all_finite(const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+// sample_token on logits known to be finite, or -inf where a constraint masked them.
+static int pick_token(float *logits, int V, const SampleOpts *o, Rng *r) {
     if (o->temperature <= 0.0f) return argmax(logits, V);
     Cand *c = xcalloc((size_t)V, sizeof(Cand));   // small beside the model's V x dim embedding
     for (int i = 0; i < V; i++) c[i] = (Cand){logits[i] / o->temperature, i};
@@ -47,6 +52,10 @@ int sample_token(float *logits, int V, const SampleOpts *o, Rng *r) {
     }
     free(c);
     return pick;
+}
+
+int sample_token(float *logits, int V, const SampleOpts *o, Rng *r) {
+    return all_finite(logits, V) ? pick_token(logits, V, o, r) : -1;
 }
 
 static int is_stop(int tok, const int *stop, int n) {
@@ -107,16 +116,25 @@ int generate(const Model *m, const int *const *prompts, const int *prompt_lens, 
 }
 
 // Samples row i of logits into next[i] for sequence seqs[i] (at its token
-// number step); -1 on non-finite logits.
-static int sample_rows(const float *logits, int V, int n, const int *seqs, const SampleOpts *o, Rng *rng, int step, int *next, char *err) {
-    for (int i = 0; i < n; i++)
-        if ((next[i] = sample_token((float *)logits + (size_t)i * V, V, o, &rng[seqs[i]])) < 0) return nonfinite_logits(seqs[i], step, err);
+// number step); -1 on non-finite logits. With a constraint, the model's own
+// logits are checked before the mask adds its -inf, and the token chosen
+// advances the sequence's grammar.
+static int sample_rows(float *logits, int V, int n, const int *seqs, const SampleOpts *o, Rng *rng, int step, int *next, char *err) {
+    Constraint *c = o->constraint;
+    for (int i = 0; i < n; i++) {
+        float *row = logits + (size_t)i * V;
+        if (!all_finite(row, V)) return nonfinite_logits(seqs[i], step, err);
+        if (c) constraint_mask(c, seqs[i], row);
+        next[i] = pick_token(row, V, o, &rng[seqs[i]]);
+        if (c) constraint_advance(c, seqs[i], next[i]);
+    }
     return 0;
 }
 
 int decode(Decoder *d, const Config *c, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
            const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err) {
-    const int V = c->vocab, greedy = o->temperature <= 0.0f && d->step_greedy;
+    // the device's argmax never shows the host the logits a constraint masks
+    const int V = c->vocab, greedy = o->temperature <= 0.0f && d->step_greedy && !o->constraint;
     int *room = xcalloc((size_t)(B > 0 ? B : 1), sizeof(int)), max_T = generate_room(c, prompt_lens, B, o->max_new, room, err);
     if (max_T < 0 || d->open(d, B, max_T, err)) { free(room); return -1; }
     float *logits = malloc(size_mul((size_t)B * V, sizeof(float)));
@@ -133,6 +151,7 @@ int decode(Decoder *d, const Config *c, const int *const *prompts, const int *pr
         out_lens[b] = 0;
         seqs[b] = b;
     }
+    if (o->constraint) constraint_begin(o->constraint, B);
     int rc = d->prefill(d, B, prompts, prompt_lens, logits, err) || sample_rows(logits, V, B, seqs, o, rng, 0, next, err);
     int n = rc ? 0 : B;   // seqs[0..n): the sequences still going; next[i]: the token row i chose
     for (int step = 0; step < o->max_new && n > 0 && !rc; step++) {
@@ -141,7 +160,8 @@ int decode(Decoder *d, const Config *c, const int *const *prompts, const int *pr
             const int b = seqs[i], tok = next[i];
             out[b][out_lens[b]++] = tok;
             // a stop id is emitted but not passed to on_token
-            if (!is_stop(tok, stop_ids, n_stop) && !(on_token && on_token(b, tok, ctx)) && out_lens[b] < room[b]) {
+            if (!is_stop(tok, stop_ids, n_stop) && !(on_token && on_token(b, tok, ctx)) && out_lens[b] < room[b] &&
+                !(o->constraint && constraint_done(o->constraint, b))) {
                 seqs[kept] = b;
                 toks[kept++] = tok;
             }

@@ -1,5 +1,6 @@
 // generate.h: sampling and batched generation with the KV cache.
 #pragma once
+#include "constrain.h"
 #include "model.h"
 #include "util.h"
 
@@ -10,6 +11,8 @@ typedef struct {
     float top_p;                  // 1: off
     uint64_t seed;                // sequence b samples from stream (seed, b)...
     const uint64_t *seeds;        // ...or, when set, from stream (seeds[b], 0)
+    Constraint *constraint;       // NULL: off; else only tokens its grammar allows, and a
+                                  // sequence stops once its grammar is complete (constrain.h)
 } SampleOpts;
 
 // Picks a token from logits (V): temperature, then top-k, then top-p, as the
@@ -48,7 +51,8 @@ typedef struct Decoder {
 // Continues B prompts at once. Sequence b samples from its own RNG stream,
 // seeded by (seed, b), so a prompt's continuation does not depend on the
 // others in the batch. Stops at any of the stop ids (which are emitted),
-// at max_new tokens (or the context: generate_room), or when on_token asks. out[b] (malloc'd) gets the new tokens.
+// at max_new tokens (or the context: generate_room), when on_token asks, or
+// when o->constraint's grammar is complete. out[b] (malloc'd) gets the new tokens.
 int generate(const Model *m, const int *const *prompts, const int *prompt_lens, int B, const SampleOpts *o,
              const int *stop_ids, int n_stop, TokenFn on_token, void *ctx, int **out, int *out_lens, char *err);
 // generate()'s loop on any decoder, for a model of config c.

@@ -9,6 +9,7 @@
 #include "demo_knowledge.h"
 #include "fewshot.h"
 #include "chat.h"
+#include "constrain.h"
 #include "generate.h"
 #include "knowledge.h"
 #include "gguf.h"
@@ -90,7 +91,7 @@ static const struct Range {
     IN("--cpt-batch", 1, 10000, B_NONE),   IN("--ttt-runs", 1, 100, B_NONE),   IN("--cpt-completions", 0, 10000, B_NONE),
     IN("--stored-k", 0, 10000, B_NONE),   IN("--train-stride", 0, MAX_N, B_NONE),
     // data, runs, ranks
-    IN("--train-entries", 1, MAX_N, B_NONE),   IN("--train-scored", 1, MAX_N, B_NONE),   IN("--eval-entries", 1, MAX_N, B_NONE),
+    IN("--repeat", 1, 10000, B_NONE),   IN("--train-entries", 1, MAX_N, B_NONE),   IN("--train-scored", 1, MAX_N, B_NONE),   IN("--eval-entries", 1, MAX_N, B_NONE),
     IN("--eval-scored", 1, MAX_N, B_NONE),   IN("--n-train", 1, MAX_N, B_NONE),   IN("--n-eval", 1, MAX_N, B_NONE),   IN("--n-probe", 0, MAX_N, B_NONE),
     IN("--max-context-tokens", 0, MAX_TOKENS, B_CONTEXT),   IN("--to", 0, 1000, B_NONE),   IN("--gpus-per-node", 0, 1024, B_NONE),
 #undef IN
@@ -383,9 +384,42 @@ static int tok_fits(const Tokenizer *tok, const char *tok_path, const Model *m, 
 // --weights: the copy of the frozen weights the CPU's KV cache reads (weights.h).
 #define WEIGHTS_FLAG(w) {"--weights", F_STR, &(w), "CPU decoding reads fp32, bf16, q8_0, or native (default): a .gguf's own blocks, bf16 for a BF16 checkpoint, else fp32"}
 
+// --constrain NAME for seal generate: its grammar; 1 after "seal: --constrain NAME: ..." when unknown.
+static int parse_grammar(const char *name, const Grammar **g) {
+    if (!name || (*g = grammar_find(name))) return 0;
+    fprintf(stderr, "seal: --constrain %s: expected %s (%s) or %s (%s)\n", name, GRAMMAR_ARC_EDIT.name, GRAMMAR_ARC_EDIT.what,
+            GRAMMAR_ARC_GRID.name, GRAMMAR_ARC_GRID.what);
+    return 1;
+}
+
+// --arc-task FILE's prompt: SEAL's self-edit prompt (edit), or the answer
+// prompt of its first test input with every demonstration (answer), in chat format f.
+static int arc_task_prompt(const char *path, int answer, ChatFormat f, const Tokenizer *tok, int **ids, char *err) {
+    Task t;
+    if (arc_load_task(path, &t, err)) return -1;
+    char *text = answer ? arc_prompt(t.train, t.n_train, &t.test[0].in, f) : arc_selfedit_prompt(&t, f);
+    arc_free_task(&t);
+    int n = text ? tok_encode(tok, text, strlen(text), 1, ids, err) : errf(err, "%s: out of memory for the prompt", path);
+    free(text);
+    return n;
+}
+
+// When decoding started (the first token of the batch) and the last token's time: decode's rate.
+typedef struct { GenState *g; double first, last; long tokens; } GenClock;
+
+static int on_token_timed(int seq, int token, void *ctx) {
+    GenClock *k = ctx;
+    double t = now_seconds();
+    if (!k->tokens++) k->first = t;
+    k->last = t;
+    return on_token(seq, token, k->g);
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *adapter = NULL, *tok_path = NULL, *stop = NULL, *backend = "auto", *weights = "native", *pos[1];
-    StrList prompts = {0}, chats = {0};
+    const char *constrain = NULL, *arc_kind = "edit";
+    StrList prompts = {0}, chats = {0}, arc_tasks = {0};
+    int repeat = 1;
     SampleOpts o = {.max_new = 128, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     Flag flags[] = {
         {"--model", F_STR, &model_dir, "Hugging Face model folder (config.json, safetensors) or a .gguf file"},
@@ -393,6 +427,11 @@ static int cmd_generate(int argc, char **argv) {
         {"--tokenizer", F_STR, &tok_path, "tokenizer.json (default: MODEL/tokenizer.json, or the .gguf's own)"},
         {"--prompt", F_LIST, &prompts, "raw text to continue (repeat for a batch)"},
         {"--chat", F_LIST, &chats, "a user message, rendered with the model's chat template (repeatable)"},
+        {"--arc-task", F_LIST, &arc_tasks, "an ARC task file: the prompt seal fewshot gives it (--arc-prompt), in the model's chat format (repeatable)"},
+        {"--arc-prompt", F_STR, &arc_kind, "edit: SEAL's self-edit prompt; answer: the first test input after every demonstration; "
+                                           "stderr then says how many outputs are valid"},
+        {"--repeat", F_INT, &repeat, "each prompt this many times in the batch, each sampled on its own stream"},
+        {"--constrain", F_STR, &constrain, "arc-edit: only a JSON self-edit of SEAL's schema; arc-grid: only an answer grid (default: off)"},
         {"--max-new", F_INT, &o.max_new, "tokens to generate at most"},
         {"--temperature", F_FLOAT, &o.temperature, "0 is greedy"},
         {"--top-k", F_INT, &o.top_k, "keep the k most likely tokens, 0 = off"},
@@ -404,7 +443,7 @@ static int cmd_generate(int argc, char **argv) {
     };
     const int nf = sizeof flags / sizeof flags[0];
     if (wants_help(argc, argv)) {
-        printf("usage: seal generate --model DIR (--prompt TEXT | --chat TEXT)... [flags]\n\n"
+        printf("usage: seal generate --model DIR (--prompt TEXT | --chat TEXT | --arc-task FILE)... [flags]\n\n"
                "Continues prompts with the KV cache. One prompt streams its text to stdout as it\n"
                "is produced; several are generated as one batch and printed in order. Stops at any\n"
                "eos id of config.json, a --stop string, or --max-new tokens.\n\n");
@@ -412,11 +451,14 @@ static int cmd_generate(int argc, char **argv) {
         return 0;
     }
     int npos, cuda, picked;
+    const Grammar *grammar = NULL;
     if ((picked = parse_flags("generate", argc, argv, flags, nf, pos, 0, &npos))) return picked;
+    if ((picked = parse_grammar(constrain, &grammar))) return picked;
+    if (strcmp(arc_kind, "edit") && strcmp(arc_kind, "answer")) { fprintf(stderr, "seal: --arc-prompt %s: expected edit or answer\n", arc_kind); return 1; }
     if ((picked = pick_backend("generate", backend, 1, &cuda))) return picked;
     if (!model_dir) return usage_error("generate", "--model is required", NULL);
-    const int B = prompts.n + chats.n;
-    if (!B) return usage_error("generate", "give --prompt or --chat", NULL);
+    const int P = prompts.n + chats.n + arc_tasks.n, B = P * repeat, answer = !strcmp(arc_kind, "answer");
+    if (!P) return usage_error("generate", "give --prompt, --chat or --arc-task", NULL);
     char err[ERR_MAX];
     Model m;
     Lora lora = {0};
@@ -430,18 +472,53 @@ static int cmd_generate(int argc, char **argv) {
     if (adapter) model_attach_lora(&m, &lora);
     ChatFormat fmt;
     if (!(tok = load_tokenizer(model_dir, tok_path, NULL, &fmt, NULL, err)) || tok_fits(tok, tok_path, &m, model_dir, err)) goto done;
+    if (grammar && !(o.constraint = constraint_new(grammar, tok, m.c.vocab, err))) goto done;
     int **ids = xcalloc(B, sizeof(int *)), *lens = xcalloc(B, sizeof(int)), **out = xcalloc(B, sizeof(int *)), *out_lens = xcalloc(B, sizeof(int));
     GenState g = {.tok = tok, .stop = stop, .stream = B == 1, .text = xcalloc(B, sizeof(char *)), .len = xcalloc(B, sizeof(size_t))};
     int ok = 1;
-    for (int b = 0; b < B && ok; b++) {
-        int chat = b >= prompts.n;
-        lens[b] = encode_prompt(tok, &m.c, chat ? chats.items[b - prompts.n] : prompts.items[b], chat, fmt, &ids[b], err);
-        ok = lens[b] > 0;
+    for (int p = 0; p < P && ok; p++) {
+        int chat = p >= prompts.n && p < prompts.n + chats.n, arc = p >= prompts.n + chats.n;
+        lens[p] = arc ? arc_task_prompt(arc_tasks.items[p - prompts.n - chats.n], answer, fmt, tok, &ids[p], err)
+                      : encode_prompt(tok, &m.c, chat ? chats.items[p - prompts.n] : prompts.items[p], chat, fmt, &ids[p], err);
+        ok = lens[p] > 0;
+        for (int r = 1; r < repeat && ok; r++) {   // copy r of prompt p is sequence r * P + p
+            ids[r * P + p] = xcalloc((size_t)lens[p], sizeof(int));
+            memcpy(ids[r * P + p], ids[p], (size_t)lens[p] * sizeof(int));
+            lens[r * P + p] = lens[p];
+        }
     }
+    int stops[9], n_stop = 0, eot = tok_find(tok, chat_eot(fmt)), has = 0;   // eos ids, and the chat's end of turn
+    for (int i = 0; i < m.c.n_eos && n_stop < 8; i++) has |= (stops[n_stop++] = m.c.eos[i]) == eot;
+    if (arc_tasks.n && eot >= 0 && !has) stops[n_stop++] = eot;
     Backend *be = ok ? backend_new(cuda, err) : NULL;
-    if (be && be_generate(be, &m, (const int *const *)ids, lens, B, &o, m.c.eos, m.c.n_eos, on_token, &g, out, out_lens, err) == 0) {
+    GenClock clock = {.g = &g};
+    double t0 = now_seconds();
+    if (be && be_generate(be, &m, (const int *const *)ids, lens, B, &o, stops, n_stop, on_token_timed, &clock, out, out_lens, err) == 0) {
+        double t1 = now_seconds();
         for (int b = 0; B > 1 && b < B; b++) printf("=== %d ===\n%s\n", b, g.text[b] ? g.text[b] : "");
         if (B == 1) printf("\n");
+        long tokens = 0;
+        for (int b = 0; b < B; b++) tokens += out_lens[b];
+        int valid = 0, n_arc = 0;
+        for (int r = 0; r < repeat; r++)
+            for (int p = prompts.n + chats.n; p < P; p++, n_arc++) {
+                const char *text = g.text[r * P + p] ? g.text[r * P + p] : "";
+                SelfEdit se;
+                Grid grid;
+                char why[ERR_MAX];
+                valid += answer ? grid_parse(text, &grid) == 0 : selfedit_parse(text, &se, why) == 0;
+            }
+        if (n_arc) fprintf(stderr, "seal generate: %d of %d outputs are valid %s%s\n", valid, n_arc, answer ? "answer grids (grid_parse)" : "self-edits (selfedit_parse)",
+                           o.constraint ? " (--constrain)" : "");
+        fprintf(stderr, "seal generate: %ld new tokens in %.2f s (%.1f tokens/s); after the first token %.1f tokens/s\n", tokens, t1 - t0,
+                tokens / (t1 - t0), clock.last > clock.first ? (clock.tokens - B) / (clock.last - clock.first) : 0.0);
+        long masks;
+        int states;
+        if (o.constraint) {
+            double cs = constraint_seconds(o.constraint, &masks, &states);
+            fprintf(stderr, "seal generate: --constrain took %.3f s of the %.2f s (%.2f%%): %ld masks, %d automaton states cached\n", cs, t1 - t0,
+                    100.0 * cs / (t1 - t0), masks, states);
+        }
         rc = 0;
     }
     for (int b = 0; b < B; b++) { free(ids[b]); free(out[b]); free(g.text[b]); }
@@ -449,6 +526,7 @@ static int cmd_generate(int argc, char **argv) {
     backend_close(be);
 done:
     if (rc) fprintf(stderr, "seal: %s\n", err);
+    constraint_free(o.constraint);
     tok_free(tok);
     if (lora.params.mem) lora_free(&lora);
     model_free(&m);
@@ -668,7 +746,21 @@ static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot 
     o->merge_policy = !a->attach_policy;
     o->keep_untrained = !a->trained_only;
     fs->unused_colors = !a->any_colors;
+    if (fs->constrain && strcmp(fs->constrain, "edits") && strcmp(fs->constrain, "answers") && strcmp(fs->constrain, "both")) {
+        fprintf(stderr, "seal: --constrain %s: expected edits, answers or both\n", fs->constrain);
+        return 1;
+    }
     return experiment_outputs(x);
+}
+
+// --constrain, once the tokenizer and models are loaded: the self-edits' grammar
+// for the policy's sampling, the answers' for the student's.
+static int fewshot_constrain(Experiment *x, FewShot *fs, RestemOpts *o, char *err) {
+    if (!fs->constrain) return 0;
+    const int edits = strcmp(fs->constrain, "answers") != 0, answers = strcmp(fs->constrain, "edits") != 0;
+    if (edits && !(o->sampling.constraint = constraint_new(&GRAMMAR_ARC_EDIT, x->tok, experiment_policy(x)->c.vocab, err))) return -1;
+    if (answers && !(fs->answer_constraint = constraint_new(&GRAMMAR_ARC_GRID, x->tok, x->student.c.vocab, err))) return -1;
+    return 0;
 }
 
 // Both splits' tasks, the models and the tokenizer, whose chat format must have a token that ends a turn.
@@ -743,6 +835,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most, 0 = all (SEAL)"},
         {"--keep-trained-only", F_BOOL, &a.trained_only, "the filter keeps only self-edits that trained (SEAL keeps every correct one)"},
         {"--attempts", F_INT, &o.max_attempts, "draws per self-edit while its JSON does not parse"},
+        {"--constrain", F_STR, &fs.constrain, "edits, answers or both: self-edits only JSON of SEAL's schema, answers only grids (beyond SEAL; default: off)"},
         {"--strict-edits", F_BOOL, &fs.strict_edits, "a self-edit with a missing or out-of-range field is drawn again (SEAL: 0 epochs, scored)"},
         {"--attach-policy", F_BOOL, &a.attach_policy, "the M-step adapter only attached while sampling; TTT and answers on the base (SEAL merges it)"},
         {"--any-colors", F_BOOL, &a.any_colors, "TTT colour permutations: any of 1..9 (SEAL: unused colours first)"},
@@ -775,8 +868,10 @@ static int cmd_fewshot(int argc, char **argv) {
     if ((rc = parse_flags("fewshot", argc, argv, flags, nf, pos, 0, &npos)) || (rc = experiment_begin("fewshot", &x))) return rc;
     if ((rc = fewshot_configure(&a, &x, &fs, &o))) return rc;
     char err[ERR_MAX];
-    rc = fewshot_load(&a, &x, &fs, err) || experiment_bounds(&x, flags, nf, err) || fewshot_run(&x, &fs, &o, err);
+    rc = fewshot_load(&a, &x, &fs, err) || experiment_bounds(&x, flags, nf, err) || fewshot_constrain(&x, &fs, &o, err) || fewshot_run(&x, &fs, &o, err);
     if (rc) fprintf(stderr, "seal: %s\n", err);
+    constraint_free(o.sampling.constraint);
+    constraint_free(fs.answer_constraint);
     experiment_free(&x);
     arc_free_tasks(fs.train, fs.n_train);
     arc_free_tasks(fs.eval, fs.n_eval);

@@ -112,6 +112,8 @@ fs --gpus-per-node -1
 fs --gpus-per-node 1025
 fs --oracle {}
 fs --oracle {"data_generation":{},"training":{}}
+fs --constrain json
+fs --constrain none
 fs --json /nonexistent-dir/report.json
 fs --json $tmp
 fs --json $tmp/file.txt/report.json
@@ -152,6 +154,11 @@ kn --rounds 5000
 kn --temperature 101
 kn --json $tmp/no/such/report.json
 gen --max-new 0
+gen --constrain json
+gen --constrain edits
+gen --arc-prompt grid
+gen --repeat 0
+gen --repeat 10001
 gen --max-new 2048
 gen --max-new 2147483648
 gen --temperature -1

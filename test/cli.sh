@@ -118,6 +118,10 @@ JSON
     check "fewshot --chat-format smollm2" grep -q '"chat_format":.*"smollm2"' "$tmp/f3/run.json"
     expect 1 "no <|eot_id|> token" "fewshot --chat-format llama3 on a ChatML tokenizer" fs --out "$tmp/f4" --chat-format llama3
     expect 1 "not a chat format" "fewshot with an unknown chat format" fs --out "$tmp/f5" --chat-format alpaca
+    check "fewshot without --constrain records none (older run.json files still match)" bash -c "! grep -q constrain '$tmp/f/run.json'"
+    fs --out "$tmp/f6" --rounds 0 --max-answer-tokens 200 --constrain answers >"$tmp/f6.out" 2>"$tmp/f6.err"
+    check "fewshot --constrain answers records it" grep -q '"constrain":.*"answers"' "$tmp/f6/run.json"
+    check "fewshot --constrain answers: a random model's answers all parse" grep -q '"phase":"baseline".*"views":2,"valid_answers":2' "$tmp/f6/edits.jsonl"
 else
     echo "FAIL writing the tiny ChatML GGUF with $TEST: $(tail -c 300 "$tmp/t.out" 2>/dev/null)"; fails=$((fails + 1))
 fi

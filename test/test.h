@@ -16,6 +16,7 @@ Suite *gguf_suite(void);
 Suite *limits_suite(void);
 Suite *plot_suite(void);
 Suite *demo_knowledge_suite(void);
+Suite *constrain_suite(void);
 
 // Adds to s a test case called name with the tests listed, each run once;
 // timeout in seconds, 0 keeps Check's default (4 s). Returns the case, for

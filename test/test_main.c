@@ -67,6 +67,7 @@ int main(void) {
     srunner_add_suite(sr, limits_suite());
     srunner_add_suite(sr, plot_suite());
     srunner_add_suite(sr, demo_knowledge_suite());
+    srunner_add_suite(sr, constrain_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
