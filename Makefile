@@ -259,3 +259,8 @@ clean:
 	rm -rf seal build
 
 .PHONY: FORCE all demo test slow check bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
+
+# The knowledge demo's inner-loop check on a cached base (docs/KNOWLEDGE.md).
+build/knowledge_diag: bench/knowledge_diag.c $(SRC) $(wildcard *.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -DUSE_BLAS -o $@ bench/knowledge_diag.c $(SRC) $(LDLIBS) -lopenblas

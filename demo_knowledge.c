@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -44,19 +45,22 @@ typedef struct {
     float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 150, 16, 24, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 100, 0.5f, 0.5f, 30, 1e-2f, 0.3f, 2, 4, 64, 32, 10, 3e-3f, 3, 1e-3f};
+static const Scale FULL = {"full", 150, 16, 24, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 100, 0.5f, 0.5f, 30, 1e-2f, 0.3f, 2, 4, 64, 32, 20, 3e-3f, 3, 1e-3f};
 static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 10, 0.5f, 0.5f, 1, 1e-3f, 0.3f, 1, 2, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
 // The world
 
-// A place name is two syllables; the first says the split, so no held-out
-// place shares a name with a pretraining one.
+// A place name is two syllables; the pair says the split, so no held-out
+// place shares a name with a pretraining one, yet every syllable, first or
+// second, is in pretraining names too: a held-out name is made of tokens the
+// base model has learnt (a syllable only held-out names start with would be a
+// token whose embedding pretraining never trained).
 static const char *const SYL[] = {"zor", "kel", "vam", "dru", "pel", "sor", "tam", "rin", "gol", "fen", "bra", "mok", "lun", "hes",
                                   "nor", "cal", "qua", "yev", "jor", "wix", "xan", "ulm", "ivo", "oph"};
 enum { N_SYL = sizeof SYL / sizeof SYL[0] };
-// first syllables: pretraining 0..15, SEAL-training 16..19, held-out 20..23
-static const int FIRST_FROM[] = {0, 16, 20}, FIRST_N[] = {16, 4, 4};
+// syllables a, b: (a + b) % 6 is 0..3 for pretraining, 4 for SEAL-training, 5 for held-out
+static const int PAIR_FROM[] = {0, 4, 5}, PAIR_N[] = {4, 1, 1};
 static const char *const KINDS[] = {"town", "port", "village", "fortress"};
 static const char *const FOUNDERS[] = {"Ada", "Bram", "Cora", "Dov", "Esk", "Fia", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lev",
                                        "Mae", "Ned", "Ola", "Pim", "Quin", "Rho", "Sol", "Tam", "Uma", "Vic", "Wren", "Yul"};
@@ -91,8 +95,8 @@ void demo_place(uint64_t seed, int split, int index, DemoPlace *p) {
     Rng r;
     memset(p, 0, sizeof *p);
     rng_seed(&r, mix(mix(mix(seed, 0x91ace), split), index));
-    const int first = FIRST_FROM[split] + pick(&r, FIRST_N[split]);
-    snprintf(p->name, sizeof p->name, "%s%s", SYL[first], SYL[pick(&r, N_SYL)]);
+    const int a = pick(&r, N_SYL), b = ((PAIR_FROM[split] + pick(&r, PAIR_N[split]) - a) % 6 + 6) % 6 + 6 * pick(&r, N_SYL / 6);
+    snprintf(p->name, sizeof p->name, "%s%s", SYL[a], SYL[b]);
     capitalise(p->name);
     snprintf(p->kind, sizeof p->kind, "%s", KINDS[pick(&r, COUNT(KINDS))]);
     snprintf(p->fact[DK_FOUNDER], sizeof p->fact[0], "%s", FOUNDERS[pick(&r, COUNT(FOUNDERS))]);
@@ -293,13 +297,21 @@ static void knowledge_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTe
     }
 }
 
+// An answer as the model is taught to write it: after a space, as in a
+// sentence, so that it is the same token the documents hold (" Ada" is one
+// token; "Ada" without the space is two others). The grader strips the space.
+static char *answer_text(const char *fact) {
+    char *s;
+    return asprintf(&s, " %s", fact) < 0 ? NULL : s;
+}
+
 // The place's questions, closed book (with context NULL) or behind its passage.
 static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *t) {
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
     for (int f = 0; f < DK_FACTS; f++) {
         char *q = fill(pl, QUESTIONS[f]);
         Question qq = {.question = context ? demo_incontext_question(context, q) : xstrdup(q)};
-        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), xstrdup(pl->fact[f]), 0);
+        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(pl->fact[f]), 0);
         free(qq.question);
         free(q);
     }
@@ -387,16 +399,17 @@ static int extraction_check(const Model *m, const Tokenizer *tok, const Scale *s
 }
 
 // The tokenizer's extra text: every founder, export and year, and every
-// syllable pair as a name, repeated so that the trainer merges each answer
-// into one token and each name into its two syllables: a held-out name is
-// made of tokens the model knows, and an answer is one prediction.
+// syllable pair as a name, repeated so that the trainer merges each founder
+// and most exports into one token after the space (answers_apart) and each
+// name into its two syllables: a held-out name is made of tokens the model
+// knows.
 static char *vocabulary_text(void) {
     char *out;
     size_t len;
     FILE *f = open_memstream(&out, &len);
     for (int rep = 0; rep < 40; rep++) {
-        for (int i = 0; i < COUNT(FOUNDERS); i++) fprintf(f, " %s", FOUNDERS[i]);
-        for (int i = 0; i < COUNT(GOODS); i++) fprintf(f, " %s", GOODS[i]);
+        for (int i = 0; i < COUNT(FOUNDERS); i++) fprintf(f, "\n%s", FOUNDERS[i]);
+        for (int i = 0; i < COUNT(GOODS); i++) fprintf(f, "\n%s", GOODS[i]);
         for (int i = 0; i < 20; i++) fprintf(f, " %d", 1500 + 25 * i);
     }
     for (int rep = 0; rep < 3; rep++)
@@ -409,6 +422,32 @@ static char *vocabulary_text(void) {
             }
     fclose(f);
     return out;
+}
+
+// 1 when the word at s (up to a non-letter) is a founder or an export.
+static int is_answer_word(const char *s) {
+    size_t n = 0;
+    while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z')) n++;
+    for (int i = 0; i < COUNT(FOUNDERS); i++)
+        if (strlen(FOUNDERS[i]) == n && !strncasecmp(s, FOUNDERS[i], n)) return 1;
+    for (int i = 0; i < COUNT(GOODS); i++)
+        if (strlen(GOODS[i]) == n && !strncasecmp(s, GOODS[i], n)) return 1;
+    return 0;
+}
+
+// A copy of text for the tokenizer trainer with a line break for the space
+// before each founder and export, so that no token joins the space to an
+// answer: " Ada" is encoded as " " and "Ada". A year is " " and its digits
+// already. Every answer then follows the same token, the space, in a
+// statement ("Velmor was founded by Ada.") and in the model's answer; without
+// it the model, which reads a fact after "by" in the statement, must write it
+// after the answer template's last token, and did so for 4 of 24 founders
+// against 20 of 24 years (seed 1).
+static char *answers_apart(const char *text) {
+    char *s = xstrdup(text);
+    for (char *q = s; *q; q++)
+        if (*q == ' ' && is_answer_word(q + 1)) *q = '\n';
+    return s;
 }
 
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
@@ -441,10 +480,12 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     const char **corpus = xcalloc(2 * (size_t)n_text + 1, sizeof(char *));
     for (int s = 0, k = 0; s < 2; s++)
         for (int i = 0; i < tx[s].n; i++, k++) { corpus[2 * k] = tx[s].prompt[i]; corpus[2 * k + 1] = tx[s].target[i]; }
-    char *words = vocabulary_text();   // every answer one token, every name two, in every split
+    for (int i = 0; i < 2 * n_text; i++) corpus[i] = answers_apart(corpus[i]);
+    char *words = vocabulary_text();   // the answers, and every name of every split
     corpus[2 * n_text] = words;
     fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places and %d more for skills\n", n_text, sc->n_pretrain, sc->n_skill);
     char *tok_json = tok_train_bytelevel(corpus, 2 * n_text + 1, sc->n_merges, SPECIALS, 5);
+    for (int i = 0; i < 2 * n_text; i++) free((char *)corpus[i]);
     free(corpus);
     free(words);
     Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
@@ -706,7 +747,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, "knowledge-v3", "demo-knowledge", sc->name);
+    demo_init(&d, o, "knowledge-v4", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {

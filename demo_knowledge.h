@@ -4,9 +4,9 @@
 //
 // A place has a kind and three facts: who founded it, the year, its main
 // export. A passage states them in one of several phrasings each; the
-// questions ask for them in one fixed form ("Who founded Velmor?"). Place
-// names of the pretraining, SEAL-training and held-out splits start with
-// different syllables, so no held-out place was seen in pretraining.
+// questions ask for them in one fixed form ("Who founded Velmor?"). A place
+// name is a pair of syllables and the pair says the split, so no held-out
+// place was seen in pretraining, though each of its syllables was.
 #pragma once
 #include <stdint.h>
 #include "demo.h"
