@@ -12,11 +12,16 @@
 #include "util.h"
 #include "weights.h"
 #include <limits.h>
-#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else   // built without OpenMP (the fuzz targets): one thread
+static int omp_get_max_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 #ifdef USE_BLAS
 #include <cblas.h>
 #endif
@@ -872,6 +877,7 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
     const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
     const int nt = omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads;
+    (void)nt;   // read only by the pragma, which a build without OpenMP ignores
     #pragma omp parallel for collapse(2) num_threads(nt)
     for (int i = 0; i < R; i++)
         for (int h = 0; h < H; h++) {

@@ -833,6 +833,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--all-tasks", F_BOOL, &a.all_tasks, "no SEAL selection: every task gets self-edits and is scored"},
         RUN_FLAGS(x, o, "task"),
         {"--keep", F_INT, &o.keep_per_task, "accepted self-edits per task at most, 0 = all (SEAL)"},
+        {"--threshold", F_FLOAT, &o.threshold, "lowest reward an accepted self-edit may have (SEAL: 1, a correct answer; 0 times the M-step on any model)"},
         {"--keep-trained-only", F_BOOL, &a.trained_only, "the filter keeps only self-edits that trained (SEAL keeps every correct one)"},
         {"--attempts", F_INT, &o.max_attempts, "draws per self-edit while its JSON does not parse"},
         {"--constrain", F_STR, &fs.constrain, "edits, answers or both: self-edits only JSON of SEAL's schema, answers only grids (beyond SEAL; default: off)"},

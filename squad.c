@@ -467,8 +467,8 @@ const char *const GRADER_ABOUT[GRADERS] = {
     "token F1 of the normalised answer (SQuAD v1.1), max over gold answers",
     "mean of exact match and token F1 (SQuAD v1.1 normalisation), each max over gold answers",
     "the normalised gold answer appears as whole words in the normalised prediction, max over gold answers",
-    "a local judge model answers SEAL's grading prompt (utils.py SQUAD_GRADE_TEMPLATE, sent to GPT-4.1 in the paper) yes or no, "
-    "first gold answer",
+    ("a local judge model answers SEAL's grading prompt (utils.py SQUAD_GRADE_TEMPLATE, sent to GPT-4.1 in the paper) yes or no, "
+     "first gold answer"),
 };
 
 // SEAL's grading prompt, word for word: knowledge-incorporation/src/utils.py

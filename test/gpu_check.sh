@@ -78,14 +78,16 @@ rm -rf "$tmp"
 
 # SEAL's few-shot settings on Llama-3.2-1B's shape with random weights: what
 # a round costs in time and memory (a random model scores nothing). Its
-# self-edits are grammar-constrained (--constrain) so that they parse and
-# train; 4 minutes at most, then the phases logged so far are shown.
+# self-edits are grammar-constrained (--constrain edits) so that they parse
+# and train (up to 1024 tokens: a random model spends many on whitespace the
+# grammar allows), and --threshold 0 accepts them so that the M-step runs; 4
+# minutes at most, then the phases logged so far are shown.
 DATA=$([ -f data/llama3/config.json ] && echo data || echo ../shared/data)
 if [ -f "$DATA/llama3/config.json" ] && [ -f "$DATA/llama3/tokenizer.json" ] && [ -d "$DATA/arc/training" ]; then
     step "one SEAL few-shot round, random Llama-3.2-1B-shaped model, SEAL's settings, 2 tasks x 2 self-edits"
     tmp=$(mktemp -d)
     check build/make_model --config "$DATA/llama3/config.json" --tokenizer "$DATA/llama3/tokenizer.json" --out "$tmp/m1b"
-    check timeout 240 ./seal fewshot --backend cuda --model "$tmp/m1b" --chat-format llama3 --constrain \
+    check timeout 240 ./seal fewshot --backend cuda --model "$tmp/m1b" --chat-format llama3 --constrain edits --max-edit-tokens 1024 \
         --train-dir "$DATA/arc/training" --eval-dir "$DATA/arc/evaluation" --train-ids 6150a2bd,67e8384a --eval-ids 68b67ca3 \
         --samples 2 --eval-samples 2 --rounds 1 --threshold 0 --attempts 3 --out "$tmp/f1b"
     ./seal runs show "$tmp/f1b"
