@@ -155,6 +155,25 @@ int demo_write_file(const char *dir, const char *name, const char *text, char *e
     return path_join(path, sizeof path, dir, name, err) || write_file_atomic(path, text, strlen(text), err) ? -1 : 0;
 }
 
+// A demo's base before pretraining: the tokenizer trained as tok_json (also
+// written to dir/tokenizer.json) and a random Llama of the given shape on it,
+// ready for full training. 0, or -1 with err (*tok and m set as far as they got).
+int demo_base_init(const char *dir, const char *tok_json, int dim, int hidden, int layers, int heads, int kv_heads, uint64_t seed,
+                   Tokenizer **tok, Model *m, char *err) {
+    char why[ERR_MAX];
+    *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", why) : NULL;
+    if (!*tok) return tok_json ? errf(err, "%s", why) : errf(err, "demo: the tokenizer trainer failed");
+    if (demo_write_file(dir, "tokenizer.json", tok_json, err)) return -1;
+    const int eot = tok_find(*tok, "<|eot_id|>");
+    Config c = {.dim = dim, .hidden = hidden, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads, .head_dim = dim / heads,
+                .vocab = tok_vocab_size(*tok), .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = 1, .max_pos = 4096,
+                .bos = tok_find(*tok, "<|begin_of_text|>"), .eos = {eot}, .n_eos = 1};
+    if (model_init(m, &c, err)) return -1;
+    model_random(m, seed, 0.02f);
+    return model_train_full(m) ? errf(err, "out of memory") : 0;
+}
+
+
 // The end of every demo base: pretrain m (the full model) on ex[pt->first..n_ex), save it into
 // tmp beside its tokenizer.json, and move tmp into place as dir; rc is the
 // builder's status so far (nonzero: only clean up). Frees ex, m and tok.
@@ -243,19 +262,12 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     for (int i = 0; i < tx.n; i++) { corpus[2 * i] = tx.prompt[i]; corpus[2 * i + 1] = tx.target[i]; }
     char *tok_json = tok_train_bytelevel(corpus, 2 * tx.n, sc->n_merges, SPECIALS, 5);
     free(corpus);
-    Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
-    int rc = tok ? demo_write_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
-    free(tok_json);
+    Tokenizer *tok = NULL;
     Model m = {0};
     Example *ex = NULL;
-    int n_ex = 0, eot = tok ? tok_find(tok, "<|eot_id|>") : -1;
-    if (!rc) {
-        Config c = {.dim = sc->dim, .hidden = sc->hidden, .n_layers = sc->layers, .n_heads = sc->heads, .n_kv_heads = sc->kv_heads,
-                    .head_dim = sc->dim / sc->heads, .vocab = tok_vocab_size(tok), .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                    .tied = 1, .max_pos = 4096, .bos = tok_find(tok, "<|begin_of_text|>"), .eos = {eot}, .n_eos = 1};
-        rc = model_init(&m, &c, err);
-        if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
-    }
+    int n_ex = 0, rc = demo_base_init(tmp, tok_json, sc->dim, sc->hidden, sc->layers, sc->heads, sc->kv_heads, seed, &tok, &m, err);
+    const int eot = tok ? tok_find(tok, "<|eot_id|>") : -1;
+    free(tok_json);
     // Query-only copies first (kind 1), alone; then the rest, after a replay
     // of some of the copies (kind 1 again).
     ex = xcalloc((size_t)tx.n, sizeof(Example));

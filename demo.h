@@ -37,6 +37,9 @@ typedef struct { int epochs, batch; float lr; uint64_t seed; int first; } DemoPr
 int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const DemoPretrain *pt, const char *tmp, const char *dir,
                        double t0, int rc, char *err);
 int demo_write_file(const char *dir, const char *name, const char *text, char *err);   // dir/name, atomically
+// The tokenizer (tok_json, written to dir) and a random Llama on it, ready for full training.
+int demo_base_init(const char *dir, const char *tok_json, int dim, int hidden, int layers, int heads, int kv_heads, uint64_t seed,
+                   Tokenizer **tok, Model *m, char *err);
 
 // What a demo holds while it runs: its options, where its files go, and the
 // base model, which is both the policy and the student.

@@ -488,18 +488,11 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     for (int i = 0; i < 2 * n_text; i++) free((char *)corpus[i]);
     free(corpus);
     free(words);
-    Tokenizer *tok = tok_json ? tok_load_json(tok_json, "demo tokenizer.json", err) : NULL;
-    int rc = tok ? demo_write_file(tmp, "tokenizer.json", tok_json, err) : errf(err, "demo: the tokenizer trainer failed");
-    free(tok_json);
+    Tokenizer *tok = NULL;
     Model m = {0};
-    int eot = tok ? tok_find(tok, "<|eot_id|>") : -1, n_ex = 0;
-    if (!rc) {
-        Config c = {.dim = sc->dim, .hidden = sc->hidden, .n_layers = sc->layers, .n_heads = sc->heads, .n_kv_heads = sc->kv_heads,
-                    .head_dim = sc->dim / sc->heads, .vocab = tok_vocab_size(tok), .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                    .tied = 1, .max_pos = 4096, .bos = tok_find(tok, "<|begin_of_text|>"), .eos = {eot}, .n_eos = 1};
-        rc = model_init(&m, &c, err);
-        if (!rc) { model_random(&m, seed, 0.02f); rc = model_train_full(&m) ? errf(err, "out of memory") : 0; }
-    }
+    int n_ex = 0, rc = demo_base_init(tmp, tok_json, sc->dim, sc->hidden, sc->layers, sc->heads, sc->kv_heads, seed, &tok, &m, err);
+    const int eot = tok ? tok_find(tok, "<|eot_id|>") : -1;
+    free(tok_json);
     Example *ex = xcalloc((size_t)n_text + 1, sizeof(Example));
     for (int s = 0; s < 2; s++)
         for (int i = 0; i < tx[s].n && !rc; i++, n_ex++) {
