@@ -570,11 +570,7 @@ static int stored_row(const Knowledge *k, const Domain *d, Model *m, Run *run, c
                 Outcome out = {0};
                 double t0 = now_seconds();
                 if (d->evaluate(d, m, SPLIT_EVAL, t, p->completions[c], e.seed, &out, err)) { cJSON_Delete(out.metrics); edit_free(&e); return -1; }
-                e.valid = out.valid;
-                e.trained = out.trained;
-                e.reward = out.reward;
-                memcpy(e.why, out.why, sizeof e.why);
-                e.metrics = out.metrics;
+                edit_take_outcome(&e, &out);
                 e.seconds_total = now_seconds() - t0;
                 if (!o->quiet) progress(0, "[stored] passage %d/%d completion %d reward %.3f", t + 1, k->n_eval, c + 1, e.reward);
                 if (run_append(run, &e, err)) return -1;

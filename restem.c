@@ -256,6 +256,14 @@ static char *draw_edit(Seal *s, const Batch *b, int task, int k, int attempt, co
     return text;
 }
 
+void edit_take_outcome(Edit *e, const Outcome *o) {
+    e->valid = o->valid;
+    e->trained = o->trained;
+    e->reward = o->reward;
+    memcpy(e->why, o->why, sizeof e->why);
+    e->metrics = o->metrics;
+}
+
 // The domain's inner loop and reward for one task (edit NULL: no adaptation).
 static int reward(Seal *s, Phase phase, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
     if (phase != PHASE_PROBE) return s->d->evaluate(s->d, s->student, PHASE_DOES[phase].split, task, edit, seed, out, err);
@@ -298,11 +306,7 @@ static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
             e.final = final = o.valid || apply != APPLY_POLICY_EDIT || attempt + 1 >= s->o->max_attempts;
             e.task_id = xstrdup(s->d->task_name(s->d, split, job->task));
             e.edit = edit ? utf8_sanitize(edit) : NULL;   // model output may hold invalid UTF-8; the log stays JSON
-            e.valid = o.valid;
-            e.trained = o.trained;
-            e.reward = o.reward;
-            memcpy(e.why, o.why, sizeof e.why);
-            e.metrics = o.metrics;
+            edit_take_outcome(&e, &o);
             e.seconds_total = now_seconds() - t0;
             edits_push(out, &e);
         } else cJSON_Delete(o.metrics);

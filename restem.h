@@ -15,6 +15,8 @@ typedef struct {
     char why[256];                // why the edit is invalid or untrained, else ""
     cJSON *metrics;               // anything else worth logging (owned by the caller after return)
 } Outcome;
+// An evaluated self-edit's outcome into its log line (e takes o->metrics).
+void edit_take_outcome(Edit *e, const Outcome *o);
 
 // A domain: its tasks, the policy's prompt for each, and how a self-edit is
 // applied to the student and rewarded on the task's held-out queries.
