@@ -88,7 +88,7 @@ static const struct Range {
     IN("--batch", 1, 10000, B_NONE),   IN("--warmup", 0, MAX_N, B_NONE),   IN("--max-examples", 1, MAX_N, B_NONE),
     IN("--max-steps", 1, MAX_N, B_NONE),   IN("--max-views", 0, 1000, B_NONE),   IN("--max-tokens", 2, MAX_TOKENS, B_CONTEXT),
     IN("--max-doc-tokens", 2, MAX_TOKENS, B_CONTEXT),   IN("--cpt-epochs", 1, 1000, B_NONE),   ABOVE("--cpt-lr", 0, 1),
-    IN("--cpt-batch", 1, 10000, B_NONE),   IN("--ttt-runs", 1, 100, B_NONE),   IN("--cpt-completions", 0, 10000, B_NONE),
+    IN("--cpt-batch", 1, 10000, B_NONE),   IN("--ttt-runs", 1, 100, B_NONE),   IN("--adapters-at-once", 1, MAX_ADAPTERS, B_NONE),   IN("--cpt-completions", 0, 10000, B_NONE),
     IN("--stored-k", 0, 10000, B_NONE),   IN("--train-stride", 0, MAX_N, B_NONE),
     // data, runs, ranks
     IN("--repeat", 1, 10000, B_NONE),   IN("--train-entries", 1, MAX_N, B_NONE),   IN("--train-scored", 1, MAX_N, B_NONE),   IN("--eval-entries", 1, MAX_N, B_NONE),
@@ -745,6 +745,10 @@ static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot 
     if (!(fs->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("fewshot", err, "--lora-targets");
     o->merge_policy = !a->attach_policy;
     o->keep_untrained = !a->trained_only;
+    if (o->adapters_at_once > 1 && ranks_size() > 1) {   // the ranks share out one self-edit at a time
+        fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", o->adapters_at_once);
+        o->adapters_at_once = 1;
+    }
     fs->unused_colors = !a->any_colors;
     if (fs->constrain && strcmp(fs->constrain, "edits") && strcmp(fs->constrain, "answers") && strcmp(fs->constrain, "both")) {
         fprintf(stderr, "seal: --constrain %s: expected edits, answers or both\n", fs->constrain);
@@ -851,6 +855,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--max-steps", F_INT, &fs.max_steps, "a self-edit over this many optimizer steps gets no training (SEAL: 375)"},
         {"--max-views", F_INT, &fs.max_views, "inference views per reward, 0 = all"},
         {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
+        {"--adapters-at-once", F_INT, &o.adapters_at_once, "self-edits whose test-time adapters train together on the frozen base, a pass over all their rows a step (beyond SEAL; 1 under mpirun)"},
         {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
         MSTEP_FLAGS(o),
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
