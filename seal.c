@@ -1151,7 +1151,7 @@ static int cmd_knowledge(int argc, char **argv) {
 // seal demo
 
 static int cmd_demo(int argc, char **argv) {
-    DemoOpts o = {.seed = 1};
+    DemoOpts o = {.seed = 1, .adapters_at_once = 1};
     const char *pos[1];
     int gpus = 0;
     const char *backend = "auto";
@@ -1162,6 +1162,7 @@ static int cmd_demo(int argc, char **argv) {
         {"--cache", F_STR, &o.cache, "base-model cache (default $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo)"},
         {"--out", F_STR, &o.out, "run directory (default seal-runs/demo-SCALE-seedS-TIME)"},
         {"--json", F_STR, &o.json, "also write the report here"},
+        {"--adapters-at-once", F_INT, &o.adapters_at_once, "few-shot demo: self-edits whose test-time adapters train together (seal fewshot's flag)"},
         BACKEND_FLAG(backend),
         GPU_FLAG(gpus),
     };
@@ -1179,6 +1180,10 @@ static int cmd_demo(int argc, char **argv) {
     int npos, rc;
     if ((rc = parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos))) return rc;
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
+    if (o.adapters_at_once > 1 && ranks_size() > 1) {   // the ranks share out one self-edit at a time
+        fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", o.adapters_at_once);
+        o.adapters_at_once = 1;
+    }
     char err[ERR_MAX];
     if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
     if (check_output("--out", o.out, 1, err) || check_output("--json", o.json, 0, err) || check_output("--cache", o.cache, 1, err)) {
