@@ -236,6 +236,9 @@ build/seal-emu: seal.c $(SRC) $(wildcard *.h) build/kernels-emu.o
 build/gpu_compare-emu: test/gpu_compare.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu.o
 	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ test/gpu_compare.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
 
+build/bench_gpu-emu: bench/bench_gpu.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels-emu.o
+	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ bench/bench_gpu.c $(SRC) build/kernels-emu.o $(LDLIBS) -lopenblas -lstdc++
+
 # The same with "bf16" holding a whole float: the CUDA path must then equal
 # model.c up to the order of fp32 sums.
 build/kernels-emu-exact.o: kernels.cu kernels_math.h kernels.h model.h util.h test/cuda_emu.h
@@ -248,7 +251,7 @@ build/gpu_compare-emu-exact: test/gpu_compare.c bench/bench_models.h $(SRC) $(wi
 build/seal-emu-exact: seal.c $(SRC) $(wildcard *.h) build/kernels-emu-exact.o
 	$(CC) $(CFLAGS) -DUSE_BLAS -DSEAL_CUDA -o $@ seal.c $(SRC) build/kernels-emu-exact.o $(LDLIBS) -lopenblas -lstdc++
 
-test-cuda-emu: build/seal-emu build/seal-emu-exact build/gpu_compare-emu build/gpu_compare-emu-exact
+test-cuda-emu: build/seal-emu build/seal-emu-exact build/gpu_compare-emu build/gpu_compare-emu-exact build/bench_gpu-emu
 	test/cuda_emu.sh
 
 # Regenerate the committed fixtures (needs PyTorch: Debian's python3-torch).

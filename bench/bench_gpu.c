@@ -8,10 +8,17 @@
 //           tokens (the argmax on the GPU); tokens/s of each, the share of
 //           the GPU's memory bandwidth at batch 1, GPU memory.
 //
-//   bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--shape 1b|small]
+//   many    test-time training of K self-edits' adapters (LoRA r=128, each
+//           its own examples: N steps of 1 x T tokens) one at a time against
+//           all K at once (be_sft_many: one pass over the K adapters' rows a
+//           step, the base shared): self-edit trainings per minute of each.
+//
+//   bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--shape 1b|small] [--seq T]
+//             [--many K] [--many-steps N] [--many-seq T]      (--many 0: no many rows)
 //
 // Output: one "key value" line per measure on stdout (bench/run_gpu.sh reads them).
 #include "bench/bench_models.h"
+#include "backend.h"
 #include "kernels.h"
 #include "model.h"
 #include "train.h"
@@ -138,6 +145,48 @@ static void bench_decode(CudaModel *g, const Config *c, int B, int P, int G) {
     free(prompts); free(lens); free(seqs); free(tok); free(next); free(logits);
 }
 
+// K adapters' test-time training, one at a time and then all at once, on a
+// backend of its own (the base uploaded once for both).
+static void bench_many(Model *m, const Lora *shape, int K, int steps, int T) {
+    char err[ERR_MAX];
+    Backend *be = backend_new(1, err);
+    if (!be) die(err);
+    Example *ex = calloc((size_t)K * steps, sizeof *ex);
+    Lora *lo = calloc((size_t)K, sizeof *lo);
+    SftRun *runs = calloc((size_t)K, sizeof *runs);
+    Rng rng;
+    rng_seed(&rng, 13);
+    for (int i = 0; i < K * steps; i++) {
+        ex[i] = (Example){.ids = malloc(T * sizeof(int)), .loss = malloc(T), .len = T};
+        for (int t = 0; t < T; t++) ex[i].ids[t] = (int)(rng_next(&rng) % (uint64_t)m->c.vocab), ex[i].loss[t] = t >= T / 2;
+    }
+    for (int k = 0; k < K; k++) {
+        if (lora_init(&lo[k], &m->c, shape->r, shape->alpha, shape->targets)) die("out of memory (adapters)");
+        lora_reset(&lo[k], 20 + k);
+        runs[k] = (SftRun){.ex = ex + (size_t)k * steps, .n = steps, .o = sft_defaults(), .lora = &lo[k]};
+        runs[k].o.seed = k;
+    }
+    model_attach_lora(m, &lo[0]);
+    if (be_sft_many(be, m, runs, 1, err)) die(err);   // warm-up: upload, kernels, cuBLAS
+    double t0 = now_seconds();
+    for (int k = 0; k < K; k++)
+        if (be_sft_many(be, m, &runs[k], 1, err)) die(err);
+    const double one = now_seconds() - t0;
+    t0 = now_seconds();
+    if (be_sft_many(be, m, runs, K, err)) die(err);
+    const double all = now_seconds() - t0;
+    printf("many_adapters %d\nmany_steps %d\nmany_seq %d\n", K, steps, T);
+    printf("many_one_at_a_time_per_min %.1f\n", 60.0 * K / one);
+    printf("many_at_once_per_min %.1f\n", 60.0 * K / all);
+    printf("many_mem_gib %.2f\n", gib(cuda_memory_peak()));
+    fflush(stdout);
+    backend_close(be);
+    model_attach_lora(m, NULL);
+    for (int k = 0; k < K; k++) lora_free(&lo[k]);
+    examples_free(ex, K * steps);
+    free(lo); free(runs);
+}
+
 static Config config_small(void) {
     Config c = config_25m();
     c.n_layers = 2;
@@ -145,7 +194,7 @@ static Config config_small(void) {
 }
 
 int main(int argc, char **argv) {
-    int steps = 10, P = 1024, G = 128, R = 128, B = 2, T = 1024;
+    int steps = 10, P = 1024, G = 128, R = 128, B = 2, T = 1024, many = 8, many_steps = 4, many_seq = 512;
     const char *batches = "1,64", *shape = "1b";
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
@@ -154,9 +203,12 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--batches")) batches = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--seq")) T = atoi(argv[++i]);
-        else die("usage: bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--shape 1b|small] [--seq T]");
+        else if (i + 1 < argc && !strcmp(argv[i], "--many")) many = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--many-steps")) many_steps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--many-seq")) many_seq = atoi(argv[++i]);
+        else die("usage: bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--shape 1b|small] [--seq T] [--many K] [--many-steps N] [--many-seq T]");
     }
-    if (steps < 1 || P < 1 || G < 1 || T < 2) die("bad arguments");
+    if (steps < 1 || P < 1 || G < 1 || T < 2 || many < 0 || many > MAX_ADAPTERS || many_steps < 1 || many_seq < 2) die("bad arguments");
     char err[ERR_MAX], dev[256];
     if (!cuda_available(err)) {
         printf("gpu_missing %s\n", err);
@@ -193,6 +245,7 @@ int main(int argc, char **argv) {
         p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p);
     }
     cuda_model_free(g);
+    if (many) bench_many(&m, &lo, many, many_steps, many_seq);
     model_attach_lora(&m, NULL);
     lora_free(&lo);
     model_free(&m);

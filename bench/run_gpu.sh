@@ -7,7 +7,7 @@
 # Runs BENCH_GPU (bench/bench_gpu.c built) on a Llama-3.2-1B-shaped model with
 # random weights: a LoRA training step (r=128 on q,v,gate,up,down, batch
 # 2 x 1024) and greedy KV-cache decoding at batch 1 and 64 after 1024-token
-# prompts; then bench/peer_hf_gpu.py (Hugging Face transformers + peft, bf16,
+# prompts, and K test-time adapters trained at once against one at a time; then bench/peer_hf_gpu.py (Hugging Face transformers + peft, bf16,
 # SDPA) on the same shapes. Prints a Markdown table (measure, ours, peer,
 # ratio, unit) on stdout and writes the same rows to OUT.json (default
 # bench-results-gpu.json) atomically. A peer that cannot run is reported as
@@ -58,6 +58,9 @@ for b in 1 64; do
     row "Decode, batch $b: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
         "$(div "$(get "$P" $k)" "$(get "$O" $k)")" "GiB"
 done
+row "Several adapters trained at once vs one at a time: self-edit trainings per minute ($(get "$O" many_adapters) adapters r=128, each $(get "$O" many_steps) steps of 1x$(get "$O" many_seq); peer column: ours one at a time)" \
+    "$(get "$O" many_at_once_per_min)" "ours, one at a time" "$(get "$O" many_one_at_a_time_per_min)" \
+    "$(div "$(get "$O" many_at_once_per_min)" "$(get "$O" many_one_at_a_time_per_min)")" "per minute"
 row "One ARC self-edit evaluation (TTT + augmented voting): measured by make gpu-check's SEAL round (its oracle row's s/edit); no Hugging Face peer for it yet" "" "" "" "" "s"
 
 print_table

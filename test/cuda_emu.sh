@@ -13,7 +13,10 @@
 #   3. no device: --backend cuda fails with "no CUDA device", auto runs on the CPU;
 #   4. the SEAL loop: seal demo --quick, seal demo knowledge --quick, and small
 #      seal knowledge and seal fewshot runs with --backend cuda (exact build)
-#      give the CPU runs' self-edits, answers, rewards and tables.
+#      give the CPU runs' self-edits, answers, rewards and tables, and so does
+#      a fewshot run whose oracle adapters train two at a time on the device
+#      (--adapters-at-once 2); SEAL_EMU_BENCH=1 also runs bench_gpu's rows
+#      at a tiny size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seal=build/seal-emu
@@ -85,7 +88,17 @@ if [ -d "$ARC/training" ]; then
            --m-epochs 1 --attempts 1 --oracle "$oracle" --seed 7 --out "$tmp/$2" "${@:3}" > "$tmp/$2.out" 2>/dev/null; }
     fs ./seal fcpu && fs build/seal-emu-exact fcuda --backend cuda && same fcpu fcuda
     echo "seal fewshot: $(wc -l < "$tmp/fcuda/edits.jsonl") self-edits, TTT and votes, the same table"
+    # two held-out tasks whose oracle adapters train together on the device (--adapters-at-once 2) against one at a time on the CPU
+    fsm() { fs "$@" --eval-ids be03b35f,66e6c45b --rounds 0 --all-tasks; }
+    fsm ./seal fmcpu && fsm build/seal-emu-exact fmcuda --backend cuda --adapters-at-once 2 && same fmcpu fmcuda
+    grep -q '"adapters_at_once":[[:space:]]*2' "$tmp/fmcuda/run.json" || { echo "FAIL: fmcuda: run.json does not record adapters_at_once"; exit 1; }
+    echo "seal fewshot --adapters-at-once 2: $(grep -c '"phase":"oracle".*"trained":true' "$tmp/fmcuda/edits.jsonl") oracle adapters trained together, the same rewards and table"
 else
     echo "SKIP seal fewshot: ARC tasks in neither data/ nor ../shared/data (data/fetch.sh fetches them)"
+fi
+if [ "${SEAL_EMU_BENCH:-0}" = 1 ]; then   # a few minutes more: bench_gpu's rows run at a tiny size (make bench-gpu's code path)
+    echo "== bench_gpu (bf16 build) at a tiny size: every row runs"
+    OMP_NUM_THREADS=1 build/bench_gpu-emu --shape small --steps 1 --seq 16 --prompt 8 --gen 2 --batches 1 --many 2 --many-steps 1 --many-seq 16 |
+        grep -E "train_tokens_per_s|b1_decode_tokens_per_s|many_(one_at_a_time|at_once)_per_min"
 fi
 echo "cuda emulation: all passed"
