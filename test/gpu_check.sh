@@ -6,7 +6,8 @@
 #   2. test/gpu_compare: CPU and CUDA logits, loss, LoRA gradients, an AdamW
 #      step and KV-cache decoding on a random Llama-3.2-1B-shaped model, then
 #      on small models that take the other kernel paths (plain-loop
-#      attention, head_dim 128, no CUDA graphs);
+#      attention, head_dim 128, no CUDA graphs; three adapters trained at
+#      once against the CPU's sft_many);
 #   3. compute-sanitizer (memcheck, racecheck) on a small model, when the
 #      tool is there;
 #   4. the SEAL loop on the GPU: seal demo --quick --backend cuda beside the
@@ -40,7 +41,7 @@ step "CPU vs CUDA: random Llama-3.2-1B-shaped model, batch 2 x 200, LoRA r=16"
 check build/gpu_compare --shape 1b --batch 2 --seq 200 --rank 16
 
 step "CPU vs CUDA: small models through the other kernel paths"
-check build/gpu_compare --shape small --batch 3 --seq 333 --rank 8
+check build/gpu_compare --shape small --batch 3 --seq 333 --rank 8 --many 3
 check env SEAL_CUDA_ATTN=loops build/gpu_compare --shape small --batch 2 --seq 150 --rank 8
 check build/gpu_compare --shape small --head-dim 128 --kv-heads 4 --tied --batch 1 --seq 257 --rank 8
 check build/gpu_compare --shape small --head-dim 8 --batch 2 --seq 90 --rank 4

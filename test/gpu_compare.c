@@ -36,6 +36,11 @@
 static double LOGITS_BOUND = 2e-2;   // max |ours - ref| / max |ref|
 static double GRAD_BOUND = 5e-2;     // || ours - ref || / || ref || over a group of tensors
 static double LOSS_BOUND = 1e-2;     // |ours - ref| / max(1, |ref|)
+// What several AdamW steps moved, || ours - ref || / || ref ||: AdamW divides
+// each gradient by its own running size, so bf16 noise in a near-zero
+// gradient becomes a full-size step. One step's check leaves such elements
+// out; over several steps they cannot be told apart, hence a looser bound.
+static double UPDATE_BOUND = 2e-1;
 
 static int failures;
 
@@ -151,7 +156,7 @@ static void compare_many(Model *m, const Lora *lo, const int *ids, int B, int T,
     snprintf(what, sizeof what, "%d adapters at once: losses, |diff| / max(1, |ref|)", K);
     report(what, dl, LOSS_BOUND);
     snprintf(what, sizeof what, "%d adapters at once: updates, rel L2", K);
-    report(what, r2 > 0 ? sqrt(d2 / r2) : sqrt(d2), GRAD_BOUND);
+    report(what, r2 > 0 ? sqrt(d2 / r2) : sqrt(d2), UPDATE_BOUND);
     printf("%-58s %s\n", "every run took its own number of steps", steps_same ? "ok" : "FAIL");
     failures += !steps_same;
     backend_close(be);
@@ -179,6 +184,7 @@ int main(int argc, char **argv) {
             LOGITS_BOUND = 1e-4;
             GRAD_BOUND = 1e-4;
             LOSS_BOUND = 1e-5;
+            UPDATE_BOUND = 1e-4;
         } else die("usage: gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S] [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--qwen2] [--exact] [--many K]");
     }
     if (B < 1 || T < 8 || R < 1 || many < 0 || many > MAX_ADAPTERS || (strcmp(shape, "1b") && strcmp(shape, "small"))) die("bad arguments");
