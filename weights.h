@@ -40,8 +40,12 @@ void qmat_row_f32(const QMat *q, int r, float *out);
 
 // y (R, rows) = x (R, cols) q^T, fp32 accumulation, each block dequantised
 // once inside the kernel and used for up to 8 rows of x: a batch of R rows
-// reads the weights once. OpenMP threads split the output columns.
+// reads the weights once. OpenMP threads split the output columns. Q8_0 and
+// Q4 weights multiply x quantised to 8 bits per block of 32 (integer dot
+// products, llama.cpp's way) unless qmat_q8_activations(0) asks for the exact
+// fp32 products (the reference the tests compare with); bf16 is always fp32.
 void qmat_mul(const QMat *q, const float *x, int R, float *y);
+void qmat_q8_activations(int on);   // default 1; process-wide
 
 // ---------------------------------------------------------------------------
 // A model's compact copies: which form the KV-cache path reads.

@@ -537,6 +537,8 @@ END_TEST
 // qmat_mul of every compact form equals the plain dot products of its rows
 // (qmat_row_f32, in double) for 1..11 rows of x: the 8-row groups and their
 // remainders, Q4_1's block sums. Q4 blocks are random bytes with f16 scales.
+// With fp32 activations within rounding; with q8 activations (Q8_0, Q4)
+// within the bound their rounding allows: each x off by max|x| / 254 of its block.
 START_TEST(qmat_kernels) {
     const int O = 37, I = 96;
     Rng r;
@@ -561,18 +563,31 @@ START_TEST(qmat_kernels) {
             qmat_row_f32(&q, o, row);
             for (int i = 0; i < I; i++) ck_assert_float_eq_tol(row[i], w[o * I + i], t == QT_BF16 ? fabsf(w[o * I + i]) / 256 : 0.5f * 0.1f * 5 / 127);
         }
-        for (int R = 1; R <= 11; R++) {
-            qmat_mul(&q, x, R, y);
-            for (int o = 0; o < O; o++) {
-                qmat_row_f32(&q, o, row);
-                for (int i = 0; i < R; i++) {
-                    double ref = 0, mag = 0;
-                    for (int j = 0; j < I; j++) { ref += (double)row[j] * x[i * I + j]; mag += fabs((double)row[j] * x[i * I + j]); }
-                    ck_assert_msg(fabs(y[i * O + o] - ref) <= 1e-5 * mag + 1e-6, "%s, %d rows: y[%d][%d] %g, expected %g",
-                                  QT_NAME[t], R, i, o, y[i * O + o], ref);
+        for (int q8 = 0; q8 <= 1; q8++) {
+            double worst = 0;   // the q8 error as a share of its bound
+            qmat_q8_activations(q8);
+            for (int R = 1; R <= 11; R++) {
+                qmat_mul(&q, x, R, y);
+                for (int o = 0; o < O; o++) {
+                    qmat_row_f32(&q, o, row);
+                    for (int i = 0; i < R; i++) {
+                        double ref = 0, mag = 0, bound = 0;   // bound: each x off by at most its block's max|x| / 254
+                        for (int j = 0; j < I; j++) { ref += (double)row[j] * x[i * I + j]; mag += fabs((double)row[j] * x[i * I + j]); }
+                        for (int k = 0; k < I / 32; k++) {
+                            double wabs = 0, xmax = 0;
+                            for (int j = 32 * k; j < 32 * k + 32; j++) { wabs += fabs(row[j]); xmax = fmax(xmax, fabs(x[i * I + j])); }
+                            bound += wabs * xmax / 254;
+                        }
+                        const double err = fabs(y[i * O + o] - ref), tol = (q8 && t != QT_BF16 ? bound : 0) + 1e-5 * mag + 1e-6;
+                        ck_assert_msg(err <= tol, "%s, %s activations, %d rows: y[%d][%d] %g, expected %g (tolerance %g)",
+                                      QT_NAME[t], q8 ? "q8" : "fp32", R, i, o, y[i * O + o], ref, tol);
+                        if (q8 && bound > 0) worst = fmax(worst, err / bound);
+                    }
                 }
             }
+            if (q8 && t != QT_BF16) printf("qmat %s, q8 activations: largest error %.2f of its bound\n", QT_NAME[t], worst);
         }
+        qmat_q8_activations(1);
         qmat_free(&q);
     }
     free(w); free(x); free(row); free(y);
