@@ -62,14 +62,16 @@ typedef struct {
     const SftOpts *o;
 } CudaTrain;
 
-static int cuda_train_step(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err) {
+static int cuda_train_step(void *ctx, int k, const int *which, const int *rows, const int *ids, const int *labels, int T, const float *lr,
+                           float *loss, char *err) {
     const CudaTrain *c = ctx;
     const SftOpts *o = c->o;
     float norm;
-    if (cuda_zero_grads(c->g, err) || cuda_forward(c->g, ids, labels, B, T, 1, NULL, loss, err)) return -1;
+    (void)k, (void)which;
+    if (cuda_zero_grads(c->g, err) || cuda_forward(c->g, ids, labels, rows[0], T, 1, NULL, loss, err)) return -1;
     if (!isfinite(*loss)) return 0;   // sft_loop stops here
     return cuda_backward(c->g, err) || (o->max_grad_norm > 0 && cuda_clip_grad_norm(c->g, o->max_grad_norm, &norm, err)) ||
-           cuda_adamw_step(c->g, lr, o->beta1, o->beta2, o->eps, o->weight_decay, err) ? -1 : 0;
+           cuda_adamw_step(c->g, lr[0], o->beta1, o->beta2, o->eps, o->weight_decay, err) ? -1 : 0;
 }
 
 int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, SftStats *st, char *err) {
@@ -78,7 +80,9 @@ int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, Sft
     if (!m->lora) return errf(err, "the cuda backend trains adapters only: attach one first");
     CudaTrain c = {.g = on_device(b, m, err), .o = o};   // a fresh AdamW state comes with the adapter
     if (!c.g) return -1;
-    int rc = sft_loop(ex, n, m->c.vocab, o, cuda_train_step, &c, st, err);
+    SftRun run = {.ex = ex, .n = n, .o = *o, .lora = m->lora};
+    int rc = sft_loop(&run, 1, m->c.vocab, cuda_train_step, &c, err);
+    *st = run.st;
     if (!rc && cuda_lora_get(c.g, &m->lora->params, 0, err)) rc = -1;
     if (!rc && !st->diverged && table_nonfinite(&m->lora->params)) st->diverged = 1, st->bad_loss = NAN;
     return rc;

@@ -520,6 +520,12 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
     }
 }
 
+// The adapter's term: y (N,out) += s * u B^T where u (N,r) = x A^T is kept for backward.
+static void lora_forward(const Linear *l, const float *x, float *y, float *u, int N) {
+    gemm(0, 1, N, l->r, l->in, 1.0f, x, l->in, l->a, l->in, 0.0f, u, l->r);
+    gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
+}
+
 // y (N,out) = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for
 // backward. compact: x W^T through W's compact copy when it has one and N is
 // small (the KV cache's decode steps; training always reads the fp32 W).
@@ -531,17 +537,49 @@ static void linear_apply(const Linear *l, const float *x, float *y, float *u, in
         for (int n = 0; n < N; n++)
             for (int o = 0; o < l->out; o++) y[(size_t)n * l->out + o] += l->bias[o];
     }
-    if (!l->r) return;
-    gemm(0, 1, N, l->r, l->in, 1.0f, x, l->in, l->a, l->in, 0.0f, u, l->r);
-    gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
+    if (l->r) lora_forward(l, x, y, u, N);
 }
 
-static void linear_forward(const Linear *l, const float *x, float *y, float *u, int N) { linear_apply(l, x, y, u, N, 0); }
+// Batch rows [b0[k], b0[k+1]) of a training pass go through adapter k: the
+// base product runs once over all N rows, each adapter's term over its rows.
+// Its tables lie at the same offsets as the attached adapter's (at), which
+// l points into.
+static Linear adapter_of(const Linear *l, const Lora *at, const Lora *lo) {
+    Linear x = *l;
+    if (!l->r || !lo || lo == at) return x;
+    x.a = lo->params.mem + (l->a - at->params.mem);
+    x.b = lo->params.mem + (l->b - at->params.mem);
+    x.da = l->da ? lo->grads.mem + (l->da - at->grads.mem) : NULL;
+    x.db = l->db ? lo->grads.mem + (l->db - at->grads.mem) : NULL;
+    return x;
+}
+
+static void linear_forward(const Model *m, const Acts *a, const Linear *l, const float *x, float *y, float *u) {
+    Linear base = *l;
+    base.r = 0;
+    linear_apply(&base, x, y, NULL, a->B * a->T, 0);
+    for (int k = 0; l->r && k < a->K; k++) {
+        const Linear lk = adapter_of(l, m->lora, a->adapter[k]);
+        const size_t r0 = (size_t)a->b0[k] * a->T;
+        lora_forward(&lk, x + r0 * l->in, y + r0 * l->out, u + r0 * l->r, (a->b0[k + 1] - a->b0[k]) * a->T);
+    }
+}
+
+// The adapter's part: dx += (s dy B) A when dx is not NULL, dA += (s dy B)^T x,
+// dB += s dy^T u. du (N,r) is scratch.
+static void lora_backward(const Linear *l, const float *dy, const float *x, const float *u, float *dx, float *du, int N) {
+    gemm(0, 0, N, l->r, l->out, l->scale, dy, l->out, l->b, l->r, 0.0f, du, l->r);
+    if (dx) gemm(0, 0, N, l->in, l->r, 1.0f, du, l->r, l->a, l->in, 1.0f, dx, l->in);
+    if (l->da) gemm(1, 0, l->r, l->in, N, 1.0f, du, l->r, x, l->in, 1.0f, l->da, l->in);
+    if (l->db) gemm(1, 0, l->out, l->r, N, l->scale, dy, l->out, u, l->r, 1.0f, l->db, l->r);
+}
 
 // dx (N,in) = (or += when accumulate) dy W + (s dy B) A, skipped when dx is
 // NULL (nothing needs it); the trainable gradients accumulate: dW += dy^T x,
-// db += the column sums of dy, dA += (s dy B)^T x, dB += s dy^T u. du (N,r) is scratch.
-static void linear_backward(const Linear *l, const float *dy, const float *x, const float *u, float *dx, float *du, int N, int accumulate) {
+// db += the column sums of dy, and each adapter's over its rows (lora_backward).
+static void linear_backward(const Model *m, const Acts *a, const Linear *l, const float *dy, const float *x, const float *u, float *dx,
+                            float *du, int accumulate) {
+    const int N = a->B * a->T;
     if (dx) gemm(0, 0, N, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, accumulate ? 1.0f : 0.0f, dx, l->in);
     if (l->dw) gemm(1, 0, l->out, l->in, N, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
     if (l->dbias) {
@@ -552,11 +590,12 @@ static void linear_backward(const Linear *l, const float *dy, const float *x, co
             l->dbias[o] += acc;
         }
     }
-    if (!l->r) return;
-    gemm(0, 0, N, l->r, l->out, l->scale, dy, l->out, l->b, l->r, 0.0f, du, l->r);
-    if (dx) gemm(0, 0, N, l->in, l->r, 1.0f, du, l->r, l->a, l->in, 1.0f, dx, l->in);
-    if (l->da) gemm(1, 0, l->r, l->in, N, 1.0f, du, l->r, x, l->in, 1.0f, l->da, l->in);
-    if (l->db) gemm(1, 0, l->out, l->r, N, l->scale, dy, l->out, u, l->r, 1.0f, l->db, l->r);
+    for (int k = 0; l->r && k < a->K; k++) {
+        const Linear lk = adapter_of(l, m->lora, a->adapter[k]);
+        const size_t r0 = (size_t)a->b0[k] * a->T;
+        lora_backward(&lk, dy + r0 * l->out, x + r0 * l->in, u + r0 * l->r, dx ? dx + r0 * l->in : NULL, du + r0 * l->r,
+                      (a->b0[k + 1] - a->b0[k]) * a->T);
+    }
 }
 
 // x (B*T, nh*hd) rotated in place at positions 0..T-1: rotate_half layout,
@@ -700,19 +739,19 @@ static void layer_forward(const Model *m, Acts *a, int l) {
     const int N = a->B * a->T, D = c->dim;
     float *res_out = l + 1 < c->n_layers ? a->layers[l + 1].res : a->res_out;   // the next layer's input
     rmsnorm_forward(A->ln1, A->rstd1, A->res, W->attn_norm, N, D, c->norm_eps);
-    linear_forward(&W->proj[PROJ_Q], A->ln1, A->q, A->u[PROJ_Q], N);
-    linear_forward(&W->proj[PROJ_K], A->ln1, A->k, A->u[PROJ_K], N);
-    linear_forward(&W->proj[PROJ_V], A->ln1, A->v, A->u[PROJ_V], N);
+    linear_forward(m, a, &W->proj[PROJ_Q], A->ln1, A->q, A->u[PROJ_Q]);
+    linear_forward(m, a, &W->proj[PROJ_K], A->ln1, A->k, A->u[PROJ_K]);
+    linear_forward(m, a, &W->proj[PROJ_V], A->ln1, A->v, A->u[PROJ_V]);
     rope(A->q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, 1.0f);
     rope(A->k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, 1.0f);
     attention_forward(A->atty, A->att, A->q, A->k, A->v, a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
-    linear_forward(&W->proj[PROJ_O], A->atty, A->mid, A->u[PROJ_O], N);
+    linear_forward(m, a, &W->proj[PROJ_O], A->atty, A->mid, A->u[PROJ_O]);
     add(A->mid, A->res, (size_t)N * D);
     rmsnorm_forward(A->ln2, A->rstd2, A->mid, W->mlp_norm, N, D, c->norm_eps);
-    linear_forward(&W->proj[PROJ_GATE], A->ln2, A->gate, A->u[PROJ_GATE], N);
-    linear_forward(&W->proj[PROJ_UP], A->ln2, A->up, A->u[PROJ_UP], N);
+    linear_forward(m, a, &W->proj[PROJ_GATE], A->ln2, A->gate, A->u[PROJ_GATE]);
+    linear_forward(m, a, &W->proj[PROJ_UP], A->ln2, A->up, A->u[PROJ_UP]);
     swiglu_forward(A->h, A->gate, A->up, (size_t)N * c->hidden);
-    linear_forward(&W->proj[PROJ_DOWN], A->h, res_out, A->u[PROJ_DOWN], N);
+    linear_forward(m, a, &W->proj[PROJ_DOWN], A->h, res_out, A->u[PROJ_DOWN]);
     add(res_out, A->mid, (size_t)N * D);
 }
 
@@ -725,21 +764,21 @@ static void layer_backward(Model *m, Acts *a, int l) {
     const LayerActs *A = &a->layers[l];
     const int N = a->B * a->T, D = c->dim;
     const size_t ND = (size_t)N * D;
-    linear_backward(&W->proj[PROJ_DOWN], a->d_res, A->h, A->u[PROJ_DOWN], a->d_h, a->d_u, N, 0);
+    linear_backward(m, a, &W->proj[PROJ_DOWN], a->d_res, A->h, A->u[PROJ_DOWN], a->d_h, a->d_u, 0);
     swiglu_backward(a->d_gate, a->d_up, a->d_h, A->gate, A->up, (size_t)N * c->hidden);
-    linear_backward(&W->proj[PROJ_GATE], a->d_gate, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, N, 0);
-    linear_backward(&W->proj[PROJ_UP], a->d_up, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, N, 1);
+    linear_backward(m, a, &W->proj[PROJ_GATE], a->d_gate, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, 0);
+    linear_backward(m, a, &W->proj[PROJ_UP], a->d_up, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, 1);
     memcpy(a->d_mid, a->d_res, ND * sizeof(float));
     rmsnorm_backward(a->d_mid, W->d_mlp_norm, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, D);
-    linear_backward(&W->proj[PROJ_O], a->d_mid, A->atty, A->u[PROJ_O], a->d_atty, a->d_u, N, 0);
+    linear_backward(m, a, &W->proj[PROJ_O], a->d_mid, A->atty, A->u[PROJ_O], a->d_atty, a->d_u, 0);
     attention_backward(a->d_q, a->d_k, a->d_v, a->d_att, a->d_atty, A->q, A->k, A->v, A->att,
                        a->B, a->T, c->n_heads, c->n_kv_heads, c->head_dim);
     rope(a->d_q, a->rope_cos, a->rope_sin, N, a->T, c->n_heads, c->head_dim, -1.0f);
     rope(a->d_k, a->rope_cos, a->rope_sin, N, a->T, c->n_kv_heads, c->head_dim, -1.0f);
     float *d_ln = l > 0 || m->d_embed || W->d_attn_norm ? a->d_ln : NULL;
-    linear_backward(&W->proj[PROJ_Q], a->d_q, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, N, 0);
-    linear_backward(&W->proj[PROJ_K], a->d_k, A->ln1, A->u[PROJ_K], d_ln, a->d_u, N, 1);
-    linear_backward(&W->proj[PROJ_V], a->d_v, A->ln1, A->u[PROJ_V], d_ln, a->d_u, N, 1);
+    linear_backward(m, a, &W->proj[PROJ_Q], a->d_q, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, 0);
+    linear_backward(m, a, &W->proj[PROJ_K], a->d_k, A->ln1, A->u[PROJ_K], d_ln, a->d_u, 1);
+    linear_backward(m, a, &W->proj[PROJ_V], a->d_v, A->ln1, A->u[PROJ_V], d_ln, a->d_u, 1);
     if (!d_ln) return;
     memcpy(a->d_res, a->d_mid, ND * sizeof(float));
     rmsnorm_backward(a->d_res, W->d_attn_norm, a->d_ln, A->res, W->attn_norm, A->rstd1, N, D);
@@ -786,17 +825,31 @@ static void cross_entropy_backward(float *logits, const int *labels, int B, int 
         }
 }
 
-float model_forward(const Model *m, Acts *a, const int *ids, const int *labels) {
+void model_forward_many(const Model *m, Acts *a, const int *ids, const int *labels, int K, Lora *const *adapter, const int *rows, float *loss) {
     const Config *c = &m->c;
-    const int N = a->B * a->T, D = c->dim;
+    const int N = a->B * a->T, D = c->dim, V = c->vocab;
     a->ids = ids;
     a->labels = labels;
+    a->K = K;
+    a->b0[0] = 0;
+    for (int k = 0; k < K; k++) a->adapter[k] = adapter[k], a->b0[k + 1] = a->b0[k] + rows[k];
     embed(a->layers[0].res, m->embed, ids, N, D);
     for (int l = 0; l < c->n_layers; l++) layer_forward(m, a, l);
     rmsnorm_forward(a->lnf, a->rstdf, a->res_out, m->norm, N, D, c->norm_eps);
-    gemm(0, 1, N, c->vocab, D, 1.0f, a->lnf, D, m->lm_head, D, 0.0f, a->logits, c->vocab);
+    gemm(0, 1, N, V, D, 1.0f, a->lnf, D, m->lm_head, D, 0.0f, a->logits, V);
     a->n_valid = 0;
-    return labels ? cross_entropy(a->logits, labels, a->B, a->T, c->vocab, &a->n_valid) : 0.0f;
+    for (int k = 0; k < K; k++) {   // each adapter's mean over its own rows
+        const size_t r0 = (size_t)a->b0[k] * a->T;
+        a->n_valid_of[k] = 0;
+        loss[k] = labels ? cross_entropy(a->logits + r0 * V, labels + r0, rows[k], a->T, V, &a->n_valid_of[k]) : 0.0f;
+        a->n_valid += a->n_valid_of[k];
+    }
+}
+
+float model_forward(const Model *m, Acts *a, const int *ids, const int *labels) {
+    float loss;
+    model_forward_many(m, a, ids, labels, 1, &m->lora, &a->B, &loss);
+    return loss;
 }
 
 // Overwrites a->logits with their gradient.
@@ -804,7 +857,10 @@ void model_backward(Model *m, Acts *a) {
     const Config *c = &m->c;
     const int N = a->B * a->T, D = c->dim, V = c->vocab;
     if (!a->labels || !a->n_valid) return;   // nothing carries loss: every gradient is zero
-    cross_entropy_backward(a->logits, a->labels, a->B, a->T, V, a->n_valid);
+    for (int k = 0; k < a->K; k++) {
+        const size_t r0 = (size_t)a->b0[k] * a->T;
+        cross_entropy_backward(a->logits + r0 * V, a->labels + r0, a->b0[k + 1] - a->b0[k], a->T, V, a->n_valid_of[k]);
+    }
     gemm(0, 0, N, D, V, 1.0f, a->logits, V, m->lm_head, D, 0.0f, a->d_lnf, D);
     if (m->d_lm_head) gemm(1, 0, V, D, N, 1.0f, a->logits, V, a->lnf, D, 1.0f, m->d_lm_head, D);
     memset(a->d_res, 0, (size_t)N * D * sizeof(float));

@@ -123,6 +123,9 @@ void lora_free(Lora *l);
 void model_attach_lora(Model *m, Lora *l);     // NULL detaches
 void lora_merge(Model *m, const Lora *l, float sign);   // W += sign * s * B A
 
+// Adapters one forward can train at once (model_forward_many).
+#define MAX_ADAPTERS 64
+
 // ---------------------------------------------------------------------------
 // Activations for one (B, T) shape: everything backward needs, in one
 // allocation laid out by one size table (model.c's carve_acts). N = B*T.
@@ -156,6 +159,11 @@ typedef struct {
     float *d_att;                 // (B, H, T, T)
     const int *ids, *labels;      // the batch the last forward saw
     int n_valid;                  // positions that carry loss
+    // The adapters of the last forward: batch rows [b0[k], b0[k+1]) go through
+    // adapter[k] (NULL: the attached one, or none) and carry n_valid_of[k] targets.
+    int K;
+    Lora *adapter[MAX_ADAPTERS];
+    int b0[MAX_ADAPTERS + 1], n_valid_of[MAX_ADAPTERS];
 } Acts;
 
 // RoPE inverse frequencies (hd/2 of them), llama3-scaled when the config says so.
@@ -169,8 +177,17 @@ void acts_free(Acts *a);
 // Forward on ids (B,T); with labels (B,T, -100 ignored, shifted inside as in
 // Hugging Face) it returns the mean cross-entropy, else 0. Logits land in a->logits.
 float model_forward(const Model *m, Acts *a, const int *ids, const int *labels);
+// K adapters over one frozen base in one pass: batch rows [0, rows[0]) go
+// through adapter[0], the next rows[1] through adapter[1], and so on (rows
+// sum to a->B). The base's products run once over all rows; each adapter's
+// LoRA terms only over its own. Every adapter is shaped as the attached one
+// (m->lora, which need not be among them); loss[k] is adapter k's mean
+// cross-entropy over its rows, and model_backward adds each adapter's
+// gradients into its own grads table. K = 1 with m->lora is model_forward.
+void model_forward_many(const Model *m, Acts *a, const int *ids, const int *labels, int K, Lora *const *adapter, const int *rows, float *loss);
 // Backward of the last forward's loss: accumulates into every trainable
-// gradient (model grads when training full, the adapter's grads with LoRA).
+// gradient (model grads when training full, the adapter's grads with LoRA;
+// after model_forward_many, the sum of the K losses into the K adapters').
 void model_backward(Model *m, Acts *a);
 
 // Matrix multiply in row-major storage, BLAS sgemm semantics:

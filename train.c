@@ -113,84 +113,163 @@ void sft_diverged_why(const SftStats *st, int total, char *buf, size_t n) {
     else snprintf(buf, n, SFT_DIVERGED ": loss %s at step %d of %d", isnan(st->bad_loss) ? "NaN" : "Inf", st->steps + 1, total);
 }
 
-int sft_loop(const Example *ex, int n, int vocab, const SftOpts *o, TrainStep step_fn, void *ctx, SftStats *stats, char *err) {
-    *stats = (SftStats){0};
-    if (n <= 0 || o->batch <= 0 || o->epochs <= 0) return errf(err, "nothing to train: %d examples, batch %d, %d epochs", n, o->batch, o->epochs);
-    for (int i = 0; i < n; i++)
-        for (int t = 0; t < ex[i].len; t++)
-            if (ex[i].ids[t] < 0 || ex[i].ids[t] >= vocab) return errf(err, "example %d: token id %d outside the vocabulary", i, ex[i].ids[t]);
-    double t0 = now_seconds();
-    const int total = sft_steps(n, o->batch, o->epochs);
-    int *order = xcalloc((size_t)n, sizeof(int)), *ids = NULL, *labels = NULL, step = 0, rc = 0;
-    size_t cap = 0;
+// Where one run of sft_loop stands.
+typedef struct {
     Rng r;
-    rng_seed(&r, o->seed);
-    for (int e = 0; e < o->epochs && !rc && !stats->diverged; e++) {
-        shuffle(order, n, &r);
-        double sum = 0.0;
-        for (int i = 0; i < n && !rc; i += o->batch, step++) {
-            int nb = n - i < o->batch ? n - i : o->batch, T = 0;
-            for (int b = 0; b < nb; b++) T = ex[order[i + b]].len > T ? ex[order[i + b]].len : T;
-            if ((size_t)nb * T > cap) {   // a batch: sized by the examples
-                cap = (size_t)nb * T;
-                free(ids);
-                free(labels);
-                ids = malloc(cap * sizeof(int));
-                labels = malloc(cap * sizeof(int));
-                if (!ids || !labels) { rc = errf(err, "out of memory for a batch of %d x %d tokens (%zu bytes)", nb, T, 2 * cap * sizeof(int)); break; }
-            }
-            pack_batch(ex, order + i, nb, T, ids, labels);
-            float loss;
-            if ((rc = step_fn(ctx, ids, labels, nb, T, lr_at(o->lr, step, o->warmup, total), &loss, err))) break;
-            if (!isfinite(loss)) { stats->diverged = 1; stats->bad_loss = loss; break; }   // the caller says so; the weights are no use
-            sum += loss;
-            if (o->progress) o->progress(step + 1, total, loss, o->progress_ctx);
-        }
-        if (rc || stats->diverged) break;
-        float mean = (float)(sum / ((n + o->batch - 1) / o->batch));
-        if (e == 0) stats->first_loss = mean;
-        stats->last_loss = mean;
+    int *order;                   // this epoch's order of the examples
+    int epoch, i, step, total;    // i: the next batch's first place in order
+    double sum;                   // this epoch's losses
+    int done;
+} Cursor;
+
+// Run s took its step with this loss: the next batch, epoch, or the end.
+static void advance(SftRun *s, Cursor *c, float loss, double t0) {
+    const SftOpts *o = &s->o;
+    if (!isfinite(loss)) { s->st.diverged = 1; s->st.bad_loss = loss; c->done = 1; }   // the caller says so; the weights are no use
+    else {
+        c->sum += loss;
+        if (o->progress) o->progress(c->step + 1, c->total, loss, o->progress_ctx);
+        c->step++;
+        c->i += o->batch;
     }
-    stats->steps = step;
-    stats->seconds = now_seconds() - t0;
-    free(order); free(ids); free(labels);
+    if (!c->done && c->i >= s->n) {
+        float mean = (float)(c->sum / ((s->n + o->batch - 1) / o->batch));
+        if (c->epoch == 0) s->st.first_loss = mean;
+        s->st.last_loss = mean;
+        c->epoch++;
+        c->i = 0;
+        c->sum = 0.0;
+        if (c->epoch == o->epochs) c->done = 1;
+        else shuffle(c->order, s->n, &c->r);
+    }
+    s->st.steps = c->step;
+    s->st.seconds = now_seconds() - t0;
+}
+
+int sft_loop(SftRun *runs, int K, int vocab, TrainStep step_fn, void *ctx, char *err) {
+    for (int k = 0; k < K; k++) {
+        const SftRun *s = &runs[k];
+        runs[k].st = (SftStats){0};
+        if (s->n <= 0 || s->o.batch <= 0 || s->o.epochs <= 0)
+            return errf(err, "nothing to train: %d examples, batch %d, %d epochs", s->n, s->o.batch, s->o.epochs);
+        for (int i = 0; i < s->n; i++)
+            for (int t = 0; t < s->ex[i].len; t++)
+                if (s->ex[i].ids[t] < 0 || s->ex[i].ids[t] >= vocab) return errf(err, "example %d: token id %d outside the vocabulary", i, s->ex[i].ids[t]);
+    }
+    const double t0 = now_seconds();
+    Cursor *cur = xcalloc((size_t)K, sizeof *cur);
+    int *which = xcalloc((size_t)K, sizeof(int)), *rows = xcalloc((size_t)K, sizeof(int)), *ids = NULL, *labels = NULL, rc = 0;
+    float *lr = xcalloc((size_t)K, sizeof(float)), *loss = xcalloc((size_t)K, sizeof(float));
+    size_t cap = 0;
+    for (int k = 0; k < K; k++) {
+        cur[k].order = xcalloc((size_t)runs[k].n, sizeof(int));
+        cur[k].total = sft_steps(runs[k].n, runs[k].o.batch, runs[k].o.epochs);
+        rng_seed(&cur[k].r, runs[k].o.seed);
+        shuffle(cur[k].order, runs[k].n, &cur[k].r);
+    }
+    while (!rc) {
+        int k_on = 0, B = 0, T = 0;   // the runs with a batch left, their rows, the longest example
+        for (int k = 0; k < K; k++) {
+            const SftRun *s = &runs[k];
+            if (cur[k].done) continue;
+            const int nb = s->n - cur[k].i < s->o.batch ? s->n - cur[k].i : s->o.batch;
+            for (int b = 0; b < nb; b++) T = s->ex[cur[k].order[cur[k].i + b]].len > T ? s->ex[cur[k].order[cur[k].i + b]].len : T;
+            which[k_on] = k;
+            rows[k_on++] = nb;
+            B += nb;
+        }
+        if (!k_on) break;
+        if ((size_t)B * T > cap) {   // a batch: sized by the examples
+            cap = (size_t)B * T;
+            free(ids);
+            free(labels);
+            ids = malloc(cap * sizeof(int));
+            labels = malloc(cap * sizeof(int));
+            if (!ids || !labels) { rc = errf(err, "out of memory for a batch of %d x %d tokens (%zu bytes)", B, T, 2 * cap * sizeof(int)); break; }
+        }
+        for (int j = 0, row = 0; j < k_on; row += rows[j++]) {
+            const SftRun *s = &runs[which[j]];
+            const Cursor *c = &cur[which[j]];
+            pack_batch(s->ex, c->order + c->i, rows[j], T, ids + (size_t)row * T, labels + (size_t)row * T);
+            lr[j] = lr_at(s->o.lr, c->step, s->o.warmup, c->total);
+        }
+        if ((rc = step_fn(ctx, k_on, which, rows, ids, labels, T, lr, loss, err))) break;
+        for (int j = 0; j < k_on; j++) advance(&runs[which[j]], &cur[which[j]], loss[j], t0);
+    }
+    for (int k = 0; k < K; k++) free(cur[k].order);
+    free(cur); free(which); free(rows); free(ids); free(labels); free(lr); free(loss);
     return rc;
 }
 
-// The CPU step: model.c's forward and backward, then clipping and AdamW here.
+// The CPU step: model.c's forward and backward over every run's rows, then
+// clipping and AdamW here, adapter by adapter.
 typedef struct {
     Model *m;
-    Table *params, *grads;
-    AdamW opt;
+    SftRun *runs;
+    AdamW *opt;                   // (K)
+    Lora **lora;                  // (K) the adapters of one step
     Acts a;
-    float max_grad_norm;
 } CpuTrain;
 
-static int cpu_step(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err) {
+static Table *params_of(Model *m, SftRun *s) { return s->lora ? &s->lora->params : &m->params; }
+static Table *grads_of(Model *m, SftRun *s) { return s->lora ? &s->lora->grads : &m->grads; }
+
+static int cpu_step(void *ctx, int k, const int *which, const int *rows, const int *ids, const int *labels, int T, const float *lr, float *loss,
+                    char *err) {
     CpuTrain *c = ctx;
+    int B = 0, finite = 0;
+    for (int j = 0; j < k; j++) B += rows[j];
     if (c->a.B != B || c->a.T != T) {   // a new batch shape: new activations
         acts_free(&c->a);
         if (acts_init(&c->a, c->m, B, T, err)) return -1;
     }
-    table_zero(c->grads);
-    *loss = model_forward(c->m, &c->a, ids, labels);
-    if (!isfinite(*loss)) return 0;
-    model_backward(c->m, &c->a);
-    if (c->max_grad_norm > 0) clip_grad_norm(c->grads, c->max_grad_norm);
-    adamw_step(&c->opt, c->params, c->grads, lr);
+    for (int j = 0; j < k; j++) {
+        c->lora[j] = c->runs[which[j]].lora;
+        table_zero(grads_of(c->m, &c->runs[which[j]]));
+    }
+    model_forward_many(c->m, &c->a, ids, labels, k, c->lora, rows, loss);
+    for (int j = 0; j < k; j++) finite += isfinite(loss[j]) != 0;
+    if (!finite) return 0;
+    model_backward(c->m, &c->a);   // a run's rows reach only its own adapter's gradients
+    for (int j = 0; j < k; j++) {
+        SftRun *s = &c->runs[which[j]];
+        if (!isfinite(loss[j])) continue;
+        if (s->o.max_grad_norm > 0) clip_grad_norm(grads_of(c->m, s), s->o.max_grad_norm);
+        adamw_step(&c->opt[which[j]], params_of(c->m, s), grads_of(c->m, s), lr[j]);
+    }
     return 0;
 }
 
-int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err) {
-    CpuTrain c = {.m = m, .params = trainable_params(m), .grads = trainable_grads(m), .max_grad_norm = o->max_grad_norm};
-    if (adamw_init(&c.opt, c.params, o->beta1, o->beta2, o->eps, o->weight_decay)) {
-        adamw_free(&c.opt);
-        *stats = (SftStats){0};
-        return errf(err, "out of memory for the optimizer state (%zu bytes)", size_mul(2 * c.params->total, sizeof(float)));
+int sft_many(Model *m, SftRun *runs, int K, char *err) {
+    if (K < 1 || K > MAX_ADAPTERS) return errf(err, "%d runs at once: 1 to %d", K, MAX_ADAPTERS);
+    for (int k = 0; k < K; k++)
+        if (K > 1 && (!runs[k].lora || !m->lora || runs[k].lora->params.total != m->lora->params.total || runs[k].lora->r != m->lora->r))
+            return errf(err, "run %d: several runs at once train adapters shaped as the attached one", k);
+    CpuTrain c = {.m = m, .runs = runs, .opt = xcalloc((size_t)K, sizeof(AdamW)), .lora = xcalloc((size_t)K, sizeof(Lora *))};
+    int rc = 0;
+    for (int k = 0; k < K && !rc; k++) {
+        const SftOpts *o = &runs[k].o;
+        const Table *p = params_of(m, &runs[k]);
+        if (adamw_init(&c.opt[k], p, o->beta1, o->beta2, o->eps, o->weight_decay)) {
+            runs[k].st = (SftStats){0};
+            rc = errf(err, "out of memory for the optimizer state (%zu bytes)", size_mul(2 * p->total, sizeof(float)));
+        }
     }
-    int rc = sft_loop(ex, n, m->c.vocab, o, cpu_step, &c, stats, err);
-    if (!rc && !stats->diverged && table_nonfinite(c.params)) stats->diverged = 1, stats->bad_loss = NAN;   // a step that overflowed last
+    if (!rc) rc = sft_loop(runs, K, m->c.vocab, cpu_step, &c, err);
+    for (int k = 0; k < K; k++) {
+        if (!rc && !runs[k].st.diverged && table_nonfinite(params_of(m, &runs[k])))   // a step that overflowed last
+            runs[k].st.diverged = 1, runs[k].st.bad_loss = NAN;
+        adamw_free(&c.opt[k]);
+    }
     acts_free(&c.a);
-    adamw_free(&c.opt);
+    free(c.opt);
+    free(c.lora);
+    return rc;
+}
+
+int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err) {
+    SftRun run = {.ex = ex, .n = n, .o = *o, .lora = m->lora};
+    int rc = sft_many(m, &run, 1, err);
+    *stats = run.st;
     return rc;
 }

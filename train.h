@@ -78,10 +78,32 @@ int sft_steps(int n_examples, int batch, int epochs);
 // are padded on the right to their longest example. Returns 0 or -1 with err.
 int sft(Model *m, const Example *ex, int n, const SftOpts *o, SftStats *stats, char *err);
 
-// sft's loop with the step left to the caller (the CUDA backend's is on the
-// GPU): the epochs, the shuffled order, packing, the schedule, divergence and
-// the stats are the same on every backend. A step trains on one packed batch
-// ids/labels (B, T) at learning rate lr and returns its loss before the update
-// (a NaN or Inf loss stops the loop: stats->diverged).
-typedef int (*TrainStep)(void *ctx, const int *ids, const int *labels, int B, int T, float lr, float *loss, char *err);
-int sft_loop(const Example *ex, int n, int vocab, const SftOpts *o, TrainStep step, void *ctx, SftStats *stats, char *err);
+// One of sft_many's runs: its examples, options and adapter in, its stats out.
+typedef struct {
+    const Example *ex;
+    int n;
+    SftOpts o;
+    Lora *lora;                   // the adapter it trains, shaped as the attached one;
+                                  // NULL (one run alone): the model's trainable table
+    SftStats st;
+} SftRun;
+
+// K runs of sft() in lockstep on one frozen base (K <= MAX_ADAPTERS), each
+// with its own adapter, AdamW state, example order and schedule: a step packs
+// the next batch of every run that has one into one (sum of batches, longest
+// example) pass of model_forward_many, then clips and updates each adapter on
+// its own. Each run ends as sft() would have left it (up to the order of
+// float sums); a run that diverges stops and the others go on. sft() is
+// sft_many with K = 1.
+int sft_many(Model *m, SftRun *runs, int K, char *err);
+
+// sft_many's loop with the step left to the caller (the CUDA backend's is on
+// the GPU): the epochs, the shuffled orders, packing, the schedules,
+// divergence and the stats are the same on every backend. A step trains k
+// runs at once: run which[j] on the rows[j] batch rows of ids/labels (sum of
+// rows, T) that follow run which[j-1]'s, at learning rate lr[j]; loss[j] gets
+// its loss before the update (a NaN or Inf loss: no update, and that run stops
+// with st.diverged).
+typedef int (*TrainStep)(void *ctx, int k, const int *which, const int *rows, const int *ids, const int *labels, int T, const float *lr,
+                         float *loss, char *err);
+int sft_loop(SftRun *runs, int K, int vocab, TrainStep step, void *ctx, char *err);

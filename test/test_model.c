@@ -607,6 +607,71 @@ START_TEST(nonfinite_refused) {
 END_TEST
 
 
+// K adapters trained together (sft_many: one pass over every run's rows a
+// step) end as K trained one at a time (sft): the same steps, losses and
+// weights up to the order of float sums. The runs differ in examples, batch,
+// epochs, learning rate, order and warm-up, so they take different numbers of
+// steps and the lockstep goes on with fewer runs; the last one diverges (an
+// absurd learning rate) and the others must not notice.
+START_TEST(sft_many_equals_separate) {
+    enum { K = 4, NEX = 5 };
+    Model m;
+    random_model(&m, 0, 2, 1);
+    Lora sep[K], many[K];
+    SftRun runs[K];
+    Example ex[NEX];
+    int ids[NEX][12];
+    uint8_t loss[NEX][12];
+    for (int i = 0; i < NEX; i++) {   // lengths 6..10, loss on the second half
+        ex[i] = (Example){.ids = ids[i], .loss = loss[i], .len = 6 + i};
+        for (int t = 0; t < ex[i].len; t++) ids[i][t] = (t * 5 + i * 3 + 1) % m.c.vocab, loss[i][t] = t >= ex[i].len / 2;
+    }
+    const int n[K] = {5, 3, 4, 2}, batch[K] = {2, 1, 3, 1}, epochs[K] = {2, 3, 1, 2};
+    const float lr[K] = {1e-2f, 3e-3f, 2e-2f, 1e38f};
+    char err[ERR_MAX];
+    for (int k = 0; k < K; k++) {
+        ck_assert_int_eq(lora_init(&sep[k], &m.c, 4, 8.0f, (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_DOWN)), 0);
+        ck_assert_int_eq(lora_init(&many[k], &m.c, 4, 8.0f, (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_DOWN)), 0);
+        lora_reset(&sep[k], 10 + k);
+        for (size_t j = 0; j < sep[k].params.total; j++) sep[k].params.mem[j] += 0.01f * (float)((j * 7 + k) % 13);   // B != 0
+        memcpy(many[k].params.mem, sep[k].params.mem, sep[k].params.total * sizeof(float));
+        SftOpts o = sft_defaults();
+        o.lr = lr[k], o.batch = batch[k], o.epochs = epochs[k], o.seed = 100 + k, o.warmup = k, o.weight_decay = 0.01f * k;
+        o.max_grad_norm = k == 3 ? 0 : 1.0f;
+        runs[k] = (SftRun){.ex = ex + k % 2, .n = n[k], .o = o, .lora = &many[k]};
+    }
+    model_attach_lora(&m, &many[0]);
+    ck_assert_msg(sft_many(&m, runs, K, err) == 0, "%s", err);
+    float dl = 0, dw = 0;
+    for (int k = 0; k < K; k++) {
+        SftStats st;
+        model_attach_lora(&m, &sep[k]);
+        ck_assert_msg(sft(&m, runs[k].ex, runs[k].n, &runs[k].o, &st, err) == 0, "%s", err);
+        ck_assert_int_eq(runs[k].st.steps, st.steps);
+        ck_assert_int_eq(runs[k].st.diverged, st.diverged);
+        ck_assert_int_eq(st.diverged, k == 3);
+        if (st.diverged) continue;
+        ck_assert_int_eq(st.steps, sft_steps(n[k], batch[k], epochs[k]));
+        dl = fmaxf(dl, fmaxf(fabsf(runs[k].st.first_loss - st.first_loss), fabsf(runs[k].st.last_loss - st.last_loss)));
+        float moved = 0;
+        for (size_t j = 0; j < sep[k].params.total; j++) {
+            dw = fmaxf(dw, fabsf(many[k].params.mem[j] - sep[k].params.mem[j]));
+            moved = fmaxf(moved, fabsf(many[k].params.mem[j] - many[(k + 1) % 3].params.mem[j]));
+        }
+        ck_assert_msg(moved > 1e-3f, "run %d ended where run %d did", k, (k + 1) % 3);
+    }
+    ck_assert_msg(dl < 1e-5f && dw < 1e-5f, "together vs apart: losses differ by %g, weights by %g", dl, dw);
+    fprintf(stderr, "sft_many_equals_separate: %d adapters together vs apart: max loss diff %.3g, max weight diff %.3g\n", K, dl, dw);
+    // several runs train adapters, not the model
+    runs[1].lora = NULL;
+    ck_assert_int_eq(sft_many(&m, runs, 2, err), -1);
+    ck_assert_msg(strstr(err, "adapters"), "%s", err);
+    model_attach_lora(&m, NULL);
+    for (int k = 0; k < K; k++) lora_free(&sep[k]), lora_free(&many[k]);
+    model_free(&m);
+}
+END_TEST
+
 // qmat_mul of every compact form equals the plain dot products of its rows
 // (qmat_row_f32, in double) for 1..11 rows of x: the 8-row groups and their
 // remainders, Q4_1's block sums. Q4 blocks are random bytes with f16 scales.
@@ -731,7 +796,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(f, fixtures_pass, 0, 2);
     tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
     // the default 4 s is short on two busy cores
-    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single, nonfinite_refused);
+    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single, nonfinite_refused, sft_many_equals_separate);
     tcase_add_test(g, sampling_same_as_full_sort);
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     tcase_add_test(g, qmat_kernels);
