@@ -214,6 +214,18 @@ build/make_model: test/make_model.c bench/bench_models.h $(SRC) $(wildcard *.h)
 build/bench_gpu: bench/bench_gpu.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
 	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/bench_gpu.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
 
+# One ARC self-edit evaluation (TTT, then voting), timed (bench/bench_arc.c);
+# with CUDA when built with it. test-bench-arc runs it beside the Hugging Face
+# peer (bench/peer_hf_arc.py) on a tiny random model on the CPU and checks
+# that both do the same work: per-step losses and greedy answers equal.
+build/bench_arc: bench/bench_arc.c $(SRC) $(wildcard *.h) $(CUDA_OBJ)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(VFLAGS) $(CUDA_DEF) -o $@ bench/bench_arc.c $(SRC) $(CUDA_OBJ) $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+
+HF_PYTHON ?= python3
+test-bench-arc: build/bench_arc build/make_model
+	HF_PYTHON=$(HF_PYTHON) test/bench_arc.sh
+
 GPU_PYTHON ?= python3
 bench-gpu: build/bench_gpu
 	PYTHON=$(GPU_PYTHON) bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
@@ -258,7 +270,7 @@ fixtures:
 clean:
 	rm -rf seal build
 
-.PHONY: FORCE all demo test slow check bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
+.PHONY: FORCE all demo test slow check bench fixtures clean bench-gpu gpu-check test-bench-arc test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
 
 # The knowledge demo's inner-loop check on a cached base (docs/KNOWLEDGE.md).
 build/knowledge_diag: bench/knowledge_diag.c $(SRC) $(wildcard *.h)
