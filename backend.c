@@ -41,9 +41,8 @@ void be_forget(Backend *b, const Model *m) {
 }
 const char *backend_name(const Backend *b) { return backend_is_cuda(b) ? "cuda" : "cpu"; }
 
-// m on the device, its base weights uploaded the first time, with m's adapter
-// (or none) as the attached one.
-static CudaModel *on_device(Backend *b, const Model *m, char *err) {
+// m on the device, its base weights uploaded the first time.
+static CudaModel *model_on_device(Backend *b, const Model *m, char *err) {
     int i = 0;
     while (i < b->n && b->host[i] != m) i++;
     if (i == b->n) {
@@ -51,40 +50,66 @@ static CudaModel *on_device(Backend *b, const Model *m, char *err) {
         if (!(b->dev[i] = cuda_model_new(m, err))) return NULL;
         b->host[b->n++] = m;
     }
-    return cuda_lora_set(b->dev[i], m->lora, err) ? NULL : b->dev[i];
+    return b->dev[i];
+}
+
+// The same with m's adapter (or none) as the attached one.
+static CudaModel *on_device(Backend *b, const Model *m, char *err) {
+    CudaModel *g = model_on_device(b, m, err);
+    return g && !cuda_lora_set(g, m->lora, err) ? g : NULL;
 }
 
 // ----------------------------------------------------------------------------
-// Training: train.c's loop, each step on the device.
+// Training: train.c's loop, each step on the device over every run's rows.
 
 typedef struct {
     CudaModel *g;
-    const SftOpts *o;
+    const SftRun *runs;
 } CudaTrain;
 
 static int cuda_train_step(void *ctx, int k, const int *which, const int *rows, const int *ids, const int *labels, int T, const float *lr,
                            float *loss, char *err) {
     const CudaTrain *c = ctx;
-    const SftOpts *o = c->o;
-    float norm;
-    (void)k, (void)which;
-    if (cuda_zero_grads(c->g, err) || cuda_forward(c->g, ids, labels, rows[0], T, 1, NULL, loss, err)) return -1;
-    if (!isfinite(*loss)) return 0;   // sft_loop stops here
-    return cuda_backward(c->g, err) || (o->max_grad_norm > 0 && cuda_clip_grad_norm(c->g, o->max_grad_norm, &norm, err)) ||
-           cuda_adamw_step(c->g, lr[0], o->beta1, o->beta2, o->eps, o->weight_decay, err) ? -1 : 0;
+    int finite = 0;
+    if (cuda_zero_grads(c->g, err) || cuda_forward_many(c->g, ids, labels, k, which, rows, T, 1, NULL, loss, err)) return -1;
+    for (int j = 0; j < k; j++) finite += isfinite(loss[j]) != 0;
+    if (!finite) return 0;   // sft_loop stops these runs
+    if (cuda_backward(c->g, err)) return -1;
+    for (int j = 0; j < k; j++) {
+        const SftOpts *o = &c->runs[which[j]].o;
+        float norm;
+        if (!isfinite(loss[j])) continue;
+        if ((o->max_grad_norm > 0 && cuda_clip_grad_norm(c->g, which[j], o->max_grad_norm, &norm, err)) ||
+            cuda_adamw_step(c->g, which[j], lr[j], o->beta1, o->beta2, o->eps, o->weight_decay, err))
+            return -1;
+    }
+    return 0;
+}
+
+int be_sft_many(Backend *b, Model *m, SftRun *runs, int K, char *err) {
+    if (!backend_is_cuda(b)) return sft_many(m, runs, K, err);
+    const Lora *lo[MAX_ADAPTERS];
+    if (K < 1 || K > MAX_ADAPTERS) return errf(err, "%d runs at once: 1 to %d", K, MAX_ADAPTERS);
+    for (int k = 0; k < K; k++) {
+        runs[k].st = (SftStats){0};
+        if (!(lo[k] = runs[k].lora)) return errf(err, "the cuda backend trains adapters only: attach one first");
+    }
+    CudaTrain c = {.g = model_on_device(b, m, err), .runs = runs};   // fresh AdamW states come with the adapters
+    if (!c.g || cuda_lora_set_many(c.g, lo, K, err)) return -1;
+    int rc = sft_loop(runs, K, m->c.vocab, cuda_train_step, &c, err);
+    for (int k = 0; k < K && !rc; k++) {
+        SftStats *st = &runs[k].st;
+        if (cuda_lora_get(c.g, k, &runs[k].lora->params, 0, err)) rc = -1;
+        else if (!st->diverged && table_nonfinite(&runs[k].lora->params)) st->diverged = 1, st->bad_loss = NAN;
+    }
+    return rc;
 }
 
 int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, SftStats *st, char *err) {
     if (!backend_is_cuda(b)) return sft(m, ex, n, o, st, err);
-    *st = (SftStats){0};
-    if (!m->lora) return errf(err, "the cuda backend trains adapters only: attach one first");
-    CudaTrain c = {.g = on_device(b, m, err), .o = o};   // a fresh AdamW state comes with the adapter
-    if (!c.g) return -1;
     SftRun run = {.ex = ex, .n = n, .o = *o, .lora = m->lora};
-    int rc = sft_loop(&run, 1, m->c.vocab, cuda_train_step, &c, err);
+    int rc = be_sft_many(b, m, &run, 1, err);
     *st = run.st;
-    if (!rc && cuda_lora_get(c.g, &m->lora->params, 0, err)) rc = -1;
-    if (!rc && !st->diverged && table_nonfinite(&m->lora->params)) st->diverged = 1, st->bad_loss = NAN;
     return rc;
 }
 

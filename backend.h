@@ -26,6 +26,10 @@ void be_forget(Backend *b, const Model *m);
 
 // sft() on b. CUDA trains adapters only: m must have one attached.
 int be_sft(Backend *b, Model *m, const Example *ex, int n, const SftOpts *o, SftStats *st, char *err);
+// sft_many() on b: K adapters trained together over m's frozen base, each
+// step one pass over every run's rows (on CUDA through cuda_forward_many, the
+// K adapters on the device at once); each run's adapter comes back trained.
+int be_sft_many(Backend *b, Model *m, SftRun *runs, int K, char *err);
 // generate() on b: the same prompts, per-sequence RNG streams, sampling, stops
 // and callbacks; greedy decoding takes the argmax on the device.
 int be_generate(Backend *b, const Model *m, const int *const *prompts, const int *lens, int B, const SampleOpts *o, const int *stop_ids,

@@ -482,6 +482,7 @@ int demo_run(const DemoOpts *o, char *err) {
     if (!rc) {
         demo_fewshot(&fs, o->quick, d.tok);
         RestemOpts ro = restem_opts(sc, o->seed);
+        ro.adapters_at_once = o->adapters_at_once > 1 ? o->adapters_at_once : 1;
         rc = run_seal(&d, sc, &fs, &ro, err);
     }
     demo_free(&d);

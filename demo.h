@@ -17,6 +17,7 @@ typedef struct {
     const char *out;              // run directory (default seal-runs/demo-SEED-TIME)
     const char *json;             // also write the report here
     Backend *be;                  // where the SEAL phase samples and trains (NULL: the CPU)
+    int adapters_at_once;         // RestemOpts.adapters_at_once (0: 1)
 } DemoOpts;
 
 int demo_run(const DemoOpts *o, char *err);

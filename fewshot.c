@@ -333,31 +333,6 @@ static int infer_reward(const FewShot *fs, Model *m, const Task *t, Rng *r, Outc
     return 0;
 }
 
-// The inner loop: a fresh LoRA l on the student, trained on the self-edit's
-// data. It stays attached for the reward; the caller detaches and frees it.
-// When training diverges, out->why says so and l is no use.
-static int ttt(const FewShot *fs, Model *m, Lora *l, const SelfEdit *se, Example *ex, int n, uint64_t seed, Outcome *out, char *err) {
-    if (lora_init(l, &m->c, fs->lora_r, fs->lora_alpha, fs->lora_targets)) return errf(err, "out of memory for the TTT adapter");
-    lora_reset(l, seed);
-    SftOpts so = sft_defaults();
-    so.lr = se->lr;
-    so.epochs = se->epochs;
-    so.batch = fs->batch;
-    so.warmup = fs->warmup;
-    so.seed = seed;
-    SftStats st;
-    model_attach_lora(m, l);
-    int rc = be_sft(fs->be, m, ex, n, &so, &st, err);
-    if (!rc && st.diverged) sft_diverged_why(&st, sft_steps(n, so.batch, so.epochs), out->why, sizeof out->why);
-    else if (!rc) {
-        cJSON_AddNumberToObject(out->metrics, "steps", st.steps);
-        cJSON_AddNumberToObject(out->metrics, "first_loss", st.first_loss);
-        cJSON_AddNumberToObject(out->metrics, "last_loss", st.last_loss);
-        cJSON_AddNumberToObject(out->metrics, "seconds_train", st.seconds);
-    }
-    return rc;
-}
-
 // What SEAL's self-edit.py needs to get as far as training: JSON (it draws
 // again when json.loads fails) whose "data_generation" and "training" are
 // objects (it reads their items before anything else).
@@ -368,14 +343,25 @@ static int json_sections(const char *edit) {
     return ok;
 }
 
-static int fs_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    const FewShot *fs = d->ctx;
-    const Task *t = task_of(fs, split, task);
+// One self-edit's evaluation, in the stages that let several train together:
+// fs_prepare (parse, TTT data), the inner loops (be_sft_many), fs_finish (answers).
+typedef struct {
+    const Task *t;
     Rng r;
-    rng_seed(&r, seed);
+    Example *ex;                  // the TTT data; NULL: nothing to train (scored, or answered unadapted)
+    int n;
+    SftRun run;                   // its inner loop
+    Lora l;                       // a fresh LoRA on the student
+} Eval;
+
+// Parses the edit and builds its TTT data in v; a self-edit with nothing to
+// train is scored here (the unadapted model answers, as in SEAL).
+static int fs_prepare(const FewShot *fs, Model *m, int split, int task, const char *edit, uint64_t seed, Eval *v, Outcome *out, char *err) {
+    const Task *t = v->t = task_of(fs, split, task);
+    rng_seed(&v->r, seed);
     out->metrics = cJSON_CreateObject();
     SelfEdit se;
-    if (!edit) { out->valid = 1; return infer_reward(fs, m, t, &r, out, err); }
+    if (!edit) { out->valid = 1; return infer_reward(fs, m, t, &v->r, out, err); }
     if (selfedit_parse(edit, &se, out->why)) {
         if (fs->strict_edits || !json_sections(edit)) return 0;   // invalid: drawn again; else reward 0
         // SEAL's fallback (self-edit.py): a JSON self-edit with a field it cannot
@@ -383,38 +369,89 @@ static int fs_evaluate(const Domain *d, Model *m, int split, int task, const cha
         out->valid = 1;
         size_t l = strlen(out->why);
         snprintf(out->why + l, sizeof out->why - l, "; trained 0 epochs, as SEAL does");
-        return infer_reward(fs, m, t, &r, out, err);
+        return infer_reward(fs, m, t, &v->r, out, err);
     }
     out->valid = 1;
     TttExample *tx;
     int n;
-    fewshot_ttt_data(fs, t, &se, &r, &tx, &n);
+    fewshot_ttt_data(fs, t, &se, &v->r, &tx, &n);
     cJSON_AddNumberToObject(out->metrics, "examples", n);
     long steps = selfedit_steps(n, fs->batch, se.epochs);
     if (n == 0 || steps > fs->max_steps) {   // as in SEAL: no training; the unadapted model answers
         snprintf(out->why, sizeof out->why, n ? "%ld optimizer steps, more than %d: not trained" : "no training examples", steps, fs->max_steps);
         arc_free_examples(tx, n);
-        return infer_reward(fs, m, t, &r, out, err);
+        return infer_reward(fs, m, t, &v->r, out, err);
     }
-    Example *ex;
-    int rc = fewshot_examples(fs, tx, n, se.output_only, &ex, err);
+    int rc = fewshot_examples(fs, tx, n, se.output_only, &v->ex, err);
     arc_free_examples(tx, n);
-    Lora *before = m->lora, l = {0};
-    if (!rc) rc = ttt(fs, m, &l, &se, ex, n, seed, out, err);
-    examples_free(ex, n);
-    if (!rc && !*out->why) {   // trained (a diverged one is not, and gets reward 0)
-        out->trained = 1;
-        double t0 = now_seconds();
-        rc = infer_reward(fs, m, t, &r, out, err);
-        cJSON_AddNumberToObject(out->metrics, "seconds_infer", now_seconds() - t0);
+    if (rc) return rc;
+    v->n = n;
+    if (lora_init(&v->l, &m->c, fs->lora_r, fs->lora_alpha, fs->lora_targets)) return errf(err, "out of memory for the TTT adapter");
+    lora_reset(&v->l, seed);
+    SftOpts so = sft_defaults();
+    so.lr = se.lr;
+    so.epochs = se.epochs;
+    so.batch = fs->batch;
+    so.warmup = fs->warmup;
+    so.seed = seed;
+    v->run = (SftRun){.ex = v->ex, .n = n, .o = so, .lora = &v->l};
+    return 0;
+}
+
+// After its inner loop: the training's stats, then (unless it diverged: reward
+// 0) the answers of the student with the trained adapter attached.
+static int fs_finish(const FewShot *fs, Model *m, Eval *v, Outcome *out, char *err) {
+    const SftStats *st = &v->run.st;
+    if (st->diverged) { sft_diverged_why(st, sft_steps(v->n, v->run.o.batch, v->run.o.epochs), out->why, sizeof out->why); return 0; }
+    cJSON_AddNumberToObject(out->metrics, "steps", st->steps);
+    cJSON_AddNumberToObject(out->metrics, "first_loss", st->first_loss);
+    cJSON_AddNumberToObject(out->metrics, "last_loss", st->last_loss);
+    cJSON_AddNumberToObject(out->metrics, "seconds_train", st->seconds);
+    out->trained = 1;
+    model_attach_lora(m, &v->l);
+    double t0 = now_seconds();
+    int rc = infer_reward(fs, m, v->t, &v->r, out, err);
+    cJSON_AddNumberToObject(out->metrics, "seconds_infer", now_seconds() - t0);
+    return rc;
+}
+
+// n self-edits (of any tasks) at once: their test-time adapters train
+// together over the student's frozen base, a pass over all their rows a step
+// (be_sft_many), then each answers with its own. out[i] is what fs_evaluate
+// gives for edit i alone, up to the order of float sums in training.
+static int fs_evaluate_many(const Domain *d, Model *m, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
+                            Outcome *out, char *err) {
+    const FewShot *fs = d->ctx;
+    Eval *v = xcalloc((size_t)n, sizeof *v);
+    SftRun *runs = xcalloc((size_t)n, sizeof *runs);
+    Lora *before = m->lora;
+    int rc = 0, k = 0;
+    for (int i = 0; i < n && !rc; i++) rc = fs_prepare(fs, m, split, task[i], edit[i], seed[i], &v[i], &out[i], err);
+    for (int i = 0; i < n && !rc; i++)
+        if (v[i].ex) runs[k++] = v[i].run;
+    if (!rc && k) {
+        model_attach_lora(m, runs[0].lora);   // the adapters' shape
+        rc = be_sft_many(fs->be, m, runs, k, err);
+    }
+    for (int i = 0, j = 0; i < n; i++) {
+        if (!v[i].ex) continue;
+        v[i].run.st = runs[j++].st;
+        examples_free(v[i].ex, v[i].n);
+        if (!rc) rc = fs_finish(fs, m, &v[i], &out[i], err);
+        lora_free(&v[i].l);
     }
     model_attach_lora(m, before);
-    lora_free(&l);
+    free(runs);
+    free(v);
     return rc;
+}
+
+static int fs_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+    return fs_evaluate_many(d, m, split, 1, &task, &edit, &seed, out, err);
 }
 
 void fewshot_domain(Domain *d, FewShot *fs) {
     *d = (Domain){.name = "fewshot-arc", .n_train = fs->n_train, .n_eval = fs->n_eval, .n_probe = fs->n_eval, .ctx = fs,
-                  .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
+                  .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .evaluate_many = fs_evaluate_many, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
                   .paper = {0.0, 0.20, 0.725, 1.0}, .be = fs->be, .counted_wrong = fs_counted_wrong};
 }

@@ -902,7 +902,6 @@ typedef struct {
 // model.h's Acts on the device, N = B*T.
 typedef struct {
     int B, T, N, CH, ready;       // CH: rows per LM-head chunk; ready: backward may run
-    float n_valid;
     void *mem;                    // the one allocation
     float *rope_cos, *rope_sin;   // (T, hd/2) each, back to back
     GLayerActs *layers;           // (n_layers)
@@ -922,6 +921,9 @@ typedef struct {
     float *dsum;                  // (B, H, T) sum over hd of d_atty * atty
     bf16 *d_gu, *d_u;             // (N, 2F) as the fused weights, (N, r)
     float *d_lnf;                 // (N, D)
+    // The adapters of the last forward (model.h's Acts): batch rows [b0[j],
+    // b0[j+1]) go through adapter which[j] of the K on the device.
+    int K, which[MAX_ADAPTERS], b0[MAX_ADAPTERS + 1];
 } GActs;
 
 typedef void (*FwdKernel)(AttnFwd);
@@ -936,14 +938,15 @@ struct CudaModel {
     bf16 *embed, *lm_head;
     float *norm, *stage;
     GLayer *layers;
-    // LoRA: every tensor of the adapter's Table, in its order
-    int r;
-    size_t ln;                    // floats
-    float *lp, *lg, *lm, *lv;     // params, grads, AdamW moments
-    bf16 *lb;
+    // LoRA: every tensor of the adapter's Table, in its order; K adapters of
+    // the same shapes back to back (cuda_lora_set_many), adapter k at k * ln
+    int r, K;
+    size_t ln;                    // floats of one adapter
+    float *lp, *lg, *lm, *lv;     // params, grads, AdamW moments (K * ln each)
+    bf16 *lb;                     // (K * ln)
     double *sumsq;
-    int adam_t, lora_gen;
-    float grad_scale;
+    int adam_t[MAX_ADAPTERS], lora_gen;
+    float grad_scale[MAX_ADAPTERS];
     // attention kernels for this head_dim
     FwdKernel fwd;
     BwdKernel bwd;
@@ -1041,8 +1044,30 @@ static int lora_forward(CudaModel *g, const GLinear *L, const bf16 *x, float *y,
     return gemm(g, 0, 1, N, L->out, L->r, L->scale, u, L->r, L->bb, L->r, 1.0f, y, 0, ldy, err);
 }
 
-static int linear_forward(CudaModel *g, const GLinear *L, const bf16 *x, float *y, float beta, bf16 *u, int N, char *err) {
-    return base_forward(g, L->w, L->out, L->in, x, y, L->out, beta, N, err) || lora_forward(g, L, x, y, L->out, u, N, err) ? -1 : 0;
+// L with its tables those of adapter k (they lie k adapters after adapter 0's).
+static GLinear adapter_of(const CudaModel *g, const GLinear *L, int k) {
+    GLinear x = *L;
+    const size_t off = (size_t)k * g->ln;
+    if (!L->r || !k) return x;
+    x.a += off, x.b += off, x.da += off, x.db += off, x.ab += off, x.bb += off;
+    return x;
+}
+
+// The adapters' terms over a pass's N rows: a training batch's rows through
+// their run's adapter (a's segments, model.c's linear_forward); a NULL a (the
+// KV cache) sends all N through adapter 0.
+static int lora_forward_rows(CudaModel *g, const GActs *a, const GLinear *L, const bf16 *x, float *y, int ldy, bf16 *u, int N, char *err) {
+    if (!a) return lora_forward(g, L, x, y, ldy, u, N, err);
+    for (int j = 0; L->r && j < a->K; j++) {
+        const GLinear Lk = adapter_of(g, L, a->which[j]);
+        const size_t r0 = (size_t)a->b0[j] * a->T;
+        if (lora_forward(g, &Lk, x + r0 * L->in, y + r0 * ldy, ldy, u + r0 * L->r, (a->b0[j + 1] - a->b0[j]) * a->T, err)) return -1;
+    }
+    return 0;
+}
+
+static int linear_forward(CudaModel *g, const GActs *a, const GLinear *L, const bf16 *x, float *y, float beta, bf16 *u, int N, char *err) {
+    return base_forward(g, L->w, L->out, L->in, x, y, L->out, beta, N, err) || lora_forward_rows(g, a, L, x, y, L->out, u, N, err) ? -1 : 0;
 }
 
 // model.c's linear_backward with a frozen base, split the same way.
@@ -1063,27 +1088,41 @@ static int lora_backward(CudaModel *g, const GLinear *L, const bf16 *dy, int ldy
     return gemm(g, 1, 0, L->out, L->r, N, L->scale, dy, ldy, u, L->r, 1.0f, L->db, 0, L->r, err);
 }
 
-static int linear_backward(CudaModel *g, const GLinear *L, const bf16 *dy, const bf16 *x, const bf16 *u, float *dx, int accumulate, bf16 *du,
-                      int N, char *err) {
-    if (dx && base_backward(g, L->w, L->out, L->in, dy, dx, accumulate, N, err)) return -1;
-    return lora_backward(g, L, dy, L->out, x, u, dx, du, N, err);
+// lora_backward over a training batch's rows, each through its run's adapter.
+static int lora_backward_rows(CudaModel *g, const GActs *a, const GLinear *L, const bf16 *dy, int ldy, const bf16 *x, const bf16 *u, float *dx,
+                              bf16 *du, char *err) {
+    for (int j = 0; L->r && j < a->K; j++) {
+        const GLinear Lk = adapter_of(g, L, a->which[j]);
+        const size_t r0 = (size_t)a->b0[j] * a->T;
+        if (lora_backward(g, &Lk, dy + r0 * ldy, ldy, x + r0 * L->in, u + r0 * L->r, dx ? dx + r0 * L->in : NULL, du + r0 * L->r,
+                          (a->b0[j + 1] - a->b0[j]) * a->T, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int linear_backward(CudaModel *g, const GActs *a, const GLinear *L, const bf16 *dy, const bf16 *x, const bf16 *u, float *dx, int accumulate,
+                           bf16 *du, char *err) {
+    if (dx && base_backward(g, L->w, L->out, L->in, dy, dx, accumulate, a->N, err)) return -1;
+    return lora_backward_rows(g, a, L, dy, L->out, x, u, dx, du, err);
 }
 
 // q, k, v of N rows of x (bf16, N x D) into qkv (N, Dq + 2 Dkv) fp32.
-static int qkv_forward(CudaModel *g, const GLayer *W, const bf16 *x, float *qkv, bf16 *const *u, int N, char *err) {
+static int qkv_forward(CudaModel *g, const GActs *a, const GLayer *W, const bf16 *x, float *qkv, bf16 *const *u, int N, char *err) {
     const int D = g->c.dim, nq = W->p[PROJ_Q].out, nk = W->p[PROJ_K].out, n = nq + 2 * nk;
-    return base_forward(g, W->wqkv, n, D, x, qkv, n, 0.0f, N, err) || lora_forward(g, &W->p[PROJ_Q], x, qkv, n, u[PROJ_Q], N, err) ||
-                   lora_forward(g, &W->p[PROJ_K], x, qkv + nq, n, u[PROJ_K], N, err) ||
-                   lora_forward(g, &W->p[PROJ_V], x, qkv + nq + nk, n, u[PROJ_V], N, err)
+    return base_forward(g, W->wqkv, n, D, x, qkv, n, 0.0f, N, err) || lora_forward_rows(g, a, &W->p[PROJ_Q], x, qkv, n, u[PROJ_Q], N, err) ||
+                   lora_forward_rows(g, a, &W->p[PROJ_K], x, qkv + nq, n, u[PROJ_K], N, err) ||
+                   lora_forward_rows(g, a, &W->p[PROJ_V], x, qkv + nq + nk, n, u[PROJ_V], N, err)
                ? -1
                : 0;
 }
 
 // gate, up of N rows of x into gu (N, 2F) fp32.
-static int gate_up_forward(CudaModel *g, const GLayer *W, const bf16 *x, float *gu, bf16 *const *u, int N, char *err) {
+static int gate_up_forward(CudaModel *g, const GActs *a, const GLayer *W, const bf16 *x, float *gu, bf16 *const *u, int N, char *err) {
     const int D = g->c.dim, F = g->c.hidden;
-    return base_forward(g, W->wgu, 2 * F, D, x, gu, 2 * F, 0.0f, N, err) || lora_forward(g, &W->p[PROJ_GATE], x, gu, 2 * F, u[PROJ_GATE], N, err) ||
-                   lora_forward(g, &W->p[PROJ_UP], x, gu + F, 2 * F, u[PROJ_UP], N, err)
+    return base_forward(g, W->wgu, 2 * F, D, x, gu, 2 * F, 0.0f, N, err) ||
+                   lora_forward_rows(g, a, &W->p[PROJ_GATE], x, gu, 2 * F, u[PROJ_GATE], N, err) ||
+                   lora_forward_rows(g, a, &W->p[PROJ_UP], x, gu + F, 2 * F, u[PROJ_UP], N, err)
                ? -1
                : 0;
 }
@@ -1304,7 +1343,6 @@ extern "C" CudaModel *cuda_model_new(const Model *m, char *err) {
     CudaModel *g = (CudaModel *)xcalloc(1, sizeof *g);
     g->c = m->c;
     g->layers = (GLayer *)xcalloc((size_t)m->c.n_layers, sizeof(GLayer));
-    g->grad_scale = 1.0f;
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) proj_shape(&m->c, p, &g->layers[l].p[p].out, &g->layers[l].p[p].in);
     int rc = 0;
@@ -1342,6 +1380,7 @@ static void lora_release(CudaModel *g) {
     g->lb = NULL;
     g->r = 0;
     g->ln = 0;
+    g->K = 0;
     for (int l = 0; l < g->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
             GLinear *L = &g->layers[l].p[p];
@@ -1351,41 +1390,48 @@ static void lora_release(CudaModel *g) {
         }
 }
 
-extern "C" int cuda_lora_set(CudaModel *g, const Lora *lo, char *err) {
+extern "C" int cuda_lora_set_many(CudaModel *g, const Lora *const *lo, int K, char *err) {
     CK(cudaStreamSynchronize(g->st));
     lora_release(g);
     acts_free(&g->acts);   // the u buffers depend on the adapter
     g->lora_gen++;
-    g->adam_t = 0;
-    g->grad_scale = 1.0f;
-    if (!lo) return 0;
-    const size_t n = lo->params.total;
+    g->K = 0;
+    if (K < 0 || K > MAX_ADAPTERS) return errf(err, "%d adapters at once: 0 to %d", K, MAX_ADAPTERS);
+    if (!K || !lo[0]) return 0;
+    for (int k = 0; k < K; k++) {
+        g->adam_t[k] = 0;
+        g->grad_scale[k] = 1.0f;
+        if (!lo[k] || lo[k]->params.total != lo[0]->params.total || lo[k]->r != lo[0]->r || lo[k]->targets != lo[0]->targets)
+            return errf(err, "adapter %d is not shaped as adapter 0", k);
+    }
+    const size_t n = lo[0]->params.total, Kn = (size_t)K * n;
     char *mem;
-    CK(cudaMalloc((void **)&mem, n * (4 * sizeof(float) + sizeof(bf16))));
+    CK(cudaMalloc((void **)&mem, Kn * (4 * sizeof(float) + sizeof(bf16))));
     g->lp = (float *)mem;
-    g->lg = g->lp + n;
-    g->lm = g->lg + n;
-    g->lv = g->lm + n;
-    g->lb = (bf16 *)(g->lv + n);
+    g->lg = g->lp + Kn;
+    g->lm = g->lg + Kn;
+    g->lv = g->lm + Kn;
+    g->lb = (bf16 *)(g->lv + Kn);
     g->ln = n;
-    g->r = lo->r;
-    CK(cudaMemcpyAsync(g->lp, lo->params.mem, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
-    CK(cudaMemsetAsync(g->lg, 0, 3 * n * sizeof(float), g->st));
-    if (to_bf16(g, g->lp, g->lb, n, err)) return -1;
+    g->K = K;
+    g->r = lo[0]->r;
+    for (int k = 0; k < K; k++) CK(cudaMemcpyAsync(g->lp + k * n, lo[k]->params.mem, n * sizeof(float), cudaMemcpyHostToDevice, g->st));
+    CK(cudaMemsetAsync(g->lg, 0, 3 * Kn * sizeof(float), g->st));
+    if (to_bf16(g, g->lp, g->lb, Kn, err)) return -1;
     char key[160];
     for (int l = 0; l < g->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
-            if (!(lo->targets >> p & 1)) continue;
+            if (!(lo[0]->targets >> p & 1)) continue;
             GLinear *L = &g->layers[l].p[p];
             lora_name(key, sizeof key, l, p, 'A');
-            const Tensor *A = table_get(&lo->params, key);
+            const Tensor *A = table_get(&lo[0]->params, key);
             lora_name(key, sizeof key, l, p, 'B');
-            const Tensor *B = table_get(&lo->params, key);
-            if (!A || !B || A->rows != lo->r || A->cols != L->in || B->rows != L->out || B->cols != lo->r)
+            const Tensor *B = table_get(&lo[0]->params, key);
+            if (!A || !B || A->rows != g->r || A->cols != L->in || B->rows != L->out || B->cols != g->r)
                 return errf(err, "adapter: %s is missing or has the wrong shape for this model", key);
-            const size_t oa = A->data - lo->params.mem, ob = B->data - lo->params.mem;
-            L->r = lo->r;
-            L->scale = lo->alpha / lo->r;
+            const size_t oa = A->data - lo[0]->params.mem, ob = B->data - lo[0]->params.mem;
+            L->r = g->r;
+            L->scale = lo[0]->alpha / g->r;
             L->a = g->lp + oa;
             L->b = g->lp + ob;
             L->da = g->lg + oa;
@@ -1398,40 +1444,46 @@ extern "C" int cuda_lora_set(CudaModel *g, const Lora *lo, char *err) {
     return 0;
 }
 
-extern "C" int cuda_lora_get(CudaModel *g, Table *dst, int what, char *err) {
+extern "C" int cuda_lora_set(CudaModel *g, const Lora *lo, char *err) { return cuda_lora_set_many(g, &lo, 1, err); }
+
+extern "C" int cuda_lora_get(CudaModel *g, int k, Table *dst, int what, char *err) {
     if (!g->lp) return errf(err, "no adapter on the GPU");
+    if (k < 0 || k >= g->K) return errf(err, "adapter %d: the GPU holds %d", k, g->K);
     if (dst->total != g->ln) return errf(err, "adapter table of %zu floats, the GPU holds %zu", dst->total, g->ln);
-    CK(cudaMemcpyAsync(dst->mem, what ? g->lg : g->lp, g->ln * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+    CK(cudaMemcpyAsync(dst->mem, (what ? g->lg : g->lp) + k * g->ln, g->ln * sizeof(float), cudaMemcpyDeviceToHost, g->st));
     CK(cudaStreamSynchronize(g->st));
     return 0;
 }
 
 extern "C" int cuda_zero_grads(CudaModel *g, char *err) {
-    if (g->ln) CK(cudaMemsetAsync(g->lg, 0, g->ln * sizeof(float), g->st));
-    g->grad_scale = 1.0f;
+    if (g->ln) CK(cudaMemsetAsync(g->lg, 0, g->K * g->ln * sizeof(float), g->st));
+    for (int k = 0; k < g->K; k++) g->grad_scale[k] = 1.0f;
     return 0;
 }
 
-extern "C" int cuda_clip_grad_norm(CudaModel *g, float max_norm, float *norm, char *err) {
+extern "C" int cuda_clip_grad_norm(CudaModel *g, int k, float max_norm, float *norm, char *err) {
     double ss = 0.0;
     *norm = 0.0f;
     if (!g->ln) return 0;
+    if (k < 0 || k >= g->K) return errf(err, "adapter %d: the GPU holds %d", k, g->K);
     CK(cudaMemsetAsync(g->sumsq, 0, sizeof(double), g->st));
-    LAUNCH(sumsq_kernel, grid_for(g->ln, 256) < 1024 ? grid_for(g->ln, 256) : 1024, 256, 0, g->st, g->lg, g->ln, g->sumsq);
+    LAUNCH(sumsq_kernel, grid_for(g->ln, 256) < 1024 ? grid_for(g->ln, 256) : 1024, 256, 0, g->st, g->lg + k * g->ln, g->ln, g->sumsq);
     CK(cudaMemcpyAsync(&ss, g->sumsq, sizeof(double), cudaMemcpyDeviceToHost, g->st));
     CK(cudaStreamSynchronize(g->st));
     *norm = (float)sqrt(ss);
     const float coef = max_norm / (*norm + 1e-6f);   // train.c's clip_grad_norm
-    g->grad_scale = coef < 1.0f ? coef : 1.0f;
+    g->grad_scale[k] = coef < 1.0f ? coef : 1.0f;
     return 0;
 }
 
-extern "C" int cuda_adamw_step(CudaModel *g, float lr, float beta1, float beta2, float eps, float weight_decay, char *err) {
+extern "C" int cuda_adamw_step(CudaModel *g, int k, float lr, float beta1, float beta2, float eps, float weight_decay, char *err) {
     if (!g->ln) return errf(err, "no adapter on the GPU to train");
-    g->adam_t++;
-    SealAdamW a = seal_adamw_consts(lr, beta1, beta2, eps, weight_decay, g->adam_t, g->grad_scale);
-    LAUNCH(adamw_kernel, grid_for(g->ln, 256), 256, 0, g->st, g->lp, g->lm, g->lv, g->lg, g->lb, g->ln, a);
-    g->grad_scale = 1.0f;
+    if (k < 0 || k >= g->K) return errf(err, "adapter %d: the GPU holds %d", k, g->K);
+    g->adam_t[k]++;
+    SealAdamW a = seal_adamw_consts(lr, beta1, beta2, eps, weight_decay, g->adam_t[k], g->grad_scale[k]);
+    const size_t o = k * g->ln;
+    LAUNCH(adamw_kernel, grid_for(g->ln, 256), 256, 0, g->st, g->lp + o, g->lm + o, g->lv + o, g->lg + o, g->lb + o, g->ln, a);
+    g->grad_scale[k] = 1.0f;
     CK(cudaStreamSynchronize(g->st));
     return 0;
 }
@@ -1538,22 +1590,31 @@ static int layer_forward(CudaModel *g, GActs *a, int l, char *err) {
     const RowMap qmap = {NULL, NULL, T, 0, Dq}, kmap = {NULL, NULL, T, 0, Dkv};
     const AttnFwd at = {.q = A->q, .k = A->k, .v = A->v, .o = A->atty, .lse = A->lse, .q_bs = (long)T * Dq, .kv_bs = (long)T * Dkv,
                         .q_rs = Dq, .kv_rs = Dkv, .Tq = T, .pos0 = 0, .H = H, .KV = KV, .hd = hd, .scale = 1.0f / sqrtf((float)hd)};
-    if (rmsnorm_forward(g, A->res, W->attn_norm, A->ln1, A->rstd1, N, err) || qkv_forward(g, W, A->ln1, qkv32, A->u, N, err) ||
+    if (rmsnorm_forward(g, A->res, W->attn_norm, A->ln1, A->rstd1, N, err) || qkv_forward(g, a, W, A->ln1, qkv32, A->u, N, err) ||
         qkv_rope(g, qkv32, W->bqkv, A->q, A->k, A->v, a->rope_cos, a->rope_sin, qmap, kmap, N, err) || attention_forward(g, at, a->B, err))
         return -1;
     CK(cudaMemcpyAsync(A->mid, A->res, (size_t)N * c->dim * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
-    if (linear_forward(g, &W->p[PROJ_O], A->atty, A->mid, 1.0f, A->u[PROJ_O], N, err) ||
-        rmsnorm_forward(g, A->mid, W->mlp_norm, A->ln2, A->rstd2, N, err) || gate_up_forward(g, W, A->ln2, gu32, A->u, N, err))
+    if (linear_forward(g, a, &W->p[PROJ_O], A->atty, A->mid, 1.0f, A->u[PROJ_O], N, err) ||
+        rmsnorm_forward(g, A->mid, W->mlp_norm, A->ln2, A->rstd2, N, err) || gate_up_forward(g, a, W, A->ln2, gu32, A->u, N, err))
         return -1;
     if (swiglu_forward(g, A->h, A->gate, A->up, gu32, N, err)) return -1;
     CK(cudaMemcpyAsync(res_out, A->mid, (size_t)N * c->dim * sizeof(float), cudaMemcpyDeviceToDevice, g->st));
-    return linear_forward(g, &W->p[PROJ_DOWN], A->h, res_out, 1.0f, A->u[PROJ_DOWN], N, err);
+    return linear_forward(g, a, &W->p[PROJ_DOWN], A->h, res_out, 1.0f, A->u[PROJ_DOWN], N, err);
 }
 
-extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int B, int T, int train, float *logits, float *loss, char *err) {
+extern "C" int cuda_forward_many(CudaModel *g, const int *ids, const int *labels, int K, const int *which, const int *rows, int T, int train,
+                                 float *logits, float *loss, char *err) {
     const Config *c = &g->c;
-    const int N = B * T, D = c->dim, V = c->vocab;
-    *loss = 0.0f;
+    const int D = c->dim, V = c->vocab;
+    int B = 0;
+    if (K < 1 || K > MAX_ADAPTERS) return errf(err, "%d adapters in one pass: 1 to %d", K, MAX_ADAPTERS);
+    for (int j = 0; j < K; j++) {
+        loss[j] = 0.0f;
+        if (rows[j] < 1 || (g->K ? which[j] < 0 || which[j] >= g->K : which[j] != 0))
+            return errf(err, "pass entry %d: %d rows through adapter %d (the GPU holds %d)", j, rows[j], which[j], g->K);
+        B += rows[j];
+    }
+    const int N = B * T;
     if (B < 1 || T < 1) return errf(err, "empty batch (%d x %d)", B, T);
     for (int n = 0; n < N; n++) {
         if (ids[n] < 0 || ids[n] >= V) return errf(err, "token id %d outside the vocabulary (%d)", ids[n], V);
@@ -1562,46 +1623,59 @@ extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int
     if (acts_ensure(g, B, T, err)) return -1;
     GActs *a = &g->acts;
     a->ready = 0;
+    a->K = K;
+    a->b0[0] = 0;
+    for (int j = 0; j < K; j++) a->which[j] = which[j], a->b0[j + 1] = a->b0[j] + rows[j];
     // Targets shifted as in Hugging Face: row (b, t) is scored on labels[b, t+1].
-    int *tgt = (int *)xcalloc((size_t)N, sizeof(int)), n_valid = 0;   // as many as the caller's ids
-    for (int n = 0; n < N; n++) {
-        const int y = labels && n % T < T - 1 ? labels[n + 1] : -100;
-        tgt[n] = y == -100 ? -1 : y;
-        n_valid += y != -100;
-    }
+    int *tgt = (int *)xcalloc((size_t)N, sizeof(int)), n_valid = 0, nv[MAX_ADAPTERS] = {0};   // as many as the caller's ids
+    for (int j = 0; j < K; j++)
+        for (int n = a->b0[j] * T; n < a->b0[j + 1] * T; n++) {
+            const int y = labels && n % T < T - 1 ? labels[n + 1] : -100;
+            tgt[n] = y == -100 ? -1 : y;
+            nv[j] += y != -100;
+        }
+    for (int j = 0; j < K; j++) n_valid += nv[j];
     cudaError_t e = cudaMemcpyAsync(a->ids, ids, N * sizeof(int), cudaMemcpyHostToDevice, g->st);
     if (e == cudaSuccess) e = cudaMemcpyAsync(a->tgt, tgt, N * sizeof(int), cudaMemcpyHostToDevice, g->st);
     if (e == cudaSuccess) e = cudaStreamSynchronize(g->st);   // tgt is freed next
     free(tgt);
     CK(e);
-    a->n_valid = (float)n_valid;
     if (embed(g, a->ids, a->layers[0].res, N, err)) return -1;
     for (int l = 0; l < c->n_layers; l++)
         if (layer_forward(g, a, l, err)) return -1;
     if (rmsnorm_forward(g, a->res_out, g->norm, a->lnf, a->rstdf, N, err)) return -1;
     const int grads = train && n_valid > 0;
-    for (int r0 = 0; r0 < N; r0 += a->CH) {   // the LM head and the loss, a chunk of rows at a time
-        const int nr = imin(a->CH, N - r0);
-        if (gemm(g, 0, 1, nr, V, D, 1.0f, a->lnf + (size_t)r0 * D, D, g->lm_head, D, 0.0f, a->logits, 0, V, err)) return -1;
-        if (logits) CK(cudaMemcpyAsync(logits + (size_t)r0 * V, a->logits, (size_t)nr * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
-        if (!n_valid) continue;
-        LAUNCH(cross_entropy_kernel, nr, CE_THREADS, 0, g->st, a->logits, a->tgt + r0, a->row_loss + r0, grads ? a->d_logits : NULL, V, a->n_valid);
-        if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->d_logits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
-    }
+    for (int j = 0; j < K; j++)   // each adapter's rows: its loss is the mean over its own targets
+        for (int r0 = a->b0[j] * T, end = a->b0[j + 1] * T; r0 < end; r0 += a->CH) {   // the LM head and the loss, a chunk of rows at a time
+            const int nr = imin(a->CH, end - r0);
+            if (gemm(g, 0, 1, nr, V, D, 1.0f, a->lnf + (size_t)r0 * D, D, g->lm_head, D, 0.0f, a->logits, 0, V, err)) return -1;
+            if (logits) CK(cudaMemcpyAsync(logits + (size_t)r0 * V, a->logits, (size_t)nr * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+            if (!n_valid) continue;
+            LAUNCH(cross_entropy_kernel, nr, CE_THREADS, 0, g->st, a->logits, a->tgt + r0, a->row_loss + r0, grads ? a->d_logits : NULL, V,
+                   (float)(nv[j] ? nv[j] : 1));   // no targets: zero rows, whatever it divides by
+            if (grads && gemm(g, 0, 0, nr, D, V, 1.0f, a->d_logits, V, g->lm_head, D, 0.0f, a->d_lnf + (size_t)r0 * D, 0, D, err)) return -1;
+        }
     if (n_valid) {
         float *rl = (float *)xcalloc((size_t)N, sizeof(float));
         e = cudaMemcpyAsync(rl, a->row_loss, N * sizeof(float), cudaMemcpyDeviceToHost, g->st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(g->st);
-        double total = 0.0;
-        for (int n = 0; n < N && e == cudaSuccess; n++) total += rl[n];
+        for (int j = 0; j < K && e == cudaSuccess; j++) {
+            double total = 0.0;
+            for (int n = a->b0[j] * T; n < a->b0[j + 1] * T; n++) total += rl[n];
+            loss[j] = nv[j] ? (float)(total / nv[j]) : 0.0f;
+        }
         free(rl);
         CK(e);
-        *loss = (float)(total / n_valid);
     }
     CK(cudaStreamSynchronize(g->st));
     a->ready = grads;
     note_memory();
     return 0;
+}
+
+extern "C" int cuda_forward(CudaModel *g, const int *ids, const int *labels, int B, int T, int train, float *logits, float *loss, char *err) {
+    const int which = 0;
+    return cuda_forward_many(g, ids, labels, 1, &which, &B, T, train, logits, loss, err);
 }
 
 static int layer_backward(CudaModel *g, GActs *a, int l, char *err) {
@@ -1613,13 +1687,13 @@ static int layer_backward(CudaModel *g, GActs *a, int l, char *err) {
     float *d_h = a->s32, *d_atty = a->s32;
     const RowMap qkv_map = {NULL, NULL, T, 0, Dqkv};
     // MLP: d_res holds d loss / d res[l+1]
-    if (linear_backward(g, &W->p[PROJ_DOWN], a->d_res_b, A->h, A->u[PROJ_DOWN], d_h, 0, a->d_u, N, err)) return -1;
+    if (linear_backward(g, a, &W->p[PROJ_DOWN], a->d_res_b, A->h, A->u[PROJ_DOWN], d_h, 0, a->d_u, err)) return -1;
     if (swiglu_backward(g, a->d_gu, d_h, A->gate, A->up, N, err) ||
         base_backward(g, W->wgu, 2 * F, c->dim, a->d_gu, a->d_ln, 0, N, err) ||
-        lora_backward(g, &W->p[PROJ_GATE], a->d_gu, 2 * F, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, N, err) ||
-        lora_backward(g, &W->p[PROJ_UP], a->d_gu + F, 2 * F, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, N, err) ||
+        lora_backward_rows(g, a, &W->p[PROJ_GATE], a->d_gu, 2 * F, A->ln2, A->u[PROJ_GATE], a->d_ln, a->d_u, err) ||
+        lora_backward_rows(g, a, &W->p[PROJ_UP], a->d_gu + F, 2 * F, A->ln2, A->u[PROJ_UP], a->d_ln, a->d_u, err) ||
         rmsnorm_backward(g, a->d_mid, a->d_mid_b, a->d_res, a->d_ln, A->mid, W->mlp_norm, A->rstd2, N, err) ||
-        linear_backward(g, &W->p[PROJ_O], a->d_mid_b, A->atty, A->u[PROJ_O], d_atty, 0, a->d_u, N, err))
+        linear_backward(g, a, &W->p[PROJ_O], a->d_mid_b, A->atty, A->u[PROJ_O], d_atty, 0, a->d_u, err))
         return -1;
     if (attention_backward(g, a, A, d_atty, err)) return -1;
     // d q, d k, d v (turned back by RoPE) side by side in d_qkv, as the fused weights are
@@ -1630,9 +1704,9 @@ static int layer_backward(CudaModel *g, GActs *a, int l, char *err) {
     // Layer 0's input is the frozen embedding: only its adapters' gradients.
     float *d_ln = l > 0 ? a->d_ln : NULL;
     if ((d_ln && base_backward(g, W->wqkv, Dqkv, c->dim, a->d_qkv, d_ln, 0, N, err)) ||
-        lora_backward(g, &W->p[PROJ_Q], a->d_qkv, Dqkv, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, N, err) ||
-        lora_backward(g, &W->p[PROJ_K], a->d_qkv + Dq, Dqkv, A->ln1, A->u[PROJ_K], d_ln, a->d_u, N, err) ||
-        lora_backward(g, &W->p[PROJ_V], a->d_qkv + Dq + Dkv, Dqkv, A->ln1, A->u[PROJ_V], d_ln, a->d_u, N, err))
+        lora_backward_rows(g, a, &W->p[PROJ_Q], a->d_qkv, Dqkv, A->ln1, A->u[PROJ_Q], d_ln, a->d_u, err) ||
+        lora_backward_rows(g, a, &W->p[PROJ_K], a->d_qkv + Dq, Dqkv, A->ln1, A->u[PROJ_K], d_ln, a->d_u, err) ||
+        lora_backward_rows(g, a, &W->p[PROJ_V], a->d_qkv + Dq + Dkv, Dqkv, A->ln1, A->u[PROJ_V], d_ln, a->d_u, err))
         return -1;
     if (!d_ln) return 0;
     return rmsnorm_backward(g, a->d_res, a->d_res_b, a->d_mid, a->d_ln, A->res, W->attn_norm, A->rstd1, N, err);
@@ -1785,7 +1859,7 @@ static int kv_rows(CudaKV *c, int R, int prefill_seq, int pos0, char *err) {
     for (int l = 0; l < cf->n_layers; l++) {
         const GLayer *W = &g->layers[l];
         bf16 *kc = c->k + (size_t)l * c->B * seq_stride, *vc = c->v + (size_t)l * c->B * seq_stride;
-        if (rmsnorm_forward(g, c->x, W->attn_norm, c->xn, NULL, R, err) || qkv_forward(g, W, c->xn, c->qkv32, us, R, err) ||
+        if (rmsnorm_forward(g, c->x, W->attn_norm, c->xn, NULL, R, err) || qkv_forward(g, NULL, W, c->xn, c->qkv32, us, R, err) ||
             qkv_rope(g, c->qkv32, W->bqkv, c->qb, kc, vc, c->rope_cos, c->rope_sin, qmap, cmap, R, err))
             return -1;
         if (prefill_seq >= 0) {
@@ -1797,10 +1871,10 @@ static int kv_rows(CudaKV *c, int R, int prefill_seq, int pos0, char *err) {
             LAUNCH(kv_attention_kernel, dim3(H, R), DEC_WARPS * 32, 0, g->st, c->qb, kc, vc, c->atty, c->seq, c->pos, seq_stride, H, KV, hd,
                    scale);
         }
-        if (linear_forward(g, &W->p[PROJ_O], c->atty, c->x, 1.0f, c->u, R, err) || rmsnorm_forward(g, c->x, W->mlp_norm, c->xn, NULL, R, err) ||
-            gate_up_forward(g, W, c->xn, c->gu32, us, R, err))
+        if (linear_forward(g, NULL, &W->p[PROJ_O], c->atty, c->x, 1.0f, c->u, R, err) || rmsnorm_forward(g, c->x, W->mlp_norm, c->xn, NULL, R, err) ||
+            gate_up_forward(g, NULL, W, c->xn, c->gu32, us, R, err))
             return -1;
-        if (swiglu_forward(g, c->h, NULL, NULL, c->gu32, R, err) || linear_forward(g, &W->p[PROJ_DOWN], c->h, c->x, 1.0f, c->u, R, err))
+        if (swiglu_forward(g, c->h, NULL, NULL, c->gu32, R, err) || linear_forward(g, NULL, &W->p[PROJ_DOWN], c->h, c->x, 1.0f, c->u, R, err))
             return -1;
     }
     return 0;

@@ -33,9 +33,13 @@ void cuda_model_free(CudaModel *g);
 // Replaces the adapter with l (same shapes or new ones; NULL detaches) and
 // zeroes its gradients and AdamW state.
 int cuda_lora_set(CudaModel *g, const Lora *l, char *err);
-// Copies the adapter's parameters (what = 0) or gradients (what = 1) into the
+// The same with K adapters of one shape (K <= MAX_ADAPTERS), adapter k
+// (0..K-1) with its own gradients and AdamW state: cuda_forward_many trains
+// them together. Adapter 0 is the one decoding reads.
+int cuda_lora_set_many(CudaModel *g, const Lora *const *l, int K, char *err);
+// Copies adapter k's parameters (what = 0) or gradients (what = 1) into the
 // host table of the same adapter.
-int cuda_lora_get(CudaModel *g, Table *dst, int what, char *err);
+int cuda_lora_get(CudaModel *g, int k, Table *dst, int what, char *err);
 
 // Forward on ids (B,T); with labels (B,T, -100 ignored, shifted inside as in
 // Hugging Face) *loss gets the mean cross-entropy, else 0. logits (B,T,V),
@@ -43,14 +47,20 @@ int cuda_lora_get(CudaModel *g, Table *dst, int what, char *err);
 // needs (the LM head's gradient is computed here, chunk by chunk, so the
 // logits of the whole batch never exist on the GPU at once).
 int cuda_forward(CudaModel *g, const int *ids, const int *labels, int B, int T, int train, float *logits, float *loss, char *err);
-// Backward of the last train = 1 forward: adds into the adapter's gradients.
+// model_forward_many's twin: batch rows (sum of rows, T), the first rows[0]
+// through adapter which[0], the next rows[1] through which[1], ...; loss[j]
+// the mean over entry j's rows. The base products run once over every row.
+// cuda_forward is this with one entry, adapter 0.
+int cuda_forward_many(CudaModel *g, const int *ids, const int *labels, int K, const int *which, const int *rows, int T, int train,
+                      float *logits, float *loss, char *err);
+// Backward of the last train = 1 forward: adds into the adapters' gradients.
 int cuda_backward(CudaModel *g, char *err);
-int cuda_zero_grads(CudaModel *g, char *err);
-// torch.nn.utils.clip_grad_norm_: *norm gets the norm before clipping; the
-// clipping itself happens inside the next cuda_adamw_step.
-int cuda_clip_grad_norm(CudaModel *g, float max_norm, float *norm, char *err);
-// One torch.optim.AdamW step on the adapter (its moments live on the GPU).
-int cuda_adamw_step(CudaModel *g, float lr, float beta1, float beta2, float eps, float weight_decay, char *err);
+int cuda_zero_grads(CudaModel *g, char *err);   // every adapter's
+// torch.nn.utils.clip_grad_norm_ on adapter k: *norm gets the norm before
+// clipping; the clipping itself happens inside its next cuda_adamw_step.
+int cuda_clip_grad_norm(CudaModel *g, int k, float max_norm, float *norm, char *err);
+// One torch.optim.AdamW step on adapter k (its moments live on the GPU).
+int cuda_adamw_step(CudaModel *g, int k, float lr, float beta1, float beta2, float eps, float weight_decay, char *err);
 
 // KV cache for up to B sequences of up to max_T tokens (kv_init's twin).
 CudaKV *cuda_kv_new(CudaModel *g, int B, int max_T, char *err);
@@ -93,16 +103,22 @@ static inline void cuda_device_name(char *buf, size_t n) { if (n) buf[0] = 0; }
 static inline CudaModel *cuda_model_new(const Model *m, char *err) { (void)m; errf(err, "no CUDA device (this binary was " SEAL_NO_CUDA ")"); return 0; }
 static inline void cuda_model_free(CudaModel *g) { (void)g; }
 static inline int cuda_lora_set(CudaModel *g, const Lora *l, char *err) { (void)g; (void)l; return errf(err, SEAL_NO_CUDA); }
-static inline int cuda_lora_get(CudaModel *g, Table *d, int w, char *err) { (void)g; (void)d; (void)w; return errf(err, SEAL_NO_CUDA); }
+static inline int cuda_lora_set_many(CudaModel *g, const Lora *const *l, int K, char *err) { (void)g; (void)l; (void)K; return errf(err, SEAL_NO_CUDA); }
+static inline int cuda_lora_get(CudaModel *g, int k, Table *d, int w, char *err) { (void)g; (void)k; (void)d; (void)w; return errf(err, SEAL_NO_CUDA); }
 static inline int cuda_forward(CudaModel *g, const int *i, const int *l, int B, int T, int t, float *lg, float *ls, char *err) {
     (void)g; (void)i; (void)l; (void)B; (void)T; (void)t; (void)lg; (void)ls;
     return errf(err, SEAL_NO_CUDA);
 }
+static inline int cuda_forward_many(CudaModel *g, const int *i, const int *l, int K, const int *w, const int *r, int T, int t, float *lg, float *ls,
+                                    char *err) {
+    (void)g; (void)i; (void)l; (void)K; (void)w; (void)r; (void)T; (void)t; (void)lg; (void)ls;
+    return errf(err, SEAL_NO_CUDA);
+}
 static inline int cuda_backward(CudaModel *g, char *err) { (void)g; return errf(err, SEAL_NO_CUDA); }
 static inline int cuda_zero_grads(CudaModel *g, char *err) { (void)g; return errf(err, SEAL_NO_CUDA); }
-static inline int cuda_clip_grad_norm(CudaModel *g, float mx, float *nm, char *err) { (void)g; (void)mx; (void)nm; return errf(err, SEAL_NO_CUDA); }
-static inline int cuda_adamw_step(CudaModel *g, float lr, float b1, float b2, float e, float wd, char *err) {
-    (void)g; (void)lr; (void)b1; (void)b2; (void)e; (void)wd;
+static inline int cuda_clip_grad_norm(CudaModel *g, int k, float mx, float *nm, char *err) { (void)g; (void)k; (void)mx; (void)nm; return errf(err, SEAL_NO_CUDA); }
+static inline int cuda_adamw_step(CudaModel *g, int k, float lr, float b1, float b2, float e, float wd, char *err) {
+    (void)g; (void)k; (void)lr; (void)b1; (void)b2; (void)e; (void)wd;
     return errf(err, SEAL_NO_CUDA);
 }
 static inline CudaKV *cuda_kv_new(CudaModel *g, int B, int T, char *err) { (void)g; (void)B; (void)T; errf(err, SEAL_NO_CUDA); return 0; }

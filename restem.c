@@ -264,55 +264,99 @@ void edit_take_outcome(Edit *e, const Outcome *o) {
     e->metrics = o->metrics;
 }
 
-// The domain's inner loop and reward for one task (edit NULL: no adaptation).
-static int reward(Seal *s, Phase phase, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    if (phase != PHASE_PROBE) return s->d->evaluate(s->d, s->student, PHASE_DOES[phase].split, task, edit, seed, out, err);
-    model_attach_lora(s->policy, policy_lora(s));
-    int rc = s->d->evaluate(s->d, s->policy, SPLIT_PROBE, task, edit, seed, out, err);
-    model_attach_lora(s->policy, NULL);
+// The domain's inner loop and reward for n tasks (edit NULL: no adaptation),
+// together when the domain can (evaluate_many), else one after another.
+static int rewards(Seal *s, Phase phase, int n, const int *task, char *const *edit, const uint64_t *seed, Outcome *out, char *err) {
+    Model *m = phase == PHASE_PROBE ? s->policy : s->student;
+    const int split = phase == PHASE_PROBE ? SPLIT_PROBE : PHASE_DOES[phase].split;
+    int rc = 0;
+    if (phase == PHASE_PROBE) model_attach_lora(s->policy, policy_lora(s));
+    if (n > 1 && s->d->evaluate_many) rc = s->d->evaluate_many(s->d, m, split, n, task, (const char *const *)edit, seed, out, err);
+    for (int i = 0; i < n && !rc && !(n > 1 && s->d->evaluate_many); i++) rc = s->d->evaluate(s->d, m, split, task[i], edit[i], seed[i], &out[i], err);
+    if (phase == PHASE_PROBE) model_attach_lora(s->policy, NULL);
     return rc;
 }
 
-// One self-edit, from attempt job->attempt until an attempt counts: a policy
-// self-edit that is invalid is drawn again, up to max_attempts draws. Each
-// attempt becomes an Edit in *out.
-static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) {
-    const Batch *b = ctx;
+// Up to MAX_ADAPTERS self-edits (jobs), each from attempt job->attempt until an
+// attempt counts: a policy self-edit that is invalid is drawn again, up to
+// max_attempts draws. Each attempt becomes an Edit in out[j]. The self-edits
+// pending at each attempt are rewarded together (adapters_at_once).
+static int score_pairs(const Batch *b, const RankJob *jobs, int n, Edits *out, char *err) {
     Seal *s = b->s;
     const int apply = PHASE_DOES[b->phase].apply, split = PHASE_DOES[b->phase].split;
-    char *prompt = s->d->prompt(s->d, split, job->task);
-    const uint64_t prompt_hash = hash_str(prompt), policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0;
-    int rc = 0;
+    const uint64_t policy_hash = s->adapter ? table_hash(&s->adapter->params) : 0;
+    char *prompt[MAX_ADAPTERS], *edit[MAX_ADAPTERS];
+    int attempt[MAX_ADAPTERS], done[MAX_ADAPTERS], task[MAX_ADAPTERS], which[MAX_ADAPTERS], rc = 0, left = n;
+    uint64_t seed[MAX_ADAPTERS];
+    Edit e[MAX_ADAPTERS];
+    Outcome o[MAX_ADAPTERS];
     student_for(s, b->phase);
-    if (s->d->counted_wrong && b->phase != PHASE_PROBE && s->d->counted_wrong(s->d, split, job->task, apply == APPLY_ORACLE_EDIT, NULL)) {
-        Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = job->attempt, .final = 1,
-                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, job->attempt), .prompt_hash = prompt_hash,
-                  .policy_hash = policy_hash, .task_id = xstrdup(s->d->task_name(s->d, split, job->task))};
-        s->d->counted_wrong(s->d, split, job->task, apply == APPLY_ORACLE_EDIT, e.why);   // no self-edit, no answer: reward 0
-        edits_push(out, &e);
-        free(prompt);
-        return 0;
+    for (int j = 0; j < n; j++) {
+        prompt[j] = s->d->prompt(s->d, split, jobs[j].task);
+        attempt[j] = jobs[j].attempt;
+        done[j] = s->d->counted_wrong && b->phase != PHASE_PROBE && s->d->counted_wrong(s->d, split, jobs[j].task, apply == APPLY_ORACLE_EDIT, NULL);
+        if (!done[j]) continue;
+        left--;
+        Edit w = {.phase = b->phase, .round = b->round, .task = jobs[j].task, .sample = jobs[j].sample, .attempt = attempt[j], .final = 1,
+                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, jobs[j].task, jobs[j].sample, attempt[j]), .prompt_hash = hash_str(prompt[j]),
+                  .policy_hash = policy_hash, .task_id = xstrdup(s->d->task_name(s->d, split, jobs[j].task))};
+        s->d->counted_wrong(s->d, split, jobs[j].task, apply == APPLY_ORACLE_EDIT, w.why);   // no self-edit, no answer: reward 0
+        edits_push(&out[j], &w);
     }
-    for (int attempt = job->attempt, final = 0; !final && !rc; attempt++) {
-        Edit e = {.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = attempt,
-                  .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt), .prompt_hash = prompt_hash,
-                  .policy_hash = policy_hash};
+    while (left && !rc) {
+        int m = 0;
         double t0 = now_seconds();
-        char *edit = apply == APPLY_POLICY_EDIT ? draw_edit(s, b, job->task, job->sample, attempt, prompt, e.seed, &e.seconds_sample, err)
-                   : apply == APPLY_ORACLE_EDIT ? xstrdup(s->d->oracle_edit) : NULL;
-        if (apply == APPLY_POLICY_EDIT && !edit) { rc = -1; break; }
-        Outcome o = {0};
-        if (!(rc = reward(s, b->phase, job->task, edit, e.seed, &o, err))) {
-            e.final = final = o.valid || apply != APPLY_POLICY_EDIT || attempt + 1 >= s->o->max_attempts;
-            e.task_id = xstrdup(s->d->task_name(s->d, split, job->task));
-            e.edit = edit ? utf8_sanitize(edit) : NULL;   // model output may hold invalid UTF-8; the log stays JSON
-            edit_take_outcome(&e, &o);
-            e.seconds_total = now_seconds() - t0;
-            edits_push(out, &e);
-        } else cJSON_Delete(o.metrics);
-        free(edit);
+        for (int j = 0; j < n && !rc; j++) {   // this attempt's self-edit of each pair still open
+            if (done[j]) continue;
+            const RankJob *job = &jobs[j];
+            e[m] = (Edit){.phase = b->phase, .round = b->round, .task = job->task, .sample = job->sample, .attempt = attempt[j],
+                          .seed = key_seed(s, PHASE_NAME[b->phase], b->round, job->task, job->sample, attempt[j]), .prompt_hash = hash_str(prompt[j]),
+                          .policy_hash = policy_hash};
+            edit[m] = apply == APPLY_POLICY_EDIT ? draw_edit(s, b, job->task, job->sample, attempt[j], prompt[j], e[m].seed, &e[m].seconds_sample, err)
+                    : apply == APPLY_ORACLE_EDIT ? xstrdup(s->d->oracle_edit) : NULL;
+            if (apply == APPLY_POLICY_EDIT && !edit[m]) { rc = -1; break; }
+            o[m] = (Outcome){0};
+            task[m] = job->task, seed[m] = e[m].seed, which[m++] = j;
+        }
+        if (!rc) rc = rewards(s, b->phase, m, task, edit, seed, o, err);
+        for (int i = 0; i < m; i++) {
+            const int j = which[i];
+            if (!rc) {
+                e[i].final = done[j] = o[i].valid || apply != APPLY_POLICY_EDIT || attempt[j] + 1 >= s->o->max_attempts;
+                e[i].task_id = xstrdup(s->d->task_name(s->d, split, jobs[j].task));
+                e[i].edit = edit[i] ? utf8_sanitize(edit[i]) : NULL;   // model output may hold invalid UTF-8; the log stays JSON
+                edit_take_outcome(&e[i], &o[i]);
+                e[i].seconds_total = (now_seconds() - t0) / m;   // a share of the attempts scored together
+                edits_push(&out[j], &e[i]);
+                left -= done[j];
+                attempt[j]++;
+            } else cJSON_Delete(o[i].metrics);
+            free(edit[i]);
+        }
     }
-    free(prompt);
+    for (int j = 0; j < n; j++) free(prompt[j]);
+    return rc;
+}
+
+// One self-edit (a RankWork: any rank).
+static int score_pair(void *ctx, const RankJob *job, Edits *out, char *err) { return score_pairs(ctx, job, 1, out, err); }
+
+static int record_pair(void *ctx, const RankJob *job, Edits *result, char *err);   // below
+
+// A phase's pairs adapters_at_once at a time (one rank only), each group's
+// recorded in job order as ranks_map records them.
+static int score_groups(const Batch *b, const RankJob *jobs, int n, char *err) {
+    const int K = b->s->o->adapters_at_once;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i += K) {
+        const int g = n - i < K ? n - i : K;
+        Edits out[MAX_ADAPTERS] = {0};
+        rc = score_pairs(b, jobs + i, g, out, err);
+        for (int j = 0; j < g; j++) {
+            if (!rc) rc = record_pair((void *)b, &jobs[i + j], &out[j], err);
+            edits_free(&out[j]);
+        }
+    }
     return rc;
 }
 
@@ -364,7 +408,9 @@ static double score_phase(Seal *s, Phase phase, int round, char *err) {
         for (int k = 0; k < samples; k++)
             if (!run_find(s->run, phase, key, t, k)) jobs[n++] = (RankJob){t, k, run_attempts(s->run, phase, key, t, k)};
     }
-    int rc = n ? share_batch(s, &b, err) || ranks_map(jobs, n, score_pair, record_pair, &b, err) : 0;
+    int rc = !n                           ? 0
+             : s->o->adapters_at_once > 1 ? score_groups(&b, jobs, n, err)
+                                          : share_batch(s, &b, err) || ranks_map(jobs, n, score_pair, record_pair, &b, err);
     free(jobs);
     if (rc) return NAN;
     double sum = 0;
@@ -688,7 +734,7 @@ RestemOpts restem_defaults(void) {
                         .sampling = {.max_new = 160, .temperature = 1.0f, .top_k = 0, .top_p = 0.95f},
                         .m_rank = 16, .m_alpha = 16.0f, .m_lr = 5e-5f, .m_epochs = 8, .m_batch = 1,
                         .m_targets = (1u << PROJ_Q) | (1u << PROJ_V) | (1u << PROJ_GATE) | (1u << PROJ_UP) | (1u << PROJ_DOWN),
-                        .replay = 0, .max_retention_drop = 0.1f, .seed = 0};
+                        .replay = 0, .max_retention_drop = 0.1f, .seed = 0, .adapters_at_once = 1};
 }
 
 void restem_opts_json(const RestemOpts *o, cJSON *j) {
@@ -705,6 +751,7 @@ void restem_opts_json(const RestemOpts *o, cJSON *j) {
     if (o->train_per_round) cJSON_AddNumberToObject(j, "train_per_round", o->train_per_round);
     if (o->train_stride) cJSON_AddNumberToObject(j, "train_stride", o->train_stride);
     if (o->m_from_previous) cJSON_AddNumberToObject(j, "m_from_previous", 1);
+    if (o->adapters_at_once > 1) cJSON_AddNumberToObject(j, "adapters_at_once", o->adapters_at_once);
     cJSON_AddNumberToObject(j, "temperature", o->sampling.temperature);
     cJSON_AddNumberToObject(j, "top_k", o->sampling.top_k);
     cJSON_AddNumberToObject(j, "top_p", o->sampling.top_p);

@@ -31,6 +31,10 @@ struct Domain {
     // Applies the edit (inner loop) to student and scores it; edit NULL scores the
     // student as it is (no adaptation). seed drives every random choice.
     int (*evaluate)(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err);
+    // Optional: evaluate() of n self-edits at once (n <= MAX_ADAPTERS), their
+    // inner loops trained together on the student's frozen base (be_sft_many).
+    int (*evaluate_many)(const Domain *d, Model *student, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
+                         Outcome *out, char *err);
     const char *oracle_edit;      // the best fixed configuration, or NULL
     const char *eot;              // the token closing a turn in the prompt's chat format (chat_eot), which
                                   // ends each self-edit of the M-step data; NULL: "<|eot_id|>"
@@ -66,6 +70,8 @@ typedef struct {
     float max_retention_drop;     // a policy whose probe score drops more is not promoted
     uint64_t seed;
     int quiet;                    // no progress lines on stderr
+    int adapters_at_once;         // self-edits whose inner loops train together (Domain.evaluate_many;
+                                  // 1..MAX_ADAPTERS, one rank only)
 } RestemOpts;
 
 RestemOpts restem_defaults(void);

@@ -88,7 +88,7 @@ static const struct Range {
     IN("--batch", 1, 10000, B_NONE),   IN("--warmup", 0, MAX_N, B_NONE),   IN("--max-examples", 1, MAX_N, B_NONE),
     IN("--max-steps", 1, MAX_N, B_NONE),   IN("--max-views", 0, 1000, B_NONE),   IN("--max-tokens", 2, MAX_TOKENS, B_CONTEXT),
     IN("--max-doc-tokens", 2, MAX_TOKENS, B_CONTEXT),   IN("--cpt-epochs", 1, 1000, B_NONE),   ABOVE("--cpt-lr", 0, 1),
-    IN("--cpt-batch", 1, 10000, B_NONE),   IN("--ttt-runs", 1, 100, B_NONE),   IN("--cpt-completions", 0, 10000, B_NONE),
+    IN("--cpt-batch", 1, 10000, B_NONE),   IN("--ttt-runs", 1, 100, B_NONE),   IN("--adapters-at-once", 1, MAX_ADAPTERS, B_NONE),   IN("--cpt-completions", 0, 10000, B_NONE),
     IN("--stored-k", 0, 10000, B_NONE),   IN("--train-stride", 0, MAX_N, B_NONE),
     // data, runs, ranks
     IN("--repeat", 1, 10000, B_NONE),   IN("--train-entries", 1, MAX_N, B_NONE),   IN("--train-scored", 1, MAX_N, B_NONE),   IN("--eval-entries", 1, MAX_N, B_NONE),
@@ -745,6 +745,10 @@ static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot 
     if (!(fs->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("fewshot", err, "--lora-targets");
     o->merge_policy = !a->attach_policy;
     o->keep_untrained = !a->trained_only;
+    if (o->adapters_at_once > 1 && ranks_size() > 1) {   // the ranks share out one self-edit at a time
+        fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", o->adapters_at_once);
+        o->adapters_at_once = 1;
+    }
     fs->unused_colors = !a->any_colors;
     if (fs->constrain && strcmp(fs->constrain, "edits") && strcmp(fs->constrain, "answers") && strcmp(fs->constrain, "both")) {
         fprintf(stderr, "seal: --constrain %s: expected edits, answers or both\n", fs->constrain);
@@ -851,6 +855,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--max-steps", F_INT, &fs.max_steps, "a self-edit over this many optimizer steps gets no training (SEAL: 375)"},
         {"--max-views", F_INT, &fs.max_views, "inference views per reward, 0 = all"},
         {"--max-answer-tokens", F_INT, &fs.max_answer_tokens, "longest greedy answer"},
+        {"--adapters-at-once", F_INT, &o.adapters_at_once, "self-edits whose test-time adapters train together on the frozen base, a pass over all their rows a step (beyond SEAL; 1 under mpirun)"},
         {"--oracle", F_STR, &fs.oracle, "the fixed self-edit reported as the oracle"},
         MSTEP_FLAGS(o),
         {"--m-batch", F_INT, &o.m_batch, "M-step batch size"},
@@ -1146,7 +1151,7 @@ static int cmd_knowledge(int argc, char **argv) {
 // seal demo
 
 static int cmd_demo(int argc, char **argv) {
-    DemoOpts o = {.seed = 1};
+    DemoOpts o = {.seed = 1, .adapters_at_once = 1};
     const char *pos[1];
     int gpus = 0;
     const char *backend = "auto";
@@ -1157,6 +1162,7 @@ static int cmd_demo(int argc, char **argv) {
         {"--cache", F_STR, &o.cache, "base-model cache (default $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo)"},
         {"--out", F_STR, &o.out, "run directory (default seal-runs/demo-SCALE-seedS-TIME)"},
         {"--json", F_STR, &o.json, "also write the report here"},
+        {"--adapters-at-once", F_INT, &o.adapters_at_once, "few-shot demo: self-edits whose test-time adapters train together (seal fewshot's flag)"},
         BACKEND_FLAG(backend),
         GPU_FLAG(gpus),
     };
@@ -1174,6 +1180,10 @@ static int cmd_demo(int argc, char **argv) {
     int npos, rc;
     if ((rc = parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos))) return rc;
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
+    if (o.adapters_at_once > 1 && ranks_size() > 1) {   // the ranks share out one self-edit at a time
+        fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", o.adapters_at_once);
+        o.adapters_at_once = 1;
+    }
     char err[ERR_MAX];
     if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
     if (check_output("--out", o.out, 1, err) || check_output("--json", o.json, 0, err) || check_output("--cache", o.cache, 1, err)) {

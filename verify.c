@@ -159,17 +159,17 @@ static int run_cuda(Fixture *fx, Model *m, FILE *out, char *err) {
     if (rc >= 0) bad |= rc = compare(fx, "loss", &loss, 1, out, err);
     if (rc >= 0 && !fx->lora) fprintf(out, "%-72s skipped: the CUDA backend trains LoRA adapters only\n", "grad.*, steps.loss, after.*");
     if (rc >= 0 && fx->lora) {
-        rc = cuda_zero_grads(g, err) || cuda_backward(g, err) || cuda_lora_get(g, grads, 1, err) ? -1 : 0;
+        rc = cuda_zero_grads(g, err) || cuda_backward(g, err) || cuda_lora_get(g, 0, grads, 1, err) ? -1 : 0;
         if (rc >= 0) bad |= rc = compare_table(fx, grads, "grad.", out, err);
     }
     if (rc >= 0 && fx->lora && fx->S > 0) {
         float *losses = xcalloc((size_t)fx->S, sizeof(float));
         for (int s = 0; s < fx->S && rc >= 0; s++)
             if (cuda_zero_grads(g, err) || cuda_forward(g, fx->ids, fx->labels, fx->B, fx->T, 1, NULL, &losses[s], err) ||
-                cuda_backward(g, err) || cuda_adamw_step(g, fx->lr, fx->beta1, fx->beta2, fx->eps, fx->weight_decay, err))
+                cuda_backward(g, err) || cuda_adamw_step(g, 0, fx->lr, fx->beta1, fx->beta2, fx->eps, fx->weight_decay, err))
                 rc = -1;
         if (rc >= 0) bad |= rc = compare(fx, "steps.loss", losses, fx->S, out, err);
-        if (rc >= 0) rc = cuda_lora_get(g, params, 0, err) ? -1 : 0;
+        if (rc >= 0) rc = cuda_lora_get(g, 0, params, 0, err) ? -1 : 0;
         if (rc >= 0) bad |= rc = compare_table(fx, params, "after.", out, err);
         free(losses);
     }

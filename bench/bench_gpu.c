@@ -68,7 +68,7 @@ static void bench_train(CudaModel *g, const Config *c, int r, int B, int T, int 
     for (int s = 0; s < steps + 2; s++) {   // two warm-up steps
         if (s == 2) t0 = now_seconds();
         if (cuda_zero_grads(g, err) || cuda_forward(g, ids, ids, B, T, 1, NULL, &loss, err) || cuda_backward(g, err) ||
-            cuda_clip_grad_norm(g, 1.0f, &norm, err) || cuda_adamw_step(g, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, err))
+            cuda_clip_grad_norm(g, 0, 1.0f, &norm, err) || cuda_adamw_step(g, 0, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, err))
             die(err);
         if (s >= 2) loss_sum += loss;
     }

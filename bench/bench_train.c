@@ -10,6 +10,11 @@
 //       safetensors into DIR (in a child process, so its memory is not
 //       counted), then: load time (file evicted from the page cache, then
 //       warm), peak resident memory, one LoRA step at 1 x 256.
+//   bench_train many [--threads N] [--steps N] [--many K] [--seq T]
+//       K test-time adapters on the ~25M Llama, each trained on its own N
+//       examples of T tokens (batch 1, one epoch): one at a time (K sft runs)
+//       against together (sft_many: one pass over the K adapters' rows a
+//       step): seconds and their ratio.
 //
 // Output: one "key value" line per measure on stdout (bench/run.sh reads them).
 #include "bench/bench_models.h"
@@ -314,22 +319,76 @@ static int bench_1b(const char *dir, int threads) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// Several adapters at once against one at a time.
+
+static int bench_many(int threads, int steps, int K, int T) {
+    printf("threads %d\n", threads);
+    Model m;
+    Config c = config_25m();
+    char err[ERR_MAX];
+    if (model_init(&m, &c, err)) die(err);
+    model_random(&m, 1, 0.02f);
+    Example *ex = calloc((size_t)K * steps, sizeof *ex);
+    Lora *lo = calloc((size_t)K, sizeof *lo);
+    SftRun *runs = calloc((size_t)K, sizeof *runs);
+    Rng r;
+    rng_seed(&r, 5);
+    for (int i = 0; i < K * steps; i++) {
+        ex[i] = (Example){.ids = malloc(T * sizeof(int)), .loss = malloc(T), .len = T};
+        for (int t = 0; t < T; t++) ex[i].ids[t] = (int)(rng_next(&r) % (uint64_t)c.vocab), ex[i].loss[t] = t >= T / 2;
+    }
+    for (int k = 0; k < K; k++) {
+        if (lora_init(&lo[k], &c, 16, 32.0f, TARGETS)) die("out of memory (adapters)");
+        runs[k] = (SftRun){.ex = ex + (size_t)k * steps, .n = steps, .o = sft_defaults(), .lora = &lo[k]};
+        runs[k].o.seed = k;
+    }
+    double sep = 0, tog = 0;
+    for (int rep = 0; rep < 2; rep++) {   // alternating, so that load on a shared machine falls on both
+        double t0 = now_seconds();
+        for (int k = 0; k < K; k++) {
+            SftStats st;
+            lora_reset(&lo[k], 10 + k);
+            model_attach_lora(&m, &lo[k]);
+            if (sft(&m, runs[k].ex, steps, &runs[k].o, &st, err)) die(err);
+        }
+        sep += now_seconds() - t0;
+        for (int k = 0; k < K; k++) lora_reset(&lo[k], 10 + k);
+        model_attach_lora(&m, &lo[0]);
+        t0 = now_seconds();
+        if (sft_many(&m, runs, K, err)) die(err);
+        tog += now_seconds() - t0;
+    }
+    printf("many_adapters %d\nmany_steps %d\nmany_seq %d\n", K, steps, T);
+    printf("many_separate_s %.3f\nmany_together_s %.3f\nmany_speedup %.3f\n", sep / 2, tog / 2, sep / tog);
+    model_attach_lora(&m, NULL);
+    for (int k = 0; k < K; k++) lora_free(&lo[k]);
+    examples_free(ex, K * steps);
+    free(lo); free(runs);
+    model_free(&m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) die("usage: bench_train train [--threads N] [--steps N] [--warmup N] | 1b DIR [--threads N]");
-    int threads = omp_get_num_procs(), steps = 5, warmup = 2, a = 2;
+    if (argc < 2) die("usage: bench_train train [--threads N] [--steps N] [--warmup N] | 1b DIR [--threads N] | many [--threads N] [--steps N] [--many K] [--seq T]");
+    int threads = omp_get_num_procs(), steps = 5, warmup = 2, a = 2, many = 0, seq = 64;
     const char *dir = NULL;
     if (!strcmp(argv[1], "1b")) {
         if (argc < 3) die("1b needs a directory");
         dir = argv[a++];
-    } else if (strcmp(argv[1], "train")) die("unknown mode (expected train or 1b)");
+    } else if (!strcmp(argv[1], "many")) many = 4;
+    else if (strcmp(argv[1], "train")) die("unknown mode (expected train, 1b or many)");
     for (; a + 1 < argc; a += 2) {
         if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--steps")) steps = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--warmup")) warmup = atoi(argv[a + 1]);
+        else if (many && !strcmp(argv[a], "--many")) many = atoi(argv[a + 1]);
+        else if (many && !strcmp(argv[a], "--seq")) seq = atoi(argv[a + 1]);
         else die("unknown option");
     }
     if (a != argc) die("an option lacks its value");
-    if (threads < 1 || steps < 1 || warmup < 0) die("bad option value");
+    if (threads < 1 || steps < 1 || warmup < 0 || (argv[1][0] == 'm' && (many < 1 || many > MAX_ADAPTERS || seq < 2))) die("bad option value");
     omp_set_num_threads(threads);
+    if (many) return bench_many(threads, steps, many, seq);
     return dir ? bench_1b(dir, threads) : bench_train(threads, steps, warmup);
 }

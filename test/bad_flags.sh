@@ -96,6 +96,8 @@ fs --max-examples 0
 fs --max-steps 0
 fs --max-views -1
 fs --max-views 1001
+fs --adapters-at-once 0
+fs --adapters-at-once 65
 fs --max-answer-tokens 0
 fs --max-answer-tokens 2048
 fs --m-rank 0
@@ -169,6 +171,8 @@ gen --top-p 2
 gen --seed -5
 demo --seed -1
 demo --gpus-per-node -1
+demo --adapters-at-once 0
+demo --adapters-at-once 65
 demo --json /nonexistent-dir/report.json
 demo --out $tmp/file.txt/demo
 demo --cache $tmp/file.txt

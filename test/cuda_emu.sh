@@ -6,7 +6,8 @@
 #      models through every kernel path: tensor-core attention (head_dim 64),
 #      plain-loop attention, head_dim 128 with an A100's shared memory (32-row
 #      tiles), head_dim 8, with and without CUDA graphs, fibers in both orders
-#      (a missing barrier shows as a difference), Qwen2's biases;
+#      (a missing barrier shows as a difference), Qwen2's biases; several
+#      adapters trained at once (be_sft_many) against the CPU's sft_many;
 #   2. bf16 build: gpu_compare with the bf16 bounds, and `seal verify
 #      --backend cuda` on every fixture (the tolerance the GPU states);
 #   3. no device: --backend cuda fails with "no CUDA device", auto runs on the CPU;
@@ -30,6 +31,8 @@ echo "== exact: head_dim 8 (plain loops), decode graphs off, prompts prefilled 1
 SEAL_CUDA_GRAPHS=0 SEAL_CUDA_PREFILL_ROWS=16 "$exact" --exact --shape small --head-dim 8 --batch 2 --seq 40 --rank 4 | last
 echo "== exact: Qwen2 (q/k/v biases), tied, head_dim 64"
 "$exact" --exact --shape small --qwen2 --tied --batch 2 --seq 50 --rank 4 | last
+echo "== exact: three adapters trained at once on the device (be_sft_many: one pass over their rows a step) against the CPU's sft_many"
+"$exact" --exact --shape small --batch 3 --seq 24 --rank 4 --many 3 | grep -E "adapters at once|own number|PASS|FAIL"
 echo "== bf16: gpu_compare with the bounds the GPU must meet"
 "$cmp" --shape small --batch 2 --seq 100 --rank 8 | last
 echo "== bf16: seal verify --backend cuda, every fixture"

@@ -6,6 +6,7 @@
 //
 //   gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S]
 //               [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--qwen2] [--exact]
+//               [--many K]
 //
 // --shape 1b is Llama-3.2-1B's (tied, GQA 32/8, llama3 RoPE, vocab 128256);
 // small is a 2-layer model with head_dim 64 (the tensor-core attention path)
@@ -14,8 +15,12 @@
 // kernels' plain-loop path; --kv-heads 4: no GQA; --all-targets: adapters on
 // all seven projections; --qwen2: Qwen2's random q/k/v biases). Prints
 // one line per comparison; exit status 0 when every error is inside its bound.
-// --exact tightens the bounds for the emulator's exact build.
+// --exact tightens the bounds for the emulator's exact build. --many K also
+// trains K adapters at once on the device (be_sft_many: one pass over every
+// adapter's rows a step) against the CPU's sft_many: each one's losses and
+// the update it made.
 #include "bench/bench_models.h"
+#include "backend.h"
 #include "kernels.h"
 #include "model.h"
 #include "train.h"
@@ -99,9 +104,64 @@ static void compare_grads(const Lora *lo, const Table *ours, const char *phase) 
     }
 }
 
+// K adapters, each from lo moved a little, trained together on both sides:
+// each run its own examples (rows of ids, of different lengths), batch,
+// epochs, learning rate and order, so the runs take different numbers of steps.
+static void compare_many(Model *m, const Lora *lo, const int *ids, int B, int T, int K, char *err) {
+    Example *ex = calloc(B, sizeof *ex);
+    uint8_t *mask = malloc((size_t)B * T);
+    for (int b = 0; b < B; b++) {
+        ex[b] = (Example){.ids = (int *)ids + (size_t)b * T, .loss = mask + (size_t)b * T, .len = T - 3 * b > 4 ? T - 3 * b : 4};
+        for (int t = 0; t < T; t++) mask[(size_t)b * T + t] = t >= T / 3;
+    }
+    Lora *cpu = calloc(K, sizeof *cpu), *gpu = calloc(K, sizeof *gpu);
+    SftRun *rc = calloc(K, sizeof *rc), *rg = calloc(K, sizeof *rg);
+    for (int k = 0; k < K; k++) {
+        if (lora_init(&cpu[k], &m->c, lo->r, lo->alpha, lo->targets) || lora_init(&gpu[k], &m->c, lo->r, lo->alpha, lo->targets))
+            die("out of memory (adapters)");
+        for (size_t j = 0; j < lo->params.total; j++) cpu[k].params.mem[j] = lo->params.mem[j] * (1.0f + 0.05f * k);
+        memcpy(gpu[k].params.mem, cpu[k].params.mem, lo->params.total * sizeof(float));
+        SftOpts o = sft_defaults();
+        o.lr = 1e-3f * (1 + k % 3), o.batch = 1 + k % 2, o.epochs = 1 + k % 2, o.seed = 7 + k, o.warmup = k % 2, o.weight_decay = 0.01f;
+        const int first = k % B;
+        rc[k] = (SftRun){.ex = ex + first, .n = B - first, .o = o, .lora = &cpu[k]};
+        rg[k] = rc[k];
+        rg[k].lora = &gpu[k];
+    }
+    double t0 = now_seconds();
+    if (sft_many(m, rc, K, err)) die(err);
+    printf("sft_many, %d adapters: cpu %.2f s", K, now_seconds() - t0);
+    Backend *be = backend_new(1, err);
+    t0 = now_seconds();
+    if (!be || be_sft_many(be, m, rg, K, err)) die(err);
+    printf(", gpu %.3f s\n", now_seconds() - t0);
+    double dl = 0, d2 = 0, r2 = 0;
+    int steps_same = 1;
+    for (int k = 0; k < K; k++) {
+        dl = fmax(dl, fabs(rg[k].st.last_loss - rc[k].st.last_loss) / fmax(1.0, fabs(rc[k].st.last_loss)));
+        dl = fmax(dl, fabs(rg[k].st.first_loss - rc[k].st.first_loss) / fmax(1.0, fabs(rc[k].st.first_loss)));
+        steps_same &= rg[k].st.steps == rc[k].st.steps && rc[k].st.steps == sft_steps(rc[k].n, rc[k].o.batch, rc[k].o.epochs);
+        for (size_t j = 0; j < lo->params.total; j++) {   // the updates: trained minus where each started
+            const double start = lo->params.mem[j] * (1.0f + 0.05f * k), ref = cpu[k].params.mem[j] - start, ours = gpu[k].params.mem[j] - start;
+            d2 += (ours - ref) * (ours - ref);
+            r2 += ref * ref;
+        }
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%d adapters at once: losses, |diff| / max(1, |ref|)", K);
+    report(what, dl, LOSS_BOUND);
+    snprintf(what, sizeof what, "%d adapters at once: updates, rel L2", K);
+    report(what, r2 > 0 ? sqrt(d2 / r2) : sqrt(d2), GRAD_BOUND);
+    printf("%-58s %s\n", "every run took its own number of steps", steps_same ? "ok" : "FAIL");
+    failures += !steps_same;
+    backend_close(be);
+    for (int k = 0; k < K; k++) lora_free(&cpu[k]), lora_free(&gpu[k]);
+    free(cpu); free(gpu); free(rc); free(rg); free(ex); free(mask);
+}
+
 int main(int argc, char **argv) {
     const char *shape = "1b";
-    int B = 2, T = 200, R = 16, hd = 0, kv_heads = 0, tied = 0, all_targets = 0, qwen2 = 0;
+    int B = 2, T = 200, R = 16, hd = 0, kv_heads = 0, tied = 0, all_targets = 0, qwen2 = 0, many = 0;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--shape")) shape = argv[++i];
@@ -111,6 +171,7 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 10);
         else if (i + 1 < argc && !strcmp(argv[i], "--head-dim")) hd = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--kv-heads")) kv_heads = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--many")) many = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tied")) tied = 1;
         else if (!strcmp(argv[i], "--all-targets")) all_targets = 1;
         else if (!strcmp(argv[i], "--qwen2")) qwen2 = 1;
@@ -118,9 +179,9 @@ int main(int argc, char **argv) {
             LOGITS_BOUND = 1e-4;
             GRAD_BOUND = 1e-4;
             LOSS_BOUND = 1e-5;
-        } else die("usage: gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S] [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--qwen2] [--exact]");
+        } else die("usage: gpu_compare [--shape 1b|small] [--batch B] [--seq T] [--rank R] [--seed S] [--head-dim HD] [--kv-heads KV] [--tied] [--all-targets] [--qwen2] [--exact] [--many K]");
     }
-    if (B < 1 || T < 8 || R < 1 || (strcmp(shape, "1b") && strcmp(shape, "small"))) die("bad arguments");
+    if (B < 1 || T < 8 || R < 1 || many < 0 || many > MAX_ADAPTERS || (strcmp(shape, "1b") && strcmp(shape, "small"))) die("bad arguments");
     (void)config_25m;
     char err[ERR_MAX], dev[256];
     if (!cuda_available(err)) die(err);
@@ -183,7 +244,7 @@ int main(int argc, char **argv) {
     float *logits_gpu = malloc((size_t)N * V * sizeof(float)), loss_gpu;
     t0 = now_seconds();
     if (cuda_forward(g, ids, labels, B, T, 1, logits_gpu, &loss_gpu, err) || cuda_zero_grads(g, err) || cuda_backward(g, err) ||
-        cuda_lora_get(g, &gpu_t, 1, err))
+        cuda_lora_get(g, 0, &gpu_t, 1, err))
         die(err);
     printf("gpu forward + backward: %.3f s, loss %.6f\n", now_seconds() - t0, loss_gpu);
     double l2;
@@ -199,7 +260,7 @@ int main(int argc, char **argv) {
     adamw_init(&opt, &lo.params, 0.9f, 0.999f, 1e-8f, 0.01f);
     const float lr = 1e-3f;
     adamw_step(&opt, &lo.params, &lo.grads, lr);
-    if (cuda_adamw_step(g, lr, 0.9f, 0.999f, 1e-8f, 0.01f, err) || cuda_lora_get(g, &gpu_t, 0, err)) die(err);
+    if (cuda_adamw_step(g, 0, lr, 0.9f, 0.999f, 1e-8f, 0.01f, err) || cuda_lora_get(g, 0, &gpu_t, 0, err)) die(err);
     {   // the step taken: compare params - params0 where gradients are not within noise of zero
         double d2 = 0, r2 = 0, g2 = 0;
         for (size_t i = 0; i < grads_cpu.total; i++) g2 += (double)grads_cpu.mem[i] * grads_cpu.mem[i];
@@ -256,6 +317,7 @@ int main(int argc, char **argv) {
     printf("%-58s %s\n", "greedy on the GPU = argmax of the GPU's logits", greedy_same ? "ok" : "FAIL");
     failures += !greedy_same;
     printf("decode graphs: %s\n", cuda_kv_graphs(ckv) ? "on" : "off (SEAL_CUDA_GRAPHS=0, or capture failed)");
+    if (many) compare_many(&m, &lo, ids, B, T, many, err);
     printf("peak GPU memory: %.2f GiB\n", cuda_memory_peak() / 1073741824.0);
     printf("%s\n", failures ? "FAIL" : "PASS");
 
