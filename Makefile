@@ -227,10 +227,10 @@ test-bench-arc: build/bench_arc build/make_model
 	HF_PYTHON=$(HF_PYTHON) test/bench_arc.sh
 
 GPU_PYTHON ?= python3
-bench-gpu: build/bench_gpu
+bench-gpu: build/bench_gpu build/bench_arc build/make_model
 	PYTHON=$(GPU_PYTHON) bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
 
-gpu-check: seal build/gpu_compare build/bench_gpu build/make_model
+gpu-check: seal build/gpu_compare build/bench_gpu build/bench_arc build/make_model
 	PYTHON=$(GPU_PYTHON) test/gpu_check.sh
 
 # The CUDA backend's logic without a GPU: kernels.cu compiled by the C++
