@@ -72,6 +72,7 @@ if [ -z "$arc_model" ] && [ -f "$data/llama3/config.json" ] && [ -f "$data/llama
     "$dir/make_model" --config "$data/llama3/config.json" --tokenizer "$data/llama3/tokenizer.json" --out "$arc_model" || arc_model=
 fi
 A=$log/arc_ours AP=$log/arc_peer
+loss1() { awk '$1 == "loss" && $2 == 1 { print $3 }' "$1"; }
 if [ -n "$arc_model" ] && [ -f "$data/arc/training/$task.json" ]; then
     echo "== ours: bench_arc (one ARC self-edit evaluation, task $task)"
     "$dir/bench_arc" --backend cuda --model "$arc_model" --task "$data/arc/training/$task.json" --export "$log/arc" > "$A" || echo "bench_arc failed" > "$log/ours.failed"
@@ -98,7 +99,7 @@ echo "GPU: ${gpu:-unknown}; decode graphs: batch 1 $(get "$O" b1_graphs), batch 
     "memory is cudaMemGetInfo's in-use figure on both sides (peer's torch.cuda.max_memory_allocated: training $(get "$P" train_max_allocated_gib) GiB)"
 echo "ARC self-edit evaluation: answer tokens generated: ours $(get "$A" answer_tokens), peer $(get "$AP" answer_tokens)" \
     "(a random model's greedy answers run to a stop token or $(get "$A" max_answer_tokens) tokens; bf16 on both sides, so they may differ);" \
-    "the peer's answers equal to ours: $(get "$AP" answers_equal) of $(get "$A" views); first step's loss: ours $(get "$A" loss), peer $(get "$AP" loss); peak memory: ours $(get "$A" peak_mem_gib) GiB, peer $(get "$AP" peak_mem_gib) GiB (max allocated)"
+    "the peer's answers equal to ours: $(get "$AP" answers_equal) of $(get "$A" views); first step's loss: ours $(loss1 "$A"), peer $(loss1 "$AP"); peak memory: ours $(get "$A" peak_mem_gib) GiB, peer $(get "$AP" peak_mem_gib) GiB (max allocated)"
 
 write_json "$out" "${gpu:-unknown GPU}"
 [ ! -f "$log/ours.failed" ]
