@@ -7,7 +7,7 @@
 //
 //   bench_arc --model DIR --task FILE.json [--backend cpu|cuda] [--edit JSON]
 //             [--max-examples N] [--max-views N] [--max-answer-tokens N]
-//             [--seed S] [--export DIR]
+//             [--seed S] [--export DIR] [--data-only]
 //
 // --edit: the self-edit (default: fewshot.c's oracle, ttt.py's configuration:
 // every augmentation, output tokens, lr 1e-4, 2 epochs). --export DIR writes
@@ -15,7 +15,7 @@
 // fresh adapter before training, a PEFT folder), DIR/arc.bin (every batch as
 // sft_loop packs it, the views' prompts, our answers) and DIR/arc.json (the
 // learning rate of each step, the optimizer, the stop ids), each written
-// atomically.
+// atomically. --data-only: the TTT data's size, then exit (to rank tasks).
 //
 // Output: one "key value" line per measure, then "loss STEP VALUE" per step
 // with --export (bench/run_gpu.sh and test/bench_arc.sh read them).
@@ -73,6 +73,7 @@ static void keep_loss(int step, int total, float loss, void *ctx) {
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *task_path = NULL, *backend = "cpu", *export = NULL, *edit = NULL;
     uint64_t seed = 1;
+    int data_only = 0;
     FewShot fs = {0};
     fewshot_defaults(&fs);
     for (int i = 1; i < argc; i++) {
@@ -85,8 +86,9 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--max-answer-tokens")) fs.max_answer_tokens = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 10);
         else if (i + 1 < argc && !strcmp(argv[i], "--export")) export = argv[++i];
+        else if (!strcmp(argv[i], "--data-only")) data_only = 1;
         else die("usage: bench_arc --model DIR --task FILE.json [--backend cpu|cuda] [--edit JSON] [--max-examples N] [--max-views N] "
-                 "[--max-answer-tokens N] [--seed S] [--export DIR]");
+                 "[--max-answer-tokens N] [--seed S] [--export DIR] [--data-only]");
     }
     if (!model_dir || !task_path) die("--model and --task are required");
     if (strcmp(backend, "cpu") && strcmp(backend, "cuda")) die("--backend: cpu or cuda");
@@ -144,6 +146,7 @@ int main(int argc, char **argv) {
     printf("example_tokens %ld\n", tokens);
     printf("epochs %d\n", se.epochs);
     printf("steps %d\n", total);
+    if (data_only) return 0;
     if (selfedit_steps(n, fs.batch, se.epochs) > fs.max_steps) die("the self-edit takes more steps than SEAL's limit: it would not train");
 
     Lora l = {0};
@@ -211,6 +214,7 @@ int main(int argc, char **argv) {
     }
     const double infer_s = now_seconds() - t0;
     printf("views %d\n", views);
+    printf("max_answer_tokens %d\n", greedy.max_new);
     printf("answer_tokens %ld\n", answer_tokens);
     printf("valid_answers %d\n", valid);
     printf("reward %d\n", all_right);
