@@ -49,19 +49,19 @@ static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f
 // ----------------------------------------------------------------------------
 // The world
 
-// A place name is two syllables; the pair says the split, so no held-out
-// place shares a name with a pretraining one, yet every syllable, first or
-// second, is in pretraining names too: a held-out name is made of tokens the
-// base model has learnt (a syllable only held-out names start with would be a
-// token whose embedding pretraining never trained). Within a split the names
-// are dealt without repeats (a split's place i < its pair count has a name
-// of its own); skill places reuse theirs, each time with other facts.
+// A place name is two syllables. All pairs are shuffled once per seed and
+// dealt to the splits in blocks, so no name is in two splits or twice in one
+// (skill places alone reuse theirs, each time with other facts), and nothing
+// about a pair says its split: with the split a function of the pair (it was
+// (a + b) mod 6), the model learnt which second syllables follow each first
+// one in pretraining names and wrote those instead of copying a held-out
+// name. Every syllable is in pretraining names, first and second.
 static const char *const SYL[] = {"zor", "kel", "vam", "dru", "pel", "sor", "tam", "rin", "gol", "fen", "bra", "mok", "lun", "hes",
                                   "nor", "cal", "qua", "yev", "jor", "wix", "xan", "ulm", "ivo", "oph"};
-enum { N_SYL = sizeof SYL / sizeof SYL[0] };
-// syllables a, b: (a + b) % 6 is 0 or 1 for pretraining, 2 or 3 for skill places, 4 for SEAL-training, 5 for held-out
+enum { N_SYL = sizeof SYL / sizeof SYL[0], N_PAIRS = N_SYL * N_SYL };
 enum { DK_SKILL = DEMO_N_SPLITS, DK_SPLITS };
-static const int PAIR_FROM[DK_SPLITS] = {0, 4, 5, 2}, PAIR_N[DK_SPLITS] = {2, 1, 1, 2};
+// each split's block of the shuffled pairs: held-out first, then SEAL-training, pretraining and skill places
+static const int PAIR_FROM[DK_SPLITS] = {192, 96, 0, 384}, PAIR_N[DK_SPLITS] = {192, 96, 96, 192};
 static const char *const KINDS[] = {"town", "port", "village", "fortress"};
 static const char *const FOUNDERS[] = {"Ada", "Bram", "Cora", "Dov", "Esk", "Fia", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lev",
                                        "Mae", "Ned", "Ola", "Pim", "Quin", "Rho", "Sol", "Tam", "Uma", "Vic", "Wren", "Yul"};
@@ -92,16 +92,14 @@ static int pick(Rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
 
 static void capitalise(char *s) { if (*s >= 'a' && *s <= 'z') *s -= 32; }
 
-// The index-th name of a split: its syllable pairs in a seeded shuffle, dealt in turn.
+// The index-th name of a split: the pairs in a seeded shuffle, the split's block dealt in turn.
 static void place_name(uint64_t seed, int split, int index, char *name, size_t size) {
-    int pairs[N_SYL * N_SYL], n = 0;
-    for (int a = 0; a < N_SYL; a++)
-        for (int b = 0; b < N_SYL; b++)
-            if (((a + b) % 6 - PAIR_FROM[split] + 6) % 6 < PAIR_N[split]) pairs[n++] = a * N_SYL + b;
+    int pairs[N_PAIRS];
+    for (int i = 0; i < N_PAIRS; i++) pairs[i] = i;
     Rng r;
-    rng_seed(&r, mix(mix(seed, 0x5ca1e), split));
-    for (int i = n - 1; i > 0; i--) { int j = pick(&r, i + 1), t = pairs[i]; pairs[i] = pairs[j]; pairs[j] = t; }
-    const int pair = pairs[index % n];
+    rng_seed(&r, mix(seed, 0x5ca1e));
+    for (int i = N_PAIRS - 1; i > 0; i--) { int j = pick(&r, i + 1), t = pairs[i]; pairs[i] = pairs[j]; pairs[j] = t; }
+    const int pair = pairs[PAIR_FROM[split] + index % PAIR_N[split]];
     snprintf(name, size, "%s%s", SYL[pair / N_SYL], SYL[pair % N_SYL]);
     capitalise(name);
 }
