@@ -13,8 +13,9 @@
 # bench-results-gpu.json) atomically. A peer that cannot run is reported as
 # missing. Then one ARC self-edit evaluation (bench/bench_arc.c, beside it in
 # BENCH_GPU's folder, with --backend cuda): SEAL's oracle self-edit on task
-# ARC_TASK (default 6d0aefbc: 250 examples, 124,798 tokens an epoch, 2 epochs,
-# 250 steps; then its 16 views answered), on ARC_MODEL (a 1B-shaped random
+# ARC_TASK (default 6d0aefbc, the median of SEAL's 12 training tasks by TTT
+# tokens: 250 examples, 124,798 tokens an epoch, 2 epochs, 250 steps; then
+# its 16 views answered), on ARC_MODEL (a 1B-shaped random
 # model folder; made with make_model from DATA/llama3 when not given), and
 # bench/peer_hf_arc.py on the work it exported. Environment: PYTHON (default
 # python3, the one with torch), PEER_TIMEOUT (default 300 s), STEPS (10), GEN
