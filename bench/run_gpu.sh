@@ -98,7 +98,8 @@ print_table
 echo
 echo "GPU: ${gpu:-unknown}; decode graphs: batch 1 $(get "$O" b1_graphs), batch 64 $(get "$O" b64_graphs) (1 = replayed from CUDA graphs);" \
     "memory is cudaMemGetInfo's in-use figure on both sides (peer's torch.cuda.max_memory_allocated: training $(get "$P" train_max_allocated_gib) GiB)"
-echo "ARC self-edit evaluation: answer tokens generated: ours $(get "$A" answer_tokens), peer $(get "$AP" answer_tokens)" \
+echo "ARC self-edit evaluation: building the TTT data (ours only, the peer is given it; not in the rows): $(get "$A" data_s) s;" \
+    "answer tokens generated: ours $(get "$A" answer_tokens), peer $(get "$AP" answer_tokens)" \
     "(a random model's greedy answers run to a stop token or $(get "$A" max_answer_tokens) tokens; bf16 on both sides, so they may differ);" \
     "the peer's answers equal to ours: $(get "$AP" answers_equal) of $(get "$A" views); first step's loss: ours $(loss1 "$A"), peer $(loss1 "$AP"); peak memory: ours $(get "$A" peak_mem_gib) GiB, peer $(get "$AP" peak_mem_gib) GiB (max allocated)"
 
