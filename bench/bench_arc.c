@@ -17,8 +17,9 @@
 // learning rate of each step, the optimizer, the stop ids), each written
 // atomically. --data-only: the TTT data's size, then exit (to rank tasks).
 //
-// Output: one "key value" line per measure, then "loss STEP VALUE" per step
-// with --export (bench/run_gpu.sh and test/bench_arc.sh read them).
+// Output: one "key value" line per measure (data_s: building the TTT data;
+// ttt_s, infer_s, and total_s: the two together), then "loss STEP VALUE" per
+// step with --export (bench/run_gpu.sh and test/bench_arc.sh read them).
 #include "backend.h"
 #include "fewshot.h"
 #include "kernels.h"
@@ -123,9 +124,10 @@ int main(int argc, char **argv) {
     }
     printf("warm_s %.2f\n", now_seconds() - t0);
 
-    // The TTT data, as fs_evaluate builds it
+    // The TTT data, as fs_evaluate builds it (timed apart: the peer is given it)
     Rng r;
     rng_seed(&r, seed);
+    t0 = now_seconds();
     TttExample *tx;
     Example *ex;
     int n;
@@ -142,6 +144,7 @@ int main(int argc, char **argv) {
     so.warmup = fs.warmup;
     so.seed = seed;
     const int total = sft_steps(n, so.batch, so.epochs);
+    printf("data_s %.3f\n", now_seconds() - t0);
     printf("examples %d\n", n);
     printf("example_tokens %ld\n", tokens);
     printf("epochs %d\n", se.epochs);

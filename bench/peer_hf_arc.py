@@ -72,7 +72,8 @@ def main():
     t0 = time.perf_counter()
     # our model.safetensors has no "format" metadata, which from_pretrained wants: the weights are loaded here
     cfg = transformers.AutoConfig.from_pretrained(args.model)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", torch_dtype=dtype)
+    with torch.device(dev):  # the random init that load_state_dict overwrites, on the device (fast there)
+        model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", torch_dtype=dtype)
     missing, unexpected = model.load_state_dict(safetensors.torch.load_file(os.path.join(args.model, "model.safetensors")), strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     model.tie_weights()

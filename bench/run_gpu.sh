@@ -13,8 +13,9 @@
 # bench-results-gpu.json) atomically. A peer that cannot run is reported as
 # missing. Then one ARC self-edit evaluation (bench/bench_arc.c, beside it in
 # BENCH_GPU's folder, with --backend cuda): SEAL's oracle self-edit on task
-# ARC_TASK (default 6d0aefbc: 250 examples, 124,798 tokens an epoch, 2 epochs,
-# 250 steps; then its 16 views answered), on ARC_MODEL (a 1B-shaped random
+# ARC_TASK (default 6d0aefbc, the median of SEAL's 12 training tasks by TTT
+# tokens: 250 examples, 124,798 tokens an epoch, 2 epochs, 250 steps; then
+# its 16 views answered), on ARC_MODEL (a 1B-shaped random
 # model folder; made with make_model from DATA/llama3 when not given), and
 # bench/peer_hf_arc.py on the work it exported. Environment: PYTHON (default
 # python3, the one with torch), PEER_TIMEOUT (default 300 s), STEPS (10), GEN
@@ -97,7 +98,8 @@ print_table
 echo
 echo "GPU: ${gpu:-unknown}; decode graphs: batch 1 $(get "$O" b1_graphs), batch 64 $(get "$O" b64_graphs) (1 = replayed from CUDA graphs);" \
     "memory is cudaMemGetInfo's in-use figure on both sides (peer's torch.cuda.max_memory_allocated: training $(get "$P" train_max_allocated_gib) GiB)"
-echo "ARC self-edit evaluation: answer tokens generated: ours $(get "$A" answer_tokens), peer $(get "$AP" answer_tokens)" \
+echo "ARC self-edit evaluation: building the TTT data (ours only, the peer is given it; not in the rows): $(get "$A" data_s) s;" \
+    "answer tokens generated: ours $(get "$A" answer_tokens), peer $(get "$AP" answer_tokens)" \
     "(a random model's greedy answers run to a stop token or $(get "$A" max_answer_tokens) tokens; bf16 on both sides, so they may differ);" \
     "the peer's answers equal to ours: $(get "$AP" answers_equal) of $(get "$A" views); first step's loss: ours $(loss1 "$A"), peer $(loss1 "$AP"); peak memory: ours $(get "$A" peak_mem_gib) GiB, peer $(get "$AP" peak_mem_gib) GiB (max allocated)"
 
