@@ -302,11 +302,8 @@ QMAT_KERNEL_Q8(dot_q4_1_q8, QT_Q4_1)
 typedef void (*DotQ8Fn)(const uint8_t *, int, const XBlock *, int, float *);
 static const DotQ8Fn DOT_Q8[QT_N] = {NULL, dot_q8_0_q8, dot_q4_0_q8, dot_q4_1_q8};   // bf16 keeps fp32 activations
 
-static int q8_acts = 1;
-void qmat_q8_activations(int on) { q8_acts = on; }
-
 void qmat_mul(const QMat *q, const float *x, int R, float *y) {
-    const int nb = q->cols / 32, O = q->rows, q8 = q8_acts && DOT_Q8[q->type];
+    const int nb = q->cols / 32, O = q->rows, q8 = q->q8 && DOT_Q8[q->type];
     float *xsum = NULL;   // Q4_1's block sums of x (R, nb)
     XBlock *xq = NULL;    // the q8 activations (R, nb)
     if (q8) {
@@ -342,10 +339,11 @@ void qmat_mul(const QMat *q, const float *x, int R, float *y) {
 // A model's compact copies
 
 int weights_parse(const char *s, char *err) {
-    const char *names[] = {"fp32", "bf16", "q8_0", "native"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, names[i])) return i;
-    return errf(err, "--weights %s: expected fp32, bf16, q8_0 or native", s);
+    const char *names[] = {"fp32", "bf16", "q8_0", "native", "q8_0+q8", "native+q8"};
+    const int kinds[] = {WEIGHTS_FP32, WEIGHTS_BF16, WEIGHTS_Q8_0, WEIGHTS_NATIVE, WEIGHTS_Q8_0 | WEIGHTS_Q8_ACTS, WEIGHTS_NATIVE | WEIGHTS_Q8_ACTS};
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(s, names[i])) return kinds[i];
+    return errf(err, "--weights %s: expected fp32, bf16, q8_0, native, q8_0+q8 or native+q8", s);
 }
 
 void model_compact_free(Model *m) {
@@ -378,8 +376,10 @@ static int all_bf16(const Model *m) {
     return 1;
 }
 
-// Points each Linear and the LM head at its copy (a QMat with no data: none).
-static void compact_bind(Model *m) {
+// Points each Linear and the LM head at its copy (a QMat with no data: none);
+// q8: the copies multiply 8-bit activations.
+static void compact_bind(Model *m, int q8) {
+    for (int i = 0; i <= m->c.n_layers * N_PROJ; i++) m->qmats[i].q8 = q8;
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
             const QMat *q = &m->qmats[l * N_PROJ + p];
@@ -391,6 +391,8 @@ static void compact_bind(Model *m) {
 
 int model_compact(Model *m, int kind, const char *path, char *err) {
     model_compact_free(m);
+    const int q8 = !!(kind & WEIGHTS_Q8_ACTS);
+    kind &= ~WEIGHTS_Q8_ACTS;
     if (kind == WEIGHTS_FP32) return 0;
     const int n = m->c.n_layers * N_PROJ + 1;
     if (kind == WEIGHTS_NATIVE && path && gguf_is_path(path)) {
@@ -406,7 +408,7 @@ int model_compact(Model *m, int kind, const char *path, char *err) {
         }
         gguf_close(&f);
         if (rc) { model_compact_free(m); return -1; }
-        compact_bind(m);
+        compact_bind(m, q8);
         return 0;
     }
     if (kind == WEIGHTS_NATIVE && !all_bf16(m)) return 0;   // fp32 (or F16) on disk: nothing smaller is exact
@@ -422,7 +424,7 @@ int model_compact(Model *m, int kind, const char *path, char *err) {
         }
         qmat_from_f32(&m->qmats[i], x ? x->w : m->lm_head);
     }
-    compact_bind(m);
+    compact_bind(m, q8);
     return 0;
 }
 
@@ -430,8 +432,9 @@ const char *model_weights_name(const Model *m) {
     static __thread char s[64];
     const QMat *p = m->c.n_layers ? m->layers[0].proj[PROJ_Q].qw : NULL, *h = m->q_lm_head;
     const char *pn = p ? QT_NAME[p->type] : "fp32", *hn = h ? QT_NAME[h->type] : "fp32";
-    if (!strcmp(pn, hn)) snprintf(s, sizeof s, "%s", pn);
-    else snprintf(s, sizeof s, "%s (lm head %s)", pn, hn);
+    const char *acts = (p && p->q8 && p->type != QT_BF16) || (h && h->q8 && h->type != QT_BF16) ? "+q8" : "";
+    if (!strcmp(pn, hn)) snprintf(s, sizeof s, "%s%s", pn, acts);
+    else snprintf(s, sizeof s, "%s (lm head %s)%s", pn, hn, acts);
     return s;
 }
 

@@ -22,8 +22,7 @@
 //       then G greedy steps of kv_step + argmax over the logits of every
 //       sequence (decode). Best of N. Also the weight bytes one step reads and
 //       the bandwidth that makes at the decode rate.
-//       --acts fp32 multiplies Q8_0 / Q4 weights with fp32 activations (the
-//       exact kernel) instead of the default q8 ones.
+//       (native+q8, q8_0+q8: activations rounded to 8 bits, llama.cpp's way).
 //   bench_infer kernels [--threads N] [--reps N]
 //       qmat_mul alone on a 1536 x 576 matrix (SmolLM2's MLP shape) of each
 //       form, 1 and 8 rows of x, q8 and fp32 activations, and OpenBLAS sgemm
@@ -272,9 +271,9 @@ static int bench_kernels(int reps) {
     const int NO = 1536, NI = 576, calls = 200;
     Rng r;
     rng_seed(&r, 5);
-    float *w = malloc((size_t)NO * NI * sizeof(float)), *x = malloc(8 * NI * sizeof(float)), *y = malloc(8 * NO * sizeof(float));
+    float *w = malloc((size_t)NO * NI * sizeof(float)), *x = malloc(64 * NI * sizeof(float)), *y = malloc(64 * NO * sizeof(float));
     for (int i = 0; i < NO * NI; i++) w[i] = 0.05f * rng_normal(&r);
-    for (int i = 0; i < 8 * NI; i++) x[i] = rng_normal(&r);
+    for (int i = 0; i < 64 * NI; i++) x[i] = rng_normal(&r);
     for (int t = -1; t < QT_N; t++) {   // -1: sgemm on fp32
         QMat q = {0};
         if (t >= 0) {
@@ -284,9 +283,9 @@ static int bench_kernels(int reps) {
                 for (size_t b = 0; b < q.row_bytes * NO; b++) q.data[b] = (uint8_t)rng_next(&r);   // any bytes: speed only
         }
         const size_t bytes = t < 0 ? (size_t)NO * NI * 4 : q.row_bytes * NO;
-        for (int R = 1; R <= 8; R += 7)
+        for (int R = 1; R <= 64; R *= 8)
             for (int q8 = 0; q8 <= (t == QT_Q8_0 || t == QT_Q4_0 || t == QT_Q4_1); q8++) {
-                qmat_q8_activations(q8);
+                q.q8 = q8;
                 double best = 1e30;
                 for (int rep = 0; rep < reps; rep++) {
                     double t0 = now_seconds();
@@ -303,7 +302,6 @@ static int bench_kernels(int reps) {
             }
         qmat_free(&q);
     }
-    qmat_q8_activations(1);
     free(w); free(x); free(y);
     return 0;
 }
@@ -337,7 +335,7 @@ static int bench_bandwidth(int threads) {
 int main(int argc, char **argv) {
     const char *usage = "usage: bench_infer tokenize DATA_DIR OUT_DIR [--reps N] | "
                         "decode 25m|1b|FILE.gguf [--threads N] [--prompt P] [--gen G] [--reps N] [--dir DIR] "
-                        "[--weights fp32|bf16|q8_0|native] [--batches 1,8] [--acts q8|fp32] | kernels [--threads N] [--reps N] | "
+                        "[--weights fp32|bf16|q8_0|native|q8_0+q8|native+q8] [--batches 1,8] | kernels [--threads N] [--reps N] | "
                         "bandwidth [--threads N]";
     if (argc < 2) die(usage);
     int tokenize = !strcmp(argv[1], "tokenize"), bandwidth = !strcmp(argv[1], "bandwidth"), kernels = !strcmp(argv[1], "kernels");
@@ -356,10 +354,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--dir") && !tokenize) dir = argv[a + 1];
         else if (!strcmp(argv[a], "--batches") && !tokenize) batches = argv[a + 1];
         else if (!strcmp(argv[a], "--weights") && !tokenize) { if ((weights = weights_parse(argv[a + 1], err)) < 0) die(err); }
-        else if (!strcmp(argv[a], "--acts")) {
-            if (strcmp(argv[a + 1], "q8") && strcmp(argv[a + 1], "fp32")) die("--acts: q8 or fp32");
-            qmat_q8_activations(!strcmp(argv[a + 1], "q8"));
-        }
         else die("unknown option");
     }
     if (a != argc) die("an option lacks its value");

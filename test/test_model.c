@@ -703,7 +703,7 @@ START_TEST(qmat_kernels) {
         }
         for (int q8 = 0; q8 <= 1; q8++) {
             double worst = 0;   // the q8 error as a share of its bound
-            qmat_q8_activations(q8);
+            q.q8 = q8;
             for (int R = 1; R <= 11; R++) {
                 qmat_mul(&q, x, R, y);
                 for (int o = 0; o < O; o++) {
@@ -725,7 +725,6 @@ START_TEST(qmat_kernels) {
             }
             if (q8 && t != QT_BF16) printf("qmat %s, q8 activations: largest error %.2f of its bound\n", QT_NAME[t], worst);
         }
-        qmat_q8_activations(1);
         qmat_free(&q);
     }
     free(w); free(x); free(row); free(y);
