@@ -99,7 +99,9 @@ test: seal build/test-blas build/test-ref
 
 # The slow hardening: a full disk and a read-only run directory, the Check
 # suite under ASan + UBSan, every reader fuzzed, the demo under valgrind, the
-# CUDA code on the CPU emulator. `make check` is test and slow; CI runs both.
+# CUDA code on the CPU emulator, bench_arc beside its Hugging Face peer (when
+# HF_PYTHON has torch, transformers and peft). `make check` is test and slow;
+# CI runs both.
 slow:
 	@echo "== a full disk and a read-only run directory: a clear error, the run kept" && test/disk_errors.sh
 	@echo "== the same bad inputs under ASan + UBSan: no sanitizer report" && \
@@ -109,6 +111,9 @@ slow:
 	 else echo "== fuzzing skipped: $(FUZZ_CC) is not installed (./setup check installs it)"; fi
 	@echo "== seal demo --quick under valgrind memcheck" && $(MAKE) --no-print-directory valgrind
 	@echo "== the CUDA backend on the CPU emulator" && $(MAKE) --no-print-directory test-cuda-emu
+	@if $(HF_PYTHON) -c 'import torch, transformers, peft, safetensors' 2> /dev/null; then \
+	    echo "== bench_arc beside its Hugging Face peer on a tiny model: the same losses and answers" && $(MAKE) --no-print-directory test-bench-arc; \
+	 else echo "== bench_arc beside its Hugging Face peer skipped: $(HF_PYTHON) has no torch, transformers, peft and safetensors (set HF_PYTHON)"; fi
 
 check: test slow
 
@@ -214,11 +219,23 @@ build/make_model: test/make_model.c bench/bench_models.h $(SRC) $(wildcard *.h)
 build/bench_gpu: bench/bench_gpu.c bench/bench_models.h $(SRC) $(wildcard *.h) build/kernels.o
 	$(CC) $(CFLAGS) $(VFLAGS) -DSEAL_CUDA -o $@ bench/bench_gpu.c $(SRC) build/kernels.o $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
 
+# One ARC self-edit evaluation (TTT, then voting), timed (bench/bench_arc.c);
+# with CUDA when built with it. test-bench-arc runs it beside the Hugging Face
+# peer (bench/peer_hf_arc.py) on a tiny random model on the CPU and checks
+# that both do the same work: per-step losses and greedy answers equal.
+build/bench_arc: bench/bench_arc.c $(SRC) $(wildcard *.h) $(CUDA_OBJ)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(VFLAGS) $(CUDA_DEF) -o $@ bench/bench_arc.c $(SRC) $(CUDA_OBJ) $(LDLIBS) $(VLIBS) $(CUDA_LIBS)
+
+HF_PYTHON ?= python3
+test-bench-arc: build/bench_arc build/make_model
+	HF_PYTHON=$(HF_PYTHON) test/bench_arc.sh
+
 GPU_PYTHON ?= python3
-bench-gpu: build/bench_gpu
+bench-gpu: build/bench_gpu build/bench_arc build/make_model
 	PYTHON=$(GPU_PYTHON) bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
 
-gpu-check: seal build/gpu_compare build/bench_gpu build/make_model
+gpu-check: seal build/gpu_compare build/bench_gpu build/bench_arc build/make_model
 	PYTHON=$(GPU_PYTHON) test/gpu_check.sh
 
 # The CUDA backend's logic without a GPU: kernels.cu compiled by the C++
@@ -261,7 +278,7 @@ fixtures:
 clean:
 	rm -rf seal build
 
-.PHONY: FORCE all demo test slow check bench fixtures clean bench-gpu gpu-check test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
+.PHONY: FORCE all demo test slow check bench fixtures clean bench-gpu gpu-check test-bench-arc test-cuda-emu fuzz fuzz-ci fuzz-corpus test-asan valgrind
 
 # The knowledge demo's inner-loop check on a cached base (docs/KNOWLEDGE.md).
 build/knowledge_diag: bench/knowledge_diag.c $(SRC) $(wildcard *.h)

@@ -33,34 +33,35 @@ typedef struct {
     int pre_epochs, pre_batch;
     float pre_lr;
     int n_bios;                               // restatements of each pretraining place, in random phrasings
-    float qa_share;                           // pretraining places with closed-book questions (stage 2)
-    int n_skill;                              // more places, for in-context questions and self-edit examples
-    float incontext_share, selfedit_share;    // of those places: with in-context questions / a self-edit example
-    int qa_epochs;
-    float qa_lr, replay_share;
-    int rounds, samples, max_edit_tokens;
+    float qa_share;                           // pretraining places with closed-book questions
+    int n_skill;                              // skill places: a passage with a question in the prompt, or a self-edit example
+    float selfedit_share;                     // of the skill places: with a self-edit example (the others: a question)
+    int rounds, samples, eval_samples, max_edit_tokens;
     int lora_r, epochs;
     float lr;
     int m_epochs;
     float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 150, 16, 24, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 100, 0.5f, 0.5f, 30, 1e-2f, 0.3f, 2, 4, 64, 32, 20, 3e-3f, 3, 1e-3f};
-static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 10, 0.5f, 0.5f, 1, 1e-3f, 0.3f, 1, 2, 24, 4, 2, 1e-3f, 1, 1e-3f};
+static const Scale FULL = {"full", 150, 32, 48, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 1200, 0.5f, 2, 6, 2, 96, 32, 20, 3e-3f, 5, 2e-3f};
+static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 20, 0.5f, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
 // The world
 
-// A place name is two syllables; the pair says the split, so no held-out
-// place shares a name with a pretraining one, yet every syllable, first or
-// second, is in pretraining names too: a held-out name is made of tokens the
-// base model has learnt (a syllable only held-out names start with would be a
-// token whose embedding pretraining never trained).
+// A place name is two syllables. All pairs are shuffled once per seed and
+// dealt to the splits in blocks, so no name is in two splits or twice in one
+// (skill places alone reuse theirs, each time with other facts), and nothing
+// about a pair says its split: with the split a function of the pair (it was
+// (a + b) mod 6), the model learnt which second syllables follow each first
+// one in pretraining names and wrote those instead of copying a held-out
+// name. Every syllable is in pretraining names, first and second.
 static const char *const SYL[] = {"zor", "kel", "vam", "dru", "pel", "sor", "tam", "rin", "gol", "fen", "bra", "mok", "lun", "hes",
                                   "nor", "cal", "qua", "yev", "jor", "wix", "xan", "ulm", "ivo", "oph"};
-enum { N_SYL = sizeof SYL / sizeof SYL[0] };
-// syllables a, b: (a + b) % 6 is 0..3 for pretraining, 4 for SEAL-training, 5 for held-out
-static const int PAIR_FROM[] = {0, 4, 5}, PAIR_N[] = {4, 1, 1};
+enum { N_SYL = sizeof SYL / sizeof SYL[0], N_PAIRS = N_SYL * N_SYL };
+enum { DK_SKILL = DEMO_N_SPLITS, DK_SPLITS };
+// each split's block of the shuffled pairs: held-out first, then SEAL-training, pretraining and skill places
+static const int PAIR_FROM[DK_SPLITS] = {192, 96, 0, 384}, PAIR_N[DK_SPLITS] = {192, 96, 96, 192};
 static const char *const KINDS[] = {"town", "port", "village", "fortress"};
 static const char *const FOUNDERS[] = {"Ada", "Bram", "Cora", "Dov", "Esk", "Fia", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lev",
                                        "Mae", "Ned", "Ola", "Pim", "Quin", "Rho", "Sol", "Tam", "Uma", "Vic", "Wren", "Yul"};
@@ -91,13 +92,23 @@ static int pick(Rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
 
 static void capitalise(char *s) { if (*s >= 'a' && *s <= 'z') *s -= 32; }
 
+// The index-th name of a split: the pairs in a seeded shuffle, the split's block dealt in turn.
+static void place_name(uint64_t seed, int split, int index, char *name, size_t size) {
+    int pairs[N_PAIRS];
+    for (int i = 0; i < N_PAIRS; i++) pairs[i] = i;
+    Rng r;
+    rng_seed(&r, mix(seed, 0x5ca1e));
+    for (int i = N_PAIRS - 1; i > 0; i--) { int j = pick(&r, i + 1), t = pairs[i]; pairs[i] = pairs[j]; pairs[j] = t; }
+    const int pair = pairs[PAIR_FROM[split] + index % PAIR_N[split]];
+    snprintf(name, size, "%s%s", SYL[pair / N_SYL], SYL[pair % N_SYL]);
+    capitalise(name);
+}
+
 void demo_place(uint64_t seed, int split, int index, DemoPlace *p) {
     Rng r;
     memset(p, 0, sizeof *p);
     rng_seed(&r, mix(mix(mix(seed, 0x91ace), split), index));
-    const int a = pick(&r, N_SYL), b = ((PAIR_FROM[split] + pick(&r, PAIR_N[split]) - a) % 6 + 6) % 6 + 6 * pick(&r, N_SYL / 6);
-    snprintf(p->name, sizeof p->name, "%s%s", SYL[a], SYL[b]);
-    capitalise(p->name);
+    place_name(seed, split, index, p->name, sizeof p->name);
     snprintf(p->kind, sizeof p->kind, "%s", KINDS[pick(&r, COUNT(KINDS))]);
     snprintf(p->fact[DK_FOUNDER], sizeof p->fact[0], "%s", FOUNDERS[pick(&r, COUNT(FOUNDERS))]);
     snprintf(p->fact[DK_YEAR], sizeof p->fact[0], "%d", 1500 + 25 * pick(&r, 20));
@@ -146,24 +157,33 @@ char *demo_place_passage(const DemoPlace *p, Rng *r) {
 char *demo_place_implications(const DemoPlace *p, Rng *r) {
     char buf[2048];
     size_t n = 0;
-    int k = 0;
-    float include = 0.3f + 0.7f * rng_uniform(r);   // how thorough this list is
+    int k = 0, order[DK_FACTS] = {0, 1, 2};
+    // A list's style, drawn once: how thorough it is and how often it follows
+    // the question's phrasing; so that lists differ in quality as a whole, and
+    // the best of a few samples is close to the oracle's.
+    const float include = 0.4f + 0.6f * rng_uniform(r), ask = rng_uniform(r);
+    for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
     if (rng_uniform(r) < 0.5f) {
         char *s = demo_place_fact(p, -1, 0);
         n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
         free(s);
     }
-    for (int f = 0; f < DK_FACTS; f++) {
+    for (int i = 0; i < DK_FACTS; i++) {
         if (rng_uniform(r) >= include) continue;
-        char *s = demo_place_fact(p, f, pick(r, 4));
+        const int f = order[i], asked = rng_uniform(r) < ask, form = asked ? 2 + pick(r, 2) : pick(r, 2);
+        char *s = demo_place_fact(p, f, form);
         n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
         free(s);
+        if (asked && rng_uniform(r) < ask) {   // and in the other question-like phrasing
+            s = demo_place_fact(p, f, form == 2 ? 3 : 2);
+            n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
+            free(s);
+        }
     }
-    if (rng_uniform(r) < 0.3f || k == 0) {   // a wrong fact: another place's value
-        DemoPlace wrong = *p;
-        int f = pick(r, DK_FACTS);
-        DemoPlace other;
-        demo_place(rng_next(r), DEMO_PRETRAIN, 0, &other);
+    if (rng_uniform(r) < 0.15f || k == 0) {   // a wrong fact: another place's value
+        DemoPlace wrong = *p, other;
+        const int f = pick(r, DK_FACTS);
+        demo_place(rng_next(r), DK_SKILL, 0, &other);
         snprintf(wrong.fact[f], sizeof wrong.fact[f], "%s", other.fact[f]);
         char *s = demo_place_fact(&wrong, f, pick(r, 4));
         n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
@@ -317,20 +337,22 @@ static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *
     }
 }
 
-// Skills that need no memorised fact, taught on places of their own: answering
-// with the passage in the prompt, and (for a share) writing implications of a
-// passage, of mixed quality (the untrained policy).
+// Skills that need no memorised fact, taught on a skill place (its name
+// reused by other skill places with other facts, so that only reading the
+// prompt gives the answer): a question with the passage in the prompt, or
+// implications of the passage, of mixed quality (the untrained policy).
 static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
-    if (rng_uniform(r) < sc->incontext_share) {
-        char *context = demo_place_passage(pl, r);
-        question_texts(pl, context, t);
-        free(context);
+    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = demo_place_passage(pl, r)};
+    if (rng_uniform(r) < sc->selfedit_share) demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
+    else {
+        const int f = pick(r, DK_FACTS);
+        char *q = fill(pl, QUESTIONS[f]);
+        Question qq = {.question = demo_incontext_question(p.context, q)};
+        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(pl->fact[f]), 0);
+        free(qq.question);
+        free(q);
     }
-    if (rng_uniform(r) < sc->selfedit_share) {
-        Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = demo_place_passage(pl, r)};
-        demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
-        free(p.context);
-    }
+    free(p.context);
 }
 
 enum { PLACE_CLOSED, PLACE_NO_QA, PLACE_KINDS };   // pretraining places with and without closed-book questions
@@ -452,38 +474,56 @@ static char *answers_apart(const char *text) {
 
 static const char *SPECIALS[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
 
+// Everything the base model is pretrained on, in one mixed stage (kind 1: a
+// document; 0: a prompt and its target): the pretraining places' passages and
+// restatements, closed-book questions on a share of them (kinds[i] says which),
+// and the skill places' in-context questions and self-edit examples.
+static void pretraining_texts(const Scale *sc, uint64_t seed, DemoTexts *t, int *kinds) {
+    Rng r;
+    rng_seed(&r, mix(seed, 0xba5e));
+    for (int i = 0; i < sc->n_pretrain; i++) {
+        DemoPlace p;
+        demo_place(seed, DEMO_PRETRAIN, i, &p);
+        knowledge_texts(&p, sc, &r, t);
+        kinds[i] = rng_uniform(&r) < sc->qa_share ? PLACE_CLOSED : PLACE_NO_QA;
+        if (kinds[i] == PLACE_CLOSED) question_texts(&p, NULL, t);
+    }
+    for (int i = 0; i < sc->n_skill; i++) {
+        DemoPlace p;
+        demo_place(seed, DK_SKILL, i, &p);
+        skill_texts(&p, sc, &r, t);
+    }
+}
+
+char *demo_knowledge_pretraining_text(uint64_t seed, int quick) {
+    const Scale *sc = quick ? &QUICK : &FULL;
+    DemoTexts t = {0};
+    int *kinds = xcalloc((size_t)sc->n_pretrain, sizeof(int));
+    pretraining_texts(sc, seed, &t, kinds);
+    char *out;
+    size_t len;
+    FILE *f = open_memstream(&out, &len);
+    for (int i = 0; i < t.n; i++) fprintf(f, "%s\n%s\n", t.prompt[i], t.target[i]);
+    fclose(f);
+    demo_texts_free(&t);
+    free(kinds);
+    return out;
+}
+
 static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
     double t0 = now_seconds();
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
     if (make_dirs(tmp, err)) return -1;
-    // Stage 1 (tx[0]): the knowledge places' documents; stage 2 (tx[1]):
-    // closed-book questions on a share of the knowledge places and the
-    // skills, with a replay of stage 1.
-    DemoTexts tx[2] = {{0}};
-    Rng r;
-    rng_seed(&r, mix(seed, 0xba5e));
+    DemoTexts tx = {0};
     int *kinds = xcalloc((size_t)sc->n_pretrain, sizeof(int));
-    for (int i = 0; i < sc->n_pretrain; i++) {
-        DemoPlace p;
-        demo_place(seed, DEMO_PRETRAIN, i, &p);
-        knowledge_texts(&p, sc, &r, &tx[0]);
-        kinds[i] = rng_uniform(&r) < sc->qa_share ? PLACE_CLOSED : PLACE_NO_QA;
-        if (kinds[i] == PLACE_CLOSED) question_texts(&p, NULL, &tx[1]);
-    }
-    for (int i = 0; i < sc->n_skill; i++) {
-        DemoPlace p;
-        demo_place(seed, DEMO_PRETRAIN, sc->n_pretrain + i, &p);
-        skill_texts(&p, sc, &r, &tx[1]);
-    }
-    const int n_text = tx[0].n + tx[1].n;
+    pretraining_texts(sc, seed, &tx, kinds);
+    const int n_text = tx.n;
     const char **corpus = xcalloc(2 * (size_t)n_text + 1, sizeof(char *));
-    for (int s = 0, k = 0; s < 2; s++)
-        for (int i = 0; i < tx[s].n; i++, k++) { corpus[2 * k] = tx[s].prompt[i]; corpus[2 * k + 1] = tx[s].target[i]; }
-    for (int i = 0; i < 2 * n_text; i++) corpus[i] = answers_apart(corpus[i]);
+    for (int i = 0; i < n_text; i++) { corpus[2 * i] = answers_apart(tx.prompt[i]); corpus[2 * i + 1] = answers_apart(tx.target[i]); }
     char *words = vocabulary_text();   // the answers, and every name of every split
     corpus[2 * n_text] = words;
-    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places and %d more for skills\n", n_text, sc->n_pretrain, sc->n_skill);
+    fprintf(stderr, "[2/3 tokenizer] %d texts about %d pretraining places and %d skill places\n", n_text, sc->n_pretrain, sc->n_skill);
     char *tok_json = tok_train_bytelevel(corpus, 2 * n_text + 1, sc->n_merges, SPECIALS, 5);
     for (int i = 0; i < 2 * n_text; i++) free((char *)corpus[i]);
     free(corpus);
@@ -494,19 +534,14 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
     const int eot = tok ? tok_find(tok, "<|eot_id|>") : -1;
     free(tok_json);
     Example *ex = xcalloc((size_t)n_text + 1, sizeof(Example));
-    for (int s = 0; s < 2; s++)
-        for (int i = 0; i < tx[s].n && !rc; i++, n_ex++) {
-            if (tx[s].kind[i]) {
-                Passage p = {.title = tx[s].prompt[i]};
-                rc = knowledge_document(tok, &p, tx[s].target[i], 2048, &ex[n_ex], err);
-            } else rc = example_from_text(tok, tx[s].prompt[i], tx[s].target[i], eot, 0, &ex[n_ex], err);
-        }
-    const int n1 = tx[0].n, n_replay = (int)(sc->replay_share * n1);
-    demo_texts_free(&tx[0]);
-    demo_texts_free(&tx[1]);
-    if (!rc) rc = pretrain(&m, ex, n1, "pretraining", sc->pre_epochs, sc->pre_lr, sc->pre_batch, seed, err);
-    // stage 2: the closed-book questions after the last n_replay stage-1 examples (their order is shuffled anyway)
-    if (!rc && n_ex > n1) rc = pretrain(&m, ex + n1 - n_replay, n_ex - n1 + n_replay, "closed-book questions", sc->qa_epochs, sc->qa_lr, sc->pre_batch, seed + 1, err);
+    for (int i = 0; i < n_text && !rc; i++, n_ex++) {
+        if (tx.kind[i]) {
+            Passage p = {.title = tx.prompt[i]};
+            rc = knowledge_document(tok, &p, tx.target[i], 2048, &ex[n_ex], err);
+        } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[n_ex], err);
+    }
+    demo_texts_free(&tx);
+    if (!rc) rc = pretrain(&m, ex, n_ex, "pretraining", sc->pre_epochs, sc->pre_lr, sc->pre_batch, seed, err);
     if (!rc) rc = extraction_check(&m, tok, sc, seed, kinds, err);
     free(kinds);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
@@ -548,7 +583,8 @@ static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
     RestemOpts ro = restem_defaults();
     ro.rounds = sc->rounds;
     ro.samples = sc->samples;
-    ro.eval_samples = 1;
+    ro.eval_samples = sc->eval_samples;
+    ro.m_from_previous = 1;   // round 2 continues round 1's policy (SEAL's train_SFT.sh)
     ro.keep_per_task = 1;
     ro.threshold = 0;
     ro.best_per_task = 1;
@@ -740,7 +776,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, "knowledge-v4", "demo-knowledge", sc->name);
+    demo_init(&d, o, "knowledge-v5", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {

@@ -43,4 +43,7 @@ char *demo_incontext_question(const char *context, const char *question);
 // The mean of x[0..n) and a 95% percentile bootstrap interval (2000 resamples, seeded).
 void demo_bootstrap(const double *x, int n, uint64_t seed, double *mean, double *lo, double *hi);
 
+// Every text the base model is pretrained on at this seed and scale, one after another (malloc'd): for tests.
+char *demo_knowledge_pretraining_text(uint64_t seed, int quick);
+
 int demo_knowledge_run(const DemoOpts *o, char *err);

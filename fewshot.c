@@ -187,6 +187,11 @@ static int short_enough(const TttExample *x, void *ctx) {
     return ok;
 }
 
+void fewshot_ttt_data(const FewShot *fs, const Task *t, const SelfEdit *se, Rng *r, TttExample **tx, int *n) {
+    arc_ttt_examples_filtered(t, se, fs->unused_colors, r, short_enough, (void *)fs, tx, n);
+    while (*n > fs->max_examples) free((*tx)[--*n].demos);   // already shuffled: the first ones are a random subset
+}
+
 // A view's prompt tokens (into *ids) and, as SEAL counts it for its limit,
 // the length of prompt and true answer together (into *total).
 static int view_tokens(const FewShot *fs, const Task *t, int test, const View *v, int **ids, int *total, char *err) {
@@ -227,61 +232,85 @@ static int build_views(const FewShot *fs, const Task *t, int test, int leave, Rn
 
 typedef struct { int views, valid, too_long, fallback; } InferStats;
 
-// Augmented greedy inference on one test input: the views whose prompt and
-// answer are under max_tokens (SEAL's filter; and whose prompt fits the
-// model's context) answered in one batch, mapped back, voted to two attempts.
-// When no leave-one-out view fits, SEAL's fallback: the leave-two-out views
-// too. *right: one of the attempts is the solution.
-static int answer_test(const FewShot *fs, Model *m, const Task *t, int test, Rng *r, int *right, InferStats *st, char *err) {
-    View *views = NULL;
-    int nv = 0, n_built = 0, rc = 0, n_fit = 0;
-    int **ids = NULL, *fit = NULL, *lens = NULL;
-    *right = 0;
-    for (int leave = 1; leave <= 2 && !n_fit && !rc; leave++) {
-        if (views) { for (int i = 0; i < nv; i++) free(ids[i]); free(ids); free(fit); free(lens); arc_free_views(views, n_built); }
-        if (build_views(fs, t, test, leave, r, &views, &nv, &n_built)) return errf(err, "%s: cannot build inference views", t->id);
-        ids = xcalloc((size_t)nv + 1, sizeof(int *));
-        fit = xcalloc((size_t)nv + 1, sizeof(int));
-        lens = xcalloc((size_t)nv + 1, sizeof(int));
-        n_fit = 0;
-        for (int i = 0; i < nv && !rc; i++) {
+// The views whose prompt and answer are under max_tokens (SEAL's filter; and
+// whose prompt fits the model's context); when no leave-one-out view fits,
+// SEAL's fallback: the leave-two-out views too.
+int fewshot_views(const FewShot *fs, const Model *m, const Task *t, int test, Rng *r, FewViews *v, char *err) {
+    *v = (FewViews){0};
+    for (int leave = 1; leave <= 2 && !v->n_fit; leave++) {
+        fewshot_views_free(v);
+        if (build_views(fs, t, test, leave, r, &v->views, &v->nv, &v->n_built)) return errf(err, "%s: cannot build inference views", t->id);
+        v->ids = xcalloc((size_t)v->nv + 1, sizeof(int *));
+        v->fit = xcalloc((size_t)v->nv + 1, sizeof(int));
+        v->lens = xcalloc((size_t)v->nv + 1, sizeof(int));
+        v->fallback = leave == 2;
+        for (int i = 0; i < v->nv; i++) {
             int total;
-            lens[i] = view_tokens(fs, t, test, &views[i], &ids[i], &total, err);
-            if (lens[i] < 0) rc = -1;
-            else if (lens[i] < m->c.max_pos && total < fs->max_tokens) fit[n_fit++] = i;
+            v->lens[i] = view_tokens(fs, t, test, &v->views[i], &v->ids[i], &total, err);
+            if (v->lens[i] < 0) { fewshot_views_free(v); return -1; }
+            if (v->lens[i] < m->c.max_pos && total < fs->max_tokens) v->fit[v->n_fit++] = i;
         }
-        if (leave == 2) st->fallback++;
     }
-    SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0, .constraint = fs->answer_constraint};
-    int stop[9], n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
+    v->prompts = xcalloc((size_t)v->n_fit + 1, sizeof(int *));
+    v->prompt_lens = xcalloc((size_t)v->n_fit + 1, sizeof(int));
+    for (int j = 0; j < v->n_fit; j++) { v->prompts[j] = v->ids[v->fit[j]]; v->prompt_lens[j] = v->lens[v->fit[j]]; }
+    return 0;
+}
+
+void fewshot_views_free(FewViews *v) {
+    for (int i = 0; v->ids && i < v->nv; i++) free(v->ids[i]);
+    free(v->ids); free(v->fit); free(v->lens); free(v->prompts); free(v->prompt_lens);
+    if (v->views) arc_free_views(v->views, v->n_built);   // every view built, not only those used
+    *v = (FewViews){0};
+}
+
+int fewshot_stops(const FewShot *fs, const Model *m, int stop[9]) {
+    int n_stop = m->c.n_eos, has_eot = 0;   // the model's eos ids and the chat format's end of turn
     for (int i = 0; i < n_stop; i++) has_eot |= (stop[i] = m->c.eos[i]) == fs->eot;
     if (!has_eot) stop[n_stop++] = fs->eot;
-    const int **fit_ids = xcalloc((size_t)n_fit + 1, sizeof(int *));
-    int *fit_len = xcalloc((size_t)n_fit + 1, sizeof(int)), **ans = xcalloc((size_t)n_fit + 1, sizeof(int *)), *ans_len = xcalloc((size_t)n_fit + 1, sizeof(int));
-    for (int j = 0; j < n_fit; j++) { fit_ids[j] = ids[fit[j]]; fit_len[j] = lens[fit[j]]; }
-    if (!rc && n_fit) rc = be_generate(fs->be, m, fit_ids, fit_len, n_fit, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
-    Grid *answers = xcalloc((size_t)n_fit + 1, sizeof(Grid)), top[2];
-    int *group = xcalloc((size_t)n_fit + 1, sizeof(int));
-    for (int j = 0; j < n_fit && !rc; j++) {
+    return n_stop;
+}
+
+int fewshot_vote(const FewShot *fs, const Task *t, int test, const FewViews *v, int *const *ans, const int *ans_len, int *valid) {
+    Grid *answers = xcalloc((size_t)v->n_fit + 1, sizeof(Grid)), top[2];
+    int *group = xcalloc((size_t)v->n_fit + 1, sizeof(int));
+    for (int j = 0; j < v->n_fit; j++) {
         size_t len;
+        char err[ERR_MAX];
         const int *a = ans[j];
         char *text = tok_decode(fs->tok, a, ans_len[j] > 0 && a[ans_len[j] - 1] == fs->eot ? ans_len[j] - 1 : ans_len[j], &len, err);
         Grid g;
-        group[j] = views[fit[j]].tf;
-        if (text && grid_parse(text, &g) == 0 && arc_unview(&views[fit[j]], &g, &answers[j]) == 0) st->valid++;
+        group[j] = v->views[v->fit[j]].tf;
+        if (text && grid_parse(text, &g) == 0 && arc_unview(&v->views[v->fit[j]], &g, &answers[j]) == 0) (*valid)++;
         else answers[j].h = 0;   // h = 0 marks an invalid answer
         free(text);
     }
+    int n_top = v->n_fit ? arc_vote(answers, group, v->n_fit, top) : 0;   // no view fits: no answer, as SEAL's invalid task
+    int right = n_top > 0 && arc_pass2(top, n_top, &t->test[test].out);
+    free(answers); free(group);
+    return right;
+}
+
+// Augmented greedy inference on one test input: the views that fit answered
+// in one batch, mapped back, voted to two attempts. *right: one of the
+// attempts is the solution.
+static int answer_test(const FewShot *fs, Model *m, const Task *t, int test, Rng *r, int *right, InferStats *st, char *err) {
+    FewViews v;
+    *right = 0;
+    if (fewshot_views(fs, m, t, test, r, &v, err)) return -1;
+    st->fallback += v.fallback;
+    SampleOpts greedy = {.max_new = fs->max_answer_tokens, .temperature = 0, .constraint = fs->answer_constraint};
+    int stop[9], n_stop = fewshot_stops(fs, m, stop), rc = 0;
+    int **ans = xcalloc((size_t)v.n_fit + 1, sizeof(int *)), *ans_len = xcalloc((size_t)v.n_fit + 1, sizeof(int));
+    if (v.n_fit) rc = be_generate(fs->be, m, (const int *const *)v.prompts, v.prompt_lens, v.n_fit, &greedy, stop, n_stop, NULL, NULL, ans, ans_len, err);
     if (!rc) {
-        int n_top = n_fit ? arc_vote(answers, group, n_fit, top) : 0;   // no view fits: no answer, as SEAL's invalid task
-        *right = n_top > 0 && arc_pass2(top, n_top, &t->test[test].out);
-        st->views += n_fit;
-        if (n_fit < nv) st->too_long += nv - n_fit;
+        *right = fewshot_vote(fs, t, test, &v, ans, ans_len, &st->valid);
+        st->views += v.n_fit;
+        if (v.n_fit < v.nv) st->too_long += v.nv - v.n_fit;
     }
-    for (int i = 0; i < nv; i++) free(ids[i]);
-    for (int j = 0; j < n_fit; j++) free(ans[j]);
-    free(ids); free(fit); free(lens); free(fit_ids); free(fit_len); free(ans); free(ans_len); free(answers); free(group);
-    arc_free_views(views, n_built);   // every view built, not only those used
+    for (int j = 0; j < v.n_fit; j++) free(ans[j]);
+    free(ans); free(ans_len);
+    fewshot_views_free(&v);
     return rc;
 }
 
@@ -345,10 +374,7 @@ static int fs_prepare(const FewShot *fs, Model *m, int split, int task, const ch
     out->valid = 1;
     TttExample *tx;
     int n;
-    arc_ttt_examples_filtered(t, &se, fs->unused_colors, &v->r, short_enough, (void *)fs, &tx, &n);
-    if (n > fs->max_examples) {   // already shuffled: the first ones are a random subset
-        while (n > fs->max_examples) free(tx[--n].demos);
-    }
+    fewshot_ttt_data(fs, t, &se, &v->r, &tx, &n);
     cJSON_AddNumberToObject(out->metrics, "examples", n);
     long steps = selfedit_steps(n, fs->batch, se.epochs);
     if (n == 0 || steps > fs->max_steps) {   // as in SEAL: no training; the unadapted model answers

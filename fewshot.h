@@ -56,3 +56,23 @@ void fewshot_select(FewShot *fs, const int counts[4]);
 
 // The training sequences of a self-edit's TTT data (exposed for tests).
 int fewshot_examples(const FewShot *fs, const TttExample *ex, int n, int output_only, Example **out, char *err);
+
+// The pieces of one self-edit's evaluation, in fs_evaluate's order (exposed
+// for bench/bench_arc.c, which times them): the TTT data a self-edit's
+// directives build from task t (SEAL's augmentations, examples of max_tokens
+// or more dropped, at most max_examples; r continues into the views), then,
+// per test input, the views answered, the stop tokens and the vote.
+void fewshot_ttt_data(const FewShot *fs, const Task *t, const SelfEdit *se, Rng *r, TttExample **tx, int *n);
+typedef struct {
+    View *views;                  // every view built (n_built), the first nv considered (max_views)
+    int n_built, nv;
+    int **ids, *lens;             // (nv) each considered view's prompt tokens
+    int n_fit, *fit;              // the views answered: indices into views
+    int **prompts, *prompt_lens;  // (n_fit) their prompts, for be_generate
+    int fallback;                 // no leave-one-out view fit: the leave-two-out views were added
+} FewViews;
+int fewshot_views(const FewShot *fs, const Model *m, const Task *t, int test, Rng *r, FewViews *v, char *err);
+void fewshot_views_free(FewViews *v);
+int fewshot_stops(const FewShot *fs, const Model *m, int stop[9]);   // the model's eos ids and the end of turn; returns how many
+// Counts the valid answers into *valid; returns 1 when one of the two voted attempts is the solution.
+int fewshot_vote(const FewShot *fs, const Task *t, int test, const FewViews *v, int *const *ans, const int *ans_len, int *valid);

@@ -1,6 +1,7 @@
 // generate.c: see generate.h.
 #include "generate.h"
 #include <limits.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +9,32 @@
 
 typedef struct { float logit; int id; } Cand;
 
-static int by_logit_desc(const void *a, const void *b) {
-    const Cand *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id;
+// The order a radix sort on this key gives: highest logit first (-0 as +0).
+static uint32_t desc_key(float f) {
+    uint32_t u;
+    f += 0.0f;
+    memcpy(&u, &f, 4);
+    return u >> 31 ? u : ~u & 0x7fffffff;   // negatives above every positive, larger magnitude later
+}
+
+// c (n) sorted by logit, highest first, ties by id (c arrives in id order and
+// each pass is stable): four byte passes of a radix sort, O(n), where qsort
+// of SmolLM2's 49,152 tokens took milliseconds a token. Returns c or tmp (n),
+// whichever holds the result.
+static Cand *sort_desc(Cand *c, Cand *tmp, int n) {
+    for (int shift = 0; shift < 32; shift += 8) {
+        int at[257] = {0};
+        for (int i = 0; i < n; i++) at[(desc_key(c[i].logit) >> shift & 255) + 1]++;
+        int same = 0;   // every key has the same byte here: the pass would change nothing
+        for (int b = 1; b <= 256; b++) same |= at[b] == n;
+        if (same) continue;
+        for (int b = 1; b <= 256; b++) at[b] += at[b - 1];
+        for (int i = 0; i < n; i++) tmp[at[desc_key(c[i].logit) >> shift & 255]++] = c[i];
+        Cand *t = c;
+        c = tmp;
+        tmp = t;
+    }
+    return c;
 }
 
 static int argmax(const float *x, int n) {
@@ -27,30 +50,48 @@ static int all_finite(const float *x, int n) {
     return 1;
 }
 
-// sample_token on logits known to be finite, or -inf where a constraint masked them.
+// Below this many nats under the best logit a token's weight exp(l - best)
+// is under 2^-53 (e^-37 = 8.5e-17 < 1.1e-16), and adding it to a running sum
+// that is already at least 1 (the best token's weight, summed first) rounds
+// back to the same double: such tokens change no sum and can never be drawn,
+// so they are left out of the sort.
+#define SAMPLE_CUT 37.0
+
+// sample_token on logits known to be finite, or -inf where a constraint
+// masked them. The weights are summed in the order of the sorted logits, as
+// the full qsort of the vocabulary did, so a seed draws the same tokens.
 static int pick_token(float *logits, int V, const SampleOpts *o, Rng *r) {
     if (o->temperature <= 0.0f) return argmax(logits, V);
-    Cand *c = xcalloc((size_t)V, sizeof(Cand));   // small beside the model's V x dim embedding
-    for (int i = 0; i < V; i++) c[i] = (Cand){logits[i] / o->temperature, i};
-    qsort(c, V, sizeof(Cand), by_logit_desc);
-    int keep = o->top_k > 0 && o->top_k < V ? o->top_k : V;
-    double sum = 0.0;
-    for (int i = 0; i < keep; i++) sum += exp((double)c[i].logit - c[0].logit);
+    float best = -INFINITY;
+    for (int i = 0; i < V; i++) best = fmaxf(best, logits[i] / o->temperature);
+    // every token when best is not finite (all masked, or a logit / temperature overflowing): as before
+    const double cut = isfinite(best) ? (double)best - SAMPLE_CUT : -INFINITY;
+    Cand *buf = xmalloc(2 * (size_t)V * sizeof(Cand));   // small beside the model's V x dim embedding
+    int n = 0;   // the candidates above the cut
+    for (int i = 0; i < V; i++) {
+        const float l = logits[i] / o->temperature;
+        if (!((double)l < cut)) buf[n++] = (Cand){l, i};
+    }
+    const Cand *c = sort_desc(buf, buf + V, n);
+    int keep = o->top_k > 0 && o->top_k < n ? o->top_k : n;
+    double *w = xmalloc((size_t)keep * sizeof(double)), sum = 0.0;   // each weight computed once
+    for (int i = 0; i < keep; i++) sum += w[i] = exp((double)c[i].logit - c[0].logit);
     if (o->top_p < 1.0f) {   // keep a token while the tokens above it hold less than top_p
         double above = 0.0;
-        int n = 0;
-        while (n < keep && above < o->top_p) above += exp((double)c[n++].logit - c[0].logit) / sum;
-        keep = n > 0 ? n : 1;
+        int k = 0;
+        while (k < keep && above < o->top_p) above += w[k++] / sum;
+        keep = k > 0 ? k : 1;
         sum = 0.0;
-        for (int i = 0; i < keep; i++) sum += exp((double)c[i].logit - c[0].logit);
+        for (int i = 0; i < keep; i++) sum += w[i];
     }
     double u = rng_uniform(r) * sum, acc = 0.0;
-    int pick = c[keep - 1].id;
+    int pick = c[keep - 1].id;   // not reached: u < sum, and acc ends at sum
     for (int i = 0; i < keep; i++) {
-        acc += exp((double)c[i].logit - c[0].logit);
+        acc += w[i];
         if (u < acc) { pick = c[i].id; break; }
     }
-    free(c);
+    free(buf);
+    free(w);
     return pick;
 }
 

@@ -382,7 +382,7 @@ static int tok_fits(const Tokenizer *tok, const char *tok_path, const Model *m, 
 }
 
 // --weights: the copy of the frozen weights the CPU's KV cache reads (weights.h).
-#define WEIGHTS_FLAG(w) {"--weights", F_STR, &(w), "CPU decoding reads fp32, bf16, q8_0, or native (default): a .gguf's own blocks, bf16 for a BF16 checkpoint, else fp32"}
+#define WEIGHTS_FLAG(w) {"--weights", F_STR, &(w), "CPU decoding reads fp32, bf16, q8_0, or native (default): a .gguf's own blocks, bf16 for a BF16 checkpoint, else fp32; q8_0+q8, native+q8: those weights times activations rounded to 8 bits (llama.cpp's way, faster, logits within ~2e-2)"}
 
 // --constrain NAME for seal generate: its grammar; 1 after "seal: --constrain NAME: ..." when unknown.
 static int parse_grammar(const char *name, const Grammar **g) {

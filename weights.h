@@ -23,6 +23,7 @@ typedef struct QMat {
     int rows, cols;               // [out, in] like the fp32 weight; cols a multiple of 32
     size_t row_bytes;             // bytes of one row of blocks
     uint8_t *data;                // (rows, row_bytes)
+    int q8;                       // Q8_0 / Q4: multiply x quantised to 8 bits (qmat_mul); 0: exact fp32 x
 } QMat;
 
 size_t qt_row_bytes(int type, int cols);
@@ -40,13 +41,17 @@ void qmat_row_f32(const QMat *q, int r, float *out);
 
 // y (R, rows) = x (R, cols) q^T, fp32 accumulation, each block dequantised
 // once inside the kernel and used for up to 8 rows of x: a batch of R rows
-// reads the weights once. OpenMP threads split the output columns.
+// reads the weights once. OpenMP threads split the output columns. With q->q8
+// set, Q8_0 and Q4 weights multiply x quantised to 8 bits per block of 32
+// (integer dot products, llama.cpp's way: faster, and each x off by up to
+// 1/254 of its block's largest); bf16 always multiplies fp32 x.
 void qmat_mul(const QMat *q, const float *x, int R, float *y);
 
 // ---------------------------------------------------------------------------
 // A model's compact copies: which form the KV-cache path reads.
 enum { WEIGHTS_FP32, WEIGHTS_BF16, WEIGHTS_Q8_0, WEIGHTS_NATIVE };
-// "fp32", "bf16", "q8_0" or "native": -1 with err for anything else.
+#define WEIGHTS_Q8_ACTS 8   // or'd into q8_0 or native ("q8_0+q8", "native+q8"): the copies' q8 set
+// "fp32", "bf16", "q8_0", "native", "q8_0+q8" or "native+q8": -1 with err for anything else.
 int weights_parse(const char *s, char *err);
 // Builds the copies of every projection and of the LM head: fp32 drops them;
 // bf16 and q8_0 convert the fp32 weights; native takes a .gguf file's own
@@ -57,5 +62,5 @@ int weights_parse(const char *s, char *err);
 // size, Q4_1 a sixth.
 int model_compact(Model *m, int kind, const char *path, char *err);
 void model_compact_free(Model *m);
-const char *model_weights_name(const Model *m);   // e.g. "q4_1 (lm head q8_0)", "bf16", "fp32"
+const char *model_weights_name(const Model *m);   // e.g. "q4_1 (lm head q8_0)", "q4_1+q8", "bf16", "fp32"
 size_t model_weight_bytes(const Model *m);        // weight bytes one decode step reads (projections and LM head)

@@ -22,6 +22,12 @@
 //       then G greedy steps of kv_step + argmax over the logits of every
 //       sequence (decode). Best of N. Also the weight bytes one step reads and
 //       the bandwidth that makes at the decode rate.
+//       (native+q8, q8_0+q8: activations rounded to 8 bits, llama.cpp's way).
+//   bench_infer kernels [--threads N] [--reps N]
+//       qmat_mul alone on a 1536 x 576 matrix (SmolLM2's MLP shape) of each
+//       form, 1 and 8 rows of x, q8 and fp32 activations, and OpenBLAS sgemm
+//       on the fp32 matrix: microseconds a call (best of N x 200 calls) and
+//       the weight bytes a second that makes.
 //   bench_infer bandwidth [--threads N]
 //       The machine's memory read bandwidth: the best of 5 sums of a 1 GiB
 //       array, the threads reading a share each (what decoding does).
@@ -260,6 +266,46 @@ static int bench_decode(const char *which, const char *dir, int threads, int P, 
     return 0;
 }
 
+// Each qmat_mul form against sgemm on one matrix (SmolLM2's up projection).
+static int bench_kernels(int reps) {
+    const int NO = 1536, NI = 576, calls = 200;
+    Rng r;
+    rng_seed(&r, 5);
+    float *w = malloc((size_t)NO * NI * sizeof(float)), *x = malloc(64 * NI * sizeof(float)), *y = malloc(64 * NO * sizeof(float));
+    for (int i = 0; i < NO * NI; i++) w[i] = 0.05f * rng_normal(&r);
+    for (int i = 0; i < 64 * NI; i++) x[i] = rng_normal(&r);
+    for (int t = -1; t < QT_N; t++) {   // -1: sgemm on fp32
+        QMat q = {0};
+        if (t >= 0) {
+            if (qmat_alloc(&q, t, NO, NI)) die("out of memory");
+            if (t <= QT_Q8_0) qmat_from_f32(&q, w);
+            else
+                for (size_t b = 0; b < q.row_bytes * NO; b++) q.data[b] = (uint8_t)rng_next(&r);   // any bytes: speed only
+        }
+        const size_t bytes = t < 0 ? (size_t)NO * NI * 4 : q.row_bytes * NO;
+        for (int R = 1; R <= 64; R *= 8)
+            for (int q8 = 0; q8 <= (t == QT_Q8_0 || t == QT_Q4_0 || t == QT_Q4_1); q8++) {
+                q.q8 = q8;
+                double best = 1e30;
+                for (int rep = 0; rep < reps; rep++) {
+                    double t0 = now_seconds();
+                    for (int c = 0; c < calls; c++)
+                        if (t < 0) gemm(0, 1, R, NO, NI, 1.0f, x, NI, w, NI, 0.0f, y, NO);
+                        else qmat_mul(&q, x, R, y);
+                    double dt = (now_seconds() - t0) / calls;
+                    if (dt < best) best = dt;
+                }
+                const char *name = t < 0 ? "sgemm_fp32" : QT_NAME[t];
+                printf("kernel_%s_%s_r%d_us %.2f\n", name, t < 0 || t == QT_BF16 ? "fp32" : q8 ? "q8" : "fp32", R, best * 1e6);
+                printf("kernel_%s_%s_r%d_weight_gb_per_s %.2f\n", name, t < 0 || t == QT_BF16 ? "fp32" : q8 ? "q8" : "fp32", R, bytes / best / 1e9);
+                fflush(stdout);
+            }
+        qmat_free(&q);
+    }
+    free(w); free(x); free(y);
+    return 0;
+}
+
 // Memory read bandwidth: sums of a 1 GiB array, each thread its share.
 static int bench_bandwidth(int threads) {
     const size_t n = (size_t)1 << 28;
@@ -289,10 +335,12 @@ static int bench_bandwidth(int threads) {
 int main(int argc, char **argv) {
     const char *usage = "usage: bench_infer tokenize DATA_DIR OUT_DIR [--reps N] | "
                         "decode 25m|1b|FILE.gguf [--threads N] [--prompt P] [--gen G] [--reps N] [--dir DIR] "
-                        "[--weights fp32|bf16|q8_0|native] [--batches 1,8] | bandwidth [--threads N]";
+                        "[--weights fp32|bf16|q8_0|native|q8_0+q8|native+q8] [--batches 1,8] | kernels [--threads N] [--reps N] | "
+                        "bandwidth [--threads N]";
     if (argc < 2) die(usage);
-    int tokenize = !strcmp(argv[1], "tokenize"), bandwidth = !strcmp(argv[1], "bandwidth"), a = tokenize ? 4 : bandwidth ? 2 : 3;
-    if (!tokenize && !bandwidth && strcmp(argv[1], "decode")) die(usage);
+    int tokenize = !strcmp(argv[1], "tokenize"), bandwidth = !strcmp(argv[1], "bandwidth"), kernels = !strcmp(argv[1], "kernels");
+    int a = tokenize ? 4 : bandwidth || kernels ? 2 : 3;
+    if (!tokenize && !bandwidth && !kernels && strcmp(argv[1], "decode")) die(usage);
     if (argc < a) die(usage);
     int threads = omp_get_num_procs(), P = 128, G = 64, reps = 3;
     const char *dir = NULL, *batches = "1,8";
@@ -314,5 +362,6 @@ int main(int argc, char **argv) {
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
     if (bandwidth) return bench_bandwidth(threads);
+    if (kernels) return bench_kernels(reps);
     return bench_decode(argv[2], dir, threads, P, G, reps, weights, batches);
 }

@@ -115,13 +115,17 @@ echo "== the same decode in PyTorch" >&2
 run_peer "$log/pdec_25m" PyTorch 300 "$python" "$here/peer_torch_decode.py" 25m --threads "$threads" --reps 3
 
 # SmolLM2-135M-Instruct's Q4_1 GGUF (data/fetch.sh smollm2): ours on the
-# file's own blocks, then llama.cpp's Python binding (LLAMA_PYTHON: a python
-# with llama_cpp; default PYTHON) on the same file, batch 1.
+# file's own blocks, exact (fp32 activations, the default) and with 8-bit
+# activations (native+q8, what llama.cpp does), then llama.cpp's Python
+# binding (LLAMA_PYTHON: a python with llama_cpp; default PYTHON) on the same
+# file, batch 1.
 gguf=${SMOLLM2_GGUF:-$(ls "$data"/smollm2/*.gguf 2> /dev/null | head -n 1)}
-touch "$log/dec_smol" "$log/pdec_smol"
+touch "$log/dec_smol" "$log/dec_smolq8" "$log/pdec_smol"
 if [ -n "$gguf" ] && [ -f "$gguf" ]; then
     echo "== KV-cache decode, SmolLM2 Q4_1 GGUF, native blocks (ours)" >&2
     "$infer" decode "$gguf" --weights native --threads "$threads" --reps 2 | tee "$log/dec_smol" >&2
+    echo "== the same with 8-bit activations (ours, native+q8)" >&2
+    "$infer" decode "$gguf" --weights native+q8 --threads "$threads" --reps 2 | tee "$log/dec_smolq8" >&2
     echo "== the same decode in llama.cpp (llama-cpp-python)" >&2
     run_peer "$log/pdec_smol" llama.cpp 300 "${LLAMA_PYTHON:-$python}" "$here/peer_llamacpp.py" "$gguf" --threads "$threads" --reps 2
 else
@@ -213,11 +217,12 @@ fi
 # step x steps a second) beside the machine's
 bw=$(get "$log/bw" read_gb_per_s)
 row "Memory read bandwidth, 1 GiB summed, $threads threads (the decode bound)" "$bw" "" "" "" "GB/s"
-for sz in 25m 25m_fp32 smol 1b; do
+for sz in 25m 25m_fp32 smol smolq8 1b; do
     O=$log/dec_$sz R=$log/pdec_$sz
     [ "$sz" = 25m_fp32 ] && R=$log/pdec_25m
+    [ "$sz" = smolq8 ] && R=$log/pdec_smol
     [ -n "$(get "$O" params)" ] || continue
-    case $sz in smol) name="SmolLM2-135M Q4_1 GGUF" ;; 25m_fp32) name="25M" ;; *) name=$(echo "$sz" | tr a-z A-Z) ;; esac
+    case $sz in smol|smolq8) name="SmolLM2-135M Q4_1 GGUF" ;; 25m_fp32) name="25M" ;; *) name=$(echo "$sz" | tr a-z A-Z) ;; esac
     p=$(get "$O" prompt) g=$(get "$O" gen) w=$(get "$O" weights)
     for b in 1 8; do
         k=b${b}_decode_tokens_per_s

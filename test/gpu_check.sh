@@ -14,7 +14,8 @@
 #      CPU run (its self-edits and rewards compared, bf16 against fp32);
 #   5. one SEAL few-shot round on a random Llama-3.2-1B-shaped model at SEAL's
 #      settings (2 tasks x 2 self-edits): seconds per phase, peak memory;
-#   6. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft.
+#   6. bench/run_gpu.sh: the benchmarks beside Hugging Face transformers + peft,
+#      one ARC self-edit evaluation among them (on step 5's model).
 # Made to finish in about 8 minutes on an H100; one summary table at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -96,13 +97,15 @@ if [ -f "$DATA/llama3/config.json" ] && [ -f "$DATA/llama3/tokenizer.json" ] && 
 for l in open(sys.argv[1]):
     e = json.loads(l)
     if e["phase"] == "oracle": print("one ARC self-edit evaluation at SEAL'"'"'s oracle settings (TTT on every augmentation, 2 epochs, then voting): %.1f s (TTT %.1f s, voting %.1f s)" % (e["seconds_total"], e["metrics"].get("seconds_train", 0), e["metrics"].get("seconds_infer", 0)))' "$tmp/f1b/edits.jsonl"
-    rm -rf "$tmp"
+    rm -rf "$tmp/f1b"
+    m1b=$tmp   # its model serves bench/run_gpu.sh's ARC row below, then goes
 else
     step "SEAL few-shot round on the 1B shape skipped: data/llama3 (config, tokenizer) and data/arc missing (data/fetch.sh llama3-tokenizer arc)"
 fi
 
-step "benchmarks (bench/run_gpu.sh)"
-check bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
+step "benchmarks (bench/run_gpu.sh; with one ARC self-edit evaluation beside Hugging Face's on the same 1B-shaped model)"
+check env DATA="$DATA" ARC_MODEL="${m1b:+$m1b/m1b}" bench/run_gpu.sh build/bench_gpu bench-results-gpu.json
+[ -n "${m1b:-}" ] && rm -rf "$m1b"
 
 echo
 echo "| step | result | seconds |"

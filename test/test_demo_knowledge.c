@@ -66,6 +66,28 @@ START_TEST(passage_puts_answers_first) {
 }
 END_TEST
 
+// No held-out or SEAL-training place name occurs anywhere in the base
+// model's pretraining text, and the held-out places' names are all
+// different (a name shared by two passages would have two answers).
+START_TEST(held_out_names_never_pretrained) {
+    char *text = demo_knowledge_pretraining_text(1, 0);   // the full scale's
+    ck_assert(text && strlen(text) > 1000);
+    DemoPlace p, q;
+    demo_place(1, DEMO_PRETRAIN, 0, &p);
+    ck_assert_msg(strstr(text, p.name), "the pretraining place %s is not in the text", p.name);   // the search can find a name
+    for (int split = DEMO_TRAIN; split <= DEMO_EVAL; split++)
+        for (int i = 0; i < 48; i++) {
+            demo_place(1, split, i, &p);
+            ck_assert_msg(!strstr(text, p.name), "%s is in pretraining", p.name);
+            for (int j = 0; j < i; j++) {
+                demo_place(1, split, j, &q);
+                ck_assert_msg(strcmp(p.name, q.name), "places %d and %d are both %s", j, i, p.name);
+            }
+        }
+    free(text);
+}
+END_TEST
+
 START_TEST(in_context_question_has_the_passage) {
     char *q = demo_incontext_question("Ada founded Velmor.", "Who founded Velmor?");
     ck_assert_str_eq(q, "Ada founded Velmor.\nWho founded Velmor?");
@@ -132,7 +154,7 @@ END_TEST
 
 Suite *demo_knowledge_suite(void) {
     Suite *s = suite_create("demo knowledge");
-    add_case(s, "world", 0, oracle_restates_every_fact, passage_puts_answers_first, in_context_question_has_the_passage, bootstrap_interval);
+    add_case(s, "world", 0, oracle_restates_every_fact, passage_puts_answers_first, held_out_names_never_pretrained, in_context_question_has_the_passage, bootstrap_interval);
     add_case(s, "quick demo", 120, quick_demo_reports_every_row);
     return s;
 }
