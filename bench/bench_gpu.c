@@ -7,6 +7,9 @@
 //   decode  batch 1 and 64: 1024-token prompts (prefill), then greedy
 //           tokens (the argmax on the GPU); tokens/s of each, the share of
 //           the GPU's memory bandwidth at batch 1, GPU memory.
+//   sample  a task's self-edits (SEAL: 15) as one batch of G tokens after a
+//           2048-token prompt each (greedy stands in for sampling: the same
+//           work a step bar the draw); tokens/s.
 //
 //   many    test-time training of K self-edits' adapters (LoRA r=128, each
 //           its own examples: N steps of 1 x T tokens) one at a time against
@@ -14,6 +17,7 @@
 //           step, the base shared): self-edit trainings per minute of each.
 //
 //   bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--shape 1b|small] [--seq T]
+//             [--sample B] [--sample-prompt P]  (--sample 0: no sample rows)
 //             [--many K] [--many-steps N] [--many-seq T]      (--many 0: no many rows)
 //
 // Output: one "key value" line per measure on stdout (bench/run_gpu.sh reads them).
@@ -104,7 +108,8 @@ static double decode_bytes(const Config *c, double len) {
     return 2.0 * w + 4.0 * (2 * c->n_layers + 1) * c->dim + (double)c->n_layers * len * 2 * kv * 2;
 }
 
-static void bench_decode(CudaModel *g, const Config *c, int B, int P, int G) {
+// Prefill B prompts of P tokens, then G greedy steps; keys start with `key`.
+static void bench_decode(CudaModel *g, const Config *c, const char *key, int B, int P, int G) {
     char err[ERR_MAX];
     const int V = c->vocab, WARM = 3;
     CudaKV *kv = cuda_kv_new(g, B, P + WARM + G + 1, err);
@@ -133,12 +138,12 @@ static void bench_decode(CudaModel *g, const Config *c, int B, int P, int G) {
     const double decode_s = now_seconds() - t1;
     double peak_flops, peak_bw;
     cuda_device_peaks(&peak_flops, &peak_bw);
-    printf("b%d_prefill_tokens_per_s %.0f\n", B, (double)B * P / prefill_s);
-    printf("b%d_decode_tokens_per_s %.1f\n", B, (double)B * G / decode_s);
-    printf("b%d_decode_step_ms %.3f\n", B, 1e3 * decode_s / G);
-    if (B == 1 && peak_bw > 0) printf("b1_decode_bandwidth_share %.3f\n", decode_bytes(c, P + WARM + G / 2.0) * G / decode_s / peak_bw);
-    printf("b%d_graphs %d\n", B, cuda_kv_graphs(kv));
-    printf("b%d_mem_gib %.2f\n", B, gib(cuda_memory_used()));
+    printf("%s_prefill_tokens_per_s %.0f\n", key, (double)B * P / prefill_s);
+    printf("%s_decode_tokens_per_s %.1f\n", key, (double)B * G / decode_s);
+    printf("%s_decode_step_ms %.3f\n", key, 1e3 * decode_s / G);
+    if (B == 1 && peak_bw > 0) printf("%s_decode_bandwidth_share %.3f\n", key, decode_bytes(c, P + WARM + G / 2.0) * G / decode_s / peak_bw);
+    printf("%s_graphs %d\n", key, cuda_kv_graphs(kv));
+    printf("%s_mem_gib %.2f\n", key, gib(cuda_memory_used()));
     fflush(stdout);
     cuda_kv_free(kv);
     for (int b = 0; b < B; b++) free(prompts[b]);
@@ -194,7 +199,7 @@ static Config config_small(void) {
 }
 
 int main(int argc, char **argv) {
-    int steps = 10, P = 1024, G = 128, R = 128, B = 2, T = 1024, many = 8, many_steps = 4, many_seq = 512;
+    int steps = 10, P = 1024, G = 128, R = 128, B = 2, T = 1024, many = 8, many_steps = 4, many_seq = 512, sample_b = 15, sample_p = 2048;
     const char *batches = "1,64", *shape = "1b";
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
@@ -206,9 +211,11 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--many")) many = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--many-steps")) many_steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--many-seq")) many_seq = atoi(argv[++i]);
-        else die("usage: bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--shape 1b|small] [--seq T] [--many K] [--many-steps N] [--many-seq T]");
+        else if (i + 1 < argc && !strcmp(argv[i], "--sample")) sample_b = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--sample-prompt")) sample_p = atoi(argv[++i]);
+        else die("usage: bench_gpu [--steps N] [--prompt P] [--gen G] [--batches 1,64] [--sample B] [--sample-prompt P] [--shape 1b|small] [--seq T] [--many K] [--many-steps N] [--many-seq T]");
     }
-    if (steps < 1 || P < 1 || G < 1 || T < 2 || many < 0 || many > MAX_ADAPTERS || many_steps < 1 || many_seq < 2) die("bad arguments");
+    if (steps < 1 || P < 1 || G < 1 || T < 2 || many < 0 || many > MAX_ADAPTERS || many_steps < 1 || many_seq < 2 || sample_b < 0 || sample_p < 1) die("bad arguments");
     char err[ERR_MAX], dev[256];
     if (!cuda_available(err)) {
         printf("gpu_missing %s\n", err);
@@ -241,9 +248,12 @@ int main(int argc, char **argv) {
     if (cuda_lora_set(g, NULL, err)) die(err);   // decode the base model; frees the training activations
     for (const char *p = batches; *p;) {
         const int b = atoi(p);
-        if (b > 0) bench_decode(g, &c, b, P, G);
+        char key[32];
+        snprintf(key, sizeof key, "b%d", b);
+        if (b > 0) bench_decode(g, &c, key, b, P, G);
         p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p);
     }
+    if (sample_b) bench_decode(g, &c, "sample", sample_b, sample_p, G);   // a task's self-edits: one prompt's length, sampled as one batch
     cuda_model_free(g);
     if (many) bench_many(&m, &lo, many, many_steps, many_seq);
     model_attach_lora(&m, NULL);

@@ -22,6 +22,8 @@ def main():
     ap.add_argument("--prompt", type=int, default=1024)
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--sample", type=int, default=15)
+    ap.add_argument("--sample-prompt", type=int, default=2048)
     args = ap.parse_args()
     try:
         import peft
@@ -99,8 +101,11 @@ def main():
     # Greedy decoding with the KV cache
     model = make_model()
     model.eval()
-    P, G = args.prompt, args.gen
-    for b in [int(x) for x in args.batches.split(",") if x]:
+    runs = [(f"b{b}", b, args.prompt) for b in [int(x) for x in args.batches.split(",") if x]]
+    if args.sample > 0:
+        runs.append(("sample", args.sample, args.sample_prompt))  # a task's self-edits as one batch
+    G = args.gen
+    for key, b, P in runs:
         prompt = torch.randint(0, cfg.vocab_size, (b, P), device=dev, generator=g)
         mask = torch.ones_like(prompt)
 
@@ -118,11 +123,11 @@ def main():
         torch.cuda.reset_peak_memory_stats()
         t1 = gen(1)
         tg = gen(G + 1)
-        print(f"b{b}_prefill_tokens_per_s {b * P / t1:.0f}")
-        print(f"b{b}_decode_tokens_per_s {b * G / (tg - t1):.1f}")
-        print(f"b{b}_decode_step_ms {1e3 * (tg - t1) / G:.3f}")
-        print(f"b{b}_mem_gib {mem_in_use_gib():.2f}")
-        print(f"b{b}_max_allocated_gib {torch.cuda.max_memory_allocated() / 2**30:.2f}")
+        print(f"{key}_prefill_tokens_per_s {b * P / t1:.0f}")
+        print(f"{key}_decode_tokens_per_s {b * G / (tg - t1):.1f}")
+        print(f"{key}_decode_step_ms {1e3 * (tg - t1) / G:.3f}")
+        print(f"{key}_mem_gib {mem_in_use_gib():.2f}")
+        print(f"{key}_max_allocated_gib {torch.cuda.max_memory_allocated() / 2**30:.2f}")
         sys.stdout.flush()
     return 0
 

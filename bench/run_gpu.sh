@@ -65,6 +65,9 @@ for b in 1 64; do
     row "Decode, batch $b: GPU memory in use (ratio: peer / ours)" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
         "$(div "$(get "$P" $k)" "$(get "$O" $k)")" "GiB"
 done
+k=sample_decode_tokens_per_s
+row "A task's self-edits as one batch: 15 x $gen tokens after 2048-token prompts (greedy for sampling)" "$(get "$O" $k)" "$(peer_name "$P" $k)" "$(get "$P" $k)" \
+    "$(div "$(get "$O" $k)" "$(get "$P" $k)")" "tokens/s"
 row "Several adapters trained at once vs one at a time: self-edit trainings per minute ($(get "$O" many_adapters) adapters r=128, each $(get "$O" many_steps) steps of 1x$(get "$O" many_seq); peer column: ours one at a time)" \
     "$(get "$O" many_at_once_per_min)" "ours, one at a time" "$(get "$O" many_one_at_a_time_per_min)" \
     "$(div "$(get "$O" many_at_once_per_min)" "$(get "$O" many_one_at_a_time_per_min)")" "per minute"

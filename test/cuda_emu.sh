@@ -98,7 +98,7 @@ else
 fi
 if [ "${SEAL_EMU_BENCH:-0}" = 1 ]; then   # a few minutes more: bench_gpu's rows run at a tiny size (make bench-gpu's code path)
     echo "== bench_gpu (bf16 build) at a tiny size: every row runs"
-    OMP_NUM_THREADS=1 build/bench_gpu-emu --shape small --steps 1 --seq 16 --prompt 8 --gen 2 --batches 1 --many 2 --many-steps 1 --many-seq 16 |
+    OMP_NUM_THREADS=1 build/bench_gpu-emu --shape small --steps 1 --seq 16 --prompt 8 --gen 2 --batches 1 --sample 3 --sample-prompt 12 --many 2 --many-steps 1 --many-seq 16 |
         grep -E "train_tokens_per_s|b1_decode_tokens_per_s|many_(one_at_a_time|at_once)_per_min"
 fi
 echo "cuda emulation: all passed"
