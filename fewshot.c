@@ -57,6 +57,7 @@ void fewshot_config_json(const FewShot *fs, cJSON *j) {
     if (fs->constrain) cJSON_AddStringToObject(j, "constrain", fs->constrain);   // the same
     cJSON_AddNumberToObject(j, "colors", fs->unused_colors ? 1 : 0);   // new keys: an older run.json differs, and --resume says so
     cJSON_AddNumberToObject(j, "strict_edits", fs->strict_edits);
+    if (fs->group_by_length) cJSON_AddTrueToObject(j, "group_by_length");   // absent: SEAL's order, older run.json files still match
     cJSON *sel = cJSON_AddArrayToObject(j, "selection");   // SEAL's entry counts, [] with --all-tasks
     for (int i = 0; fs->selected && i < 4; i++) cJSON_AddItemToArray(sel, cJSON_CreateNumber(fs->selection[i]));
     if (fs->eval_wrong) {
@@ -392,6 +393,7 @@ static int fs_prepare(const FewShot *fs, Model *m, int split, int task, const ch
     so.lr = se.lr;
     so.epochs = se.epochs;
     so.batch = fs->batch;
+    so.group_by_length = fs->group_by_length;
     so.warmup = fs->warmup;
     so.seed = seed;
     v->run = (SftRun){.ex = v->ex, .n = n, .o = so, .lora = &v->l};

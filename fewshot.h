@@ -24,6 +24,7 @@ typedef struct FewShot {
     unsigned lora_targets;
     const char *oracle;           // the fixed configuration reported as the oracle
     int unused_colors;            // TTT colour permutations onto unused colours first (SEAL's PermuteColors); 0: any
+    int group_by_length;          // TTT batches of similar lengths (beyond SEAL; SftOpts.group_by_length)
     int strict_edits;             // a self-edit with a bad field is invalid (drawn again); 0: SEAL's 0 epochs, scored
     int selected;                 // fewshot_select ran: SEAL's task selection
     int selection[4];             // its entry counts: training LoRAs, training scored, held-out LoRAs, held-out scored

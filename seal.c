@@ -849,6 +849,7 @@ static int cmd_fewshot(int argc, char **argv) {
         {"--lora-alpha", F_FLOAT, &fs.lora_alpha, "inner-loop LoRA alpha"},
         {"--lora-targets", F_STR, &a.targets, "inner-loop LoRA modules"},
         {"--batch", F_INT, &fs.batch, "inner-loop batch size"},
+        {"--group-by-length", F_BOOL, &fs.group_by_length, "inner-loop batches of similar lengths: the shuffled order sorted by length in windows of 16 batches, less padding (beyond SEAL)"},
         {"--warmup", F_INT, &fs.warmup, "inner-loop warm-up steps"},
         {"--max-tokens", F_INT, &fs.max_tokens, "drop TTT examples and inference views (prompt and answer) this long or longer"},
         {"--max-examples", F_INT, &fs.max_examples, "TTT examples per self-edit at most (SEAL: 250)"},

@@ -122,6 +122,26 @@ typedef struct {
     int done;
 } Cursor;
 
+// With --group-by-length: each window of 16 batches of the shuffled order is
+// sorted by length, longest first (stable), so a batch pads little; which
+// examples share a window is still the shuffle's.
+static void group_lengths(int *order, int n, const Example *ex, int batch) {
+    const int w = 16 * batch;
+    for (int s = 0; s < n; s += w)
+        for (int i = s + 1; i < n && i < s + w; i++)   // insertion sort: windows are small
+            for (int j = i; j > s && ex[order[j]].len > ex[order[j - 1]].len; j--) {
+                int t = order[j];
+                order[j] = order[j - 1];
+                order[j - 1] = t;
+            }
+}
+
+// The next epoch's order of run s.
+static void epoch_order(const SftRun *s, Cursor *c) {
+    shuffle(c->order, s->n, &c->r);
+    if (s->o.group_by_length && s->o.batch > 1) group_lengths(c->order, s->n, s->ex, s->o.batch);
+}
+
 // Run s took its step with this loss: the next batch, epoch, or the end.
 static void advance(SftRun *s, Cursor *c, float loss, double t0) {
     const SftOpts *o = &s->o;
@@ -140,7 +160,7 @@ static void advance(SftRun *s, Cursor *c, float loss, double t0) {
         c->i = 0;
         c->sum = 0.0;
         if (c->epoch == o->epochs) c->done = 1;
-        else shuffle(c->order, s->n, &c->r);
+        else epoch_order(s, c);
     }
     s->st.steps = c->step;
     s->st.seconds = now_seconds() - t0;
@@ -165,7 +185,7 @@ int sft_loop(SftRun *runs, int K, int vocab, TrainStep step_fn, void *ctx, char 
         cur[k].order = xcalloc((size_t)runs[k].n, sizeof(int));
         cur[k].total = sft_steps(runs[k].n, runs[k].o.batch, runs[k].o.epochs);
         rng_seed(&cur[k].r, runs[k].o.seed);
-        shuffle(cur[k].order, runs[k].n, &cur[k].r);
+        epoch_order(&runs[k], &cur[k]);
     }
     while (!rc) {
         int k_on = 0, B = 0, T = 0;   // the runs with a batch left, their rows, the longest example

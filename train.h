@@ -46,6 +46,7 @@ typedef struct {
     float weight_decay, max_grad_norm;   // max_grad_norm 0: no clipping
     float beta1, beta2, eps;
     uint64_t seed;                // order of examples in each epoch
+    int group_by_length;          // batches of similar lengths: the shuffled order sorted by length in windows of 16 batches (beyond SEAL)
     void (*progress)(int step, int total, float loss, void *ctx);   // after each step, or NULL
     void *progress_ctx;
 } SftOpts;

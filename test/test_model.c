@@ -613,6 +613,56 @@ END_TEST
 // epochs, learning rate, order and warm-up, so they take different numbers of
 // steps and the lockstep goes on with fewer runs; the last one diverges (an
 // absurd learning rate) and the others must not notice.
+// A recording step for sft_loop: padded tokens, and each example's id (its
+// first token) counted as it is trained.
+typedef struct {
+    long padded;
+    int seen[64];
+} Recorded;
+
+static int record_step(void *ctx, int k, const int *which, const int *rows, const int *ids, const int *labels, int T, const float *lr,
+                       float *loss, char *err) {
+    (void)which; (void)labels; (void)lr; (void)err;
+    Recorded *r = ctx;
+    for (int j = 0, row = 0; j < k; row += rows[j++]) {
+        for (int b = 0; b < rows[j]; b++) r->seen[ids[(size_t)(row + b) * T]]++;
+        r->padded += (long)rows[j] * T;
+        loss[j] = 1.0f;
+    }
+    return 0;
+}
+
+// --group-by-length: every example still trained once an epoch, with less padding.
+START_TEST(group_by_length_pads_less) {
+    enum { N = 64, EPOCHS = 3 };
+    Example ex[N];
+    int ids[N][40];
+    uint8_t loss[N][40];
+    Rng r;
+    rng_seed(&r, 5);
+    long tokens = 0;
+    for (int i = 0; i < N; i++) {
+        ex[i] = (Example){.ids = ids[i], .loss = loss[i], .len = 4 + (int)(rng_next(&r) % 36)};
+        for (int t = 0; t < ex[i].len; t++) ids[i][t] = t ? 1 : i, loss[i][t] = 1;
+        tokens += ex[i].len;
+    }
+    long padded[2];
+    for (int g = 0; g < 2; g++) {
+        SftRun run = {.ex = ex, .n = N, .o = sft_defaults()};
+        run.o.batch = 4;
+        run.o.epochs = EPOCHS;
+        run.o.group_by_length = g;
+        Recorded rec = {0};
+        char err[ERR_MAX];
+        ck_assert_int_eq(sft_loop(&run, 1, 64, record_step, &rec, err), 0);
+        for (int i = 0; i < N; i++) ck_assert_int_eq(rec.seen[i], EPOCHS);
+        padded[g] = rec.padded;
+    }
+    fprintf(stderr, "group_by_length: %ld tokens padded to %ld in shuffled batches, %ld grouped\n", tokens * EPOCHS, padded[0], padded[1]);
+    ck_assert(padded[1] < padded[0] - (padded[0] - tokens * EPOCHS) / 2);   // at least half the padding gone
+}
+END_TEST
+
 START_TEST(sft_many_equals_separate) {
     enum { K = 4, NEX = 5 };
     Model m;
@@ -795,7 +845,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(f, fixtures_pass, 0, 2);
     tcase_add_loop_test(f, perturbed_fixture_fails, 0, 3);
     // the default 4 s is short on two busy cores
-    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single, nonfinite_refused, sft_many_equals_separate);
+    TCase *g = add_case(s, "generation", 60, sampling, batch_equals_single, nonfinite_refused, sft_many_equals_separate, group_by_length_pads_less);
     tcase_add_test(g, sampling_same_as_full_sort);
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     tcase_add_test(g, qmat_kernels);
