@@ -156,15 +156,9 @@ static void bench_many(Model *m, const Lora *shape, int K, int steps, int T) {
     char err[ERR_MAX];
     Backend *be = backend_new(1, err);
     if (!be) die(err);
-    Example *ex = calloc((size_t)K * steps, sizeof *ex);
+    Example *ex = random_examples(K * steps, T, m->c.vocab, 13);
     Lora *lo = calloc((size_t)K, sizeof *lo);
     SftRun *runs = calloc((size_t)K, sizeof *runs);
-    Rng rng;
-    rng_seed(&rng, 13);
-    for (int i = 0; i < K * steps; i++) {
-        ex[i] = (Example){.ids = malloc(T * sizeof(int)), .loss = malloc(T), .len = T};
-        for (int t = 0; t < T; t++) ex[i].ids[t] = (int)(rng_next(&rng) % (uint64_t)m->c.vocab), ex[i].loss[t] = t >= T / 2;
-    }
     for (int k = 0; k < K; k++) {
         if (lora_init(&lo[k], &m->c, shape->r, shape->alpha, shape->targets)) die("out of memory (adapters)");
         lora_reset(&lo[k], 20 + k);

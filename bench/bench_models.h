@@ -1,10 +1,12 @@
 // bench/bench_models.h: the benchmark model shapes and a fast random fill,
-// shared by bench_train.c and bench_infer.c (each a program of its own, so the
+// shared by the bench programs (each a program of its own, so the
 // functions are static).
 #pragma once
 #include "model.h"
+#include "train.h"
 #include "util.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ~25M parameters: hidden 512, 8 layers, 8 / 4 heads, MLP 1536, vocab 8192, tied.
@@ -37,4 +39,17 @@ static void fill_random(Table *t) {
         const int norm = strstr(x->name, "norm.weight") != NULL, bias = strstr(x->name, ".bias") != NULL;   // Qwen2's q/k/v
         for (size_t j = 0; j < x->size; j++) x->data[j] = norm ? 1.0f : (bias ? 0.5f : a) * (2.0f * rng_uniform(&r) - 1.0f);
     }
+}
+
+// n random examples of T tokens, the loss on the second half (bench_many's
+// test-time training data); free with examples_free.
+static inline Example *random_examples(int n, int T, int vocab, uint64_t seed) {
+    Example *ex = calloc((size_t)n, sizeof *ex);
+    Rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        ex[i] = (Example){.ids = malloc(T * sizeof(int)), .loss = malloc(T), .len = T};
+        for (int t = 0; t < T; t++) ex[i].ids[t] = (int)(rng_next(&r) % (uint64_t)vocab), ex[i].loss[t] = t >= T / 2;
+    }
+    return ex;
 }

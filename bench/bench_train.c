@@ -329,15 +329,9 @@ static int bench_many(int threads, int steps, int K, int T) {
     char err[ERR_MAX];
     if (model_init(&m, &c, err)) die(err);
     model_random(&m, 1, 0.02f);
-    Example *ex = calloc((size_t)K * steps, sizeof *ex);
+    Example *ex = random_examples(K * steps, T, c.vocab, 5);
     Lora *lo = calloc((size_t)K, sizeof *lo);
     SftRun *runs = calloc((size_t)K, sizeof *runs);
-    Rng r;
-    rng_seed(&r, 5);
-    for (int i = 0; i < K * steps; i++) {
-        ex[i] = (Example){.ids = malloc(T * sizeof(int)), .loss = malloc(T), .len = T};
-        for (int t = 0; t < T; t++) ex[i].ids[t] = (int)(rng_next(&r) % (uint64_t)c.vocab), ex[i].loss[t] = t >= T / 2;
-    }
     for (int k = 0; k < K; k++) {
         if (lora_init(&lo[k], &c, 16, 32.0f, TARGETS)) die("out of memory (adapters)");
         runs[k] = (SftRun){.ex = ex + (size_t)k * steps, .n = steps, .o = sft_defaults(), .lora = &lo[k]};
