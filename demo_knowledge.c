@@ -782,6 +782,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!rc) {
         knowledge_opts(&k, sc, d.tok);
         RestemOpts ro = restem_opts(sc, o->seed);
+        ro.adapters_at_once = o->adapters_at_once > 1 ? o->adapters_at_once : 1;
         World w = {0};
         rc = make_world(o->seed, sc, &k, &w, err) || open_run(&d, sc, &k, &ro, &w, err) ? -1 : 0;
         free(w.train_text);

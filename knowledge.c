@@ -337,53 +337,121 @@ static const char *kn_name(const Domain *d, int split, int task) {
     return passage_of(d->ctx, split, task)->id;
 }
 
-static int kn_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    const Knowledge *k = d->ctx;
-    const Passage *p = passage_of(k, split, task);
+// One self-edit's evaluation, in the stages that let several train together:
+// kn_prepare (statements, documents, fresh adapters), the inner loops
+// (be_sft_many), kn_finish (answers).
+typedef struct {
+    const Passage *p;
+    Example *ex;                  // the documents
+    int n;
+    int runs;                     // its inner loops (0: nothing to train: scored, or answered unadapted)
+    Lora *l;                      // runs fresh adapters on the student
+    SftRun *run;                  // runs inner loops, run[r] training l[r]
+} KnEval;
+
+// Parses the edit and builds its documents and inner loops in v; a self-edit
+// with nothing to train is scored here (the model as it is answers).
+static int kn_prepare(const Knowledge *k, Model *m, int split, int task, const char *edit, uint64_t seed, KnEval *v, Outcome *out, char *err) {
+    const Passage *p = v->p = passage_of(k, split, task);
     out->metrics = cJSON_CreateObject();
     if (!edit) { out->valid = 1; return answer_reward(k, m, p, out, err); }
-    Example *ex;
-    int n, statements;
-    if (knowledge_documents(k, p, edit, &ex, &n, &statements, err)) return -1;
+    int statements;
+    if (knowledge_documents(k, p, edit, &v->ex, &v->n, &statements, err)) return -1;
     cJSON_AddNumberToObject(out->metrics, "statements", statements);
-    cJSON_AddNumberToObject(out->metrics, "documents", n);
+    cJSON_AddNumberToObject(out->metrics, "documents", v->n);
     if (!statements && strcmp(edit, KNOWLEDGE_PASSAGE_ONLY)) {   // nothing to learn from: no training, the model as it is answers
         snprintf(out->why, sizeof out->why, "the self-edit has no statements");
-        examples_free(ex, n);
         return answer_reward(k, m, p, out, err);
     }
     out->valid = 1;
     // SEAL's query_server.sh: a training passage's self-edit is rewarded by the
     // mean of eval_times (3) fresh inner loops; a held-out one by one.
-    const int runs = split == SPLIT_TRAIN && k->ttt_runs > 1 ? k->ttt_runs : 1;
-    cJSON *each = runs > 1 ? cJSON_CreateArray() : NULL;
+    v->runs = split == SPLIT_TRAIN && k->ttt_runs > 1 ? k->ttt_runs : 1;
+    v->l = xcalloc((size_t)v->runs, sizeof *v->l);
+    v->run = xcalloc((size_t)v->runs, sizeof *v->run);
+    for (int r = 0; r < v->runs; r++) {
+        const uint64_t s = seed + 0x9e3779b97f4a7c15ULL * (uint64_t)r;
+        if (lora_init(&v->l[r], &m->c, k->lora_r, k->lora_alpha, k->lora_targets)) return errf(err, "out of memory for the inner-loop adapter");
+        lora_reset(&v->l[r], s);
+        SftOpts so = sft_defaults();
+        so.lr = k->lr;
+        so.epochs = k->epochs;
+        so.batch = k->batch;
+        so.seed = s;
+        v->run[r] = (SftRun){.ex = v->ex, .n = v->n, .o = so, .lora = &v->l[r]};
+    }
+    return 0;
+}
+
+// After its inner loops: each one's stats, then the answers of the student
+// with its adapter attached; the reward is their mean. The first that
+// diverged ends it: reward 0, not trained (the later ones count for nothing).
+static int kn_finish(const Knowledge *k, Model *m, KnEval *v, Outcome *out, char *err) {
+    cJSON *each = v->runs > 1 ? cJSON_CreateArray() : NULL;
     double sum = 0;
     int rc = 0;
-    for (int r = 0; r < runs && !rc && !*out->why; r++) {
-        Lora *before = m->lora, l = {0};
+    for (int r = 0; r < v->runs && !rc; r++) {
+        const SftStats *st = &v->run[r].st;
+        if (st->diverged) { sft_diverged_why(st, sft_steps(v->n, k->batch, k->epochs), out->why, sizeof out->why); break; }
         Outcome again = {.metrics = cJSON_CreateObject()}, *into = r ? &again : out;
-        rc = train_adapter(k, m, &l, ex, n, k->epochs, k->batch, k->lr, seed + 0x9e3779b97f4a7c15ULL * (uint64_t)r, into->metrics, out->why,
-                           sizeof out->why, err);
-        if (!rc && !*out->why) {   // trained (a diverged one is not, and the self-edit gets reward 0)
-            out->trained = 1;
-            rc = answer_reward(k, m, p, into, err);
-            sum += into->reward;
-            if (each) cJSON_AddItemToArray(each, cJSON_CreateNumber(into->reward));
-        }
+        cJSON_AddNumberToObject(into->metrics, "steps", st->steps);
+        cJSON_AddNumberToObject(into->metrics, "first_loss", st->first_loss);
+        cJSON_AddNumberToObject(into->metrics, "last_loss", st->last_loss);
+        cJSON_AddNumberToObject(into->metrics, "seconds_train", st->seconds);
+        out->trained = 1;
+        model_attach_lora(m, &v->l[r]);
+        rc = answer_reward(k, m, v->p, into, err);
+        sum += into->reward;
+        if (each) cJSON_AddItemToArray(each, cJSON_CreateNumber(into->reward));
         cJSON_Delete(again.metrics);
-        model_attach_lora(m, before);
-        lora_free(&l);
     }
-    examples_free(ex, n);
     if (*out->why) out->trained = 0, out->reward = 0;
-    else out->reward = (float)(sum / runs);
+    else out->reward = (float)(sum / v->runs);
     if (each) cJSON_AddItemToObject(out->metrics, "ttt_rewards", each);
     return rc;
 }
 
+// n self-edits (of any passages) at once: every inner loop of each (--ttt-runs
+// of a training passage's) trains together over the student's frozen base, a
+// pass over all their rows a step (be_sft_many, MAX_ADAPTERS loops a call),
+// then each answers with its own adapters. out[i] is what kn_evaluate gives
+// for edit i alone, up to the order of float sums in training.
+static int kn_evaluate_many(const Domain *d, Model *m, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
+                            Outcome *out, char *err) {
+    const Knowledge *k = d->ctx;
+    KnEval *v = xcalloc((size_t)n, sizeof *v);
+    Lora *before = m->lora;
+    int rc = 0, total = 0;
+    for (int i = 0; i < n && !rc; i++) rc = kn_prepare(k, m, split, task[i], edit[i], seed[i], &v[i], &out[i], err);
+    for (int i = 0; i < n; i++) total += v[i].runs;
+    SftRun *runs = xcalloc((size_t)total + 1, sizeof *runs);
+    for (int i = 0, j = 0; i < n; i++)
+        for (int r = 0; r < v[i].runs; r++) runs[j++] = v[i].run[r];
+    for (int j = 0; j < total && !rc; j += MAX_ADAPTERS) {
+        model_attach_lora(m, runs[j].lora);   // the adapters' shape
+        rc = be_sft_many(k->be, m, runs + j, total - j < MAX_ADAPTERS ? total - j : MAX_ADAPTERS, err);
+    }
+    for (int i = 0, j = 0; i < n; i++) {
+        for (int r = 0; r < v[i].runs; r++) v[i].run[r].st = runs[j++].st;
+        if (!rc && v[i].runs) rc = kn_finish(k, m, &v[i], &out[i], err);
+        for (int r = 0; r < v[i].runs; r++) lora_free(&v[i].l[r]);
+        examples_free(v[i].ex, v[i].n);
+        free(v[i].l);
+        free(v[i].run);
+    }
+    model_attach_lora(m, before);
+    free(runs);
+    free(v);
+    return rc;
+}
+
+static int kn_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+    return kn_evaluate_many(d, m, split, 1, &task, &edit, &seed, out, err);
+}
+
 void knowledge_domain(Domain *d, Knowledge *k) {
     *d = (Domain){.name = "knowledge-squad", .n_train = k->n_train, .n_eval = k->n_eval, .n_probe = k->n_probe, .ctx = k,
-                  .prompt = kn_prompt, .task_name = kn_name, .evaluate = kn_evaluate, .oracle_edit = KNOWLEDGE_PASSAGE_ONLY,
+                  .prompt = kn_prompt, .task_name = kn_name, .evaluate = kn_evaluate, .evaluate_many = kn_evaluate_many, .oracle_edit = KNOWLEDGE_PASSAGE_ONLY,
                   .eot = chat_eot(k->chat), .paper = {0.327, 0.397, NAN, 0.335}, .be = k->be};
 }
 

@@ -732,6 +732,14 @@ static void experiment_free(Experiment *x) {
 }
 
 // seal fewshot's flags that name what to load.
+// --adapters-at-once under mpirun: one at a time, as the ranks share out the
+// self-edits one at a time.
+static void adapters_one_rank(int *k) {
+    if (*k <= 1 || ranks_size() <= 1) return;
+    fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", *k);
+    *k = 1;
+}
+
 typedef struct {
     const char *train_dir, *eval_dir, *train_ids, *eval_ids, *seal_tasks, *targets;
     int all_tasks, attach_policy, trained_only, any_colors, selection[4];
@@ -745,10 +753,7 @@ static int fewshot_configure(const FewShotArgs *a, const Experiment *x, FewShot 
     if (!(fs->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("fewshot", err, "--lora-targets");
     o->merge_policy = !a->attach_policy;
     o->keep_untrained = !a->trained_only;
-    if (o->adapters_at_once > 1 && ranks_size() > 1) {   // the ranks share out one self-edit at a time
-        fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", o->adapters_at_once);
-        o->adapters_at_once = 1;
-    }
+    adapters_one_rank(&o->adapters_at_once);
     fs->unused_colors = !a->any_colors;
     if (fs->constrain && strcmp(fs->constrain, "edits") && strcmp(fs->constrain, "answers") && strcmp(fs->constrain, "both")) {
         fprintf(stderr, "seal: --constrain %s: expected edits, answers or both\n", fs->constrain);
@@ -970,6 +975,7 @@ static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Know
     if (!a->same_passages) { o->train_per_round = a->n_train; o->train_stride = a->train_stride ? a->train_stride : a->n_train; }
     k->cpt_split_lines = a->cpt_split_lines;
     k->with_passage = !a->no_passage;
+    adapters_one_rank(&o->adapters_at_once);
     if (!(k->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("knowledge", err, "--lora-targets");
     if (!(o->m_targets = lora_targets_parse(a->m_targets, err))) return usage_error("knowledge", err, "--m-targets");
     int rc;
@@ -1103,6 +1109,7 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--max-doc-tokens", F_INT, &k.max_doc_tokens, "training documents are cut at this many tokens"},
         {"--max-answer-tokens", F_INT, &k.max_answer_tokens, "longest greedy answer"},
         {"--ttt-runs", F_INT, &k.ttt_runs, "inner loops per training self-edit, rewarded by their mean (SEAL: 3; held-out: 1)"},
+        {"--adapters-at-once", F_INT, &o.adapters_at_once, "self-edits whose inner loops (each --ttt-runs) train together on the frozen base, a pass over all their rows a step (beyond SEAL; 1 under mpirun)"},
         {"--grader", F_STR, &a.grader, "em, f1, em-f1 (their mean), contains, or judge (with --judge)"},
         {"--judge", F_STR, &a.judge_dir, "--grader judge: a model (folder or .gguf) that answers SEAL's yes/no grading prompt"},
         {"--base-completions", F_STR, &a.base_completions, "SEAL's stored self-edits for the held-out passages (base_val.json): a row, and CPT's base data"},
@@ -1163,7 +1170,7 @@ static int cmd_demo(int argc, char **argv) {
         {"--cache", F_STR, &o.cache, "base-model cache (default $XDG_CACHE_HOME/seal/demo or ~/.cache/seal/demo)"},
         {"--out", F_STR, &o.out, "run directory (default seal-runs/demo-SCALE-seedS-TIME)"},
         {"--json", F_STR, &o.json, "also write the report here"},
-        {"--adapters-at-once", F_INT, &o.adapters_at_once, "few-shot demo: self-edits whose test-time adapters train together (seal fewshot's flag)"},
+        {"--adapters-at-once", F_INT, &o.adapters_at_once, "self-edits whose test-time adapters train together (seal fewshot's and seal knowledge's flag)"},
         BACKEND_FLAG(backend),
         GPU_FLAG(gpus),
     };
@@ -1181,10 +1188,7 @@ static int cmd_demo(int argc, char **argv) {
     int npos, rc;
     if ((rc = parse_flags("demo", argc, argv, flags, nf, pos, 1, &npos))) return rc;
     if (npos && strcmp(pos[0], "knowledge")) return usage_error("demo", "unknown demo (knowledge is the other one)", pos[0]);
-    if (o.adapters_at_once > 1 && ranks_size() > 1) {   // the ranks share out one self-edit at a time
-        fprintf(stderr, "seal: --adapters-at-once %d: one at a time under mpirun (the ranks share the self-edits)\n", o.adapters_at_once);
-        o.adapters_at_once = 1;
-    }
+    adapters_one_rank(&o.adapters_at_once);
     char err[ERR_MAX];
     if (ranks_use_gpus(gpus, err)) return usage_error("demo", err, NULL);
     if (check_output("--out", o.out, 1, err) || check_output("--json", o.json, 0, err) || check_output("--cache", o.cache, 1, err)) {

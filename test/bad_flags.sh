@@ -144,6 +144,8 @@ kn --cpt-lr -1
 kn --cpt-batch 0
 kn --ttt-runs 0
 kn --ttt-runs 101
+kn --adapters-at-once 0
+kn --adapters-at-once 65
 kn --cpt-completions -1
 kn --stored-k -1
 kn --train-stride -1

@@ -74,6 +74,26 @@ check "knowledge names its grader" grep -q '"grader":.*"em-f1"' "$tmp/k.json"
 check "knowledge counts the passage without questions" grep -q "line 3: no question with an answer" "$tmp/k.err"
 kn --resume >"$tmp/k2.out" 2>"$tmp/k2.err"
 check "knowledge --resume gives the same table" diff <(table "$tmp/k.out") <(table "$tmp/k2.out")
+# --adapters-at-once 2: both inner loops of each training self-edit (--ttt-runs 2)
+# and the held-out self-edits train in one group; each loop's losses (up to the
+# order of float sums), rewards and answers must be what one at a time gives
+same_edits() { python3 -c "import json,sys
+def strip(o):
+    if isinstance(o, dict): return {k: strip(v) for k, v in o.items() if not k.startswith('seconds') and k not in ('created', 'time')}
+    return [strip(x) for x in o] if isinstance(o, list) else o
+def same(a, b):
+    if isinstance(a, float) or isinstance(b, float): return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-5 * max(1, abs(a))
+    if isinstance(a, dict): return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list): return isinstance(b, list) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
+e = [[strip(json.loads(l)) for l in open(d + '/edits.jsonl')] for d in sys.argv[1:3]]
+sys.exit(not (e[0] and same(e[0], e[1])))" "$@"; }
+kn --ttt-runs 2 --epochs 3 --cpt-sizes "" --out "$tmp/kg1" >/dev/null 2>&1
+kn --ttt-runs 2 --epochs 3 --cpt-sizes "" --out "$tmp/kg2" --adapters-at-once 2 >/dev/null 2>&1
+check "knowledge --adapters-at-once 2 runs" test $? = 0
+check "knowledge --adapters-at-once 2 in run.json" grep -q '"adapters_at_once":.*2' "$tmp/kg2/run.json"
+check "knowledge run.json without --adapters-at-once has none" eval '! grep -q adapters_at_once "$tmp/kg1/run.json"'
+check "knowledge --adapters-at-once 2: the losses, rewards and answers of one at a time" same_edits "$tmp/kg1" "$tmp/kg2"
 "$SEAL" demo knowledge --quick --seed 3 --cache "$tmp/cache" --out "$tmp/dk" >"$tmp/dk.out" 2>"$tmp/dk.err"
 check "demo knowledge --quick runs" test $? = 0
 for row in "passage + implications of the untrained policy" "oracle self-edit" "in context"; do
