@@ -76,6 +76,8 @@ kn() { OMP_NUM_THREADS=1 "$1" knowledge --model "$base" --train "$tmp/notes.json
        --epochs 1 --max-edit-tokens 16 --ttt-runs 1 --max-answer-tokens 4 --cpt-sizes 2 --cpt-epochs 1 --out "$tmp/$2" "${@:3}" > "$tmp/$2.out" 2>/dev/null; }
 kn ./seal kcpu && kn build/seal-emu-exact kcuda --backend cuda && same kcpu kcuda
 echo "seal knowledge: $(wc -l < "$tmp/kcuda/edits.jsonl") self-edits and answers, the same table"
+kn build/seal-emu-exact kcuda2 --backend cuda --adapters-at-once 2 && same kcpu kcuda2
+echo "seal knowledge --adapters-at-once 2 (two self-edits' adapters at once on the device): the same"
 OMP_NUM_THREADS=1 ./seal demo knowledge --quick --cache "$tmp/cache" --out "$tmp/dkcpu" > "$tmp/dkcpu.out" 2>/dev/null
 OMP_NUM_THREADS=1 build/seal-emu-exact demo knowledge --quick --backend cuda --cache "$tmp/cache" --out "$tmp/dkcuda" > "$tmp/dkcuda.out" 2>/dev/null
 same dkcpu dkcuda
