@@ -240,14 +240,18 @@ static int train_stage(Model *m, const Tokenizer *tok, int eot, const Example *e
     return 0;
 }
 
+int demo_tmp_dir(const char *dir, char *tmp, size_t n, char *err) {
+    if (snprintf(tmp, n, "%s.tmp.%d", dir, (int)getpid()) >= (int)n) return errf(err, "%s: path too long", dir);
+    return make_dirs(tmp, err);
+}
+
 // Builds the base model (tokenizer.json, config.json, model.safetensors) into
 // dir, through a temporary folder renamed at the end: a half-built base is
 // never mistaken for a finished one.
 static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
     double t0 = now_seconds();
     char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
-    if (make_dirs(tmp, err)) return -1;
+    if (demo_tmp_dir(dir, tmp, sizeof tmp, err)) return -1;
     DemoTexts tx = {0};
     Rng r;
     rng_seed(&r, seed ^ 0x5eed);

@@ -39,6 +39,9 @@ int demo_pretrain_save(Model *m, Tokenizer *tok, Example *ex, int n_ex, const De
                        double t0, int rc, char *err);
 int demo_write_file(const char *dir, const char *name, const char *text, char *err);   // dir/name, atomically
 // The tokenizer (tok_json, written to dir) and a random Llama on it, ready for full training.
+// Makes DIR.tmp.PID (its name into tmp, n bytes), where a base is built
+// before it is renamed to DIR: a half-built base is never taken for one.
+int demo_tmp_dir(const char *dir, char *tmp, size_t n, char *err);
 int demo_base_init(const char *dir, const char *tok_json, int dim, int hidden, int layers, int heads, int kv_heads, uint64_t seed,
                    Tokenizer **tok, Model *m, char *err);
 

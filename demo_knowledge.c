@@ -513,8 +513,7 @@ char *demo_knowledge_pretraining_text(uint64_t seed, int quick) {
 static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err) {
     double t0 = now_seconds();
     char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid()) >= (int)sizeof tmp) return errf(err, "%s: path too long", dir);
-    if (make_dirs(tmp, err)) return -1;
+    if (demo_tmp_dir(dir, tmp, sizeof tmp, err)) return -1;
     DemoTexts tx = {0};
     int *kinds = xcalloc((size_t)sc->n_pretrain, sizeof(int));
     pretraining_texts(sc, seed, &tx, kinds);
