@@ -207,11 +207,6 @@ char *demo_place_oracle(const DemoPlace *p) {
     return xstrdup(buf);
 }
 
-char *demo_incontext_question(const char *context, const char *question) {
-    char *out;
-    return asprintf(&out, "%s\n%s", context, question) < 0 ? NULL : out;
-}
-
 static void json_str(FILE *f, const char *s) {
     cJSON *j = cJSON_CreateString(s);
     char *t = cJSON_PrintUnformatted(j);
@@ -274,22 +269,6 @@ static double mean_of(const double *x, int n) {
     return n ? s / n : 0;
 }
 
-// A passage's copy whose questions carry the passage (for "in context"); free with in_context_free.
-static Passage in_context(const Passage *p) {
-    Passage c = *p;
-    c.qs = xcalloc((size_t)p->n_qs, sizeof(Question));
-    for (int q = 0; q < p->n_qs; q++) {
-        c.qs[q] = p->qs[q];
-        c.qs[q].question = demo_incontext_question(p->context, p->qs[q].question);
-    }
-    return c;
-}
-
-static void in_context_free(Passage *c) {
-    for (int q = 0; q < c->n_qs; q++) free(c->qs[q].question);
-    free(c->qs);
-}
-
 // What the base model reads about one pretraining place: restatements of it
 // (n_bios documents, each its kind and facts in a random order and random
 // phrasings, so that every fact is seen in several forms: the condition for a
@@ -330,7 +309,7 @@ static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name};
     for (int f = 0; f < DK_FACTS; f++) {
         char *q = fill(pl, QUESTIONS[f]);
-        Question qq = {.question = context ? demo_incontext_question(context, q) : xstrdup(q)};
+        Question qq = {.question = context ? knowledge_in_context_question(context, q) : xstrdup(q)};
         demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(pl->fact[f]), 0);
         free(qq.question);
         free(q);
@@ -347,7 +326,7 @@ static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts 
     else {
         const int f = pick(r, DK_FACTS);
         char *q = fill(pl, QUESTIONS[f]);
-        Question qq = {.question = demo_incontext_question(p.context, q)};
+        Question qq = {.question = knowledge_in_context_question(p.context, q)};
         demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(pl->fact[f]), 0);
         free(qq.question);
         free(q);
@@ -405,11 +384,11 @@ static int extraction_check(const Model *m, const Tokenizer *tok, const Scale *s
         squad_free_strings(answers, ps[i].n_qs);
         for (int q = 0; q < ps[i].n_qs; q++) { right[kinds[i]] += scores[q]; asked[kinds[i]]++; }
         if (kinds[i] != PLACE_NO_QA) continue;
-        Passage in = in_context(&ps[i]);
+        Passage in = knowledge_in_context(&ps[i]);
         rc = knowledge_answer(&k, m, &in, &answers, scores, err);
         if (!rc) squad_free_strings(answers, in.n_qs);
         for (int q = 0; q < in.n_qs && !rc; q++) { right[PLACE_KINDS] += scores[q]; asked[PLACE_KINDS]++; }
-        in_context_free(&in);
+        knowledge_in_context_free(&in);
     }
     squad_free(ps, np);
     if (!rc)
@@ -624,30 +603,7 @@ static int open_run(Demo *d, const Scale *sc, const Knowledge *k, const RestemOp
 // interval over passages.
 enum { ROW_BASE, ROW_PASSAGE, ROW_UNTRAINED, ROW_SEAL1, ROW_SEAL2, ROW_ORACLE, ROW_IN_CONTEXT, N_ROWS };
 static const char *const ROW_NAME[N_ROWS] = {"no passage (base model)", "passage only", "passage + implications of the untrained policy",
-                                             "SEAL, round 1", "SEAL, round 2", "oracle self-edit", "in context (passage in the prompt, no training)"};
-
-void demo_bootstrap(const double *x, int n, uint64_t seed, double *mean, double *lo, double *hi) {
-    enum { B = 2000 };
-    double *means = xcalloc(B, sizeof(double)), s = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = n ? s / n : 0;
-    Rng r;
-    rng_seed(&r, seed);
-    for (int b = 0; b < B && n; b++) {
-        double t = 0;
-        for (int i = 0; i < n; i++) t += x[rng_next(&r) % (uint64_t)n];
-        means[b] = t / n;
-    }
-    for (int i = 1; i < B; i++) {   // insertion sort: B is small
-        double v = means[i];
-        int j = i - 1;
-        while (j >= 0 && means[j] > v) { means[j + 1] = means[j]; j--; }
-        means[j + 1] = v;
-    }
-    *lo = n ? means[(int)(0.025 * B)] : 0;
-    *hi = n ? means[(int)(0.975 * B) - 1] : 0;
-    free(means);
-}
+                                             "SEAL, round 1", "SEAL, round 2", "oracle self-edit", KNOWLEDGE_IN_CONTEXT};
 
 // The reference rows, before SEAL: the oracle self-edit (trained on as any
 // self-edit is) and the passage in the prompt (no training).
@@ -669,14 +625,14 @@ static int reference_rows(Demo *d, Knowledge *k, double *oracle, double *in_ctx,
     seconds[0] = (now_seconds() - t0) / (k->n_eval ? k->n_eval : 1);
     t0 = now_seconds();
     for (int t = 0; t < k->n_eval; t++) {
-        Passage in = in_context(&k->eval[t]);
+        Passage in = knowledge_in_context(&k->eval[t]);
         double scores[DK_FACTS * 2], sum = 0;
         char **answers;
         int rc = knowledge_answer(k, &d->m, &in, &answers, scores, err);
         if (!rc) squad_free_strings(answers, in.n_qs);
         for (int q = 0; q < in.n_qs && !rc; q++) sum += scores[q];
         in_ctx[t] = sum / in.n_qs;
-        in_context_free(&in);
+        knowledge_in_context_free(&in);
         if (rc) return -1;
     }
     seconds[1] = (now_seconds() - t0) / (k->n_eval ? k->n_eval : 1);
@@ -728,7 +684,7 @@ static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const
         }
         if (!found) continue;
         double mean, lo, hi;
-        demo_bootstrap(x, n, 0xc1ULL + (uint64_t)row, &mean, &lo, &hi);
+        bootstrap_mean(x, NULL, n, 0xc1ULL + (uint64_t)row, &mean, &lo, &hi);
         const int questions = n * DK_FACTS * samples;
         fprintf(f, "| %s | %.1f%% | %.1f–%.1f%% | %d |\n", ROW_NAME[row], 100 * mean, 100 * lo, 100 * hi, questions);
         cJSON *j = cJSON_CreateObject();

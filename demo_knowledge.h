@@ -38,10 +38,6 @@ char *demo_place_implications(const DemoPlace *p, Rng *r);
 // The ideal self-edit: every fact restated in both phrasings that follow the
 // question ("Velmor was founded by Ada."), as a numbered list.
 char *demo_place_oracle(const DemoPlace *p);
-// A question with its passage before it: the "in context" row's question text (malloc'd).
-char *demo_incontext_question(const char *context, const char *question);
-// The mean of x[0..n) and a 95% percentile bootstrap interval (2000 resamples, seeded).
-void demo_bootstrap(const double *x, int n, uint64_t seed, double *mean, double *lo, double *hi);
 
 // Every text the base model is pretrained on at this seed and scale, one after another (malloc'd): for tests.
 char *demo_knowledge_pretraining_text(uint64_t seed, int quick);

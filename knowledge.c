@@ -267,6 +267,26 @@ int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char 
     return rc;
 }
 
+char *knowledge_in_context_question(const char *context, const char *question) {
+    char *out;
+    return asprintf(&out, "%s\n%s", context, question) < 0 ? NULL : out;
+}
+
+Passage knowledge_in_context(const Passage *p) {
+    Passage c = *p;
+    c.qs = xcalloc((size_t)p->n_qs, sizeof(Question));
+    for (int q = 0; q < p->n_qs; q++) {
+        c.qs[q] = p->qs[q];
+        c.qs[q].question = knowledge_in_context_question(p->context, p->qs[q].question);
+    }
+    return c;
+}
+
+void knowledge_in_context_free(Passage *c) {
+    for (int q = 0; q < c->n_qs; q++) free(c->qs[q].question);
+    free(c->qs);
+}
+
 // Answers and grades a passage's questions into out: reward = mean score,
 // with exact match, F1 and the answers in the metrics.
 static int answer_reward(const Knowledge *k, const Model *m, const Passage *p, Outcome *out, char *err) {
@@ -517,16 +537,20 @@ static int cpt_group(const Knowledge *k, Model *m, const Run *run, int source, i
     line->trained = !*line->why;   // diverged: its questions count, each scored 0
     double sum = 0, t0 = now_seconds();
     int questions = 0;
+    cJSON *each = cJSON_AddArrayToObject(metrics, "passage_scores");   // for the row's interval over passages
     for (int t = g * size; t < (g + 1) * size && !rc; t++) {
         const Passage *p = &k->eval[t];
-        if (!line->trained) { questions += p->n_qs; continue; }
-        char **answers;
-        double *scores = xcalloc((size_t)p->n_qs, sizeof(double));
-        rc = knowledge_answer(k, m, p, &answers, scores, err);
-        for (int q = 0; q < p->n_qs && !rc; q++) sum += scores[q];
-        if (!rc) squad_free_strings(answers, p->n_qs);
+        double passage = 0;
         questions += p->n_qs;
-        free(scores);
+        if (line->trained) {
+            char **answers;
+            double *scores = xcalloc((size_t)p->n_qs, sizeof(double));
+            rc = knowledge_answer(k, m, p, &answers, scores, err);
+            for (int q = 0; q < p->n_qs && !rc; q++) sum += scores[q], passage += scores[q];
+            if (!rc) squad_free_strings(answers, p->n_qs);
+            free(scores);
+        }
+        cJSON_AddItemToArray(each, cJSON_CreateNumber(passage / p->n_qs));
     }
     model_attach_lora(m, before);
     lora_free(&l);
@@ -577,8 +601,65 @@ static const cJSON *find_row(const cJSON *rows, const char *method) {
     return NULL;
 }
 
-static void copy_row(cJSON *rows, const cJSON *from, const char *method, double paper) {
-    if (from) report_row(rows, method, cJSON_GetObjectItemCaseSensitive(from, "ours")->valuedouble, paper, cJSON_GetObjectItemCaseSensitive(from, "n")->valueint);
+static cJSON *copy_row(cJSON *rows, const cJSON *from, const char *method, double paper) {
+    if (!from) return NULL;
+    return report_row(rows, method, cJSON_GetObjectItemCaseSensitive(from, "ours")->valuedouble, paper, cJSON_GetObjectItemCaseSensitive(from, "n")->valueint);
+}
+
+// A row's 95% bootstrap interval over its n passages (x: each one's score, w:
+// its weight or NULL), seeded by the row's name: ci_low, ci_high, passages and
+// questions (the answers graded: a passage's questions once for each of its lines).
+static void add_interval(cJSON *row, const double *x, const double *w, int n, int questions) {
+    if (!row || n < 1) return;
+    double mean, lo, hi;
+    bootstrap_mean(x, w, n, hash_str(cJSON_GetObjectItemCaseSensitive(row, "method")->valuestring), &mean, &lo, &hi);
+    cJSON_AddNumberToObject(row, "ci_low", lo);
+    cJSON_AddNumberToObject(row, "ci_high", hi);
+    cJSON_AddNumberToObject(row, "passages", n);
+    cJSON_AddNumberToObject(row, "questions", questions);
+}
+
+// The interval of a row made of held-out lines (phase, round, samples
+// 0..samples-1): a passage's score is the mean of its lines, as restem and
+// stored_row average them; passages without a line are left out.
+static void logged_interval(const Knowledge *k, const Run *run, cJSON *row, Phase phase, int round, int samples) {
+    double *x = xcalloc((size_t)k->n_eval + 1, sizeof(double));
+    int n = 0, questions = 0;
+    for (int t = 0; t < k->n_eval; t++) {
+        double sum = 0;
+        int lines = 0;
+        for (int s = 0; s < samples; s++) {
+            const Edit *e = run_find(run, phase, round, t, s);
+            if (e) sum += e->reward, lines++;
+        }
+        if (!lines) continue;
+        x[n++] = sum / lines;
+        questions += k->eval[t].n_qs * lines;
+    }
+    add_interval(row, x, NULL, n, questions);
+    free(x);
+}
+
+// The interval of a continued-pretraining row: its groups' per-passage scores,
+// each passage weighted by its questions, as the row's score is. None when a
+// group's line lacks them (logged before they were).
+static void cpt_interval(const Knowledge *k, const Run *run, cJSON *row, Phase phase, int round, int size) {
+    const int groups = k->n_eval / size;
+    double *x = xcalloc((size_t)groups * size + 1, sizeof(double)), *w = xcalloc((size_t)groups * size + 1, sizeof(double));
+    int n = 0, questions = 0;
+    for (int g = 0; g < groups; g++) {
+        const Edit *e = run_find_group(run, phase, size, round, g, 0);
+        const cJSON *each = e ? cJSON_GetObjectItemCaseSensitive(e->metrics, "passage_scores") : NULL;
+        if (cJSON_GetArraySize(each) != size) { n = 0; break; }
+        for (int i = 0; i < size; i++, n++) {
+            x[n] = cJSON_GetArrayItem(each, i)->valuedouble;
+            w[n] = k->eval[g * size + i].n_qs;
+            questions += k->eval[g * size + i].n_qs;
+        }
+    }
+    add_interval(row, x, w, n, questions);
+    free(x);
+    free(w);
 }
 
 static void add_load(cJSON *report, const char *key, const SquadLoad *log, int used) {
@@ -654,6 +735,35 @@ static int stored_row(const Knowledge *k, const Domain *d, Model *m, Run *run, c
     return 0;
 }
 
+// "in context": each held-out passage's questions asked with the passage
+// before them (knowledge_in_context), answered by the student with no
+// training. Logged as "in-context" lines, so resume skips them; the mean over passages.
+static int in_context_row(const Knowledge *k, const Model *m, Run *run, const RestemOpts *o, double *score, char *err) {
+    double sum = 0;
+    for (int t = 0; t < k->n_eval; t++) {
+        const Passage *p = &k->eval[t];
+        const Edit *done = run_find(run, PHASE_IN_CONTEXT, 0, t, 0);
+        if (!done) {
+            Edit e = {.phase = PHASE_IN_CONTEXT, .task = t, .final = 1, .task_id = xstrdup(p->id)};
+            Outcome out = {.valid = 1, .metrics = cJSON_CreateObject()};
+            Passage in = knowledge_in_context(p);
+            double t0 = now_seconds();
+            int rc = answer_reward(k, m, &in, &out, err);
+            knowledge_in_context_free(&in);
+            edit_take_outcome(&e, &out);
+            if (rc) { edit_free(&e); return -1; }
+            e.seconds_total = now_seconds() - t0;
+            if (!o->quiet) progress(0, "[in-context] passage %d/%d reward %.3f", t + 1, k->n_eval, e.reward);
+            if (run_append(run, &e, err)) return -1;
+            done = run_find(run, PHASE_IN_CONTEXT, 0, t, 0);
+        }
+        sum += done->reward;
+    }
+    if (!o->quiet && k->n_eval) progress_end();
+    *score = k->n_eval ? sum / k->n_eval : 0.0;
+    return 0;
+}
+
 int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const RestemOpts *o,
                   const SquadLoad *train_log, const SquadLoad *eval_log, cJSON *report, char *err) {
     Domain d;
@@ -670,22 +780,29 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
     if (k->grader == GRADE_JUDGE && k->judge_name) cJSON_AddStringToObject(report, "judge", k->judge_name);
     cJSON_AddStringToObject(report, "paper_grader", KNOWLEDGE_PAPER_GRADER);
     cJSON_AddStringToObject(report, "style", STYLE_NAME[k->style]);
+    cJSON_AddStringToObject(report, "interval", "95% percentile bootstrap over held-out passages, 2000 resamples");
     cJSON *rows = cJSON_AddArrayToObject(report, "rows");
-    copy_row(rows, find_row(raw_rows, "in-context only, no adaptation"), "base model, no adaptation", d.paper[0]);
-    copy_row(rows, find_row(raw_rows, "oracle configuration"), "train on the passage only", d.paper[3]);
+    cJSON *row = copy_row(rows, find_row(raw_rows, "in-context only, no adaptation"), "base model, no adaptation", d.paper[0]);
+    logged_interval(k, run, row, PHASE_BASELINE, 0, 1);
+    row = copy_row(rows, find_row(raw_rows, "oracle configuration"), "train on the passage only", d.paper[3]);
+    logged_interval(k, run, row, PHASE_ORACLE, 0, 1);
     snprintf(name, sizeof name, "passage + base-model %s", noun);
-    copy_row(rows, find_row(raw_rows, "self-edits from the untrained policy"), name, d.paper[1]);
+    row = copy_row(rows, find_row(raw_rows, "self-edits from the untrained policy"), name, d.paper[1]);
+    logged_interval(k, run, row, PHASE_EVAL, 0, o->eval_samples);
     for (int r = 1; r <= o->rounds; r++) {   // the paper's 47.0% is after its two rounds
         snprintf(name, sizeof name, "SEAL, round %d", r);
-        copy_row(rows, find_row(raw_rows, name), name, r == 2 ? 0.47 : NAN);
+        row = copy_row(rows, find_row(raw_rows, name), name, r == 2 ? 0.47 : NAN);
+        logged_interval(k, run, row, PHASE_EVAL, r, o->eval_samples);
     }
     cJSON_Delete(raw);
     int rc = 0, stored;
     double score;
     if (k->stored_k > 0 && !(rc = stored_row(k, &d, student, run, o, &score, &stored, err)) && stored) {
         snprintf(name, sizeof name, "passage + SEAL's stored base-model %s (Qwen2.5-7B, first %d a passage)", noun, k->stored_k);
-        report_row(rows, name, score, d.paper[1], stored);
+        logged_interval(k, run, report_row(rows, name, score, d.paper[1], stored), PHASE_STORED, 0, k->stored_k);
     }
+    if (!rc && k->in_context && !(rc = in_context_row(k, student, run, o, &score, err)))
+        logged_interval(k, run, report_row(rows, KNOWLEDGE_IN_CONTEXT, score, NAN, k->n_eval), PHASE_IN_CONTEXT, 0, 1);
     for (int i = 0; i < k->n_cpt_sizes && !rc; i++) {
         int size = k->cpt_sizes[i] < k->n_eval ? k->cpt_sizes[i] : k->n_eval, again = 0;
         for (int j = 0; j < i; j++) again |= size == (k->cpt_sizes[j] < k->n_eval ? k->cpt_sizes[j] : k->n_eval);
@@ -698,7 +815,7 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
             if (s == CPT_PASSAGE) snprintf(name, sizeof name, "continued pretraining, n=%d: passages only", size);
             else if (s == CPT_BASE) snprintf(name, sizeof name, "continued pretraining, n=%d: passages + base-model %s", size, noun);
             else snprintf(name, sizeof name, "continued pretraining, n=%d: passages + SEAL %s (round %d)", size, noun, round);
-            report_row(rows, name, score, s == CPT_SEAL && size == 200 ? 0.582 : NAN, passages);
+            cpt_interval(k, run, report_row(rows, name, score, s == CPT_SEAL && size == 200 ? 0.582 : NAN, passages), PHASE_CPT_PASSAGE + s, round, size);
         }
     }
     cJSON_AddObjectToObject(report, "data");
@@ -722,8 +839,22 @@ void knowledge_report_markdown(const cJSON *report, FILE *out) {
     if (strcmp(grader, "judge"))
         fprintf(out, "the paper's column was graded by %s, ours by %s: different graders, not the same measure\n", paper_grader, grader);
     else fprintf(out, "the paper's column was graded by %s, ours by a local judge model with the same prompt\n", paper_grader);
-    fprintf(out, "\n| method | %s | paper (grader: %s) | n |\n|---|---|---|---|\n", ours, paper_grader);
-    restem_report_rows(report, out);
+    const cJSON *interval = cJSON_GetObjectItemCaseSensitive(report, "interval");
+    if (cJSON_IsString(interval)) fprintf(out, "95%% CI: %s; n as before, then the passages and the answers graded behind it\n", interval->valuestring);
+    fprintf(out, "\n| method | %s | 95%% CI | paper (grader: %s) | n | passages | questions |\n|---|---|---|---|---|---|---|\n", ours, paper_grader);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rows")) {
+        const cJSON *paper = cJSON_GetObjectItemCaseSensitive(r, "paper"), *lo = cJSON_GetObjectItemCaseSensitive(r, "ci_low"),
+                    *hi = cJSON_GetObjectItemCaseSensitive(r, "ci_high"), *passages = cJSON_GetObjectItemCaseSensitive(r, "passages"),
+                    *questions = cJSON_GetObjectItemCaseSensitive(r, "questions");
+        char p[32] = "-", ci[48] = "-", np[16] = "-", nq[16] = "-";
+        if (cJSON_IsNumber(paper)) snprintf(p, sizeof p, "%.1f%%", 100 * paper->valuedouble);
+        if (cJSON_IsNumber(lo) && cJSON_IsNumber(hi)) snprintf(ci, sizeof ci, "%.1f–%.1f%%", 100 * lo->valuedouble, 100 * hi->valuedouble);
+        if (cJSON_IsNumber(passages)) snprintf(np, sizeof np, "%d", passages->valueint);
+        if (cJSON_IsNumber(questions)) snprintf(nq, sizeof nq, "%d", questions->valueint);
+        fprintf(out, "| %s | %.1f%% | %s | %s | %d | %s | %s |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,
+                100 * cJSON_GetObjectItemCaseSensitive(r, "ours")->valuedouble, ci, p, cJSON_GetObjectItemCaseSensitive(r, "n")->valueint, np, nq);
+    }
     const cJSON *diverged = cJSON_GetObjectItemCaseSensitive(report, "diverged");
     if (cJSON_IsNumber(diverged))
         fprintf(out, "\n%d self-edits' training diverged (a NaN or Inf loss): counted as not trained, reward 0 (edits.jsonl \"why\")\n", diverged->valueint);

@@ -14,6 +14,9 @@
 // it as its "oracle" row, which the knowledge report names "train on the passage only".
 #define KNOWLEDGE_PASSAGE_ONLY "(train on the passage only)"
 
+// The row of the passage in the prompt with no training (seal demo knowledge's too).
+#define KNOWLEDGE_IN_CONTEXT "in context (passage in the prompt, no training)"
+
 enum { CPT_PASSAGE, CPT_BASE, CPT_SEAL, CPT_SOURCES };   // what continued pretraining trains on besides the passages
 extern const char *const CPT_SOURCE_NAME[CPT_SOURCES];   // "passage", "base", "seal"
 
@@ -40,6 +43,7 @@ typedef struct {
     const Tokenizer *judge_tok;
     ChatFormat judge_chat;
     const char *judge_name;       // for the report
+    int in_context;               // the "in context" row: the passage in the prompt, no training (logged as "in-context" lines)
     int stored_k;                 // the "stored" row: the first stored_k completions stored with each held-out passage (0: no row)
     // continued pretraining: the held-out passages in groups of n, each group absorbed in one update
     int cpt_sizes[CPT_MAX_SIZES], n_cpt_sizes;
@@ -73,6 +77,13 @@ int knowledge_documents(const Knowledge *k, const Passage *p, const char *edit, 
 // One training document: <|begin_of_text|>, then "TITLE\nTEXT" cut to max_tokens in all; loss on all but the first.
 int knowledge_document(const Tokenizer *tok, const Passage *p, const char *text, int max_tokens, Example *e, char *err);
 
+// The "in context" row's passage: a copy of p whose questions carry the
+// passage before them ("CONTEXT\nQUESTION", knowledge_in_context_question),
+// to be answered with no training; free with knowledge_in_context_free.
+Passage knowledge_in_context(const Passage *p);
+void knowledge_in_context_free(Passage *c);
+char *knowledge_in_context_question(const char *context, const char *question);
+
 // Greedy no-context answers of m to a passage's questions (malloc'd strings),
 // and their scores under k->grader (scores may be NULL).
 int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char ***answers, double *scores, char *err);
@@ -80,7 +91,8 @@ int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char 
 // SEAL on knowledge incorporation end to end: restem_run over the domain,
 // then the continued-pretraining rows (logged in the run, so resume skips
 // them too; under mpirun rank 0 alone runs them), then the report table of the paper (rows: base model, train on
-// the passage only, passage + base-model self-edits, SEAL per round, CPT).
+// the passage only, passage + base-model self-edits, SEAL per round, the stored
+// row, in context, CPT), each row with a 95% bootstrap interval over passages.
 // logs: how the train and eval files were read (their skips go in the report).
 int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const RestemOpts *o,
                   const SquadLoad *train_log, const SquadLoad *eval_log, cJSON *report, char *err);

@@ -103,7 +103,7 @@ static int write_json(const char *path, const cJSON *j, char *err) {
 // best_per_task choice ("select") and a continued-pretraining group ("cpt-...").
 
 const char *const PHASE_NAME[N_PHASES] = {"baseline", "eval", "oracle", "probe", "train", "train-baseline", "select",
-                                          "cpt-passage", "cpt-base", "cpt-seal", "stored"};
+                                          "cpt-passage", "cpt-base", "cpt-seal", "stored", "in-context"};
 
 static int is_cpt(Phase p) { return p >= PHASE_CPT_PASSAGE && p <= PHASE_CPT_SEAL; }
 
@@ -687,6 +687,29 @@ double edit_metric(const Edit *e, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+// The table of RUN/report.json, when the run has one: each row's score with
+// its 95% interval where the row has one (seal knowledge's), and its n.
+static void show_report(const char *dir, FILE *out) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    cJSON *report = read_json(path);   // NULL when absent
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(report, "rows"), *grader = cJSON_GetObjectItemCaseSensitive(report, "grader"), *r;
+    if (cJSON_GetArraySize(rows) > 0) {
+        fprintf(out, "\nreport.json%s%s%s:\n| method | ours | 95%% CI | n |\n|---|---|---|---|\n", cJSON_IsString(grader) ? " (grader: " : "",
+                cJSON_IsString(grader) ? grader->valuestring : "", cJSON_IsString(grader) ? ")" : "");
+        cJSON_ArrayForEach(r, rows) {
+            const cJSON *method = cJSON_GetObjectItemCaseSensitive(r, "method"), *ours = cJSON_GetObjectItemCaseSensitive(r, "ours"),
+                        *n = cJSON_GetObjectItemCaseSensitive(r, "n"), *lo = cJSON_GetObjectItemCaseSensitive(r, "ci_low"),
+                        *hi = cJSON_GetObjectItemCaseSensitive(r, "ci_high");
+            if (!cJSON_IsString(method) || !cJSON_IsNumber(ours)) continue;
+            char ci[48] = "-";
+            if (cJSON_IsNumber(lo) && cJSON_IsNumber(hi)) snprintf(ci, sizeof ci, "%.1f–%.1f%%", 100 * lo->valuedouble, 100 * hi->valuedouble);
+            fprintf(out, "| %s | %.1f%% | %s | %d |\n", method->valuestring, 100 * ours->valuedouble, ci, cJSON_IsNumber(n) ? n->valueint : 0);
+        }
+    }
+    cJSON_Delete(report);
+}
+
 int run_show(const char *dir, FILE *out, char *err) {
     Run r;   // read as it stands, even while its writer is at work
     if (run_open(&r, dir, NULL, NULL, RUN_READ, err)) return -1;
@@ -734,6 +757,7 @@ int run_show(const char *dir, FILE *out, char *err) {
             cJSON_Delete(m);
         }
     }
+    show_report(dir, out);
     run_close(&r);
     return 0;
 }

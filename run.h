@@ -28,6 +28,7 @@ typedef enum {
     PHASE_SELECT,                 // best_per_task's choice, copied from a train line
     PHASE_CPT_PASSAGE, PHASE_CPT_BASE, PHASE_CPT_SEAL,   // knowledge's continued pretraining
     PHASE_STORED,                 // knowledge: held-out tasks, a self-edit stored with the passage (SEAL's base_val.json)
+    PHASE_IN_CONTEXT,             // knowledge: held-out tasks, the passage in the prompt, no training
     N_PHASES
 } Phase;
 extern const char *const PHASE_NAME[N_PHASES];

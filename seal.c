@@ -916,7 +916,7 @@ static int load_passages(const char *what, const char *path, const char *subset,
 typedef struct {
     const char *train_path, *eval_path, *eval_subset, *subset_key, *targets, *m_targets, *style, *grader, *cpt_sizes, *cpt_sources, *filter;
     const char *judge_dir, *base_completions, *m_from;
-    int n_train, n_eval, n_probe, no_passage, max_context, train_stride, same_passages, cpt_split_lines;
+    int n_train, n_eval, n_probe, no_passage, max_context, train_stride, same_passages, cpt_split_lines, no_in_context;
     Model judge;                  // --judge, with its tokenizer
     Tokenizer *judge_tok;
 } KnowledgeArgs;
@@ -975,6 +975,7 @@ static int knowledge_configure(const KnowledgeArgs *a, const Experiment *x, Know
     if (!a->same_passages) { o->train_per_round = a->n_train; o->train_stride = a->train_stride ? a->train_stride : a->n_train; }
     k->cpt_split_lines = a->cpt_split_lines;
     k->with_passage = !a->no_passage;
+    k->in_context = !a->no_in_context;
     adapters_one_rank(&o->adapters_at_once);
     if (!(k->lora_targets = lora_targets_parse(a->targets, err))) return usage_error("knowledge", err, "--lora-targets");
     if (!(o->m_targets = lora_targets_parse(a->m_targets, err))) return usage_error("knowledge", err, "--m-targets");
@@ -1114,6 +1115,7 @@ static int cmd_knowledge(int argc, char **argv) {
         {"--judge", F_STR, &a.judge_dir, "--grader judge: a model (folder or .gguf) that answers SEAL's yes/no grading prompt"},
         {"--base-completions", F_STR, &a.base_completions, "SEAL's stored self-edits for the held-out passages (base_val.json): a row, and CPT's base data"},
         {"--stored-k", F_INT, &k.stored_k, "stored completions per passage the stored row trains on, one inner loop each"},
+        {"--no-in-context", F_BOOL, &a.no_in_context, "leave out the in-context row (each held-out passage's questions asked behind it, no training)"},
         {"--cpt-sizes", F_STR, &a.cpt_sizes, "continued pretraining: passages per update, comma-separated (capped at --n-eval; empty: none)"},
         {"--cpt-sources", F_STR, &a.cpt_sources, "continued pretraining trains on the passages plus: passage (nothing), base, seal"},
         {"--cpt-epochs", F_INT, &k.cpt_epochs, "continued-pretraining epochs"},

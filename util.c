@@ -272,6 +272,33 @@ float rng_normal(Rng *r) {   // Box-Muller
     return sqrtf(-2.0f * logf(1.0f - u)) * cosf(6.2831853f * v);
 }
 
+static int by_value(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void bootstrap_mean(const double *x, const double *w, int n, uint64_t seed, double *mean, double *lo, double *hi) {
+    enum { B = 2000 };
+    double *means = xcalloc(B, sizeof(double)), s = 0, sw = 0;
+    for (int i = 0; i < n; i++) s += w ? w[i] * x[i] : x[i], sw += w ? w[i] : 1;
+    *mean = sw > 0 ? s / sw : 0;
+    Rng r;
+    rng_seed(&r, seed);
+    for (int b = 0; b < B && n; b++) {
+        double t = 0, tw = 0;
+        for (int i = 0; i < n; i++) {
+            const int j = (int)(rng_next(&r) % (uint64_t)n);
+            t += w ? w[j] * x[j] : x[j];
+            tw += w ? w[j] : 1;
+        }
+        means[b] = tw > 0 ? t / tw : 0;
+    }
+    qsort(means, B, sizeof(double), by_value);
+    *lo = n ? means[(int)(0.025 * B)] : 0;
+    *hi = n ? means[(int)(0.975 * B) - 1] : 0;
+    free(means);
+}
+
 double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

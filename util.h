@@ -63,6 +63,11 @@ void mt_seed(Mt19937 *m, uint32_t seed);
 uint32_t mt_next(Mt19937 *m);
 void np_shuffle(uint32_t seed, int *a, int n);
 
+// The mean of x[0..n), weighted by w (NULL: all 1), and a 95% percentile
+// bootstrap interval for it: 2000 resamples of the n items, seeded (a table's
+// rows are resampled over passages, a passage's weight its questions).
+void bootstrap_mean(const double *x, const double *w, int n, uint64_t seed, double *mean, double *lo, double *hi);
+
 double now_seconds(void);
 
 // Progress of long work on stderr. On a terminal the line is redrawn in place;
