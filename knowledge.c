@@ -780,7 +780,7 @@ int knowledge_run(Knowledge *k, Model *policy, Model *student, Run *run, const R
     if (k->grader == GRADE_JUDGE && k->judge_name) cJSON_AddStringToObject(report, "judge", k->judge_name);
     cJSON_AddStringToObject(report, "paper_grader", KNOWLEDGE_PAPER_GRADER);
     cJSON_AddStringToObject(report, "style", STYLE_NAME[k->style]);
-    cJSON_AddStringToObject(report, "interval", "95% percentile bootstrap over held-out passages, 2000 resamples");
+    cJSON_AddStringToObject(report, "interval", "percentile bootstrap over held-out passages, 2000 resamples");
     cJSON *rows = cJSON_AddArrayToObject(report, "rows");
     cJSON *row = copy_row(rows, find_row(raw_rows, "in-context only, no adaptation"), "base model, no adaptation", d.paper[0]);
     logged_interval(k, run, row, PHASE_BASELINE, 0, 1);
@@ -840,7 +840,7 @@ void knowledge_report_markdown(const cJSON *report, FILE *out) {
         fprintf(out, "the paper's column was graded by %s, ours by %s: different graders, not the same measure\n", paper_grader, grader);
     else fprintf(out, "the paper's column was graded by %s, ours by a local judge model with the same prompt\n", paper_grader);
     const cJSON *interval = cJSON_GetObjectItemCaseSensitive(report, "interval");
-    if (cJSON_IsString(interval)) fprintf(out, "95%% CI: %s; n as before, then the passages and the answers graded behind it\n", interval->valuestring);
+    if (cJSON_IsString(interval)) fprintf(out, "95%% CI: %s; questions: the answers graded (a passage's questions once a self-edit)\n", interval->valuestring);
     fprintf(out, "\n| method | %s | 95%% CI | paper (grader: %s) | n | passages | questions |\n|---|---|---|---|---|---|---|\n", ours, paper_grader);
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rows")) {

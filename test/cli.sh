@@ -71,6 +71,17 @@ for row in "base model, no adaptation" "train on the passage only" "passage + ba
     check "knowledge table row '$row'" grep -q "$row" "$tmp/k.out"
 done
 check "knowledge names its grader" grep -q '"grader":.*"em-f1"' "$tmp/k.json"
+# every row with its 95% interval over the 2 held-out passages around its mean; the in-context row among them
+rows_have_intervals() { python3 -c "import json,sys
+rows = json.load(open(sys.argv[1]))['rows']
+bad = [r['method'] for r in rows if not (r['ci_low'] <= r['ours'] + 1e-9 and r['ours'] <= r['ci_high'] + 1e-9 and r['passages'] == 2 and r['questions'] >= 2)]
+ctx = [r for r in rows if r['method'] == 'in context (passage in the prompt, no training)' and r['n'] == 2]
+sys.exit(bool(bad) or len(ctx) != 1)" "$1"; }
+check "knowledge rows have intervals, in context among them" rows_have_intervals "$tmp/k.json"
+check "knowledge table has the in-context row and its interval" grep -q "^| in context (passage in the prompt, no training) | [0-9.]*% | [0-9.]*–[0-9.]*% |" "$tmp/k.out"
+check "knowledge table names the grader in its header" grep -q "^| method | ours (grader: em-f1) | 95% CI |" "$tmp/k.out"
+check "knowledge logs the in-context answers" test "$(grep -c '"phase":"in-context"' "$tmp/k/edits.jsonl")" = 2
+check "runs show has the report's intervals" eval '"$SEAL" runs show "$tmp/k" | grep -q "^| in context (passage in the prompt, no training) | [0-9.]*% | [0-9.]*–[0-9.]*% | 2 |"'
 check "knowledge counts the passage without questions" grep -q "line 3: no question with an answer" "$tmp/k.err"
 kn --resume >"$tmp/k2.out" 2>"$tmp/k2.err"
 check "knowledge --resume gives the same table" diff <(table "$tmp/k.out") <(table "$tmp/k2.out")
@@ -88,8 +99,9 @@ def same(a, b):
     return a == b
 e = [[strip(json.loads(l)) for l in open(d + '/edits.jsonl')] for d in sys.argv[1:3]]
 sys.exit(not (e[0] and same(e[0], e[1])))" "$@"; }
-kn --ttt-runs 2 --epochs 3 --cpt-sizes "" --out "$tmp/kg1" >/dev/null 2>&1
-kn --ttt-runs 2 --epochs 3 --cpt-sizes "" --out "$tmp/kg2" --adapters-at-once 2 >/dev/null 2>&1
+kn --ttt-runs 2 --epochs 3 --cpt-sizes "" --no-in-context --out "$tmp/kg1" >/dev/null 2>&1
+kn --ttt-runs 2 --epochs 3 --cpt-sizes "" --no-in-context --out "$tmp/kg2" --adapters-at-once 2 >/dev/null 2>&1
+check "knowledge --no-in-context: no in-context row or lines" eval '! grep -q "in.context" "$tmp/kg1/report.json" "$tmp/kg1/edits.jsonl"'
 check "knowledge --adapters-at-once 2 runs" test $? = 0
 check "knowledge --adapters-at-once 2 in run.json" grep -q '"adapters_at_once":.*2' "$tmp/kg2/run.json"
 check "knowledge run.json without --adapters-at-once has none" eval '! grep -q adapters_at_once "$tmp/kg1/run.json"'

@@ -1,8 +1,7 @@
 // test/test_demo_knowledge.c: `seal demo knowledge`'s reference rows and
 // table: the oracle self-edit restates every fact in the question's
-// phrasing, the in-context question carries the passage, the bootstrap
-// interval behaves, and a quick demo on a tiny world reports every row with
-// its n and interval.
+// phrasing, and a quick demo on a tiny world reports every row with its n and
+// interval (the in-context question and the bootstrap: test_squad.c).
 #include "demo_knowledge.h"
 #include "demo_tasks.h"
 #include "test.h"
@@ -88,30 +87,6 @@ START_TEST(held_out_names_never_pretrained) {
 }
 END_TEST
 
-START_TEST(in_context_question_has_the_passage) {
-    char *q = demo_incontext_question("Ada founded Velmor.", "Who founded Velmor?");
-    ck_assert_str_eq(q, "Ada founded Velmor.\nWho founded Velmor?");
-    free(q);
-}
-END_TEST
-
-START_TEST(bootstrap_interval) {
-    double same[8] = {0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, mean, lo, hi;
-    demo_bootstrap(same, 8, 1, &mean, &lo, &hi);
-    ck_assert(mean == 0.5 && lo == 0.5 && hi == 0.5);
-    double x[10] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, lo2, hi2, m2;
-    demo_bootstrap(x, 10, 7, &mean, &lo, &hi);
-    ck_assert_double_eq_tol(mean, 0.5, 1e-12);
-    ck_assert_msg(lo > 0.1 && lo < 0.35 && hi > 0.65 && hi < 0.9, "[%g, %g]", lo, hi);   // binomial: about 0.2 to 0.8
-    demo_bootstrap(x, 10, 7, &m2, &lo2, &hi2);
-    ck_assert(lo2 == lo && hi2 == hi);   // the same seed, the same interval
-    double y[40];
-    for (int i = 0; i < 40; i++) y[i] = x[i % 10];
-    demo_bootstrap(y, 40, 7, &m2, &lo2, &hi2);
-    ck_assert_msg(hi2 - lo2 < hi - lo, "4x the passages: [%g, %g] is no narrower than [%g, %g]", lo2, hi2, lo, hi);
-}
-END_TEST
-
 // The quick demo end to end on a tiny world: every row of the table, each with
 // n = passages x questions (x samples) and an interval around its mean.
 START_TEST(quick_demo_reports_every_row) {
@@ -154,7 +129,7 @@ END_TEST
 
 Suite *demo_knowledge_suite(void) {
     Suite *s = suite_create("demo knowledge");
-    add_case(s, "world", 0, oracle_restates_every_fact, passage_puts_answers_first, held_out_names_never_pretrained, in_context_question_has_the_passage, bootstrap_interval);
+    add_case(s, "world", 0, oracle_restates_every_fact, passage_puts_answers_first, held_out_names_never_pretrained);
     add_case(s, "quick demo", 120, quick_demo_reports_every_row);
     return s;
 }

@@ -509,6 +509,51 @@ static void knowledge_setup(Tokenizer **t, Model *m, Knowledge *k, Passage **ps,
     ck_assert_msg(squad_parse(PASSAGES, strlen(PASSAGES), "passages.jsonl", NULL, ps, n, log, err) == 0, "%s", err);
 }
 
+// The "in context" row's question carries the passage; the copy leaves the passage's own questions alone.
+START_TEST(in_context_passage) {
+    char *q = knowledge_in_context_question("Ada founded Velmor.", "Who founded Velmor?");
+    ck_assert_str_eq(q, "Ada founded Velmor.\nWho founded Velmor?");
+    free(q);
+    Question qs[2] = {{.question = "Who founded Velmor?"}, {.question = "When?"}};
+    Passage p = {.id = "v", .title = "Velmor", .context = "Ada founded Velmor in 1600.", .qs = qs, .n_qs = 2};
+    Passage in = knowledge_in_context(&p);
+    ck_assert_int_eq(in.n_qs, 2);
+    ck_assert_str_eq(in.qs[1].question, "Ada founded Velmor in 1600.\nWhen?");
+    ck_assert_str_eq(p.qs[1].question, "When?");
+    knowledge_in_context_free(&in);
+}
+END_TEST
+
+// The tables' 95% interval: a point for constant data, inside [min, max]
+// around the mean, the same for the same seed, narrower for more passages;
+// weights give the weighted mean (and all weights 1 the unweighted interval).
+START_TEST(bootstrap_interval) {
+    double same[8] = {0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, mean, lo, hi;
+    bootstrap_mean(same, NULL, 8, 1, &mean, &lo, &hi);
+    ck_assert(mean == 0.5 && lo == 0.5 && hi == 0.5);
+    double x[10] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, lo2, hi2, m2;
+    bootstrap_mean(x, NULL, 10, 7, &mean, &lo, &hi);
+    ck_assert_double_eq_tol(mean, 0.5, 1e-12);
+    ck_assert_msg(lo > 0.1 && lo < 0.35 && hi > 0.65 && hi < 0.9, "[%g, %g]", lo, hi);   // binomial: about 0.2 to 0.8
+    bootstrap_mean(x, NULL, 10, 7, &m2, &lo2, &hi2);
+    ck_assert(lo2 == lo && hi2 == hi);   // the same seed, the same interval
+    double y[40];
+    for (int i = 0; i < 40; i++) y[i] = x[i % 10];
+    bootstrap_mean(y, NULL, 40, 7, &m2, &lo2, &hi2);
+    ck_assert_msg(hi2 - lo2 < hi - lo, "4x the passages: [%g, %g] is no narrower than [%g, %g]", lo2, hi2, lo, hi);
+    double z[6] = {0.1, 0.9, 0.3, 0.3, 0.6, 0.2}, ones[6] = {1, 1, 1, 1, 1, 1}, w[6] = {1, 3, 1, 1, 2, 2};
+    bootstrap_mean(z, NULL, 6, 3, &mean, &lo, &hi);
+    ck_assert_msg(0.1 <= lo && lo <= mean && mean <= hi && hi <= 0.9, "%g not in [%g, %g] or outside [0.1, 0.9]", mean, lo, hi);
+    bootstrap_mean(z, ones, 6, 3, &m2, &lo2, &hi2);
+    ck_assert(m2 == mean && lo2 == lo && hi2 == hi);
+    bootstrap_mean(z, w, 6, 3, &mean, &lo, &hi);
+    ck_assert_double_eq_tol(mean, (0.1 + 2.7 + 0.3 + 0.3 + 1.2 + 0.4) / 10, 1e-12);
+    ck_assert_msg(0.1 <= lo && lo <= mean && mean <= hi && hi <= 0.9, "weighted: %g not in [%g, %g]", mean, lo, hi);
+    bootstrap_mean(x, NULL, 0, 7, &mean, &lo, &hi);   // no passages: zeros, no division by zero
+    ck_assert(mean == 0 && lo == 0 && hi == 0);
+}
+END_TEST
+
 static int run_knowledge(const char *dir, int resume, cJSON **report_out, int *lines) {
     Tokenizer *t;
     Model m;
@@ -531,6 +576,7 @@ static int run_knowledge(const char *dir, int resume, cJSON **report_out, int *l
     k.max_answer_tokens = 3;
     k.cpt_epochs = 1;
     k.cpt_batch = 2;
+    k.in_context = 1;
     RestemOpts o = restem_defaults();
     o.rounds = 1; o.samples = 2; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0; o.best_per_task = 1;
     o.sampling.max_new = 8; o.m_rank = 2; o.m_epochs = 1; o.quiet = 1; o.seed = 9;
@@ -559,17 +605,21 @@ START_TEST(knowledge_end_to_end) {
     int lines, lines2;
     run_knowledge(dir, 0, &report, &lines);
     const char *rows[] = {"base model, no adaptation", "train on the passage only", "passage + base-model implications", "SEAL, round 1",
-                          "continued pretraining, n=1: passages only", "continued pretraining, n=1: passages + base-model implications",
+                          KNOWLEDGE_IN_CONTEXT, "continued pretraining, n=1: passages only", "continued pretraining, n=1: passages + base-model implications",
                           "continued pretraining, n=1: passages + SEAL implications (round 1)", "continued pretraining, n=2: passages only",
                           "continued pretraining, n=2: passages + base-model implications",
                           "continued pretraining, n=2: passages + SEAL implications (round 1)"};
     const cJSON *r = cJSON_GetObjectItem(report, "rows");
-    ck_assert_int_eq(cJSON_GetArraySize(r), 10);
-    for (int i = 0; i < 10; i++) {
-        const cJSON *row = cJSON_GetArrayItem(r, i);
+    ck_assert_int_eq(cJSON_GetArraySize(r), 11);
+    for (int i = 0; i < 11; i++) {   // each with its interval over the 2 held-out passages
+        const cJSON *row = cJSON_GetArrayItem(r, i), *lo = cJSON_GetObjectItem(row, "ci_low"), *hi = cJSON_GetObjectItem(row, "ci_high");
         ck_assert_str_eq(cJSON_GetObjectItem(row, "method")->valuestring, rows[i]);
         double ours = cJSON_GetObjectItem(row, "ours")->valuedouble;
         ck_assert(ours >= 0 && ours <= 1);
+        ck_assert_msg(cJSON_IsNumber(lo) && cJSON_IsNumber(hi) && lo->valuedouble <= ours + 1e-6 && ours <= hi->valuedouble + 1e-6,
+                      "%s: %g outside its interval", rows[i], ours);
+        ck_assert_int_eq(cJSON_GetObjectItem(row, "passages")->valueint, 2);
+        ck_assert_int_ge(cJSON_GetObjectItem(row, "questions")->valueint, 2);
     }
     ck_assert_str_eq(cJSON_GetObjectItem(report, "grader")->valuestring, "em-f1");
     ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(report, "data"), "eval"), "passages_used")->valueint, 2);
@@ -578,8 +628,8 @@ START_TEST(knowledge_end_to_end) {
     FILE *f = open_memstream(&md, &len);
     knowledge_report_markdown(report, f);
     fclose(f);
-    ck_assert_msg(strstr(md, "| train on the passage only |") && strstr(md, "grader: em-f1") && strstr(md, "1 no questions") &&
-                  strstr(md, "seconds per self-edit"), "%s", md);
+    ck_assert_msg(strstr(md, "| train on the passage only |") && strstr(md, "| 95% CI |") && strstr(md, "| " KNOWLEDGE_IN_CONTEXT " |") &&
+                  strstr(md, "grader: em-f1") && strstr(md, "1 no questions") && strstr(md, "seconds per self-edit"), "%s", md);
     free(md);
     // resumed after completion: the same table, nothing new scored
     run_knowledge(dir, 1, &again, &lines2);
@@ -728,7 +778,7 @@ START_TEST(ttt_runs_stored_row_and_judge) {
     FILE *f = open_memstream(&md, &len);
     knowledge_report_markdown(report, f);
     fclose(f);
-    ck_assert_msg(strstr(md, "| method | ours (grader: judge tiny) | paper (grader: GPT-4.1 as a yes/no judge) | n |") &&
+    ck_assert_msg(strstr(md, "| method | ours (grader: judge tiny) | 95% CI | paper (grader: GPT-4.1 as a yes/no judge) | n | passages | questions |") &&
                   strstr(md, "| passage + SEAL's stored base-model implications"), "%s", md);
     free(md);
     run_close(&run);
@@ -748,7 +798,7 @@ Suite *squad_suite(void) {
     add_case(s, "graders and readers", 0, normalisation, exact_match_and_f1, reads_squad_v11,
              reads_jsonl_and_skips_bad_items, unreadable_files_are_errors, reads_seal_files, splits_statements,
              prompts_and_documents, demo_world, raw_prompts, bos_only_when_the_tokenizer_has_one, judge_prompt_and_verdicts,
-             cpt_segments_and_stored_completions);
+             cpt_segments_and_stored_completions, in_context_passage, bootstrap_interval);
     add_case(s, "knowledge", 120, best_per_task_filter, knowledge_end_to_end, best_any_fresh_tasks_and_continued_policy,
              ttt_runs_stored_row_and_judge);
     return s;
