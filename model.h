@@ -207,8 +207,8 @@ typedef struct {
     Table mem;
     float *k, *v;                 // (L, B, max_T, KV*hd)
     float *inv_freq;              // (hd/2)
-    float *x, *xn, *q, *kn, *vn, *atty, *tmp, *gate, *up, *h, *u;   // (KV_ROWS, ...) scratch
-    float *scores;                // (threads, max_T) one attention row per thread
+    float *x, *xn, *qkv, *atty, *tmp, *gu, *h, *u;   // (KV_ROWS, ...) scratch: qkv a row's q, k, v; gu its gate, up
+    float *scores;                // (threads, ATT_BLOCK * max_T) a tile of attention rows per thread
     float *logits;                // (min(B, KV_ROWS), V): a pass wants at most one row per sequence
 } KVCache;
 

@@ -755,7 +755,7 @@ START_TEST(qmat_kernels) {
             double worst = 0;   // the q8 error as a share of its bound
             q.q8 = q8;
             for (int R = 1; R <= 11; R++) {
-                qmat_mul(&q, x, R, y);
+                qmat_mul(&q, x, R, y, q.rows);
                 for (int o = 0; o < O; o++) {
                     qmat_row_f32(&q, o, row);
                     for (int i = 0; i < R; i++) {
