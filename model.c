@@ -902,12 +902,14 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     if (B < 1 || max_T < 1 || (int64_t)max_T * cf->n_kv_heads * cf->head_dim > INT_MAX ||
         (int64_t)cf->n_heads * max_T > INT_MAX || (int64_t)ATT_BLOCK * max_T > INT_MAX || (int64_t)cf->n_layers * B > INT_MAX)   // before any size is computed in int
         return errf(err, "a KV cache of %d sequences of %d tokens is too large (more than %d floats a layer)", B, max_T, INT_MAX);
-    const int R = KV_ROWS, D = cf->dim, F = cf->hidden, hd = cf->head_dim;
+    // scratch for a pass of up to KV_ROWS rows, fewer when the cache holds fewer tokens
+    const int R = (int64_t)B * max_T < KV_ROWS ? B * max_T : KV_ROWS, D = cf->dim, F = cf->hidden, hd = cf->head_dim;
     const int Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
     int r = 0;
     for (int l = 0; l < cf->n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) r = m->layers[l].proj[p].r > r ? m->layers[l].proj[p].r : r;
     c->B = B;
+    c->rows = R;
     c->max_T = max_T;
     Table *t = &c->mem;
     table_add(t, "k", cf->n_layers * B, max_T * Dkv);
@@ -1000,7 +1002,7 @@ static void kv_swiglu(float *h, const float *gu, int R, int F) {
     }
 }
 
-// R rows (R <= KV_ROWS): token tok[i] of sequence seq[i] at position pos[i].
+// R rows (R <= c->rows): token tok[i] of sequence seq[i] at position pos[i].
 // Their keys and values enter the cache; the logits of the rows with want[i]
 // set land in c->logits, in row order. Prompt rows need none but their last.
 // Row i's q, k, v lie side by side in c->qkv, its gate and up in c->gu: a
@@ -1068,7 +1070,7 @@ int kv_prefill(const Model *m, KVCache *c, int n, const int *const *prompts, con
             seq[R] = b;
             pos[R] = c->len[b] + i;
             want[R++] = i == lens[b] - 1;
-            if (R == KV_ROWS || (b == n - 1 && i == lens[b] - 1)) {
+            if (R == c->rows || (b == n - 1 && i == lens[b] - 1)) {
                 kv_rows(m, c, R, tok, seq, pos, want);
                 int nw = 0;
                 for (int r = 0; r < R; r++) nw += want[r];

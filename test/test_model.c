@@ -405,11 +405,12 @@ END_TEST
 // path through the cache: q, k, v and gate, up in one product each
 // (linear_fused; Qwen2's biases lie between q, k and v, so _i == 1 checks the
 // fallback) and attention in GEMM tiles of up to ATT_BLOCK rows. Two prompts
-// of 150 and 140 tokens fill a pass of KV_ROWS rows and a second one, where
-// sequence 1 resumes at position 106; then two decode steps. Every logit
-// equals model_forward's on the same tokens (a LoRA attached).
+// of 598 and 560 tokens fill a pass of KV_ROWS (1024) rows and a second one,
+// where sequence 1 resumes at position 426; then two decode steps. Every logit
+// equals model_forward's on the same tokens (a LoRA attached) within 2e-5 of the
+// largest (measured 1.4-6.6e-6: fp32 sums in another order over 600 tokens).
 START_TEST(kv_prefill_chunks_match_forward) {
-    enum { T = 150, L1 = 140 };
+    enum { T = 600, L1 = 560 };
     Config c = tiny_config(0, 2, 0);
     c.arch = _i ? ARCH_QWEN2 : ARCH_LLAMA;
     c.max_pos = T;
@@ -428,6 +429,7 @@ START_TEST(kv_prefill_chunks_match_forward) {
     model_forward(&m, &a, ids, NULL);
     KVCache kv;
     ck_assert_int_eq(kv_init(&kv, &m, 2, T, err), 0);
+    ck_assert_int_lt(kv.rows, lens[0] + lens[1]);   // two passes
     const int *prompts[2] = {ids, ids + T};
     float *got = malloc(2 * V * sizeof(float)), worst = 0.0f, top = 0.0f;
     ck_assert_msg(kv_prefill(&m, &kv, 2, prompts, lens, got, err) == 0, "%s", err);
@@ -443,9 +445,9 @@ START_TEST(kv_prefill_chunks_match_forward) {
                 top = fmaxf(top, fabsf(e));
             }
     }
-    printf("kv prefill in chunks (%s): max |logit - model_forward logit| = %.2e of max |logit| %.2f (%.1e relative, tolerance 1e-5)\n",
+    printf("kv prefill in chunks (%s): max |logit - model_forward logit| = %.2e of max |logit| %.2f (%.1e relative, tolerance 2e-5)\n",
            _i ? "Qwen2, separate q, k, v" : "Llama, fused", worst, top, worst / top);
-    ck_assert_msg(worst <= 1e-5f * top, "logits %g from model_forward's (max %g)", worst, top);
+    ck_assert_msg(worst <= 2e-5f * top, "logits %g from model_forward's (max %g)", worst, top);
     free(got);
     kv_free(&kv);
     acts_free(&a);
