@@ -521,23 +521,45 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
 }
 
 // The adapter's term: y (N,out) += s * u B^T where u (N,r) = x A^T is kept for backward.
-static void lora_forward(const Linear *l, const float *x, float *y, float *u, int N) {
+// y's rows lie ldy floats apart.
+static void lora_forward(const Linear *l, const float *x, float *y, int ldy, float *u, int N) {
     gemm(0, 1, N, l->r, l->in, 1.0f, x, l->in, l->a, l->in, 0.0f, u, l->r);
-    gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, l->out);
+    gemm(0, 1, N, l->out, l->r, l->scale, u, l->r, l->b, l->r, 1.0f, y, ldy);
 }
 
-// y (N,out) = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for
-// backward. compact: x W^T through W's compact copy when it has one and N is
-// small (the KV cache's decode steps; training always reads the fp32 W).
-static void linear_apply(const Linear *l, const float *x, float *y, float *u, int N, int compact) {
-    if (compact && l->qw && N <= QMAT_MAX_ROWS) qmat_mul(l->qw, x, N, y);
-    else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+// y (N,out), rows ldy floats apart, += b + s * u B^T: what a Linear adds to x W^T.
+static void linear_extra(const Linear *l, const float *x, float *y, int ldy, float *u, int N) {
     if (l->bias) {
         #pragma omp parallel for if ((long)N * l->out > 1L << 16)
         for (int n = 0; n < N; n++)
-            for (int o = 0; o < l->out; o++) y[(size_t)n * l->out + o] += l->bias[o];
+            for (int o = 0; o < l->out; o++) y[(size_t)n * ldy + o] += l->bias[o];
     }
-    if (l->r) lora_forward(l, x, y, u, N);
+    if (l->r) lora_forward(l, x, y, ldy, u, N);
+}
+
+// y (N,out), rows ldy floats apart, = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for
+// backward. compact: x W^T through W's compact copy when it has one and N is
+// small (the KV cache's decode steps; training always reads the fp32 W).
+static void linear_apply(const Linear *l, const float *x, float *y, int ldy, float *u, int N, int compact) {
+    if (compact && l->qw && N <= QMAT_MAX_ROWS) qmat_mul(l->qw, x, N, y, ldy);
+    else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, ldy);
+    linear_extra(l, x, y, ldy, u, N);
+}
+
+// n Linears of the same input in one product when their fp32 weights lie back
+// to back in memory (q, k, v and gate, up do, as model_init lays out the
+// table, Qwen2's biases aside): y (N, sum of outs) = x [W_0; ...; W_n-1]^T,
+// Linear j in columns off_j.. (off_j = out_0 + ... + out_j-1), then each one's
+// bias and adapter term. Returns 0, having done nothing, when they do not.
+static int linear_fused(const Linear *l, int n, const float *x, float *y, float *u, int N) {
+    int ld = l[0].out;
+    for (int j = 1; j < n; j++) {
+        if (l[j].in != l[0].in || l[j].w != l[j - 1].w + (size_t)l[j - 1].out * l[j - 1].in) return 0;
+        ld += l[j].out;
+    }
+    gemm(0, 1, N, ld, l[0].in, 1.0f, x, l[0].in, l[0].w, l[0].in, 0.0f, y, ld);
+    for (int j = 0, off = 0; j < n; off += l[j++].out) linear_extra(&l[j], x, y + off, ld, u, N);
+    return 1;
 }
 
 // Batch rows [b0[k], b0[k+1]) of a training pass go through adapter k: the
@@ -557,11 +579,11 @@ static Linear adapter_of(const Linear *l, const Lora *at, const Lora *lo) {
 static void linear_forward(const Model *m, const Acts *a, const Linear *l, const float *x, float *y, float *u) {
     Linear base = *l;
     base.r = 0;
-    linear_apply(&base, x, y, NULL, a->B * a->T, 0);
+    linear_apply(&base, x, y, l->out, NULL, a->B * a->T, 0);
     for (int k = 0; l->r && k < a->K; k++) {
         const Linear lk = adapter_of(l, m->lora, a->adapter[k]);
         const size_t r0 = (size_t)a->b0[k] * a->T;
-        lora_forward(&lk, x + r0 * l->in, y + r0 * l->out, u + r0 * l->r, (a->b0[k + 1] - a->b0[k]) * a->T);
+        lora_forward(&lk, x + r0 * l->in, y + r0 * l->out, l->out, u + r0 * l->r, (a->b0[k + 1] - a->b0[k]) * a->T);
     }
 }
 
@@ -878,28 +900,30 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     memset(c, 0, sizeof *c);
     const Config *cf = &m->c;
     if (B < 1 || max_T < 1 || (int64_t)max_T * cf->n_kv_heads * cf->head_dim > INT_MAX ||
-        (int64_t)cf->n_heads * max_T > INT_MAX || (int64_t)cf->n_layers * B > INT_MAX)   // before any size is computed in int
+        (int64_t)cf->n_heads * max_T > INT_MAX || (int64_t)ATT_BLOCK * max_T > INT_MAX || (int64_t)cf->n_layers * B > INT_MAX)   // before any size is computed in int
         return errf(err, "a KV cache of %d sequences of %d tokens is too large (more than %d floats a layer)", B, max_T, INT_MAX);
-    const int R = KV_ROWS, D = cf->dim, F = cf->hidden, hd = cf->head_dim;
+    // scratch for a pass of up to KV_ROWS rows, fewer when the cache holds fewer tokens
+    const int R = (int64_t)B * max_T < KV_ROWS ? B * max_T : KV_ROWS, D = cf->dim, F = cf->hidden, hd = cf->head_dim;
     const int Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
     int r = 0;
     for (int l = 0; l < cf->n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) r = m->layers[l].proj[p].r > r ? m->layers[l].proj[p].r : r;
     c->B = B;
+    c->rows = R;
     c->max_T = max_T;
     Table *t = &c->mem;
     table_add(t, "k", cf->n_layers * B, max_T * Dkv);
     table_add(t, "v", cf->n_layers * B, max_T * Dkv);
     table_add(t, "inv_freq", 1, hd / 2);
-    const char *names[] = {"x", "xn", "q", "kn", "vn", "atty", "tmp", "gate", "up", "h", "u"};
-    const int cols[] = {D, D, Dq, Dkv, Dkv, Dq, D, F, F, F, r ? r : 1};
-    for (int i = 0; i < 11; i++) table_add(t, names[i], R, cols[i]);
+    const char *names[] = {"x", "xn", "qkv", "atty", "tmp", "gu", "h", "u"};
+    const int cols[] = {D, D, Dq + 2 * Dkv, Dq, D, 2 * F, F, r ? r : 1};
+    for (int i = 0; i < 8; i++) table_add(t, names[i], R, cols[i]);
     c->threads = omp_get_max_threads();
-    table_add(t, "scores", c->threads, max_T);
+    table_add(t, "scores", c->threads, ATT_BLOCK * max_T);
     table_add(t, "logits", B < R ? B : R, cf->vocab);
     if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
-    float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->q, &c->kn, &c->vn, &c->atty, &c->tmp,
-                       &c->gate, &c->up, &c->h, &c->u, &c->scores, &c->logits};
+    float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->qkv, &c->atty, &c->tmp,
+                       &c->gu, &c->h, &c->u, &c->scores, &c->logits};
     for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
     c->len = xcalloc((size_t)B, sizeof(int));
     rope_inv_freq(cf, c->inv_freq);
@@ -912,14 +936,14 @@ void kv_free(KVCache *c) {
     memset(c, 0, sizeof *c);
 }
 
-// x (R, nh*hd) rotated in place, row i at position pos[i].
-static void rope_at(float *x, const int *pos, const float *inv, int R, int nh, int hd) {
+// x (R, nh*hd), rows ld floats apart, rotated in place, row i at position pos[i].
+static void rope_at(float *x, int ld, const int *pos, const float *inv, int R, int nh, int hd) {
     const int half = hd / 2;
     for (int i = 0; i < R; i++)
         for (int j = 0; j < half; j++) {
             float ang = (float)pos[i] * inv[j], cs = cosf(ang), sn = sinf(ang);
             for (int h = 0; h < nh; h++) {
-                float *v = x + ((size_t)i * nh + h) * hd;
+                float *v = x + (size_t)i * ld + h * hd;
                 float x1 = v[j], x2 = v[j + half];
                 v[j] = x1 * cs - x2 * sn;
                 v[j + half] = x2 * cs + x1 * sn;
@@ -927,59 +951,96 @@ static void rope_at(float *x, const int *pos, const float *inv, int R, int nh, i
         }
 }
 
-// Row i (sequence seq[i], position pos[i]) attends to cached positions 0..pos[i].
-static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos) {
+// Row i (sequence seq[i], position pos[i]) attends to cached positions
+// 0..pos[i]; its query is q + i * ldq (H heads), its output goes to c->atty.
+// Rows that are consecutive positions of one sequence (a prompt chunk) go in
+// tiles of up to ATT_BLOCK rows, as matrix products per head like
+// attention_forward's: S = scale Q K^T over the keys the tile's last row sees,
+// a causal softmax per row, O = S V. A lone row (a decode step) is a loop of
+// dot products.
+static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos, const float *q, int ldq) {
     const Config *cf = &m->c;
     const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
+    int t0[KV_ROWS], tn[KV_ROWS], n_tiles = 0;   // tile j: rows t0[j] .. t0[j] + tn[j] - 1
+    for (int i = 0; i < R; i++) {
+        if (n_tiles && tn[n_tiles - 1] < ATT_BLOCK && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1) tn[n_tiles - 1]++;
+        else { t0[n_tiles] = i; tn[n_tiles++] = 1; }
+    }
     const int nt = omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads;
     (void)nt;   // read only by the pragma, which a build without OpenMP ignores
-    #pragma omp parallel for collapse(2) num_threads(nt)
-    for (int i = 0; i < R; i++)
-        for (int h = 0; h < H; h++) {
-            const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
-            const float *q = c->q + ((size_t)i * H + h) * hd;
-            float *p = c->scores + (size_t)omp_get_thread_num() * c->max_T, mx = -INFINITY, sum = 0.0f;
-            for (int s = 0; s <= pos[i]; s++) {
-                p[s] = dot(q, c->k + base + (size_t)s * Dkv, hd) * scale;
-                if (p[s] > mx) mx = p[s];
-            }
-            for (int s = 0; s <= pos[i]; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
-            float *o = c->atty + ((size_t)i * H + h) * hd;
-            memset(o, 0, hd * sizeof(float));
-            for (int s = 0; s <= pos[i]; s++) axpy(o, p[s] / sum, c->v + base + (size_t)s * Dkv, hd);
+    #pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (int task = 0; task < n_tiles * H; task++) {
+        const int i = t0[task / H], n = tn[task / H], h = task % H, keys = pos[i + n - 1] + 1;
+        const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
+        const float *qi = q + (size_t)i * ldq + h * hd, *k = c->k + base, *v = c->v + base;
+        float *p = c->scores + (size_t)omp_get_thread_num() * ATT_BLOCK * c->max_T;
+        float *o = c->atty + ((size_t)i * H + h) * hd;
+        if (n > 1) {
+            gemm(0, 1, n, keys, hd, scale, qi, ldq, k, Dkv, 0.0f, p, keys);
+            for (int r = 0; r < n; r++) softmax_causal(p + (size_t)r * keys, keys - n + r, keys);
+            gemm(0, 0, n, hd, keys, 1.0f, p, keys, v, Dkv, 0.0f, o, H * hd);
+            continue;
         }
+        float mx = -INFINITY, sum = 0.0f;
+        for (int s = 0; s < keys; s++) {
+            p[s] = dot(qi, k + (size_t)s * Dkv, hd) * scale;
+            if (p[s] > mx) mx = p[s];
+        }
+        for (int s = 0; s < keys; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
+        memset(o, 0, hd * sizeof(float));
+        for (int s = 0; s < keys; s++) axpy(o, p[s] / sum, v + (size_t)s * Dkv, hd);
+    }
 }
 
-// R rows (R <= KV_ROWS): token tok[i] of sequence seq[i] at position pos[i].
+// h (R,F) = silu(gate) * up, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
+static void kv_swiglu(float *h, const float *gu, int R, int F) {
+    #pragma omp parallel for
+    for (int i = 0; i < R; i++) {
+        const float *gate = gu + (size_t)i * 2 * F, *up = gate + F;
+        for (int f = 0; f < F; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
+    }
+}
+
+// R rows (R <= c->rows): token tok[i] of sequence seq[i] at position pos[i].
 // Their keys and values enter the cache; the logits of the rows with want[i]
 // set land in c->logits, in row order. Prompt rows need none but their last.
+// Row i's q, k, v lie side by side in c->qkv, its gate and up in c->gu: a
+// prompt chunk (more than QMAT_MAX_ROWS rows) computes each trio or pair in
+// one product (linear_fused), a decode step through the compact weights.
 static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, const uint8_t *want) {
     const Config *cf = &m->c;
-    const int D = cf->dim, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd;
+    const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
+    const int W3 = Dq + 2 * Dkv, fuse = R > QMAT_MAX_ROWS;
+    float *q = c->qkv, *k = q + Dq, *v = k + Dkv;
     embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
     for (int l = 0; l < cf->n_layers; l++) {
         const Layer *W = &m->layers[l];
+        const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
-        linear_apply(&W->proj[PROJ_Q], c->xn, c->q, c->u, R, 1);
-        linear_apply(&W->proj[PROJ_K], c->xn, c->kn, c->u, R, 1);
-        linear_apply(&W->proj[PROJ_V], c->xn, c->vn, c->u, R, 1);
-        rope_at(c->q, pos, c->inv_freq, R, cf->n_heads, hd);
-        rope_at(c->kn, pos, c->inv_freq, R, cf->n_kv_heads, hd);
+        if (!fuse || !linear_fused(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R)) {
+            linear_apply(&P[PROJ_Q], c->xn, q, W3, c->u, R, 1);
+            linear_apply(&P[PROJ_K], c->xn, k, W3, c->u, R, 1);
+            linear_apply(&P[PROJ_V], c->xn, v, W3, c->u, R, 1);
+        }
+        rope_at(q, W3, pos, c->inv_freq, R, cf->n_heads, hd);
+        rope_at(k, W3, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
             size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv;
-            memcpy(c->k + at, c->kn + (size_t)i * Dkv, Dkv * sizeof(float));
-            memcpy(c->v + at, c->vn + (size_t)i * Dkv, Dkv * sizeof(float));
+            memcpy(c->k + at, k + (size_t)i * W3, Dkv * sizeof(float));
+            memcpy(c->v + at, v + (size_t)i * W3, Dkv * sizeof(float));
         }
-        kv_attention(m, c, l, R, seq, pos);
-        linear_apply(&W->proj[PROJ_O], c->atty, c->tmp, c->u, R, 1);
+        kv_attention(m, c, l, R, seq, pos, q, W3);
+        linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
-        linear_apply(&W->proj[PROJ_GATE], c->xn, c->gate, c->u, R, 1);
-        linear_apply(&W->proj[PROJ_UP], c->xn, c->up, c->u, R, 1);
-        swiglu_forward(c->h, c->gate, c->up, (size_t)R * cf->hidden);
-        linear_apply(&W->proj[PROJ_DOWN], c->h, c->tmp, c->u, R, 1);
+        if (!fuse || !linear_fused(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R)) {
+            linear_apply(&P[PROJ_GATE], c->xn, c->gu, 2 * F, c->u, R, 1);
+            linear_apply(&P[PROJ_UP], c->xn, c->gu + F, 2 * F, c->u, R, 1);
+        }
+        kv_swiglu(c->h, c->gu, R, F);
+        linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
     }
     int nw = 0;
@@ -987,7 +1048,7 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         if (want[i]) memcpy(c->tmp + (size_t)nw++ * D, c->x + (size_t)i * D, D * sizeof(float));
     if (!nw) return;
     rmsnorm_forward(c->xn, rstd, c->tmp, m->norm, nw, D, cf->norm_eps);
-    if (m->q_lm_head && nw <= QMAT_MAX_ROWS) qmat_mul(m->q_lm_head, c->xn, nw, c->logits);
+    if (m->q_lm_head && nw <= QMAT_MAX_ROWS) qmat_mul(m->q_lm_head, c->xn, nw, c->logits, cf->vocab);
     else gemm(0, 1, nw, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
 }
 
@@ -1009,7 +1070,7 @@ int kv_prefill(const Model *m, KVCache *c, int n, const int *const *prompts, con
             seq[R] = b;
             pos[R] = c->len[b] + i;
             want[R++] = i == lens[b] - 1;
-            if (R == KV_ROWS || (b == n - 1 && i == lens[b] - 1)) {
+            if (R == c->rows || (b == n - 1 && i == lens[b] - 1)) {
                 kv_rows(m, c, R, tok, seq, pos, want);
                 int nw = 0;
                 for (int r = 0; r < R; r++) nw += want[r];

@@ -199,17 +199,18 @@ const char *gemm_backend(void);   // "openblas" or "reference loops"
 // ---------------------------------------------------------------------------
 // KV cache: incremental decoding of up to B sequences of up to max_T tokens.
 // Logits equal those of model_forward on the whole sequence.
-#define KV_ROWS 256               // tokens per pass; longer prompts go in chunks
+#define KV_ROWS 1024              // tokens per pass at most; longer prompts go in chunks
 typedef struct {
     int B, max_T;
+    int rows;                     // tokens per pass: KV_ROWS, or B * max_T when smaller
     int threads;                  // OpenMP threads the scores are sized for
     int *len;                     // tokens cached per sequence (set to 0 to reuse a slot)
     Table mem;
     float *k, *v;                 // (L, B, max_T, KV*hd)
     float *inv_freq;              // (hd/2)
-    float *x, *xn, *q, *kn, *vn, *atty, *tmp, *gate, *up, *h, *u;   // (KV_ROWS, ...) scratch
-    float *scores;                // (threads, max_T) one attention row per thread
-    float *logits;                // (min(B, KV_ROWS), V): a pass wants at most one row per sequence
+    float *x, *xn, *qkv, *atty, *tmp, *gu, *h, *u;   // (rows, ...) scratch: qkv a row's q, k, v; gu its gate, up
+    float *scores;                // (threads, ATT_BLOCK * max_T) a tile of attention rows per thread
+    float *logits;                // (min(B, rows), V): a pass wants at most one row per sequence
 } KVCache;
 
 int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err);

@@ -302,7 +302,7 @@ QMAT_KERNEL_Q8(dot_q4_1_q8, QT_Q4_1)
 typedef void (*DotQ8Fn)(const uint8_t *, int, const XBlock *, int, float *);
 static const DotQ8Fn DOT_Q8[QT_N] = {NULL, dot_q8_0_q8, dot_q4_0_q8, dot_q4_1_q8};   // bf16 keeps fp32 activations
 
-void qmat_mul(const QMat *q, const float *x, int R, float *y) {
+void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) {
     const int nb = q->cols / 32, O = q->rows, q8 = q->q8 && DOT_Q8[q->type];
     float *xsum = NULL;   // Q4_1's block sums of x (R, nb)
     XBlock *xq = NULL;    // the q8 activations (R, nb)
@@ -328,7 +328,7 @@ void qmat_mul(const QMat *q, const float *x, int R, float *y) {
             const int nr = R - r0 < 8 ? R - r0 : 8;
             if (q8) dot_q8(w, nb, xq + (size_t)r0 * nb, nr, out);
             else dot(w, nb, x + (size_t)r0 * q->cols, q->cols, xsum ? xsum + (size_t)r0 * nb : NULL, nr, out);
-            for (int r = 0; r < nr; r++) y[(size_t)(r0 + r) * O + o] = out[r];
+            for (int r = 0; r < nr; r++) y[(size_t)(r0 + r) * ldy + o] = out[r];
         }
     }
     free(xsum);

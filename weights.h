@@ -39,13 +39,13 @@ void qmat_row_f32(const QMat *q, int r, float *out);
 // compute-bound, and OpenBLAS's sgemm beats this kernel there.
 #define QMAT_MAX_ROWS 16
 
-// y (R, rows) = x (R, cols) q^T, fp32 accumulation, each block dequantised
+// y (R, rows), rows ldy floats apart, = x (R, cols) q^T, fp32 accumulation, each block dequantised
 // once inside the kernel and used for up to 8 rows of x: a batch of R rows
 // reads the weights once. OpenMP threads split the output columns. With q->q8
 // set, Q8_0 and Q4 weights multiply x quantised to 8 bits per block of 32
 // (integer dot products, llama.cpp's way: faster, and each x off by up to
 // 1/254 of its block's largest); bf16 always multiplies fp32 x.
-void qmat_mul(const QMat *q, const float *x, int R, float *y);
+void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy);
 
 // ---------------------------------------------------------------------------
 // A model's compact copies: which form the KV-cache path reads.
