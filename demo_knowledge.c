@@ -2,10 +2,11 @@
 //   1. the world: fictional places, dealt into pretraining, SEAL-training and
 //      held-out splits, written as JSON Lines passages into the run directory;
 //   2. the base model (cached): a tokenizer trained on the world's text and a
-//      tiny Llama pretrained in two stages: the pretraining places' passages
-//      and restatements as documents; then closed-book questions about some
-//      of them, questions with the passage in the prompt and implications of
-//      mixed quality after the self-edit prompt (about places of their own);
+//      tiny Llama pretrained in one mixed stage: the pretraining places'
+//      passages and restatements as documents, closed-book questions about
+//      some of them, and on skill places of their own questions with the
+//      passage in the prompt and implications of mixed quality after the
+//      self-edit prompt;
 //   3. SEAL: two reference rows (the oracle self-edit, the passage in the
 //      prompt), then the knowledge domain and ReST^EM of a real run, on the
 //      held-out places the model has never seen; the table with 95% bootstrap
@@ -30,7 +31,7 @@ typedef struct {
     const char *name;
     int n_pretrain, n_train, n_eval, n_merges;
     int dim, layers, heads, kv_heads, hidden;
-    int pre_epochs, pre_batch;
+    int pre_epochs, pre_batch, pre_warmup;
     float pre_lr;
     int n_bios;                               // restatements of each pretraining place, in random phrasings
     float qa_share;                           // pretraining places with closed-book questions
@@ -43,25 +44,29 @@ typedef struct {
     float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 150, 32, 48, 700, 64, 3, 4, 2, 192, 20, 8, 1e-2f, 3, 0.6f, 1200, 0.5f, 2, 6, 2, 96, 32, 20, 3e-3f, 5, 2e-3f};
-static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 20, 0.5f, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
+static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 3, 4, 2, 256, 14, 8, 300, 1e-2f, 3, 0.6f, 1200, 0.5f, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
+static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 20, 2e-3f, 1, 0.5f, 20, 0.5f, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
 // The world
 
 // A place name is two syllables. All pairs are shuffled once per seed and
-// dealt to the splits in blocks, so no name is in two splits or twice in one
-// (skill places alone reuse theirs, each time with other facts), and nothing
-// about a pair says its split: with the split a function of the pair (it was
-// (a + b) mod 6), the model learnt which second syllables follow each first
-// one in pretraining names and wrote those instead of copying a held-out
-// name. Every syllable is in pretraining names, first and second.
+// dealt to the splits in blocks, so no name is in two splits or twice in one,
+// and nothing about a pair says its split: with the split a function of the
+// pair (it was (a + b) mod 6), the model learnt which second syllables follow
+// each first one in pretraining names and wrote those instead of copying a
+// held-out name. Every syllable is in pretraining names, first and second.
+// The skill places take all the pairs left (1,216 for 1,200 places), so that
+// a name in a prompt is almost always new: with 192 names for 1,200 skill
+// places the model learnt those names rather than to copy one, and wrote a
+// held-out place's implications under a name it knew.
 static const char *const SYL[] = {"zor", "kel", "vam", "dru", "pel", "sor", "tam", "rin", "gol", "fen", "bra", "mok", "lun", "hes",
-                                  "nor", "cal", "qua", "yev", "jor", "wix", "xan", "ulm", "ivo", "oph"};
+                                  "nor", "cal", "qua", "yev", "jor", "wix", "xan", "ulm", "ivo", "oph", "bex", "dak", "fim", "gar", "hul",
+                                  "jat", "kip", "lom", "mur", "nex", "pav", "ros", "sib", "tov", "vor", "zed"};
 enum { N_SYL = sizeof SYL / sizeof SYL[0], N_PAIRS = N_SYL * N_SYL };
 enum { DK_SKILL = DEMO_N_SPLITS, DK_SPLITS };
 // each split's block of the shuffled pairs: held-out first, then SEAL-training, pretraining and skill places
-static const int PAIR_FROM[DK_SPLITS] = {192, 96, 0, 384}, PAIR_N[DK_SPLITS] = {192, 96, 96, 192};
+static const int PAIR_FROM[DK_SPLITS] = {192, 96, 0, 384}, PAIR_N[DK_SPLITS] = {192, 96, 96, N_PAIRS - 384};
 static const char *const KINDS[] = {"town", "port", "village", "fortress"};
 static const char *const FOUNDERS[] = {"Ada", "Bram", "Cora", "Dov", "Esk", "Fia", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lev",
                                        "Mae", "Ned", "Ola", "Pim", "Quin", "Rho", "Sol", "Tam", "Uma", "Vic", "Wren", "Yul"};
@@ -342,16 +347,16 @@ static void pretrain_progress(int step, int total, float loss, void *ctx) {
     if (step == total) progress_end();
 }
 
-static int pretrain(Model *m, const Example *ex, int n, const char *what, int epochs, float lr, int batch, uint64_t seed, char *err) {
+static int pretrain(Model *m, const Example *ex, int n, const char *what, const Scale *sc, uint64_t seed, char *err) {
     long tokens = 0;
     for (int i = 0; i < n; i++) tokens += ex[i].len;
     fprintf(stderr, "[2/3 %s] %.2fM-parameter Llama, %d sequences of %.0f tokens on average, %d epochs\n", what, m->params.total / 1e6, n,
-            (double)tokens / n, epochs);
+            (double)tokens / n, sc->pre_epochs);
     SftOpts so = sft_defaults();
-    so.lr = lr;
-    so.epochs = epochs;
-    so.batch = batch;
-    so.warmup = 20;
+    so.lr = sc->pre_lr;
+    so.epochs = sc->pre_epochs;
+    so.batch = sc->pre_batch;
+    so.warmup = sc->pre_warmup;   // at 20 steps, one seed in three (lr 1e-2, 96 wide) stalled at loss 1-2 and learnt nothing
     so.seed = seed;
     so.progress = pretrain_progress;
     SftStats st;
@@ -401,19 +406,22 @@ static int extraction_check(const Model *m, const Tokenizer *tok, const Scale *s
 
 // The tokenizer's extra text: every founder, export and year, and every
 // syllable pair as a name, repeated so that the trainer merges each founder
-// and most exports into one token after the space (answers_apart) and each
-// name into its two syllables: a held-out name is made of tokens the model
-// knows.
+// and export into one token after the space (answers_apart) and each name
+// into its two syllables: a held-out name is made of tokens the model knows.
+// The counts matter: BPE merges the most frequent pair first, and " W" (from
+// "Who" and "What") outnumbered "Wr" at 40 repeats, so " Wren" became
+// " W|r|en" and " timber" " t|imber"; names at 3 repeats came out as
+// "Ki|pl|om". Each answer then took three tokens to copy out of a passage.
 static char *vocabulary_text(void) {
     char *out;
     size_t len;
     FILE *f = open_memstream(&out, &len);
-    for (int rep = 0; rep < 40; rep++) {
+    for (int rep = 0; rep < 8000; rep++) {
         for (int i = 0; i < COUNT(FOUNDERS); i++) fprintf(f, "\n%s", FOUNDERS[i]);
         for (int i = 0; i < COUNT(GOODS); i++) fprintf(f, "\n%s", GOODS[i]);
         for (int i = 0; i < 20; i++) fprintf(f, " %d", 1500 + 25 * i);
     }
-    for (int rep = 0; rep < 3; rep++)
+    for (int rep = 0; rep < 60; rep++)
         for (int a = 0; a < N_SYL; a++)
             for (int b = 0; b < N_SYL; b++) {
                 char name[16];
@@ -519,7 +527,7 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[n_ex], err);
     }
     demo_texts_free(&tx);
-    if (!rc) rc = pretrain(&m, ex, n_ex, "pretraining", sc->pre_epochs, sc->pre_lr, sc->pre_batch, seed, err);
+    if (!rc) rc = pretrain(&m, ex, n_ex, "pretraining", sc, seed, err);
     if (!rc) rc = extraction_check(&m, tok, sc, seed, kinds, err);
     free(kinds);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
@@ -731,7 +739,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, "knowledge-v5", "demo-knowledge", sc->name);
+    demo_init(&d, o, "knowledge-v6", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
