@@ -3,7 +3,7 @@
 // documents as tokens, whether the LoRA memorises the oracle documents
 // (greedy continuation of each restatement up to its answer) and what the
 // adapted model then answers to the closed-book questions.
-//   build/knowledge_diag CACHE_BASE_DIR SEED [places] [epochs] [lr]
+//   build/knowledge_diag CACHE_BASE_DIR SEED [places] [epochs] [lr]   (DIAG_R=rank, default 32)
 #include "demo_knowledge.h"
 #include "demo_tasks.h"
 #include "generate.h"
@@ -55,8 +55,8 @@ int main(int argc, char **argv) {
     Knowledge k = {0};
     knowledge_defaults(&k);
     k.tok = tok;
-    k.lora_r = 32;
-    k.lora_alpha = 64;
+    k.lora_r = getenv("DIAG_R") ? atoi(getenv("DIAG_R")) : 32;
+    k.lora_alpha = 2.0f * k.lora_r;
     k.epochs = epochs;
     k.lr = lr;
     k.max_answer_tokens = 12;
