@@ -649,22 +649,6 @@ static int reference_rows(Demo *d, Knowledge *k, double *oracle, double *in_ctx,
     return 0;
 }
 
-// A logged phase's per-passage scores (the mean over its samples); 0 when absent.
-static int phase_scores(const Run *run, Phase phase, int round, int tasks, int samples, double *out) {
-    int found = 0;
-    for (int t = 0; t < tasks; t++) {
-        double s = 0;
-        int n = 0;
-        for (int k = 0; k < samples; k++) {
-            const Edit *e = run_find(run, phase, round, t, k);
-            if (e) { s += e->reward; n++; }
-        }
-        out[t] = n ? s / n : 0;
-        found += n;
-    }
-    return found;
-}
-
 static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const RestemOpts *ro, const double *oracle, const double *in_ctx,
                        cJSON *report, char *err) {
     const int n = k->n_eval;
@@ -680,12 +664,12 @@ static int save_report(const Demo *d, const Scale *sc, const Knowledge *k, const
     for (int row = 0; row < N_ROWS; row++) {
         int samples = 1, found = n;
         switch (row) {
-        case ROW_BASE: found = phase_scores(&d->run, PHASE_BASELINE, 0, n, 1, x); break;
-        case ROW_PASSAGE: found = phase_scores(&d->run, PHASE_ORACLE, 0, n, 1, x); break;
-        case ROW_UNTRAINED: samples = ro->eval_samples; found = phase_scores(&d->run, PHASE_EVAL, 0, n, samples, x); break;
+        case ROW_BASE: found = knowledge_logged_scores(&d->run, PHASE_BASELINE, 0, n, 1, x, NULL); break;
+        case ROW_PASSAGE: found = knowledge_logged_scores(&d->run, PHASE_ORACLE, 0, n, 1, x, NULL); break;
+        case ROW_UNTRAINED: samples = ro->eval_samples; found = knowledge_logged_scores(&d->run, PHASE_EVAL, 0, n, samples, x, NULL); break;
         case ROW_SEAL1: case ROW_SEAL2:
             samples = ro->eval_samples;
-            found = row - ROW_SEAL1 + 1 <= ro->rounds ? phase_scores(&d->run, PHASE_EVAL, row - ROW_SEAL1 + 1, n, samples, x) : 0;
+            found = row - ROW_SEAL1 + 1 <= ro->rounds ? knowledge_logged_scores(&d->run, PHASE_EVAL, row - ROW_SEAL1 + 1, n, samples, x, NULL) : 0;
             break;
         case ROW_ORACLE: memcpy(x, oracle, n * sizeof(double)); break;
         case ROW_IN_CONTEXT: memcpy(x, in_ctx, n * sizeof(double)); break;

@@ -619,24 +619,36 @@ static void add_interval(cJSON *row, const double *x, const double *w, int n, in
     cJSON_AddNumberToObject(row, "questions", questions);
 }
 
+int knowledge_logged_scores(const Run *run, Phase phase, int round, int tasks, int samples, double *out, int *lines) {
+    int found = 0;
+    for (int t = 0; t < tasks; t++) {
+        double sum = 0;
+        int n = 0;
+        for (int s = 0; s < samples; s++) {
+            const Edit *e = run_find(run, phase, round, t, s);
+            if (e) sum += e->reward, n++;
+        }
+        out[t] = n ? sum / n : 0;
+        if (lines) lines[t] = n;
+        found += n;
+    }
+    return found;
+}
+
 // The interval of a row made of held-out lines (phase, round, samples
 // 0..samples-1): a passage's score is the mean of its lines, as restem and
 // stored_row average them; passages without a line are left out.
 static void logged_interval(const Knowledge *k, const Run *run, cJSON *row, Phase phase, int round, int samples) {
     double *x = xcalloc((size_t)k->n_eval + 1, sizeof(double));
-    int n = 0, questions = 0;
+    int *lines = xcalloc((size_t)k->n_eval + 1, sizeof(int)), n = 0, questions = 0;
+    knowledge_logged_scores(run, phase, round, k->n_eval, samples, x, lines);
     for (int t = 0; t < k->n_eval; t++) {
-        double sum = 0;
-        int lines = 0;
-        for (int s = 0; s < samples; s++) {
-            const Edit *e = run_find(run, phase, round, t, s);
-            if (e) sum += e->reward, lines++;
-        }
-        if (!lines) continue;
-        x[n++] = sum / lines;
-        questions += k->eval[t].n_qs * lines;
+        if (!lines[t]) continue;
+        x[n++] = x[t];
+        questions += k->eval[t].n_qs * lines[t];
     }
     add_interval(row, x, NULL, n, questions);
+    free(lines);
     free(x);
 }
 

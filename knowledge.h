@@ -84,6 +84,12 @@ Passage knowledge_in_context(const Passage *p);
 void knowledge_in_context_free(Passage *c);
 char *knowledge_in_context_question(const char *context, const char *question);
 
+// Each of the first `tasks` held-out passages' score in a run's logged
+// lines of phase and round, samples 0..samples-1: the mean of its lines in
+// out[t] (0 without one), their count in lines[t] (lines may be NULL).
+// Returns the lines found.
+int knowledge_logged_scores(const Run *run, Phase phase, int round, int tasks, int samples, double *out, int *lines);
+
 // Greedy no-context answers of m to a passage's questions (malloc'd strings),
 // and their scores under k->grader (scores may be NULL).
 int knowledge_answer(const Knowledge *k, const Model *m, const Passage *p, char ***answers, double *scores, char *err);
