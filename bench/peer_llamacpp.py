@@ -49,7 +49,7 @@ def main():
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=max(512, P + G + 8), n_batch=512, n_threads=args.threads,
                           n_threads_batch=args.threads, logits_all=False, verbose=False)
     V = llm.n_vocab()
-    print("peer llama.cpp %s (llama-cpp-python)" % llama_cpp.__version__)
+    print("version %s (llama-cpp-python)" % llama_cpp.__version__)
     print("prompt %d\ngen %d" % (P, G))
     best_p = best_d = float("inf")
     for r in range(args.reps):
