@@ -856,12 +856,11 @@ void knowledge_report_markdown(const cJSON *report, FILE *out) {
     fprintf(out, "\n| method | %s | 95%% CI | paper (grader: %s) | n | passages | questions |\n|---|---|---|---|---|---|---|\n", ours, paper_grader);
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(report, "rows")) {
-        const cJSON *paper = cJSON_GetObjectItemCaseSensitive(r, "paper"), *lo = cJSON_GetObjectItemCaseSensitive(r, "ci_low"),
-                    *hi = cJSON_GetObjectItemCaseSensitive(r, "ci_high"), *passages = cJSON_GetObjectItemCaseSensitive(r, "passages"),
+        const cJSON *paper = cJSON_GetObjectItemCaseSensitive(r, "paper"), *passages = cJSON_GetObjectItemCaseSensitive(r, "passages"),
                     *questions = cJSON_GetObjectItemCaseSensitive(r, "questions");
-        char p[32] = "-", ci[48] = "-", np[16] = "-", nq[16] = "-";
+        char p[32] = "-", ci[48], np[16] = "-", nq[16] = "-";
         if (cJSON_IsNumber(paper)) snprintf(p, sizeof p, "%.1f%%", 100 * paper->valuedouble);
-        if (cJSON_IsNumber(lo) && cJSON_IsNumber(hi)) snprintf(ci, sizeof ci, "%.1f–%.1f%%", 100 * lo->valuedouble, 100 * hi->valuedouble);
+        report_row_interval(r, ci, sizeof ci);
         if (cJSON_IsNumber(passages)) snprintf(np, sizeof np, "%d", passages->valueint);
         if (cJSON_IsNumber(questions)) snprintf(nq, sizeof nq, "%d", questions->valueint);
         fprintf(out, "| %s | %.1f%% | %s | %s | %d | %s | %s |\n", cJSON_GetObjectItemCaseSensitive(r, "method")->valuestring,

@@ -687,6 +687,12 @@ double edit_metric(const Edit *e, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+void report_row_interval(const cJSON *row, char *s, size_t size) {
+    const cJSON *lo = cJSON_GetObjectItemCaseSensitive(row, "ci_low"), *hi = cJSON_GetObjectItemCaseSensitive(row, "ci_high");
+    if (cJSON_IsNumber(lo) && cJSON_IsNumber(hi)) snprintf(s, size, "%.1f–%.1f%%", 100 * lo->valuedouble, 100 * hi->valuedouble);
+    else snprintf(s, size, "-");
+}
+
 // The table of RUN/report.json, when the run has one: each row's score with
 // its 95% interval where the row has one (seal knowledge's), and its n.
 static void show_report(const char *dir, FILE *out) {
@@ -699,11 +705,10 @@ static void show_report(const char *dir, FILE *out) {
                 cJSON_IsString(grader) ? grader->valuestring : "", cJSON_IsString(grader) ? ")" : "");
         cJSON_ArrayForEach(r, rows) {
             const cJSON *method = cJSON_GetObjectItemCaseSensitive(r, "method"), *ours = cJSON_GetObjectItemCaseSensitive(r, "ours"),
-                        *n = cJSON_GetObjectItemCaseSensitive(r, "n"), *lo = cJSON_GetObjectItemCaseSensitive(r, "ci_low"),
-                        *hi = cJSON_GetObjectItemCaseSensitive(r, "ci_high");
+                        *n = cJSON_GetObjectItemCaseSensitive(r, "n");
             if (!cJSON_IsString(method) || !cJSON_IsNumber(ours)) continue;
-            char ci[48] = "-";
-            if (cJSON_IsNumber(lo) && cJSON_IsNumber(hi)) snprintf(ci, sizeof ci, "%.1f–%.1f%%", 100 * lo->valuedouble, 100 * hi->valuedouble);
+            char ci[48];
+            report_row_interval(r, ci, sizeof ci);
             fprintf(out, "| %s | %.1f%% | %s | %d |\n", method->valuestring, 100 * ours->valuedouble, ci, cJSON_IsNumber(n) ? n->valueint : 0);
         }
     }

@@ -124,6 +124,8 @@ int run_get_current(const char *dir);             // -1 when absent or unreadabl
 // Prints the report's Markdown and writes RUN/report.md, RUN/report.json and,
 // when json_path is set, the JSON there too (each atomically).
 int run_write_report(const char *dir, const char *md, const cJSON *report, const char *json_path, char *err);
+// A report row's 95% interval as "lo–hi%" (its ci_low, ci_high), or "-".
+void report_row_interval(const cJSON *row, char *s, size_t size);
 
 // `seal runs show` and `seal runs rollback`.
 int run_show(const char *dir, FILE *out, char *err);
