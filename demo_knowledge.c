@@ -624,7 +624,7 @@ static int reference_rows(Demo *d, Knowledge *k, double *oracle, double *in_ctx,
         demo_place(d->o->seed, DEMO_EVAL, t, &pl);
         char *edit = demo_place_oracle(&pl);
         Outcome out = {0};
-        int rc = dom.evaluate(&dom, &d->m, SPLIT_EVAL, t, edit, mix(d->o->seed, 0x0ac1e + (uint64_t)t), &out, err);
+        int rc = domain_evaluate(&dom, &d->m, SPLIT_EVAL, t, edit, mix(d->o->seed, 0x0ac1e + (uint64_t)t), &out, err);
         free(edit);
         cJSON_Delete(out.metrics);
         if (rc) return -1;

@@ -419,8 +419,8 @@ static int fs_finish(const FewShot *fs, Model *m, Eval *v, Outcome *out, char *e
 
 // n self-edits (of any tasks) at once: their test-time adapters train
 // together over the student's frozen base, a pass over all their rows a step
-// (be_sft_many), then each answers with its own. out[i] is what fs_evaluate
-// gives for edit i alone, up to the order of float sums in training.
+// (be_sft_many), then each answers with its own. out[i] is what edit i alone
+// (n = 1) gives, up to the order of float sums in training.
 static int fs_evaluate_many(const Domain *d, Model *m, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
                             Outcome *out, char *err) {
     const FewShot *fs = d->ctx;
@@ -448,12 +448,8 @@ static int fs_evaluate_many(const Domain *d, Model *m, int split, int n, const i
     return rc;
 }
 
-static int fs_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    return fs_evaluate_many(d, m, split, 1, &task, &edit, &seed, out, err);
-}
-
 void fewshot_domain(Domain *d, FewShot *fs) {
     *d = (Domain){.name = "fewshot-arc", .n_train = fs->n_train, .n_eval = fs->n_eval, .n_probe = fs->n_eval, .ctx = fs,
-                  .prompt = fs_prompt, .task_name = fs_name, .evaluate = fs_evaluate, .evaluate_many = fs_evaluate_many, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
+                  .prompt = fs_prompt, .task_name = fs_name, .evaluate_many = fs_evaluate_many, .oracle_edit = fs->oracle, .eot = chat_eot(fs->chat),
                   .paper = {0.0, 0.20, 0.725, 1.0}, .be = fs->be, .counted_wrong = fs_counted_wrong};
 }

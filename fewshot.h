@@ -58,11 +58,11 @@ void fewshot_select(FewShot *fs, const int counts[4]);
 // The training sequences of a self-edit's TTT data (exposed for tests).
 int fewshot_examples(const FewShot *fs, const TttExample *ex, int n, int output_only, Example **out, char *err);
 
-// The pieces of one self-edit's evaluation, in fs_evaluate's order (exposed
-// for bench/bench_arc.c, which times them): the TTT data a self-edit's
-// directives build from task t (SEAL's augmentations, examples of max_tokens
-// or more dropped, at most max_examples; r continues into the views), then,
-// per test input, the views answered, the stop tokens and the vote.
+// The pieces of one self-edit's evaluation, in fs_evaluate_many's order
+// (exposed for bench/bench_arc.c, which times them): the TTT data a self-edit's
+// directives build from task t (SEAL's augmentations, examples of max_tokens or
+// more dropped, at most max_examples; r continues into the views), then, per
+// test input, the views answered, the stop tokens and the vote.
 void fewshot_ttt_data(const FewShot *fs, const Task *t, const SelfEdit *se, Rng *r, TttExample **tx, int *n);
 typedef struct {
     View *views;                  // every view built (n_built), the first nv considered (max_views)

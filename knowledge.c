@@ -434,8 +434,8 @@ static int kn_finish(const Knowledge *k, Model *m, KnEval *v, Outcome *out, char
 // n self-edits (of any passages) at once: every inner loop of each (--ttt-runs
 // of a training passage's) trains together over the student's frozen base, a
 // pass over all their rows a step (be_sft_many, MAX_ADAPTERS loops a call),
-// then each answers with its own adapters. out[i] is what kn_evaluate gives
-// for edit i alone, up to the order of float sums in training.
+// then each answers with its own adapters. out[i] is what edit i alone (n =
+// 1) gives, up to the order of float sums in training.
 static int kn_evaluate_many(const Domain *d, Model *m, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
                             Outcome *out, char *err) {
     const Knowledge *k = d->ctx;
@@ -465,13 +465,9 @@ static int kn_evaluate_many(const Domain *d, Model *m, int split, int n, const i
     return rc;
 }
 
-static int kn_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
-    return kn_evaluate_many(d, m, split, 1, &task, &edit, &seed, out, err);
-}
-
 void knowledge_domain(Domain *d, Knowledge *k) {
     *d = (Domain){.name = "knowledge-squad", .n_train = k->n_train, .n_eval = k->n_eval, .n_probe = k->n_probe, .ctx = k,
-                  .prompt = kn_prompt, .task_name = kn_name, .evaluate = kn_evaluate, .evaluate_many = kn_evaluate_many, .oracle_edit = KNOWLEDGE_PASSAGE_ONLY,
+                  .prompt = kn_prompt, .task_name = kn_name, .evaluate_many = kn_evaluate_many, .oracle_edit = KNOWLEDGE_PASSAGE_ONLY,
                   .eot = chat_eot(k->chat), .paper = {0.327, 0.397, NAN, 0.335}, .be = k->be};
 }
 
@@ -730,7 +726,7 @@ static int stored_row(const Knowledge *k, const Domain *d, Model *m, Run *run, c
                           .seed = fnv1a(o->seed ^ 0x5703edULL, p->id, strlen(p->id)) + (uint64_t)c, .edit = utf8_sanitize(p->completions[c])};
                 Outcome out = {0};
                 double t0 = now_seconds();
-                if (d->evaluate(d, m, SPLIT_EVAL, t, p->completions[c], e.seed, &out, err)) { cJSON_Delete(out.metrics); edit_free(&e); return -1; }
+                if (domain_evaluate(d, m, SPLIT_EVAL, t, p->completions[c], e.seed, &out, err)) { cJSON_Delete(out.metrics); edit_free(&e); return -1; }
                 edit_take_outcome(&e, &out);
                 e.seconds_total = now_seconds() - t0;
                 if (!o->quiet) progress(0, "[stored] passage %d/%d completion %d reward %.3f", t + 1, k->n_eval, c + 1, e.reward);

@@ -264,15 +264,16 @@ void edit_take_outcome(Edit *e, const Outcome *o) {
     e->metrics = o->metrics;
 }
 
-// The domain's inner loop and reward for n tasks (edit NULL: no adaptation),
-// together when the domain can (evaluate_many), else one after another.
+int domain_evaluate(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+    return d->evaluate_many(d, student, split, 1, &task, &edit, &seed, out, err);
+}
+
+// The domain's inner loop and reward for n tasks (edit NULL: no adaptation), together.
 static int rewards(Seal *s, Phase phase, int n, const int *task, char *const *edit, const uint64_t *seed, Outcome *out, char *err) {
     Model *m = phase == PHASE_PROBE ? s->policy : s->student;
     const int split = phase == PHASE_PROBE ? SPLIT_PROBE : PHASE_DOES[phase].split;
-    int rc = 0;
     if (phase == PHASE_PROBE) model_attach_lora(s->policy, policy_lora(s));
-    if (n > 1 && s->d->evaluate_many) rc = s->d->evaluate_many(s->d, m, split, n, task, (const char *const *)edit, seed, out, err);
-    for (int i = 0; i < n && !rc && !(n > 1 && s->d->evaluate_many); i++) rc = s->d->evaluate(s->d, m, split, task[i], edit[i], seed[i], &out[i], err);
+    int rc = s->d->evaluate_many(s->d, m, split, n, task, (const char *const *)edit, seed, out, err);
     if (phase == PHASE_PROBE) model_attach_lora(s->policy, NULL);
     return rc;
 }

@@ -28,11 +28,10 @@ struct Domain {
     char *(*prompt)(const Domain *d, int split, int task);   // malloc'd chat text ending at the assistant header
     // (a self-edit's sampling stops at the policy's eos ids and at eot below)
     const char *(*task_name)(const Domain *d, int split, int task);
-    // Applies the edit (inner loop) to student and scores it; edit NULL scores the
-    // student as it is (no adaptation). seed drives every random choice.
-    int (*evaluate)(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err);
-    // Optional: evaluate() of n self-edits at once (n <= MAX_ADAPTERS), their
-    // inner loops trained together on the student's frozen base (be_sft_many).
+    // Applies edit[i] (inner loop) to student and scores it on task[i] into out[i],
+    // for n self-edits (1..MAX_ADAPTERS; their inner loops may train together on
+    // the student's frozen base: be_sft_many). edit[i] NULL scores the student as
+    // it is (no adaptation). seed[i] drives every random choice of edit i.
     int (*evaluate_many)(const Domain *d, Model *student, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
                          Outcome *out, char *err);
     const char *oracle_edit;      // the best fixed configuration, or NULL
@@ -46,6 +45,9 @@ struct Domain {
     Backend *be;                  // where sampling and training run (backend.h; NULL: the CPU)
 };
 enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_PROBE };
+
+// One self-edit's outcome: d->evaluate_many with n = 1.
+int domain_evaluate(const Domain *d, Model *student, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err);
 
 typedef struct {
     int rounds, samples, eval_samples, keep_per_task, max_attempts;   // keep_per_task 0: no cap

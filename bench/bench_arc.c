@@ -1,9 +1,9 @@
 // bench/bench_arc.c: one ARC self-edit evaluation as `seal fewshot` runs it
-// (fewshot.c fs_evaluate), timed: the test-time-training data a self-edit's
-// directives build from one task, a fresh LoRA trained on it at SEAL's
-// settings (r=128, alpha 16 on q, v, gate, up, down; batch 2; 11 warm-up
-// steps, then cosine), then greedy answers to every augmented view of each
-// test input in one batch, and the vote.
+// (fewshot.c fs_evaluate_many, n = 1), timed: the test-time-training data a
+// self-edit's directives build from one task, a fresh LoRA trained on it at
+// SEAL's settings (r=128, alpha 16 on q, v, gate, up, down; batch 2; 11 warm-up
+// steps, then cosine), then greedy answers to every augmented view of each test
+// input in one batch, and the vote.
 //
 //   bench_arc --model DIR --task FILE.json [--backend cpu|cuda] [--edit JSON]
 //             [--max-examples N] [--max-views N] [--max-answer-tokens N]
@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
     }
     printf("warm_s %.2f\n", now_seconds() - t0);
 
-    // The TTT data, as fs_evaluate builds it (timed apart: the peer is given it)
+    // The TTT data, as fs_evaluate_many builds it (timed apart: the peer is given it)
     Rng r;
     rng_seed(&r, seed);
     t0 = now_seconds();

@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
         for (int split = SPLIT_TRAIN; split <= SPLIT_EVAL; split++)
             for (int t = 0; t < n; t++) {
                 Outcome out = {0};
-                if (d.evaluate(&d, &m, split, t, edit, 1000 + (uint64_t)t, &out, err)) { fprintf(stderr, "demo_directives: %s\n", err); return 1; }
+                if (domain_evaluate(&d, &m, split, t, edit, 1000 + (uint64_t)t, &out, err)) { fprintf(stderr, "demo_directives: %s\n", err); return 1; }
                 const cJSON *l = cJSON_GetObjectItemCaseSensitive(out.metrics, "last_loss");
                 solved += out.reward;
                 loss += cJSON_IsNumber(l) ? l->valuedouble : 0;

@@ -1079,7 +1079,7 @@ START_TEST(fewshot_zero_epoch_fallback) {
     for (int strict = 0; strict < 2; strict++) {
         fs.strict_edits = strict;
         Outcome o = {0};
-        ck_assert_msg(d.evaluate(&d, &m, SPLIT_EVAL, 0, bad_lr, 1, &o, err) == 0, "%s", err);
+        ck_assert_msg(domain_evaluate(&d, &m, SPLIT_EVAL, 0, bad_lr, 1, &o, err) == 0, "%s", err);
         ck_assert_int_eq(o.valid, !strict);
         ck_assert_int_eq(o.trained, 0);
         ck_assert_msg(strstr(o.why, "learning_rate"), "%s", o.why);
@@ -1090,7 +1090,7 @@ START_TEST(fewshot_zero_epoch_fallback) {
         }
         cJSON_Delete(o.metrics);
         Outcome junk = {0};
-        ck_assert_msg(d.evaluate(&d, &m, SPLIT_EVAL, 0, "{\"data_generation\": tru", 1, &junk, err) == 0, "%s", err);
+        ck_assert_msg(domain_evaluate(&d, &m, SPLIT_EVAL, 0, "{\"data_generation\": tru", 1, &junk, err) == 0, "%s", err);
         ck_assert_int_eq(junk.valid, 0);
         cJSON_Delete(junk.metrics);
     }

@@ -65,6 +65,13 @@ static int mock_evaluate(const Domain *d, Model *student, int split, int task, c
     return 0;
 }
 
+static int mock_evaluate_many(const Domain *d, Model *student, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
+                              Outcome *out, char *err) {
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) rc = mock_evaluate(d, student, split, task[i], edit[i], seed[i], &out[i], err);
+    return rc;
+}
+
 static void tiny_policy(Model *m, const Tokenizer *t) {
     Config c = tiny_config(1, 2, 0);
     c.vocab = tok_vocab_size(t);
@@ -112,7 +119,7 @@ static int run_mock_with(const char *dir, int resume, Mock *mock_in, cJSON **rep
     Mock mock = *mock_in;
     if (mock.base_hash) mock.base_hash = table_hash(&m.params);
     Domain d = {.name = "mock", .n_train = 3, .n_eval = 2, .n_probe = 2, .ctx = &mock, .prompt = mock_prompt,
-                .task_name = mock_name, .evaluate = mock_evaluate, .oracle_edit = "oracle",
+                .task_name = mock_name, .evaluate_many = mock_evaluate_many, .oracle_edit = "oracle",
                 .paper = {0, 0.2, 0.725, 1.0}};
     RestemOpts o = opts_override ? *opts_override : tiny_opts();
     cJSON *config = mock_config(dir);

@@ -402,15 +402,18 @@ static const char *mock_name(const Domain *d, int split, int task) {
 }
 
 // No edit: 0.5 on task 0, 1.0 (unbeatable) on task 1. An edit: a reward from its hash.
-static int mock_evaluate(const Domain *d, Model *m, int split, int task, const char *edit, uint64_t seed, Outcome *out, char *err) {
+static int mock_evaluate_many(const Domain *d, Model *m, int split, int n, const int *task, const char *const *edit, const uint64_t *seed,
+                              Outcome *out, char *err) {
     (void)m; (void)split; (void)err; (void)seed;
-    ((Mock *)d->ctx)->calls++;
-    out->metrics = cJSON_CreateObject();
-    out->valid = 1;
-    if (!edit) { out->reward = task == 1 ? 1.0f : 0.5f; return 0; }
-    uint64_t h = fnv1a(1469598103934665603ULL, edit, strlen(edit));
-    out->trained = 1;
-    out->reward = (float)(h % 5) / 4.0f;
+    for (int i = 0; i < n; i++) {
+        ((Mock *)d->ctx)->calls++;
+        out[i].metrics = cJSON_CreateObject();
+        out[i].valid = 1;
+        if (!edit[i]) { out[i].reward = task[i] == 1 ? 1.0f : 0.5f; continue; }
+        uint64_t h = fnv1a(1469598103934665603ULL, edit[i], strlen(edit[i]));
+        out[i].trained = 1;
+        out[i].reward = (float)(h % 5) / 4.0f;
+    }
     return 0;
 }
 
@@ -432,7 +435,7 @@ START_TEST(best_per_task_filter) {
     tiny_model(&m, t, 1);
     Mock mock = {0};
     Domain d = {.name = "mock", .n_train = 2, .n_eval = 1, .n_probe = 1, .ctx = &mock, .prompt = mock_prompt, .task_name = mock_name,
-                .evaluate = mock_evaluate, .paper = {NAN, NAN, NAN, NAN}};
+                .evaluate_many = mock_evaluate_many, .paper = {NAN, NAN, NAN, NAN}};
     RestemOpts o = restem_defaults();
     o.rounds = 1; o.samples = 6; o.eval_samples = 1; o.keep_per_task = 2; o.threshold = 0; o.best_per_task = 1;
     o.sampling.max_new = 8; o.m_epochs = 1; o.m_rank = 2; o.quiet = 1; o.seed = 3;
@@ -688,7 +691,7 @@ static void run_mock(const char *dir, int from_previous, Lora *round2) {
     tiny_model(&m, t, 1);
     Mock mock = {0};
     Domain d = {.name = "mock", .n_train = 3, .n_eval = 1, .n_probe = 1, .ctx = &mock, .prompt = mock_prompt, .task_name = mock_name,
-                .evaluate = mock_evaluate, .paper = {NAN, NAN, NAN, NAN}};
+                .evaluate_many = mock_evaluate_many, .paper = {NAN, NAN, NAN, NAN}};
     RestemOpts o = restem_defaults();
     o.rounds = 2; o.samples = 2; o.eval_samples = 1; o.keep_per_task = 1; o.threshold = 0; o.best_per_task = 1; o.best_any = 1;
     o.train_per_round = 1; o.train_stride = 1; o.m_from_previous = from_previous;
@@ -748,13 +751,13 @@ START_TEST(ttt_runs_stored_row_and_judge) {
     Domain d;
     knowledge_domain(&d, &k);
     Outcome out = {0};
-    ck_assert_msg(d.evaluate(&d, &m, SPLIT_TRAIN, 0, "1. Quell is the capital.\n2. Blue salt.", 5, &out, err) == 0, "%s", err);
+    ck_assert_msg(domain_evaluate(&d, &m, SPLIT_TRAIN, 0, "1. Quell is the capital.\n2. Blue salt.", 5, &out, err) == 0, "%s", err);
     const cJSON *each = cJSON_GetObjectItem(out.metrics, "ttt_rewards");
     ck_assert_int_eq(cJSON_GetArraySize(each), 2);
     ck_assert_double_eq_tol(out.reward, (cJSON_GetArrayItem(each, 0)->valuedouble + cJSON_GetArrayItem(each, 1)->valuedouble) / 2, 1e-6);
     cJSON_Delete(out.metrics);
     out = (Outcome){0};
-    ck_assert_msg(d.evaluate(&d, &m, SPLIT_EVAL, 0, "1. It is long.", 5, &out, err) == 0, "%s", err);
+    ck_assert_msg(domain_evaluate(&d, &m, SPLIT_EVAL, 0, "1. It is long.", 5, &out, err) == 0, "%s", err);
     ck_assert_ptr_null(cJSON_GetObjectItem(out.metrics, "ttt_rewards"));   // held out: one inner loop
     cJSON_Delete(out.metrics);
     // the judge: the tiny model itself, raw prompts; a stored completion for the held-out passage
