@@ -278,8 +278,12 @@ void model_attach_lora(Model *m, Lora *lo) {
         }
 }
 
+// Why the term and not a fresh copy of the merged W: the copy of a GGUF's own
+// Q4_1 blocks is W exactly, and stays so beside an exact term, where a bf16
+// copy of W + s B A would add bf16's rounding (~1e-2 of the largest logit) and
+// read 3x Q4_1's bytes a step; the M-step's rank-16 term reads a fifth of
+// Q4_1's. And the copy comes back as it was when the weights do.
 void lora_merge(Model *m, const Lora *lo, float sign) {
-    model_compact_free(m);   // W changes: its compact copy would be stale
     char s[160];
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
@@ -291,6 +295,15 @@ void lora_merge(Model *m, const Lora *lo, float sign) {
             const float *b = data_of(&lo->params, s);
             // W (out,in) += sign * s * B (out,r) A (r,in)
             gemm(0, 0, x->out, x->in, lo->r, sign * lo->alpha / lo->r, b, lo->r, a, x->in, 1.0f, x->w, x->in);
+            if (x->qw && !x->qr) {   // the copy stands for W as before plus this term
+                x->qr = lo->r;
+                x->qscale = sign * lo->alpha / lo->r;
+                x->qa = a;
+                x->qb = b;
+            } else {                 // one term a copy: this one waits for model_compact_restore
+                x->qw = NULL;
+                x->qr = 0;
+            }
         }
 }
 
@@ -540,9 +553,15 @@ static void linear_extra(const Linear *l, const float *x, float *y, int ldy, flo
 // y (N,out), rows ldy floats apart, = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for
 // backward. compact: x W^T through W's compact copy when it has one and N is
 // small (the KV cache's decode steps; training always reads the fp32 W).
+// With an adapter merged since the copy was made, the copy adds its term: u (N,qr) = x qa^T, y += qscale u qb^T.
 static void linear_apply(const Linear *l, const float *x, float *y, int ldy, float *u, int N, int compact) {
-    if (compact && l->qw && N <= QMAT_MAX_ROWS) qmat_mul(l->qw, x, N, y, ldy);
-    else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, ldy);
+    if (compact && l->qw && N <= QMAT_MAX_ROWS) {
+        qmat_mul(l->qw, x, N, y, ldy);
+        if (l->qr) {
+            gemm(0, 1, N, l->qr, l->in, 1.0f, x, l->in, l->qa, l->in, 0.0f, u, l->qr);
+            gemm(0, 1, N, l->out, l->qr, l->qscale, u, l->qr, l->qb, l->qr, 1.0f, y, ldy);
+        }
+    } else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, ldy);
     linear_extra(l, x, y, ldy, u, N);
 }
 
@@ -907,7 +926,11 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     const int Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
     int r = 0;
     for (int l = 0; l < cf->n_layers; l++)
-        for (int p = 0; p < N_PROJ; p++) r = m->layers[l].proj[p].r > r ? m->layers[l].proj[p].r : r;
+        for (int p = 0; p < N_PROJ; p++) {   // u holds an adapter's x A^T, attached or merged since the copy (qr)
+            const Linear *x = &m->layers[l].proj[p];
+            r = x->r > r ? x->r : r;
+            r = x->qr > r ? x->qr : r;
+        }
     c->B = B;
     c->rows = R;
     c->max_T = max_T;

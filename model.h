@@ -80,6 +80,11 @@ typedef struct {
     float scale;                  // lora_alpha / r
     float *a, *b, *da, *db;       // lora_A [r,in], lora_B [out,r]
     const struct QMat *qw;        // compact inference copy of w (weights.h), or NULL
+    // An adapter merged into w after qw was made (lora_merge): the KV cache reads
+    // qw + qscale qb qa, which is w. qr 0: none.
+    int qr;
+    float qscale;                 // sign * lora_alpha / r of the merge
+    const float *qa, *qb;         // its lora_A [qr,in], lora_B [out,qr]: the merged Lora's own tables
 } Linear;
 
 typedef struct {
@@ -121,7 +126,12 @@ int lora_init(Lora *l, const Config *c, int r, float alpha, unsigned targets);
 void lora_reset(Lora *l, uint64_t seed);       // PEFT init: A kaiming-uniform, B = 0
 void lora_free(Lora *l);
 void model_attach_lora(Model *m, Lora *l);     // NULL detaches
-void lora_merge(Model *m, const Lora *l, float sign);   // W += sign * s * B A
+// W += sign * s * B A. The compact copies stay (model.c says why): an adapted
+// projection's copy keeps W from before and the KV cache adds the adapter's
+// term, so l must stay as it is until weights.h's model_compact_restore (the
+// caller copied the weights from before back) or model_compact_free. A second
+// merge into a projection sets its copy aside until then (fp32 meanwhile).
+void lora_merge(Model *m, const Lora *l, float sign);
 
 // Adapters one forward can train at once (model_forward_many).
 #define MAX_ADAPTERS 64

@@ -46,6 +46,7 @@
 #include "ranks.h"
 #include "train.h"
 #include "util.h"
+#include "weights.h"
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -119,14 +120,18 @@ static uint64_t key_seed(const Seal *s, const char *what, int round, int task, i
 // weights (W += s B A), as SEAL's BC-self-edit.py merges the M-step LoRA and
 // the next step's test-time training runs on that model. The base weights are
 // copied first and copied back (exactly) for the other phases and the M-step.
+// The student's compact copies (weights.h) stay through it: while merged its
+// KV cache reads each adapted copy plus the adapter's term (lora_merge), and
+// once the weights are back each copy is exact for them again.
 static void student_restore(Seal *s) {
     if (!s->merged) return;
-    const Model *m = s->student;
+    Model *m = s->student;
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
             const Linear *x = &m->layers[l].proj[p];
             if (s->saved[l * N_PROJ + p]) memcpy(x->w, s->saved[l * N_PROJ + p], (size_t)x->out * x->in * sizeof(float));
         }
+    model_compact_restore(m);
     s->merged = 0;
     be_forget(s->d->be, s->student);
 }

@@ -353,7 +353,7 @@ void model_compact_free(Model *m) {
     m->qmats = NULL;
     m->q_lm_head = NULL;
     for (int l = 0; m->layers && l < m->c.n_layers; l++)
-        for (int p = 0; p < N_PROJ; p++) m->layers[l].proj[p].qw = NULL;
+        for (int p = 0; p < N_PROJ; p++) m->layers[l].proj[p].qw = NULL, m->layers[l].proj[p].qr = 0;
 }
 
 // Every weight exactly a bf16 (the low 16 bits of each fp32 zero): a checkpoint stored in BF16.
@@ -376,17 +376,21 @@ static int all_bf16(const Model *m) {
     return 1;
 }
 
-// Points each Linear and the LM head at its copy (a QMat with no data: none);
-// q8: the copies multiply 8-bit activations.
-static void compact_bind(Model *m, int q8) {
-    for (int i = 0; i <= m->c.n_layers * N_PROJ; i++) m->qmats[i].q8 = q8;
+// Points each Linear and the LM head at its copy (a QMat with no data: none),
+// with no merged adapter's term.
+static void compact_bind(Model *m) {
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
             const QMat *q = &m->qmats[l * N_PROJ + p];
             m->layers[l].proj[p].qw = q->data ? q : NULL;
+            m->layers[l].proj[p].qr = 0;
         }
     const QMat *h = &m->qmats[m->c.n_layers * N_PROJ];
     m->q_lm_head = h->data ? h : NULL;
+}
+
+void model_compact_restore(Model *m) {
+    if (m->qmats) compact_bind(m);
 }
 
 int model_compact(Model *m, int kind, const char *path, char *err) {
@@ -408,7 +412,8 @@ int model_compact(Model *m, int kind, const char *path, char *err) {
         }
         gguf_close(&f);
         if (rc) { model_compact_free(m); return -1; }
-        compact_bind(m, q8);
+        for (int i = 0; i < n; i++) m->qmats[i].q8 = q8;
+        compact_bind(m);
         return 0;
     }
     if (kind == WEIGHTS_NATIVE && !all_bf16(m)) return 0;   // fp32 (or F16) on disk: nothing smaller is exact
@@ -423,8 +428,9 @@ int model_compact(Model *m, int kind, const char *path, char *err) {
             return errf(err, "out of memory for the %s copy of the weights", QT_NAME[type]);
         }
         qmat_from_f32(&m->qmats[i], x ? x->w : m->lm_head);
+        m->qmats[i].q8 = q8;
     }
-    compact_bind(m, q8);
+    compact_bind(m);
     return 0;
 }
 
@@ -443,7 +449,7 @@ size_t model_weight_bytes(const Model *m) {
     for (int l = 0; l < m->c.n_layers; l++)
         for (int p = 0; p < N_PROJ; p++) {
             const Linear *x = &m->layers[l].proj[p];
-            b += x->qw ? x->qw->row_bytes * x->qw->rows : (size_t)x->out * x->in * 4;
+            b += x->qw ? x->qw->row_bytes * x->qw->rows + (size_t)x->qr * (x->in + x->out) * 4 : (size_t)x->out * x->in * 4;
         }
     return b + (m->q_lm_head ? m->q_lm_head->row_bytes * m->q_lm_head->rows : (size_t)m->c.vocab * m->c.dim * 4);
 }

@@ -62,5 +62,10 @@ int weights_parse(const char *s, char *err);
 // size, Q4_1 a sixth.
 int model_compact(Model *m, int kind, const char *path, char *err);
 void model_compact_free(Model *m);
+// After lora_merge, which keeps the copies and gives each adapted one the
+// adapter's term (model.h): the caller has copied back the weights from before
+// the merges, bit for bit, so every projection reads its own copy again, alone
+// (restem.c's student_restore). The copies belong to the model throughout.
+void model_compact_restore(Model *m);
 const char *model_weights_name(const Model *m);   // e.g. "q4_1 (lm head q8_0)", "q4_1+q8", "bf16", "fp32"
-size_t model_weight_bytes(const Model *m);        // weight bytes one decode step reads (projections and LM head)
+size_t model_weight_bytes(const Model *m);        // weight bytes one decode step reads (projections, merged terms, LM head)

@@ -840,8 +840,7 @@ END_TEST
 // logits of a prompt and of decode steps (batch 2, a LoRA attached) stay
 // within the stated tolerance, relative to the largest logit: bf16 2e-2,
 // q8_0 1e-1 (measured 9e-3 and 4.4e-2 on this random model, whose weights of
-// std 0.15 amplify rounding more than a trained model's). native on fp32 weights makes no copy (exact). The compact copy
-// goes when the weights change (lora_merge).
+// std 0.15 amplify rounding more than a trained model's). native on fp32 weights makes no copy (exact).
 START_TEST(kv_compact_within_tolerance) {
     Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16, .vocab = 160,
                 .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = _i == 0, .max_pos = 64, .bos = 1, .eos = {2}, .n_eos = 1};
@@ -881,10 +880,106 @@ START_TEST(kv_compact_within_tolerance) {
         ck_assert(k < 2 || worst > 0.0f);   // the copy was used
         kv_free(&kv);
     }
-    lora_merge(&m, &l, 1.0f);
-    ck_assert_ptr_null(m.q_lm_head);
     free(ref); free(got);
     lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
+// The logits of positions P-1 .. T-1 of two sequences of T tokens (ids (2, T))
+// through the KV cache: a prompt of P tokens, then a token a step. out (T-P+1, 2, V).
+static void kv_logits(const Model *m, const int *ids, int T, int P, float *out) {
+    char err[ERR_MAX];
+    KVCache kv;
+    ck_assert_int_eq(kv_init(&kv, m, 2, T, err), 0);
+    const int *prompts[2] = {ids, ids + T}, lens[2] = {P, P};
+    ck_assert_msg(kv_prefill(m, &kv, 2, prompts, lens, out, err) == 0, "%s", err);
+    for (int t = P; t < T; t++) {
+        int seqs[2] = {0, 1}, toks[2] = {ids[t], ids[T + t]};
+        ck_assert_msg(kv_step(m, &kv, 2, seqs, toks, out + (size_t)(t - P + 1) * 2 * m->c.vocab, err) == 0, "%s", err);
+    }
+    kv_free(&kv);
+}
+
+// The compact copies through restem's merge_policy: lora_merge keeps them,
+// each adapted projection's copy adding the merged adapter's term; the weights
+// copied back and model_compact_restore, they are what they were. _i: bf16,
+// q8_0, native on weights that are all bf16 (an exact copy). Merged (a second
+// adapter attached, as in TTT), the KV cache's logits stay within the
+// tolerance of kv_compact_within_tolerance of model_forward's on the merged
+// fp32 weights, an exact copy within fp32's summation order (2e-5): the term
+// adds no error of its own. Restored, they equal the logits from before the
+// merge bit for bit. A second merge sets the adapted copies aside (fp32) until
+// the restore.
+START_TEST(kv_compact_across_merge) {
+    Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16, .vocab = 160,
+                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = 1, .max_pos = 64, .bos = 1, .eos = {2}, .n_eos = 1};
+    const int kinds[] = {WEIGHTS_BF16, WEIGHTS_Q8_0, WEIGHTS_NATIVE};
+    const float tol[] = {2e-2f, 1e-1f, 2e-5f};
+    char err[ERR_MAX];
+    Model m;
+    Lora ttt, policy;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    model_random(&m, 9, 0.15f);
+    for (size_t i = 0; _i == 2 && i < m.params.total; i++) {   // every weight a bf16: native copies them exactly
+        uint32_t u;
+        memcpy(&u, &m.params.mem[i], 4);
+        u &= 0xffff0000u;
+        memcpy(&m.params.mem[i], &u, 4);
+    }
+    random_lora(&ttt, &m, 0x7f);
+    random_lora(&policy, &m, 1u << PROJ_Q | 1u << PROJ_V | 1u << PROJ_GATE | 1u << PROJ_UP | 1u << PROJ_DOWN);   // restem's m_targets
+    model_attach_lora(&m, &ttt);
+    ck_assert_msg(model_compact(&m, kinds[_i], NULL, err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(m.layers[0].proj[PROJ_Q].qw);
+    enum { T = 11, P = 5, S = T - P + 1 };
+    const int V = c.vocab;
+    int ids[2 * T];
+    for (int i = 0; i < 2 * T; i++) ids[i] = (i * 31 + 4) % V;
+    float *before = malloc((size_t)S * 2 * V * sizeof(float)), *got = malloc((size_t)S * 2 * V * sizeof(float));
+    float *base = malloc(m.params.total * sizeof(float));
+    kv_logits(&m, ids, T, P, before);
+    memcpy(base, m.params.mem, m.params.total * sizeof(float));
+
+    lora_merge(&m, &policy, 1.0f);
+    for (int p = 0; p < N_PROJ; p++) {   // every copy stays; the adapted ones carry the adapter's term
+        ck_assert_ptr_nonnull(m.layers[1].proj[p].qw);
+        ck_assert_int_eq(m.layers[1].proj[p].qr, policy.targets >> p & 1 ? policy.r : 0);
+    }
+    ck_assert_ptr_nonnull(m.q_lm_head);
+    kv_logits(&m, ids, T, P, got);
+    Acts a;
+    ck_assert_int_eq(acts_init(&a, &m, 2, T, err), 0);
+    model_forward(&m, &a, ids, NULL);
+    float worst = 0.0f, top = 0.0f, moved = 0.0f;
+    for (int s = 0; s < S; s++)
+        for (int b = 0; b < 2; b++)
+            for (int v = 0; v < V; v++) {
+                const float e = a.logits[((size_t)b * T + P - 1 + s) * V + v], g = got[((size_t)s * 2 + b) * V + v];
+                worst = fmaxf(worst, fabsf(g - e));
+                top = fmaxf(top, fabsf(e));
+                moved = fmaxf(moved, fabsf(g - before[((size_t)s * 2 + b) * V + v]));
+            }
+    const char *name[] = {"bf16", "q8_0", "native (exact bf16)"};
+    printf("kv cache, %s weights, an adapter merged: max |logit - fp32 merged logit| = %.2e of max |logit| %.2f (%.1e relative, tolerance %.0e)\n",
+           name[_i], worst, top, worst / top, tol[_i]);
+    ck_assert_msg(worst <= tol[_i] * top, "merged: logits %g from model_forward's (max %g)", worst, top);
+    ck_assert(moved > 0.1f * top);   // the merge moved the logits: an exact copy without the term would fail above
+    acts_free(&a);
+
+    lora_merge(&m, &policy, -1.0f);   // a second term on the same copies: those wait, fp32 meanwhile
+    ck_assert_ptr_null(m.layers[1].proj[PROJ_Q].qw);
+    ck_assert_ptr_nonnull(m.layers[1].proj[PROJ_K].qw);
+    ck_assert_ptr_nonnull(m.q_lm_head);
+
+    memcpy(m.params.mem, base, m.params.total * sizeof(float));   // restem's student_restore
+    model_compact_restore(&m);
+    for (int p = 0; p < N_PROJ; p++) ck_assert(m.layers[1].proj[p].qw && !m.layers[1].proj[p].qr);
+    kv_logits(&m, ids, T, P, got);
+    ck_assert_msg(!memcmp(got, before, (size_t)S * 2 * V * sizeof(float)), "restored: the logits differ from those before the merge");
+    free(before); free(got); free(base);
+    lora_free(&ttt);
+    lora_free(&policy);
     model_free(&m);
 }
 END_TEST
@@ -906,5 +1001,6 @@ Suite *model_suite(void) {
     tcase_add_loop_test(g, kv_prefill_chunks_match_forward, 0, 2);
     tcase_add_test(g, qmat_kernels);
     tcase_add_loop_test(g, kv_compact_within_tolerance, 0, 2);
+    tcase_add_loop_test(g, kv_compact_across_merge, 0, 3);
     return s;
 }
