@@ -487,8 +487,9 @@ static void embed(float *x, const float *emb, const int *ids, int N, int D) {
 }
 
 // out, x are (N, D); rstd is (N); w is (D)
+// A decode step's few rows stay on one thread: waking the others costs more.
 static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
-    #pragma omp parallel for
+    #pragma omp parallel for if ((long)N * D >= 1 << 14)
     for (int n = 0; n < N; n++) {
         const float *xn = x + (size_t)n * D;
         float ss = 0.0f;
@@ -750,7 +751,7 @@ static void swiglu_backward(float *dgate, float *dup, const float *dh, const flo
 }
 
 static void add(float *y, const float *x, size_t n) {
-    #pragma omp parallel for
+    #pragma omp parallel for if (n >= 1 << 14)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -995,11 +996,32 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
 
 // h (R,F) = silu(gate) * up, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
 static void kv_swiglu(float *h, const float *gu, int R, int F) {
-    #pragma omp parallel for
+    #pragma omp parallel for if ((long)R * F >= 1 << 13)
     for (int i = 0; i < R; i++) {
         const float *gate = gu + (size_t)i * 2 * F, *up = gate + F;
         for (int f = 0; f < F; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
     }
+}
+
+// n Linears of the same input x (N rows), their outputs side by side in y (N,
+// sum of outs): fused (a prompt chunk), in one sgemm of their fp32 weights
+// when linear_fused can; else, with compact copies of the same width and few
+// rows (a decode step), in one qmat_mul_n; else one product each.
+static void linear_group(const Linear *l, int n, const float *x, float *y, float *u, int N, int fuse) {
+    if (fuse && linear_fused(l, n, x, y, u, N)) return;
+    int ld = 0, compact = N <= QMAT_MAX_ROWS;
+    const QMat *q[N_PROJ];
+    for (int j = 0; j < n; j++) {
+        ld += l[j].out;
+        q[j] = l[j].qw;
+        compact &= q[0] && q[j] && q[j]->cols == q[0]->cols;
+    }
+    if (compact) {
+        qmat_mul_n(q, n, x, N, y, ld);
+        for (int j = 0, off = 0; j < n; off += l[j++].out) linear_extra(&l[j], x, y + off, ld, u, N);
+        return;
+    }
+    for (int j = 0, off = 0; j < n; off += l[j++].out) linear_apply(&l[j], x, y + off, ld, u, N, 1);
 }
 
 // R rows (R <= c->rows): token tok[i] of sequence seq[i] at position pos[i].
@@ -1007,7 +1029,7 @@ static void kv_swiglu(float *h, const float *gu, int R, int F) {
 // set land in c->logits, in row order. Prompt rows need none but their last.
 // Row i's q, k, v lie side by side in c->qkv, its gate and up in c->gu: a
 // prompt chunk (more than QMAT_MAX_ROWS rows) computes each trio or pair in
-// one product (linear_fused), a decode step through the compact weights.
+// one sgemm, a decode step in one pass over the compact weights (linear_group).
 static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, const uint8_t *want) {
     const Config *cf = &m->c;
     const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
@@ -1019,11 +1041,7 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         const Layer *W = &m->layers[l];
         const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
-        if (!fuse || !linear_fused(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R)) {
-            linear_apply(&P[PROJ_Q], c->xn, q, W3, c->u, R, 1);
-            linear_apply(&P[PROJ_K], c->xn, k, W3, c->u, R, 1);
-            linear_apply(&P[PROJ_V], c->xn, v, W3, c->u, R, 1);
-        }
+        linear_group(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R, fuse);
         rope_at(q, W3, pos, c->inv_freq, R, cf->n_heads, hd);
         rope_at(k, W3, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
@@ -1035,10 +1053,7 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
-        if (!fuse || !linear_fused(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R)) {
-            linear_apply(&P[PROJ_GATE], c->xn, c->gu, 2 * F, c->u, R, 1);
-            linear_apply(&P[PROJ_UP], c->xn, c->gu + F, 2 * F, c->u, R, 1);
-        }
+        linear_group(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R, fuse);
         kv_swiglu(c->h, c->gu, R, F);
         linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);

@@ -302,15 +302,22 @@ QMAT_KERNEL_Q8(dot_q4_1_q8, QT_Q4_1)
 typedef void (*DotQ8Fn)(const uint8_t *, int, const XBlock *, int, float *);
 static const DotQ8Fn DOT_Q8[QT_N] = {NULL, dot_q8_0_q8, dot_q4_0_q8, dot_q4_1_q8};   // bf16 keeps fp32 activations
 
-void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) {
-    const int nb = q->cols / 32, O = q->rows, q8 = q->q8 && DOT_Q8[q->type];
+void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy) {
+    const int cols = q[0]->cols, nb = cols / 32;
+    int O = 0, q8 = 0, q4_1 = 0;   // O: the output columns of all n
+    for (int j = 0; j < n; j++) {
+        O += q[j]->rows;
+        q8 |= q[j]->q8 && DOT_Q8[q[j]->type];
+        q4_1 |= !(q[j]->q8 && DOT_Q8[q[j]->type]) && q[j]->type == QT_Q4_1;
+    }
     float *xsum = NULL;   // Q4_1's block sums of x (R, nb)
     XBlock *xq = NULL;    // the q8 activations (R, nb)
     if (q8) {
         xq = xmalloc((size_t)R * nb * sizeof(XBlock));
         #pragma omp parallel for if (R > 8)
-        for (int r = 0; r < R; r++) quantize_x(x + (size_t)r * q->cols, nb, xq + (size_t)r * nb);
-    } else if (q->type == QT_Q4_1) {
+        for (int r = 0; r < R; r++) quantize_x(x + (size_t)r * cols, nb, xq + (size_t)r * nb);
+    }
+    if (q4_1) {
         xsum = xmalloc((size_t)R * nb * sizeof(float));
         for (int i = 0; i < R * nb; i++) {
             float s = 0.0f;
@@ -318,22 +325,26 @@ void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) {
             xsum[i] = s;
         }
     }
-    const DotFn dot = DOT[q->type];
-    const DotQ8Fn dot_q8 = DOT_Q8[q->type];
-    #pragma omp parallel for schedule(static) if ((long)O * q->cols * (R < 8 ? R : 8) > 1L << 15)
+    #pragma omp parallel for schedule(static) if ((long)O * cols * (R < 8 ? R : 8) > 1L << 15)
     for (int o = 0; o < O; o++) {
-        const uint8_t *w = q->data + (size_t)o * q->row_bytes;
+        int j = 0, row = o;   // output column o is row `row` of matrix j
+        while (row >= q[j]->rows) row -= q[j++]->rows;
+        const QMat *m = q[j];
+        const uint8_t *w = m->data + (size_t)row * m->row_bytes;
+        const int mq8 = m->q8 && DOT_Q8[m->type];
         for (int r0 = 0; r0 < R; r0 += 8) {   // the weight row stays in L1 between groups of rows
             float out[8];
             const int nr = R - r0 < 8 ? R - r0 : 8;
-            if (q8) dot_q8(w, nb, xq + (size_t)r0 * nb, nr, out);
-            else dot(w, nb, x + (size_t)r0 * q->cols, q->cols, xsum ? xsum + (size_t)r0 * nb : NULL, nr, out);
+            if (mq8) DOT_Q8[m->type](w, nb, xq + (size_t)r0 * nb, nr, out);
+            else DOT[m->type](w, nb, x + (size_t)r0 * cols, cols, m->type == QT_Q4_1 ? xsum + (size_t)r0 * nb : NULL, nr, out);
             for (int r = 0; r < nr; r++) y[(size_t)(r0 + r) * ldy + o] = out[r];
         }
     }
     free(xsum);
     free(xq);
 }
+
+void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) { qmat_mul_n(&q, 1, x, R, y, ldy); }
 
 // ---------------------------------------------------------------------------
 // A model's compact copies

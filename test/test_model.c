@@ -836,6 +836,44 @@ START_TEST(qmat_kernels) {
 }
 END_TEST
 
+// qmat_mul_n over matrices of every form (different row counts, the same
+// cols) writes, bit for bit, what qmat_mul writes for each one alone, with
+// fp32 and with q8 activations, for 1..11 rows of x.
+START_TEST(qmat_mul_n_matches_one_by_one) {
+    const int I = 64, rows[QT_N] = {5, 40, 17, 33};
+    int O = 0;
+    for (int t = 0; t < QT_N; t++) O += rows[t];
+    Rng r;
+    rng_seed(&r, 5);
+    QMat q[QT_N];
+    const QMat *qs[QT_N];
+    float *w = malloc((size_t)40 * I * sizeof(float)), *x = malloc(11 * I * sizeof(float));
+    float *y = malloc((size_t)11 * O * sizeof(float)), *one = malloc((size_t)11 * O * sizeof(float));
+    for (int i = 0; i < 40 * I; i++) w[i] = 0.1f * rng_normal(&r);
+    for (int i = 0; i < 11 * I; i++) x[i] = rng_normal(&r);
+    for (int t = 0; t < QT_N; t++) {
+        ck_assert_int_eq(qmat_alloc(&q[t], t, rows[t], I), 0);
+        if (t == QT_BF16 || t == QT_Q8_0) qmat_from_f32(&q[t], w);
+        else
+            for (size_t b = 0; b < q[t].row_bytes * rows[t]; b += t == QT_Q4_0 ? 18 : 20) {
+                for (int j = 0; j < (t == QT_Q4_0 ? 18 : 20); j++) q[t].data[b + j] = (uint8_t)rng_next(&r);
+                q[t].data[b + 1] = 0x20;   // d = 2^-7 and a little; Q4_1's m a small f16
+                if (t == QT_Q4_1) q[t].data[b + 3] = 0xa4;
+            }
+        qs[t] = &q[t];
+    }
+    for (int q8 = 0; q8 <= 1; q8++)
+        for (int R = 1; R <= 11; R++) {
+            for (int t = 0; t < QT_N; t++) q[t].q8 = q8;
+            qmat_mul_n(qs, QT_N, x, R, y, O);
+            for (int t = 0, off = 0; t < QT_N; off += rows[t++]) qmat_mul(&q[t], x, R, one + off, O);
+            ck_assert_msg(!memcmp(y, one, (size_t)R * O * sizeof(float)), "%s activations, %d rows: qmat_mul_n differs", q8 ? "q8" : "fp32", R);
+        }
+    for (int t = 0; t < QT_N; t++) qmat_free(&q[t]);
+    free(w); free(x); free(y); free(one);
+}
+END_TEST
+
 // The KV cache through each compact copy against the fp32 reference: the
 // logits of a prompt and of decode steps (batch 2, a LoRA attached) stay
 // within the stated tolerance, relative to the largest logit: bf16 2e-2,
@@ -905,6 +943,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     tcase_add_loop_test(g, kv_prefill_chunks_match_forward, 0, 2);
     tcase_add_test(g, qmat_kernels);
+    tcase_add_test(g, qmat_mul_n_matches_one_by_one);
     tcase_add_loop_test(g, kv_compact_within_tolerance, 0, 2);
     return s;
 }
