@@ -21,6 +21,7 @@
 #else   // built without OpenMP (the fuzz targets): one thread
 static int omp_get_max_threads(void) { return 1; }
 static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
 #ifdef USE_BLAS
 #include <cblas.h>
@@ -920,11 +921,12 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     const int cols[] = {D, D, Dq + 2 * Dkv, Dq, D, 2 * F, F, r ? r : 1};
     for (int i = 0; i < 8; i++) table_add(t, names[i], R, cols[i]);
     c->threads = omp_get_max_threads();
+    table_add(t, "xt", c->threads * QMAT_MAX_ROWS, D);
     table_add(t, "scores", c->threads, ATT_BLOCK * max_T);
     table_add(t, "logits", B < R ? B : R, cf->vocab);
     if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
     float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->qkv, &c->atty, &c->tmp,
-                       &c->gu, &c->h, &c->u, &c->scores, &c->logits};
+                       &c->gu, &c->h, &c->u, &c->xt, &c->scores, &c->logits};
     for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
     c->len = xcalloc((size_t)B, sizeof(int));
     rope_inv_freq(cf, c->inv_freq);
@@ -958,7 +960,8 @@ static void rope_at(float *x, int ld, const int *pos, const float *inv, int R, i
 // tiles of up to ATT_BLOCK rows, as matrix products per head like
 // attention_forward's: S = scale Q K^T over the keys the tile's last row sees,
 // a causal softmax per row, O = S V. A lone row (a decode step) is a loop of
-// dot products.
+// dot products. Called by every thread of a parallel region (at most
+// c->threads), which share the (tile, head) tasks; returns after all are done.
 static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos, const float *q, int ldq) {
     const Config *cf = &m->c;
     const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
@@ -968,9 +971,7 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
         if (n_tiles && tn[n_tiles - 1] < ATT_BLOCK && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1) tn[n_tiles - 1]++;
         else { t0[n_tiles] = i; tn[n_tiles++] = 1; }
     }
-    const int nt = omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads;
-    (void)nt;   // read only by the pragma, which a build without OpenMP ignores
-    #pragma omp parallel for schedule(dynamic) num_threads(nt)
+    #pragma omp for schedule(dynamic)
     for (int task = 0; task < n_tiles * H; task++) {
         const int i = t0[task / H], n = tn[task / H], h = task % H, keys = pos[i + n - 1] + 1;
         const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
@@ -994,12 +995,84 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
     }
 }
 
-// h (R,F) = silu(gate) * up, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
-static void kv_swiglu(float *h, const float *gu, int R, int F) {
-    #pragma omp parallel for if ((long)R * F >= 1 << 13)
+// The threads a parallel region over the cache may use: scores has room for c->threads.
+static int kv_threads(const KVCache *c) { return omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads; }
+
+// h (R,F) = silu(gate) * up in columns f0..f1-1, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
+static void kv_swiglu(float *h, const float *gu, int R, int F, int f0, int f1) {
+    #pragma omp parallel for if ((long)R * (f1 - f0) >= 1 << 13)
     for (int i = 0; i < R; i++) {
         const float *gate = gu + (size_t)i * 2 * F, *up = gate + F;
-        for (int f = 0; f < F; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
+        for (int f = f0; f < f1; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
+    }
+}
+
+// Thread t's share [*a, *b) of n units among nt threads.
+static void share(int n, int t, int nt, int *a, int *b) {
+    *a = (int)((long)n * t / nt);
+    *b = (int)((long)n * (t + 1) / nt);
+}
+
+// y (R, l->out) columns o0..o1-1 = x l^T + bias through l's compact copy, on this thread.
+static void part_apply(const Linear *l, int n, const float *x, int R, float *y, int ldy, int o0, int o1) {
+    const QMat *q[N_PROJ];
+    for (int j = 0; j < n; j++) q[j] = l[j].qw;
+    qmat_mul_part(q, n, x, R, y, ldy, o0, o1);
+    for (int j = 0, off = 0; j < n; off += l[j++].out)
+        for (int i = 0; l[j].bias && i < R; i++)
+            for (int o = o0 > off ? o0 : off; o < o1 && o < off + l[j].out; o++) y[(size_t)i * ldy + o] += l[j].bias[o - off];
+}
+
+// kv_rows' layers for a decode step (R <= QMAT_MAX_ROWS rows, every
+// projection compact, no adapter) in one parallel region instead of one per
+// product: the threads split each product's outputs (q, k, v by whole heads,
+// so each thread rotates and caches its own; gate and up by the same columns,
+// so each computes its part of h; o and down add their part into x) and meet
+// at a barrier only where a step reads what others wrote, five a layer. Each
+// thread normalises x into its own xn. The same arithmetic as kv_rows.
+static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, const int *pos) {
+    const Config *cf = &m->c;
+    const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, H = cf->n_heads, KV = cf->n_kv_heads;
+    const int Dkv = KV * hd, W3 = (H + 2 * KV) * hd;
+    #pragma omp parallel num_threads(kv_threads(c))
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *xn = c->xt + (size_t)t * QMAT_MAX_ROWS * D, rstd[QMAT_MAX_ROWS];
+        int h0, h1, d0, d1, f0, f1;
+        share(H + 2 * KV, t, nt, &h0, &h1);   // heads of [q; k; v]
+        share(D, t, nt, &d0, &d1);
+        share(F, t, nt, &f0, &f1);
+        for (int l = 0; l < cf->n_layers; l++) {
+            const Layer *W = &m->layers[l];
+            const Linear *P = W->proj;
+            rmsnorm_forward(xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
+            part_apply(&P[PROJ_Q], 3, xn, R, c->qkv, W3, h0 * hd, h1 * hd);
+            for (int h = h0; h < h1; h++) {   // q heads, k heads, v heads
+                float *x = c->qkv + (size_t)h * hd;
+                if (h < H + KV) rope_at(x, W3, pos, c->inv_freq, R, 1, hd);
+                if (h < H) continue;
+                const int kv = h < H + KV ? h - H : h - H - KV;
+                for (int i = 0; i < R; i++) {
+                    size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv + kv * hd;
+                    memcpy((h < H + KV ? c->k : c->v) + at, x + (size_t)i * W3, hd * sizeof(float));
+                }
+            }
+            #pragma omp barrier
+            kv_attention(m, c, l, R, seq, pos, c->qkv, W3);   // ends in a barrier
+            part_apply(&P[PROJ_O], 1, c->atty, R, c->tmp, D, d0, d1);
+            for (int i = 0; i < R; i++)
+                for (int o = d0; o < d1; o++) c->x[(size_t)i * D + o] += c->tmp[(size_t)i * D + o];
+            #pragma omp barrier
+            rmsnorm_forward(xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
+            part_apply(&P[PROJ_GATE], 1, xn, R, c->gu, 2 * F, f0, f1);
+            part_apply(&P[PROJ_UP], 1, xn, R, c->gu + F, 2 * F, f0, f1);
+            kv_swiglu(c->h, c->gu, R, F, f0, f1);
+            #pragma omp barrier
+            part_apply(&P[PROJ_DOWN], 1, c->h, R, c->tmp, D, d0, d1);
+            for (int i = 0; i < R; i++)
+                for (int o = d0; o < d1; o++) c->x[(size_t)i * D + o] += c->tmp[(size_t)i * D + o];
+            #pragma omp barrier
+        }
     }
 }
 
@@ -1037,7 +1110,11 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
     float *q = c->qkv, *k = q + Dq, *v = k + Dkv;
     embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
-    for (int l = 0; l < cf->n_layers; l++) {
+    int decode = R <= QMAT_MAX_ROWS;   // and every projection compact, no adapter: kv_layers_decode
+    for (int l = 0; l < cf->n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) decode &= m->layers[l].proj[p].qw && !m->layers[l].proj[p].r;
+    if (decode) kv_layers_decode(m, c, R, seq, pos);
+    for (int l = 0; !decode && l < cf->n_layers; l++) {
         const Layer *W = &m->layers[l];
         const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
@@ -1049,12 +1126,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
             memcpy(c->k + at, k + (size_t)i * W3, Dkv * sizeof(float));
             memcpy(c->v + at, v + (size_t)i * W3, Dkv * sizeof(float));
         }
+        #pragma omp parallel num_threads(kv_threads(c))
         kv_attention(m, c, l, R, seq, pos, q, W3);
         linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
         linear_group(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R, fuse);
-        kv_swiglu(c->h, c->gu, R, F);
+        kv_swiglu(c->h, c->gu, R, F, 0, F);
         linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
     }

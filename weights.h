@@ -50,6 +50,9 @@ void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy);
 // parallel region, their rows split among the threads together: matrix j's
 // outputs go to columns off_j.. of y (off_j = q[0]->rows + ... + q[j-1]->rows).
 void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy);
+// Only output columns o0..o1-1 of qmat_mul_n's y, on the calling thread (each
+// of a parallel region's threads its own share).
+void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, int o0, int o1);
 
 // ---------------------------------------------------------------------------
 // A model's compact copies: which form the KV-cache path reads.

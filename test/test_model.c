@@ -874,6 +874,50 @@ START_TEST(qmat_mul_n_matches_one_by_one) {
 }
 END_TEST
 
+// A decode step runs in one parallel region (kv_layers_decode) when every
+// projection has a compact copy and no adapter, else one product at a time.
+// Both give the same logits bit for bit: an adapter with B = 0 (PEFT's init)
+// adds zeros and sends the same model down the other path. Llama and Qwen2
+// (biases); bf16, q8_0, q8_0 with q8 activations; steps of batch 3, then 2
+// tokens appended to one sequence (a 2-row tile in the attention).
+START_TEST(kv_decode_region_same_as_per_product) {
+    Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16, .vocab = 160, .arch = _i ? ARCH_QWEN2 : ARCH_LLAMA,
+                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .max_pos = 64, .bos = 1, .eos = {2}, .n_eos = 1};   // widths of whole blocks of 32
+    char err[ERR_MAX];
+    Model m;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    model_random(&m, 9, 0.15f);
+    Lora l;
+    ck_assert_int_eq(lora_init(&l, &m.c, 4, 8.0f, (1u << N_PROJ) - 1), 0);
+    lora_reset(&l, 3);
+    const int V = m.c.vocab, B = 3, G = 5, kinds[] = {WEIGHTS_BF16, WEIGHTS_Q8_0, WEIGHTS_Q8_0 | WEIGHTS_Q8_ACTS};
+    int prompt[3][4] = {{3, 9, 27, 81}, {5, 7, 11, 13}, {2, 4, 8, 16}};
+    const int *prompts[3] = {prompt[0], prompt[1], prompt[2]}, lens[3] = {4, 2, 3};
+    float *out[2];
+    for (int a = 0; a < 2; a++) out[a] = malloc((size_t)(G + 2) * B * V * sizeof(float));
+    for (int k = 0; k < 3; k++) {
+        ck_assert_msg(model_compact(&m, kinds[k], NULL, err) == 0, "%s", err);
+        for (int a = 0; a < 2; a++) {   // 0: one region; 1: the adapter of zeros, one product at a time
+            model_attach_lora(&m, a ? &l : NULL);
+            KVCache kv;
+            ck_assert_int_eq(kv_init(&kv, &m, B, 16, err), 0);
+            ck_assert_msg(kv_prefill(&m, &kv, B, prompts, lens, out[a], err) == 0, "%s", err);
+            for (int s = 1; s <= G; s++) {
+                int seqs[3] = {0, 1, 2}, toks[3] = {(s * 31 + 4) % V, (s * 17 + 2) % V, (s * 7 + 1) % V};
+                ck_assert_msg(kv_step(&m, &kv, B, seqs, toks, out[a] + (size_t)s * B * V, err) == 0, "%s", err);
+            }
+            ck_assert_msg(kv_append(&m, &kv, 1, (int[]){6, 12}, 2, out[a] + (size_t)(G + 1) * B * V, err) == 0, "%s", err);
+            kv_free(&kv);
+        }
+        ck_assert_msg(!memcmp(out[0], out[1], ((size_t)(G + 1) * B + 1) * V * sizeof(float)), "%s: the one-region step differs", model_weights_name(&m));
+    }
+    model_attach_lora(&m, NULL);
+    free(out[0]); free(out[1]);
+    lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
 // The KV cache through each compact copy against the fp32 reference: the
 // logits of a prompt and of decode steps (batch 2, a LoRA attached) stay
 // within the stated tolerance, relative to the largest logit: bf16 2e-2,
@@ -944,6 +988,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(g, kv_prefill_chunks_match_forward, 0, 2);
     tcase_add_test(g, qmat_kernels);
     tcase_add_test(g, qmat_mul_n_matches_one_by_one);
+    tcase_add_loop_test(g, kv_decode_region_same_as_per_product, 0, 2);
     tcase_add_loop_test(g, kv_compact_within_tolerance, 0, 2);
     return s;
 }
