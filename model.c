@@ -995,8 +995,9 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
     }
 }
 
-// The threads a parallel region over the cache may use: scores has room for c->threads.
-static int kv_threads(const KVCache *c) { return omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads; }
+// The threads a parallel region over the cache may use: scores has room for c->threads
+// (inline: a build without OpenMP reads it nowhere).
+static inline int kv_threads(const KVCache *c) { return omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads; }
 
 // h (R,F) = silu(gate) * up in columns f0..f1-1, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
 static void kv_swiglu(float *h, const float *gu, int R, int F, int f0, int f1) {

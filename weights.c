@@ -192,25 +192,34 @@ static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, 
 }
 #endif
 
-// One specialised body per form: rows nr = 1..8 picked by a switch of constants.
-#define QMAT_KERNEL(NAME, TYPE)                                                                          \
-    static void NAME(const uint8_t *w, int nb, const float *x, int ldx, const float *xsum, int nr, float *out) { \
-        switch (nr) {                                                                                    \
-        case 1: rows_dot(TYPE, w, nb, x, ldx, xsum, 1, out); break;                                      \
-        case 2: rows_dot(TYPE, w, nb, x, ldx, xsum, 2, out); break;                                      \
-        case 3: rows_dot(TYPE, w, nb, x, ldx, xsum, 3, out); break;                                      \
-        case 4: rows_dot(TYPE, w, nb, x, ldx, xsum, 4, out); break;                                      \
-        case 5: rows_dot(TYPE, w, nb, x, ldx, xsum, 5, out); break;                                      \
-        case 6: rows_dot(TYPE, w, nb, x, ldx, xsum, 6, out); break;                                      \
-        case 7: rows_dot(TYPE, w, nb, x, ldx, xsum, 7, out); break;                                      \
-        default: rows_dot(TYPE, w, nb, x, ldx, xsum, 8, out); break;                                     \
-        }                                                                                                \
+// One specialised body per form: rows nr = 1..8 picked by a switch of constants,
+// each run over nw weight rows (wb bytes apart) in turn: weight row i times x
+// row r goes to y[r * ldy + i].
+#define EACH_W_ROW(NR, DOT_ROW)                                                                 \
+    for (int i = 0; i < nw; i++) {                                                              \
+        float out[8];                                                                           \
+        DOT_ROW;                                                                                \
+        for (int r = 0; r < NR; r++) y[(size_t)r * ldy + i] = out[r];                           \
+    }
+#define QMAT_KERNEL(NAME, TYPE)                                                                             \
+    static void NAME(const uint8_t *w, size_t wb, int nw, int nb, const float *x, int ldx, const float *xsum, \
+                     int nr, float *y, int ldy) {                                                           \
+        switch (nr) {                                                                                       \
+        case 1: EACH_W_ROW(1, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 1, out)) break;                   \
+        case 2: EACH_W_ROW(2, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 2, out)) break;                   \
+        case 3: EACH_W_ROW(3, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 3, out)) break;                   \
+        case 4: EACH_W_ROW(4, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 4, out)) break;                   \
+        case 5: EACH_W_ROW(5, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 5, out)) break;                   \
+        case 6: EACH_W_ROW(6, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 6, out)) break;                   \
+        case 7: EACH_W_ROW(7, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 7, out)) break;                   \
+        default: EACH_W_ROW(8, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 8, out)) break;                  \
+        }                                                                                                   \
     }
 QMAT_KERNEL(dot_bf16, QT_BF16)
 QMAT_KERNEL(dot_q8_0, QT_Q8_0)
 QMAT_KERNEL(dot_q4_0, QT_Q4_0)
 QMAT_KERNEL(dot_q4_1, QT_Q4_1)
-typedef void (*DotFn)(const uint8_t *, int, const float *, int, const float *, int, float *);
+typedef void (*DotFn)(const uint8_t *, size_t, int, int, const float *, int, const float *, int, float *, int);
 static const DotFn DOT[QT_N] = {dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1};
 
 // ---------------------------------------------------------------------------
@@ -319,23 +328,23 @@ static inline void rows_dot_q8(int type, const uint8_t *w, int nb, const XBlock 
 }
 #endif
 
-#define QMAT_KERNEL_Q8(NAME, TYPE)                                                               \
-    static void NAME(const uint8_t *w, int nb, const XBlock *x, int nr, float *out) {             \
-        switch (nr) {                                                                            \
-        case 1: rows_dot_q8(TYPE, w, nb, x, 1, out); break;                                      \
-        case 2: rows_dot_q8(TYPE, w, nb, x, 2, out); break;                                      \
-        case 3: rows_dot_q8(TYPE, w, nb, x, 3, out); break;                                      \
-        case 4: rows_dot_q8(TYPE, w, nb, x, 4, out); break;                                      \
-        case 5: rows_dot_q8(TYPE, w, nb, x, 5, out); break;                                      \
-        case 6: rows_dot_q8(TYPE, w, nb, x, 6, out); break;                                      \
-        case 7: rows_dot_q8(TYPE, w, nb, x, 7, out); break;                                      \
-        default: rows_dot_q8(TYPE, w, nb, x, 8, out); break;                                     \
-        }                                                                                        \
+#define QMAT_KERNEL_Q8(NAME, TYPE)                                                                                  \
+    static void NAME(const uint8_t *w, size_t wb, int nw, int nb, const XBlock *x, int nr, float *y, int ldy) {          \
+        switch (nr) {                                                                                                   \
+        case 1: EACH_W_ROW(1, rows_dot_q8(TYPE, w + i * wb, nb, x, 1, out)) break;                                       \
+        case 2: EACH_W_ROW(2, rows_dot_q8(TYPE, w + i * wb, nb, x, 2, out)) break;                                       \
+        case 3: EACH_W_ROW(3, rows_dot_q8(TYPE, w + i * wb, nb, x, 3, out)) break;                                       \
+        case 4: EACH_W_ROW(4, rows_dot_q8(TYPE, w + i * wb, nb, x, 4, out)) break;                                       \
+        case 5: EACH_W_ROW(5, rows_dot_q8(TYPE, w + i * wb, nb, x, 5, out)) break;                                       \
+        case 6: EACH_W_ROW(6, rows_dot_q8(TYPE, w + i * wb, nb, x, 6, out)) break;                                       \
+        case 7: EACH_W_ROW(7, rows_dot_q8(TYPE, w + i * wb, nb, x, 7, out)) break;                                       \
+        default: EACH_W_ROW(8, rows_dot_q8(TYPE, w + i * wb, nb, x, 8, out)) break;                                      \
+        }                                                                                                               \
     }
 QMAT_KERNEL_Q8(dot_q8_0_q8, QT_Q8_0)
 QMAT_KERNEL_Q8(dot_q4_0_q8, QT_Q4_0)
 QMAT_KERNEL_Q8(dot_q4_1_q8, QT_Q4_1)
-typedef void (*DotQ8Fn)(const uint8_t *, int, const XBlock *, int, float *);
+typedef void (*DotQ8Fn)(const uint8_t *, size_t, int, int, const XBlock *, int, float *, int);
 static const DotQ8Fn DOT_Q8[QT_N] = {NULL, dot_q8_0_q8, dot_q4_0_q8, dot_q4_1_q8};   // bf16 keeps fp32 activations
 
 void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, int o0, int o1) {
@@ -361,15 +370,15 @@ void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y,
     }
     for (int j = 0, off = 0; j < n; off += q[j++]->rows) {   // matrix j's outputs are columns off..
         const QMat *m = q[j];
-        const int mq8 = m->q8 && DOT_Q8[m->type];
-        for (int row = o0 > off ? o0 - off : 0; row < m->rows && off + row < o1; row++) {
-            const uint8_t *w = m->data + (size_t)row * m->row_bytes;
-            for (int r0 = 0; r0 < R; r0 += 8) {   // the weight row stays in L1 between groups of rows
-                float out[8];
+        const int mq8 = m->q8 && DOT_Q8[m->type], a = o0 > off ? o0 - off : 0, b = o1 - off < m->rows ? o1 - off : m->rows;
+        for (int i0 = a; i0 < b; i0 += 16) {   // 16 weight rows stay in L1 through the groups of 8 rows of x
+            const uint8_t *w = m->data + (size_t)i0 * m->row_bytes;
+            const int nw = b - i0 < 16 ? b - i0 : 16;
+            for (int r0 = 0; r0 < R; r0 += 8) {
                 const int nr = R - r0 < 8 ? R - r0 : 8;
-                if (mq8) DOT_Q8[m->type](w, nb, xq + (size_t)r0 * nb, nr, out);
-                else DOT[m->type](w, nb, x + (size_t)r0 * cols, cols, m->type == QT_Q4_1 ? xsum + (size_t)r0 * nb : NULL, nr, out);
-                for (int r = 0; r < nr; r++) y[(size_t)(r0 + r) * ldy + off + row] = out[r];
+                float *yr = y + (size_t)r0 * ldy + off + i0;
+                if (mq8) DOT_Q8[m->type](w, m->row_bytes, nw, nb, xq + (size_t)r0 * nb, nr, yr, ldy);
+                else DOT[m->type](w, m->row_bytes, nw, nb, x + (size_t)r0 * cols, cols, m->type == QT_Q4_1 ? xsum + (size_t)r0 * nb : NULL, nr, yr, ldy);
             }
         }
     }
