@@ -21,6 +21,7 @@
 #else   // built without OpenMP (the fuzz targets): one thread
 static int omp_get_max_threads(void) { return 1; }
 static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
 #ifdef USE_BLAS
 #include <cblas.h>
@@ -500,8 +501,9 @@ static void embed(float *x, const float *emb, const int *ids, int N, int D) {
 }
 
 // out, x are (N, D); rstd is (N); w is (D)
+// A decode step's few rows stay on one thread: waking the others costs more.
 static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
-    #pragma omp parallel for
+    #pragma omp parallel for if ((long)N * D >= 1 << 14)
     for (int n = 0; n < N; n++) {
         const float *xn = x + (size_t)n * D;
         float ss = 0.0f;
@@ -554,13 +556,16 @@ static void linear_extra(const Linear *l, const float *x, float *y, int ldy, flo
 // backward. compact: x W^T through W's compact copy when it has one and N is
 // small (the KV cache's decode steps; training always reads the fp32 W).
 // With an adapter merged since the copy was made, the copy adds its term: u (N,qr) = x qa^T, y += qscale u qb^T.
+static void merged_term(const Linear *l, const float *x, float *y, int ldy, float *u, int N) {
+    if (!l->qr) return;
+    gemm(0, 1, N, l->qr, l->in, 1.0f, x, l->in, l->qa, l->in, 0.0f, u, l->qr);
+    gemm(0, 1, N, l->out, l->qr, l->qscale, u, l->qr, l->qb, l->qr, 1.0f, y, ldy);
+}
+
 static void linear_apply(const Linear *l, const float *x, float *y, int ldy, float *u, int N, int compact) {
     if (compact && l->qw && N <= QMAT_MAX_ROWS) {
         qmat_mul(l->qw, x, N, y, ldy);
-        if (l->qr) {
-            gemm(0, 1, N, l->qr, l->in, 1.0f, x, l->in, l->qa, l->in, 0.0f, u, l->qr);
-            gemm(0, 1, N, l->out, l->qr, l->qscale, u, l->qr, l->qb, l->qr, 1.0f, y, ldy);
-        }
+        merged_term(l, x, y, ldy, u, N);
     } else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, ldy);
     linear_extra(l, x, y, ldy, u, N);
 }
@@ -769,7 +774,7 @@ static void swiglu_backward(float *dgate, float *dup, const float *dh, const flo
 }
 
 static void add(float *y, const float *x, size_t n) {
-    #pragma omp parallel for
+    #pragma omp parallel for if (n >= 1 << 14)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -942,11 +947,12 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     const int cols[] = {D, D, Dq + 2 * Dkv, Dq, D, 2 * F, F, r ? r : 1};
     for (int i = 0; i < 8; i++) table_add(t, names[i], R, cols[i]);
     c->threads = omp_get_max_threads();
+    table_add(t, "xt", c->threads * QMAT_MAX_ROWS, D);
     table_add(t, "scores", c->threads, ATT_BLOCK * max_T);
     table_add(t, "logits", B < R ? B : R, cf->vocab);
     if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
     float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->qkv, &c->atty, &c->tmp,
-                       &c->gu, &c->h, &c->u, &c->scores, &c->logits};
+                       &c->gu, &c->h, &c->u, &c->xt, &c->scores, &c->logits};
     for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
     c->len = xcalloc((size_t)B, sizeof(int));
     rope_inv_freq(cf, c->inv_freq);
@@ -980,7 +986,8 @@ static void rope_at(float *x, int ld, const int *pos, const float *inv, int R, i
 // tiles of up to ATT_BLOCK rows, as matrix products per head like
 // attention_forward's: S = scale Q K^T over the keys the tile's last row sees,
 // a causal softmax per row, O = S V. A lone row (a decode step) is a loop of
-// dot products.
+// dot products. Called by every thread of a parallel region (at most
+// c->threads), which share the (tile, head) tasks; returns after all are done.
 static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos, const float *q, int ldq) {
     const Config *cf = &m->c;
     const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
@@ -990,9 +997,7 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
         if (n_tiles && tn[n_tiles - 1] < ATT_BLOCK && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1) tn[n_tiles - 1]++;
         else { t0[n_tiles] = i; tn[n_tiles++] = 1; }
     }
-    const int nt = omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads;
-    (void)nt;   // read only by the pragma, which a build without OpenMP ignores
-    #pragma omp parallel for schedule(dynamic) num_threads(nt)
+    #pragma omp for schedule(dynamic)
     for (int task = 0; task < n_tiles * H; task++) {
         const int i = t0[task / H], n = tn[task / H], h = task % H, keys = pos[i + n - 1] + 1;
         const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
@@ -1016,13 +1021,110 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
     }
 }
 
-// h (R,F) = silu(gate) * up, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
-static void kv_swiglu(float *h, const float *gu, int R, int F) {
-    #pragma omp parallel for
+// The threads a parallel region over the cache may use: scores has room for c->threads
+// (inline: a build without OpenMP reads it nowhere).
+static inline int kv_threads(const KVCache *c) { return omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads; }
+
+// h (R,F) = silu(gate) * up in columns f0..f1-1, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
+static void kv_swiglu(float *h, const float *gu, int R, int F, int f0, int f1) {
+    #pragma omp parallel for if ((long)R * (f1 - f0) >= 1 << 13)
     for (int i = 0; i < R; i++) {
         const float *gate = gu + (size_t)i * 2 * F, *up = gate + F;
-        for (int f = 0; f < F; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
+        for (int f = f0; f < f1; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
     }
+}
+
+// Thread t's share [*a, *b) of n units among nt threads.
+static void share(int n, int t, int nt, int *a, int *b) {
+    *a = (int)((long)n * t / nt);
+    *b = (int)((long)n * (t + 1) / nt);
+}
+
+// y (R, l->out) columns o0..o1-1 = x l^T + bias through l's compact copy, on this thread.
+static void part_apply(const Linear *l, int n, const float *x, int R, float *y, int ldy, int o0, int o1) {
+    const QMat *q[N_PROJ];
+    for (int j = 0; j < n; j++) q[j] = l[j].qw;
+    qmat_mul_part(q, n, x, R, y, ldy, o0, o1);
+    for (int j = 0, off = 0; j < n; off += l[j++].out)
+        for (int i = 0; l[j].bias && i < R; i++)
+            for (int o = o0 > off ? o0 : off; o < o1 && o < off + l[j].out; o++) y[(size_t)i * ldy + o] += l[j].bias[o - off];
+}
+
+// kv_rows' layers for a decode step (R <= QMAT_MAX_ROWS rows, every
+// projection compact, no adapter) in one parallel region instead of one per
+// product: the threads split each product's outputs (q, k, v by whole heads,
+// so each thread rotates and caches its own; gate and up by the same columns,
+// so each computes its part of h; o and down add their part into x) and meet
+// at a barrier only where a step reads what others wrote, five a layer. Each
+// thread normalises x into its own xn. The same arithmetic as kv_rows.
+static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, const int *pos) {
+    const Config *cf = &m->c;
+    const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, H = cf->n_heads, KV = cf->n_kv_heads;
+    const int Dkv = KV * hd, W3 = (H + 2 * KV) * hd;
+    #pragma omp parallel num_threads(kv_threads(c))
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *xn = c->xt + (size_t)t * QMAT_MAX_ROWS * D, rstd[QMAT_MAX_ROWS];
+        int h0, h1, d0, d1, f0, f1;
+        share(H + 2 * KV, t, nt, &h0, &h1);   // heads of [q; k; v]
+        share(D, t, nt, &d0, &d1);
+        share(F, t, nt, &f0, &f1);
+        for (int l = 0; l < cf->n_layers; l++) {
+            const Layer *W = &m->layers[l];
+            const Linear *P = W->proj;
+            rmsnorm_forward(xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
+            part_apply(&P[PROJ_Q], 3, xn, R, c->qkv, W3, h0 * hd, h1 * hd);
+            for (int h = h0; h < h1; h++) {   // q heads, k heads, v heads
+                float *x = c->qkv + (size_t)h * hd;
+                if (h < H + KV) rope_at(x, W3, pos, c->inv_freq, R, 1, hd);
+                if (h < H) continue;
+                const int kv = h < H + KV ? h - H : h - H - KV;
+                for (int i = 0; i < R; i++) {
+                    size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv + kv * hd;
+                    memcpy((h < H + KV ? c->k : c->v) + at, x + (size_t)i * W3, hd * sizeof(float));
+                }
+            }
+            #pragma omp barrier
+            kv_attention(m, c, l, R, seq, pos, c->qkv, W3);   // ends in a barrier
+            part_apply(&P[PROJ_O], 1, c->atty, R, c->tmp, D, d0, d1);
+            for (int i = 0; i < R; i++)
+                for (int o = d0; o < d1; o++) c->x[(size_t)i * D + o] += c->tmp[(size_t)i * D + o];
+            #pragma omp barrier
+            rmsnorm_forward(xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
+            part_apply(&P[PROJ_GATE], 1, xn, R, c->gu, 2 * F, f0, f1);
+            part_apply(&P[PROJ_UP], 1, xn, R, c->gu + F, 2 * F, f0, f1);
+            kv_swiglu(c->h, c->gu, R, F, f0, f1);
+            #pragma omp barrier
+            part_apply(&P[PROJ_DOWN], 1, c->h, R, c->tmp, D, d0, d1);
+            for (int i = 0; i < R; i++)
+                for (int o = d0; o < d1; o++) c->x[(size_t)i * D + o] += c->tmp[(size_t)i * D + o];
+            #pragma omp barrier
+        }
+    }
+}
+
+// n Linears of the same input x (N rows), their outputs side by side in y (N,
+// sum of outs): fused (a prompt chunk), in one sgemm of their fp32 weights
+// when linear_fused can; else, with compact copies of the same width and few
+// rows (a decode step), in one qmat_mul_n; else one product each.
+static void linear_group(const Linear *l, int n, const float *x, float *y, float *u, int N, int fuse) {
+    if (fuse && linear_fused(l, n, x, y, u, N)) return;
+    int ld = 0, compact = N <= QMAT_MAX_ROWS;
+    const QMat *q[N_PROJ];
+    for (int j = 0; j < n; j++) {
+        ld += l[j].out;
+        q[j] = l[j].qw;
+        compact &= q[0] && q[j] && q[j]->cols == q[0]->cols;
+    }
+    if (compact) {
+        qmat_mul_n(q, n, x, N, y, ld);
+        for (int j = 0, off = 0; j < n; off += l[j++].out) {
+            merged_term(&l[j], x, y + off, ld, u, N);
+            linear_extra(&l[j], x, y + off, ld, u, N);
+        }
+        return;
+    }
+    for (int j = 0, off = 0; j < n; off += l[j++].out) linear_apply(&l[j], x, y + off, ld, u, N, 1);
 }
 
 // R rows (R <= c->rows): token tok[i] of sequence seq[i] at position pos[i].
@@ -1030,7 +1132,7 @@ static void kv_swiglu(float *h, const float *gu, int R, int F) {
 // set land in c->logits, in row order. Prompt rows need none but their last.
 // Row i's q, k, v lie side by side in c->qkv, its gate and up in c->gu: a
 // prompt chunk (more than QMAT_MAX_ROWS rows) computes each trio or pair in
-// one product (linear_fused), a decode step through the compact weights.
+// one sgemm, a decode step in one pass over the compact weights (linear_group).
 static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int *seq, const int *pos, const uint8_t *want) {
     const Config *cf = &m->c;
     const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
@@ -1038,15 +1140,15 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
     float *q = c->qkv, *k = q + Dq, *v = k + Dkv;
     embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
-    for (int l = 0; l < cf->n_layers; l++) {
+    int decode = R <= QMAT_MAX_ROWS;   // and every projection compact, no adapter attached or merged: kv_layers_decode
+    for (int l = 0; l < cf->n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) decode &= m->layers[l].proj[p].qw && !m->layers[l].proj[p].r && !m->layers[l].proj[p].qr;
+    if (decode) kv_layers_decode(m, c, R, seq, pos);
+    for (int l = 0; !decode && l < cf->n_layers; l++) {
         const Layer *W = &m->layers[l];
         const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
-        if (!fuse || !linear_fused(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R)) {
-            linear_apply(&P[PROJ_Q], c->xn, q, W3, c->u, R, 1);
-            linear_apply(&P[PROJ_K], c->xn, k, W3, c->u, R, 1);
-            linear_apply(&P[PROJ_V], c->xn, v, W3, c->u, R, 1);
-        }
+        linear_group(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R, fuse);
         rope_at(q, W3, pos, c->inv_freq, R, cf->n_heads, hd);
         rope_at(k, W3, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
@@ -1054,15 +1156,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
             memcpy(c->k + at, k + (size_t)i * W3, Dkv * sizeof(float));
             memcpy(c->v + at, v + (size_t)i * W3, Dkv * sizeof(float));
         }
+        #pragma omp parallel num_threads(kv_threads(c))
         kv_attention(m, c, l, R, seq, pos, q, W3);
         linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
-        if (!fuse || !linear_fused(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R)) {
-            linear_apply(&P[PROJ_GATE], c->xn, c->gu, 2 * F, c->u, R, 1);
-            linear_apply(&P[PROJ_UP], c->xn, c->gu + F, 2 * F, c->u, R, 1);
-        }
-        kv_swiglu(c->h, c->gu, R, F);
+        linear_group(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R, fuse);
+        kv_swiglu(c->h, c->gu, R, F, 0, F);
         linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, 1);
         add(c->x, c->tmp, (size_t)R * D);
     }

@@ -17,6 +17,12 @@
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 
 const char *const QT_NAME[QT_N] = {"bf16", "q8_0", "q4_0", "q4_1"};
 static const int QT_BYTES[QT_N] = {64, 34, 18, 20};   // bytes of a block of 32 weights
@@ -186,25 +192,34 @@ static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, 
 }
 #endif
 
-// One specialised body per form: rows nr = 1..8 picked by a switch of constants.
-#define QMAT_KERNEL(NAME, TYPE)                                                                          \
-    static void NAME(const uint8_t *w, int nb, const float *x, int ldx, const float *xsum, int nr, float *out) { \
-        switch (nr) {                                                                                    \
-        case 1: rows_dot(TYPE, w, nb, x, ldx, xsum, 1, out); break;                                      \
-        case 2: rows_dot(TYPE, w, nb, x, ldx, xsum, 2, out); break;                                      \
-        case 3: rows_dot(TYPE, w, nb, x, ldx, xsum, 3, out); break;                                      \
-        case 4: rows_dot(TYPE, w, nb, x, ldx, xsum, 4, out); break;                                      \
-        case 5: rows_dot(TYPE, w, nb, x, ldx, xsum, 5, out); break;                                      \
-        case 6: rows_dot(TYPE, w, nb, x, ldx, xsum, 6, out); break;                                      \
-        case 7: rows_dot(TYPE, w, nb, x, ldx, xsum, 7, out); break;                                      \
-        default: rows_dot(TYPE, w, nb, x, ldx, xsum, 8, out); break;                                     \
-        }                                                                                                \
+// One specialised body per form: rows nr = 1..8 picked by a switch of constants,
+// each run over nw weight rows (wb bytes apart) in turn: weight row i times x
+// row r goes to y[r * ldy + i].
+#define EACH_W_ROW(NR, DOT_ROW)                                                                 \
+    for (int i = 0; i < nw; i++) {                                                              \
+        float out[8];                                                                           \
+        DOT_ROW;                                                                                \
+        for (int r = 0; r < NR; r++) y[(size_t)r * ldy + i] = out[r];                           \
+    }
+#define QMAT_KERNEL(NAME, TYPE)                                                                             \
+    static void NAME(const uint8_t *w, size_t wb, int nw, int nb, const float *x, int ldx, const float *xsum, \
+                     int nr, float *y, int ldy) {                                                           \
+        switch (nr) {                                                                                       \
+        case 1: EACH_W_ROW(1, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 1, out)) break;                   \
+        case 2: EACH_W_ROW(2, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 2, out)) break;                   \
+        case 3: EACH_W_ROW(3, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 3, out)) break;                   \
+        case 4: EACH_W_ROW(4, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 4, out)) break;                   \
+        case 5: EACH_W_ROW(5, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 5, out)) break;                   \
+        case 6: EACH_W_ROW(6, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 6, out)) break;                   \
+        case 7: EACH_W_ROW(7, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 7, out)) break;                   \
+        default: EACH_W_ROW(8, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 8, out)) break;                  \
+        }                                                                                                   \
     }
 QMAT_KERNEL(dot_bf16, QT_BF16)
 QMAT_KERNEL(dot_q8_0, QT_Q8_0)
 QMAT_KERNEL(dot_q4_0, QT_Q4_0)
 QMAT_KERNEL(dot_q4_1, QT_Q4_1)
-typedef void (*DotFn)(const uint8_t *, int, const float *, int, const float *, int, float *);
+typedef void (*DotFn)(const uint8_t *, size_t, int, int, const float *, int, const float *, int, float *, int);
 static const DotFn DOT[QT_N] = {dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1};
 
 // ---------------------------------------------------------------------------
@@ -220,6 +235,35 @@ static const DotFn DOT[QT_N] = {dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1};
 
 typedef struct { float d, s; int8_t q[32]; } XBlock;   // s = d * sum(q): the block's sum, for Q4_0's -8 and Q4_1's m
 
+#ifdef __AVX2__
+static void quantize_x(const float *x, int n, XBlock *out) {   // n blocks; the same bytes as the loop below
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int k = 0; k < n; k++, x += 32) {
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float d = _mm_cvtss_f32(m4) / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+        __m256i q[4], sum = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {   // cvtps rounds to nearest even, as lrintf does
+            q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(inv)));
+            sum = _mm256_add_epi32(sum, q[i]);
+        }
+        // packs work within 128-bit lanes: 4-byte groups come out in the order 0 4 1 5 2 6 3 7
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)out[k].q, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        out[k].d = d;
+        out[k].s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+#else
 static void quantize_x(const float *x, int n, XBlock *out) {   // n blocks
     for (int k = 0; k < n; k++, x += 32) {
         float amax = 0.0f;
@@ -231,6 +275,7 @@ static void quantize_x(const float *x, int n, XBlock *out) {   // n blocks
         out[k].s = d * (float)sum;
     }
 }
+#endif
 
 // out[r] = sum over blocks of dw dx (w . q) + c, with w the block's integers
 // (Q8_0 signed, Q4 the unsigned nibbles 0..15) and c = -8 dw s (Q4_0) or m s
@@ -283,34 +328,39 @@ static inline void rows_dot_q8(int type, const uint8_t *w, int nb, const XBlock 
 }
 #endif
 
-#define QMAT_KERNEL_Q8(NAME, TYPE)                                                               \
-    static void NAME(const uint8_t *w, int nb, const XBlock *x, int nr, float *out) {             \
-        switch (nr) {                                                                            \
-        case 1: rows_dot_q8(TYPE, w, nb, x, 1, out); break;                                      \
-        case 2: rows_dot_q8(TYPE, w, nb, x, 2, out); break;                                      \
-        case 3: rows_dot_q8(TYPE, w, nb, x, 3, out); break;                                      \
-        case 4: rows_dot_q8(TYPE, w, nb, x, 4, out); break;                                      \
-        case 5: rows_dot_q8(TYPE, w, nb, x, 5, out); break;                                      \
-        case 6: rows_dot_q8(TYPE, w, nb, x, 6, out); break;                                      \
-        case 7: rows_dot_q8(TYPE, w, nb, x, 7, out); break;                                      \
-        default: rows_dot_q8(TYPE, w, nb, x, 8, out); break;                                     \
-        }                                                                                        \
+#define QMAT_KERNEL_Q8(NAME, TYPE)                                                                                  \
+    static void NAME(const uint8_t *w, size_t wb, int nw, int nb, const XBlock *x, int nr, float *y, int ldy) {          \
+        switch (nr) {                                                                                                   \
+        case 1: EACH_W_ROW(1, rows_dot_q8(TYPE, w + i * wb, nb, x, 1, out)) break;                                       \
+        case 2: EACH_W_ROW(2, rows_dot_q8(TYPE, w + i * wb, nb, x, 2, out)) break;                                       \
+        case 3: EACH_W_ROW(3, rows_dot_q8(TYPE, w + i * wb, nb, x, 3, out)) break;                                       \
+        case 4: EACH_W_ROW(4, rows_dot_q8(TYPE, w + i * wb, nb, x, 4, out)) break;                                       \
+        case 5: EACH_W_ROW(5, rows_dot_q8(TYPE, w + i * wb, nb, x, 5, out)) break;                                       \
+        case 6: EACH_W_ROW(6, rows_dot_q8(TYPE, w + i * wb, nb, x, 6, out)) break;                                       \
+        case 7: EACH_W_ROW(7, rows_dot_q8(TYPE, w + i * wb, nb, x, 7, out)) break;                                       \
+        default: EACH_W_ROW(8, rows_dot_q8(TYPE, w + i * wb, nb, x, 8, out)) break;                                      \
+        }                                                                                                               \
     }
 QMAT_KERNEL_Q8(dot_q8_0_q8, QT_Q8_0)
 QMAT_KERNEL_Q8(dot_q4_0_q8, QT_Q4_0)
 QMAT_KERNEL_Q8(dot_q4_1_q8, QT_Q4_1)
-typedef void (*DotQ8Fn)(const uint8_t *, int, const XBlock *, int, float *);
+typedef void (*DotQ8Fn)(const uint8_t *, size_t, int, int, const XBlock *, int, float *, int);
 static const DotQ8Fn DOT_Q8[QT_N] = {NULL, dot_q8_0_q8, dot_q4_0_q8, dot_q4_1_q8};   // bf16 keeps fp32 activations
 
-void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) {
-    const int nb = q->cols / 32, O = q->rows, q8 = q->q8 && DOT_Q8[q->type];
+void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, int o0, int o1) {
+    const int cols = q[0]->cols, nb = cols / 32;
+    int q8 = 0, q4_1 = 0;
+    for (int j = 0; j < n; j++) {
+        q8 |= q[j]->q8 && DOT_Q8[q[j]->type];
+        q4_1 |= !(q[j]->q8 && DOT_Q8[q[j]->type]) && q[j]->type == QT_Q4_1;
+    }
     float *xsum = NULL;   // Q4_1's block sums of x (R, nb)
     XBlock *xq = NULL;    // the q8 activations (R, nb)
     if (q8) {
         xq = xmalloc((size_t)R * nb * sizeof(XBlock));
-        #pragma omp parallel for if (R > 8)
-        for (int r = 0; r < R; r++) quantize_x(x + (size_t)r * q->cols, nb, xq + (size_t)r * nb);
-    } else if (q->type == QT_Q4_1) {
+        for (int r = 0; r < R; r++) quantize_x(x + (size_t)r * cols, nb, xq + (size_t)r * nb);
+    }
+    if (q4_1) {
         xsum = xmalloc((size_t)R * nb * sizeof(float));
         for (int i = 0; i < R * nb; i++) {
             float s = 0.0f;
@@ -318,22 +368,35 @@ void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) {
             xsum[i] = s;
         }
     }
-    const DotFn dot = DOT[q->type];
-    const DotQ8Fn dot_q8 = DOT_Q8[q->type];
-    #pragma omp parallel for schedule(static) if ((long)O * q->cols * (R < 8 ? R : 8) > 1L << 15)
-    for (int o = 0; o < O; o++) {
-        const uint8_t *w = q->data + (size_t)o * q->row_bytes;
-        for (int r0 = 0; r0 < R; r0 += 8) {   // the weight row stays in L1 between groups of rows
-            float out[8];
-            const int nr = R - r0 < 8 ? R - r0 : 8;
-            if (q8) dot_q8(w, nb, xq + (size_t)r0 * nb, nr, out);
-            else dot(w, nb, x + (size_t)r0 * q->cols, q->cols, xsum ? xsum + (size_t)r0 * nb : NULL, nr, out);
-            for (int r = 0; r < nr; r++) y[(size_t)(r0 + r) * ldy + o] = out[r];
+    for (int j = 0, off = 0; j < n; off += q[j++]->rows) {   // matrix j's outputs are columns off..
+        const QMat *m = q[j];
+        const int mq8 = m->q8 && DOT_Q8[m->type], a = o0 > off ? o0 - off : 0, b = o1 - off < m->rows ? o1 - off : m->rows;
+        for (int i0 = a; i0 < b; i0 += 16) {   // 16 weight rows stay in L1 through the groups of 8 rows of x
+            const uint8_t *w = m->data + (size_t)i0 * m->row_bytes;
+            const int nw = b - i0 < 16 ? b - i0 : 16;
+            for (int r0 = 0; r0 < R; r0 += 8) {
+                const int nr = R - r0 < 8 ? R - r0 : 8;
+                float *yr = y + (size_t)r0 * ldy + off + i0;
+                if (mq8) DOT_Q8[m->type](w, m->row_bytes, nw, nb, xq + (size_t)r0 * nb, nr, yr, ldy);
+                else DOT[m->type](w, m->row_bytes, nw, nb, x + (size_t)r0 * cols, cols, m->type == QT_Q4_1 ? xsum + (size_t)r0 * nb : NULL, nr, yr, ldy);
+            }
         }
     }
     free(xsum);
     free(xq);
 }
+
+void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy) {
+    int O = 0;   // the output columns of all n
+    for (int j = 0; j < n; j++) O += q[j]->rows;
+    #pragma omp parallel if ((long)O * q[0]->cols * (R < 8 ? R : 8) > 1L << 15)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        qmat_mul_part(q, n, x, R, y, ldy, (int)((long)O * t / nt), (int)((long)O * (t + 1) / nt));
+    }
+}
+
+void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) { qmat_mul_n(&q, 1, x, R, y, ldy); }
 
 // ---------------------------------------------------------------------------
 // A model's compact copies

@@ -46,6 +46,13 @@ void qmat_row_f32(const QMat *q, int r, float *out);
 // (integer dot products, llama.cpp's way: faster, and each x off by up to
 // 1/254 of its block's largest); bf16 always multiplies fp32 x.
 void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy);
+// The same for n matrices of the same x and cols (q, k, v; gate, up) in one
+// parallel region, their rows split among the threads together: matrix j's
+// outputs go to columns off_j.. of y (off_j = q[0]->rows + ... + q[j-1]->rows).
+void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy);
+// Only output columns o0..o1-1 of qmat_mul_n's y, on the calling thread (each
+// of a parallel region's threads its own share).
+void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, int o0, int o1);
 
 // ---------------------------------------------------------------------------
 // A model's compact copies: which form the KV-cache path reads.

@@ -836,6 +836,88 @@ START_TEST(qmat_kernels) {
 }
 END_TEST
 
+// qmat_mul_n over matrices of every form (different row counts, the same
+// cols) writes, bit for bit, what qmat_mul writes for each one alone, with
+// fp32 and with q8 activations, for 1..11 rows of x.
+START_TEST(qmat_mul_n_matches_one_by_one) {
+    const int I = 64, rows[QT_N] = {5, 40, 17, 33};
+    int O = 0;
+    for (int t = 0; t < QT_N; t++) O += rows[t];
+    Rng r;
+    rng_seed(&r, 5);
+    QMat q[QT_N];
+    const QMat *qs[QT_N];
+    float *w = malloc((size_t)40 * I * sizeof(float)), *x = malloc(11 * I * sizeof(float));
+    float *y = malloc((size_t)11 * O * sizeof(float)), *one = malloc((size_t)11 * O * sizeof(float));
+    for (int i = 0; i < 40 * I; i++) w[i] = 0.1f * rng_normal(&r);
+    for (int i = 0; i < 11 * I; i++) x[i] = rng_normal(&r);
+    for (int t = 0; t < QT_N; t++) {
+        ck_assert_int_eq(qmat_alloc(&q[t], t, rows[t], I), 0);
+        if (t == QT_BF16 || t == QT_Q8_0) qmat_from_f32(&q[t], w);
+        else
+            for (size_t b = 0; b < q[t].row_bytes * rows[t]; b += t == QT_Q4_0 ? 18 : 20) {
+                for (int j = 0; j < (t == QT_Q4_0 ? 18 : 20); j++) q[t].data[b + j] = (uint8_t)rng_next(&r);
+                q[t].data[b + 1] = 0x20;   // d = 2^-7 and a little; Q4_1's m a small f16
+                if (t == QT_Q4_1) q[t].data[b + 3] = 0xa4;
+            }
+        qs[t] = &q[t];
+    }
+    for (int q8 = 0; q8 <= 1; q8++)
+        for (int R = 1; R <= 11; R++) {
+            for (int t = 0; t < QT_N; t++) q[t].q8 = q8;
+            qmat_mul_n(qs, QT_N, x, R, y, O);
+            for (int t = 0, off = 0; t < QT_N; off += rows[t++]) qmat_mul(&q[t], x, R, one + off, O);
+            ck_assert_msg(!memcmp(y, one, (size_t)R * O * sizeof(float)), "%s activations, %d rows: qmat_mul_n differs", q8 ? "q8" : "fp32", R);
+        }
+    for (int t = 0; t < QT_N; t++) qmat_free(&q[t]);
+    free(w); free(x); free(y); free(one);
+}
+END_TEST
+
+// A decode step runs in one parallel region (kv_layers_decode) when every
+// projection has a compact copy and no adapter, else one product at a time.
+// Both give the same logits bit for bit: an adapter with B = 0 (PEFT's init)
+// adds zeros and sends the same model down the other path. Llama and Qwen2
+// (biases); bf16, q8_0, q8_0 with q8 activations; steps of batch 3, then 2
+// tokens appended to one sequence (a 2-row tile in the attention).
+START_TEST(kv_decode_region_same_as_per_product) {
+    Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16, .vocab = 160, .arch = _i ? ARCH_QWEN2 : ARCH_LLAMA,
+                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .max_pos = 64, .bos = 1, .eos = {2}, .n_eos = 1};   // widths of whole blocks of 32
+    char err[ERR_MAX];
+    Model m;
+    ck_assert_int_eq(model_init(&m, &c, err), 0);
+    model_random(&m, 9, 0.15f);
+    Lora l;
+    ck_assert_int_eq(lora_init(&l, &m.c, 4, 8.0f, (1u << N_PROJ) - 1), 0);
+    lora_reset(&l, 3);
+    const int V = m.c.vocab, B = 3, G = 5, kinds[] = {WEIGHTS_BF16, WEIGHTS_Q8_0, WEIGHTS_Q8_0 | WEIGHTS_Q8_ACTS};
+    int prompt[3][4] = {{3, 9, 27, 81}, {5, 7, 11, 13}, {2, 4, 8, 16}};
+    const int *prompts[3] = {prompt[0], prompt[1], prompt[2]}, lens[3] = {4, 2, 3};
+    float *out[2];
+    for (int a = 0; a < 2; a++) out[a] = malloc((size_t)(G + 2) * B * V * sizeof(float));
+    for (int k = 0; k < 3; k++) {
+        ck_assert_msg(model_compact(&m, kinds[k], NULL, err) == 0, "%s", err);
+        for (int a = 0; a < 2; a++) {   // 0: one region; 1: the adapter of zeros, one product at a time
+            model_attach_lora(&m, a ? &l : NULL);
+            KVCache kv;
+            ck_assert_int_eq(kv_init(&kv, &m, B, 16, err), 0);
+            ck_assert_msg(kv_prefill(&m, &kv, B, prompts, lens, out[a], err) == 0, "%s", err);
+            for (int s = 1; s <= G; s++) {
+                int seqs[3] = {0, 1, 2}, toks[3] = {(s * 31 + 4) % V, (s * 17 + 2) % V, (s * 7 + 1) % V};
+                ck_assert_msg(kv_step(&m, &kv, B, seqs, toks, out[a] + (size_t)s * B * V, err) == 0, "%s", err);
+            }
+            ck_assert_msg(kv_append(&m, &kv, 1, (int[]){6, 12}, 2, out[a] + (size_t)(G + 1) * B * V, err) == 0, "%s", err);
+            kv_free(&kv);
+        }
+        ck_assert_msg(!memcmp(out[0], out[1], ((size_t)(G + 1) * B + 1) * V * sizeof(float)), "%s: the one-region step differs", model_weights_name(&m));
+    }
+    model_attach_lora(&m, NULL);
+    free(out[0]); free(out[1]);
+    lora_free(&l);
+    model_free(&m);
+}
+END_TEST
+
 // The KV cache through each compact copy against the fp32 reference: the
 // logits of a prompt and of decode steps (batch 2, a LoRA attached) stay
 // within the stated tolerance, relative to the largest logit: bf16 2e-2,
@@ -967,6 +1049,23 @@ START_TEST(kv_compact_across_merge) {
     ck_assert(moved > 0.1f * top);   // the merge moved the logits: an exact copy without the term would fail above
     acts_free(&a);
 
+    model_attach_lora(&m, NULL);   // merged, nothing attached (sampling from the merged policy): the same within tolerance
+    kv_logits(&m, ids, T, P, got);
+    ck_assert_int_eq(acts_init(&a, &m, 2, T, err), 0);
+    model_forward(&m, &a, ids, NULL);
+    worst = top = 0.0f;
+    for (int s = 0; s < S; s++)
+        for (int b = 0; b < 2; b++)
+            for (int v = 0; v < V; v++) {
+                const float e = a.logits[((size_t)b * T + P - 1 + s) * V + v];
+                worst = fmaxf(worst, fabsf(got[((size_t)s * 2 + b) * V + v] - e));
+                top = fmaxf(top, fabsf(e));
+            }
+    printf("kv cache, %s weights, an adapter merged, none attached: %.1e relative (tolerance %.0e)\n", name[_i], worst / top, tol[_i]);
+    ck_assert_msg(worst <= tol[_i] * top, "merged, nothing attached: logits %g from model_forward's (max %g)", worst, top);
+    acts_free(&a);
+    model_attach_lora(&m, &ttt);
+
     lora_merge(&m, &policy, -1.0f);   // a second term on the same copies: those wait, fp32 meanwhile
     ck_assert_ptr_null(m.layers[1].proj[PROJ_Q].qw);
     ck_assert_ptr_nonnull(m.layers[1].proj[PROJ_K].qw);
@@ -1000,6 +1099,8 @@ Suite *model_suite(void) {
     tcase_add_loop_test(g, kv_cache_matches_forward, 0, 3);
     tcase_add_loop_test(g, kv_prefill_chunks_match_forward, 0, 2);
     tcase_add_test(g, qmat_kernels);
+    tcase_add_test(g, qmat_mul_n_matches_one_by_one);
+    tcase_add_loop_test(g, kv_decode_region_same_as_per_product, 0, 2);
     tcase_add_loop_test(g, kv_compact_within_tolerance, 0, 2);
     tcase_add_loop_test(g, kv_compact_across_merge, 0, 3);
     return s;
