@@ -1050,6 +1050,12 @@ static void part_apply(const Linear *l, int n, const float *x, int R, float *y, 
             for (int o = o0 > off ? o0 : off; o < o1 && o < off + l[j].out; o++) y[(size_t)i * ldy + o] += l[j].bias[o - off];
 }
 
+// x (R,D) += y (R,D) in columns d0..d1-1, on this thread: a thread's share of a residual add.
+static void add_part(float *x, const float *y, int R, int D, int d0, int d1) {
+    for (int i = 0; i < R; i++)
+        for (int o = d0; o < d1; o++) x[(size_t)i * D + o] += y[(size_t)i * D + o];
+}
+
 // kv_rows' layers for a decode step (R <= QMAT_MAX_ROWS rows, every
 // projection compact, no adapter) in one parallel region instead of one per
 // product: the threads split each product's outputs (q, k, v by whole heads,
@@ -1087,8 +1093,7 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
             #pragma omp barrier
             kv_attention(m, c, l, R, seq, pos, c->qkv, W3);   // ends in a barrier
             part_apply(&P[PROJ_O], 1, c->atty, R, c->tmp, D, d0, d1);
-            for (int i = 0; i < R; i++)
-                for (int o = d0; o < d1; o++) c->x[(size_t)i * D + o] += c->tmp[(size_t)i * D + o];
+            add_part(c->x, c->tmp, R, D, d0, d1);
             #pragma omp barrier
             rmsnorm_forward(xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
             part_apply(&P[PROJ_GATE], 1, xn, R, c->gu, 2 * F, f0, f1);
@@ -1096,8 +1101,7 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
             kv_swiglu(c->h, c->gu, R, F, f0, f1);
             #pragma omp barrier
             part_apply(&P[PROJ_DOWN], 1, c->h, R, c->tmp, D, d0, d1);
-            for (int i = 0; i < R; i++)
-                for (int o = d0; o < d1; o++) c->x[(size_t)i * D + o] += c->tmp[(size_t)i * D + o];
+            add_part(c->x, c->tmp, R, D, d0, d1);
             #pragma omp barrier
         }
     }
