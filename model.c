@@ -553,8 +553,9 @@ static void linear_extra(const Linear *l, const float *x, float *y, int ldy, flo
 }
 
 // y (N,out), rows ldy floats apart, = x (N,in) W^T + b + s * u B^T where u (N,r) = x A^T is kept for
-// backward. compact: x W^T through W's compact copy when it has one and N is
-// small (the KV cache's decode steps; training always reads the fp32 W).
+// backward. With xs, scratch for x's quantised form (qmat_mul), x W^T goes
+// through W's compact copy when it has one and N is small (the KV cache's
+// decode steps); training passes NULL and always reads the fp32 W.
 // With an adapter merged since the copy was made, the copy adds its term: u (N,qr) = x qa^T, y += qscale u qb^T.
 static void merged_term(const Linear *l, const float *x, float *y, int ldy, float *u, int N) {
     if (!l->qr) return;
@@ -562,9 +563,9 @@ static void merged_term(const Linear *l, const float *x, float *y, int ldy, floa
     gemm(0, 1, N, l->out, l->qr, l->qscale, u, l->qr, l->qb, l->qr, 1.0f, y, ldy);
 }
 
-static void linear_apply(const Linear *l, const float *x, float *y, int ldy, float *u, int N, int compact) {
-    if (compact && l->qw && N <= QMAT_MAX_ROWS) {
-        qmat_mul(l->qw, x, N, y, ldy);
+static void linear_apply(const Linear *l, const float *x, float *y, int ldy, float *u, int N, void *xs) {
+    if (xs && l->qw && N <= QMAT_MAX_ROWS) {
+        qmat_mul(l->qw, x, N, y, ldy, xs);
         merged_term(l, x, y, ldy, u, N);
     } else gemm(0, 1, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, ldy);
     linear_extra(l, x, y, ldy, u, N);
@@ -603,7 +604,7 @@ static Linear adapter_of(const Linear *l, const Lora *at, const Lora *lo) {
 static void linear_forward(const Model *m, const Acts *a, const Linear *l, const float *x, float *y, float *u) {
     Linear base = *l;
     base.r = 0;
-    linear_apply(&base, x, y, l->out, NULL, a->B * a->T, 0);
+    linear_apply(&base, x, y, l->out, NULL, a->B * a->T, NULL);
     for (int k = 0; l->r && k < a->K; k++) {
         const Linear lk = adapter_of(l, m->lora, a->adapter[k]);
         const size_t r0 = (size_t)a->b0[k] * a->T;
@@ -920,6 +921,9 @@ void model_backward(Model *m, Acts *a) {
 // KV-cache decoding: the same layers, one new row per token, keys and values
 // of earlier tokens read from the cache instead of recomputed.
 
+// Floats that hold the quantised form of QMAT_MAX_ROWS rows of cols (qmat_prep): the KV cache's scratch.
+static int xq_floats(int cols) { return (int)((qmat_scratch_bytes(QMAT_MAX_ROWS, cols) + sizeof(float) - 1) / sizeof(float)); }
+
 int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     memset(c, 0, sizeof *c);
     const Config *cf = &m->c;
@@ -948,11 +952,14 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     for (int i = 0; i < 8; i++) table_add(t, names[i], R, cols[i]);
     c->threads = omp_get_max_threads();
     table_add(t, "xt", c->threads * QMAT_MAX_ROWS, D);
+    table_add(t, "xtq", c->threads, xq_floats(D));
+    const int widest = D > Dq ? (D > F ? D : F) : (Dq > F ? Dq : F);   // of a compact product's x: xn, atty or h
+    table_add(t, "xq", 1, xq_floats(widest));
     table_add(t, "scores", c->threads, ATT_BLOCK * max_T);
     table_add(t, "logits", B < R ? B : R, cf->vocab);
     if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
     float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->qkv, &c->atty, &c->tmp,
-                       &c->gu, &c->h, &c->u, &c->xt, &c->scores, &c->logits};
+                       &c->gu, &c->h, &c->u, &c->xt, &c->xtq, &c->xq, &c->scores, &c->logits};
     for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
     c->len = xcalloc((size_t)B, sizeof(int));
     rope_inv_freq(cf, c->inv_freq);
@@ -988,7 +995,10 @@ static void rope_at(float *x, int ld, const int *pos, const float *inv, int R, i
 // a causal softmax per row, O = S V. A lone row (a decode step) is a loop of
 // dot products. Called by every thread of a parallel region (at most
 // c->threads), which share the (tile, head) tasks; returns after all are done.
-static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos, const float *q, int ldq) {
+// With o (a decode step's region; hd whole blocks of 32), each task also
+// quantises its part of atty for o's compact copy into c->xq (qmat_prep),
+// so o's product finds all of it ready after the barrier that ends this.
+static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos, const float *q, int ldq, const QMat *o) {
     const Config *cf = &m->c;
     const int H = cf->n_heads, hd = cf->head_dim, Dkv = cf->n_kv_heads * hd, g = H / cf->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -1003,21 +1013,22 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
         const size_t base = ((size_t)l * c->B + seq[i]) * c->max_T * Dkv + (h / g) * hd;
         const float *qi = q + (size_t)i * ldq + h * hd, *k = c->k + base, *v = c->v + base;
         float *p = c->scores + (size_t)omp_get_thread_num() * ATT_BLOCK * c->max_T;
-        float *o = c->atty + ((size_t)i * H + h) * hd;
+        float *y = c->atty + ((size_t)i * H + h) * hd;
         if (n > 1) {
             gemm(0, 1, n, keys, hd, scale, qi, ldq, k, Dkv, 0.0f, p, keys);
             for (int r = 0; r < n; r++) softmax_causal(p + (size_t)r * keys, keys - n + r, keys);
-            gemm(0, 0, n, hd, keys, 1.0f, p, keys, v, Dkv, 0.0f, o, H * hd);
-            continue;
+            gemm(0, 0, n, hd, keys, 1.0f, p, keys, v, Dkv, 0.0f, y, H * hd);
+        } else {
+            float mx = -INFINITY, sum = 0.0f;
+            for (int s = 0; s < keys; s++) {
+                p[s] = dot(qi, k + (size_t)s * Dkv, hd) * scale;
+                if (p[s] > mx) mx = p[s];
+            }
+            for (int s = 0; s < keys; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
+            memset(y, 0, hd * sizeof(float));
+            for (int s = 0; s < keys; s++) axpy(y, p[s] / sum, v + (size_t)s * Dkv, hd);
         }
-        float mx = -INFINITY, sum = 0.0f;
-        for (int s = 0; s < keys; s++) {
-            p[s] = dot(qi, k + (size_t)s * Dkv, hd) * scale;
-            if (p[s] > mx) mx = p[s];
-        }
-        for (int s = 0; s < keys; s++) { p[s] = expf(p[s] - mx); sum += p[s]; }
-        memset(o, 0, hd * sizeof(float));
-        for (int s = 0; s < keys; s++) axpy(o, p[s] / sum, v + (size_t)s * Dkv, hd);
+        if (o) qmat_prep(&o, 1, c->atty + (size_t)i * H * hd, n, (char *)c->xq + qmat_scratch_bytes(i, H * hd), h * hd / 32, (h + 1) * hd / 32);
     }
 }
 
@@ -1034,17 +1045,23 @@ static void kv_swiglu(float *h, const float *gu, int R, int F, int f0, int f1) {
     }
 }
 
-// Thread t's share [*a, *b) of n units among nt threads.
-static void share(int n, int t, int nt, int *a, int *b) {
-    *a = (int)((long)n * t / nt);
-    *b = (int)((long)n * (t + 1) / nt);
+// The compact copies of n Linears side by side (q, k, v; gate, up).
+static void copies(const Linear *l, int n, const QMat **q) {
+    for (int j = 0; j < n; j++) q[j] = l[j].qw;
 }
 
-// y (R, l->out) columns o0..o1-1 = x l^T + bias through l's compact copy, on this thread.
-static void part_apply(const Linear *l, int n, const float *x, int R, float *y, int ldy, int o0, int o1) {
+// Blocks k0..k1-1 of x (R rows) quantised into xs for the compact copies of l[0..n), on this thread.
+static void part_prep(const Linear *l, int n, const float *x, int R, void *xs, int k0, int k1) {
     const QMat *q[N_PROJ];
-    for (int j = 0; j < n; j++) q[j] = l[j].qw;
-    qmat_mul_part(q, n, x, R, y, ldy, o0, o1);
+    copies(l, n, q);
+    qmat_prep(q, n, x, R, xs, k0, k1);
+}
+
+// y (R, l->out) columns o0..o1-1 = x l^T + bias through l's compact copy, x's quantised form in xs, on this thread.
+static void part_apply(const Linear *l, int n, const float *x, const void *xs, int R, float *y, int ldy, int o0, int o1) {
+    const QMat *q[N_PROJ];
+    copies(l, n, q);
+    qmat_mul_part(q, n, x, xs, R, y, ldy, o0, o1);
     for (int j = 0, off = 0; j < n; off += l[j++].out)
         for (int i = 0; l[j].bias && i < R; i++)
             for (int o = o0 > off ? o0 : off; o < o1 && o < off + l[j].out; o++) y[(size_t)i * ldy + o] += l[j].bias[o - off];
@@ -1059,10 +1076,14 @@ static void add_part(float *x, const float *y, int R, int D, int d0, int d1) {
 // kv_rows' layers for a decode step (R <= QMAT_MAX_ROWS rows, every
 // projection compact, no adapter) in one parallel region instead of one per
 // product: the threads split each product's outputs (q, k, v by whole heads,
-// so each thread rotates and caches its own; gate and up by the same columns,
-// so each computes its part of h; o and down add their part into x) and meet
-// at a barrier only where a step reads what others wrote, five a layer. Each
-// thread normalises x into its own xn. The same arithmetic as kv_rows.
+// so each thread rotates and caches its own; gate and up by the same whole
+// blocks of 32 columns, so each computes and quantises its part of h; o and
+// down add their part into x) and meet at a barrier only where a step reads
+// what others wrote, five a layer. Each thread normalises and quantises x
+// into its own xn: dim / 32 blocks done on every thread cost less than the
+// barrier that sharing them would need. atty and h are quantised once, each
+// thread its part (kv_attention's heads, h's blocks), before the barrier
+// that precedes their product. The same arithmetic as kv_rows.
 static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, const int *pos) {
     const Config *cf = &m->c;
     const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, H = cf->n_heads, KV = cf->n_kv_heads;
@@ -1071,15 +1092,17 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *xn = c->xt + (size_t)t * QMAT_MAX_ROWS * D, rstd[QMAT_MAX_ROWS];
+        float *xnq = c->xtq + (size_t)t * xq_floats(D);
         int h0, h1, d0, d1, f0, f1;
         share(H + 2 * KV, t, nt, &h0, &h1);   // heads of [q; k; v]
         share(D, t, nt, &d0, &d1);
-        share(F, t, nt, &f0, &f1);
+        share(F / 32, t, nt, &f0, &f1);       // blocks of h
         for (int l = 0; l < cf->n_layers; l++) {
             const Layer *W = &m->layers[l];
             const Linear *P = W->proj;
             rmsnorm_forward(xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
-            part_apply(&P[PROJ_Q], 3, xn, R, c->qkv, W3, h0 * hd, h1 * hd);
+            part_prep(&P[PROJ_Q], 3, xn, R, xnq, 0, D / 32);
+            part_apply(&P[PROJ_Q], 3, xn, xnq, R, c->qkv, W3, h0 * hd, h1 * hd);
             for (int h = h0; h < h1; h++) {   // q heads, k heads, v heads
                 float *x = c->qkv + (size_t)h * hd;
                 if (h < H + KV) rope_at(x, W3, pos, c->inv_freq, R, 1, hd);
@@ -1091,16 +1114,18 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
                 }
             }
             #pragma omp barrier
-            kv_attention(m, c, l, R, seq, pos, c->qkv, W3);   // ends in a barrier
-            part_apply(&P[PROJ_O], 1, c->atty, R, c->tmp, D, d0, d1);
+            kv_attention(m, c, l, R, seq, pos, c->qkv, W3, P[PROJ_O].qw);   // ends in a barrier
+            part_apply(&P[PROJ_O], 1, c->atty, c->xq, R, c->tmp, D, d0, d1);
             add_part(c->x, c->tmp, R, D, d0, d1);
             #pragma omp barrier
             rmsnorm_forward(xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
-            part_apply(&P[PROJ_GATE], 1, xn, R, c->gu, 2 * F, f0, f1);
-            part_apply(&P[PROJ_UP], 1, xn, R, c->gu + F, 2 * F, f0, f1);
-            kv_swiglu(c->h, c->gu, R, F, f0, f1);
+            part_prep(&P[PROJ_GATE], 2, xn, R, xnq, 0, D / 32);
+            part_apply(&P[PROJ_GATE], 1, xn, xnq, R, c->gu, 2 * F, 32 * f0, 32 * f1);
+            part_apply(&P[PROJ_UP], 1, xn, xnq, R, c->gu + F, 2 * F, 32 * f0, 32 * f1);
+            kv_swiglu(c->h, c->gu, R, F, 32 * f0, 32 * f1);
+            part_prep(&P[PROJ_DOWN], 1, c->h, R, c->xq, f0, f1);
             #pragma omp barrier
-            part_apply(&P[PROJ_DOWN], 1, c->h, R, c->tmp, D, d0, d1);
+            part_apply(&P[PROJ_DOWN], 1, c->h, c->xq, R, c->tmp, D, d0, d1);
             add_part(c->x, c->tmp, R, D, d0, d1);
             #pragma omp barrier
         }
@@ -1110,8 +1135,8 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
 // n Linears of the same input x (N rows), their outputs side by side in y (N,
 // sum of outs): fused (a prompt chunk), in one sgemm of their fp32 weights
 // when linear_fused can; else, with compact copies of the same width and few
-// rows (a decode step), in one qmat_mul_n; else one product each.
-static void linear_group(const Linear *l, int n, const float *x, float *y, float *u, int N, int fuse) {
+// rows (a decode step), in one qmat_mul_n, x quantised into xs; else one product each.
+static void linear_group(const Linear *l, int n, const float *x, float *y, float *u, int N, int fuse, void *xs) {
     if (fuse && linear_fused(l, n, x, y, u, N)) return;
     int ld = 0, compact = N <= QMAT_MAX_ROWS;
     const QMat *q[N_PROJ];
@@ -1121,14 +1146,30 @@ static void linear_group(const Linear *l, int n, const float *x, float *y, float
         compact &= q[0] && q[j] && q[j]->cols == q[0]->cols;
     }
     if (compact) {
-        qmat_mul_n(q, n, x, N, y, ld);
+        qmat_mul_n(q, n, x, N, y, ld, xs);
         for (int j = 0, off = 0; j < n; off += l[j++].out) {
             merged_term(&l[j], x, y + off, ld, u, N);
             linear_extra(&l[j], x, y + off, ld, u, N);
         }
         return;
     }
-    for (int j = 0, off = 0; j < n; off += l[j++].out) linear_apply(&l[j], x, y + off, ld, u, N, 1);
+    for (int j = 0, off = 0; j < n; off += l[j++].out) linear_apply(&l[j], x, y + off, ld, u, N, xs);
+}
+
+// Whether a decode step may take kv_layers_decode: every projection reads its
+// compact copy alone (no adapter attached or merged) and heads are whole
+// blocks of 32 (kv_attention quantises o's input head by head). Asked each
+// pass: 7 loads a layer, where a flag would have to follow model_attach_lora,
+// lora_merge and the compact copies' binding, and a stale one would compute
+// the wrong sum.
+static int one_region(const Model *m) {
+    int ok = m->c.head_dim % 32 == 0;
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int p = 0; p < N_PROJ; p++) {
+            const Linear *x = &m->layers[l].proj[p];
+            ok &= x->qw && !x->r && !x->qr;
+        }
+    return ok;
 }
 
 // R rows (R <= c->rows): token tok[i] of sequence seq[i] at position pos[i].
@@ -1144,15 +1185,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
     float *q = c->qkv, *k = q + Dq, *v = k + Dkv;
     embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
-    int decode = R <= QMAT_MAX_ROWS;   // and every projection compact, no adapter attached or merged: kv_layers_decode
-    for (int l = 0; l < cf->n_layers; l++)
-        for (int p = 0; p < N_PROJ; p++) decode &= m->layers[l].proj[p].qw && !m->layers[l].proj[p].r && !m->layers[l].proj[p].qr;
+    const int decode = R <= QMAT_MAX_ROWS && one_region(m);
     if (decode) kv_layers_decode(m, c, R, seq, pos);
     for (int l = 0; !decode && l < cf->n_layers; l++) {
         const Layer *W = &m->layers[l];
         const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
-        linear_group(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R, fuse);
+        linear_group(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R, fuse, c->xq);
         rope_at(q, W3, pos, c->inv_freq, R, cf->n_heads, hd);
         rope_at(k, W3, pos, c->inv_freq, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
@@ -1161,13 +1200,13 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
             memcpy(c->v + at, v + (size_t)i * W3, Dkv * sizeof(float));
         }
         #pragma omp parallel num_threads(kv_threads(c))
-        kv_attention(m, c, l, R, seq, pos, q, W3);
-        linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, 1);
+        kv_attention(m, c, l, R, seq, pos, q, W3, NULL);
+        linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, c->xq);
         add(c->x, c->tmp, (size_t)R * D);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
-        linear_group(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R, fuse);
+        linear_group(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R, fuse, c->xq);
         kv_swiglu(c->h, c->gu, R, F, 0, F);
-        linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, 1);
+        linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, c->xq);
         add(c->x, c->tmp, (size_t)R * D);
     }
     int nw = 0;
@@ -1175,7 +1214,7 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         if (want[i]) memcpy(c->tmp + (size_t)nw++ * D, c->x + (size_t)i * D, D * sizeof(float));
     if (!nw) return;
     rmsnorm_forward(c->xn, rstd, c->tmp, m->norm, nw, D, cf->norm_eps);
-    if (m->q_lm_head && nw <= QMAT_MAX_ROWS) qmat_mul(m->q_lm_head, c->xn, nw, c->logits, cf->vocab);
+    if (m->q_lm_head && nw <= QMAT_MAX_ROWS) qmat_mul(m->q_lm_head, c->xn, nw, c->logits, cf->vocab, c->xq);
     else gemm(0, 1, nw, cf->vocab, D, 1.0f, c->xn, D, m->lm_head, D, 0.0f, c->logits, cf->vocab);
 }
 

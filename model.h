@@ -220,6 +220,8 @@ typedef struct {
     float *inv_freq;              // (hd/2)
     float *x, *xn, *qkv, *atty, *tmp, *gu, *h, *u;   // (rows, ...) scratch: qkv a row's q, k, v; gu its gate, up
     float *xt;                    // (threads, QMAT_MAX_ROWS, dim) each thread's xn in a decode step
+    float *xtq;                   // (threads, ...) its quantised form (qmat_prep), qmat_scratch_bytes(QMAT_MAX_ROWS, dim) each
+    float *xq;                    // the quantised form of a compact product's x: qmat_scratch_bytes(QMAT_MAX_ROWS, widest x)
     float *scores;                // (threads, ATT_BLOCK * max_T) a tile of attention rows per thread
     float *logits;                // (min(B, rows), V): a pass wants at most one row per sequence
 } KVCache;

@@ -1,5 +1,5 @@
 // util.h: the few helpers every file shares: error messages, whole-file I/O,
-// atomic writes, a seeded RNG, a stable hash, UTF-8.
+// atomic writes, a seeded RNG, a stable hash, UTF-8, a thread's share of work.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +69,13 @@ void np_shuffle(uint32_t seed, int *a, int n);
 void bootstrap_mean(const double *x, const double *w, int n, uint64_t seed, double *mean, double *lo, double *hi);
 
 double now_seconds(void);
+
+// Thread t's share [*a, *b) of n units among nt threads: the parallel
+// regions that split a product's outputs by hand.
+static inline void share(int n, int t, int nt, int *a, int *b) {
+    *a = (int)((long)n * t / nt);
+    *b = (int)((long)n * (t + 1) / nt);
+}
 
 // Progress of long work on stderr. On a terminal the line is redrawn in place;
 // into a file or a pipe, a line goes out every PROGRESS_SECONDS (and always

@@ -114,9 +114,14 @@ void qmat_row_f32(const QMat *q, int r, float *out) {
 }
 
 // ---------------------------------------------------------------------------
+// What the kernels read of x besides its floats, per block of 32 (qmat_prep):
+// the block quantised to 8 bits (x = d q, s = d sum(q)) for the q8 kernels,
+// and its exact sum for Q4_1's m times fp32 x.
+typedef struct { float d, s, sum; int8_t q[32]; } XBlock;
+
 // The kernel: out[r] = sum over blocks of d * (u . x_r) + m * sum(x_r), for
-// nr <= 8 rows of x (row stride ldx); xsum (nr, nb) holds the block sums of x
-// (Q4_1 only). Inlined with constant type and nr, so the loops over r unroll.
+// nr <= 8 rows of x (row stride ldx); xb (nr, nb) holds the block sums of x
+// (read by Q4_1 only). Inlined with constant type and nr, so the loops over r unroll.
 
 #ifdef __AVX2__
 static inline __m256 cvt8(__m128i bytes, int is_signed) {   // the low 8 bytes as 8 floats
@@ -153,7 +158,7 @@ static inline float hsum(__m256 v) {
 }
 
 static inline __attribute__((always_inline)) void rows_dot(int type, const uint8_t *w, int nb, const float *x, int ldx,
-                                                           const float *xsum, int nr, float *out) {
+                                                           const XBlock *xb, int nr, float *out) {
     __m256 acc[8];
     float macc[8] = {0};
     for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
@@ -169,13 +174,13 @@ static inline __attribute__((always_inline)) void rows_dot(int type, const uint8
             t = _mm256_fmadd_ps(u[2], _mm256_loadu_ps(xr + 16), t);
             t = _mm256_fmadd_ps(u[3], _mm256_loadu_ps(xr + 24), t);
             acc[r] = type == QT_BF16 ? _mm256_add_ps(acc[r], t) : _mm256_fmadd_ps(dv, t, acc[r]);
-            if (type == QT_Q4_1) macc[r] += m * xsum[r * nb + k];
+            if (type == QT_Q4_1) macc[r] += m * xb[r * nb + k].sum;
         }
     }
     for (int r = 0; r < nr; r++) out[r] = hsum(acc[r]) + macc[r];
 }
 #else
-static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, int ldx, const float *xsum, int nr, float *out) {
+static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, int ldx, const XBlock *xb, int nr, float *out) {
     float acc[8] = {0};
     for (int k = 0; k < nb; k++, w += QT_BYTES[type]) {
         float u[32], d, m;
@@ -185,7 +190,7 @@ static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, 
             float t = 0.0f;
             #pragma omp simd reduction(+ : t)
             for (int j = 0; j < 32; j++) t += u[j] * xr[j];
-            acc[r] += d * t + (type == QT_Q4_1 ? m * xsum[r * nb + k] : 0.0f);
+            acc[r] += d * t + (type == QT_Q4_1 ? m * xb[r * nb + k].sum : 0.0f);
         }
     }
     for (int r = 0; r < nr; r++) out[r] = acc[r];
@@ -202,24 +207,24 @@ static inline void rows_dot(int type, const uint8_t *w, int nb, const float *x, 
         for (int r = 0; r < NR; r++) y[(size_t)r * ldy + i] = out[r];                           \
     }
 #define QMAT_KERNEL(NAME, TYPE)                                                                             \
-    static void NAME(const uint8_t *w, size_t wb, int nw, int nb, const float *x, int ldx, const float *xsum, \
+    static void NAME(const uint8_t *w, size_t wb, int nw, int nb, const float *x, int ldx, const XBlock *xb, \
                      int nr, float *y, int ldy) {                                                           \
         switch (nr) {                                                                                       \
-        case 1: EACH_W_ROW(1, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 1, out)) break;                   \
-        case 2: EACH_W_ROW(2, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 2, out)) break;                   \
-        case 3: EACH_W_ROW(3, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 3, out)) break;                   \
-        case 4: EACH_W_ROW(4, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 4, out)) break;                   \
-        case 5: EACH_W_ROW(5, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 5, out)) break;                   \
-        case 6: EACH_W_ROW(6, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 6, out)) break;                   \
-        case 7: EACH_W_ROW(7, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 7, out)) break;                   \
-        default: EACH_W_ROW(8, rows_dot(TYPE, w + i * wb, nb, x, ldx, xsum, 8, out)) break;                  \
+        case 1: EACH_W_ROW(1, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 1, out)) break;                    \
+        case 2: EACH_W_ROW(2, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 2, out)) break;                    \
+        case 3: EACH_W_ROW(3, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 3, out)) break;                    \
+        case 4: EACH_W_ROW(4, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 4, out)) break;                    \
+        case 5: EACH_W_ROW(5, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 5, out)) break;                    \
+        case 6: EACH_W_ROW(6, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 6, out)) break;                    \
+        case 7: EACH_W_ROW(7, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 7, out)) break;                    \
+        default: EACH_W_ROW(8, rows_dot(TYPE, w + i * wb, nb, x, ldx, xb, 8, out)) break;                   \
         }                                                                                                   \
     }
 QMAT_KERNEL(dot_bf16, QT_BF16)
 QMAT_KERNEL(dot_q8_0, QT_Q8_0)
 QMAT_KERNEL(dot_q4_0, QT_Q4_0)
 QMAT_KERNEL(dot_q4_1, QT_Q4_1)
-typedef void (*DotFn)(const uint8_t *, size_t, int, int, const float *, int, const float *, int, float *, int);
+typedef void (*DotFn)(const uint8_t *, size_t, int, int, const float *, int, const XBlock *, int, float *, int);
 static const DotFn DOT[QT_N] = {dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1};
 
 // ---------------------------------------------------------------------------
@@ -232,8 +237,7 @@ static const DotFn DOT[QT_N] = {dot_bf16, dot_q8_0, dot_q4_0, dot_q4_1};
 // which is what decides the speed here (the fp32 kernel reaches a fifth of
 // the memory bandwidth). The error this adds, about 1/254 of each block's
 // largest activation, is measured against fp32 in test_gguf and test_model.
-
-typedef struct { float d, s; int8_t q[32]; } XBlock;   // s = d * sum(q): the block's sum, for Q4_0's -8 and Q4_1's m
+// s = d * sum(q) is the block's sum, for Q4_0's -8 and Q4_1's m.
 
 #ifdef __AVX2__
 static void quantize_x(const float *x, int n, XBlock *out) {   // n blocks; the same bytes as the loop below
@@ -347,56 +351,64 @@ QMAT_KERNEL_Q8(dot_q4_1_q8, QT_Q4_1)
 typedef void (*DotQ8Fn)(const uint8_t *, size_t, int, int, const XBlock *, int, float *, int);
 static const DotQ8Fn DOT_Q8[QT_N] = {NULL, dot_q8_0_q8, dot_q4_0_q8, dot_q4_1_q8};   // bf16 keeps fp32 activations
 
-void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, int o0, int o1) {
+static int reads_q8(const QMat *q) { return q->q8 && DOT_Q8[q->type]; }
+
+size_t qmat_scratch_bytes(int R, int cols) { return (size_t)R * (cols / 32) * sizeof(XBlock); }
+
+void qmat_prep(const QMat *const *q, int n, const float *x, int R, void *s, int k0, int k1) {
     const int cols = q[0]->cols, nb = cols / 32;
-    int q8 = 0, q4_1 = 0;
+    int q8 = 0, sums = 0;   // what the kernels of q[0..n) read
     for (int j = 0; j < n; j++) {
-        q8 |= q[j]->q8 && DOT_Q8[q[j]->type];
-        q4_1 |= !(q[j]->q8 && DOT_Q8[q[j]->type]) && q[j]->type == QT_Q4_1;
+        q8 |= reads_q8(q[j]);
+        sums |= !reads_q8(q[j]) && q[j]->type == QT_Q4_1;
     }
-    float *xsum = NULL;   // Q4_1's block sums of x (R, nb)
-    XBlock *xq = NULL;    // the q8 activations (R, nb)
-    if (q8) {
-        xq = xmalloc((size_t)R * nb * sizeof(XBlock));
-        for (int r = 0; r < R; r++) quantize_x(x + (size_t)r * cols, nb, xq + (size_t)r * nb);
-    }
-    if (q4_1) {
-        xsum = xmalloc((size_t)R * nb * sizeof(float));
-        for (int i = 0; i < R * nb; i++) {
-            float s = 0.0f;
-            for (int j = 0; j < 32; j++) s += x[(size_t)i * 32 + j];
-            xsum[i] = s;
+    for (int r = 0; r < R; r++) {
+        const float *xr = x + (size_t)r * cols;
+        XBlock *xb = (XBlock *)s + (size_t)r * nb;
+        if (q8) quantize_x(xr + 32 * k0, k1 - k0, xb + k0);
+        for (int k = k0; sums && k < k1; k++) {
+            float t = 0.0f;
+            for (int j = 0; j < 32; j++) t += xr[32 * k + j];
+            xb[k].sum = t;
         }
     }
+}
+
+void qmat_mul_part(const QMat *const *q, int n, const float *x, const void *s, int R, float *y, int ldy, int o0, int o1) {
+    const int cols = q[0]->cols, nb = cols / 32;
+    const XBlock *xb = s;
     for (int j = 0, off = 0; j < n; off += q[j++]->rows) {   // matrix j's outputs are columns off..
         const QMat *m = q[j];
-        const int mq8 = m->q8 && DOT_Q8[m->type], a = o0 > off ? o0 - off : 0, b = o1 - off < m->rows ? o1 - off : m->rows;
+        const int mq8 = reads_q8(m), a = o0 > off ? o0 - off : 0, b = o1 - off < m->rows ? o1 - off : m->rows;
         for (int i0 = a; i0 < b; i0 += 16) {   // 16 weight rows stay in L1 through the groups of 8 rows of x
             const uint8_t *w = m->data + (size_t)i0 * m->row_bytes;
             const int nw = b - i0 < 16 ? b - i0 : 16;
             for (int r0 = 0; r0 < R; r0 += 8) {
                 const int nr = R - r0 < 8 ? R - r0 : 8;
                 float *yr = y + (size_t)r0 * ldy + off + i0;
-                if (mq8) DOT_Q8[m->type](w, m->row_bytes, nw, nb, xq + (size_t)r0 * nb, nr, yr, ldy);
-                else DOT[m->type](w, m->row_bytes, nw, nb, x + (size_t)r0 * cols, cols, m->type == QT_Q4_1 ? xsum + (size_t)r0 * nb : NULL, nr, yr, ldy);
+                if (mq8) DOT_Q8[m->type](w, m->row_bytes, nw, nb, xb + (size_t)r0 * nb, nr, yr, ldy);
+                else DOT[m->type](w, m->row_bytes, nw, nb, x + (size_t)r0 * cols, cols, xb + (size_t)r0 * nb, nr, yr, ldy);
             }
         }
     }
-    free(xsum);
-    free(xq);
 }
 
-void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy) {
+void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, void *s) {
+    void *own = s ? NULL : xmalloc(qmat_scratch_bytes(R, q[0]->cols));
+    if (own) s = own;
+    qmat_prep(q, n, x, R, s, 0, q[0]->cols / 32);   // once, before the threads share it
     int O = 0;   // the output columns of all n
     for (int j = 0; j < n; j++) O += q[j]->rows;
     #pragma omp parallel if ((long)O * q[0]->cols * (R < 8 ? R : 8) > 1L << 15)
     {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        qmat_mul_part(q, n, x, R, y, ldy, (int)((long)O * t / nt), (int)((long)O * (t + 1) / nt));
+        int o0, o1;
+        share(O, omp_get_thread_num(), omp_get_num_threads(), &o0, &o1);
+        qmat_mul_part(q, n, x, s, R, y, ldy, o0, o1);
     }
+    free(own);
 }
 
-void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy) { qmat_mul_n(&q, 1, x, R, y, ldy); }
+void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy, void *s) { qmat_mul_n(&q, 1, x, R, y, ldy, s); }
 
 // ---------------------------------------------------------------------------
 // A model's compact copies

@@ -44,15 +44,27 @@ void qmat_row_f32(const QMat *q, int r, float *out);
 // reads the weights once. OpenMP threads split the output columns. With q->q8
 // set, Q8_0 and Q4 weights multiply x quantised to 8 bits per block of 32
 // (integer dot products, llama.cpp's way: faster, and each x off by up to
-// 1/254 of its block's largest); bf16 always multiplies fp32 x.
-void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy);
+// 1/254 of its block's largest); bf16 always multiplies fp32 x. s: scratch
+// of qmat_scratch_bytes(R, cols) for x's quantised form (qmat_prep, done
+// once before the threads start), or NULL to allocate it for the call.
+void qmat_mul(const QMat *q, const float *x, int R, float *y, int ldy, void *s);
 // The same for n matrices of the same x and cols (q, k, v; gate, up) in one
 // parallel region, their rows split among the threads together: matrix j's
 // outputs go to columns off_j.. of y (off_j = q[0]->rows + ... + q[j-1]->rows).
-void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy);
-// Only output columns o0..o1-1 of qmat_mul_n's y, on the calling thread (each
-// of a parallel region's threads its own share).
-void qmat_mul_part(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, int o0, int o1);
+void qmat_mul_n(const QMat *const *q, int n, const float *x, int R, float *y, int ldy, void *s);
+
+// The two halves of qmat_mul_n, for a parallel region of the caller's own
+// (model.c's decode step), so that x is quantised once per pass, not once
+// per product and thread. qmat_prep writes into s (qmat_scratch_bytes(R,
+// cols) bytes) what the products with q[0..n) read of x besides its floats
+// (the 8-bit blocks; Q4_1's block sums with fp32 x), for blocks k0..k1-1 of
+// every row: threads may each prepare a share of the blocks. Row r's part
+// starts qmat_scratch_bytes(r, cols) bytes into s. qmat_mul_part then
+// computes output columns o0..o1-1 of qmat_mul_n's y on the calling thread
+// (each of a region's threads its own share), reading x and s.
+size_t qmat_scratch_bytes(int R, int cols);
+void qmat_prep(const QMat *const *q, int n, const float *x, int R, void *s, int k0, int k1);
+void qmat_mul_part(const QMat *const *q, int n, const float *x, const void *s, int R, float *y, int ldy, int o0, int o1);
 
 // ---------------------------------------------------------------------------
 // A model's compact copies: which form the KV-cache path reads.

@@ -291,7 +291,7 @@ static int bench_kernels(int reps) {
                     double t0 = now_seconds();
                     for (int c = 0; c < calls; c++)
                         if (t < 0) gemm(0, 1, R, NO, NI, 1.0f, x, NI, w, NI, 0.0f, y, NO);
-                        else qmat_mul(&q, x, R, y, q.rows);
+                        else qmat_mul(&q, x, R, y, q.rows, NULL);
                     double dt = (now_seconds() - t0) / calls;
                     if (dt < best) best = dt;
                 }

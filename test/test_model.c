@@ -810,7 +810,7 @@ START_TEST(qmat_kernels) {
             double worst = 0;   // the q8 error as a share of its bound
             q.q8 = q8;
             for (int R = 1; R <= 11; R++) {
-                qmat_mul(&q, x, R, y, q.rows);
+                qmat_mul(&q, x, R, y, q.rows, NULL);
                 for (int o = 0; o < O; o++) {
                     qmat_row_f32(&q, o, row);
                     for (int i = 0; i < R; i++) {
@@ -865,8 +865,8 @@ START_TEST(qmat_mul_n_matches_one_by_one) {
     for (int q8 = 0; q8 <= 1; q8++)
         for (int R = 1; R <= 11; R++) {
             for (int t = 0; t < QT_N; t++) q[t].q8 = q8;
-            qmat_mul_n(qs, QT_N, x, R, y, O);
-            for (int t = 0, off = 0; t < QT_N; off += rows[t++]) qmat_mul(&q[t], x, R, one + off, O);
+            qmat_mul_n(qs, QT_N, x, R, y, O, NULL);
+            for (int t = 0, off = 0; t < QT_N; off += rows[t++]) qmat_mul(&q[t], x, R, one + off, O, NULL);
             ck_assert_msg(!memcmp(y, one, (size_t)R * O * sizeof(float)), "%s activations, %d rows: qmat_mul_n differs", q8 ? "q8" : "fp32", R);
         }
     for (int t = 0; t < QT_N; t++) qmat_free(&q[t]);
@@ -875,14 +875,15 @@ START_TEST(qmat_mul_n_matches_one_by_one) {
 END_TEST
 
 // A decode step runs in one parallel region (kv_layers_decode) when every
-// projection has a compact copy and no adapter, else one product at a time.
-// Both give the same logits bit for bit: an adapter with B = 0 (PEFT's init)
-// adds zeros and sends the same model down the other path. Llama and Qwen2
-// (biases); bf16, q8_0, q8_0 with q8 activations; steps of batch 3, then 2
-// tokens appended to one sequence (a 2-row tile in the attention).
+// projection has a compact copy and no adapter (and heads are whole blocks of
+// 32), else one product at a time. Both give the same logits bit for bit: an
+// adapter with B = 0 (PEFT's init) adds zeros and sends the same model down
+// the other path. Llama and Qwen2 (biases); bf16, q8_0, q8_0 with q8
+// activations; steps of batch 3, then 2 tokens appended to one sequence (a
+// 2-row tile in the attention).
 START_TEST(kv_decode_region_same_as_per_product) {
-    Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16, .vocab = 160, .arch = _i ? ARCH_QWEN2 : ARCH_LLAMA,
-                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .max_pos = 64, .bos = 1, .eos = {2}, .n_eos = 1};   // widths of whole blocks of 32
+    Config c = {.dim = 64, .hidden = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .vocab = 160, .arch = _i ? ARCH_QWEN2 : ARCH_LLAMA,
+                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .max_pos = 64, .bos = 1, .eos = {2}, .n_eos = 1};   // widths and heads of whole blocks of 32
     char err[ERR_MAX];
     Model m;
     ck_assert_int_eq(model_init(&m, &c, err), 0);
