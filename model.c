@@ -946,7 +946,8 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     Table *t = &c->mem;
     table_add(t, "k", cf->n_layers * B, max_T * Dkv);
     table_add(t, "v", cf->n_layers * B, max_T * Dkv);
-    table_add(t, "inv_freq", 1, hd / 2);
+    table_add(t, "cos", max_T, hd / 2);
+    table_add(t, "sin", max_T, hd / 2);
     const char *names[] = {"x", "xn", "qkv", "atty", "tmp", "gu", "h", "u"};
     const int cols[] = {D, D, Dq + 2 * Dkv, Dq, D, 2 * F, F, r ? r : 1};
     for (int i = 0; i < 8; i++) table_add(t, names[i], R, cols[i]);
@@ -958,11 +959,11 @@ int kv_init(KVCache *c, const Model *m, int B, int max_T, char *err) {
     table_add(t, "scores", c->threads, ATT_BLOCK * max_T);
     table_add(t, "logits", B < R ? B : R, cf->vocab);
     if (table_alloc(t)) { table_free(t); return errf(err, "out of memory for a KV cache of %d x %d tokens", B, max_T); }
-    float **slots[] = {&c->k, &c->v, &c->inv_freq, &c->x, &c->xn, &c->qkv, &c->atty, &c->tmp,
+    float **slots[] = {&c->k, &c->v, &c->cosv, &c->sinv, &c->x, &c->xn, &c->qkv, &c->atty, &c->tmp,
                        &c->gu, &c->h, &c->u, &c->xt, &c->xtq, &c->xq, &c->scores, &c->logits};
     for (int i = 0; i < t->n; i++) *slots[i] = t->t[i].data;
     c->len = xcalloc((size_t)B, sizeof(int));
-    rope_inv_freq(cf, c->inv_freq);
+    rope_table(cf, max_T, c->cosv, c->sinv);
     return 0;
 }
 
@@ -972,19 +973,21 @@ void kv_free(KVCache *c) {
     memset(c, 0, sizeof *c);
 }
 
-// x (R, nh*hd), rows ld floats apart, rotated in place, row i at position pos[i].
-static void rope_at(float *x, int ld, const int *pos, const float *inv, int R, int nh, int hd) {
+// x (R, nh*hd), rows ld floats apart, rotated in place, row i at position
+// pos[i]: the angles' cos and sin come from the cache's table, computed once
+// (not again for every head, layer and step).
+static void rope_at(const KVCache *c, float *x, int ld, const int *pos, int R, int nh, int hd) {
     const int half = hd / 2;
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < half; j++) {
-            float ang = (float)pos[i] * inv[j], cs = cosf(ang), sn = sinf(ang);
+    for (int i = 0; i < R; i++) {
+        const float *cs = c->cosv + (size_t)pos[i] * half, *sn = c->sinv + (size_t)pos[i] * half;
+        for (int j = 0; j < half; j++)
             for (int h = 0; h < nh; h++) {
                 float *v = x + (size_t)i * ld + h * hd;
                 float x1 = v[j], x2 = v[j + half];
-                v[j] = x1 * cs - x2 * sn;
-                v[j + half] = x2 * cs + x1 * sn;
+                v[j] = x1 * cs[j] - x2 * sn[j];
+                v[j + half] = x2 * cs[j] + x1 * sn[j];
             }
-        }
+    }
 }
 
 // Row i (sequence seq[i], position pos[i]) attends to cached positions
@@ -1105,7 +1108,7 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
             part_apply(&P[PROJ_Q], 3, xn, xnq, R, c->qkv, W3, h0 * hd, h1 * hd);
             for (int h = h0; h < h1; h++) {   // q heads, k heads, v heads
                 float *x = c->qkv + (size_t)h * hd;
-                if (h < H + KV) rope_at(x, W3, pos, c->inv_freq, R, 1, hd);
+                if (h < H + KV) rope_at(c, x, W3, pos, R, 1, hd);
                 if (h < H) continue;
                 const int kv = h < H + KV ? h - H : h - H - KV;
                 for (int i = 0; i < R; i++) {
@@ -1192,8 +1195,8 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
         linear_group(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R, fuse, c->xq);
-        rope_at(q, W3, pos, c->inv_freq, R, cf->n_heads, hd);
-        rope_at(k, W3, pos, c->inv_freq, R, cf->n_kv_heads, hd);
+        rope_at(c, q, W3, pos, R, cf->n_heads, hd);
+        rope_at(c, k, W3, pos, R, cf->n_kv_heads, hd);
         for (int i = 0; i < R; i++) {
             size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv;
             memcpy(c->k + at, k + (size_t)i * W3, Dkv * sizeof(float));

@@ -217,7 +217,7 @@ typedef struct {
     int *len;                     // tokens cached per sequence (set to 0 to reuse a slot)
     Table mem;
     float *k, *v;                 // (L, B, max_T, KV*hd)
-    float *inv_freq;              // (hd/2)
+    float *cosv, *sinv;           // (max_T, hd/2) RoPE at every position the cache holds (rope_table)
     float *x, *xn, *qkv, *atty, *tmp, *gu, *h, *u;   // (rows, ...) scratch: qkv a row's q, k, v; gu its gate, up
     float *xt;                    // (threads, QMAT_MAX_ROWS, dim) each thread's xn in a decode step
     float *xtq;                   // (threads, ...) its quantised form (qmat_prep), qmat_scratch_bytes(QMAT_MAX_ROWS, dim) each
