@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #ifdef _OPENMP
 #include <omp.h>
 #else   // built without OpenMP (the fuzz targets): one thread
@@ -49,11 +50,27 @@ void table_add(Table *t, const char *name, int rows, int cols) {
     x->data = NULL;
 }
 
+// Asks the kernel for 2 MiB pages over the whole 2 MiB blocks of [p, p + n),
+// which only madvise gets where transparent huge pages are "madvise": the
+// first touch of a block then costs one fault, not 512. A KV cache's scratch
+// is touched first by the prefill that follows kv_init (an 8 x 128 prefill of
+// the 25M model spent a fifth of its time in page faults); weights miss the
+// TLB less in their products.
+static void huge_pages(void *p, size_t n) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20, a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);   // a hint: failure leaves 4 KiB pages
+#else
+    (void)p, (void)n;
+#endif
+}
+
 int table_alloc(Table *t) {
     t->total = 0;
     for (int i = 0; i < t->n; i++) t->total += t->t[i].size;
     t->mem = calloc(t->total ? t->total : 1, sizeof(float));
     if (!t->mem) return -1;
+    huge_pages(t->mem, t->total * sizeof(float));
     float *p = t->mem;
     for (int i = 0; i < t->n; i++) { t->t[i].data = p; p += t->t[i].size; }
     return 0;
@@ -675,6 +692,33 @@ static void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+// e^x within 1 ulp for |x| < 87 (larger |x| taken as 87: e^-87 and e^87 are
+// still normal floats; NaN stays NaN) in plain float arithmetic, which the
+// compiler vectorizes in an omp simd loop where it calls expf once an element.
+// Cephes' expf: x = n ln2 + r (ln2 in two parts, so r is exact), e^r by a
+// polynomial, 2^n into the exponent bits. The tests compare the bits as
+// integers: a float compare keeps gcc from vectorizing (-ftrapping-math).
+static inline float exp_simd(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    const uint32_t a = b & 0x7fffffff;
+    b = a < 0x42ae0000 ? b : (b & 0x80000000) | 0x42ae0000;   // |x| < 87.0f
+    memcpy(&x, &b, 4);
+    const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;        // round(x / ln2): 1.5 * 2^23 drops the fraction
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const uint32_t e = a > 0x7f800000 ? 0x7fc00000 : (uint32_t)((int32_t)n + 127) << 23;   // 2^n, or NaN
+    float s;
+    memcpy(&s, &e, 4);
+    return p * s;
+}
+
 // Attention runs as matrix products per (batch, head), on blocks of ATT_BLOCK
 // query rows: the rows t0..t1 see keys 0..t1 only (causal), so the products
 // skip the upper-right blocks of the T x T score matrix.
@@ -990,6 +1034,18 @@ static void rope_at(const KVCache *c, float *x, int ld, const int *pos, int R, i
     }
 }
 
+// p[0..n-1] = softmax(p[0..n-1]), p[n..len-1] = 0 (masked): softmax_causal
+// through exp_simd, the sums in simd order (a prompt chunk's rows).
+static void softmax_kv(float *p, int n, int len) {
+    float mx = -INFINITY, sum = 0.0f;
+    #pragma omp simd reduction(max : mx)
+    for (int s = 0; s < n; s++) mx = p[s] > mx ? p[s] : mx;
+    #pragma omp simd reduction(+ : sum)
+    for (int s = 0; s < n; s++) { p[s] = exp_simd(p[s] - mx); sum += p[s]; }
+    for (int s = 0; s < n; s++) p[s] /= sum;
+    memset(p + n, 0, (size_t)(len - n) * sizeof(float));
+}
+
 // Row i (sequence seq[i], position pos[i]) attends to cached positions
 // 0..pos[i]; its query is q + i * ldq (H heads), its output goes to c->atty.
 // Rows that are consecutive positions of one sequence (a prompt chunk) go in
@@ -1019,7 +1075,7 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
         float *y = c->atty + ((size_t)i * H + h) * hd;
         if (n > 1) {
             gemm(0, 1, n, keys, hd, scale, qi, ldq, k, Dkv, 0.0f, p, keys);
-            for (int r = 0; r < n; r++) softmax_causal(p + (size_t)r * keys, keys - n + r, keys);
+            for (int r = 0; r < n; r++) softmax_kv(p + (size_t)r * keys, keys - n + r + 1, keys);
             gemm(0, 0, n, hd, keys, 1.0f, p, keys, v, Dkv, 0.0f, y, H * hd);
         } else {
             float mx = -INFINITY, sum = 0.0f;
@@ -1040,11 +1096,13 @@ static void kv_attention(const Model *m, KVCache *c, int l, int R, const int *se
 static inline int kv_threads(const KVCache *c) { return omp_get_max_threads() < c->threads ? omp_get_max_threads() : c->threads; }
 
 // h (R,F) = silu(gate) * up in columns f0..f1-1, gate and up of row i at gu + i * 2F and gu + i * 2F + F.
+// exp_simd, not expf: a prompt chunk spent a twelfth of its time here on expf's calls.
 static void kv_swiglu(float *h, const float *gu, int R, int F, int f0, int f1) {
     #pragma omp parallel for if ((long)R * (f1 - f0) >= 1 << 13)
     for (int i = 0; i < R; i++) {
         const float *gate = gu + (size_t)i * 2 * F, *up = gate + F;
-        for (int f = f0; f < f1; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + expf(-gate[f])) * up[f];
+        #pragma omp simd
+        for (int f = f0; f < f1; f++) h[(size_t)i * F + f] = gate[f] / (1.0f + exp_simd(-gate[f])) * up[f];
     }
 }
 
@@ -1135,6 +1193,36 @@ static void kv_layers_decode(const Model *m, KVCache *c, int R, const int *seq, 
     }
 }
 
+// x (N, l->out) += y (N, l->out) = in (N, l->in) l^T + b + adapter: the
+// residual add after o and down. A prompt chunk (fuse) adds inside the sgemm
+// (beta 1), which saves zeroing y and a pass over both; a decode step takes
+// linear_apply, as kv_layers_decode's arithmetic must match it.
+static void linear_residual(const Linear *l, const float *in, float *x, float *y, float *u, int N, int fuse, void *xs) {
+    if (fuse) {
+        gemm(0, 1, N, l->out, l->in, 1.0f, in, l->in, l->w, l->in, 1.0f, x, l->out);
+        linear_extra(l, in, x, l->out, u, N);
+        return;
+    }
+    linear_apply(l, in, y, l->out, u, N, xs);
+    add(x, y, (size_t)N * l->out);
+}
+
+// Each row of c->qkv (R rows) rotated to its position, q in place, and its k
+// and v into layer l's cache, rows spread over the threads: q and k lie side
+// by side, so one rope_at turns both with the same angles.
+static void kv_rope_store(const Model *m, KVCache *c, int l, int R, const int *seq, const int *pos) {
+    const Config *cf = &m->c;
+    const int hd = cf->head_dim, Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd, W3 = Dq + 2 * Dkv;
+    #pragma omp parallel for if (R > QMAT_MAX_ROWS) num_threads(kv_threads(c))
+    for (int i = 0; i < R; i++) {
+        float *x = c->qkv + (size_t)i * W3;
+        rope_at(c, x, W3, pos + i, 1, cf->n_heads + cf->n_kv_heads, hd);
+        const size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv;
+        memcpy(c->k + at, x + Dq, Dkv * sizeof(float));
+        memcpy(c->v + at, x + Dq + Dkv, Dkv * sizeof(float));
+    }
+}
+
 // n Linears of the same input x (N rows), their outputs side by side in y (N,
 // sum of outs): fused (a prompt chunk), in one sgemm of their fp32 weights
 // when linear_fused can; else, with compact copies of the same width and few
@@ -1185,7 +1273,7 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
     const Config *cf = &m->c;
     const int D = cf->dim, F = cf->hidden, hd = cf->head_dim, Dq = cf->n_heads * hd, Dkv = cf->n_kv_heads * hd;
     const int W3 = Dq + 2 * Dkv, fuse = R > QMAT_MAX_ROWS;
-    float *q = c->qkv, *k = q + Dq, *v = k + Dkv;
+    float *q = c->qkv;
     embed(c->x, m->embed, tok, R, D);
     float rstd[KV_ROWS];
     const int decode = R <= QMAT_MAX_ROWS && one_region(m);
@@ -1195,22 +1283,14 @@ static void kv_rows(const Model *m, KVCache *c, int R, const int *tok, const int
         const Linear *P = W->proj;
         rmsnorm_forward(c->xn, rstd, c->x, W->attn_norm, R, D, cf->norm_eps);
         linear_group(&P[PROJ_Q], 3, c->xn, c->qkv, c->u, R, fuse, c->xq);
-        rope_at(c, q, W3, pos, R, cf->n_heads, hd);
-        rope_at(c, k, W3, pos, R, cf->n_kv_heads, hd);
-        for (int i = 0; i < R; i++) {
-            size_t at = (((size_t)l * c->B + seq[i]) * c->max_T + pos[i]) * Dkv;
-            memcpy(c->k + at, k + (size_t)i * W3, Dkv * sizeof(float));
-            memcpy(c->v + at, v + (size_t)i * W3, Dkv * sizeof(float));
-        }
+        kv_rope_store(m, c, l, R, seq, pos);
         #pragma omp parallel num_threads(kv_threads(c))
         kv_attention(m, c, l, R, seq, pos, q, W3, NULL);
-        linear_apply(&P[PROJ_O], c->atty, c->tmp, D, c->u, R, c->xq);
-        add(c->x, c->tmp, (size_t)R * D);
+        linear_residual(&P[PROJ_O], c->atty, c->x, c->tmp, c->u, R, fuse, c->xq);
         rmsnorm_forward(c->xn, rstd, c->x, W->mlp_norm, R, D, cf->norm_eps);
         linear_group(&P[PROJ_GATE], 2, c->xn, c->gu, c->u, R, fuse, c->xq);
         kv_swiglu(c->h, c->gu, R, F, 0, F);
-        linear_apply(&P[PROJ_DOWN], c->h, c->tmp, D, c->u, R, c->xq);
-        add(c->x, c->tmp, (size_t)R * D);
+        linear_residual(&P[PROJ_DOWN], c->h, c->x, c->tmp, c->u, R, fuse, c->xq);
     }
     int nw = 0;
     for (int i = 0; i < R; i++)
