@@ -36,7 +36,7 @@ typedef struct {
     int n_bios;                               // restatements of each pretraining place, in random phrasings
     float qa_share;                           // pretraining places with closed-book questions
     int n_skill;                              // skill places, each with a self-edit example and in-context questions
-    int skill_qs;                             // in-context questions a skill place, about its two places in turn
+    int skill_qs;                             // in-context questions a skill place, each about another of its facts
     int rounds, samples, eval_samples, max_edit_tokens;
     int lora_r, epochs;
     float lr;
@@ -96,8 +96,8 @@ static const char *const QUESTIONS[DK_FACTS] = {"Who founded %N?", "In what year
 // oracle): whatever it teaches ("the founder is Ada") answers the question
 // without binding the value to the name, so no self-edit can add much. With a
 // neighbour's facts in the same passage, answer first, the passage alone
-// leaves each value unbound (35-39%) where a restatement that puts the name
-// first binds it.
+// holds two values for each question (v9: 35-39%), where a restatement that
+// puts the name first binds the right one.
 static int two_places(void) {
     const char *s = getenv("DK_ONE");
     return !(s && *s && strcmp(s, "0"));
@@ -173,20 +173,27 @@ static int neighbour(const DemoPlace *p, Rng *r, DemoPlace *nb) {
     return 1;
 }
 
-// p's kind, then its facts and nb's (if any) in a random order, each answer first.
-static char *passage_with(const DemoPlace *p, const DemoPlace *nb, Rng *r) {
-    const int n = DK_FACTS * (nb ? 2 : 1);
-    int order[2 * DK_FACTS];
-    for (int i = 0; i < n; i++) order[i] = i;
-    for (int i = n - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
-    char buf[1024], *s = demo_place_fact(p, -1, 0);
-    size_t len = (size_t)snprintf(buf, sizeof buf, "%s", s);
-    free(s);
-    for (int i = 0; i < n; i++) {
-        s = demo_place_fact(order[i] < DK_FACTS ? p : nb, order[i] % DK_FACTS, pick(r, 2));
-        len += (size_t)snprintf(buf + len, sizeof buf - len, " %s", s);
+// Appends place p's kind and facts in a random order, each answer first.
+static size_t place_block(const DemoPlace *p, Rng *r, char *buf, size_t len, size_t size) {
+    int order[DK_FACTS] = {0, 1, 2};
+    for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
+    for (int i = -1; i < DK_FACTS; i++) {
+        char *s = demo_place_fact(p, i < 0 ? -1 : order[i], pick(r, 2));
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? " " : "", s);
         free(s);
     }
+    return len;
+}
+
+// The neighbour nb (if any) first, then p. A 4-layer base did not learn to
+// bind a value to its name with the two places' facts shuffled together (in
+// context 25%, seed 1, v10); here p's values are the last of their kind, which
+// the copy finds by position, and the passage alone still holds two values
+// for each question, the neighbour's nearer the title.
+static char *passage_with(const DemoPlace *p, const DemoPlace *nb, Rng *r) {
+    char buf[1024];
+    size_t len = nb ? place_block(nb, r, buf, 0, sizeof buf) : 0;
+    place_block(p, r, buf, len, sizeof buf);
     return xstrdup(buf);
 }
 
@@ -349,21 +356,17 @@ static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *
 // Skills that need no memorised fact, taught on every skill place (a name of
 // its own, so that only reading the prompt gives the answer): implications of
 // its passage, of mixed quality and about the title place only (the
-// untrained policy), and skill_qs questions with the passage in the prompt,
-// about its two places in turn, so that a value must be found by its name in
-// the passage, not by being the passage's only founder (v9's two-place base,
-// asked about the title place only, answered 29-33% in context).
+// untrained policy), and skill_qs questions about different facts of it with
+// the passage in the prompt.
 static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
     DemoPlace nb;
     const int two = neighbour(pl, r, &nb);
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = passage_with(pl, two ? &nb : NULL, r)};
     demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
-    for (int i = 0; i < sc->skill_qs; i++) {
-        const DemoPlace *about = two && i % 2 ? &nb : pl;
-        const int f = pick(r, DK_FACTS);
-        char *q = fill(about, QUESTIONS[f]);
+    for (int i = 0, f = pick(r, DK_FACTS); i < sc->skill_qs; i++, f = (f + 1) % DK_FACTS) {
+        char *q = fill(pl, QUESTIONS[f]);
         Question qq = {.question = knowledge_in_context_question(p.context, q)};
-        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(about->fact[f]), 0);
+        demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(pl->fact[f]), 0);
         free(qq.question);
         free(q);
     }
@@ -763,7 +766,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, two_places() ? "knowledge-v10" : "knowledge-v10-one", "demo-knowledge", sc->name);
+    demo_init(&d, o, two_places() ? "knowledge-v10b" : "knowledge-v10b-one", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
