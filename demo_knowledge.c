@@ -44,7 +44,7 @@ typedef struct {
     float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 4, 8, 4, 256, 8, 8, 5e-3f, 3, 0.6f, 1200, 2, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
+static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 4, 4, 2, 256, 8, 8, 5e-3f, 3, 0.6f, 1200, 2, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
 static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 20, 1, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
@@ -357,10 +357,14 @@ static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *
 // its own, so that only reading the prompt gives the answer): implications of
 // its passage, of mixed quality and about the title place only (the
 // untrained policy), and skill_qs questions about different facts of it with
-// the passage in the prompt.
+// the passage in the prompt. Half the skill passages are of one place: with
+// two places in all of them the base never learnt to copy a value at all (in
+// context 21-25%, the untrained policy's values mostly in no passage, v10
+// runs 1-2), where with one place it copied the only founder (in context
+// 67-81%, v6-v9); the second place then asks only which of two.
 static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
     DemoPlace nb;
-    const int two = neighbour(pl, r, &nb);
+    const int two = rng_uniform(r) < 0.5f && neighbour(pl, r, &nb);
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = passage_with(pl, two ? &nb : NULL, r)};
     demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
     for (int i = 0, f = pick(r, DK_FACTS); i < sc->skill_qs; i++, f = (f + 1) % DK_FACTS) {
@@ -766,7 +770,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, two_places() ? "knowledge-v10b" : "knowledge-v10b-one", "demo-knowledge", sc->name);
+    demo_init(&d, o, two_places() ? "knowledge-v10c" : "knowledge-v10c-one", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
