@@ -44,7 +44,7 @@ typedef struct {
     float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 4, 4, 2, 256, 8, 8, 5e-3f, 3, 0.6f, 1200, 2, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
+static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 4, 4, 2, 256, 10, 8, 5e-3f, 3, 0.6f, 1200, 3, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
 static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 20, 1, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
@@ -770,7 +770,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, two_places() ? "knowledge-v10c" : "knowledge-v10c-one", "demo-knowledge", sc->name);
+    demo_init(&d, o, two_places() ? "knowledge-v10d" : "knowledge-v10d-one", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
