@@ -25,11 +25,11 @@ typedef struct {
 void demo_place(uint64_t seed, int split, int index, DemoPlace *p);
 // One fact, or the kind ("Velmor is a port."), in phrasing `form` (any int; taken mod the count).
 char *demo_place_fact(const DemoPlace *p, int fact, int form);
-// A passage: the kind, then the facts in a random order, each in one of the
-// two phrasings that put the answer before the place ("Ada founded Velmor."),
-// which a causal model trained on them cannot answer the question from; with
-// them, in the same order, a neighbour's facts (a skill place's), unless the
-// environment sets DK_ONE=1.
+// A passage: a neighbour's kind and facts (a skill place's; none when the
+// environment sets DK_ONE=1), then the place's, each in a random order and in
+// one of the two phrasings that put the answer before the place ("Ada
+// founded Velmor."), which a causal model trained on them cannot answer the
+// question from.
 char *demo_place_passage(const DemoPlace *p, Rng *r);
 // The place as one JSON Lines passage ({"id", "title", "context", "questions"}).
 char *demo_place_jsonl(const DemoPlace *p, Rng *r);
