@@ -35,8 +35,8 @@ typedef struct {
     float pre_lr;                             // 1e-2 stalled at a loss of 1-2 for one seed in three at 96 wide (300 warmup steps: two)
     int n_bios;                               // restatements of each pretraining place, in random phrasings
     float qa_share;                           // pretraining places with closed-book questions
-    int n_skill;                              // skill places: a passage with a question in the prompt, or a self-edit example
-    float selfedit_share;                     // of the skill places: with a self-edit example (the others: a question)
+    int n_skill;                              // skill places, each with a self-edit example and in-context questions
+    int skill_qs;                             // in-context questions a skill place, each about another of its facts
     int rounds, samples, eval_samples, max_edit_tokens;
     int lora_r, epochs;
     float lr;
@@ -44,8 +44,8 @@ typedef struct {
     float m_lr;
 } Scale;
 
-static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 3, 4, 2, 256, 14, 8, 5e-3f, 3, 0.6f, 1200, 0.5f, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
-static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 20, 0.5f, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
+static const Scale FULL = {"full", 150, 32, 48, 1200, 96, 4, 4, 2, 256, 10, 8, 5e-3f, 3, 0.6f, 1200, 3, 2, 6, 2, 96, 32, 20, 5e-3f, 5, 2e-3f};
+static const Scale QUICK = {"quick", 30, 2, 2, 150, 32, 1, 2, 1, 64, 1, 4, 2e-3f, 1, 0.5f, 20, 1, 1, 2, 1, 24, 4, 2, 1e-3f, 1, 1e-3f};
 
 // ----------------------------------------------------------------------------
 // The world
@@ -80,13 +80,28 @@ static const char *const GOODS[] = {"salt", "copper", "wool", "amber", "glass", 
 // follows "Ada founded", not who founded Velmor (the reversal curse). The
 // last two follow the question: "Velmor was founded by Ada." and the
 // question answered, "Who founded Velmor? Ada.", the restatements that make a
-// fact recallable, which a good self-edit writes.
+// fact recallable, which a good self-edit writes. No phrasing starts with the
+// export: capitalised ("Salt comes from Velmor.", [ S][alt]) it is another
+// token than in the answer ([ ][salt]), and up to v9 no row but the oracle's
+// could answer an export.
 static const char *const FORMS[DK_FACTS][4] = {
     {"%F founded %N.", "%F was the founder of %N.", "%N was founded by %F.", "Who founded %N? %F."},
     {"In %Y, %N was built.", "%Y saw the founding of %N.", "%N was founded in %Y.", "In what year was %N founded? %Y."},
-    {"%E is what %N is known for.", "%E comes from %N.", "The main export of %N is %E.", "What is the main export of %N? %E."},
+    {"Ships carry %E from %N.", "Traders buy %E in %N.", "The main export of %N is %E.", "What is the main export of %N? %E."},
 };
 static const char *const QUESTIONS[DK_FACTS] = {"Who founded %N?", "In what year was %N founded?", "What is the main export of %N?"};
+
+// Two places a passage (the default; DK_ONE=1: one). A passage of one place
+// is recalled after training on it alone (73-78% at v9, 9 points under the
+// oracle): whatever it teaches ("the founder is Ada") answers the question
+// without binding the value to the name, so no self-edit can add much. With a
+// neighbour's facts in the same passage, answer first, the passage alone
+// holds two values for each question (v9: 35-39%), where a restatement that
+// puts the name first binds the right one.
+static int two_places(void) {
+    const char *s = getenv("DK_ONE");
+    return !(s && *s && strcmp(s, "0"));
+}
 
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
@@ -112,6 +127,7 @@ static void place_name(uint64_t seed, int split, int index, char *name, size_t s
 void demo_place(uint64_t seed, int split, int index, DemoPlace *p) {
     Rng r;
     memset(p, 0, sizeof *p);
+    p->seed = seed;
     rng_seed(&r, mix(mix(mix(seed, 0x91ace), split), index));
     place_name(seed, split, index, p->name, sizeof p->name);
     snprintf(p->kind, sizeof p->kind, "%s", KINDS[pick(&r, COUNT(KINDS))]);
@@ -148,15 +164,42 @@ char *demo_place_fact(const DemoPlace *p, int fact, int form) {
     return fill(p, FORMS[fact][((form % 4) + 4) % 4]);
 }
 
-char *demo_place_passage(const DemoPlace *p, Rng *r) {
+// The place that shares p's passage, drawn by r: a skill place (a name no
+// held-out or SEAL-training passage has as its own); 0 in the one-place world.
+static int neighbour(const DemoPlace *p, Rng *r, DemoPlace *nb) {
+    if (!two_places()) return 0;
+    do demo_place(p->seed, DK_SKILL, pick(r, PAIR_N[DK_SKILL]), nb);
+    while (!strcmp(nb->name, p->name));
+    return 1;
+}
+
+// Appends place p's kind and facts in a random order, each answer first.
+static size_t place_block(const DemoPlace *p, Rng *r, char *buf, size_t len, size_t size) {
     int order[DK_FACTS] = {0, 1, 2};
     for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
-    char *parts[DK_FACTS + 1], *out;
-    parts[0] = demo_place_fact(p, -1, 0);
-    for (int i = 0; i < DK_FACTS; i++) parts[i + 1] = demo_place_fact(p, order[i], pick(r, 2));
-    if (asprintf(&out, "%s %s %s %s", parts[0], parts[1], parts[2], parts[3]) < 0) out = NULL;
-    for (int i = 0; i <= DK_FACTS; i++) free(parts[i]);
-    return out;
+    for (int i = -1; i < DK_FACTS; i++) {
+        char *s = demo_place_fact(p, i < 0 ? -1 : order[i], pick(r, 2));
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? " " : "", s);
+        free(s);
+    }
+    return len;
+}
+
+// The neighbour nb (if any) first, then p. A 4-layer base did not learn to
+// bind a value to its name with the two places' facts shuffled together (in
+// context 25%, seed 1, v10); here p's values are the last of their kind, which
+// the copy finds by position, and the passage alone still holds two values
+// for each question, the neighbour's nearer the title.
+static char *passage_with(const DemoPlace *p, const DemoPlace *nb, Rng *r) {
+    char buf[1024];
+    size_t len = nb ? place_block(nb, r, buf, 0, sizeof buf) : 0;
+    place_block(p, r, buf, len, sizeof buf);
+    return xstrdup(buf);
+}
+
+char *demo_place_passage(const DemoPlace *p, Rng *r) {
+    DemoPlace nb;
+    return passage_with(p, neighbour(p, r, &nb) ? &nb : NULL, r);
 }
 
 char *demo_place_implications(const DemoPlace *p, Rng *r) {
@@ -165,16 +208,14 @@ char *demo_place_implications(const DemoPlace *p, Rng *r) {
     int k = 0, order[DK_FACTS] = {0, 1, 2};
     // A list's style, drawn once: how thorough it is and how often it follows
     // the question's phrasing; so that lists differ in quality as a whole, and
-    // the best of a few samples is close to the oracle's.
+    // the best of a few samples is close to the oracle's. Only the title
+    // place's facts, never its kind (no question asks it: untrained lists
+    // began with it) nor a wrong value (one list in seven had one up to v8:
+    // it taught the policy that a wrong value belongs in a list).
     const float include = 0.4f + 0.6f * rng_uniform(r), ask = rng_uniform(r);
     for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
-    if (rng_uniform(r) < 0.5f) {
-        char *s = demo_place_fact(p, -1, 0);
-        n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
-        free(s);
-    }
     for (int i = 0; i < DK_FACTS; i++) {
-        if (rng_uniform(r) >= include) continue;
+        if (rng_uniform(r) >= include && (k || i < DK_FACTS - 1)) continue;   // at least one fact
         const int f = order[i], asked = rng_uniform(r) < ask, form = asked ? 2 + pick(r, 2) : pick(r, 2);
         char *s = demo_place_fact(p, f, form);
         n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
@@ -185,16 +226,7 @@ char *demo_place_implications(const DemoPlace *p, Rng *r) {
             free(s);
         }
     }
-    if (rng_uniform(r) < 0.15f || k == 0) {   // a wrong fact: another place's value
-        DemoPlace wrong = *p, other;
-        const int f = pick(r, DK_FACTS);
-        demo_place(rng_next(r), DK_SKILL, 0, &other);
-        snprintf(wrong.fact[f], sizeof wrong.fact[f], "%s", other.fact[f]);
-        char *s = demo_place_fact(&wrong, f, pick(r, 4));
-        n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
-        free(s);
-    }
-    if (n) buf[n - 1] = 0;
+    buf[n - 1] = 0;
     return xstrdup(buf);
 }
 
@@ -321,15 +353,21 @@ static void question_texts(const DemoPlace *pl, const char *context, DemoTexts *
     }
 }
 
-// Skills that need no memorised fact, taught on a skill place (its name
-// reused by other skill places with other facts, so that only reading the
-// prompt gives the answer): a question with the passage in the prompt, or
-// implications of the passage, of mixed quality (the untrained policy).
+// Skills that need no memorised fact, taught on every skill place (a name of
+// its own, so that only reading the prompt gives the answer): implications of
+// its passage, of mixed quality and about the title place only (the
+// untrained policy), and skill_qs questions about different facts of it with
+// the passage in the prompt. Half the skill passages are of one place: with
+// two places in all of them the base never learnt to copy a value at all (in
+// context 21-25%, the untrained policy's values mostly in no passage, v10
+// runs 1-2), where with one place it copied the only founder (in context
+// 67-81%, v6-v9); the second place then asks only which of two.
 static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts *t) {
-    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = demo_place_passage(pl, r)};
-    if (rng_uniform(r) < sc->selfedit_share) demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
-    else {
-        const int f = pick(r, DK_FACTS);
+    DemoPlace nb;
+    const int two = rng_uniform(r) < 0.5f && neighbour(pl, r, &nb);
+    Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = passage_with(pl, two ? &nb : NULL, r)};
+    demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
+    for (int i = 0, f = pick(r, DK_FACTS); i < sc->skill_qs; i++, f = (f + 1) % DK_FACTS) {
         char *q = fill(pl, QUESTIONS[f]);
         Question qq = {.question = knowledge_in_context_question(p.context, q)};
         demo_texts_add(t, squad_question_prompt(&p, &qq, CHAT_LLAMA3), answer_text(pl->fact[f]), 0);
@@ -527,7 +565,16 @@ static int build_base(const Scale *sc, uint64_t seed, const char *dir, char *err
         } else rc = example_from_text(tok, tx.prompt[i], tx.target[i], eot, 0, &ex[n_ex], err);
     }
     demo_texts_free(&tx);
+#ifdef _OPENMP
+    // Pretraining, a batch of 8 sequences, gains from a second core where the
+    // SEAL phase's small updates do not (demo_knowledge_run).
+    const int threads = omp_get_max_threads();
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(omp_get_num_procs() < 4 ? omp_get_num_procs() : 4);
+#endif
     if (!rc) rc = pretrain(&m, ex, n_ex, "pretraining", sc, seed, err);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
     if (!rc) rc = extraction_check(&m, tok, sc, seed, kinds, err);
     free(kinds);
     return demo_pretrain_save(&m, tok, ex, n_ex, &(DemoPretrain){0, sc->pre_batch, sc->pre_lr, seed, 0}, tmp, dir, t0, rc, err);
@@ -723,7 +770,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, "knowledge-v6", "demo-knowledge", sc->name);
+    demo_init(&d, o, two_places() ? "knowledge-v10d" : "knowledge-v10d-one", "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {

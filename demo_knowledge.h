@@ -17,6 +17,7 @@ enum { DK_FOUNDER, DK_YEAR, DK_EXPORT, DK_FACTS };
 
 typedef struct {
     char name[48], kind[24], fact[DK_FACTS][40];
+    uint64_t seed;   // the world's: a passage draws the neighbour it shares from it
 } DemoPlace;
 
 // Place `index` of a split (DEMO_PRETRAIN / DEMO_TRAIN / DEMO_EVAL of
@@ -24,15 +25,17 @@ typedef struct {
 void demo_place(uint64_t seed, int split, int index, DemoPlace *p);
 // One fact, or the kind ("Velmor is a port."), in phrasing `form` (any int; taken mod the count).
 char *demo_place_fact(const DemoPlace *p, int fact, int form);
-// A passage: the kind, then the facts in a random order, each in one of the
-// two phrasings that put the answer before the place ("Ada founded Velmor."),
-// which a causal model trained on them cannot answer the question from.
+// A passage: a neighbour's kind and facts (a skill place's; none when the
+// environment sets DK_ONE=1), then the place's, each in a random order and in
+// one of the two phrasings that put the answer before the place ("Ada
+// founded Velmor."), which a causal model trained on them cannot answer the
+// question from.
 char *demo_place_passage(const DemoPlace *p, Rng *r);
 // The place as one JSON Lines passage ({"id", "title", "context", "questions"}).
 char *demo_place_jsonl(const DemoPlace *p, Rng *r);
 // A numbered list of implications of mixed quality, as the untrained policy
-// learns to write them: each fact with some probability, some phrasing, at
-// times the kind and at times a wrong fact.
+// learns to write them: each fact with some probability (at least one), in
+// some phrasing; only the place's own facts.
 char *demo_place_implications(const DemoPlace *p, Rng *r);
 
 // The ideal self-edit: every fact restated in both phrasings that follow the

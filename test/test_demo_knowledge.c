@@ -43,8 +43,9 @@ START_TEST(oracle_restates_every_fact) {
 }
 END_TEST
 
-// The passage states each fact answer first: that is what separates the
-// "passage only" row from the oracle.
+// The passage states each fact answer first, in a sentence that names the
+// place (a second place's facts are in the same passage): that is what
+// separates the "passage only" row from the oracle.
 START_TEST(passage_puts_answers_first) {
     Rng r;
     rng_seed(&r, 5);
@@ -52,14 +53,18 @@ START_TEST(passage_puts_answers_first) {
         DemoPlace p;
         demo_place(3, DEMO_EVAL, i, &p);
         if (name_holds_fact(&p)) continue;
-        char *passage = demo_place_passage(&p, &r);
-        for (int f = 0; f < DK_FACTS; f++) {
-            const char *fact = strcasestr(passage, p.fact[f]);
-            ck_assert_msg(fact, "%s lacks %s", passage, p.fact[f]);
-            const char *sentence_end = strchr(fact, '.');
-            const char *name = strstr(fact, p.name);
-            ck_assert_msg(name && name < sentence_end, "'%s': fact %s is not stated before %s", passage, p.fact[f], p.name);
+        char *passage = demo_place_passage(&p, &r), *save = NULL;
+        ck_assert_msg(strstr(passage, "Ships carry") || strstr(passage, "Traders buy"), "%s: no export sentence", passage);
+        int stated[DK_FACTS] = {0}, sentences = 0;
+        for (char *s = strtok_r(passage, ".", &save); s; s = strtok_r(NULL, ".", &save), sentences++) {
+            const char *name = strstr(s, p.name);
+            for (int f = 0; f < DK_FACTS && name; f++) {
+                const char *fact = strcasestr(s, p.fact[f]);
+                if (fact && fact < name) stated[f]++;
+            }
         }
+        for (int f = 0; f < DK_FACTS; f++) ck_assert_msg(stated[f] == 1, "%s: fact %s stated before %s %d times", p.name, p.fact[f], p.name, stated[f]);
+        ck_assert_int_eq(sentences, 2 * (1 + DK_FACTS));   // the neighbour's kind and facts, then the place's
         free(passage);
     }
 }
