@@ -110,6 +110,11 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 
 static int pick(Rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
 
+// Fisher-Yates from the end, each swap drawn by pick.
+static void shuffle(Rng *r, int *a, int n) {
+    for (int i = n - 1; i > 0; i--) { int j = pick(r, i + 1), t = a[i]; a[i] = a[j]; a[j] = t; }
+}
+
 static void capitalise(char *s) { if (*s >= 'a' && *s <= 'z') *s -= 32; }
 
 // The index-th name of a split: the pairs in a seeded shuffle, the split's block dealt in turn.
@@ -118,7 +123,7 @@ static void place_name(uint64_t seed, int split, int index, char *name, size_t s
     for (int i = 0; i < N_PAIRS; i++) pairs[i] = i;
     Rng r;
     rng_seed(&r, mix(seed, 0x5ca1e));
-    for (int i = N_PAIRS - 1; i > 0; i--) { int j = pick(&r, i + 1), t = pairs[i]; pairs[i] = pairs[j]; pairs[j] = t; }
+    shuffle(&r, pairs, N_PAIRS);
     const int pair = pairs[PAIR_FROM[split] + index % PAIR_N[split]];
     snprintf(name, size, "%s%s", SYL[pair / N_SYL], SYL[pair % N_SYL]);
     capitalise(name);
@@ -176,7 +181,7 @@ static int neighbour(const DemoPlace *p, Rng *r, DemoPlace *nb) {
 // Appends place p's kind and facts in a random order, each answer first.
 static size_t place_block(const DemoPlace *p, Rng *r, char *buf, size_t len, size_t size) {
     int order[DK_FACTS] = {0, 1, 2};
-    for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
+    shuffle(r, order, DK_FACTS);
     for (int i = -1; i < DK_FACTS; i++) {
         char *s = demo_place_fact(p, i < 0 ? -1 : order[i], pick(r, 2));
         len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? " " : "", s);
@@ -213,7 +218,7 @@ char *demo_place_implications(const DemoPlace *p, Rng *r) {
     // began with it) nor a wrong value (one list in seven had one up to v8:
     // it taught the policy that a wrong value belongs in a list).
     const float include = 0.4f + 0.6f * rng_uniform(r), ask = rng_uniform(r);
-    for (int i = DK_FACTS - 1; i > 0; i--) { int j = pick(r, i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
+    shuffle(r, order, DK_FACTS);
     for (int i = 0; i < DK_FACTS; i++) {
         if (rng_uniform(r) >= include && (k || i < DK_FACTS - 1)) continue;   // at least one fact
         const int f = order[i], asked = rng_uniform(r) < ask, form = asked ? 2 + pick(r, 2) : pick(r, 2);
