@@ -108,6 +108,45 @@ static uint64_t mix(uint64_t h, uint64_t v) {
     return h * 0xff51afd7ed558ccdULL;
 }
 
+// Switches for the v11 experiments (docs/KNOWLEDGE.md), read once from the
+// environment; none set, everything is v10d's. Those that change the base are
+// part of its cache name. DK_ALL=1: every self-edit example restates all
+// three facts; DK_LISTS=n: n self-edit examples a skill place; DK_INC_LO=x: a
+// list's thoroughness drawn from [x, 1]; DK_NAMEFIRST=1: every line of an
+// example in a question-like phrasing, the name first; DK_EXPORTFORMS=1: the
+// passage's export phrasings share the question's word "export". For the SEAL
+// phase (in the run's config): DK_NTRAIN SEAL-training places, DK_EPOCHS the
+// inner loop's epochs, DK_TEMP the self-edit temperature, DK_MLR and
+// DK_MEPOCHS the M-step's lr and epochs.
+typedef struct { int all, lists, namefirst, exportforms, n_train, epochs, m_epochs; float inc_lo, temperature, m_lr; } Switches;
+
+// The variable's value in [lo, hi], else v (a value that is not, with a warning).
+static float env_or(const char *name, float v, float lo, float hi) {
+    const char *s = getenv(name);
+    if (!s || !*s) return v;
+    char *end;
+    const double x = strtod(s, &end);
+    if (*end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "seal demo knowledge: ignoring %s=%s (not a number in %g..%g)\n", name, s, lo, hi);
+        return v;
+    }
+    return (float)x;
+}
+
+// Read on first use (the world's texts are made on one thread); -1: unset.
+static const Switches *switches(void) {
+    static Switches sw;
+    static int read;
+    if (!read) {
+        sw = (Switches){.all = env_or("DK_ALL", 0, 0, 1) > 0, .lists = (int)env_or("DK_LISTS", 1, 0, 8), .namefirst = env_or("DK_NAMEFIRST", 0, 0, 1) > 0,
+                        .exportforms = env_or("DK_EXPORTFORMS", 0, 0, 1) > 0, .n_train = (int)env_or("DK_NTRAIN", -1, 1, 96),
+                        .epochs = (int)env_or("DK_EPOCHS", -1, 1, 1000), .m_epochs = (int)env_or("DK_MEPOCHS", -1, 1, 1000),
+                        .inc_lo = env_or("DK_INC_LO", 0.4f, 0, 1), .temperature = env_or("DK_TEMP", -1, 0, 100), .m_lr = env_or("DK_MLR", -1, 1e-6f, 1)};
+        read = 1;
+    }
+    return &sw;
+}
+
 static int pick(Rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
 
 // Fisher-Yates from the end, each swap drawn by pick.
@@ -164,9 +203,13 @@ static char *fill(const DemoPlace *p, const char *fmt) {
     return xstrdup(buf);
 }
 
+static const char *const EXPORT2[2] = {"Ships export %E from %N.", "The export %E comes from %N."};   // DK_EXPORTFORMS=1
+
 char *demo_place_fact(const DemoPlace *p, int fact, int form) {
     if (fact < 0 || fact >= DK_FACTS) return fill(p, "%N is a %K.");
-    return fill(p, FORMS[fact][((form % 4) + 4) % 4]);
+    form = ((form % 4) + 4) % 4;
+    if (fact == DK_EXPORT && form < 2 && switches()->exportforms) return fill(p, EXPORT2[form]);
+    return fill(p, FORMS[fact][form]);
 }
 
 // The place that shares p's passage, drawn by r: a skill place (a name no
@@ -217,11 +260,11 @@ char *demo_place_implications(const DemoPlace *p, Rng *r) {
     // place's facts, never its kind (no question asks it: untrained lists
     // began with it) nor a wrong value (one list in seven had one up to v8:
     // it taught the policy that a wrong value belongs in a list).
-    const float include = 0.4f + 0.6f * rng_uniform(r), ask = rng_uniform(r);
+    const float u = rng_uniform(r), lo = switches()->inc_lo, include = switches()->all ? 1.0f : lo + (1 - lo) * u, ask = rng_uniform(r);
     shuffle(r, order, DK_FACTS);
     for (int i = 0; i < DK_FACTS; i++) {
         if (rng_uniform(r) >= include && (k || i < DK_FACTS - 1)) continue;   // at least one fact
-        const int f = order[i], asked = rng_uniform(r) < ask, form = asked ? 2 + pick(r, 2) : pick(r, 2);
+        const int f = order[i], asked = rng_uniform(r) < ask || switches()->namefirst, form = asked ? 2 + pick(r, 2) : pick(r, 2);
         char *s = demo_place_fact(p, f, form);
         n += snprintf(buf + n, sizeof buf - n, "%d. %s\n", ++k, s);
         free(s);
@@ -371,7 +414,8 @@ static void skill_texts(const DemoPlace *pl, const Scale *sc, Rng *r, DemoTexts 
     DemoPlace nb;
     const int two = rng_uniform(r) < 0.5f && neighbour(pl, r, &nb);
     Passage p = {.id = (char *)pl->name, .title = (char *)pl->name, .context = passage_with(pl, two ? &nb : NULL, r)};
-    demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
+    for (int i = 0; i < switches()->lists; i++)
+        demo_texts_add(t, squad_selfedit_prompt(&p, STYLE_IMPLICATIONS, CHAT_LLAMA3), demo_place_implications(pl, r), 0);
     for (int i = 0, f = pick(r, DK_FACTS); i < sc->skill_qs; i++, f = (f + 1) % DK_FACTS) {
         char *q = fill(pl, QUESTIONS[f]);
         Question qq = {.question = knowledge_in_context_question(p.context, q)};
@@ -609,7 +653,7 @@ static void knowledge_opts(Knowledge *k, const Scale *sc, const Tokenizer *tok) 
     k->tok = tok;
     k->lora_r = sc->lora_r;
     k->lora_alpha = 2.0f * sc->lora_r;
-    k->epochs = sc->epochs;
+    k->epochs = switches()->epochs > 0 ? switches()->epochs : sc->epochs;
     k->lr = sc->lr;
     k->max_answer_tokens = 12;
     // the miniature stores facts in its MLPs: the inner loop adapts them too (SEAL: q and v only)
@@ -629,8 +673,9 @@ static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
     ro.sampling.max_new = sc->max_edit_tokens;
     ro.m_rank = sc->lora_r;
     ro.m_alpha = 2.0f * sc->lora_r;
-    ro.m_lr = sc->m_lr;
-    ro.m_epochs = sc->m_epochs;
+    ro.m_lr = switches()->m_lr > 0 ? switches()->m_lr : sc->m_lr;
+    ro.m_epochs = switches()->m_epochs > 0 ? switches()->m_epochs : sc->m_epochs;
+    if (switches()->temperature >= 0) ro.sampling.temperature = switches()->temperature;
     ro.m_batch = 2;
     ro.seed = seed;
     return ro;
@@ -641,7 +686,7 @@ typedef struct { char *train_text, *eval_text; SquadLoad train_log, eval_log; } 
 
 // 1. The world: the SEAL-training and held-out places, as passages in k.
 static int make_world(uint64_t seed, const Scale *sc, Knowledge *k, World *w, char *err) {
-    int rc = split_passages(seed, DEMO_TRAIN, sc->n_train, "train.jsonl", &w->train_text, &k->train, &k->n_train, &w->train_log, err);
+    int rc = split_passages(seed, DEMO_TRAIN, switches()->n_train > 0 ? switches()->n_train : sc->n_train, "train.jsonl", &w->train_text, &k->train, &k->n_train, &w->train_log, err);
     if (!rc) rc = split_passages(seed, DEMO_EVAL, sc->n_eval, "eval.jsonl", &w->eval_text, &k->eval, &k->n_eval, &w->eval_log, err);
     k->n_probe = k->n_eval;
     return rc;
@@ -775,7 +820,13 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 #endif
     Demo d;
-    demo_init(&d, o, two_places() ? "knowledge-v10d" : "knowledge-v10d-one", "demo-knowledge", sc->name);
+    char base[256];   // v10d's cache name, and each switch that changes the base: DK_LISTS=2 -> knowledge-v10d-lists2
+    const Switches *sw = switches();
+    size_t len = (size_t)snprintf(base, sizeof base, "%s%s", two_places() ? "knowledge-v10d" : "knowledge-v10d-one", sw->all ? "-all1" : "");
+    if (sw->lists != 1) len += (size_t)snprintf(base + len, sizeof base - len, "-lists%d", sw->lists);
+    if (sw->inc_lo != 0.4f) len += (size_t)snprintf(base + len, sizeof base - len, "-inc-lo%g", sw->inc_lo);
+    snprintf(base + len, sizeof base - len, "%s%s", sw->namefirst ? "-namefirst1" : "", sw->exportforms ? "-exportforms1" : "");
+    demo_init(&d, o, base, "demo-knowledge", sc->name);
     Knowledge k = {0};
     int rc = base_model(&d, sc, err) || demo_load_base(&d, err) ? -1 : 0;
     if (!rc) {
