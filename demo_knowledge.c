@@ -115,10 +115,11 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 // list's thoroughness drawn from [x, 1]; DK_NAMEFIRST=1: every line of an
 // example in a question-like phrasing, the name first; DK_EXPORTFORMS=1: the
 // passage's export phrasings share the question's word "export". For the SEAL
-// phase (in the run's config): DK_NTRAIN SEAL-training places, DK_EPOCHS the
-// inner loop's epochs, DK_TEMP the self-edit temperature, DK_MLR and
-// DK_MEPOCHS the M-step's lr and epochs.
-typedef struct { int all, lists, namefirst, exportforms, n_train, epochs, m_epochs; float inc_lo, temperature, m_lr; } Switches;
+// phase (in the run's config): DK_NTRAIN SEAL-training places, DK_PER_ROUND
+// of them a round (each round the next, as SEAL's), DK_EPOCHS the
+// inner loop's epochs, DK_TEMP the self-edit temperature, DK_MLR,
+// DK_MEPOCHS and DK_MRANK the M-step's lr, epochs and LoRA rank.
+typedef struct { int all, lists, namefirst, exportforms, n_train, per_round, epochs, m_epochs, m_rank; float inc_lo, temperature, m_lr; } Switches;
 
 // The variable's value in [lo, hi], else v (a value that is not, with a warning).
 static float env_or(const char *name, float v, float lo, float hi) {
@@ -140,7 +141,9 @@ static const Switches *switches(void) {
     if (!read) {
         sw = (Switches){.all = env_or("DK_ALL", 0, 0, 1) > 0, .lists = (int)env_or("DK_LISTS", 1, 0, 8), .namefirst = env_or("DK_NAMEFIRST", 0, 0, 1) > 0,
                         .exportforms = env_or("DK_EXPORTFORMS", 0, 0, 1) > 0, .n_train = (int)env_or("DK_NTRAIN", -1, 1, 96),
+                        .per_round = (int)env_or("DK_PER_ROUND", -1, 1, 96),
                         .epochs = (int)env_or("DK_EPOCHS", -1, 1, 1000), .m_epochs = (int)env_or("DK_MEPOCHS", -1, 1, 1000),
+                        .m_rank = (int)env_or("DK_MRANK", -1, 1, 96),
                         .inc_lo = env_or("DK_INC_LO", 0.4f, 0, 1), .temperature = env_or("DK_TEMP", -1, 0, 100), .m_lr = env_or("DK_MLR", -1, 1e-6f, 1)};
         read = 1;
     }
@@ -671,11 +674,12 @@ static RestemOpts restem_opts(const Scale *sc, uint64_t seed) {
     ro.threshold = 0;
     ro.best_per_task = 1;
     ro.sampling.max_new = sc->max_edit_tokens;
-    ro.m_rank = sc->lora_r;
-    ro.m_alpha = 2.0f * sc->lora_r;
+    ro.m_rank = switches()->m_rank > 0 ? switches()->m_rank : sc->lora_r;
+    ro.m_alpha = 2.0f * ro.m_rank;
     ro.m_lr = switches()->m_lr > 0 ? switches()->m_lr : sc->m_lr;
     ro.m_epochs = switches()->m_epochs > 0 ? switches()->m_epochs : sc->m_epochs;
     if (switches()->temperature >= 0) ro.sampling.temperature = switches()->temperature;
+    if (switches()->per_round > 0) ro.train_per_round = ro.train_stride = switches()->per_round;
     ro.m_batch = 2;
     ro.seed = seed;
     return ro;
