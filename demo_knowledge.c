@@ -91,27 +91,15 @@ static const char *const FORMS[DK_FACTS][4] = {
 };
 static const char *const QUESTIONS[DK_FACTS] = {"Who founded %N?", "In what year was %N founded?", "What is the main export of %N?"};
 
-// Two places a passage (the default; DK_ONE=1: one). A passage of one place
-// is recalled after training on it alone (73-78% at v9, 9 points under the
-// oracle): whatever it teaches ("the founder is Ada") answers the question
-// without binding the value to the name, so no self-edit can add much. With a
-// neighbour's facts in the same passage, answer first, the passage alone
-// holds two values for each question (v9: 35-39%), where a restatement that
-// puts the name first binds the right one.
-static int two_places(void) {
-    const char *s = getenv("DK_ONE");
-    return !(s && *s && strcmp(s, "0"));
-}
-
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
     return h * 0xff51afd7ed558ccdULL;
 }
 
-// Switches for the v11 experiments (docs/KNOWLEDGE.md), read once from the
-// environment; none set, everything is v10d's. Those that change the base are
-// part of its cache name. DK_ALL=1: every self-edit example restates all
-// three facts; DK_LISTS=n: n self-edit examples a skill place; DK_INC_LO=x: a
+// Switches for the v11 experiments (docs/KNOWLEDGE.md) and DK_ONE (two_places,
+// below), read once from the environment; none set, everything is v10d's.
+// Those that change the base are part of its cache name. DK_ALL=1: every
+// self-edit example restates all three facts; DK_LISTS=n: n self-edit examples a skill place; DK_INC_LO=x: a
 // list's thoroughness drawn from [x, 1]; DK_NAMEFIRST=1: every line of an
 // example in a question-like phrasing, the name first; DK_EXPORTFORMS=1: the
 // passage's export phrasings share the question's word "export". For the SEAL
@@ -119,7 +107,8 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 // of them a round (each round the next, as SEAL's), DK_EPOCHS the
 // inner loop's epochs, DK_TEMP the self-edit temperature, DK_MLR,
 // DK_MEPOCHS and DK_MRANK the M-step's lr, epochs and LoRA rank.
-typedef struct { int all, lists, namefirst, exportforms, n_train, per_round, epochs, m_epochs, m_rank; float inc_lo, temperature, m_lr; } Switches;
+#define INC_LO 0.4f   // v10d: a list's thoroughness drawn from [0.4, 1]
+typedef struct { int one, all, lists, namefirst, exportforms, n_train, per_round, epochs, m_epochs, m_rank; float inc_lo, temperature, m_lr; } Switches;
 
 // The variable's value in [lo, hi], else v (a value that is not, with a warning).
 static float env_or(const char *name, float v, float lo, float hi) {
@@ -139,16 +128,26 @@ static const Switches *switches(void) {
     static Switches sw;
     static int read;
     if (!read) {
-        sw = (Switches){.all = env_or("DK_ALL", 0, 0, 1) > 0, .lists = (int)env_or("DK_LISTS", 1, 0, 8), .namefirst = env_or("DK_NAMEFIRST", 0, 0, 1) > 0,
+        const char *one = getenv("DK_ONE");   // any value but "0"
+        sw = (Switches){.one = one && *one && strcmp(one, "0"),.all = env_or("DK_ALL", 0, 0, 1) > 0, .lists = (int)env_or("DK_LISTS", 1, 0, 8), .namefirst = env_or("DK_NAMEFIRST", 0, 0, 1) > 0,
                         .exportforms = env_or("DK_EXPORTFORMS", 0, 0, 1) > 0, .n_train = (int)env_or("DK_NTRAIN", -1, 1, 96),
                         .per_round = (int)env_or("DK_PER_ROUND", -1, 1, 96),
                         .epochs = (int)env_or("DK_EPOCHS", -1, 1, 1000), .m_epochs = (int)env_or("DK_MEPOCHS", -1, 1, 1000),
                         .m_rank = (int)env_or("DK_MRANK", -1, 1, 96),
-                        .inc_lo = env_or("DK_INC_LO", 0.4f, 0, 1), .temperature = env_or("DK_TEMP", -1, 0, 100), .m_lr = env_or("DK_MLR", -1, 1e-6f, 1)};
+                        .inc_lo = env_or("DK_INC_LO", INC_LO, 0, 1), .temperature = env_or("DK_TEMP", -1, 0, 100), .m_lr = env_or("DK_MLR", -1, 1e-6f, 1)};
         read = 1;
     }
     return &sw;
 }
+
+// Two places a passage (the default; DK_ONE=1: one). A passage of one place
+// is recalled after training on it alone (73-78% at v9, 9 points under the
+// oracle): whatever it teaches ("the founder is Ada") answers the question
+// without binding the value to the name, so no self-edit can add much. With a
+// neighbour's facts in the same passage, answer first, the passage alone
+// holds two values for each question (v9: 35-39%), where a restatement that
+// puts the name first binds the right one.
+static int two_places(void) { return !switches()->one; }
 
 static int pick(Rng *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
 
@@ -828,7 +827,7 @@ int demo_knowledge_run(const DemoOpts *o, char *err) {
     const Switches *sw = switches();
     size_t len = (size_t)snprintf(base, sizeof base, "%s%s", two_places() ? "knowledge-v10d" : "knowledge-v10d-one", sw->all ? "-all1" : "");
     if (sw->lists != 1) len += (size_t)snprintf(base + len, sizeof base - len, "-lists%d", sw->lists);
-    if (sw->inc_lo != 0.4f) len += (size_t)snprintf(base + len, sizeof base - len, "-inc-lo%g", sw->inc_lo);
+    if (sw->inc_lo != INC_LO) len += (size_t)snprintf(base + len, sizeof base - len, "-inc-lo%g", sw->inc_lo);
     snprintf(base + len, sizeof base - len, "%s%s", sw->namefirst ? "-namefirst1" : "", sw->exportforms ? "-exportforms1" : "");
     demo_init(&d, o, base, "demo-knowledge", sc->name);
     Knowledge k = {0};
